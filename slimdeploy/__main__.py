@@ -1,0 +1,3 @@
+from slimdeploy.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Benchmark harness: subprocess per runtime, interleaved blocks, statistics."""

@@ -1,0 +1,93 @@
+"""The command line: parse arguments, call the library, print. No logic of its own.
+
+Each subcommand lives in ``slimdeploy/commands/<name>.py`` with ``add_parser`` and
+``run``; command modules import heavy libraries only inside ``run`` so ``--help`` is fast.
+
+Exit status: 0 success, 1 the work itself failed, 2 the user's input was wrong,
+130 interrupted. Errors are one line on stderr; ``--debug`` adds the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import signal
+import sys
+
+from slimdeploy import __version__
+from slimdeploy.errors import SlimdeployError
+
+COMMANDS = ("train", "prune", "export", "bench", "report", "run")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports mistakes as one line and exit status 2."""
+
+    def error(self, message: str):  # noqa: D401 - argparse API
+        sys.stderr.write(f"{self.prog}: error: {message} (see --help)\n")
+        raise SystemExit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="slimdeploy",
+        description=(
+            "Does pruning make a model faster once ONNX Runtime, OpenVINO or TensorRT have "
+            "optimized it, and what does it cost in accuracy? Train a dense model, prune it "
+            "(lottery-ticket style), export, benchmark and report — measured on this machine."
+        ),
+        epilog="Start with `slimdeploy run`; `slimdeploy COMMAND --help` explains each stage.",
+    )
+    parser.add_argument("--version", action="version", version=f"slimdeploy {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"slimdeploy.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"slimdeploy.commands.{name}":
+                continue  # a stage not built yet
+            raise
+        sub = module.add_parser(subparsers, common)
+        sub.set_defaults(handler=module.run)
+    return parser
+
+
+def _raise_keyboard_interrupt(signum, frame):
+    # SIGTERM is treated like Ctrl-C so the same cleanup runs (temporaries removed,
+    # finished work kept).
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    # TensorFlow's C++ start-up chatter is not for users; set before it is imported.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help(sys.stderr)
+        return 2
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    try:
+        result = args.handler(args)
+    except SlimdeployError as exc:
+        if args.debug:
+            raise
+        sys.stderr.write(f"slimdeploy {args.command}: error: {exc}\n")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write(f"slimdeploy {args.command}: interrupted; finished work is kept (rerun with --resume where offered)\n")
+        return 130
+    except Exception as exc:  # a bug or an unexpected library failure: still one line
+        if args.debug:
+            raise
+        detail = " ".join(str(exc).split())[:300]
+        sys.stderr.write(f"slimdeploy {args.command}: failed: {type(exc).__name__}: {detail} (rerun with --debug for the traceback)\n")
+        return 1
+    return int(result or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

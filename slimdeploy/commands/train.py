@@ -1,0 +1,54 @@
+"""`slimdeploy train`: the dense baseline from a recipe."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from slimdeploy.commands._shared import non_negative_int, positive_int, print_json, remove_if_created
+
+
+def add_parser(subparsers, common):
+    parser = subparsers.add_parser(
+        "train",
+        parents=[common],
+        help="train the dense model from a recipe and keep its initial weights θ0",
+        description=(
+            "Train the dense Keras model a recipe describes (default: the article's 784-300-150-10 MLP "
+            "on Fashion-MNIST) and write RUN_DIR/dense/: model.keras, init.weights.h5 (θ0), "
+            "history.json and metrics.json."
+        ),
+    )
+    parser.add_argument("--recipe", default="fashion_mlp", help="recipe TOML path or name in models/ (default: fashion_mlp)")
+    parser.add_argument("--epochs", type=positive_int, help="override the recipe's epoch count")
+    parser.add_argument("--seed", type=non_negative_int, help="override the recipe's seed (data order, init, split)")
+    parser.add_argument("--data", help="Fashion-MNIST directory of IDX .gz files, or an .npz (default: search, see README)")
+    parser.add_argument("--limit", type=positive_int, help="use at most N training and N test images (quick runs)")
+    parser.add_argument("--out", help="run directory (default: runs/<recipe name>)")
+    parser.add_argument("--force", action="store_true", help="overwrite an existing RUN_DIR/dense")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--json", action="store_true", help="print metrics.json to stdout")
+    return parser
+
+
+def run(args) -> int:
+    from slimdeploy import fsutil
+    from slimdeploy.config import load_recipe
+    from slimdeploy.data import load_dataset
+    from slimdeploy.progress import console, progress_bar
+    from slimdeploy.train import train_dense
+
+    recipe = load_recipe(args.recipe).with_training(epochs=args.epochs, seed=args.seed)
+    out_dir = Path(args.out or Path("runs") / recipe.name)
+    fsutil.refuse_existing(out_dir / "dense", args.force)
+    # Everything that can fail on the user's input is checked before anything is written.
+    data = load_dataset(args.data, recipe.dataset.validation_size, recipe.training.seed, limit=args.limit)
+    with remove_if_created(out_dir), progress_bar(not args.quiet) as progress:
+        metrics = train_dense(recipe, data, out_dir, force=args.force, progress=progress)
+    if args.json:
+        print_json(metrics)
+    elif not args.quiet:
+        console.print(
+            f"dense model: test accuracy {metrics['test_accuracy']:.4f}, val accuracy {metrics['val_accuracy']:.4f}, "
+            f"{metrics['params']:,} params, {metrics['flops']:,} FLOPs, {metrics['train_seconds']:.1f} s -> {out_dir / 'dense'}"
+        )
+    return 0

@@ -1,0 +1,217 @@
+"""Fashion-MNIST from IDX .gz files or a user .npz, found without internet where possible.
+
+Search order (the first place holding all four files wins):
+``--data DIR`` (authoritative: if given and unusable, that is an error), ``$SLIMDEPLOY_DATA``,
+``~/.keras/datasets/fashion-mnist``, ``/usr/share/datasets/fashion-mnist`` (Debian package
+``dataset-fashion-mnist``), then ``keras.datasets.fashion_mnist`` (downloads where there
+is internet). ``--data`` may also name an ``.npz`` with ``x_train, y_train, x_test, y_test``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+import zipfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from slimdeploy.errors import DataError
+
+IDX_FILES = {
+    "x_train": "train-images-idx3-ubyte.gz",
+    "y_train": "train-labels-idx1-ubyte.gz",
+    "x_test": "t10k-images-idx3-ubyte.gz",
+    "y_test": "t10k-labels-idx1-ubyte.gz",
+}
+IMAGES_MAGIC = 0x00000803  # unsigned bytes, 3 dimensions
+LABELS_MAGIC = 0x00000801  # unsigned bytes, 1 dimension
+DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
+FIX_HINT = (
+    "fix: `apt-get install dataset-fashion-mnist`, or put the four IDX .gz files in a directory "
+    "and pass --data DIR (or set SLIMDEPLOY_DATA), or pass --data FILE.npz"
+)
+
+
+@dataclass
+class Dataset:
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    source: str
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.x_train.shape[1:])
+
+    def describe(self) -> dict:
+        return {
+            "source": self.source,
+            "train": int(len(self.x_train)),
+            "validation": int(len(self.x_val)),
+            "test": int(len(self.x_test)),
+        }
+
+
+def read_idx(path: str | os.PathLike, expected_magic: int) -> np.ndarray:
+    """Read one gzip-compressed IDX file; every way it can be broken names the file."""
+    path = Path(path)
+    kind = "images" if expected_magic == IMAGES_MAGIC else "labels"
+    try:
+        with gzip.open(path, "rb") as handle:
+            raw = handle.read()
+    except FileNotFoundError as exc:
+        raise DataError(f"{path}: file not found") from exc
+    except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as exc:
+        raise DataError(f"{path}: corrupt or truncated gzip ({exc})") from exc
+    if len(raw) < 8:
+        raise DataError(f"{path}: too short to be an IDX file ({len(raw)} bytes)")
+    (magic,) = struct.unpack(">I", raw[:4])
+    if magic != expected_magic:
+        raise DataError(f"{path}: wrong magic number 0x{magic:08x}, expected 0x{expected_magic:08x} for IDX {kind}")
+    ndim = magic & 0xFF
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DataError(f"{path}: truncated IDX header")
+    dims = struct.unpack(f">{ndim}I", raw[4:header])
+    expected = int(np.prod(dims, dtype=np.int64))
+    if len(raw) - header != expected:
+        raise DataError(f"{path}: IDX header announces {'x'.join(map(str, dims))} = {expected} bytes, file holds {len(raw) - header}")
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
+
+
+def _read_idx_dir(directory: Path) -> dict[str, np.ndarray]:
+    arrays = {}
+    for key, filename in IDX_FILES.items():
+        magic = IMAGES_MAGIC if key.startswith("x") else LABELS_MAGIC
+        arrays[key] = read_idx(directory / filename, magic)
+    return arrays
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            missing = [key for key in IDX_FILES if key not in npz.files]
+            if missing:
+                raise DataError(f"{path}: .npz lacks {', '.join(missing)} (needs x_train, y_train, x_test, y_test)")
+            return {key: np.asarray(npz[key]) for key in IDX_FILES}
+    except DataError:
+        raise
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError, zlib.error) as exc:
+        raise DataError(f"{path}: not a readable .npz file ({exc})") from exc
+
+
+def _missing_files(directory: Path) -> list[str]:
+    return [name for name in IDX_FILES.values() if not (directory / name).is_file()]
+
+
+def _validated(arrays: dict[str, np.ndarray], source: str) -> dict[str, np.ndarray]:
+    for split in ("train", "test"):
+        x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        if x.ndim < 2 or len(x) == 0:
+            raise DataError(f"{source}: x_{split} must hold at least one image, got shape {x.shape}")
+        if y.ndim != 1:
+            raise DataError(f"{source}: y_{split} must be one label per image, got shape {y.shape}")
+        if len(x) != len(y):
+            raise DataError(f"{source}: {len(x)} {split} images but {len(y)} {split} labels")
+        if not np.issubdtype(y.dtype, np.integer):
+            raise DataError(f"{source}: y_{split} must hold integer class labels, got {y.dtype}")
+        if not np.issubdtype(x.dtype, np.number) or not np.all(np.isfinite(x)):
+            raise DataError(f"{source}: x_{split} must hold finite numbers")
+    if arrays["x_train"].shape[1:] != arrays["x_test"].shape[1:]:
+        raise DataError(f"{source}: train images {arrays['x_train'].shape[1:]} and test images {arrays['x_test'].shape[1:]} differ in shape")
+    return arrays
+
+
+def locate(data: str | os.PathLike | None = None, allow_download: bool = True) -> tuple[dict[str, np.ndarray], str]:
+    """Find and read the raw arrays; return them with a description of where they came from."""
+    if data is not None:
+        path = Path(data).expanduser()
+        if path.is_file():
+            return _validated(_read_npz(path), str(path)), str(path)
+        if path.is_dir():
+            missing = _missing_files(path)
+            if missing:
+                raise DataError(f"--data {path}: missing {', '.join(missing)}; {FIX_HINT}")
+            return _validated(_read_idx_dir(path), str(path)), str(path)
+        raise DataError(f"--data {path}: no such file or directory; {FIX_HINT}")
+
+    tried = []
+    env_dir = os.environ.get("SLIMDEPLOY_DATA")
+    candidates = []
+    if env_dir:
+        candidates.append(("$SLIMDEPLOY_DATA", Path(env_dir).expanduser()))
+    else:
+        tried.append("$SLIMDEPLOY_DATA (not set)")
+    candidates.append(("keras cache", Path.home() / ".keras" / "datasets" / "fashion-mnist"))
+    candidates.append(("Debian package", DEBIAN_DIR))
+    for label, directory in candidates:
+        if directory.is_file() and directory.suffix == ".npz":
+            return _validated(_read_npz(directory), str(directory)), str(directory)
+        missing = _missing_files(directory) if directory.is_dir() else None
+        if missing == []:
+            return _validated(_read_idx_dir(directory), str(directory)), str(directory)
+        tried.append(f"{directory} ({label}: {'not found' if missing is None else 'missing ' + ', '.join(missing)})")
+    if allow_download:
+        try:
+            import keras
+
+            (x_train, y_train), (x_test, y_test) = keras.datasets.fashion_mnist.load_data()
+            arrays = {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
+            return _validated(arrays, "keras download"), "keras.datasets.fashion_mnist"
+        except Exception as exc:  # any network or cache failure: report it with the rest
+            tried.append(f"keras.datasets.fashion_mnist download ({type(exc).__name__}: {str(exc)[:80]})")
+    raise DataError(f"Fashion-MNIST not found; tried: {'; '.join(tried)}; {FIX_HINT}")
+
+
+def load_dataset(
+    data: str | os.PathLike | None = None,
+    validation_size: int = 5000,
+    seed: int = 0,
+    limit: int | None = None,
+    allow_download: bool = True,
+) -> Dataset:
+    """Load, scale to [0, 1] float32 and split off a seeded validation set.
+
+    ``limit`` keeps at most that many training and test images (for quick runs and
+    tests); the validation split is then at most a tenth of the kept training images.
+    """
+    arrays, source = locate(data, allow_download)
+    x_train, y_train = arrays["x_train"], arrays["y_train"]
+    x_test, y_test = arrays["x_test"], arrays["y_test"]
+    if limit is not None:
+        if limit < 2:
+            raise DataError(f"--limit must be at least 2, got {limit}")
+        x_train, y_train = x_train[:limit], y_train[:limit]
+        x_test, y_test = x_test[:limit], y_test[:limit]
+        validation_size = min(validation_size, max(1, len(x_train) // 10))
+    if validation_size >= len(x_train):
+        raise DataError(f"validation size {validation_size} leaves no training images out of {len(x_train)}")
+    # The validation split is drawn with its own seeded permutation so that it does not
+    # depend on anything but the seed; the test set is never touched until reporting.
+    order = np.random.default_rng(seed).permutation(len(x_train))
+    val_idx, train_idx = np.sort(order[:validation_size]), np.sort(order[validation_size:])
+    return Dataset(
+        x_train=_scale(x_train[train_idx]),
+        y_train=y_train[train_idx].astype(np.int64),
+        x_val=_scale(x_train[val_idx]),
+        y_val=y_train[val_idx].astype(np.int64),
+        x_test=_scale(x_test),
+        y_test=y_test.astype(np.int64),
+        source=source,
+    )
+
+
+def _scale(x: np.ndarray) -> np.ndarray:
+    # Integer pixels are 0..255; float input already in [0, 1] is kept as it is.
+    scale = np.issubdtype(x.dtype, np.integer) or (x.size > 0 and float(x.max()) > 1.0)
+    x = x.astype(np.float32)
+    if scale:
+        x /= 255.0
+    return x

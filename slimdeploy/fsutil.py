@@ -1,0 +1,162 @@
+"""Files are written atomically: to a temporary name beside the target, then renamed.
+
+A reader therefore sees either the old complete file or the new complete file, never a
+half-written one, even when the process is killed mid-write.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+from slimdeploy.errors import UserError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+TMP_MARK = ".tmp-"
+
+
+def _check_writable_dir(directory: Path) -> None:
+    if directory.exists() and not directory.is_dir():
+        raise UserError(f"output path {directory} exists and is not a directory")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create output directory {directory}: {exc.strerror or exc}") from exc
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise UserError(f"output directory {directory} is not writable")
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; rename it onto ``target`` on success.
+
+    ``suffix`` keeps the file type recognisable to libraries that insist on it
+    (Keras wants ``.keras`` / ``.weights.h5``).
+    """
+    target = Path(target)
+    _check_writable_dir(target.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}{TMP_MARK}", suffix=suffix, dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+
+
+def write_bytes(target: str | os.PathLike, data: bytes) -> None:
+    with atomic_path(target) as tmp:
+        try:
+            tmp.write_bytes(data)
+        except OSError as exc:
+            raise UserError(f"cannot write {target}: {exc.strerror or exc}") from exc
+
+
+def write_text(target: str | os.PathLike, text: str) -> None:
+    write_bytes(target, text.encode("utf-8"))
+
+
+def write_json(target: str | os.PathLike, obj: Any) -> None:
+    write_text(target, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def _json_default(obj: Any) -> Any:
+    # numpy scalars and arrays show up in metrics; paths in settings.
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+@contextlib.contextmanager
+def atomic_dir(target: str | os.PathLike, force: bool = False) -> Iterator[Path]:
+    """Build a directory under a temporary name, then move it onto ``target``.
+
+    An existing ``target`` is replaced only with ``force``; the caller should check
+    that earlier (``refuse_existing``) so no work is wasted.
+    """
+    target = Path(target)
+    refuse_existing(target, force)
+    _check_writable_dir(target.parent)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}{TMP_MARK}", dir=target.parent))
+    try:
+        yield tmp
+        if target.exists():
+            old = target.with_name(f".{target.name}{TMP_MARK}old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(target, old)
+            os.replace(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def refuse_existing(target: str | os.PathLike, force: bool) -> None:
+    target = Path(target)
+    if target.exists() and not force:
+        raise UserError(f"{target} already exists; pass --force to overwrite it")
+
+
+def remove_stale_temporaries(directory: str | os.PathLike) -> None:
+    """Delete leftovers of writes that were interrupted (they are never read)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return
+    for leftover in directory.glob(f".*{TMP_MARK}*"):
+        if leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                leftover.unlink()
+
+
+def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
+    path = Path(path)
+    text = _read_text(path, what)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{what} {path} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from exc
+
+
+def read_toml(path: str | os.PathLike, what: str = "TOML file") -> dict:
+    path = Path(path)
+    text = _read_text(path, what)
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"{what} {path} is not valid TOML: {exc}") from exc
+
+
+def _read_text(path: Path, what: str) -> str:
+    if not path.exists():
+        raise UserError(f"{what} {path} does not exist")
+    if path.is_dir():
+        raise UserError(f"{what} {path} is a directory, not a file")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise UserError(f"cannot read {what} {path}: {exc.strerror or exc}") from exc
+    if not data.strip():
+        raise UserError(f"{what} {path} is empty")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{what} {path} is not UTF-8 text (byte {exc.start})") from exc

@@ -1,0 +1,143 @@
+"""Recipe -> Keras model; counting parameters and FLOPs; loading model files safely."""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from slimdeploy.config import Recipe
+from slimdeploy.errors import ModelFileError
+from slimdeploy.fsutil import atomic_path
+
+
+def build_model(recipe: Recipe):
+    import keras
+
+    layers = [keras.Input(shape=recipe.input_shape, name="input")]
+    for index, spec in enumerate(recipe.layers):
+        layers.append(_layer(keras, spec, index))
+    return keras.Sequential(layers, name=recipe.name)
+
+
+def _layer(keras, spec: dict, index: int):
+    kind = spec["type"]
+    name = spec.get("name")
+    if kind == "flatten":
+        return keras.layers.Flatten(name=name)
+    if kind == "reshape":
+        return keras.layers.Reshape(tuple(spec["target_shape"]), name=name)
+    if kind == "dense":
+        return keras.layers.Dense(spec["units"], activation=spec.get("activation"), name=name)
+    if kind == "conv2d":
+        return keras.layers.Conv2D(
+            spec["filters"], spec["kernel_size"], activation=spec.get("activation"),
+            padding=spec.get("padding", "valid"), name=name,
+        )
+    if kind == "maxpool2d":
+        return keras.layers.MaxPooling2D(spec.get("pool_size", 2), name=name)
+    if kind == "dropout":
+        return keras.layers.Dropout(spec["rate"], name=name)
+    if kind == "batchnorm":
+        return keras.layers.BatchNormalization(name=name)
+    if kind == "activation":
+        return keras.layers.Activation(spec["activation"], name=name)
+    raise ValueError(f"unknown layer type {kind!r} at index {index}")  # recipes are validated earlier
+
+
+def count_params(model) -> int:
+    return int(sum(np.prod(w.shape) for w in model.weights))
+
+
+def count_nonzero_params(model) -> int:
+    return int(sum(np.count_nonzero(w.numpy()) for w in model.weights))
+
+
+def count_flops(model, nonzero_only: bool = False) -> int:
+    """FLOPs of one sample's forward pass: multiply-adds of Dense and Conv2D layers, x2.
+
+    With ``nonzero_only`` the zero kernel entries are left out (the ideal for a sparse
+    kernel; dense runtimes do not get it).
+    """
+    import keras
+
+    total = 0
+    for layer in _all_layers(model):
+        if isinstance(layer, keras.layers.Dense):
+            kernel = layer.kernel.numpy()
+            macs = np.count_nonzero(kernel) if nonzero_only else kernel.size
+            # A Dense layer on a rank>2 input applies per position.
+            positions = int(np.prod(layer.input.shape[1:-1])) if len(layer.input.shape) > 2 else 1
+            total += 2 * int(macs) * positions
+        elif isinstance(layer, keras.layers.Conv2D):
+            kernel = layer.kernel.numpy()
+            macs = np.count_nonzero(kernel) if nonzero_only else kernel.size
+            out_h, out_w = layer.output.shape[1:3]
+            total += 2 * int(macs) * int(out_h) * int(out_w)
+    return int(total)
+
+
+def _all_layers(model):
+    for layer in model.layers:
+        if hasattr(layer, "layers") and layer.layers:
+            yield from _all_layers(layer)
+        else:
+            yield layer
+
+
+def dense_widths(model) -> list[int]:
+    import keras
+
+    return [int(layer.units) for layer in _all_layers(model) if isinstance(layer, keras.layers.Dense)]
+
+
+def load_model(path: str | os.PathLike, what: str = "model"):
+    """Load a ``.keras`` file with safe mode on: a Lambda layer or custom object is refused.
+
+    Every way the file can be wrong becomes a one-line ``ModelFileError`` naming it.
+    """
+    import keras
+
+    path = Path(path)
+    if not path.exists():
+        raise ModelFileError(f"{what} {path} does not exist")
+    if path.is_dir():
+        raise ModelFileError(f"{what} {path} is a directory, not a .keras file")
+    if path.suffix != ".keras":
+        raise ModelFileError(f"{what} {path} is not a .keras file (expected the Keras 3 format)")
+    if path.stat().st_size == 0:
+        raise ModelFileError(f"{what} {path} is empty")
+    if not zipfile.is_zipfile(path):
+        raise ModelFileError(f"{what} {path} is corrupt or truncated (not a .keras zip archive)")
+    try:
+        model = keras.saving.load_model(path, compile=False, safe_mode=True)
+    except Exception as exc:  # Keras raises many types; all mean "this file is not usable"
+        message = str(exc).split("\n")[0]
+        if "safe_mode" in str(exc) or "Lambda" in str(exc) or "unsafe" in str(exc).lower():
+            raise ModelFileError(
+                f"{what} {path} refused: it contains code (a Lambda layer or custom object) that would run on load; "
+                "slimdeploy loads models with Keras safe mode and never executes embedded code"
+            ) from exc
+        if "Could not locate" in str(exc) or "Unknown layer" in str(exc):
+            raise ModelFileError(f"{what} {path} uses a layer or object that is not built into Keras: {message[:160]}") from exc
+        raise ModelFileError(f"{what} {path} could not be loaded: {type(exc).__name__}: {message[:160]}") from exc
+    _check_finite(model, path, what)
+    return model
+
+
+def _check_finite(model, path: Path, what: str) -> None:
+    for weight in model.weights:
+        if not np.all(np.isfinite(weight.numpy())):
+            raise ModelFileError(f"{what} {path} has NaN or Inf values in weight {weight.path}")
+
+
+def save_model(model, path: str | os.PathLike) -> None:
+    with atomic_path(path, suffix=".keras") as tmp:
+        model.save(tmp)
+
+
+def save_weights(model, path: str | os.PathLike) -> None:
+    with atomic_path(path, suffix=".weights.h5") as tmp:
+        model.save_weights(tmp)

@@ -1,0 +1,121 @@
+"""Training: seeding, compiling from a recipe, fitting (optionally under masks), evaluating,
+and the ``train`` stage that writes ``RUN_DIR/dense/``."""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from slimdeploy import environment, fsutil
+from slimdeploy.config import Recipe, TrainingSettings
+from slimdeploy.data import Dataset
+from slimdeploy.errors import UserError
+
+# Several batches per call into TensorFlow: same numbers, about 2x faster on small MLPs.
+STEPS_PER_EXECUTION = 64
+
+
+def quiet_tensorflow() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def seed_everything(seed: int) -> None:
+    """Fix Python, NumPy and TensorFlow randomness and make TF ops deterministic."""
+    quiet_tensorflow()
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+def make_optimizer(training: TrainingSettings):
+    import keras
+
+    if training.optimizer == "sgd":
+        return keras.optimizers.SGD(learning_rate=training.learning_rate, momentum=training.momentum)
+    return keras.optimizers.Adam(learning_rate=training.learning_rate)
+
+
+def compile_model(model, training: TrainingSettings, steps_per_execution: int = STEPS_PER_EXECUTION) -> None:
+    model.compile(
+        optimizer=make_optimizer(training),
+        loss=training.loss,
+        metrics=["accuracy"],
+        steps_per_execution=steps_per_execution,
+    )
+
+
+def check_input_shape(model, data: Dataset, what: str = "model") -> None:
+    expected = tuple(model.input_shape[1:])
+    if expected != data.input_shape:
+        raise UserError(f"{what} expects inputs of shape {expected} but the data has {data.input_shape}")
+
+
+def fit(model, data: Dataset, training: TrainingSettings, *, seed: int, epochs: int | None = None,
+        progress=None, description: str = "train", callbacks=(), steps_per_execution: int = STEPS_PER_EXECUTION) -> dict:
+    """Compile and fit; return the per-epoch history. The seed fixes the data order."""
+    from slimdeploy.progress import keras_epoch_callback
+
+    epochs = training.epochs if epochs is None else epochs
+    seed_everything(seed)
+    compile_model(model, training, steps_per_execution)
+    steps = math.ceil(len(data.x_train) / training.batch_size)
+    bar = keras_epoch_callback(progress, description, epochs, steps)
+    history = model.fit(
+        data.x_train, data.y_train,
+        batch_size=training.batch_size,
+        epochs=epochs,
+        validation_data=(data.x_val, data.y_val) if len(data.x_val) else None,
+        shuffle=True,
+        verbose=0,
+        callbacks=[bar, *callbacks],
+    )
+    return {key: [float(v) for v in values] for key, values in history.history.items()}
+
+
+def accuracy(model, x: np.ndarray, y: np.ndarray, batch_size: int = 1024) -> float:
+    probs = predict(model, x, batch_size)
+    return float(np.mean(np.argmax(probs, axis=1) == y))
+
+
+def predict(model, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+    return np.asarray(model.predict(x, batch_size=batch_size, verbose=0))
+
+
+def train_dense(recipe: Recipe, data: Dataset, out_dir: Path, *, force: bool = False, progress=None) -> dict:
+    """Build the recipe's model, keep θ0, train, and write ``out_dir/dense/`` atomically."""
+    from slimdeploy.models import build_model, count_flops, count_params, save_model, save_weights
+
+    training = recipe.training
+    seed_everything(training.seed)
+    model = build_model(recipe)
+    check_input_shape(model, data, f"recipe {recipe.path or recipe.name}")
+    dense_dir = Path(out_dir) / "dense"
+    with fsutil.atomic_dir(dense_dir, force=force) as staging:
+        # θ0: the weights before the first training step, needed for lottery-ticket resets.
+        save_weights(model, staging / "init.weights.h5")
+        started = time.perf_counter()
+        history = fit(model, data, training, seed=training.seed, progress=progress, description="dense")
+        train_seconds = time.perf_counter() - started
+        metrics = {
+            "model": "dense",
+            "test_accuracy": accuracy(model, data.x_test, data.y_test),
+            "val_accuracy": accuracy(model, data.x_val, data.y_val) if len(data.x_val) else None,
+            "params": count_params(model),
+            "flops": count_flops(model),
+            "epochs": training.epochs,
+            "seed": training.seed,
+            "train_seconds": round(train_seconds, 3),
+            "recipe": recipe.to_dict(),
+            "data": data.describe(),
+            "versions": environment.library_versions(),
+        }
+        save_model(model, staging / "model.keras")
+        fsutil.write_json(staging / "history.json", history)
+        fsutil.write_json(staging / "metrics.json", metrics)
+    return metrics
