@@ -10,6 +10,7 @@ is internet). ``--data`` may also name an ``.npz`` with ``x_train, y_train, x_te
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import struct
 import zipfile
@@ -80,7 +81,7 @@ def read_idx(path: str | os.PathLike, expected_magic: int) -> np.ndarray:
     if len(raw) < header:
         raise DataError(f"{path}: truncated IDX header")
     dims = struct.unpack(f">{ndim}I", raw[4:header])
-    expected = int(np.prod(dims, dtype=np.int64))
+    expected = math.prod(dims)
     if len(raw) - header != expected:
         raise DataError(f"{path}: IDX header announces {'x'.join(map(str, dims))} = {expected} bytes, file holds {len(raw) - header}")
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
