@@ -111,6 +111,7 @@ def load_model(path: str | os.PathLike, what: str = "model"):
         raise ModelFileError(f"{what} {path} is empty")
     if not zipfile.is_zipfile(path):
         raise ModelFileError(f"{what} {path} is corrupt or truncated (not a .keras zip archive)")
+    _refuse_escaping_members(path, what)
     try:
         model = keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as exc:  # Keras raises many types; all mean "this file is not usable"
@@ -125,6 +126,23 @@ def load_model(path: str | os.PathLike, what: str = "model"):
         raise ModelFileError(f"{what} {path} could not be loaded: {type(exc).__name__}: {message[:160]}") from exc
     _check_finite(model, path, what)
     return model
+
+
+def _refuse_escaping_members(path: Path, what: str) -> None:
+    """A member named ``../x`` or ``/x`` would be written outside wherever it is unpacked."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise ModelFileError(f"{what} {path} is corrupt or truncated ({exc})") from exc
+    for name in names:
+        if is_escaping_member(name):
+            raise ModelFileError(f"{what} {path} refused: archive member {name!r} would be written outside its directory")
+
+
+def is_escaping_member(name: str) -> bool:
+    normalized = name.replace("\\", "/")
+    return normalized.startswith("/") or (len(normalized) > 1 and normalized[1] == ":") or ".." in normalized.split("/")
 
 
 def _check_finite(model, path: Path, what: str) -> None:
