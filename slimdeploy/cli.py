@@ -19,6 +19,8 @@ from slimdeploy import __version__
 from slimdeploy.errors import SlimdeployError
 
 COMMANDS = ("train", "prune", "export", "bench", "report", "run")
+# Commands whose own process runs TensorFlow (bench runs it in worker subprocesses).
+TENSORFLOW_COMMANDS = ("train", "prune", "export", "run")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -71,6 +73,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
+        if args.command in TENSORFLOW_COMMANDS:
+            from slimdeploy.quiet import import_tensorflow
+
+            import_tensorflow()
         result = args.handler(args)
     except SlimdeployError as exc:
         if args.debug:

@@ -30,6 +30,18 @@ class TrainStage:
     limit: int | None = None
     data: str | None = None
 
+    def validate(self) -> "TrainStage":
+        from slimdeploy.config import load_recipe
+
+        for key, low in (("epochs", 1), ("seed", 0), ("limit", 2)):
+            value = getattr(self, key)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < low):
+                raise UserError(f"[train] {key} must be an integer >= {low}, got {value!r}")
+        if self.data is not None and not Path(self.data).expanduser().exists():
+            raise UserError(f"[train] data {self.data}: no such file or directory")
+        load_recipe(self.recipe)  # fails now, not after the run directory exists
+        return self
+
 
 def _stage_classes() -> dict[str, type]:
     from slimdeploy.bench.settings import BenchSettings
@@ -94,6 +106,9 @@ def build_config(config_file: str | None = None, quick: bool = False, name: str 
 
 
 def _make(cls: type, values: dict, where: str):
+    from_dict = getattr(cls, "from_dict", None)
+    if callable(from_dict):
+        return from_dict(values, where)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - names)
     if unknown:

@@ -1,0 +1,137 @@
+"""`slimdeploy run`: the whole job on a tiny real workload, --print-config, resume after
+being killed at many moments, and bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, run_cli
+
+TINY = REPO / "tests" / "configs" / "tiny_run.toml"
+
+
+def deterministic_results(run_dir: Path) -> dict:
+    """What must not depend on interruptions: accuracies, shapes, verified exports, cells."""
+    dense = json.loads((run_dir / "dense" / "metrics.json").read_text())
+    result = {"dense": (dense["test_accuracy"], dense["val_accuracy"], dense["params"])}
+    for mode in ("structured", "unstructured"):
+        lottery = json.loads((run_dir / mode / "lottery.json").read_text())
+        result[mode] = [(r["round"], r["params"], r["widths"], r["weights_remaining"], r["val_accuracy"], r["test_accuracy"])
+                        for r in lottery["rounds"]]
+    manifest = json.loads((run_dir / "exports" / "export.json").read_text())
+    result["exports"] = sorted((a["model"], a["target"], a["valid"], a["test_accuracy"], a["params"]) for a in manifest["artifacts"])
+    bench = json.loads((run_dir / "bench.json").read_text())
+    result["cells"] = sorted((c["model"], c["runtime"], c["batch"], c["status"]) for c in bench["cells"])
+    result["comparisons"] = sorted((c["model"], c["runtime"], c["batch"]) for c in bench["comparisons"])
+    return result
+
+
+def finished_stages(run_dir: Path) -> int:
+    try:
+        return len(json.loads((run_dir / "run.json").read_text())["stages"])
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory) -> Path:
+    workdir = tmp_path_factory.mktemp("reference")
+    result = run_cli("run", "--config", str(TINY), "--name", "ref", "--quiet", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    return workdir / "runs" / "ref"
+
+
+def test_run_produces_every_stage_and_the_report(reference_run):
+    for path in ("dense/model.keras", "structured/ticket.keras", "unstructured/ticket.keras",
+                 "exports/export.json", "bench.json", "report/report.md", "report/report.html", "run.json"):
+        assert (reference_run / path).is_file(), path
+    record = json.loads((reference_run / "run.json").read_text())
+    assert all(stage["done"] for stage in record["stages"].values()) and len(record["stages"]) == 6
+    first_lines = (reference_run / "report" / "report.md").read_text().splitlines()[:4]
+    assert any("faster" in line or "not measurably faster" in line for line in first_lines)
+
+
+def test_print_config_round_trips(tmp_path):
+    result = run_cli("run", "--print-config")
+    assert result.returncode == 0, result.stderr
+    printed = tmp_path / "defaults.toml"
+    printed.write_text(result.stdout)
+    for table in ("[train]", "[prune]", "[export]", "[bench]", "[report]"):
+        assert table in result.stdout
+    again = run_cli("run", "--config", str(printed), "--print-config")
+    assert again.returncode == 0 and again.stdout == result.stdout
+
+
+def test_existing_run_needs_resume_or_force(reference_run):
+    workdir = reference_run.parent.parent
+    result = run_cli("run", "--config", str(TINY), "--name", "ref", "--quiet", cwd=workdir)
+    assert result.returncode == 2 and "--resume" in result.stderr and "--force" in result.stderr
+    both = run_cli("run", "--config", str(TINY), "--name", "ref", "--resume", "--force", cwd=workdir)
+    assert both.returncode == 2 and len(both.stderr.strip().splitlines()) == 1
+
+
+def test_resume_of_a_finished_run_redoes_nothing(reference_run):
+    workdir = reference_run.parent.parent
+    before = (reference_run / "bench.json").stat().st_mtime_ns
+    result = run_cli("run", "--config", str(TINY), "--name", "ref", "--resume", "--quiet", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    assert (reference_run / "bench.json").stat().st_mtime_ns == before
+
+
+@pytest.mark.parametrize("content, message", [
+    ("[train]\nepochs = 0\n", "epochs"),
+    ("[bench]\nbatches = [0]\n", "batch"),
+    ("[prune]\nrate = 1.0\n", "rate"),
+    ("[nonsense]\nx = 1\n", "unknown"),
+    ("[train\n", "not valid TOML"),
+])
+def test_bad_configs_are_one_line_errors(tmp_path, content, message):
+    config = tmp_path / "bad.toml"
+    config.write_text(content)
+    result = run_cli("run", "--config", str(config), "--name", "bad", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and message in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "runs" / "bad").exists()
+
+
+@pytest.mark.slow
+def test_killed_at_ten_random_moments_resume_gives_the_same_results(reference_run, tmp_path):
+    """Kill `slimdeploy run` (SIGINT, SIGTERM or SIGKILL) at >= 10 random moments, resuming
+    each time; the finished run must equal the uninterrupted one (same seed)."""
+    rng = random.Random(20261128)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    command = [sys.executable, "-m", "slimdeploy", "run", "--config", str(TINY), "--name", "killed", "--quiet"]
+    kills, attempts, finished = [], 0, False
+    while not finished:
+        resume = ["--resume"] if attempts else []
+        attempts += 1
+        process = subprocess.Popen(command + resume, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        # Delays grow so that every resume gets further than the start-up cost.
+        delay = rng.uniform(2.0, 5.0 + 1.5 * len(kills)) if len(kills) < 10 else None
+        try:
+            _, stderr = process.communicate(timeout=delay)
+        except subprocess.TimeoutExpired:
+            sig = rng.choice([signal.SIGINT, signal.SIGTERM, signal.SIGKILL])
+            process.send_signal(sig)
+            process.communicate(timeout=120)
+            kills.append((round(delay, 2), sig.name, finished_stages(tmp_path / "runs" / "killed")))
+            continue
+        assert process.returncode == 0, stderr
+        finished = True
+        assert attempts < 40
+    assert len(kills) >= 10, kills
+    # The kills landed in different stages, not all during start-up.
+    assert len({stages for _, _, stages in kills}) >= 3, kills
+    run_dir = tmp_path / "runs" / "killed"
+    assert deterministic_results(run_dir) == deterministic_results(reference_run)
+    leftovers = [p for p in run_dir.rglob("*") if ".tmp-" in p.name]
+    assert not leftovers, leftovers
