@@ -1,0 +1,139 @@
+"""`slimdeploy export`: deployable artifacts, each verified against the Keras model it came from."""
+
+from __future__ import annotations
+
+import argparse
+
+from slimdeploy.commands._shared import int_list, positive_int, print_json
+
+TARGET_CHOICES = ("onnx", "openvino", "tensorrt", "all")  # slimdeploy.export.registry, kept import-free for --help
+
+
+def batch_value(text: str):
+    if text == "dynamic":
+        return "dynamic"
+    try:
+        return positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected 'dynamic' or a positive integer, got {text!r}") from None
+
+
+def add_parser(subparsers, common):
+    parser = subparsers.add_parser(
+        "export",
+        parents=[common],
+        help="export models to ONNX, OpenVINO IR and TensorRT, each verified against Keras",
+        description=(
+            "Export SOURCE — a .keras file, or a run directory (its dense model and every ticket: "
+            "RUN_DIR/<mode>/ticket.keras) — to ONNX (tf2onnx), OpenVINO IR (.xml + .bin) and TensorRT "
+            "engines. Every artifact is loaded in its own runtime and checked against Keras on the "
+            "validation and test images: fp32 must match within 1e-4 and agree on >= 99.9% of top-1 "
+            "labels; fp16/bf16 within their declared tolerance and >= 99%. Writes DIR/export.json. "
+            "An artifact that fails is kept only as NAME.failed, marked valid: false, and the exit "
+            "status is 1."
+        ),
+        epilog=(
+            "TensorRT needs the tensorrt package (pip install 'slimdeploy[tensorrt]') and an NVIDIA GPU; "
+            "where they are missing, --target tensorrt says what is missing and --target all skips it "
+            "and records why. Exit status: 0 all verified, 1 an artifact failed verification, 2 bad input."
+        ),
+    )
+    parser.add_argument("source", metavar="SOURCE", help="a .keras file or a run directory (from `slimdeploy train`/`prune`)")
+    parser.add_argument("--target", action="append", choices=TARGET_CHOICES, metavar="{onnx,openvino,tensorrt,all}",
+                        help="what to export; repeat for several (default: all — every target this machine can build)")
+    parser.add_argument("--out", metavar="DIR", help="output directory (default: RUN_DIR/exports, or exports/ beside the .keras file)")
+    parser.add_argument("--precision", choices=("fp32", "fp16"), default="fp32",
+                        help="weight precision: fp16 halves the files (ONNX: fp16 initializers cast up on load; "
+                             "OpenVINO: compress_to_fp16; TensorRT: FP16 kernels). Default fp32")
+    parser.add_argument("--opset", type=positive_int, default=17, help="ONNX opset (13-18, default 17)")
+    parser.add_argument("--batch", type=batch_value, default="dynamic",
+                        help="'dynamic' (default: any batch size) or a fixed batch size N (static shapes)")
+    parser.add_argument("--openvino-precision", choices=("f32", "f16", "bf16"),
+                        help="precision OpenVINO computes in during verification (default: f32 for fp32 exports — "
+                             "CPUs with bf16 would otherwise use bf16 — and f16 for fp16 exports where supported)")
+    parser.add_argument("--profile-batches", type=int_list, default=[1, 64, 256], metavar="B1,B2,...",
+                        help="TensorRT: batch sizes the optimization profile must cover (default 1,64,256)")
+    parser.add_argument("--trt-opt-batch", type=positive_int, metavar="N",
+                        help="TensorRT: batch size the profile is tuned for (default: the largest profile batch)")
+    parser.add_argument("--sparse-weights", action="store_true",
+                        help="TensorRT: allow 2:4 structured-sparse kernels where weights qualify; the manifest "
+                             "says which layers TensorRT found eligible and which it ran sparse")
+    parser.add_argument("--data", help="Fashion-MNIST directory or .npz for verification (default: the run's own data; see `train --help`)")
+    parser.add_argument("--verify-limit", type=positive_int, metavar="N",
+                        help="verify on at most N validation and N test images each (default: all)")
+    parser.add_argument("--force", action="store_true", help="replace an existing export in DIR")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar or summary table")
+    parser.add_argument("--json", action="store_true", help="print export.json to stdout")
+    return parser
+
+
+def settings_from_args(args):
+    from slimdeploy.export.settings import ExportSettings
+
+    return ExportSettings(
+        targets=args.target or ["all"],
+        precision=args.precision,
+        opset=args.opset,
+        batch=args.batch,
+        openvino_inference_precision=args.openvino_precision,
+        profile_batches=args.profile_batches,
+        trt_opt_batch=args.trt_opt_batch,
+        sparse_weights=args.sparse_weights,
+        verify_limit=args.verify_limit,
+    ).validate()
+
+
+def run(args) -> int:
+    from slimdeploy.export.api import ExportFailed, export_source
+    from slimdeploy.progress import console, progress_bar
+
+    settings = settings_from_args(args)
+    try:
+        with progress_bar(not args.quiet) as progress:
+            manifest = export_source(args.source, settings, args.out, force=args.force, progress=progress, data=args.data)
+    except ExportFailed as exc:
+        _report(exc.manifest, args, console)
+        raise
+    _report(manifest, args, console)
+    return 0
+
+
+def _report(manifest: dict, args, console) -> None:
+    from rich.markup import escape
+
+    if args.json:
+        print_json(manifest)
+    if args.quiet:
+        return
+    console.print(summary_table(manifest))
+    for a in manifest["artifacts"]:
+        if not a["valid"]:
+            console.print(f"[red]failed[/red] {escape(a['model'])} → {a['target']}: {escape(a.get('error') or 'unknown error')}")
+    for skip in manifest["skipped"]:
+        console.print(f"[yellow]skipped[/yellow] {skip['target']}: {escape(skip['reason'])}")
+
+
+def summary_table(manifest: dict):
+    """One row per artifact; sizes in MB; accuracy in the artifact's runtime beside Keras's."""
+    from rich import box
+    from rich.table import Table
+
+    table = Table(title=f"{len(manifest['artifacts'])} artifacts, {manifest['settings']['precision']} weights",
+                  box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False, collapse_padding=True)
+    for column in ("model", "target", "math", "MB", "gzip", "max|Δ|", "agree", "acc", "Keras", "ok"):
+        table.add_column(column, justify="left" if column in ("model", "target", "math", "ok") else "right", no_wrap=True)
+    for a in manifest["artifacts"]:
+        table.add_row(
+            a["model"], a["target"], a.get("inference_precision") or "—",
+            _mb(a.get("bytes")), _mb(a.get("gzip_bytes")),
+            "—" if a.get("max_abs_diff") is None else f"{a['max_abs_diff']:.0e}",
+            "—" if a.get("top1_agreement") is None else f"{a['top1_agreement']:.2%}",
+            "—" if a.get("test_accuracy") is None else f"{a['test_accuracy']:.4f}",
+            f"{manifest['models'][a['model']]['keras_test_accuracy']:.4f}",
+            "[green]yes[/green]" if a["valid"] else "[red]NO[/red]",
+        )
+    return table
+
+
+def _mb(n) -> str:
+    return "—" if n is None else f"{n / 1e6:.2f}"

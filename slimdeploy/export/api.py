@@ -1,0 +1,272 @@
+"""``export_source``: every model in SOURCE to every requested target, each verified against Keras.
+
+Each artifact is written under a temporary name in a staging directory inside the output
+directory, verified there, and only then renamed to its final name (an OpenVINO ``.bin``
+before its ``.xml``). An artifact that fails verification is kept as ``<name>.failed`` for
+inspection, recorded with ``valid: false``, and the call raises ``WorkError`` after
+writing ``export.json``. So a file with a final name is always complete and verified.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import hashlib
+import os
+import shutil
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from slimdeploy import __version__, environment, fsutil
+from slimdeploy.errors import SlimdeployError, UserError, WorkError
+from slimdeploy.export.registry import get_target
+from slimdeploy.export.settings import ExportSettings
+from slimdeploy.export.sources import SourcePlan, prepare_out_dir, resolve_source
+
+SCHEMA_VERSION = 1
+MANIFEST = "export.json"
+FAILED_SUFFIX = ".failed"
+
+
+class ExportFailed(WorkError):
+    """Some artifacts failed verification; ``manifest`` says which and why."""
+
+    def __init__(self, message: str, manifest: dict):
+        super().__init__(message)
+        self.manifest = manifest
+
+
+def plan_targets(settings: ExportSettings) -> tuple[list, list[dict]]:
+    """The targets to build and the ones skipped. A target asked for by name that this
+    machine cannot build is the user's error; under "all" it is skipped and noted."""
+    targets, skipped = [], []
+    for name in settings.resolved_targets():
+        target = get_target(name)
+        reason = target.unavailable_reason()
+        if reason is None:
+            targets.append(target)
+        elif "all" in settings.targets:
+            skipped.append({"target": name, "reason": reason})
+        else:
+            raise UserError(f"--target {name} cannot be built here: {reason}")
+    return targets, skipped
+
+
+def export_source(source, settings: ExportSettings | None = None, out_dir=None, *, force: bool = False,
+                  progress=None, data=None) -> dict:
+    """Export SOURCE (a ``.keras`` file or a run directory) and return the manifest.
+
+    ``data`` is a Fashion-MNIST location (as ``--data``) or an already loaded
+    ``slimdeploy.data.Dataset``; by default a run directory's own split is used, and the
+    default split for a lone file. Raises ``UserError`` before writing anything when the
+    input is wrong, ``ExportFailed`` (a ``WorkError``) when an artifact fails verification.
+    """
+    from slimdeploy.models import load_model
+    from slimdeploy.train import check_input_shape, quiet_tensorflow
+
+    quiet_tensorflow()
+    settings = (settings or ExportSettings()).validate()
+    plan = resolve_source(source, out_dir)
+    targets, skipped = plan_targets(settings)
+    # Everything that can be wrong with the user's input is found before anything is written.
+    if plan.out_dir.exists() and not plan.out_dir.is_dir():
+        raise UserError(f"output directory {plan.out_dir} exists and is not a directory")
+    manifest_path = plan.out_dir / MANIFEST
+    if not force:
+        finals = [manifest_path] + [p for m in plan.models for t in targets for p in t.files(plan.out_dir, m.name)]
+        for path in finals:
+            fsutil.refuse_existing(path, force=False)
+    models = {m.name: load_model(m.path, what=f"{m.name} model") for m in plan.models}
+    dataset = _dataset(plan, data)
+    for m in plan.models:
+        if len(models[m.name].inputs) != 1 or len(models[m.name].outputs) != 1:
+            raise UserError(f"{m.name} model {m.path} has {len(models[m.name].inputs)} inputs and "
+                            f"{len(models[m.name].outputs)} outputs; export handles one image input and one output")
+        check_input_shape(models[m.name], dataset, f"{m.name} model {m.path}")
+    created = prepare_out_dir(plan.out_dir)
+    fsutil.remove_stale_temporaries(plan.out_dir)
+    # A stale manifest must never describe files this run is about to replace.
+    with contextlib.suppress(FileNotFoundError):
+        manifest_path.unlink()
+
+    started = time.perf_counter()
+    artifacts, model_facts, verification = [], {}, {}
+    staging = Path(tempfile.mkdtemp(prefix=f".export{fsutil.TMP_MARK}", dir=plan.out_dir))
+    task = progress.add_task("export", total=len(plan.models) * len(targets), info="") if progress is not None else None
+    finished = False
+    try:
+        for m in plan.models:
+            records, model_facts[m.name], verification = _export_model(
+                m, models[m.name], targets, dataset, settings, plan, staging, progress, task)
+            artifacts += records
+        finished = True
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        if not finished and created and not any(plan.out_dir.iterdir()):
+            with contextlib.suppress(OSError):
+                plan.out_dir.rmdir()  # interrupted before any artifact: leave nothing behind
+
+    manifest = {
+        "schema_version": SCHEMA_VERSION,
+        "tool": f"slimdeploy {__version__}",
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "source": str(plan.source),
+        "settings": settings.to_dict(),
+        "environment": environment.describe(),
+        "data": {**dataset.describe(), "verification": verification},
+        "models": model_facts,
+        "artifacts": artifacts,
+        "skipped": skipped,
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    fsutil.write_json(manifest_path, manifest)
+    failed = [a for a in artifacts if not a["valid"]]
+    if failed:
+        names = ", ".join(f"{a['model']}/{a['target']} ({a['error']})" for a in failed)
+        raise ExportFailed(f"{len(failed)} of {len(artifacts)} artifacts failed verification: {names}; see {manifest_path}", manifest)
+    return manifest
+
+
+def _dataset(plan: SourcePlan, data):
+    from slimdeploy.data import Dataset, load_dataset
+    from slimdeploy.runinfo import run_dataset
+
+    if isinstance(data, Dataset):
+        return data
+    if plan.run_dir is not None:
+        return run_dataset(plan.run_dir, data)
+    return load_dataset(data)
+
+
+def _export_model(m, model, targets, dataset, settings, plan, staging, progress, task) -> tuple[list[dict], dict, dict]:
+    """All targets of one model: its artifact records, its facts, and which images verified it."""
+    from slimdeploy.export.onnx import INPUT_NAME, OUTPUT_NAME, keras_to_onnx
+    from slimdeploy.export.verify import keras_reference
+    from slimdeploy.models import count_flops, count_nonzero_params, count_params, dense_widths
+
+    reference = keras_reference(model, dataset, limit=settings.verify_limit, batch=settings.verify_batch)
+    facts = {
+        "source": m.label, "params": count_params(model), "nonzero_params": count_nonzero_params(model),
+        "flops": count_flops(model), "nonzero_flops": count_flops(model, nonzero_only=True),
+        "widths": dense_widths(model), "keras_test_accuracy": reference.keras_test_accuracy,
+    }
+    base = {
+        "model": m.name, "source": m.label, "precision": settings.precision,
+        "input_name": INPUT_NAME, "output_name": OUTPUT_NAME,
+        "input_shape": [settings.static_batch, *model.input_shape[1:]], "batch": settings.batch,
+        **{key: facts[key] for key in ("params", "nonzero_params", "flops", "widths")},
+    }
+    # One fp32 ONNX file per model is the input of every target.
+    onnx_started = time.perf_counter()
+    onnx_source = staging / f"{m.name}.source.onnx"
+    onnx_error = None
+    try:
+        keras_to_onnx(model, onnx_source, opset=settings.opset, static_batch=settings.static_batch)
+    except SlimdeployError as exc:
+        onnx_error = str(exc)
+    onnx_seconds = time.perf_counter() - onnx_started
+
+    records = []
+    for target in targets:
+        if progress is not None:
+            progress.update(task, info=f"{m.name} → {target.name}")
+        record = {**base, "target": target.name}
+        if onnx_error:
+            record.update(_failed_record(onnx_error))
+        else:
+            record.update(_export_one(target, m.name, onnx_source, reference, settings, staging, plan.out_dir))
+            if target.name == "onnx":
+                record["seconds"] = round(record["seconds"] + onnx_seconds, 3)
+        record["onnx_conversion_seconds"] = round(onnx_seconds, 3)
+        records.append(_ordered(record))
+        if progress is not None:
+            progress.advance(task)
+    onnx_source.unlink(missing_ok=True)
+    return records, facts, reference.describe()
+
+
+def _failed_record(error: str) -> dict:
+    return {"path": None, "files": [], "valid": False, "error": error, "seconds": 0.0,
+            "max_abs_diff": None, "mean_abs_diff": None, "top1_agreement": None, "test_accuracy": None}
+
+
+def _export_one(target, model_name, onnx_source, reference, settings, staging, out_dir) -> dict:
+    from slimdeploy.export.verify import verify
+
+    started = time.perf_counter()
+    record: dict = {"converter": None, "runtime": target.runtime, "versions": target.versions()}
+    exported = None
+    try:
+        exported = target.export(onnx_source, staging, model_name, settings)
+        record["converter"] = exported.converter
+        record.update(exported.details)
+        convert_done = time.perf_counter()
+        runner = target.open(exported.files[0], settings)
+        try:
+            tolerance = target.tolerance(settings, runner.inference_precision)
+            record["inference_precision"] = runner.inference_precision
+            record.update(verify(runner, reference, tolerance, settings.verify_batch))
+        finally:
+            runner.close()
+        record["convert_seconds"] = round(convert_done - started, 3)
+        record["verify_seconds"] = round(time.perf_counter() - convert_done, 3)
+    except Exception as exc:  # a converter or runtime crash fails this artifact, not the others
+        message = str(exc) if isinstance(exc, SlimdeployError) else f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+        record.update({"valid": False, "error": message})
+    record.setdefault("inference_precision", None)
+    record["seconds"] = round(time.perf_counter() - started, 3)
+
+    staged = [p for p in (exported.files if exported else []) if p.is_file()]
+    record.update(_file_facts(staged))
+    finals = target.files(out_dir, model_name)
+    if record.get("valid"):
+        for path in finals:  # what an earlier failed export (--force) left for inspection
+            path.with_name(path.name + FAILED_SUFFIX).unlink(missing_ok=True)
+        _promote(staged, [out_dir / p.name for p in staged])
+        record["path"] = finals[0].name
+        record["files"] = [p.name for p in finals]
+    else:
+        # A replaced (--force) artifact must not survive under its final name beside a failure.
+        for path in finals:
+            path.unlink(missing_ok=True)
+        kept = [out_dir / f"{p.name}{FAILED_SUFFIX}" for p in staged]
+        _promote(staged, kept)
+        record["path"] = kept[0].name if kept else None
+        record["files"] = [p.name for p in kept]
+        record["valid"] = False
+    return record
+
+
+def _promote(staged: list[Path], finals: list[Path]) -> None:
+    # Primary file (.xml) last: it never appears without the files it refers to (.bin).
+    for src, dst in reversed(list(zip(staged, finals))):
+        os.replace(src, dst)
+
+
+def _file_facts(files: list[Path]) -> dict:
+    """Sizes and hashes: bytes and gzip bytes summed over an artifact's files; sha256 of the
+    primary file, and of each file in ``file_sha256``."""
+    total = zipped = 0
+    hashes = {}
+    for path in files:
+        data = path.read_bytes()
+        total += len(data)
+        zipped += len(gzip.compress(data, compresslevel=9, mtime=0))
+        hashes[path.name] = hashlib.sha256(data).hexdigest()
+    return {"bytes": total, "gzip_bytes": zipped, "sha256": next(iter(hashes.values()), None), "file_sha256": hashes}
+
+
+FIELD_ORDER = (
+    "model", "source", "target", "path", "files", "precision", "inference_precision", "input_name", "input_shape",
+    "output_name", "batch", "bytes", "gzip_bytes", "sha256", "params", "nonzero_params", "flops", "widths",
+    "max_abs_diff", "mean_abs_diff", "top1_agreement", "test_accuracy", "keras_test_accuracy", "tolerance",
+    "min_top1_agreement", "valid", "error", "seconds", "converter", "runtime", "versions",
+)
+
+
+def _ordered(record: dict) -> dict:
+    """The documented fields first, in a fixed order; target-specific facts after them."""
+    first = {key: record.get(key) for key in FIELD_ORDER}
+    return {**first, **{key: value for key, value in record.items() if key not in first}}

@@ -1,0 +1,152 @@
+"""ONNX through tf2onnx, verified in ONNX Runtime.
+
+Keras 3 models are converted as a ``tf.function`` with an explicit input signature:
+``tf2onnx.convert.from_keras`` fails on them (see FINDINGS.md). Weights are copied as
+they are, so the zeros of an unstructured ticket stay zeros (and compress).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from slimdeploy.errors import WorkError
+from slimdeploy.export.target import Exported, Runner, Target, package_version
+
+INPUT_NAME = "input"
+OUTPUT_NAME = "output"
+BATCH_DIM = "batch"
+
+
+def keras_to_onnx(model, path: Path, *, opset: int, static_batch: int | None) -> None:
+    """Write ``model`` as an fp32 ONNX file at ``path`` and check it with ``onnx.checker``."""
+    import onnx
+    import tensorflow as tf
+    import tf2onnx
+
+    logging.getLogger("tf2onnx").setLevel(logging.ERROR)
+    input_shape = tuple(model.input_shape[1:])
+    signature = (tf.TensorSpec((static_batch, *input_shape), tf.float32, name=INPUT_NAME),)
+    function = tf.function(lambda x: model(x, training=False))
+    try:
+        proto, _ = tf2onnx.convert.from_function(function, input_signature=signature, opset=opset)
+    except Exception as exc:  # tf2onnx raises many types; all mean the conversion failed
+        raise WorkError(f"tf2onnx could not convert {model.name}: {type(exc).__name__}: {str(exc)[:200]}") from exc
+    _readable_names(proto)
+    try:
+        onnx.checker.check_model(proto, full_check=True)
+    except Exception as exc:
+        raise WorkError(f"onnx.checker rejected the ONNX graph of {model.name}: {str(exc)[:200]}") from exc
+    onnx.save(proto, str(path))
+
+
+def _readable_names(proto) -> None:
+    """Name the output ``output`` and the free batch dimension ``batch`` (tf2onnx writes
+    ``Identity:0`` and ``unk__21``)."""
+    graph = proto.graph
+    if len(graph.output) == 1 and graph.output[0].name != OUTPUT_NAME:
+        old = graph.output[0].name
+        for node in graph.node:
+            for i, name in enumerate(node.output):
+                if name == old:
+                    node.output[i] = OUTPUT_NAME
+            for i, name in enumerate(node.input):
+                if name == old:
+                    node.input[i] = OUTPUT_NAME
+        graph.output[0].name = OUTPUT_NAME
+    for value in (*graph.input, *graph.output):
+        dims = value.type.tensor_type.shape.dim
+        if dims and not dims[0].HasField("dim_value"):
+            dims[0].dim_param = BATCH_DIM
+
+
+def to_fp16_weights(source: Path, target: Path) -> None:
+    """Store float initializers as float16, each cast back to float32 by a Cast node.
+
+    Inputs, outputs and arithmetic stay fp32 (ONNX Runtime's CPU kernels are fp32); the
+    file is about half the size and zeros stay zeros.
+    """
+    import onnx
+    from onnx import helper, numpy_helper
+
+    proto = onnx.load(str(source))
+    graph = proto.graph
+    casts = []
+    for init in list(graph.initializer):
+        if init.data_type != onnx.TensorProto.FLOAT:
+            continue
+        half = numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float16), f"{init.name}_fp16")
+        graph.initializer.remove(init)
+        graph.initializer.append(half)
+        casts.append(helper.make_node("Cast", [half.name], [init.name], to=onnx.TensorProto.FLOAT, name=f"{init.name}_to_fp32"))
+    for index, node in enumerate(casts):
+        graph.node.insert(index, node)  # before their users: nodes must be in topological order
+    onnx.checker.check_model(proto, full_check=True)
+    onnx.save(proto, str(target))
+
+
+def matmul_weight_shapes(path: Path) -> list[list[int]]:
+    """Shapes of the constant weights that MatMul/Gemm nodes multiply by, in graph order."""
+    import onnx
+    from onnx import numpy_helper
+
+    proto = onnx.load(str(path))
+    initializers = {init.name: list(numpy_helper.to_array(init).shape) for init in proto.graph.initializer}
+    # fp16 weights reach the MatMul through a Cast: follow it back to the initializer.
+    cast_source = {node.output[0]: node.input[0] for node in proto.graph.node if node.op_type == "Cast"}
+    shapes = []
+    for node in proto.graph.node:
+        if node.op_type in ("MatMul", "Gemm"):
+            for name in node.input[:2]:
+                name = cast_source.get(name, name)
+                if name in initializers:
+                    shapes.append(initializers[name])
+    return shapes
+
+
+class OnnxRunner(Runner):
+    runtime = "onnxruntime"
+
+    def __init__(self, path: Path):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        first = self.session.get_inputs()[0]
+        self.input_name = first.name
+        self.fixed_batch = first.shape[0] if isinstance(first.shape[0], int) else None
+
+    def infer(self, x: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input_name: x})[0]
+
+
+class OnnxTarget(Target):
+    name = "onnx"
+    suffixes = (".onnx",)
+    runtime = "onnxruntime"
+
+    def inference_precision(self, settings) -> str:
+        return "f32"  # fp16 weights are cast up: ONNX Runtime computes in fp32 on CPU
+
+    def export(self, onnx_path: Path, staging: Path, model_name: str, settings) -> Exported:
+        target = self.files(staging, model_name)[0]
+        if settings.precision == "fp16":
+            to_fp16_weights(onnx_path, target)
+        else:
+            shutil.copyfile(onnx_path, target)
+        return Exported(
+            files=[target],
+            converter=f"tf2onnx {package_version('tf2onnx')}",
+            details={"opset": settings.opset, "matmul_weight_shapes": matmul_weight_shapes(target)},
+        )
+
+    def open(self, path: Path, settings) -> Runner:
+        return OnnxRunner(path)
+
+    def versions(self) -> dict[str, str]:
+        return {name: package_version(name) for name in ("tf2onnx", "onnx", "onnxruntime", "tensorflow", "keras")}
+

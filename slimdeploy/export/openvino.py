@@ -1,0 +1,103 @@
+"""OpenVINO IR (.xml + .bin) from the ONNX file, verified with the OpenVINO CPU plugin.
+
+``openvino.convert_model`` cannot trace a Keras 3 model but reads the ONNX file. On CPUs
+with bf16 support OpenVINO computes in bf16 unless told otherwise, so the inference
+precision is always set explicitly and recorded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from slimdeploy.errors import WorkError
+from slimdeploy.export.target import Exported, Runner, Target, package_version
+
+DEVICE = "CPU"
+HINTS = {"f32": "f32", "f16": "f16", "bf16": "bf16"}
+
+
+def device_capabilities() -> list[str]:
+    import openvino as ov
+
+    return list(ov.Core().get_property(DEVICE, "OPTIMIZATION_CAPABILITIES"))
+
+
+def matmul_weight_shapes(xml: Path) -> list[list[int]]:
+    """Shapes of the constant weights MatMul nodes multiply by (fp16 weights sit behind a Convert)."""
+    import openvino as ov
+
+    model = ov.Core().read_model(str(xml))
+    shapes = []
+    for op in model.get_ordered_ops():
+        if op.get_type_name() != "MatMul":
+            continue
+        for port in op.inputs():
+            source = port.get_source_output().get_node()
+            if source.get_type_name() == "Convert":
+                source = source.input(0).get_source_output().get_node()
+            if source.get_type_name() == "Constant":
+                shapes.append([int(d) for d in port.get_shape()])
+    return shapes
+
+
+class OpenVinoRunner(Runner):
+    runtime = "openvino"
+
+    def __init__(self, xml: Path, inference_precision: str):
+        import openvino as ov
+
+        core = ov.Core()
+        model = core.read_model(str(xml))
+        self.compiled = core.compile_model(model, DEVICE, {"INFERENCE_PRECISION_HINT": HINTS[inference_precision]})
+        # Record what the plugin actually chose, not what was asked for.
+        self.inference_precision = _precision_name(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
+        shape = model.inputs[0].get_partial_shape()
+        self.fixed_batch = shape[0].get_length() if shape[0].is_static else None
+
+    def infer(self, x: np.ndarray) -> np.ndarray:
+        return self.compiled(x)[0]
+
+
+def _precision_name(element_type) -> str:
+    # ov.Type.get_type_name() gives the short names used here: "f32", "f16", "bf16".
+    return element_type.get_type_name() if hasattr(element_type, "get_type_name") else str(element_type)
+
+
+class OpenVinoTarget(Target):
+    name = "openvino"
+    suffixes = (".xml", ".bin")
+    runtime = "openvino"
+
+    def inference_precision(self, settings) -> str:
+        if settings.openvino_inference_precision:
+            return settings.openvino_inference_precision
+        if settings.precision == "fp32":
+            return "f32"
+        return "f16" if "FP16" in device_capabilities() else "f32"
+
+    def export(self, onnx_path: Path, staging: Path, model_name: str, settings) -> Exported:
+        import openvino as ov
+
+        xml, binary = self.files(staging, model_name)
+        try:
+            model = ov.convert_model(str(onnx_path))
+            # save_model compresses to fp16 by default: only do it when fp16 was asked for.
+            ov.save_model(model, str(xml), compress_to_fp16=settings.precision == "fp16")
+        except Exception as exc:  # OpenVINO raises RuntimeError subclasses of many kinds
+            raise WorkError(f"OpenVINO could not convert {onnx_path.name}: {str(exc).splitlines()[0][:200]}") from exc
+        if not binary.is_file():
+            raise WorkError(f"OpenVINO wrote {xml.name} without {binary.name}")
+        return Exported(
+            files=[xml, binary],
+            converter=f"openvino.convert_model {package_version('openvino')} (from ONNX)",
+            details={"device": DEVICE, "compress_to_fp16": settings.precision == "fp16",
+                     "matmul_weight_shapes": matmul_weight_shapes(xml)},
+        )
+
+    def open(self, path: Path, settings) -> Runner:
+        return OpenVinoRunner(path, self.inference_precision(settings))
+
+    def versions(self) -> dict[str, str]:
+        return {name: package_version(name) for name in ("tf2onnx", "onnx", "openvino")}

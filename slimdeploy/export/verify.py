@@ -1,0 +1,80 @@
+"""Parity against Keras: the same images through the artifact and the Keras model it came from.
+
+The images are the validation split and the test split (the same split the model was
+trained with, for a run directory). Recorded: max and mean absolute difference of the
+outputs, top-1 agreement, and test accuracy in the artifact's runtime beside Keras's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from slimdeploy.export.target import Runner, Tolerance
+
+
+@dataclass
+class Reference:
+    """Keras's outputs on the verification images, computed once per model."""
+
+    x: np.ndarray  # validation images, then test images
+    outputs: np.ndarray
+    n_validation: int
+    y_test: np.ndarray
+    keras_test_accuracy: float
+
+    @property
+    def test_outputs(self) -> np.ndarray:
+        return self.outputs[self.n_validation:]
+
+    def describe(self) -> dict:
+        return {"validation_images": self.n_validation, "test_images": int(len(self.y_test))}
+
+
+def keras_reference(model, data, *, limit: int | None = None, batch: int = 256) -> Reference:
+    x_val, x_test, y_test = data.x_val, data.x_test, data.y_test
+    if limit is not None:
+        x_val, x_test, y_test = x_val[:limit], x_test[:limit], y_test[:limit]
+    x = np.ascontiguousarray(np.concatenate([x_val, x_test]).astype(np.float32, copy=False))
+    outputs = np.asarray(model.predict(x, batch_size=batch, verbose=0), dtype=np.float32)
+    keras_accuracy = float(np.mean(np.argmax(outputs[len(x_val):], axis=1) == y_test))
+    return Reference(x=x, outputs=outputs, n_validation=len(x_val), y_test=y_test, keras_test_accuracy=keras_accuracy)
+
+
+def compare(reference: Reference, outputs: np.ndarray, tolerance: Tolerance) -> dict:
+    """The parity figures and whether they are within ``tolerance``; ``error`` says why not."""
+    outputs = np.asarray(outputs, dtype=np.float32)
+    result = {
+        "max_abs_diff": None, "mean_abs_diff": None, "top1_agreement": None, "test_accuracy": None,
+        "keras_test_accuracy": reference.keras_test_accuracy,
+        "tolerance": tolerance.atol, "min_top1_agreement": tolerance.min_top1_agreement,
+        "valid": False, "error": None,
+    }
+    if outputs.shape != reference.outputs.shape:
+        result["error"] = f"output shape {list(outputs.shape)} differs from Keras's {list(reference.outputs.shape)}"
+        return result
+    if not np.all(np.isfinite(outputs)):
+        result["error"] = f"{int(np.sum(~np.isfinite(outputs)))} outputs are NaN or infinite"
+        return result
+    diff = np.abs(outputs.astype(np.float64) - reference.outputs.astype(np.float64))
+    agreement = float(np.mean(np.argmax(outputs, axis=1) == np.argmax(reference.outputs, axis=1)))
+    test_outputs = outputs[reference.n_validation:]
+    result.update(
+        max_abs_diff=float(diff.max()),
+        mean_abs_diff=float(diff.mean()),
+        top1_agreement=agreement,
+        test_accuracy=float(np.mean(np.argmax(test_outputs, axis=1) == reference.y_test)),
+    )
+    problems = []
+    if result["max_abs_diff"] > tolerance.atol:
+        problems.append(f"max abs diff {result['max_abs_diff']:.3g} exceeds the tolerance {tolerance.atol:g}")
+    if agreement < tolerance.min_top1_agreement:
+        problems.append(f"top-1 agreement {agreement:.4%} is below {tolerance.min_top1_agreement:.1%}")
+    result["valid"] = not problems
+    result["error"] = "; ".join(problems) or None
+    return result
+
+
+def verify(runner: Runner, reference: Reference, tolerance: Tolerance, batch: int) -> dict:
+    return compare(reference, runner.run(reference.x, batch), tolerance)
