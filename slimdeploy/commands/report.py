@@ -1,0 +1,134 @@
+"""`slimdeploy report`: the answer as a page with pictures, data for CI, and a regression gate."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from slimdeploy.commands._shared import print_json
+
+EPILOG = """\
+examples:
+  slimdeploy report runs/fashion_mlp                       # -> runs/fashion_mlp/report/
+  slimdeploy report runs/fashion_mlp/bench.json --format md,gab --out ci-report
+  slimdeploy report new.json --baseline main.json --max-regression 10%   # exit 1 on a regression
+
+regression rule: cells are matched on model, runtime, batch, threads, mode and settings. A cell
+regresses when the bootstrap interval of old/new median latency lies entirely below
+1/(1+threshold): the new median is, with 95% confidence, more than the threshold slower. A cell
+that ran in the baseline but errors now also fails the gate. Exit 0: no regression; 1: at least
+one; 2: bad input (unknown schema version, corrupt JSON, no cells in common).
+
+When GITHUB_STEP_SUMMARY is set, the Markdown answer (and the gate's result) is appended to it,
+long tables folded into <details>, the file kept under GitHub's 1 MiB limit.
+"""
+
+
+def add_parser(subparsers, common):
+    parser = subparsers.add_parser(
+        "report",
+        parents=[common],
+        help="write the report (Markdown, HTML with plots, JSON, CSV, CI formats) or gate on regressions",
+        description=(
+            "Turn a run directory (or a bench JSON alone) into a report that says, at the top and in plain "
+            "words, how much faster each pruned model is on each runtime (speedup with its 95% interval and "
+            "verdict) and what it costs in accuracy; then tables (models, exported files, latency, "
+            "comparisons, environment) and three plots: speedup vs ideal, latency vs batch size, and the "
+            "lottery-ticket accuracy curve. Files go to RUN_DIR/report/ (or report/ beside a bench JSON). "
+            "An existing report directory is regenerated only with --force, and only if it holds nothing but "
+            "report files. With --baseline, compares the benchmark with an older one instead and writes "
+            "report files only when --out is also given."
+        ),
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("source", metavar="SOURCE", help="run directory, or a bench JSON file (bench.json)")
+    parser.add_argument("--format", default=None, metavar="LIST",
+                        help="comma-separated views to write: md (report.md + PNG plots), html (self-contained, plots "
+                             "embedded), json (report.json: the answer as data), csv (report.csv: one row per cell), "
+                             "gab (gab.json: github-action-benchmark customSmallerIsBetter). Default: all")
+    parser.add_argument("--out", metavar="DIR", help="report directory (default: RUN_DIR/report, or report/ beside a bench JSON)")
+    parser.add_argument("--force", action="store_true", help="regenerate an existing report directory")
+    parser.add_argument("--title", help="heading of the report (default: from the recipe name)")
+    parser.add_argument("--baseline", metavar="OLD", help="bench JSON or run directory to compare against (regression gate)")
+    parser.add_argument("--max-regression", default="10%", metavar="PCT",
+                        help="slowdown that fails the gate, as 10%% or 0.1 (default: 10%%)")
+    parser.add_argument("--no-step-summary", action="store_true", help="do not append to $GITHUB_STEP_SUMMARY even when it is set")
+    parser.add_argument("--quiet", action="store_true", help="print nothing but errors (and the gate's table)")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON on stdout (files written, or the gate's cells)")
+    return parser
+
+
+def run(args) -> int:
+    from slimdeploy.report.settings import FORMATS, ReportSettings, parse_formats, parse_fraction
+
+    threshold = parse_fraction(args.max_regression, "--max-regression")
+    formats = parse_formats(args.format) if args.format is not None else list(FORMATS)
+    settings = ReportSettings(formats=tuple(formats), title=args.title, max_regression=threshold,
+                              step_summary=not args.no_step_summary)
+    status = 0
+    if args.baseline:
+        status = _gate(args, settings)
+        if args.out is None:
+            return status
+    _report(args, settings)
+    return status
+
+
+def _report(args, settings) -> None:
+    from slimdeploy.progress import console
+    from slimdeploy.report import answer
+    from slimdeploy.report.api import make_report
+    from slimdeploy.report.load import load_source
+
+    files = make_report(args.source, settings, args.out, force=args.force)
+    if args.json:
+        inputs = load_source(args.source)
+        print_json({"out_dir": str(files[0].parent) if files else args.out, "files": [str(f) for f in files],
+                    "in_short": answer.in_short(inputs), "answers": [s["sentence"] for s in answer.runtime_sentences(inputs)]})
+        return
+    if args.quiet:
+        return
+    inputs = load_source(args.source)
+    print(f"In short: {answer.in_short(inputs)}")
+    for sentence in answer.runtime_sentences(inputs):
+        print(f"- {sentence['sentence']}")
+    console.print(f"report: {len(files)} files -> {files[0].parent if files else args.out}")
+    for path in files:
+        console.print(f"  {Path(path).name}", highlight=False)
+
+
+def _gate(args, settings) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from slimdeploy.report import ci
+    from slimdeploy.report.gate import FAILED, REGRESSED, check_regressions, gate_markdown
+
+    result = check_regressions(args.source, args.baseline, settings.max_regression, settings.confidence)
+    if settings.step_summary:
+        ci.append_text_to_step_summary(gate_markdown(result))
+    if args.json:
+        print_json(result)
+        return 0 if result["passed"] else 1
+    out = Console()  # stdout: the gate's table is the command's output
+    if not out.is_terminal:
+        out = Console(width=160)  # CI logs: wide enough that cell names are not folded
+    bad = [r for r in result["cells"] if r["status"] in (REGRESSED, FAILED)]
+    counts = result["counts"]
+    if bad:
+        table = Table(title=f"Regressions beyond {settings.max_regression * 100:g}% (95% bootstrap interval)")
+        for column in ("cell", "baseline p50 ms", "new p50 ms", "change", "old/new speedup (95% interval)", "status"):
+            table.add_column(column, justify="right" if "ms" in column or column == "change" else "left")
+        for r in bad:
+            if r["status"] == REGRESSED:
+                table.add_row(r["name"], f"{r['old_p50_ms']:.4g}", f"{r['new_p50_ms']:.4g}", f"{r['change'] * 100:+.1f}%",
+                              f"{r['speedup']:.3f} ({r['ci_low']:.3f}–{r['ci_high']:.3f})", "[red]regressed[/red]")
+            else:
+                table.add_row(r["name"], "–", "–", "–", "–", f"[red]failed[/red]: {r['reason']}")
+        out.print(table)
+    summary = (f"{'FAILED' if bad else 'passed'}: {counts[REGRESSED]} regressed, {counts[FAILED]} failed, "
+               f"{counts['improved']} improved, {counts['unchanged']} unchanged, {counts['skipped']} skipped "
+               f"of {len(result['cells'])} cells in common (threshold {settings.max_regression * 100:g}%)")
+    out.print(summary, highlight=False)
+    return 1 if bad else 0

@@ -1,0 +1,145 @@
+"""Views for machines: github-action-benchmark JSON, CSV, and the GitHub job summary."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from pathlib import Path
+
+from slimdeploy.errors import UserError
+from slimdeploy.report import markdown
+from slimdeploy.report.document import Document
+
+# GitHub refuses a job summary over 1 MiB; stay a little below it.
+STEP_SUMMARY_LIMIT = 1024 * 1024
+STEP_SUMMARY_MARGIN = 4096
+
+
+def cell_name(cell: dict) -> str:
+    """A stable, unique, readable benchmark name (github-action-benchmark matches runs by name)."""
+    threads = cell.get("threads")
+    parts = [str(cell["model"]), str(cell["runtime"]), f"batch {cell['batch']}"]
+    if threads is not None:
+        parts.append(f"{threads} thread{'s' if threads != 1 else ''}")
+    if cell.get("mode"):
+        parts.append(str(cell["mode"]))
+    settings = cell.get("settings") or {}
+    if settings:
+        parts.append(",".join(f"{k}={settings[k]}" for k in sorted(settings)))
+    return " | ".join(parts)
+
+
+def gab_entries(bench: dict | None) -> list[dict]:
+    """github-action-benchmark `customSmallerIsBetter`: one entry per cell that ran, value = p50 in ms."""
+    entries = []
+    for cell in (bench or {}).get("cells", []):
+        if cell.get("status") != "ok":
+            continue
+        s = cell["stats"]
+        extra = [f"p90 {s.get('p90_ms', float('nan')):.4g} ms", f"p99 {s.get('p99_ms', float('nan')):.4g} ms",
+                 f"throughput {s.get('throughput_per_s', float('nan')):.4g} images/s",
+                 f"cv {s.get('cv', float('nan')):.3f}", f"samples {s.get('n', len(cell.get('samples_ms', [])))}"]
+        if cell.get("unstable"):
+            extra.append("unstable: high variation between calls")
+        entries.append({
+            "name": cell_name(cell),
+            "unit": "ms",
+            "value": float(s["p50_ms"]),
+            "range": f"± {float(s.get('stdev_ms', 0.0)):.4g}",
+            "extra": "\n".join(extra),
+        })
+    return entries
+
+
+def gab_json(bench: dict | None) -> str:
+    return json.dumps(gab_entries(bench), indent=2) + "\n"
+
+
+CSV_COLUMNS = ("id", "model", "runtime", "batch", "threads", "mode", "settings", "status", "p50_ms", "p90_ms", "p99_ms",
+               "mean_ms", "stdev_ms", "min_ms", "max_ms", "cv", "throughput_per_s", "samples", "unstable",
+               "baseline", "speedup", "ci_low", "ci_high", "ideal_speedup", "efficiency", "verdict", "error")
+
+
+def cells_csv(bench: dict | None) -> str:
+    """One row per cell; a pruned model's row also carries its comparison with dense."""
+    comparisons = {}
+    for c in (bench or {}).get("comparisons", []):
+        comparisons[(c["model"], c["runtime"], c["batch"], c.get("threads"), c.get("mode"),
+                     json.dumps(c.get("settings") or {}, sort_keys=True))] = c
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for cell in (bench or {}).get("cells", []):
+        stats = cell.get("stats") or {}
+        row = {k: cell.get(k) for k in ("id", "model", "runtime", "batch", "threads", "mode", "status", "unstable", "error")}
+        row["settings"] = json.dumps(cell.get("settings") or {}, sort_keys=True)
+        row.update({k: stats.get(k) for k in CSV_COLUMNS if k.endswith("_ms") or k in ("cv", "throughput_per_s")})
+        row["samples"] = len(cell.get("samples_ms") or [])
+        comparison = comparisons.get((cell["model"], cell["runtime"], cell["batch"], cell.get("threads"), cell.get("mode"),
+                                      row["settings"]))
+        if comparison:
+            row.update({k: comparison.get(k) for k in ("baseline", "speedup", "ci_low", "ci_high", "ideal_speedup", "efficiency", "verdict")})
+        writer.writerow(row)
+    return out.getvalue()
+
+
+def summary_markdown(doc: Document, budget: int) -> str:
+    """The report for the job summary: answer and speedups visible, tables folded, within ``budget`` bytes.
+
+    Folded sections are dropped from the end until it fits; as a last resort the text is cut.
+    """
+    sections = list(doc.sections)
+    while True:
+        text = markdown.render(doc, images=False, fold_details=True, sections=sections)
+        note = "\n*Plots and full tables are in the report artifact (report.html).*\n"
+        if len((text + note).encode("utf-8")) <= budget:
+            return text + note
+        droppable = [s for s in sections if s.detail]
+        if not droppable:
+            break
+        sections.remove(max(droppable, key=lambda s: len(markdown.render(doc, sections=[s], images=False))))
+    cut = "\n\n*(cut to fit GitHub's 1 MiB job-summary limit)*\n"
+    room = max(0, budget - len(cut.encode("utf-8")))
+    return text.encode("utf-8")[:room].decode("utf-8", errors="ignore") + cut
+
+
+def append_step_summary(doc: Document, path: str | os.PathLike | None = None) -> Path | None:
+    """Append to $GITHUB_STEP_SUMMARY (or ``path``), keeping the whole file under 1 MiB."""
+    target = path or os.environ.get("GITHUB_STEP_SUMMARY")
+    if not target:
+        return None
+    return append_text_within_limit(Path(target), lambda budget: summary_markdown(doc, budget))
+
+
+def append_text_within_limit(target: Path, make_text) -> Path | None:
+    """Append ``make_text(budget)`` so that the file stays under GitHub's limit; skip when no room is left."""
+    try:
+        used = target.stat().st_size if target.exists() else 0
+    except OSError as exc:
+        raise UserError(f"cannot read GITHUB_STEP_SUMMARY file {target}: {exc.strerror or exc}") from exc
+    budget = STEP_SUMMARY_LIMIT - STEP_SUMMARY_MARGIN - used
+    if budget < 512:
+        return None
+    text = make_text(budget)
+    try:
+        # Appending is what GitHub expects of this file: other steps' summaries are kept.
+        with open(target, "a", encoding="utf-8") as handle:
+            handle.write(("\n" if used else "") + text)
+    except OSError as exc:
+        raise UserError(f"cannot append to GITHUB_STEP_SUMMARY file {target}: {exc.strerror or exc}") from exc
+    return target
+
+
+def append_text_to_step_summary(text: str, path: str | os.PathLike | None = None) -> Path | None:
+    """Append plain Markdown (the gate's verdict) to $GITHUB_STEP_SUMMARY within the same limit."""
+    target = path or os.environ.get("GITHUB_STEP_SUMMARY")
+    if not target:
+        return None
+
+    def fit(budget: int) -> str:
+        data = text.encode("utf-8")
+        return text if len(data) <= budget else data[: budget - 64].decode("utf-8", errors="ignore") + "\n\n*(cut to fit)*\n"
+
+    return append_text_within_limit(Path(target), fit)

@@ -1,0 +1,342 @@
+"""The report as a neutral list of blocks; markdown.py and html.py render the same blocks.
+
+The answer comes first (the "in short" line and one sentence per runtime and pruned
+model), then the speedup picture, then the tables. Sections marked ``detail`` fold
+into <details> where space is short (the GitHub job summary).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+
+from slimdeploy.report import answer, facts
+from slimdeploy.report.load import ReportInputs
+
+
+@dataclass
+class Paragraph:
+    text: str
+    lead: str | None = None  # shown bold before the text
+
+
+@dataclass
+class Bullets:
+    items: list[str]
+
+
+@dataclass
+class Table:
+    headers: list[str]
+    rows: list[list[str]]
+    caption: str | None = None
+
+
+@dataclass
+class Figure:
+    name: str  # file name beside the Markdown
+    png: bytes
+    alt: str
+    caption: str
+
+
+@dataclass
+class Section:
+    title: str
+    blocks: list
+    detail: bool = False
+
+
+@dataclass
+class Document:
+    title: str
+    lead: list  # the answer: always shown first
+    sections: list[Section] = field(default_factory=list)
+
+
+def fmt_int(value) -> str:
+    return f"{round(value):,}" if isinstance(value, (int, float)) and not isinstance(value, bool) else "–"
+
+
+def fmt_num(value, digits: int = 3) -> str:
+    value = facts.number(value)
+    return "–" if value is None else f"{value:.{digits}g}"
+
+
+def fmt_pct(value) -> str:
+    value = facts.number(value)
+    return "–" if value is None else f"{value * 100:.2f}%"
+
+
+def fmt_bytes(value) -> str:
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return "–"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:,.0f} {unit}" if unit == "B" else f"{value:,.1f} {unit}"
+        value /= 1024
+    return "–"  # pragma: no cover
+
+
+def fmt_delta_points(value, base) -> str:
+    value, base = facts.number(value), facts.number(base)
+    if value is None or base is None:
+        return "–"
+    return f"{(value - base) * 100:+.2f}"
+
+
+def build_document(inputs: ReportInputs, figures: dict[str, Figure], title: str | None = None) -> Document:
+    sentences = answer.runtime_sentences(inputs)
+    lead: list = [Paragraph(answer.in_short(inputs), lead="In short:")]
+    if sentences:
+        lead.append(Bullets([s["sentence"] for s in sentences]))
+    if "speedup.png" in figures:
+        lead.append(figures["speedup.png"])
+    doc = Document(title=title or default_title(inputs), lead=lead)
+    if inputs.notes or _unavailable_runtimes(inputs):
+        doc.sections.append(Section("What this report could not show", [Bullets(inputs.notes + _unavailable_runtimes(inputs))]))
+    doc.sections.append(_comparisons_section(inputs))
+    doc.sections.append(_models_section(inputs))
+    if inputs.export:
+        doc.sections.append(_exports_section(inputs))
+    doc.sections.append(_latency_section(inputs, figures.get("latency_vs_batch.png")))
+    if inputs.lotteries:
+        doc.sections.append(_lottery_section(inputs, figures.get("accuracy_vs_weights.png")))
+    doc.sections.append(_environment_section(inputs))
+    return doc
+
+
+def default_title(inputs: ReportInputs) -> str:
+    recipe = ((inputs.dense_metrics or {}).get("recipe") or {}).get("name")
+    sources = ((inputs.bench or {}).get("config") or {}).get("sources") or []
+    name = recipe or (inputs.run_dir.name if inputs.run_dir else None) or (
+        PurePosixPath(str(sources[0]).rstrip("/")).name if sources else None)
+    return f"Does pruning make {name or 'the model'} faster? — slimdeploy report"
+
+
+def _unavailable_runtimes(inputs: ReportInputs) -> list[str]:
+    lines = []
+    for runtime, status in sorted(((inputs.bench or {}).get("runtimes") or {}).items()):
+        if isinstance(status, dict) and status.get("available") is False:
+            lines.append(f"{facts.runtime_name(runtime)} was not measured: {status.get('reason') or 'unavailable'}.")
+    return lines
+
+
+def _comparisons_section(inputs: ReportInputs) -> Section:
+    comps = [c for group in facts.comparison_groups(inputs).values() for c in group]
+    if not comps:
+        return Section("Speedup of pruned models over dense", [Paragraph("No comparisons: the benchmark has no pruned model measured beside dense.")])
+    level = f"{facts.confidence(inputs) * 100:.0f}%"
+    threads, mode, settings = (facts.varying(comps, k) for k in ("threads", "mode", "settings"))
+    # Zeros still cost a dense kernel time; the nonzero ratio is what a sparse kernel could reach.
+    sparse = any(facts.number(c.get("nonzero_ideal_speedup")) not in (None, facts.number(c.get("ideal_speedup"))) for c in comps)
+    headers = ["Runtime", "Model", "Batch"] + (["Threads"] if threads else []) + (["Mode"] if mode else []) + (
+        ["Settings"] if settings else []) + [
+        f"Speedup ({level} interval)", "Ideal (FLOP ratio)"] + (["Ideal for sparse kernels (nonzero FLOPs)"] if sparse else []) + [
+        "Efficiency", "Verdict", "Baseline p50 (ms)", "Model p50 (ms)"]
+    rows = []
+    for c in comps:
+        interval = f" ({c['ci_low']:.2f}–{c['ci_high']:.2f})" if c.get("ci_low") is not None and c.get("ci_high") is not None else ""
+        rows.append(
+            [facts.runtime_name(c["runtime"]), f"{c['model']} vs {c.get('baseline', 'dense')}", str(c["batch"])]
+            + ([str(c.get("threads", "–"))] if threads else []) + ([str(c.get("mode", "–"))] if mode else [])
+            + ([facts.settings_text(c) or "–"] if settings else [])
+            + [f"{c['speedup']:.2f}x{interval}",
+               f"{c['ideal_speedup']:.2f}x" if facts.number(c.get("ideal_speedup")) else "–"]
+            + ([f"{c['nonzero_ideal_speedup']:.2f}x" if facts.number(c.get("nonzero_ideal_speedup")) else "–"] if sparse else [])
+            + [fmt_pct(c.get("efficiency")), c["verdict"] + (" (unstable cell)" if c.get("unstable") else ""),
+               fmt_num(c.get("baseline_p50_ms")), fmt_num(c.get("model_p50_ms"))]
+        )
+    explain = Paragraph(
+        "Speedup is the dense model's median latency divided by the pruned model's, with a bootstrap interval "
+        "over the raw samples; the verdict is 'faster' only when the whole interval lies above the threshold. "
+        "Ideal is the FLOP ratio, what a runtime that turned every saved operation into time would reach; "
+        "efficiency is measured / ideal."
+    )
+    return Section("Speedup of pruned models over dense", [Table(headers, rows), explain])
+
+
+def _models_section(inputs: ReportInputs) -> Section:
+    info = facts.models(inputs)
+    by_runtime = facts.runtime_accuracy(inputs)
+    runtimes = sorted({rt for _, rt in by_runtime if rt != "tensorflow"})
+    headers = ["Model", "Params", "Nonzero params", "FLOPs", "Widths", "Weights remaining", "Test accuracy (Keras)", "Δ vs dense (points)"]
+    headers += [f"Accuracy, {facts.runtime_name(rt)}" for rt in runtimes]
+    sizes = _sizes(inputs)
+    targets = sorted({t for (_, t) in sizes})
+    headers += [f"{facts.TARGET_NAMES.get(t, t)} file (raw / gzip)" for t in targets]
+    rows = []
+    for name, values in info.items():
+        widths = values.get("widths")
+        row = [name, fmt_int(values.get("params")), fmt_int(values.get("nonzero_params")), fmt_int(values.get("flops")),
+               "/".join(str(w) for w in widths) if isinstance(widths, list) else "–",
+               fmt_pct(values.get("weights_remaining")), fmt_pct(values.get("test_accuracy")),
+               "–" if name == facts.BASELINE else fmt_delta_points(values.get("test_accuracy"), facts.dense_accuracy_for(name, info))]
+        row += [fmt_pct(by_runtime.get((name, rt))) for rt in runtimes]
+        for target in targets:
+            size = sizes.get((name, target))
+            row.append(f"{fmt_bytes(size[0])} / {fmt_bytes(size[1])}" if size else "–")
+        rows.append(row)
+    if not rows:
+        return Section("Models", [Paragraph("No model information in this run.")])
+    return Section("Models", [Table(headers, rows), Paragraph(
+        "Weights remaining: nonzero parameters as a share of the dense model's. Accuracy per runtime is the test "
+        "accuracy of the exported file run by that runtime (export.json); gzip size shows what zeros save on disk.")],
+        detail=True)
+
+
+def _precision(name: str) -> str:
+    # export.json says "fp32" for the file and OpenVINO's "f32" for how it runs: the same thing.
+    return str(name).lower().replace("fp", "f")
+
+
+def _sizes(inputs: ReportInputs) -> dict[tuple[str, str], tuple]:
+    return {(a.get("model"), a.get("target")): (a.get("bytes"), a.get("gzip_bytes"))
+            for a in (inputs.export or {}).get("artifacts", []) if a.get("model") and a.get("target")}
+
+
+def _exports_section(inputs: ReportInputs) -> Section:
+    base_acc = {a.get("target"): a.get("test_accuracy") for a in inputs.export["artifacts"] if a.get("model") == facts.BASELINE}
+    headers = ["Model", "Target", "File", "Precision", "Size", "gzip", "Test accuracy", "Δ vs dense (points)",
+               "Top-1 agreement with Keras", "Max |diff|", "Verified"]
+    rows = []
+    for a in sorted(inputs.export["artifacts"], key=lambda a: (facts.model_order(a.get("model", "")), str(a.get("target")))):
+        precision = a.get("precision") or "–"
+        runs = a.get("inference_precision")
+        if runs and _precision(runs) != _precision(precision):
+            precision += f" (runs {runs})"
+        verified = "yes" if a.get("valid") else f"NO: {a.get('error') or 'failed'}"
+        rows.append([a.get("model", "–"), facts.TARGET_NAMES.get(a.get("target"), str(a.get("target"))), str(a.get("path", "–")),
+                     precision, fmt_bytes(a.get("bytes")), fmt_bytes(a.get("gzip_bytes")), fmt_pct(a.get("test_accuracy")),
+                     "–" if a.get("model") == facts.BASELINE else fmt_delta_points(a.get("test_accuracy"), base_acc.get(a.get("target"))),
+                     fmt_pct(a.get("top1_agreement")), fmt_num(a.get("max_abs_diff"), 2), verified])
+    blocks: list = [Table(headers, rows)]
+    skipped = [f"{facts.TARGET_NAMES.get(s.get('target'), s.get('target'))} not exported: {s.get('reason')}"
+               for s in inputs.export.get("skipped", []) if isinstance(s, dict)]
+    if skipped:
+        blocks.append(Bullets(skipped))
+    return Section("Exported files", blocks, detail=True)
+
+
+def _latency_section(inputs: ReportInputs, figure: Figure | None) -> Section:
+    cells = (inputs.bench or {}).get("cells", [])
+    if not cells:
+        return Section("Latency and throughput", [Paragraph("No benchmark cells.")], detail=True)
+    threads, mode, settings = (facts.varying(cells, k) for k in ("threads", "mode", "settings"))
+    ordered = sorted(cells, key=lambda c: (c["runtime"], c.get("threads") or 0, str(c.get("mode")), facts.settings_text(c),
+                                           c["batch"], facts.model_order(c["model"])))
+    headers = ["Runtime", "Batch"] + (["Threads"] if threads else []) + (["Mode"] if mode else []) + (
+        ["Settings"] if settings else []) + [
+        "Model", "p50 (ms)", "p99 (ms)", "Throughput (images/s)", "CV", "Samples", "Note"]
+    rows, failed = [], []
+    for c in ordered:
+        if c["status"] != "ok":
+            failed.append(f"{facts.runtime_name(c['runtime'])}, {c['model']}, batch {c['batch']}: {c['status']}"
+                          f"{' — ' + str(c.get('error')) if c.get('error') else ''}")
+            continue
+        s = c["stats"]
+        note = "unstable (high variation)" if c.get("unstable") else ""
+        rows.append([facts.runtime_name(c["runtime"]), str(c["batch"])]
+                    + ([str(c.get("threads", "–"))] if threads else []) + ([str(c.get("mode", "–"))] if mode else [])
+                    + ([facts.settings_text(c) or "–"] if settings else [])
+                    + [c["model"], fmt_num(s.get("p50_ms")), fmt_num(s.get("p99_ms")),
+                       fmt_int(round(s["throughput_per_s"])) if facts.number(s.get("throughput_per_s")) is not None else "–",
+                       fmt_pct(s.get("cv")), fmt_int(s.get("n", len(c.get("samples_ms", [])))), note])
+    blocks: list = []
+    if figure is not None:
+        blocks.append(figure)
+    blocks.append(Table(headers, rows))
+    if failed:
+        blocks.append(Paragraph("Cells that did not run:"))
+        blocks.append(Bullets(failed))
+    return Section("Latency and throughput", blocks, detail=True)
+
+
+def _lottery_section(inputs: ReportInputs, figure: Figure | None) -> Section:
+    blocks: list = []
+    if figure is not None:
+        blocks.append(figure)
+    for mode, lottery in sorted(inputs.lotteries.items(), key=lambda kv: facts.model_order(kv[0])):
+        reset = reset_name(lottery)
+        headers = ["Round", "Weights remaining", "Widths", "Params (nonzero)", f"Test accuracy (ticket, reset: {reset})",
+                   "Control: random re-init", "Control: fine-tune"]
+        rows = []
+        for r in lottery.get("rounds", []):
+            controls = r.get("controls") or {}
+            widths = r.get("widths")
+            rows.append([str(r.get("round", "–")), fmt_pct(r.get("weights_remaining")),
+                         "/".join(str(w) for w in widths) if isinstance(widths, list) else "–",
+                         fmt_int(r.get("nonzero_params", r.get("params"))), fmt_pct(r.get("test_accuracy")),
+                         fmt_pct((controls.get("random_init") or {}).get("test_accuracy")),
+                         fmt_pct((controls.get("finetune") or {}).get("test_accuracy"))])
+        blocks.append(Table(headers, rows, caption=f"{mode} pruning"))
+        resets = _resets_table(lottery)
+        if resets is not None:
+            blocks.append(resets)
+        notes = []
+        ticket = lottery.get("ticket") or {}
+        if ticket:
+            notes.append(f"Ticket kept for export: round {ticket.get('round')} ({ticket.get('reason', 'chosen')}).")
+        resets_info = lottery.get("resets") or {}
+        if resets_info.get("winner"):
+            by_test = resets_info.get("winner_by_test")
+            notes.append(f"Best way to train the pruned network, by validation accuracy: {resets_info['winner']}"
+                         + (f" (by test accuracy: {by_test})." if by_test and by_test != resets_info["winner"] else "."))
+        unprunable = [f"{u.get('layer')} ({u.get('reason')})" for u in lottery.get("unprunable", []) if isinstance(u, dict)]
+        if unprunable:
+            notes.append("Not pruned: " + ", ".join(unprunable) + ".")
+        if notes:
+            blocks.append(Bullets(notes))
+    return Section("Accuracy of the pruning rounds", blocks, detail=True)
+
+
+def reset_name(lottery: dict) -> str:
+    """How the ticket's surviving weights were reset: θ0 (init), rewind:K, ..."""
+    reset = str((lottery.get("settings") or {}).get("reset") or "init")
+    return "θ0" if reset == "init" else reset
+
+
+def _resets_table(lottery: dict) -> Table | None:
+    """The final round's reset against its controls, mean ± std over seeds."""
+    resets = {k: v for k, v in (lottery.get("resets") or {}).items() if isinstance(v, dict) and "test_accuracy" in v}
+    if not resets:
+        return None
+    rows = []
+    for name, values in resets.items():
+        label = {"random": "random re-init (control)", "finetune": "fine-tune (control)"}.get(name, f"ticket, reset {reset_name({'settings': {'reset': name}})}")
+        cells = []
+        for key in ("val_accuracy", "test_accuracy"):
+            std = facts.spread(values, key)
+            cells.append(fmt_pct(values.get(key)) + (f" ± {std * 100:.2f}" if std else ""))
+        rows.append([label, *cells])
+    seeds = lottery.get("seeds") or []
+    return Table(["Final round trained as", "Validation accuracy", "Test accuracy"], rows,
+                 caption=f"{lottery.get('mode', '')} pruning: which reset wins ({len(seeds) or 1} seed{'s' if len(seeds) > 1 else ''})")
+
+
+def _environment_section(inputs: ReportInputs) -> Section:
+    bench = inputs.bench or {}
+    env = bench.get("environment") or (inputs.export or {}).get("environment") or {}
+    cpu = env.get("cpu") or {}
+    rows = [
+        ["CPU", str(cpu.get("model", "–"))],
+        ["Cores (logical / usable)", f"{cpu.get('logical_cores', '–')} / {cpu.get('usable_cores', '–')}"],
+        ["CPU flags", ", ".join(cpu.get("flags") or []) or "–"],
+        ["OS", str(env.get("os", "–"))],
+        ["Python", str(env.get("python", "–"))],
+        ["git commit", str(env.get("git_commit") or "–")],
+        ["Runtimes measured", ", ".join(
+            f"{facts.runtime_name(rt)} {st.get('version', '')}".strip()
+            for rt, st in sorted((bench.get("runtimes") or {}).items()) if isinstance(st, dict) and st.get("available")) or "–"],
+        ["Benchmark made", str(bench.get("created", "–"))],
+        ["Tool", str(bench.get("tool", "–"))],
+    ]
+    blocks: list = [Table(["Item", "Value"], rows)]
+    libraries = env.get("libraries") or {}
+    if libraries:
+        blocks.append(Table(["Library", "Version"], [[k, str(v)] for k, v in sorted(libraries.items())]))
+    config = bench.get("config") or {}
+    if config:
+        blocks.append(Table(["Benchmark setting", "Value"], [[k, json.dumps(v) if not isinstance(v, str) else v] for k, v in config.items()]))
+    return Section("Environment", blocks, detail=True)

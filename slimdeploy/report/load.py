@@ -1,0 +1,174 @@
+"""Read what a report is made of: a run directory or a bench JSON alone.
+
+A run directory may hold bench.json, <mode>/lottery.json, exports/export.json and
+dense/metrics.json (docs/ARCHITECTURE.md); each is optional, but at least one of them
+must be there. Any file that is present must be readable and of a known schema version:
+a report built from half a file would give a wrong answer.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from slimdeploy import fsutil
+from slimdeploy.errors import UserError
+
+SUPPORTED_SCHEMA_VERSIONS = (1,)
+CELL_STATUSES = ("ok", "error", "unavailable", "pending")
+PRUNING_MODES = ("structured", "unstructured")
+
+
+@dataclass
+class ReportInputs:
+    source: Path
+    run_dir: Path | None = None
+    bench: dict | None = None
+    bench_path: Path | None = None
+    lotteries: dict[str, dict] = field(default_factory=dict)  # mode -> lottery.json
+    export: dict | None = None
+    dense_metrics: dict | None = None
+    notes: list[str] = field(default_factory=list)  # what is missing, in plain words
+
+    def ok_cells(self) -> list[dict]:
+        return [c for c in (self.bench or {}).get("cells", []) if c.get("status") == "ok"]
+
+
+def load_source(source: str | Path) -> ReportInputs:
+    """SOURCE is a run directory or a bench JSON file."""
+    source = Path(source)
+    if not source.exists():
+        raise UserError(f"report source {source} does not exist (give a run directory or a bench JSON file)")
+    if source.is_file():
+        inputs = ReportInputs(source=source, bench=load_bench(source), bench_path=source)
+        inputs.notes += bench_notes(inputs.bench)
+        inputs.notes.append(
+            "Made from a bench JSON alone: the pruning rounds (lottery.json) and exported files "
+            "(export.json) of its run are not shown; give the run directory to see them."
+        )
+        return inputs
+    return _load_run_dir(source)
+
+
+def _load_run_dir(run_dir: Path) -> ReportInputs:
+    inputs = ReportInputs(source=run_dir, run_dir=run_dir)
+    bench_path = run_dir / "bench.json"
+    if bench_path.is_file():
+        inputs.bench = load_bench(bench_path)
+        inputs.bench_path = bench_path
+        inputs.notes += bench_notes(inputs.bench)
+    else:
+        inputs.notes.append(f"No benchmark results: {bench_path} is missing (run `slimdeploy bench {run_dir}`).")
+    for lottery_path in sorted(run_dir.glob("*/lottery.json")):
+        lottery = _load_versioned(lottery_path, "lottery file")
+        mode = str(lottery.get("mode") or lottery_path.parent.name)
+        if not isinstance(lottery.get("rounds"), list):
+            raise UserError(f"lottery file {lottery_path} has no 'rounds' list")
+        inputs.lotteries[mode] = lottery
+    if not inputs.lotteries:
+        inputs.notes.append(
+            f"No pruning rounds: no {run_dir}/<mode>/lottery.json (run `slimdeploy prune {run_dir}`); "
+            "the accuracy-vs-weights plot is left out."
+        )
+    export_path = run_dir / "exports" / "export.json"
+    if export_path.is_file():
+        inputs.export = _load_versioned(export_path, "export manifest")
+        if not isinstance(inputs.export.get("artifacts"), list):
+            raise UserError(f"export manifest {export_path} has no 'artifacts' list")
+    else:
+        inputs.notes.append(f"No exported files: {export_path} is missing, so file sizes and per-runtime accuracy are not shown.")
+    metrics_path = run_dir / "dense" / "metrics.json"
+    if metrics_path.is_file():
+        metrics = fsutil.read_json(metrics_path, "dense metrics")
+        if not isinstance(metrics, dict):
+            raise UserError(f"dense metrics {metrics_path} is not a JSON object")
+        inputs.dense_metrics = metrics
+    if inputs.bench is None and not inputs.lotteries and inputs.export is None:
+        raise UserError(
+            f"nothing to report in {run_dir}: no bench.json, <mode>/lottery.json or exports/export.json "
+            f"(run `slimdeploy run` or the stages train, prune, export, bench first)"
+        )
+    return inputs
+
+
+def bench_notes(bench: dict) -> list[str]:
+    """What the bench file itself says is missing: an unfinished run, its own notes."""
+    notes = []
+    if bench.get("complete") is False:
+        pending = sum(c.get("status") == "pending" for c in bench.get("cells", []))
+        notes.append(f"The benchmark did not finish ({pending} cells pending): resume it with `slimdeploy bench --resume`; "
+                     "this report shows the cells measured so far.")
+    notes += [str(n) for n in bench.get("notes") or [] if n]
+    return notes
+
+
+def _load_versioned(path: Path, what: str) -> dict:
+    doc = fsutil.read_json(path, what)
+    if not isinstance(doc, dict):
+        raise UserError(f"{what} {path} is not a JSON object")
+    version = doc.get("schema_version")
+    if version is None:
+        raise UserError(f"{what} {path} has no schema_version: not a slimdeploy file")
+    if version not in SUPPORTED_SCHEMA_VERSIONS:
+        supported = ", ".join(str(v) for v in SUPPORTED_SCHEMA_VERSIONS)
+        raise UserError(f"{what} {path} has schema_version {version!r}; this slimdeploy reads version {supported} (upgrade slimdeploy or re-run bench)")
+    return doc
+
+
+def load_bench(path: str | Path) -> dict:
+    """A bench results file, checked enough that every view can trust its shape."""
+    path = Path(path)
+    doc = _load_versioned(path, "bench results")
+    _validate_with_schema(doc, path)
+    cells = doc.get("cells")
+    if not isinstance(cells, list):
+        raise UserError(f"bench results {path} has no 'cells' list")
+    for index, cell in enumerate(cells):
+        where = f"bench results {path}: cell {index}"
+        if not isinstance(cell, dict):
+            raise UserError(f"{where} is not an object")
+        for key in ("model", "runtime", "batch", "status"):
+            if key not in cell:
+                raise UserError(f"{where} has no '{key}'")
+        if cell["status"] not in CELL_STATUSES:
+            raise UserError(f"{where} has status {cell['status']!r} (expected one of {', '.join(CELL_STATUSES)})")
+        if cell["status"] == "ok":
+            samples = cell.get("samples_ms")
+            if not isinstance(samples, list) or not samples or not all(isinstance(s, (int, float)) for s in samples):
+                raise UserError(f"{where} is ok but has no samples_ms")
+            if not isinstance(cell.get("stats"), dict) or "p50_ms" not in cell["stats"]:
+                # Older or hand-made files: the statistics follow from the raw samples.
+                from slimdeploy.bench.stats import summarize
+
+                cell["stats"] = summarize(samples, int(cell["batch"]))
+    comparisons = doc.setdefault("comparisons", [])
+    if not isinstance(comparisons, list):
+        raise UserError(f"bench results {path}: 'comparisons' is not a list")
+    for index, comparison in enumerate(comparisons):
+        for key in ("model", "runtime", "batch", "speedup", "verdict"):
+            if not isinstance(comparison, dict) or key not in comparison:
+                raise UserError(f"bench results {path}: comparison {index} has no '{key}'")
+    for key in ("models", "environment", "config", "runtimes"):
+        if not isinstance(doc.get(key) or {}, dict):
+            raise UserError(f"bench results {path}: '{key}' is not an object")
+    return doc
+
+
+def _validate_with_schema(doc: dict, path: Path) -> None:
+    """Validate against the bench stage's JSON Schema when the package ships it."""
+    try:
+        schema_file = resources.files("slimdeploy") / "schemas" / "bench.schema.json"
+        if not schema_file.is_file():
+            return
+        schema = json.loads(schema_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError, ModuleNotFoundError):
+        return
+    import jsonschema
+
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(doc))
+    if error is not None:
+        where = "/".join(str(p) for p in error.absolute_path) or "top level"
+        raise UserError(f"bench results {path} does not match the bench schema at {where}: {error.message[:200]}")

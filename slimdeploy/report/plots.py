@@ -1,0 +1,210 @@
+"""The three pictures: speedup vs ideal, latency vs batch, and the lottery-ticket curve.
+
+matplotlib's object API with the Agg renderer (no pyplot, no display, no global state),
+so plotting works on a headless CI machine and in threads. Each function returns PNG
+bytes, or None when its data is missing; the caller writes or embeds them.
+"""
+
+from __future__ import annotations
+
+import io
+from collections import defaultdict
+
+from slimdeploy.report import facts
+
+MODEL_COLORS = {"dense": "#4d4d4d", "structured": "#1f77b4", "unstructured": "#ff7f0e"}
+EXTRA_COLORS = ("#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
+
+
+def model_color(name: str, _cache: dict = {}) -> str:  # noqa: B006 - a deliberate per-process palette
+    if name in MODEL_COLORS:
+        return MODEL_COLORS[name]
+    if name not in _cache:
+        _cache[name] = EXTRA_COLORS[len(_cache) % len(EXTRA_COLORS)]
+    return _cache[name]
+
+
+def _figure(width: float, height: float):
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def _png(fig, dpi: int) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi, metadata={"Software": "slimdeploy (matplotlib)"})
+    return buffer.getvalue()
+
+
+def speedup_plot(comparisons: list[dict], dpi: int = 110) -> bytes | None:
+    """Measured speedup (bars, 95% interval) beside the ideal FLOP ratio, per runtime and batch."""
+    if not comparisons:
+        return None
+    threads, mode = facts.varying(comparisons, "threads"), facts.varying(comparisons, "mode")
+    models = sorted({c["model"] for c in comparisons}, key=facts.model_order)
+    varied = {rt for rt in {c["runtime"] for c in comparisons}
+              if facts.varying([c for c in comparisons if c["runtime"] == rt], "settings")}
+    slots = sorted({_slot(c) for c in comparisons})
+    index = {slot: i for i, slot in enumerate(slots)}
+    width = 0.8 / len(models)
+    fig = _figure(max(6.0, 1.0 + 0.55 * len(slots) * len(models)), 4.6)
+    ax = fig.add_subplot()
+    top = 1.0
+    for k, model in enumerate(models):
+        mine = [c for c in comparisons if c["model"] == model]
+        xs = [index[_slot(c)] - 0.4 + width * (k + 0.5) for c in mine]
+        ideal = [c.get("ideal_speedup") for c in mine]
+        if any(v is not None for v in ideal):
+            ax.bar([x for x, v in zip(xs, ideal) if v is not None], [v for v in ideal if v is not None], width * 0.92,
+                   fill=False, edgecolor=model_color(model), linestyle="--", linewidth=1.2,
+                   label=f"{model}: ideal (FLOP ratio)")
+            top = max([top] + [v for v in ideal if v is not None])
+        speedups = [c["speedup"] for c in mine]
+        low = [c["speedup"] - c["ci_low"] if c.get("ci_low") is not None else 0 for c in mine]
+        high = [c["ci_high"] - c["speedup"] if c.get("ci_high") is not None else 0 for c in mine]
+        ax.bar(xs, speedups, width * 0.92, color=model_color(model), alpha=0.85, yerr=[low, high], capsize=3,
+               label=f"{model}: measured (95% interval)")
+        for x, value in zip(xs, speedups):
+            ax.annotate(f"{value:.1f}x", (x, value), xytext=(0, 3), textcoords="offset points",
+                        ha="center", va="bottom", fontsize=8)
+        top = max([top] + [c.get("ci_high") or c["speedup"] for c in mine])
+    ax.axhline(1.0, color="black", linewidth=0.9, label="1x: same speed as dense")
+    labels = []
+    for runtime, thread_count, mode_name, options, batch in slots:
+        label = f"{facts.runtime_name(runtime)}\nbatch {batch}"
+        if threads:
+            label += f", {thread_count}t"
+        if mode:
+            label += f"\n{mode_name}"
+        if runtime in varied and options:
+            label += f"\n{options}"
+        labels.append(label)
+    ax.set_xticks(range(len(slots)), labels, fontsize=8)
+    ax.set_xlim(-0.6, len(slots) - 0.4)
+    ax.set_ylim(0, top * 1.18)
+    ax.set_ylabel("speedup over dense (×, higher is faster)")
+    ax.set_title("How much faster is the pruned model? Measured vs ideal speedup")
+    fig.legend(fontsize=8, loc="outside lower center", ncol=min(3, 2 * len(models) + 1))
+    ax.grid(axis="y", alpha=0.3)
+    return _png(fig, dpi)
+
+
+def _slot(c: dict) -> tuple:
+    return (c["runtime"], c.get("threads") or 0, str(c.get("mode")), facts.settings_text(c), c["batch"])
+
+
+def latency_plot(cells: list[dict], dpi: int = 110) -> bytes | None:
+    """Median latency per call vs batch size, one panel per runtime, dense vs pruned, log-log."""
+    ok = [c for c in cells if c.get("status") == "ok"]
+    if not ok:
+        return None
+    runtimes = sorted({c["runtime"] for c in ok})
+    threads, mode = facts.varying(ok, "threads"), facts.varying(ok, "mode")
+    columns = min(len(runtimes), 3)
+    rows = -(-len(runtimes) // columns)
+    fig = _figure(4.2 * columns + 0.4, 3.6 * rows)
+    axes = fig.subplots(rows, columns, squeeze=False)
+    for ax, runtime in zip(axes.flat, runtimes):
+        lines: dict[tuple, list[dict]] = defaultdict(list)
+        settings = facts.varying([c for c in ok if c["runtime"] == runtime], "settings")
+        for c in ok:
+            if c["runtime"] == runtime:
+                lines[(c["model"], c.get("threads"), c.get("mode"), facts.settings_text(c))].append(c)
+        styles = ("-", "--", ":", "-.")
+        seen_models: dict[str, int] = defaultdict(int)
+        for (model, thread_count, mode_name, options), points in sorted(lines.items(), key=lambda kv: (facts.model_order(kv[0][0]), str(kv[0][1:]))):
+            points.sort(key=lambda c: c["batch"])
+            batches = [c["batch"] for c in points]
+            p50 = [c["stats"]["p50_ms"] for c in points]
+            p99 = [c["stats"].get("p99_ms", c["stats"]["p50_ms"]) for c in points]
+            label = model + (f", {thread_count}t" if threads else "") + (f", {mode_name}" if mode else "") + (
+                f", {options}" if settings and options else "")
+            style = styles[seen_models[model] % len(styles)]
+            seen_models[model] += 1
+            ax.plot(batches, p50, style, marker="o", color=model_color(model), label=label)
+            ax.fill_between(batches, p50, p99, color=model_color(model), alpha=0.15, linewidth=0)
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_title(f"{facts.runtime_name(runtime)}")
+        ax.set_xlabel("batch size (images per call)")
+        ax.set_ylabel("latency per call (ms, log scale)")
+        ax.grid(True, which="both", alpha=0.25)
+        ax.legend(fontsize=8)
+    for ax in list(axes.flat)[len(runtimes):]:
+        ax.set_visible(False)
+    fig.suptitle("Latency vs batch size, dense vs pruned (line: median; band: median to p99)")
+    return _png(fig, dpi)
+
+
+def lottery_plot(lotteries: dict[str, dict], dense_accuracy: float | None, dpi: int = 110) -> bytes | None:
+    """Test accuracy vs fraction of weights remaining per round, with both controls and the dense line."""
+    series = []
+    for mode, lottery in sorted(lotteries.items(), key=lambda kv: facts.model_order(kv[0])):
+        rounds = [r for r in lottery.get("rounds", []) if facts.number(r.get("weights_remaining"))]
+        rounds.sort(key=lambda r: -facts.number(r["weights_remaining"]))
+        if rounds:
+            series.append((mode, rounds, lottery))
+    if not series:
+        return None
+    fig = _figure(7.6, 5.6)
+    ax = fig.add_subplot()
+    remaining_all = []
+    for mode, rounds, lottery in series:
+        color = model_color(mode)
+        for key, label, style, marker in (
+            ("ticket", f"{mode}: ticket (reset: {_reset(lottery)})", "-", "o"),
+            ("random_init", f"{mode}: control, random re-init", "--", "x"),
+            ("finetune", f"{mode}: control, fine-tune", ":", "s"),
+        ):
+            xs, ys, errs = [], [], []
+            for r in rounds:
+                record = r if key == "ticket" else ((r.get("controls") or {}).get(key) or {})
+                value = facts.number(record.get("test_accuracy"))
+                if value is None:
+                    continue
+                xs.append(facts.number(r["weights_remaining"]))
+                ys.append(value * 100)
+                errs.append((facts.spread(record, "test_accuracy") or 0.0) * 100)
+            if xs:
+                ax.errorbar(xs, ys, yerr=errs if any(errs) else None, linestyle=style, marker=marker,
+                            color=color, label=label, capsize=2, markersize=5)
+                remaining_all += xs
+    # Each lottery trains its own dense model(s) over its seeds; one line when they agree.
+    dense_lines = {mode: facts.number((lottery.get("dense") or {}).get("test_accuracy")) for mode, _, lottery in series}
+    dense_lines = {mode: value for mode, value in dense_lines.items() if value is not None}
+    if len({round(v, 9) for v in dense_lines.values()}) > 1:
+        for mode, value in dense_lines.items():
+            ax.axhline(value * 100, color=model_color(mode), linewidth=1.0, linestyle="-.",
+                       label=f"dense model, {mode} seeds ({value * 100:.2f}%)")
+    else:
+        value = next(iter(dense_lines.values()), dense_accuracy)
+        if value is not None:
+            ax.axhline(value * 100, color=MODEL_COLORS["dense"], linewidth=1.2, linestyle="-.",
+                       label=f"dense model ({value * 100:.2f}%)")
+    from matplotlib.ticker import FuncFormatter
+
+    ax.set_xscale("log")
+    low = min(remaining_all)
+    ax.set_xlim(1.15, low / 1.3)  # 100% on the left: pruning proceeds to the right
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v * 100:g}%"))
+    ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
+    ax.set_xticks(_percent_ticks(low / 1.3, 1.15))
+    ax.set_xlabel("weights remaining (% of the dense model's parameters, log scale)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title("Accuracy vs weights remaining per pruning round (lottery-ticket curve)")
+    ax.grid(True, which="both", alpha=0.25)
+    fig.legend(fontsize=8, loc="outside lower center", ncol=2)
+    return _png(fig, dpi)
+
+
+def _reset(lottery: dict) -> str:
+    reset = str((lottery.get("settings") or {}).get("reset") or "init")
+    return "θ0" if reset == "init" else reset
+
+
+def _percent_ticks(low: float, high: float) -> list[float]:
+    """Round percentages for a log axis: dense enough to read, never overlapping."""
+    fine = [1, 0.8, 0.6, 0.5, 0.4, 0.3, 0.2, 0.15, 0.1, 0.07, 0.05, 0.03, 0.02, 0.01, 0.005, 0.002, 0.001]
+    coarse = [1, 0.5, 0.2, 0.1, 0.05, 0.02, 0.01, 0.005, 0.002, 0.001]
+    ticks = [t for t in fine if low <= t <= high]
+    return ticks if len(ticks) <= 9 else [t for t in coarse if low <= t <= high]
