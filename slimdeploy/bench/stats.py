@@ -70,3 +70,37 @@ def verdict(low: float, high: float, threshold: float = DEFAULT_THRESHOLD) -> st
     if high < 1.0 - threshold:
         return SLOWER
     return NO_DIFFERENCE
+
+
+def split_blocks(samples_ms, block_sizes) -> list[np.ndarray]:
+    """Raw samples -> one array per interleaved block (``block_sizes`` as the harness recorded)."""
+    samples = np.asarray(samples_ms, dtype=float)
+    edges = np.cumsum([0, *block_sizes])
+    if edges[-1] != samples.size:
+        raise ValueError(f"block sizes add up to {edges[-1]}, not to the {samples.size} samples")
+    return [samples[a:b] for a, b in zip(edges[:-1], edges[1:])]
+
+
+def paired_round_interval(baseline_blocks, candidate_blocks, *, confidence: float = 0.95, resamples: int = 2000,
+                          seed: int = 0) -> tuple[float, float, float, int]:
+    """Speedup from interleaved rounds: the median over rounds of (baseline block median /
+    candidate block median), with a bootstrap over rounds. Returns (speedup, low, high, rounds).
+
+    Block k of the baseline and block k of the candidate ran side by side in round k, so a
+    round's ratio cancels drift slower than a round, and resampling whole rounds keeps the
+    correlation of latencies within a burst of machine load. ``speedup_interval`` treats every
+    call as independent, which on a busy machine gives intervals narrower than the
+    run-to-run spread; this interval does not.
+    """
+    rounds = min(len(baseline_blocks), len(candidate_blocks))
+    if rounds == 0:
+        raise ValueError("no rounds to compare")
+    base = np.array([np.median(b) for b in baseline_blocks[:rounds]])
+    cand = np.array([np.median(c) for c in candidate_blocks[:rounds]])
+    ratios = base / cand
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, rounds, size=(resamples, rounds))
+    replicates = np.median(ratios[picks], axis=1)
+    alpha = (1.0 - confidence) / 2.0
+    low, high = np.quantile(replicates, [alpha, 1.0 - alpha])
+    return float(np.median(ratios)), float(low), float(high), int(rounds)

@@ -1,0 +1,253 @@
+"""What an artifact file takes and holds, read without loading a runtime.
+
+The input shape lets the bench refuse an artifact that cannot run before any worker
+starts; parameter and FLOP counts give the ideal speedup for models given as bare files.
+FLOPs count multiply-adds x2 of MatMul/Gemm/Conv with constant weights (the same rule as
+``slimdeploy.models.count_flops``); zeros are counted apart as ``nonzero_flops``.
+"""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from slimdeploy.errors import ModelFileError
+
+SUFFIXES = (".onnx", ".xml", ".keras", ".engine", ".plan")
+
+
+@dataclass
+class ArtifactInfo:
+    path: Path
+    input_name: str | None = None
+    # Dimensions with None where dynamic; None when the file does not say (TensorRT).
+    input_shape: list | None = None
+    params: int | None = None
+    nonzero_params: int | None = None
+    flops: int | None = None
+    nonzero_flops: int | None = None
+    widths: list = field(default_factory=list)
+
+    def model_info(self) -> dict:
+        keys = ("params", "nonzero_params", "flops", "nonzero_flops")
+        info = {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
+        if self.widths:
+            info["widths"] = list(self.widths)
+        return info
+
+
+def inspect_artifact(path: str | Path) -> ArtifactInfo:
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"artifact {path} does not exist")
+    if path.stat().st_size == 0:
+        raise ModelFileError(f"artifact {path} is empty")
+    if path.suffix == ".onnx":
+        return _inspect_onnx(path)
+    if path.suffix == ".xml":
+        return _inspect_openvino(path)
+    if path.suffix == ".keras":
+        return _inspect_keras(path)
+    if path.suffix in (".engine", ".plan"):
+        return ArtifactInfo(path)  # only TensorRT itself can read an engine
+    raise ModelFileError(f"artifact {path}: unsupported file type (expected one of {', '.join(SUFFIXES)})")
+
+
+# --- ONNX -------------------------------------------------------------------------------
+
+def _inspect_onnx(path: Path) -> ArtifactInfo:
+    import onnx
+    from onnx import numpy_helper
+
+    try:
+        model = onnx.load(str(path))
+    except Exception as exc:  # protobuf raises several types for a corrupt file
+        raise ModelFileError(f"artifact {path} is not a readable ONNX model ({type(exc).__name__})") from exc
+    graph = model.graph
+    if not graph.node:
+        raise ModelFileError(f"artifact {path} is not a readable ONNX model (empty graph)")
+    initializers = {init.name: init for init in graph.initializer}
+    inputs = [i for i in graph.input if i.name not in initializers]
+    if len(inputs) != 1:
+        raise ModelFileError(f"artifact {path} has {len(inputs)} inputs; slimdeploy benchmarks single-input models")
+    dims = [d.dim_value if d.HasField("dim_value") else None for d in inputs[0].type.tensor_type.shape.dim]
+    info = ArtifactInfo(path, input_name=inputs[0].name, input_shape=dims)
+
+    arrays = {}
+    params = nonzero = 0
+    for name, init in initializers.items():
+        if init.data_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE,
+                              onnx.TensorProto.BFLOAT16):
+            array = numpy_helper.to_array(init)
+            arrays[name] = array
+            params += array.size
+            nonzero += int(np.count_nonzero(array))
+    info.params, info.nonzero_params = int(params), int(nonzero)
+
+    spatial = _onnx_spatial_sizes(model)
+    flops = nz_flops = 0
+    for node in graph.node:
+        if node.op_type in ("MatMul", "Gemm") and len(node.input) > 1 and node.input[1] in arrays:
+            weight = arrays[node.input[1]]
+            if weight.ndim != 2:
+                continue
+            trans_b = any(a.name == "transB" and a.i for a in node.attribute)
+            units = weight.shape[0] if trans_b else weight.shape[1]
+            flops += 2 * weight.size
+            nz_flops += 2 * int(np.count_nonzero(weight))
+            info.widths.append(int(units))
+        elif node.op_type == "Conv" and len(node.input) > 1 and node.input[1] in arrays:
+            weight = arrays[node.input[1]]
+            positions = spatial.get(node.output[0])
+            if positions is None:
+                continue
+            flops += 2 * weight.size * positions
+            nz_flops += 2 * int(np.count_nonzero(weight)) * positions
+    if flops:
+        info.flops, info.nonzero_flops = int(flops), int(nz_flops)
+    return info
+
+
+def _onnx_spatial_sizes(model) -> dict:
+    """Output positions (H*W) of Conv nodes, from ONNX shape inference."""
+    if not any(node.op_type == "Conv" for node in model.graph.node):
+        return {}
+    import onnx
+
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception:  # shape inference is best effort; FLOPs then omit convolutions
+        return {}
+    sizes = {}
+    for value in list(inferred.graph.value_info) + list(inferred.graph.output):
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in value.type.tensor_type.shape.dim]
+        if len(dims) == 4 and all(d for d in dims[2:]):
+            sizes[value.name] = int(dims[2] * dims[3])
+    return sizes
+
+
+# --- OpenVINO IR --------------------------------------------------------------------------
+
+_IR_DTYPES = {"f32": np.float32, "f16": np.float16, "f64": np.float64}
+
+
+def _inspect_openvino(path: Path) -> ArtifactInfo:
+    try:
+        root = ET.parse(path).getroot()
+    except (ET.ParseError, OSError) as exc:
+        raise ModelFileError(f"artifact {path} is not a readable OpenVINO IR ({exc})") from exc
+    layers = {layer.get("id"): layer for layer in root.iter("layer")}
+    parameters = [layer for layer in layers.values() if layer.get("type") == "Parameter"]
+    if root.tag != "net" or not parameters:
+        raise ModelFileError(f"artifact {path} is not an OpenVINO IR (no <net> with a Parameter layer)")
+    if len(parameters) != 1:
+        raise ModelFileError(f"artifact {path} has {len(parameters)} inputs; slimdeploy benchmarks single-input models")
+    data = parameters[0].find("data")
+    shape_text = data.get("shape", "") if data is not None else ""
+    info = ArtifactInfo(path, input_name=parameters[0].get("name"), input_shape=_ir_dims(shape_text))
+
+    weights_path = path.with_suffix(".bin")
+    blob = np.fromfile(weights_path, dtype=np.uint8) if weights_path.is_file() else None
+
+    def constant(layer) -> np.ndarray | None:
+        d = layer.find("data")
+        dtype = _IR_DTYPES.get(d.get("element_type", "")) if d is not None else None
+        if dtype is None or blob is None:
+            return None
+        offset, size = int(d.get("offset", 0)), int(d.get("size", 0))
+        if offset + size > blob.size:
+            raise ModelFileError(f"artifact {path}: {weights_path.name} is truncated")
+        return blob[offset:offset + size].view(dtype)
+
+    params = nonzero = 0
+    values = {}
+    for layer_id, layer in layers.items():
+        if layer.get("type") == "Const":
+            array = constant(layer)
+            if array is not None:
+                values[layer_id] = array
+                params += array.size
+                nonzero += int(np.count_nonzero(array))
+    if values:
+        info.params, info.nonzero_params = int(params), int(nonzero)
+
+    # Which layer feeds each (layer, port): to find the constant behind a MatMul's weights.
+    feeds = {}
+    for edge in root.iter("edge"):
+        feeds[(edge.get("to-layer"), edge.get("to-port"))] = edge.get("from-layer")
+    flops = nz_flops = 0
+    for layer_id, layer in layers.items():
+        if layer.get("type") != "MatMul":
+            continue
+        ports = layer.find("input").findall("port") if layer.find("input") is not None else []
+        if len(ports) < 2:
+            continue
+        weight_dims = [int(d.text) for d in ports[1].findall("dim")]
+        if len(weight_dims) != 2 or min(weight_dims) <= 0:
+            continue
+        source = feeds.get((layer_id, ports[1].get("id")))
+        # Weights may pass through a Convert (f16-compressed IR) on their way.
+        while source in layers and layers[source].get("type") == "Convert":
+            port = layers[source].find("input").find("port").get("id")
+            source = feeds.get((source, port))
+        if source not in values:
+            continue  # activations times activations: not a weight layer
+        d = layer.find("data")
+        trans_b = d is not None and d.get("transpose_b") == "true"
+        size = weight_dims[0] * weight_dims[1]
+        flops += 2 * size
+        nz_flops += 2 * int(np.count_nonzero(values[source]))
+        info.widths.append(weight_dims[0] if trans_b else weight_dims[1])
+    if flops:
+        info.flops, info.nonzero_flops = int(flops), int(nz_flops)
+    return info
+
+
+def _ir_dims(text: str) -> list:
+    dims = []
+    for part in text.replace(" ", "").split(","):
+        if not part:
+            continue
+        try:
+            value = int(part)
+        except ValueError:  # "?" or a range "1..10"
+            value = None
+        dims.append(value if value is not None and value >= 0 else None)
+    return dims
+
+
+# --- Keras ------------------------------------------------------------------------------------
+
+def _inspect_keras(path: Path) -> ArtifactInfo:
+    """The input shape from the archive's config.json; counts come from the TensorFlow worker."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read("config.json"))
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
+        raise ModelFileError(f"artifact {path} is not a readable .keras archive ({type(exc).__name__})") from exc
+    shape = _find_batch_shape(config)
+    return ArtifactInfo(path, input_name="input", input_shape=list(shape) if shape is not None else None)
+
+
+def _find_batch_shape(node):
+    if isinstance(node, dict):
+        if node.get("class_name") == "InputLayer":
+            conf = node.get("config", {})
+            shape = conf.get("batch_shape") or conf.get("batch_input_shape")
+            if shape is not None:
+                return shape
+        for value in node.values():
+            found = _find_batch_shape(value)
+            if found is not None:
+                return found
+    elif isinstance(node, list):
+        for value in node:
+            found = _find_batch_shape(value)
+            if found is not None:
+                return found
+    return None

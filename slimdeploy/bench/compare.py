@@ -1,0 +1,111 @@
+"""Comparisons: each model against the baseline model in the same runtime, batch, threads,
+mode and settings: speedup with a bootstrap interval, the FLOP ratio it could reach, and
+a verdict.
+
+``speedup`` is baseline p50 / model p50 over all samples. Its 95% interval is the union of
+two bootstrap intervals, and the verdict is taken on that union:
+
+- ``sample_interval``: ``stats.speedup_interval`` on the raw samples (every call independent).
+  When a cell holds more than ``MAX_BOOTSTRAP_SAMPLES`` samples it is thinned evenly (every
+  k-th sample, so every block stays represented): faster, and only ever wider.
+- ``round_interval``: ``stats.paired_round_interval`` over the interleaved rounds (a round's
+  baseline block against the same round's model block, whole rounds resampled). Latencies on
+  a busy machine come in bursts; treating calls as independent then gives intervals much
+  narrower than the run-to-run spread, and verdicts that flip between runs. Rounds are the
+  honest unit, so the union is what a verdict can stand on.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from slimdeploy.bench import stats
+
+MAX_BOOTSTRAP_SAMPLES = 5000
+
+
+def thin(samples, limit: int = MAX_BOOTSTRAP_SAMPLES) -> np.ndarray:
+    samples = np.asarray(samples, dtype=float)
+    step = max(1, math.ceil(samples.size / limit))
+    return samples[::step]
+
+
+def _round_interval(base: dict, cell: dict, confidence: float, resamples: int, seed: int):
+    """(speedup, low, high, rounds) from the cells' interleaved blocks; None without blocks."""
+    if not base.get("blocks") or not cell.get("blocks"):
+        return None
+    try:
+        return stats.paired_round_interval(stats.split_blocks(base["samples_ms"], base["blocks"]),
+                                           stats.split_blocks(cell["samples_ms"], cell["blocks"]),
+                                           confidence=confidence, resamples=resamples, seed=seed)
+    except ValueError:  # blocks that do not match the samples (a hand-edited file): samples only
+        return None
+
+
+def group_key(cell: dict) -> tuple:
+    return (cell["runtime"], cell["batch"], cell["threads"], cell["mode"],
+            tuple(sorted((cell.get("settings") or {}).items())))
+
+
+def _ratio(a, b):
+    return a / b if a and b else None
+
+
+def compare(cells: list, models: dict, baseline: str, *, threshold: float = stats.DEFAULT_THRESHOLD,
+            confidence: float = 0.95, resamples: int = 2000, seed: int = 0) -> list:
+    ok = [c for c in cells if c.get("status") == "ok" and c.get("samples_ms")]
+    by_key: dict[tuple, dict] = {}
+    for cell in ok:
+        by_key.setdefault(group_key(cell), {})[cell["model"]] = cell
+    base_info = models.get(baseline, {})
+    comparisons = []
+    for key, group in by_key.items():
+        base = group.get(baseline)
+        if base is None:
+            continue
+        for name, cell in sorted(group.items()):
+            if name == baseline:
+                continue
+            _, s_low, s_high = stats.speedup_interval(thin(base["samples_ms"]), thin(cell["samples_ms"]),
+                                                      confidence=confidence, resamples=resamples, seed=seed)
+            speedup = base["stats"]["p50_ms"] / cell["stats"]["p50_ms"]
+            rounds = _round_interval(base, cell, confidence, resamples, seed)
+            low, high = s_low, s_high
+            if rounds is not None:
+                low, high = min(low, rounds[1]), max(high, rounds[2])
+            info = models.get(name, {})
+            ideal = _ratio(base_info.get("flops"), info.get("flops"))
+            comparisons.append({
+                "model": name,
+                "baseline": baseline,
+                "runtime": cell["runtime"],
+                "batch": cell["batch"],
+                "threads": cell["threads"],
+                "mode": cell["mode"],
+                "settings": cell.get("settings") or {},
+                "speedup": speedup,
+                "ci_low": low,
+                "ci_high": high,
+                "confidence": confidence,
+                "ideal_speedup": ideal,
+                "efficiency": speedup / ideal if ideal else None,
+                # What a sparse kernel could reach; dense kernels do not get it.
+                "nonzero_ideal_speedup": _ratio(base_info.get("flops"), info.get("nonzero_flops")),
+                "sample_interval": [s_low, s_high],
+                "round_interval": [rounds[1], rounds[2]] if rounds else None,
+                "round_speedup": rounds[0] if rounds else None,
+                "rounds": rounds[3] if rounds else 0,
+                "verdict": stats.verdict(low, high, threshold),
+                "threshold": threshold,
+                "baseline_p50_ms": base["stats"]["p50_ms"],
+                "model_p50_ms": cell["stats"]["p50_ms"],
+                "baseline_cell": base["id"],
+                "model_cell": cell["id"],
+                "unstable": bool(base.get("unstable") or cell.get("unstable")),
+                "bootstrap_samples": [int(thin(base["samples_ms"]).size), int(thin(cell["samples_ms"]).size)],
+            })
+    order = {"tensorflow": 0, "onnxruntime": 1, "openvino": 2, "tensorrt": 3}
+    comparisons.sort(key=lambda c: (order.get(c["runtime"], 9), c["runtime"], c["threads"], c["batch"], c["model"]))
+    return comparisons

@@ -1,0 +1,139 @@
+"""The measuring loop, run inside a worker: warm-up, then interleaved timed blocks.
+
+Every model of a group is called in turn, in rounds: one block per model per round, a
+block being ``block_warmup`` untimed calls and then at least ``block_calls`` timed calls
+and ``block_time`` seconds (baseline, pruned, ..., baseline, pruned, ...), so drift of the
+machine (other processes, frequency changes) lands on all of them alike. A model is done
+when it has at least ``min_iters`` calls and ``min_time`` seconds of timed calls, or
+``max_iters`` calls. Each call is timed alone with ``perf_counter_ns``; every raw latency
+is kept, and so are the block boundaries (for the round-paired interval in ``stats``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class MeasureParams:
+    min_iters: int = 200
+    min_time: float = 2.0
+    max_iters: int = 0
+    warmup_iters: int = 20
+    warmup_time: float = 0.2
+    block_calls: int = 3
+    block_time: float = 0.002
+    block_warmup: int = 2
+    instances: int = 1
+    mode: str = "latency"
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> "MeasureParams":
+        return cls(**{k: raw[k] for k in cls.__dataclass_fields__ if k in raw})
+
+
+@dataclass
+class Measurement:
+    samples_ns: list = field(default_factory=list)
+    engine_ms: list = field(default_factory=list)
+    timed_ns: int = 0
+    parallelism: int = 1
+    # Samples per block, in order: block k of every model ran in round k, side by side.
+    blocks: list = field(default_factory=list)
+
+    def done(self, params: MeasureParams) -> bool:
+        if params.max_iters and len(self.samples_ns) >= params.max_iters:
+            return True
+        return len(self.samples_ns) >= params.min_iters and self.timed_ns >= params.min_time * 1e9
+
+
+def _step(session, mode: str):
+    return session.run_parallel if mode == "throughput" else session.run
+
+
+def warm_up(session, params: MeasureParams) -> None:
+    step = _step(session, params.mode)
+    deadline = time.perf_counter() + params.warmup_time
+    calls = 0
+    while calls < params.warmup_iters or time.perf_counter() < deadline:
+        step()
+        calls += 1
+
+
+def run_block(session, measurement: Measurement, params: MeasureParams) -> None:
+    step = _step(session, params.mode)
+    engine = session.engine_latency_ms if session.engine_latency_ms() is not None else None
+    # Throughput mode: one step runs ``parallelism`` batches; a sample is the time per batch.
+    per = session.parallelism if params.mode == "throughput" else 1
+    measurement.parallelism = per
+    samples, engine_ms = measurement.samples_ns, measurement.engine_ms
+    cap = params.max_iters or None
+    min_ns = params.block_time * 1e9
+    clock = time.perf_counter_ns
+    # The first calls after another model ran refill caches and wake the runtime's
+    # threads (2-3 calls at batch 64 were 10-40% slower): run them untimed, so a sample is
+    # the steady-state latency a deployed model sees, not the cost of interleaving.
+    for _ in range(params.block_warmup):
+        step()
+    spent = calls = 0
+    first = len(samples)
+    while (calls < params.block_calls or spent < min_ns) and (cap is None or len(samples) < cap):
+        start = clock()
+        step()
+        elapsed = clock() - start
+        samples.append(elapsed / per if per > 1 else elapsed)
+        spent += elapsed
+        calls += 1
+        if engine is not None:
+            engine_ms.append(engine())
+    measurement.timed_ns += spent
+    if len(samples) > first:
+        measurement.blocks.append(len(samples) - first)
+
+
+def measure_interleaved(sessions: dict, params: MeasureParams, on_round=None) -> dict:
+    """Measure every model in turn until each is done; returns name -> Measurement.
+
+    ``sessions`` maps a model name to a list of open sessions of that model (its input
+    set), in the order the blocks take (baseline first). Round k uses instance k mod n of
+    each model: identical sessions of one model differ by several percent at batch 1
+    (where the weights sit in memory: alignment, cache sets, huge pages), so rotating a few
+    instances averages that layout luck out instead of giving it to one model. The order of
+    the models within a round turns from round to round.
+    """
+    pools = {name: (s if isinstance(s, (list, tuple)) else [s]) for name, s in sessions.items()}
+    results = {name: Measurement() for name in pools}
+    rounds = 0
+    while True:
+        pending = [name for name in pools if not results[name].done(params)]
+        if not pending:
+            return results
+        # The order turns every round, so no model always follows the same other model.
+        shift = rounds % len(pending)
+        for name in pending[shift:] + pending[:shift]:
+            pool = pools[name]
+            run_block(pool[rounds % len(pool)], results[name], params)
+        rounds += 1
+        if on_round is not None:
+            on_round(rounds, results)
+
+
+def measure_alone(session, seconds: float, mode: str = "latency") -> dict:
+    """One model alone for ``seconds``, as benchmark_app runs it: medians and minimum, in ms."""
+    import numpy as np
+
+    step = _step(session, mode)
+    engine = session.engine_latency_ms if session.engine_latency_ms() is not None else None
+    clock = time.perf_counter_ns
+    deadline = clock() + int(seconds * 1e9)
+    wall, engine_ms = [], []
+    while not wall or clock() < deadline:
+        start = clock()
+        step()
+        wall.append(clock() - start)
+        if engine is not None:
+            engine_ms.append(engine())
+    ours = np.asarray(engine_ms) if engine_ms else np.asarray(wall) / 1e6
+    return {"wall_median_ms": float(np.median(wall)) / 1e6, "median_ms": float(np.median(ours)),
+            "min_ms": float(ours.min()), "engine": bool(engine_ms)}

@@ -1,0 +1,191 @@
+"""SOURCE arguments -> the models to benchmark and each model's artifact files.
+
+A source is a run directory (its ``exports/export.json`` lists the valid ONNX, OpenVINO
+and TensorRT artifacts, and its Keras models are what TensorFlow runs) or an artifact
+file (``.onnx``, ``.xml``, ``.keras``, ``.engine``: the model's name is the file stem).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from slimdeploy import fsutil
+from slimdeploy.bench.artifacts import SUFFIXES, ArtifactInfo, inspect_artifact
+from slimdeploy.errors import UserError
+
+# Keras models a run directory holds, when export.json does not name their source.
+RUN_KERAS_MODELS = {"dense": "dense/model.keras", "structured": "structured/ticket.keras",
+                    "unstructured": "unstructured/ticket.keras"}
+INFO_KEYS = ("params", "nonzero_params", "flops", "nonzero_flops", "widths", "test_accuracy",
+             "keras_test_accuracy", "weights_remaining")
+
+
+@dataclass
+class ModelSource:
+    name: str
+    # suffix -> artifact path
+    artifacts: dict = field(default_factory=dict)
+    inspected: dict = field(default_factory=dict)  # suffix -> ArtifactInfo
+    info: dict = field(default_factory=dict)
+
+    def add(self, path: Path, origin: str) -> None:
+        suffix = path.suffix
+        if suffix in self.artifacts and self.artifacts[suffix].resolve() != path.resolve():
+            raise UserError(f"model {self.name!r} has two {suffix} artifacts ({self.artifacts[suffix]} and {path}, "
+                            f"from {origin}); give one, or rename the file")
+        self.artifacts[suffix] = path
+
+
+@dataclass
+class Sources:
+    models: dict  # name -> ModelSource, in a stable order
+    run_dir: Path | None = None
+    # Non-batch input dims the run's recipe declares (None: not known).
+    recipe_input_shape: tuple | None = None
+    notes: list = field(default_factory=list)
+
+
+def resolve_sources(sources, model_filter=None) -> Sources:
+    if not sources:
+        raise UserError("give at least one SOURCE: a run directory or artifact files (.onnx, .xml, .keras, .engine)")
+    models: dict[str, ModelSource] = {}
+    run_dir = None
+    recipe_shape = None
+    notes: list[str] = []
+    for raw in sources:
+        path = Path(raw)
+        if not path.exists():
+            raise UserError(f"source {path} does not exist")
+        if path.is_dir():
+            run_dir = run_dir or path
+            shape = _add_run_dir(path, models, notes)
+            recipe_shape = recipe_shape or shape
+        else:
+            if path.suffix not in SUFFIXES:
+                raise UserError(f"source {path}: unsupported file type (give a run directory or {', '.join(SUFFIXES)})")
+            if path.suffix == ".xml" and not path.with_suffix(".bin").is_file():
+                raise UserError(f"source {path}: its weights file {path.with_suffix('.bin').name} is missing")
+            models.setdefault(path.stem, ModelSource(path.stem)).add(path, str(path))
+    if model_filter:
+        unknown = [m for m in model_filter if m not in models]
+        if unknown:
+            raise UserError(f"--models: no model named {', '.join(unknown)} in the sources (found: {', '.join(models) or 'none'})")
+        models = {name: models[name] for name in model_filter}
+    if not models:
+        raise UserError(f"no models found in {', '.join(map(str, sources))} (a run directory needs exports/export.json "
+                        "or Keras models; run `slimdeploy export` first)")
+    for model in models.values():
+        for suffix, artifact in model.artifacts.items():
+            info = inspect_artifact(artifact)
+            model.inspected[suffix] = info
+            for key, value in info.model_info().items():
+                model.info.setdefault(key, value)
+    return Sources(models=models, run_dir=run_dir, recipe_input_shape=recipe_shape, notes=notes)
+
+
+def _add_run_dir(run_dir: Path, models: dict, notes: list) -> tuple | None:
+    export_json = run_dir / "exports" / "export.json"
+    found_any = False
+    keras_sources = {}
+    if export_json.is_file():
+        manifest = fsutil.read_json(export_json, "export manifest")
+        artifacts = manifest.get("artifacts") if isinstance(manifest, dict) else None
+        if not isinstance(artifacts, list):
+            raise UserError(f"{export_json} is not a slimdeploy export manifest (no 'artifacts' list)")
+        for entry in artifacts:
+            if not isinstance(entry, dict) or "model" not in entry or "path" not in entry:
+                raise UserError(f"{export_json}: every artifact needs 'model' and 'path'")
+            name = str(entry["model"])
+            if entry.get("source"):
+                keras_sources.setdefault(name, run_dir / entry["source"])
+            if not entry.get("valid", False):
+                notes.append(f"skipped {entry['path']}: not valid in export.json ({entry.get('error') or 'verification failed'})")
+                continue
+            path = export_json.parent / entry["path"]
+            if not path.is_file():
+                raise UserError(f"{export_json} lists {entry['path']} but {path} does not exist")
+            model = models.setdefault(name, ModelSource(name))
+            model.add(path, str(export_json))
+            for key in INFO_KEYS:
+                if entry.get(key) is not None:
+                    model.info.setdefault(key, entry[key])
+            found_any = True
+    else:
+        notes.append(f"{export_json} not found: only the Keras models (TensorFlow runtime) are benchmarked")
+    for name, relative in RUN_KERAS_MODELS.items():
+        keras_sources.setdefault(name, run_dir / relative)
+    for name, path in keras_sources.items():
+        if path.suffix == ".keras" and path.is_file():
+            models.setdefault(name, ModelSource(name)).add(path, str(run_dir))
+            found_any = True
+    if not found_any:
+        raise UserError(f"run directory {run_dir} has no exports/export.json and no Keras models "
+                        f"(run `slimdeploy train`, `prune` and `export` first)")
+    _add_run_metrics(run_dir, models)
+    return _recipe_input_shape(run_dir)
+
+
+def _add_run_metrics(run_dir: Path, models: dict) -> None:
+    """Accuracy and widths from the run's own records, where export.json lacks them."""
+    dense_metrics = run_dir / "dense" / "metrics.json"
+    if "dense" in models and dense_metrics.is_file():
+        metrics = fsutil.read_json(dense_metrics, "dense metrics")
+        for key in ("test_accuracy", "params", "flops", "widths"):
+            if isinstance(metrics, dict) and metrics.get(key) is not None:
+                models["dense"].info.setdefault(key, metrics[key])
+    for mode in ("structured", "unstructured"):
+        lottery = run_dir / mode / "lottery.json"
+        if mode not in models or not lottery.is_file():
+            continue
+        record = fsutil.read_json(lottery, "lottery record")
+        rounds = record.get("rounds") if isinstance(record, dict) else None
+        ticket = record.get("ticket") if isinstance(record, dict) else None
+        if isinstance(rounds, list) and isinstance(ticket, dict):
+            chosen = [r for r in rounds if isinstance(r, dict) and r.get("round") == ticket.get("round")]
+            # Counts come from the artifacts themselves (several seeds' rounds are averaged here).
+            for key in ("test_accuracy", "widths", "weights_remaining"):
+                if chosen and chosen[0].get(key) is not None:
+                    models[mode].info.setdefault(key, chosen[0][key])
+
+
+def _recipe_input_shape(run_dir: Path) -> tuple | None:
+    metrics = run_dir / "dense" / "metrics.json"
+    if not metrics.is_file():
+        return None
+    data = fsutil.read_json(metrics, "dense metrics")
+    shape = (data.get("recipe") or {}).get("input_shape") if isinstance(data, dict) else None
+    return tuple(shape) if isinstance(shape, list) else None
+
+
+def expected_input_shape(sources: Sources, requested: tuple | None, baseline: str) -> tuple[tuple | None, str]:
+    """The non-batch input dims every artifact must take, and where that rule came from."""
+    if requested:
+        return tuple(requested), "--input-shape"
+    if sources.recipe_input_shape:
+        return tuple(sources.recipe_input_shape), f"the recipe of {sources.run_dir}"
+    ordered = sorted(sources.models.values(), key=lambda m: m.name != baseline)
+    for model in ordered:
+        for info in model.inspected.values():
+            if info.input_shape and all(isinstance(d, int) for d in info.input_shape[1:]):
+                return tuple(info.input_shape[1:]), f"{info.path}"
+    return None, ""
+
+
+def check_fit(info: ArtifactInfo, expected: tuple | None, origin: str, batches, allow_reshape: bool) -> None:
+    """Refuse, before any worker starts, an artifact whose input cannot take the bench's input."""
+    if info.input_shape is None:
+        return
+    dims = list(info.input_shape)
+    shown = "[" + ",".join("?" if d is None else str(d) for d in dims) + "]"
+    if expected is not None:
+        wanted = "[" + ",".join(["N", *map(str, expected)]) + "]"
+        fits = len(dims) == len(expected) + 1 and all(d is None or d == e for d, e in zip(dims[1:], expected))
+        if not fits:
+            raise UserError(f"artifact {info.path} takes input {shown}, which does not fit the model input {wanted} "
+                            f"(from {origin})")
+    if dims and dims[0] is not None and not allow_reshape:
+        wrong = [b for b in batches if b != dims[0]]
+        if wrong:
+            raise UserError(f"artifact {info.path} has a static batch size of {dims[0]} (input {shown}); it cannot run "
+                            f"--batch {wrong[0]} (re-export it with a dynamic batch dimension)")

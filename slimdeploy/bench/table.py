@@ -1,0 +1,79 @@
+"""The terminal view of bench results: one row per comparison, with its verdict."""
+
+from __future__ import annotations
+
+from rich import box
+from rich.table import Table
+
+from slimdeploy.bench import stats
+
+VERDICT_STYLE = {stats.FASTER: "bold green", stats.SLOWER: "bold red", stats.NO_DIFFERENCE: "yellow"}
+VERDICT_SHORT = {stats.NO_DIFFERENCE: "no sig. diff."}
+RUNTIME_SHORT = {"tensorflow": "TF", "onnxruntime": "ORT", "openvino": "OV", "tensorrt": "TRT"}
+
+
+def _ms(value: float) -> str:
+    return f"{value * 1000:.0f}µs" if value < 1 else f"{value:.3g}ms"
+
+
+def verdict_table(results: dict, width: int = 120) -> Table:
+    """The comparisons as a table; below 100 columns the two p50 columns are left out."""
+    comparisons = results.get("comparisons", [])
+    show_p50 = width >= 100
+    several_threads = len({c["threads"] for c in comparisons}) > 1
+    table = Table(title="speedup = baseline p50 / p50, 95% interval; ideal = FLOP ratio; * unstable",
+                  title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1, 0, 0))
+    table.add_column("rt", no_wrap=True)
+    table.add_column("batch", justify="right", no_wrap=True)
+    if several_threads:
+        table.add_column("thr", justify="right", no_wrap=True)
+    table.add_column("model", no_wrap=True)
+    if show_p50:
+        table.add_column("base p50", justify="right", no_wrap=True)
+        table.add_column("p50", justify="right", no_wrap=True)
+    table.add_column("speedup", justify="right", no_wrap=True)
+    table.add_column("interval", justify="right", no_wrap=True)
+    table.add_column("ideal", justify="right", no_wrap=True)
+    table.add_column("eff.", justify="right", no_wrap=True)
+    table.add_column("verdict", no_wrap=True)
+    for c in comparisons:
+        verdict = VERDICT_SHORT.get(c["verdict"], c["verdict"])
+        row = [RUNTIME_SHORT.get(c["runtime"], c["runtime"]), str(c["batch"])]
+        if several_threads:
+            row.append(str(c["threads"]))
+        row.append(c["model"] + ("*" if c.get("unstable") else ""))
+        if show_p50:
+            row += [_ms(c["baseline_p50_ms"]), _ms(c["model_p50_ms"])]
+        row += [
+            f"{c['speedup']:.2f}x",
+            f"[{c['ci_low']:.2f},{c['ci_high']:.2f}]",
+            f"{c['ideal_speedup']:.1f}x" if c.get("ideal_speedup") else "–",
+            f"{c['efficiency']:.0%}" if c.get("efficiency") else "–",
+            f"[{VERDICT_STYLE.get(c['verdict'], '')}]{verdict}[/]",
+        ]
+        table.add_row(*row)
+    return table
+
+
+def problem_lines(results: dict) -> list[str]:
+    lines = []
+    for name, info in results.get("runtimes", {}).items():
+        if not info.get("available"):
+            lines.append(f"{name}: unavailable — {info.get('reason')}")
+    unstable = [c for c in results.get("cells", []) if c["status"] == "ok" and c.get("unstable")]
+    if unstable:
+        worst = max(unstable, key=lambda c: c["stats"]["cv"])
+        lines.append(f"{len(unstable)} cells unstable (cv > {stats.UNSTABLE_CV:.0%}; worst {worst['id']} cv "
+                     f"{worst['stats']['cv']:.0%}): the machine was busy; medians and intervals still hold, "
+                     "but rerun on a quiet machine before trusting small differences")
+    for cell in results.get("cells", []):
+        if cell["status"] == "error":
+            lines.append(f"{cell['id']}: error — {cell['error']}")
+        cross = cell.get("crosscheck")
+        if cross and cross.get("status") == "ok" and cross.get("ratio") is not None:
+            ours = cross.get("engine_median_ms") or cross.get("wall_median_ms")
+            lines.append(f"{cell['id']}: crosscheck engine median {_ms(ours)} vs benchmark_app {_ms(cross['median_ms'])} "
+                         f"({cross['ratio']:.2f}x{'' if cross['agrees'] else ', DISAGREES'})")
+        elif cross and cross.get("status") == "error":
+            lines.append(f"{cell['id']}: crosscheck failed — {cross['error']}")
+    return lines

@@ -1,0 +1,147 @@
+"""One runtime's worker process: ``python -m slimdeploy.bench.worker`` reads a JSON job on
+stdin and writes JSON lines (events) on stdout.
+
+Running each runtime in its own process keeps thread pools from competing and confines a
+crash: the parent records the cells this worker did not finish as errors and goes on.
+Library chatter is moved to stderr so stdout carries only events.
+
+Events: ready, group_start, model_loading, model_info, measuring, cell, done, fatal.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import traceback
+
+import numpy as np
+
+
+class Emitter:
+    def __init__(self, stream):
+        self.stream = stream
+
+    def __call__(self, event: str, **fields) -> None:
+        self.stream.write(json.dumps({"event": event, **fields}) + "\n")
+        self.stream.flush()
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:400]}" if text else type(exc).__name__
+
+
+def run_job(job: dict, emit) -> None:
+    from slimdeploy.bench.crosscheck import crosscheck_session
+    from slimdeploy.bench.harness import MeasureParams, measure_alone, measure_interleaved, warm_up
+    from slimdeploy.runtimes.registry import open_session
+
+    runtime, threads, mode = job["runtime"], int(job["threads"]), job["mode"]
+    options = job.get("options", {})
+    params = MeasureParams.from_dict({**job["measure"], "mode": mode})
+    described = set()
+    for group_index, group in enumerate(job["groups"]):
+        batch = int(group["batch"])
+        emit("group_start", group=group_index, batch=batch)
+        rng = np.random.default_rng(job.get("seed", 0) + batch)
+        data = None
+        sessions, records = {}, {}
+        for cell in group["cells"]:
+            emit("model_loading", group=group_index, id=cell["id"], model=cell["model"])
+            record = {"id": cell["id"], "status": "ok", "error": None, "artifact": cell["artifact"]}
+            try:
+                start = time.perf_counter()
+                session = open_session(runtime, cell["artifact"], batch, threads, options, mode)
+                record["load_seconds"] = time.perf_counter() - start
+                shape = session.input_shape()
+                if data is None or data.shape != tuple(shape):
+                    # The same input for every model of the group; uniform like scaled pixels.
+                    data = rng.random(tuple(shape), dtype=np.float32)
+                session.set_input(data)
+                start = time.perf_counter()
+                output = np.asarray(session.run_parallel() if mode == "throughput" else session.run())
+                record["first_inference_seconds"] = time.perf_counter() - start
+                record["output_shape"] = list(output.shape) if output.ndim else None
+                record["applied_settings"] = session.applied_settings()
+                if hasattr(session, "describe_model") and cell["model"] not in described:
+                    emit("model_info", model=cell["model"], info=session.describe_model())
+                    described.add(cell["model"])
+                pool = [session]
+                # More instances of the same model, rotated per round (see harness).
+                for _ in range(params.instances - 1):
+                    extra = open_session(runtime, cell["artifact"], batch, threads, options, mode)
+                    extra.set_input(data)
+                    pool.append(extra)
+                record["instances"] = len(pool)
+                sessions[cell["model"]] = pool
+            except Exception as exc:  # a model that cannot load is an error cell, not a lost group
+                record.update(status="error", error=f"could not load or run: {_one_line(exc)}")
+                emit("cell", group=group_index, cell=record)
+                continue
+            records[cell["model"]] = record
+        try:
+            emit("measuring", group=group_index, models=list(sessions))
+            for pool in sessions.values():
+                for session in pool:
+                    warm_up(session, params)
+            wall = time.perf_counter()
+            measured = measure_interleaved(sessions, params)
+            wall = time.perf_counter() - wall
+        except Exception as exc:
+            for name, record in records.items():
+                record.update(status="error", error=f"failed while measuring: {_one_line(exc)}")
+                emit("cell", group=group_index, cell=record)
+            measured = None
+        if measured is not None:
+            for name, record in records.items():
+                result = measured[name]
+                if job.get("crosscheck") and runtime == "openvino":
+                    try:
+                        record["crosscheck"] = crosscheck_session(
+                            sessions[name][0], record["artifact"], threads, options.get("precision", "f32"),
+                            float(job.get("crosscheck_time", 2.0)), measure_alone)
+                    except Exception as exc:  # the cell's own numbers still stand
+                        record["crosscheck"] = {"tool": "benchmark_app", "status": "error", "error": _one_line(exc)}
+                    cross = record["crosscheck"]
+                    if cross.get("median_ms") and result.engine_ms:
+                        # The cell's own (interleaved) engine median against benchmark_app too.
+                        cross["cell_engine_median_ms"] = float(np.median(result.engine_ms))
+                        cross["cell_ratio"] = cross["cell_engine_median_ms"] / cross["median_ms"]
+                record.update(
+                    samples_ms=[round(ns / 1e6, 6) for ns in result.samples_ns],
+                    engine_samples_ms=[round(ms, 6) for ms in result.engine_ms] or None,
+                    iterations=len(result.samples_ns),
+                    blocks=result.blocks,
+                    seconds=result.timed_ns / 1e9,
+                    group_wall_seconds=wall,
+                    parallelism=result.parallelism,
+                )
+                emit("cell", group=group_index, cell=record)
+        for pool in sessions.values():
+            for session in pool:
+                session.close()
+
+
+def main() -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    # Events go to a private copy of stdout; whatever the libraries print goes to stderr.
+    protocol = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    emit = Emitter(protocol)
+    emit("ready", pid=os.getpid())
+    try:
+        job = json.loads(sys.stdin.read())
+        run_job(job, emit)
+    except Exception as exc:
+        traceback.print_exc(file=sys.stderr)
+        emit("fatal", error=_one_line(exc))
+        return 1
+    emit("done")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Inference runtimes behind one small Session interface (see registry.RUNTIMES)."""

@@ -1,0 +1,132 @@
+"""OpenVINO on the CPU, called the fast way (see FINDINGS: how it is called matters more
+than pruning at batch 1).
+
+- The input shape is made static per batch size (``reshape``) before compiling.
+- The input tensor is set once on the request; each call is ``request.infer()`` with no
+  arguments, so nothing is converted or copied per call.
+- The inference precision is set explicitly (this CPU defaults to bf16) and read back.
+- ``latency`` mode: PERFORMANCE_HINT LATENCY with one stream. ``throughput`` mode:
+  PERFORMANCE_HINT THROUGHPUT and an AsyncInferQueue of the plugin's optimal size.
+- ``request.latency`` (the engine's own per-request time) is kept beside wall-clock time.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from slimdeploy.runtimes.session import Availability, Session, package_availability
+
+PRECISIONS = ("f32", "bf16", "f16")
+
+
+def availability() -> Availability:
+    return package_availability("openvino", ("openvino",), "pip install openvino")
+
+
+class OpenVinoSession(Session):
+    runtime = "openvino"
+
+    def __init__(self, artifact, batch, threads, options=None, mode="latency"):
+        super().__init__(artifact, batch, threads, options, mode)
+        import openvino as ov
+        import openvino.properties as props
+        import openvino.properties.hint as hints
+
+        precision = self.options.get("precision", "f32")
+        if precision not in PRECISIONS:
+            raise ValueError(f"unknown OpenVINO precision {precision!r}")
+        core = ov.Core()
+        model = core.read_model(str(self.artifact))
+        if len(model.inputs) != 1:
+            raise ValueError(f"{self.artifact} has {len(model.inputs)} inputs; slimdeploy benchmarks single-input models")
+        partial = model.inputs[0].get_partial_shape()
+        dims = [d.get_length() if d.is_static else None for d in partial]
+        if any(d is None for d in dims[1:]):
+            raise ValueError(f"{self.artifact} has a dynamic non-batch input shape {partial}")
+        self._shape = (self.batch, *dims[1:])
+        if partial.is_dynamic or tuple(dims) != self._shape:
+            model.reshape({model.inputs[0]: ov.PartialShape(list(self._shape))})
+        config = {
+            props.inference_num_threads: self.threads,
+            hints.inference_precision: getattr(ov.Type, precision),
+        }
+        if mode == "throughput":
+            config[hints.performance_mode] = hints.PerformanceMode.THROUGHPUT
+        else:
+            config[hints.performance_mode] = hints.PerformanceMode.LATENCY
+            config[props.streams.num] = 1
+        self._ov = ov
+        self.compiled = core.compile_model(model, "CPU", config)
+        self.request = self.compiled.create_infer_request()
+        self._queue = None
+        if mode == "throughput":
+            count = int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+            self._queue = ov.AsyncInferQueue(self.compiled, max(1, count))
+            self.parallelism = len(self._queue)
+        self._tensors = []
+
+    def input_shape(self):
+        return self._shape
+
+    def set_input(self, array):
+        array = np.ascontiguousarray(array, dtype=np.float32)
+        if array.shape != self._shape:
+            raise ValueError(f"input shape {array.shape} does not fit {self._shape}")
+        # Keep the arrays alive: the tensors share their memory.
+        self._tensors = [array]
+        self.request.set_input_tensor(self._ov.Tensor(array, shared_memory=True))
+        if self._queue is not None:
+            for index in range(len(self._queue)):
+                copy = array.copy()
+                self._tensors.append(copy)
+                self._queue[index].set_input_tensor(self._ov.Tensor(copy, shared_memory=True))
+
+    def run(self):
+        self.request.infer()
+        return self.request.get_output_tensor().data
+
+    def run_parallel(self):
+        if self._queue is None:
+            self.run()
+            return
+        for _ in range(self.parallelism):
+            self._queue.start_async()
+        self._queue.wait_all()
+
+    def engine_latency_ms(self):
+        if self._queue is not None and self.mode == "throughput":
+            return float(np.mean([self._queue[i].latency for i in range(len(self._queue))]))
+        return float(self.request.latency)
+
+    def applied_settings(self):
+        def read(key):
+            try:
+                value = self.compiled.get_property(key)
+            except RuntimeError:
+                return None
+            return str(value) if not isinstance(value, (int, float, bool)) else value
+
+        precision = read("INFERENCE_PRECISION_HINT")
+        # "<Type: 'float32'>" -> "f32": the name the CLI and benchmark_app use.
+        names = {"float32": "f32", "bfloat16": "bf16", "float16": "f16"}
+        for long, short in names.items():
+            if precision and long in precision:
+                precision = short
+        return {
+            "inference_precision": precision,
+            "performance_hint": read("PERFORMANCE_HINT"),
+            "num_streams": read("NUM_STREAMS"),
+            "inference_num_threads": read("INFERENCE_NUM_THREADS"),
+            "enable_cpu_pinning": read("ENABLE_CPU_PINNING"),
+            "infer_requests": self.parallelism,
+            "static_input_shape": list(self._shape),
+        }
+
+    def close(self):
+        self._queue = None
+        self.request = None
+        self.compiled = None
+        self._tensors = []
+
+
+SESSION = OpenVinoSession

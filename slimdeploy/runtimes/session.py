@@ -1,0 +1,103 @@
+"""The Session interface every runtime implements, and how a runtime says it is unavailable.
+
+A session is opened for one artifact at one static batch size and thread count:
+``open(artifact, batch, threads, options)``, then ``set_input(array)`` once and ``run()``
+per timed call (the input stays where the runtime wants it, so a call measures the
+runtime, not a copy into it); ``infer(array)`` does both and returns the output;
+``close()`` frees it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Availability:
+    available: bool
+    version: str | None = None
+    reason: str | None = None
+
+    def to_dict(self) -> dict:
+        out = {"available": self.available}
+        if self.version:
+            out["version"] = self.version
+        if self.reason:
+            out["reason"] = self.reason
+        return out
+
+
+def package_availability(module: str, distributions: tuple[str, ...], install_hint: str) -> Availability:
+    """Whether a Python package can be imported, without importing it (cheap, no side effects)."""
+    if importlib.util.find_spec(module) is None:
+        return Availability(False, reason=f"{module} is not installed ({install_hint})")
+    for dist in distributions:
+        try:
+            return Availability(True, version=metadata.version(dist))
+        except metadata.PackageNotFoundError:
+            continue
+    return Availability(True)
+
+
+class Session:
+    """One loaded artifact, ready to run a fixed input shape."""
+
+    runtime = "?"
+    # Calls one timed step makes in throughput mode (async runtimes run several at once).
+    parallelism = 1
+
+    def __init__(self, artifact: str | Path, batch: int, threads: int, options: dict | None = None,
+                 mode: str = "latency"):
+        self.artifact = Path(artifact)
+        self.batch = int(batch)
+        self.threads = int(threads)
+        self.options = dict(options or {})
+        self.mode = mode
+
+    @classmethod
+    def open(cls, artifact, batch: int, threads: int, options: dict | None = None, mode: str = "latency") -> "Session":
+        return cls(artifact, batch, threads, options, mode)
+
+    # --- what each runtime provides -------------------------------------------------
+    def input_shape(self) -> tuple[int, ...]:
+        """The full static input shape this session runs, batch included."""
+        raise NotImplementedError
+
+    def set_input(self, array: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def run(self):
+        """One inference on the input given to ``set_input``; returns the output."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    # --- optional ---------------------------------------------------------------------
+    def run_parallel(self) -> None:
+        """Throughput mode: ``parallelism`` inferences at once (sync runtimes: one)."""
+        self.run()
+
+    def engine_latency_ms(self) -> float | None:
+        """The runtime's own latency for the last call, where it measures one."""
+        return None
+
+    def applied_settings(self) -> dict:
+        """Settings as the runtime reports them after loading (threads, precision, ...)."""
+        return {}
+
+    # --- derived ----------------------------------------------------------------------
+    def infer(self, array: np.ndarray) -> np.ndarray:
+        self.set_input(array)
+        return np.asarray(self.run())
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -1,0 +1,90 @@
+"""TensorFlow: the Keras model itself, called through a tf.function with a fixed input spec.
+
+Thread counts are process-wide in TensorFlow and must be set before its runtime starts;
+the bench runs each runtime in its own worker process, so the first session sets them.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from slimdeploy.runtimes.session import Availability, Session, package_availability
+
+
+def availability() -> Availability:
+    return package_availability("tensorflow", ("tensorflow-cpu", "tensorflow"), "pip install tensorflow-cpu")
+
+
+def _set_threads(tf, threads: int) -> None:
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:
+        # TensorFlow already started in this process (a library user's own process, not a
+        # bench worker): it keeps its thread pools, and applied_settings() reports them.
+        pass
+
+
+class TensorFlowSession(Session):
+    runtime = "tensorflow"
+
+    def __init__(self, artifact, batch, threads, options=None, mode="latency"):
+        super().__init__(artifact, batch, threads, options, mode)
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        import tensorflow as tf
+
+        from slimdeploy.models import load_model
+
+        _set_threads(tf, self.threads)
+        self._tf = tf
+        self.model = load_model(self.artifact, "Keras model")
+        dims = tuple(self.model.input_shape[1:])
+        if any(d is None for d in dims):
+            raise ValueError(f"{self.artifact} has a dynamic non-batch input shape {dims}")
+        self._shape = (self.batch, *[int(d) for d in dims])
+        model = self.model
+        # A fixed signature: one trace, no retracing per call.
+        self._fn = tf.function(lambda x: model(x, training=False),
+                               input_signature=[tf.TensorSpec(self._shape, tf.float32)])
+        self._x = None
+
+    def input_shape(self):
+        return self._shape
+
+    def set_input(self, array):
+        array = np.ascontiguousarray(array, dtype=np.float32)
+        if array.shape != self._shape:
+            raise ValueError(f"input shape {array.shape} does not fit {self._shape}")
+        self._x = self._tf.constant(array)
+
+    def run(self):
+        return self._fn(self._x).numpy()
+
+    def applied_settings(self):
+        tf = self._tf
+        return {
+            "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+            "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
+            "tf_function": True,
+            "jit_compile": False,
+        }
+
+    def describe_model(self) -> dict:
+        from slimdeploy.models import count_flops, count_nonzero_params, count_params, dense_widths
+
+        return {
+            "params": count_params(self.model),
+            "nonzero_params": count_nonzero_params(self.model),
+            "flops": count_flops(self.model),
+            "nonzero_flops": count_flops(self.model, nonzero_only=True),
+            "widths": dense_widths(self.model),
+        }
+
+    def close(self):
+        self._fn = None
+        self.model = None
+
+
+SESSION = TensorFlowSession

@@ -1,0 +1,218 @@
+"""The bench end to end through its API: real workers, real runtimes, short cells."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+
+import jsonschema
+import pytest
+
+from slimdeploy.bench import stats
+from slimdeploy.bench.api import run_bench
+from slimdeploy.bench.results import schema, validate
+from slimdeploy.bench.settings import BenchSettings
+from slimdeploy.errors import UserError
+from slimdeploy.runtimes.registry import availability
+from test_bench_artifacts import bench_run, onnx_models  # noqa: F401  (shared fixtures)
+
+QUICK = BenchSettings(min_iters=20, min_time=0.1, warmup_iters=3, warmup_time=0.02, block_calls=3, instances=2,
+                      block_time=0.005, bootstrap_resamples=500)
+
+
+def quick(**changes) -> BenchSettings:
+    return dataclasses.replace(QUICK, **changes)
+
+
+@pytest.fixture(scope="module")
+def full_results(bench_run, tmp_path_factory):  # noqa: F811
+    out = tmp_path_factory.mktemp("bench_out") / "bench.json"
+    results = run_bench([bench_run], quick(runtimes=("tensorflow", "onnxruntime", "openvino", "tensorrt"),
+                                           batches=(1, 32)), out)
+    return results, out
+
+
+def test_bench_json_follows_its_schema(full_results):
+    results, out = full_results
+    on_disk = json.loads(out.read_text())
+    validate(on_disk)
+    assert on_disk["complete"] is True
+    assert on_disk["schema_version"] == 1
+    assert on_disk["environment"]["cpu"]["logical_cores"] >= 1
+    assert "onnxruntime" in on_disk["environment"]["libraries"]
+    assert on_disk["config"]["batches"] == [1, 32]
+
+
+def test_the_schema_rejects_what_it_should():
+    jsonschema.Draft202012Validator.check_schema(schema())
+    bad = {"schema_version": 2}
+    with pytest.raises(jsonschema.ValidationError):
+        validate(bad)
+
+
+def test_every_cell_is_measured_with_raw_samples_and_statistics(full_results):
+    results, _ = full_results
+    cells = {c["id"]: c for c in results["cells"]}
+    # 3 models x 3 available runtimes x 2 batches; TensorRT has no .engine here, so no cells.
+    assert len(cells) == 18
+    for cell in cells.values():
+        assert cell["status"] == "ok", cell["error"]
+        assert cell["iterations"] == len(cell["samples_ms"]) >= 20
+        assert cell["seconds"] >= 0.1
+        assert cell["stats"]["p50_ms"] > 0 and cell["stats"]["min_ms"] <= cell["stats"]["p50_ms"] <= cell["stats"]["max_ms"]
+        assert cell["unstable"] == (cell["stats"]["cv"] > stats.UNSTABLE_CV)
+        assert cell["load_seconds"] > 0 and cell["first_inference_seconds"] > 0
+        assert cell["instances"] == 2  # sessions rotated per round
+        assert sum(cell["blocks"]) == cell["iterations"]
+    tf = cells["dense|tensorflow|b32|t1|latency"]
+    assert tf["applied_settings"]["intra_op_threads"] == 1  # set in its own worker process
+    ort = cells["dense|onnxruntime|b32|t1|latency|opt=all"]
+    assert ort["artifact"] == os.path.join("exports", "dense.onnx")
+    assert ort["applied_settings"]["intra_op_num_threads"] == 1
+    ov = cells["structured|openvino|b32|t1|latency|precision=f32"]
+    assert ov["applied_settings"]["inference_precision"] == "f32"
+    assert ov["engine_latency_ms"] > 0 and ov["engine_stats"]["n"] == ov["iterations"]
+
+
+def test_comparisons_say_narrow_is_faster_and_carry_the_ideal(full_results):
+    results, _ = full_results
+    assert results["runtimes"]["tensorrt"]["available"] is availability("tensorrt").available
+    comparisons = {(c["runtime"], c["batch"], c["model"]): c for c in results["comparisons"]}
+    assert len(comparisons) == 12
+    assert results["models"]["structured"]["widths"] == [30, 15, 10]
+    for runtime in ("onnxruntime", "openvino"):
+        narrow = comparisons[(runtime, 32, "structured")]
+        # 11.7x fewer FLOPs: even a busy machine shows it.
+        assert narrow["ideal_speedup"] == pytest.approx(11.68, rel=0.01)
+        assert narrow["verdict"] == stats.FASTER
+        assert narrow["ci_low"] <= narrow["speedup"] <= narrow["ci_high"]
+        # The interval is the union of the raw-sample and the interleaved-round bootstrap.
+        assert narrow["rounds"] > 1
+        assert narrow["ci_low"] == min(narrow["sample_interval"][0], narrow["round_interval"][0])
+        assert narrow["ci_high"] == max(narrow["sample_interval"][1], narrow["round_interval"][1])
+        sparse = comparisons[(runtime, 32, "unstructured")]
+        assert sparse["ideal_speedup"] == 1.0
+        assert sparse["nonzero_ideal_speedup"] > 9
+
+
+def test_an_existing_result_is_not_overwritten_and_resume_keeps_finished_cells(full_results, bench_run):  # noqa: F811
+    results, out = full_results
+    with pytest.raises(UserError, match="already exists; pass --force"):
+        run_bench([bench_run], quick(runtimes=("onnxruntime",), batches=(1, 32)), out)
+    events = []
+    resumed = run_bench([bench_run], quick(runtimes=("tensorflow", "onnxruntime", "openvino", "tensorrt"),
+                                           batches=(1, 32)), out, resume=True, on_event=events.append)
+    assert events == []  # nothing was measured again
+    before = {c["id"]: c["samples_ms"] for c in results["cells"]}
+    assert {c["id"]: c["samples_ms"] for c in resumed["cells"]} == before
+    with pytest.raises(UserError, match="other settings.*min_time 0.1 -> 0.5"):
+        run_bench([bench_run], quick(min_time=0.5), out, resume=True)
+
+
+def _killer(runtime, when):
+    """An on_event hook that SIGKILLs the worker of ``runtime`` the first time ``when(event)``."""
+    state = {"pid": None, "done": False}
+
+    def hook(event):
+        if event.get("runtime") != runtime:
+            return
+        if event["event"] == "ready":
+            state["pid"] = event["pid"]
+        elif not state["done"] and when(event):
+            state["done"] = True
+            os.kill(state["pid"], signal.SIGKILL)
+
+    return hook
+
+
+def test_a_worker_killed_while_measuring_loses_only_that_cell_group(onnx_models, tmp_path):  # noqa: F811
+    sources = [onnx_models[n] for n in ("dense", "structured", "unstructured")] + [onnx_models["dense.xml"]]
+    hook = _killer("onnxruntime", lambda e: e["event"] == "measuring" and e["group"] == 1)
+    results = run_bench(sources, quick(runtimes=("onnxruntime", "openvino"), batches=(1, 2, 4)),
+                        tmp_path / "bench.json", on_event=hook)
+    status = {c["id"]: (c["status"], c["error"]) for c in results["cells"]}
+    for model in ("dense", "structured", "unstructured"):
+        killed = status[f"{model}|onnxruntime|b2|t1|latency|opt=all"]
+        assert killed[0] == "error"
+        assert "onnxruntime worker was killed by signal SIGKILL" in killed[1] and "while measuring batch 2" in killed[1]
+        # The groups before and after it, and the other runtime, survive.
+        assert status[f"{model}|onnxruntime|b1|t1|latency|opt=all"][0] == "ok"
+        assert status[f"{model}|onnxruntime|b4|t1|latency|opt=all"][0] == "ok"
+    assert status["dense|openvino|b2|t1|latency|precision=f32"][0] == "ok"
+    ort_batches = {c["batch"] for c in results["comparisons"] if c["runtime"] == "onnxruntime"}
+    assert ort_batches == {1, 4}
+    # OpenVINO reads the .onnx files of models that have no IR.
+    assert status["structured|openvino|b2|t1|latency|precision=f32"][0] == "ok"
+    validate(json.loads((tmp_path / "bench.json").read_text()))
+
+
+def test_a_model_that_kills_its_worker_while_loading_is_not_tried_again(onnx_models, tmp_path):  # noqa: F811
+    sources = [onnx_models[n + ".xml"] for n in ("dense", "structured", "unstructured")]
+    hook = _killer("openvino", lambda e: e["event"] == "model_loading" and e["model"] == "structured")
+    results = run_bench(sources, quick(runtimes=("openvino",), batches=(1, 2)), tmp_path / "bench.json",
+                        on_event=hook)
+    status = {c["id"]: (c["status"], c["error"]) for c in results["cells"]}
+    first = status["structured|openvino|b1|t1|latency|precision=f32"]
+    assert first[0] == "error" and "SIGKILL" in first[1] and "structured.xml at batch 1" in first[1]
+    later = status["structured|openvino|b2|t1|latency|precision=f32"]
+    assert later[0] == "error" and later[1].startswith("not run:")
+    assert "structured.xml crashed the openvino worker earlier" in later[1]
+    for model in ("dense", "unstructured"):
+        for batch in (1, 2):
+            assert status[f"{model}|openvino|b{batch}|t1|latency|precision=f32"][0] == "ok"
+    assert [c["model"] for c in results["comparisons"]] == ["unstructured", "unstructured"]
+
+
+def test_an_unavailable_runtime_is_listed_with_its_reason(onnx_models, tmp_path):  # noqa: F811
+    if availability("tensorrt").available:
+        pytest.skip("TensorRT is available on this machine")
+    engine = tmp_path / "dense.engine"
+    engine.write_bytes(b"a TensorRT engine would be here")
+    results = run_bench([engine, onnx_models["dense"]], quick(runtimes=("tensorrt", "onnxruntime"), batches=(1,)),
+                        tmp_path / "bench.json")
+    cells = {c["runtime"]: c for c in results["cells"]}
+    assert cells["tensorrt"]["status"] == "unavailable"
+    assert cells["tensorrt"]["error"] == results["runtimes"]["tensorrt"]["reason"]
+    assert "tensorrt is not installed" in cells["tensorrt"]["error"] or "GPU" in cells["tensorrt"]["error"]
+    assert cells["onnxruntime"]["status"] == "ok"
+    validate(json.loads((tmp_path / "bench.json").read_text()))
+
+
+def test_crosscheck_records_benchmark_app_beside_the_engine_median(onnx_models, tmp_path):  # noqa: F811
+    sources = [onnx_models["dense.xml"]]
+    results = run_bench(sources, quick(runtimes=("openvino",), batches=(16,), crosscheck=True, crosscheck_time=1),
+                        tmp_path / "bench.json")
+    cross = results["cells"][0]["crosscheck"]
+    assert cross["status"] == "ok", cross["error"]
+    assert cross["median_ms"] > 0 and cross["engine_median_ms"] > 0
+    assert "-shape [16,28,28]" in cross["command"] and "-nthreads 1" in cross["command"]
+    assert "-infer_precision f32" in cross["command"] and "-nstreams 1" in cross["command"]
+    # The same runtime measured two ways: far apart only if one of them measures itself.
+    assert 0.5 < cross["ratio"] < 2.0
+    validate(json.loads((tmp_path / "bench.json").read_text()))
+
+
+def test_resume_measures_again_only_the_unfinished_cell_groups(onnx_models, tmp_path):  # noqa: F811
+    out = tmp_path / "bench.json"
+    sources = [onnx_models["dense"], onnx_models["structured"]]
+    settings = quick(runtimes=("onnxruntime",), batches=(1, 2))
+    first = run_bench(sources, settings, out)
+    # As an interrupted run leaves it: one cell of batch 2 not finished.
+    data = json.loads(out.read_text())
+    for cell in data["cells"]:
+        if cell["batch"] == 2 and cell["model"] == "structured":
+            cell.update(status="pending", samples_ms=[], stats=None)
+    data["complete"] = False
+    out.write_text(json.dumps(data))
+    events = []
+    resumed = run_bench(sources, settings, out, resume=True, on_event=events.append)
+    measured = {e["batch"] for e in events if e["event"] == "group_start"}
+    assert measured == {2}  # the whole batch-2 group again (it is measured interleaved), batch 1 kept
+    assert resumed["complete"] is True
+    old = {c["id"]: c["samples_ms"] for c in first["cells"]}
+    new = {c["id"]: c["samples_ms"] for c in resumed["cells"]}
+    assert new["dense|onnxruntime|b1|t1|latency|opt=all"] == old["dense|onnxruntime|b1|t1|latency|opt=all"]
+    assert new["dense|onnxruntime|b2|t1|latency|opt=all"] != old["dense|onnxruntime|b2|t1|latency|opt=all"]
+    assert all(c["status"] == "ok" for c in resumed["cells"])

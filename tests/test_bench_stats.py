@@ -1,0 +1,191 @@
+"""Statistics with known answers: summaries, speedup intervals, verdicts, comparisons, settings."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings as hsettings, strategies as st
+
+from slimdeploy.bench import stats
+from slimdeploy.bench.compare import MAX_BOOTSTRAP_SAMPLES, compare, thin
+from slimdeploy.bench.plan import cell_id
+from slimdeploy.bench.settings import BenchSettings
+from slimdeploy.errors import UserError
+
+
+def latencies(median_ms: float, n: int = 400, seed: int = 0, spread: float = 0.05) -> np.ndarray:
+    """Lognormal latencies around ``median_ms`` with a small right tail, as real calls look."""
+    rng = np.random.default_rng(seed)
+    return median_ms * rng.lognormal(0.0, spread, n)
+
+
+def test_summary_of_known_samples():
+    summary = stats.summarize([1.0, 2.0, 3.0, 4.0, 5.0], batch=10)
+    assert summary["p50_ms"] == 3.0
+    assert summary["min_ms"] == 1.0 and summary["max_ms"] == 5.0
+    assert summary["mean_ms"] == 3.0
+    assert summary["stdev_ms"] == pytest.approx(np.sqrt(2.5))
+    assert summary["cv"] == pytest.approx(np.sqrt(2.5) / 3.0)
+    assert summary["throughput_per_s"] == pytest.approx(10 * 1000 / 3.0)
+    assert summary["n"] == 5
+
+
+def test_a_two_fold_shift_is_faster_with_the_interval_around_two():
+    baseline = latencies(2.0, seed=1)
+    pruned = latencies(1.0, seed=2)
+    speedup, low, high = stats.speedup_interval(baseline, pruned)
+    assert speedup == pytest.approx(2.0, rel=0.03)
+    assert low < speedup < high
+    assert 1.9 < low and high < 2.1
+    assert stats.verdict(low, high) == stats.FASTER
+
+
+def test_equal_distributions_are_no_significant_difference():
+    baseline = latencies(1.0, seed=3)
+    same = latencies(1.0, seed=4)
+    speedup, low, high = stats.speedup_interval(baseline, same)
+    assert low <= 1.0 <= high
+    assert stats.verdict(low, high) == stats.NO_DIFFERENCE
+
+
+def test_a_two_fold_slowdown_is_slower():
+    _, low, high = stats.speedup_interval(latencies(1.0, seed=5), latencies(2.0, seed=6))
+    assert stats.verdict(low, high) == stats.SLOWER
+
+
+def test_a_real_but_tiny_difference_is_not_called_faster():
+    # 2% faster, measured precisely: significant statistically, but below the 5% threshold.
+    _, low, high = stats.speedup_interval(latencies(1.02, n=4000, seed=7, spread=0.01),
+                                          latencies(1.0, n=4000, seed=8, spread=0.01))
+    assert 1.0 < low and high < 1.05
+    assert stats.verdict(low, high) == stats.NO_DIFFERENCE
+
+
+@hsettings(max_examples=40, deadline=None)
+@given(low=st.floats(0.01, 100), width=st.floats(0, 10))
+def test_verdict_follows_the_interval(low, width):
+    high = low + width
+    verdict = stats.verdict(low, high)
+    if low > 1.05:
+        assert verdict == stats.FASTER
+    elif high < 0.95:
+        assert verdict == stats.SLOWER
+    else:
+        assert verdict == stats.NO_DIFFERENCE
+
+
+def test_thinning_keeps_every_part_of_the_run_and_caps_the_size():
+    samples = np.arange(23_456, dtype=float)
+    thinned = thin(samples)
+    assert len(thinned) <= MAX_BOOTSTRAP_SAMPLES
+    assert thinned[0] == 0 and thinned[-1] > 23_456 * 0.99  # the end of the run is represented
+    assert list(thin(np.arange(10.0))) == list(range(10))
+
+
+def _cell(model, runtime, batch, samples, status="ok"):
+    samples = list(samples)
+    return {"id": cell_id(model, runtime, batch, 1, "latency", {}), "model": model, "runtime": runtime,
+            "batch": batch, "threads": 1, "mode": "latency", "settings": {}, "status": status,
+            "samples_ms": samples, "stats": stats.summarize(samples, batch) if samples else None,
+            "unstable": False}
+
+
+def test_comparisons_pair_each_model_with_the_baseline_of_its_own_cell_group():
+    models = {"dense": {"flops": 1000}, "narrow": {"flops": 100}, "sparse": {"flops": 1000, "nonzero_flops": 100}}
+    cells = [
+        _cell("dense", "onnxruntime", 1, latencies(1.0, seed=1)),
+        _cell("narrow", "onnxruntime", 1, latencies(0.25, seed=2)),
+        _cell("sparse", "onnxruntime", 1, latencies(1.0, seed=3)),
+        _cell("dense", "openvino", 1, latencies(2.0, seed=4)),
+        _cell("narrow", "openvino", 1, latencies(0.5, seed=5)),
+        _cell("sparse", "openvino", 1, [], status="error"),  # an error cell: no comparison
+        _cell("narrow", "tensorflow", 1, latencies(0.5, seed=6)),  # no baseline here: no comparison
+    ]
+    result = {(c["runtime"], c["model"]): c for c in compare(cells, models, "dense")}
+    assert set(result) == {("onnxruntime", "narrow"), ("onnxruntime", "sparse"), ("openvino", "narrow")}
+    narrow = result[("onnxruntime", "narrow")]
+    assert narrow["speedup"] == pytest.approx(4.0, rel=0.05)
+    assert narrow["ideal_speedup"] == pytest.approx(10.0)
+    assert narrow["efficiency"] == pytest.approx(narrow["speedup"] / 10.0)
+    assert narrow["verdict"] == stats.FASTER
+    sparse = result[("onnxruntime", "sparse")]
+    assert sparse["ideal_speedup"] == 1.0  # zeros are computed by dense kernels
+    assert sparse["nonzero_ideal_speedup"] == pytest.approx(10.0)
+    assert sparse["verdict"] == stats.NO_DIFFERENCE
+    assert result[("openvino", "narrow")]["baseline_p50_ms"] == pytest.approx(2.0, rel=0.05)
+
+
+def test_cell_ids_name_every_dimension():
+    assert cell_id("dense", "onnxruntime", 64, 1, "latency", {"graph_optimization": "all"}) == \
+        "dense|onnxruntime|b64|t1|latency|opt=all"
+    assert cell_id("dense", "tensorflow", 1, 2, "throughput", {}) == "dense|tensorflow|b1|t2|throughput"
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"runtimes": ("onnxruntime", "pytorch")}, "unknown runtime 'pytorch'"),
+    ({"batches": (1, 0)}, "--batch"),
+    ({"threads": (0,)}, "--threads"),
+    ({"mode": "fast"}, "--mode"),
+    ({"ort_graph_optimization": "max"}, "--ort-opt"),
+    ({"openvino_precision": "int8"}, "--precision"),
+    ({"min_iters": 500, "max_iters": 100}, "--max-iters"),
+    ({"min_time": -1}, "--min-time"),
+])
+def test_bad_settings_are_one_line_user_errors(changes, message):
+    import dataclasses
+
+    with pytest.raises(UserError, match=message.replace("|", r"\|")) as info:
+        dataclasses.replace(BenchSettings(), **changes).validated()
+    assert "\n" not in str(info.value)
+
+
+def test_settings_from_a_toml_table():
+    settings = BenchSettings.from_dict({"runtimes": ["onnxruntime"], "batches": [1, 8], "min_time": 0.5})
+    assert settings.runtimes == ("onnxruntime",) and settings.batches == (1, 8) and settings.min_time == 0.5
+    with pytest.raises(UserError, match="unknown key.*warmpu"):
+        BenchSettings.from_dict({"warmpu": 3})
+    assert BenchSettings().to_dict()["batches"] == [1, 64, 256]
+
+
+def _blocky(median_ms, rounds, per_block, seed, burst=0.3):
+    """Interleaved-looking samples: each block shares a random load factor (a burst)."""
+    rng = np.random.default_rng(seed)
+    blocks = [median_ms * rng.lognormal(0, burst) * rng.lognormal(0, 0.02, per_block) for _ in range(rounds)]
+    return blocks
+
+
+def test_round_interval_finds_a_two_fold_shift():
+    base = _blocky(2.0, 300, 20, seed=1, burst=0.05)
+    fast = _blocky(1.0, 300, 20, seed=2, burst=0.05)
+    speedup, low, high, rounds = stats.paired_round_interval(base, fast)
+    assert rounds == 300
+    assert 1.9 < low < speedup < high < 2.1
+    assert stats.verdict(low, high) == stats.FASTER
+
+
+def test_round_interval_stays_honest_when_load_comes_in_bursts():
+    # Same speed, but every block carries its own load burst: calls within a block are not
+    # independent. Treating them as independent claims a precision the data does not have.
+    base = _blocky(1.0, 40, 50, seed=3)
+    same = _blocky(1.0, 40, 50, seed=4)
+    _, s_low, s_high = stats.speedup_interval(np.concatenate(base), np.concatenate(same))
+    _, r_low, r_high, _ = stats.paired_round_interval(base, same)
+    assert r_high - r_low > 2 * (s_high - s_low)
+    assert r_low < 1.0 < r_high
+    assert stats.verdict(r_low, r_high) == stats.NO_DIFFERENCE
+
+
+def test_drift_shared_by_a_round_cancels_in_the_round_ratio():
+    rng = np.random.default_rng(5)
+    drift = np.linspace(1.0, 3.0, 200)  # the machine slows down threefold during the run
+    base = [d * 1.5 * rng.lognormal(0, 0.01, 10) for d in drift]
+    cand = [d * 1.0 * rng.lognormal(0, 0.01, 10) for d in drift]
+    speedup, low, high, _ = stats.paired_round_interval(base, cand)
+    assert 1.48 < low < speedup < high < 1.52
+
+
+def test_blocks_split_samples_and_must_add_up():
+    blocks = stats.split_blocks([1, 2, 3, 4, 5], [2, 3])
+    assert [list(b) for b in blocks] == [[1, 2], [3, 4, 5]]
+    with pytest.raises(ValueError, match="add up"):
+        stats.split_blocks([1, 2, 3], [2, 2])
