@@ -1,0 +1,185 @@
+"""`slimdeploy prune`: lottery-ticket pruning of RUN_DIR/dense into RUN_DIR/<mode>/."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from slimdeploy.commands._shared import positive_int, print_json
+
+
+def fraction(text: str) -> float:
+    """A number strictly between 0 and 1 (0 or 1 would keep or remove everything)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be above 0 and below 1, got {text} (0 or 1 would keep or remove everything)")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative number, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative number, got {text}")
+    return value
+
+
+def seed_list(text: str) -> tuple[int, ...]:
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    if not parts or not all(part.isdigit() for part in parts):
+        raise argparse.ArgumentTypeError(f"expected comma-separated non-negative integers such as 0,1,2, got {text!r}")
+    seeds = tuple(int(part) for part in parts)
+    if len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"a seed is listed twice in {text!r}")
+    return seeds
+
+
+def add_parser(subparsers, common):
+    parser = subparsers.add_parser(
+        "prune",
+        parents=[common],
+        help="lottery-ticket pruning: narrower Dense layers (structured) or weight masks (unstructured)",
+        description=(
+            "Prune the dense model of RUN_DIR (from `slimdeploy train`) over several rounds: each round removes the "
+            "lowest-magnitude units (structured: the model is rebuilt with narrower Dense layers) or weights "
+            "(unstructured: masked weights stay exactly zero), resets the survivors, retrains with the dense "
+            "model's schedule and evaluates. Writes RUN_DIR/<mode>/: round_K/model.keras, ticket.keras and "
+            "lottery.json. With controls (default), the final round is also trained from a fresh random init "
+            "and by fine-tuning, so the record says whether the ticket beats a smaller network trained from scratch."
+        ),
+        epilog=(
+            "Examples: `slimdeploy prune runs/article` (both modes, 5 rounds of 20%%); "
+            "`slimdeploy prune runs/article --mode structured --target 0.1 --seeds 0,1,2`; "
+            "`slimdeploy prune runs/article --mode unstructured --reset rewind:500 --resume`."
+        ),
+    )
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="run directory holding dense/model.keras and dense/init.weights.h5")
+    parser.add_argument("--mode", choices=("structured", "unstructured", "both"), default="both",
+                        help="structured: remove hidden Dense units; unstructured: mask Dense kernel weights (default: both, one after the other)")
+    parser.add_argument("--rounds", type=positive_int, default=5, help="pruning rounds (default 5)")
+    amount = parser.add_mutually_exclusive_group()
+    amount.add_argument("--rate", type=fraction, help="fraction of the remaining units/weights removed each round (default 0.2)")
+    amount.add_argument("--target", type=fraction,
+                        help="final fraction of the prunable weights to keep (unstructured: non-zero Dense kernel weights; "
+                             "structured: Dense parameters); the per-round rate is derived")
+    parser.add_argument("--scope", choices=("layer", "global"), default="layer",
+                        help="unstructured: prune each layer at the rate and the output layer at half of it (layer, default), "
+                             "or rank all Dense weights together (global)")
+    parser.add_argument("--criterion", choices=("l1", "bias-threshold"), default="l1",
+                        help="structured: score units by the L1 norm of their incoming weights (l1, default), or remove "
+                             "units whose trained |bias| is below --threshold (bias-threshold, the article's rule)")
+    parser.add_argument("--threshold", type=non_negative_float, default=0.001, help="bias threshold for --criterion bias-threshold (default 0.001)")
+    parser.add_argument("--reset", default="init", metavar="RESET",
+                        help="what survivors restart from: init (θ0, the paper), rewind:K (weights after K training steps), "
+                             "trained (fine-tune), random (fresh init) (default init)")
+    parser.add_argument("--controls", action=argparse.BooleanOptionalAction, default=True,
+                        help="also train the final round from a fresh random init and by fine-tuning (default on)")
+    parser.add_argument("--seeds", type=seed_list, help="repeat for these training seeds, e.g. 0,1,2, and report mean ± std "
+                                                        "(default: the dense run's seed; other seeds train their own dense model)")
+    parser.add_argument("--max-drop", type=non_negative_float, metavar="POINTS",
+                        help="ticket = the most-pruned round whose validation accuracy is within POINTS accuracy points "
+                             "(e.g. 0.5) of dense (default: the final round)")
+    parser.add_argument("--epochs", type=positive_int, help="retraining epochs per round (default: the dense model's)")
+    parser.add_argument("--data", help="Fashion-MNIST directory or .npz (default: the same search as train)")
+    state = parser.add_mutually_exclusive_group()
+    state.add_argument("--resume", action="store_true", help="continue an interrupted prune; finished rounds are kept, not recomputed")
+    state.add_argument("--force", action="store_true", help="delete an existing RUN_DIR/<mode> and start over")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars or summary")
+    parser.add_argument("--json", action="store_true",
+                        help="print lottery.json to stdout (with --mode both: an object keyed by mode)")
+    return parser
+
+
+def run(args) -> int:
+    import logging
+
+    from slimdeploy.errors import UserError
+    from slimdeploy.progress import progress_bar
+    from slimdeploy.prune.lottery import prune_run
+    from slimdeploy.prune.settings import PruneSettings
+
+    modes = ("structured", "unstructured") if args.mode == "both" else (args.mode,)
+    all_settings = []
+    for mode in modes:
+        settings = PruneSettings(
+            mode=mode, rounds=args.rounds, rate=args.rate if args.rate is not None else PruneSettings.rate,
+            target=args.target, scope=args.scope, criterion=args.criterion, threshold=args.threshold,
+            reset=args.reset, controls=args.controls, seeds=tuple(args.seeds or ()), max_drop=args.max_drop,
+            epochs=args.epochs,
+        )
+        all_settings.append(settings.validate())
+    for settings in all_settings:  # refuse before any training starts
+        target = Path(args.run_dir) / settings.mode
+        if target.exists() and not (args.resume or args.force):
+            raise UserError(f"{target} already exists; pass --resume to continue it or --force to start over")
+    # Each round builds a new model, which makes tf.function retrace; TensorFlow warns about it each time.
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    records = {}
+    for settings in all_settings:
+        with progress_bar(not args.quiet) as progress:
+            records[settings.mode] = prune_run(args.run_dir, settings, resume=args.resume, force=args.force,
+                                               progress=progress, data=args.data)
+        if not args.quiet and not args.json:
+            print_summary(records[settings.mode], Path(args.run_dir) / settings.mode)
+    if args.json:
+        print_json(records[modes[0]] if len(modes) == 1 else records)
+    return 0
+
+
+def print_summary(record: dict, mode_dir: Path) -> None:
+    """One screen: a row per round, the reset comparison, the ticket."""
+    from rich import box
+    from rich.table import Table
+
+    from slimdeploy.progress import console
+
+    several = len(record["seeds"]) > 1
+    structured = record["mode"] == "structured"
+    table = Table(title=f"{record['mode']} pruning: rate {record['rate']:.3f} per round, seed(s) {','.join(map(str, record['seeds']))}",
+                  box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True, show_edge=False)
+    columns = ("round", "widths" if structured else "non-zero", "params", "kept", "val acc", "test acc", "drop pts", "s")
+    for column in columns:
+        table.add_column(column, justify="right", no_wrap=column in ("widths", "val acc", "test acc"))
+    for entry in record["rounds"]:
+        size = _widths(entry["widths"]) if structured else f"{entry['prunable_weights'] - entry['zero_weights']:,.0f}"
+        table.add_row(
+            str(entry["round"]), size, f"{entry['params']:,.0f}", f"{entry['weights_remaining']:.1%}",
+            _accuracy(entry, "val_accuracy", several), _accuracy(entry, "test_accuracy", several),
+            "" if entry.get("test_drop_points") is None else f"{entry['test_drop_points']:+.2f}",
+            "" if entry.get("seconds") is None else f"{entry['seconds']:.0f}",
+        )
+    console.print(table)
+    resets = record.get("resets") or {}
+    if resets:
+        parts = [f"{name} {value['test_accuracy']:.4f} (val {value['val_accuracy']:.4f})" if value.get("val_accuracy") is not None
+                 else f"{name} {value['test_accuracy']:.4f}"
+                 for name, value in resets.items() if isinstance(value, dict)]
+        console.print(f"final round, test accuracy by reset: {'; '.join(parts)} -> winner by validation: [bold]{resets.get('winner')}[/bold]")
+    drop = record.get("accuracy_drop") or {}
+    if drop.get("first_round_beyond") is not None:
+        console.print(f"test accuracy first falls more than {drop['threshold_points']:g} points below dense at round "
+                      f"{drop['first_round_beyond']} ({drop['weights_remaining']:.1%} of the prunable weights)")
+    for item in record.get("unprunable") or []:
+        console.print(f"left unpruned: {item['layer']} ({item['reason']})")
+    ticket = record.get("ticket")
+    if ticket:
+        console.print(f"ticket: round {ticket['round']} ({ticket['reason']}), {ticket['weights_remaining']:.1%} of the prunable weights, "
+                      f"test accuracy {ticket['test_accuracy']:.4f} -> {mode_dir / ticket['path']}")
+
+
+def _widths(widths) -> str:
+    return "-".join(f"{width:.0f}" for width in widths)
+
+
+def _accuracy(entry: dict, key: str, several: bool) -> str:
+    value = entry.get(key)
+    if value is None:
+        return ""
+    if several and entry.get(f"{key}_std") is not None:
+        return f"{value:.4f}±{entry[f'{key}_std']:.3f}"
+    return f"{value:.4f}"

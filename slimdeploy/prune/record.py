@@ -1,0 +1,154 @@
+"""``lottery.json``: per-round results averaged over seeds, the reset comparison, the ticket choice."""
+
+from __future__ import annotations
+
+import statistics
+from datetime import datetime, timezone
+
+from slimdeploy import environment
+from slimdeploy.prune.settings import DEFAULT_DROP_POINTS, PruneSettings, reset_label
+
+SCHEMA_VERSION = 1
+ACCURACIES = ("val_accuracy", "test_accuracy")
+# Controls as named in a round's "controls" -> their name among the resets.
+CONTROL_RESETS = {"random_init": "random", "finetune": "finetune"}
+NOT_AVERAGED = {"round", "seed"}
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _spread(values: list[float]) -> float:
+    return statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def aggregate(entries: list[dict]) -> dict:
+    """Mean over seeds of every number (with ``<key>_std`` for accuracies); the rest from the first seed."""
+    if len(entries) == 1:
+        return dict(entries[0])
+    result = dict(entries[0])
+    for key, first in entries[0].items():
+        if key in NOT_AVERAGED:
+            continue
+        values = [entry.get(key) for entry in entries]
+        if _number(first) and all(_number(value) for value in values):
+            same = all(value == first for value in values)
+            result[key] = first if same else statistics.fmean(values)
+            if key in ACCURACIES:
+                result[f"{key}_std"] = _spread(values)
+        elif key == "widths" and all(isinstance(value, list) and len(value) == len(first) for value in values):
+            result[key] = first if all(value == first for value in values) else [statistics.fmean(column) for column in zip(*values)]
+        elif key == "controls" and all(isinstance(value, dict) for value in values):
+            result[key] = {name: aggregate([value[name] for value in values]) for name in first if all(name in value for value in values)}
+    result["seeds"] = len(entries)
+    return result
+
+
+def drop_points(dense: dict, entry: dict, key: str = "test_accuracy") -> float | None:
+    if dense.get(key) is None or entry.get(key) is None:
+        return None
+    return round((dense[key] - entry[key]) * 100, 4)
+
+
+def aggregate_rounds(per_seed: dict[int, list[dict]]) -> list[dict]:
+    """Round r averaged over every seed that has finished it."""
+    longest = max((len(rounds) for rounds in per_seed.values()), default=0)
+    rounds = []
+    for index in range(longest):
+        rounds.append(aggregate([seed_rounds[index] for seed_rounds in per_seed.values() if len(seed_rounds) > index]))
+    if rounds:
+        for entry in rounds:
+            entry["test_drop_points"] = drop_points(rounds[0], entry)
+    return rounds
+
+
+def choose_ticket(rounds: list[dict], max_drop: float | None) -> dict | None:
+    """The final round, or with ``max_drop`` the most-pruned round within that many validation points of dense."""
+    pruned = rounds[1:]
+    if not pruned:
+        return None
+    dense = rounds[0]
+    if max_drop is None:
+        return {"round": pruned[-1]["round"], "reason": "final round"}
+    if dense.get("val_accuracy") is None:
+        return {"round": pruned[-1]["round"], "reason": "final round (no validation set to compare against --max-drop)"}
+    within = [entry for entry in pruned if drop_points(dense, entry, "val_accuracy") <= max_drop]
+    if within:
+        best = min(within, key=lambda entry: (entry["weights_remaining"], -entry["val_accuracy"]))
+        return {"round": best["round"], "reason": f"most-pruned round with validation accuracy within {max_drop:g} points of dense"}
+    best = max(pruned, key=lambda entry: entry["val_accuracy"])
+    return {"round": best["round"], "reason": f"no round within {max_drop:g} validation points of dense; highest validation accuracy"}
+
+
+def compare_resets(settings: PruneSettings, per_seed: dict[int, list[dict]], dense: dict) -> dict | None:
+    """The final round's reset next to its controls, averaged over seeds, with the winner by validation accuracy."""
+    finals = {seed: rounds[-1] for seed, rounds in per_seed.items() if len(rounds) == settings.rounds + 1}
+    if not finals or len(finals) != len(per_seed):
+        return None
+    results: dict[str, list[tuple[int, dict]]] = {reset_label(settings.reset): [(seed, entry) for seed, entry in finals.items()]}
+    for seed, entry in finals.items():
+        for control, entry_control in (entry.get("controls") or {}).items():
+            results.setdefault(CONTROL_RESETS[control], []).append((seed, entry_control))
+    comparison = {}
+    for name, pairs in results.items():
+        if len(pairs) != len(finals):
+            continue
+        summary = aggregate([{key: value.get(key) for key in ACCURACIES} for _, value in pairs])
+        summary.pop("seeds", None)
+        summary["test_drop_points"] = drop_points(dense, summary)
+        summary["per_seed"] = {str(seed): {key: value.get(key) for key in ACCURACIES} for seed, value in pairs}
+        comparison[name] = summary
+    if len(comparison) < 2:
+        return comparison or None
+    comparison["winner"] = _best(comparison, "val_accuracy")
+    comparison["winner_by_test"] = _best(comparison, "test_accuracy")
+    return comparison
+
+
+def _best(comparison: dict, key: str) -> str | None:
+    scored = [(value[key], name) for name, value in comparison.items() if isinstance(value, dict) and value.get(key) is not None]
+    return max(scored)[1] if scored else None
+
+
+def first_drop(rounds: list[dict], threshold: float) -> dict:
+    """Where mean test accuracy first falls more than ``threshold`` points below dense."""
+    result = {"threshold_points": threshold, "first_round_beyond": None, "weights_remaining": None,
+              "last_round_within": 0 if rounds else None}
+    for entry in rounds[1:]:
+        if entry.get("test_drop_points") is not None and entry["test_drop_points"] > threshold:
+            result["first_round_beyond"] = entry["round"]
+            result["weights_remaining"] = entry["weights_remaining"]
+            break
+        result["last_round_within"] = entry["round"]
+    return result
+
+
+def build_record(settings: PruneSettings, *, rate: float, seeds: list[int], per_seed: dict[int, list[dict]],
+                 prunable: list[str], unprunable: dict[str, str], complete: bool, ticket: dict | None = None,
+                 extra: dict | None = None) -> dict:
+    rounds = aggregate_rounds(per_seed)
+    dense = rounds[0] if rounds else {}
+    record = {
+        "schema_version": SCHEMA_VERSION,
+        "mode": settings.mode,
+        "complete": complete,
+        "settings": settings.to_dict(),
+        "rate": rate,
+        "target": settings.target,
+        "seeds": list(seeds),
+        "dense": {key: dense.get(key) for key in ("params", "nonzero_params", "flops", "val_accuracy", "test_accuracy",
+                                                  "val_accuracy_std", "test_accuracy_std", "widths", "path") if key in dense},
+        "prunable": list(prunable),
+        "unprunable": [{"layer": layer, "reason": reason} for layer, reason in unprunable.items()],
+        "rounds": rounds,
+        "accuracy_drop": first_drop(rounds, settings.max_drop if settings.max_drop is not None else DEFAULT_DROP_POINTS),
+        "ticket": ticket,
+        "resets": compare_resets(settings, per_seed, dense) if complete else None,
+    }
+    if len(per_seed) > 1:
+        record["per_seed"] = {str(seed): rounds_ for seed, rounds_ in per_seed.items()}
+    record.update(extra or {})
+    record["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    record["versions"] = environment.library_versions()
+    return record
