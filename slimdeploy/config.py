@@ -158,3 +158,32 @@ def _table(raw: dict, key: str, cls: type, fail) -> Any:
 
 def _positive_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def settings_from_table(cls: type, raw: Any, source: str):
+    """A stage's settings dataclass from a TOML table: unknown keys are an error, lists
+    become tuples where the field's default is a tuple, and the class's own checks run
+    (``validate``/``validated`` or ``__post_init__``)."""
+    if not isinstance(raw, dict):
+        raise UserError(f"{source} must be a table")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise UserError(f"{source}: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(fields))})")
+    values = {}
+    for key, value in raw.items():
+        default = fields[key].default
+        if isinstance(default, tuple):
+            if not isinstance(value, (list, tuple)):
+                raise UserError(f"{source}: {key} must be a list, got {value!r}")
+            value = tuple(value)
+        values[key] = value
+    try:
+        settings = cls(**values)
+    except TypeError as exc:
+        raise UserError(f"{source}: {exc}") from exc
+    for check in ("validate", "validated"):
+        method = getattr(settings, check, None)
+        if callable(method):
+            return method() or settings
+    return settings

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from slimdeploy import environment, fsutil
+from slimdeploy.config import settings_from_table
 from slimdeploy.errors import UserError
 
 SCHEMA_VERSION = 1
@@ -79,8 +80,9 @@ class RunConfig:
         return Path(self.runs_dir) / self.name
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "runs_dir": self.runs_dir, "modes": list(self.modes),
-                **{key: _plain(dataclasses.asdict(value)) for key, value in self.stages.items()}}
+        tables = {key: _plain(dataclasses.asdict(value)) for key, value in self.stages.items()}
+        tables["prune"].pop("mode", None)  # set per stage from `modes`
+        return {"name": self.name, "runs_dir": self.runs_dir, "modes": list(self.modes), **tables}
 
 
 def build_config(config_file: str | None = None, quick: bool = False, name: str | None = None) -> RunConfig:
@@ -95,32 +97,20 @@ def build_config(config_file: str | None = None, quick: bool = False, name: str 
         table = raw.get(key, {})
         if not isinstance(table, dict):
             raise UserError(f"config {config_file}: [{key}] must be a table")
+        if key == "prune" and "mode" in table:
+            raise UserError(f"config {config_file}: [prune] takes no 'mode'; list the modes to run in the top-level 'modes'")
         merged.update(table)
-        stages[key] = _make(cls, merged, f"config {config_file or '(defaults)'} [{key}]")
+        stages[key] = settings_from_table(cls, merged, f"config {config_file or '(defaults)'} [{key}]")
+    export_table = raw.get("export", {})
+    if "profile_batches" not in export_table:
+        # A TensorRT engine's optimization profile must cover the batch sizes benchmarked.
+        stages["export"] = dataclasses.replace(stages["export"], profile_batches=list(stages["bench"].batches))
     modes = raw.get("modes", list(PRUNE_MODES))
     if not isinstance(modes, list) or not set(modes) <= set(PRUNE_MODES):
         raise UserError(f"config {config_file}: modes must be a list drawn from {', '.join(PRUNE_MODES)}")
     default_name = "quick" if quick else "article"
     return RunConfig(name=name or raw.get("name", default_name), runs_dir=str(raw.get("runs_dir", "runs")),
                      modes=list(modes), stages=stages)
-
-
-def _make(cls: type, values: dict, where: str):
-    from_dict = getattr(cls, "from_dict", None)
-    if callable(from_dict):
-        return from_dict(values, where)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - names)
-    if unknown:
-        raise UserError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
-    try:
-        settings = cls(**values)
-    except (TypeError, ValueError) as exc:
-        raise UserError(f"{where}: {exc}") from exc
-    validate = getattr(settings, "validate", None)
-    if callable(validate):
-        validate()
-    return settings
 
 
 def config_toml(config: RunConfig) -> str:

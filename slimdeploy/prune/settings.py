@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from slimdeploy.config import settings_from_table
 from slimdeploy.errors import UserError
 
 MODES = ("structured", "unstructured")
@@ -99,19 +100,7 @@ class PruneSettings:
     @classmethod
     def from_dict(cls, raw: dict, source: str = "prune settings") -> "PruneSettings":
         """Read the ``[prune]`` table of a TOML file; unknown keys are an error, not ignored."""
-        if not isinstance(raw, dict):
-            raise UserError(f"{source} must be a table")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(raw) - known)
-        if unknown:
-            raise UserError(f"{source}: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
-        values = dict(raw)
-        if "seeds" in values:
-            seeds = values["seeds"]
-            if not isinstance(seeds, (list, tuple)):
-                raise UserError(f"{source}: seeds must be a list of integers")
-            values["seeds"] = tuple(seeds)
-        return cls(**values).validate()
+        return settings_from_table(cls, raw, source)
 
 
 def parse_reset(reset: str) -> tuple[str, int | None]:

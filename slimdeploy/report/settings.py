@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from slimdeploy.config import settings_from_table
 from slimdeploy.errors import UserError
 
 # Every format the report can write; each is a view of the same bench results.
@@ -60,13 +61,7 @@ class ReportSettings:
     @classmethod
     def from_dict(cls, raw: dict, source: str = "[report]") -> "ReportSettings":
         """Read the settings from a TOML table; unknown keys are a mistake, not ignored."""
-        if not isinstance(raw, dict):
-            raise UserError(f"{source} must be a table")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(raw) - known)
-        if unknown:
-            raise UserError(f"unknown key(s) in {source}: {', '.join(unknown)} (known: {', '.join(sorted(known))})")
-        return cls(**raw)
+        return settings_from_table(cls, raw, source)
 
     def to_dict(self) -> dict:
         data = dataclasses.asdict(self)
