@@ -96,6 +96,9 @@ def _read_idx_dir(directory: Path) -> dict[str, np.ndarray]:
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    if not zipfile.is_zipfile(path):
+        # np.load would try other formats (a pickle, a bare .npy) and advise unsafe loading.
+        raise DataError(f"{path}: not an .npz archive (needs x_train, y_train, x_test, y_test)")
     try:
         with np.load(path, allow_pickle=False) as npz:
             missing = [key for key in IDX_FILES if key not in npz.files]
@@ -104,7 +107,11 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
             return {key: np.asarray(npz[key]) for key in IDX_FILES}
     except DataError:
         raise
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError, zlib.error) as exc:
+    except ValueError as exc:
+        if "pickle" in str(exc):
+            raise DataError(f"{path}: holds pickled Python objects, which slimdeploy never loads (save plain arrays)") from exc
+        raise DataError(f"{path}: not a readable .npz file ({exc})") from exc
+    except (OSError, zipfile.BadZipFile, EOFError, zlib.error) as exc:
         raise DataError(f"{path}: not a readable .npz file ({exc})") from exc
 
 

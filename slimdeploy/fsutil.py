@@ -7,6 +7,7 @@ half-written one, even when the process is killed mid-write.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -23,6 +24,29 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 TMP_MARK = ".tmp-"
+# Write failures that say "the place you asked for cannot hold the output", not "the work
+# failed": full disk or quota, a file-size limit, a read-only file system.
+STORAGE_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS}
+
+
+class StorageError(UserError):
+    """An output could not be written (full disk, quota, size limit, read-only); ``path`` is the file."""
+
+    def __init__(self, path: str | os.PathLike, reason: str):
+        self.path, self.reason = Path(path), reason
+        super().__init__(f"cannot write {path}: {reason}")
+
+
+def storage_error(exc: BaseException, target: Path) -> StorageError | None:
+    """The one-line error for ``exc`` if it is a storage failure writing ``target``.
+
+    Keras and h5py raise ``OSError`` with the errno set but a long message of their own.
+    """
+    if isinstance(exc, StorageError):
+        return exc
+    if isinstance(exc, OSError) and exc.errno in STORAGE_ERRNOS:
+        return StorageError(target, os.strerror(exc.errno))
+    return None
 
 
 def _check_writable_dir(directory: Path) -> None:
@@ -53,9 +77,12 @@ def atomic_path(target: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+        full = storage_error(exc, target)
+        if full is not None and full is not exc:
+            raise full from exc
         raise
 
 
@@ -70,7 +97,7 @@ def write_bytes(target: str | os.PathLike, data: bytes) -> None:
         try:
             tmp.write_bytes(data)
         except OSError as exc:
-            raise UserError(f"cannot write {target}: {exc.strerror or exc}") from exc
+            raise (storage_error(exc, Path(target)) or UserError(f"cannot write {target}: {exc.strerror or exc}")) from exc
 
 
 def write_text(target: str | os.PathLike, text: str) -> None:
@@ -112,8 +139,16 @@ def atomic_dir(target: str | os.PathLike, force: bool = False) -> Iterator[Path]
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        full = storage_error(exc, target)
+        if full is not None:
+            # Name the file as it would have been called, not its temporary directory.
+            try:
+                shown = target / full.path.relative_to(tmp)
+            except ValueError:
+                shown = full.path
+            raise StorageError(shown, full.reason) from exc
         raise
 
 

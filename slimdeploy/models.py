@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -101,6 +103,33 @@ def load_model(path: str | os.PathLike, what: str = "model"):
     import keras
 
     path = Path(path)
+    check_keras_archive(path, what)
+    try:
+        model = keras.saving.load_model(path, compile=False, safe_mode=True)
+    except Exception as exc:  # Keras raises many types; all mean "this file is not usable"
+        message = str(exc).split("\n")[0]
+        if "safe_mode" in str(exc) or "Lambda" in str(exc) or "unsafe" in str(exc).lower():
+            raise ModelFileError(f"{what} {path} refused: {CODE_REFUSAL}") from exc
+        if "Could not locate" in str(exc) or "Unknown layer" in str(exc):
+            raise ModelFileError(f"{what} {path} uses a layer or object that is not built into Keras: {message[:160]}") from exc
+        raise ModelFileError(f"{what} {path} could not be loaded: {type(exc).__name__}: {message[:160]}") from exc
+    _check_finite(model, path, what)
+    return model
+
+
+CODE_REFUSAL = ("it contains code (a Lambda layer or custom object) that would run on load; "
+                "slimdeploy loads models with Keras safe mode and never executes embedded code")
+
+
+def check_keras_archive(path: str | os.PathLike, what: str = "model") -> dict:
+    """Everything about a ``.keras`` file that can be checked without Keras; returns its config.
+
+    Refuses a missing, empty or corrupt file, archive members that would land outside the
+    directory they are unpacked into, and a config holding code (Lambda layers) or objects
+    from outside Keras. Reading the config runs nothing, so tools that never load the model
+    (the bench's parent process) can refuse it too.
+    """
+    path = Path(path)
     if not path.exists():
         raise ModelFileError(f"{what} {path} does not exist")
     if path.is_dir():
@@ -113,19 +142,49 @@ def load_model(path: str | os.PathLike, what: str = "model"):
         raise ModelFileError(f"{what} {path} is corrupt or truncated (not a .keras zip archive)")
     _refuse_escaping_members(path, what)
     try:
-        model = keras.saving.load_model(path, compile=False, safe_mode=True)
-    except Exception as exc:  # Keras raises many types; all mean "this file is not usable"
-        message = str(exc).split("\n")[0]
-        if "safe_mode" in str(exc) or "Lambda" in str(exc) or "unsafe" in str(exc).lower():
-            raise ModelFileError(
-                f"{what} {path} refused: it contains code (a Lambda layer or custom object) that would run on load; "
-                "slimdeploy loads models with Keras safe mode and never executes embedded code"
-            ) from exc
-        if "Could not locate" in str(exc) or "Unknown layer" in str(exc):
-            raise ModelFileError(f"{what} {path} uses a layer or object that is not built into Keras: {message[:160]}") from exc
-        raise ModelFileError(f"{what} {path} could not be loaded: {type(exc).__name__}: {message[:160]}") from exc
-    _check_finite(model, path, what)
-    return model
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read("config.json"))
+    except KeyError as exc:
+        raise ModelFileError(f"{what} {path} could not be loaded: the archive has no config.json") from exc
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, zlib.error) as exc:
+        raise ModelFileError(f"{what} {path} is corrupt or truncated ({type(exc).__name__})") from exc
+    found = code_in_config(config)
+    if found is not None:
+        raise ModelFileError(f"{what} {path} refused ({found}): {CODE_REFUSAL}")
+    return config
+
+
+def code_in_config(node) -> str | None:
+    """What in a Keras config would run or import code from outside Keras, or None.
+
+    A Lambda layer carries Python code (bytecode, or the name of a function to import);
+    an object whose ``module`` is not Keras would be imported from elsewhere.
+    """
+    if isinstance(node, dict):
+        name = node.get("class_name")
+        module = node.get("module")
+        if name in ("Lambda", "__lambda__"):
+            return f"Lambda layer {(node.get('config') or {}).get('name', '')!s}".strip()
+        if isinstance(name, str) and isinstance(module, str) and not (module == "keras" or module.startswith("keras.")):
+            return f"{name} from module {module}"
+        values = node.values()
+    elif isinstance(node, list):
+        values = node
+    else:
+        return None
+    for value in values:
+        found = code_in_config(value)
+        if found is not None:
+            return found
+    return None
+
+
+def require_single_io(model, path, what: str = "model") -> None:
+    """slimdeploy handles models with one image input and one output; say so, naming the file."""
+    n_in, n_out = len(model.inputs), len(model.outputs)
+    if n_in != 1 or n_out != 1:
+        raise ModelFileError(f"{what} {path} has {n_in} input{'s' * (n_in != 1)} and {n_out} output{'s' * (n_out != 1)}; "
+                             "slimdeploy supports models with one image input and one output")
 
 
 def _refuse_escaping_members(path: Path, what: str) -> None:

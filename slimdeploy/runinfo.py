@@ -10,6 +10,8 @@ from slimdeploy.errors import UserError
 
 def dense_metrics(run_dir: str | Path) -> dict:
     run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"run directory {run_dir} is a file, not a run directory (give the directory that slimdeploy train --out wrote)")
     if not run_dir.is_dir():
         raise UserError(f"run directory {run_dir} does not exist")
     path = run_dir / "dense" / "metrics.json"

@@ -49,7 +49,8 @@ def run_bench(sources, settings: BenchSettings | None = None, out=None, *, force
         raise UserError(f"--out {out} is a directory; give a file name such as {out / 'bench.json'}")
     previous = load_previous(out) if resume and out.exists() else None
     if previous is None:
-        fsutil.refuse_existing(out, force)
+        if out.exists() and not force:
+            raise UserError(f"{out} already exists; pass --force to start over, or --resume to keep its finished cells")
     else:
         _check_same_measurement(previous, settings, out)
     for leftover in out.parent.glob(f".{out.name}{fsutil.TMP_MARK}*"):

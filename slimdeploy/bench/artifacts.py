@@ -8,7 +8,6 @@ FLOPs count multiply-adds x2 of MatMul/Gemm/Conv with constant weights (the same
 
 from __future__ import annotations
 
-import json
 import xml.etree.ElementTree as ET
 import zipfile
 from dataclasses import dataclass, field
@@ -64,13 +63,15 @@ def _inspect_onnx(path: Path) -> ArtifactInfo:
     import onnx
     from onnx import numpy_helper
 
+    from slimdeploy.onnxsafety import check_onnx_file
+
+    # Refuses external data outside the model's directory before anything follows it.
+    model = check_onnx_file(path, "artifact")
     try:
         model = onnx.load(str(path))
     except Exception as exc:  # protobuf raises several types for a corrupt file
         raise ModelFileError(f"artifact {path} is not a readable ONNX model ({type(exc).__name__})") from exc
     graph = model.graph
-    if not graph.node:
-        raise ModelFileError(f"artifact {path} is not a readable ONNX model (empty graph)")
     initializers = {init.name: init for init in graph.initializer}
     inputs = [i for i in graph.input if i.name not in initializers]
     if len(inputs) != 1:
@@ -84,6 +85,7 @@ def _inspect_onnx(path: Path) -> ArtifactInfo:
         if init.data_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE,
                               onnx.TensorProto.BFLOAT16):
             array = numpy_helper.to_array(init)
+            _refuse_non_finite(path, name, array)
             arrays[name] = array
             params += array.size
             nonzero += int(np.count_nonzero(array))
@@ -170,6 +172,7 @@ def _inspect_openvino(path: Path) -> ArtifactInfo:
         if layer.get("type") == "Const":
             array = constant(layer)
             if array is not None:
+                _refuse_non_finite(path, layer.get("name"), array)
                 values[layer_id] = array
                 params += array.size
                 nonzero += int(np.count_nonzero(array))
@@ -224,14 +227,51 @@ def _ir_dims(text: str) -> list:
 # --- Keras ------------------------------------------------------------------------------------
 
 def _inspect_keras(path: Path) -> ArtifactInfo:
-    """The input shape from the archive's config.json; counts come from the TensorFlow worker."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            config = json.loads(archive.read("config.json"))
-    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
-        raise ModelFileError(f"artifact {path} is not a readable .keras archive ({type(exc).__name__})") from exc
+    """The input shape from the archive's config.json; counts come from the TensorFlow worker.
+
+    The checks ``load_model`` makes without Keras run here too (code in the config, archive
+    members escaping their directory, NaN weights), so an unsafe or broken file is refused
+    before a worker starts, with exit status 2, rather than failing inside it.
+    """
+    from slimdeploy.models import check_keras_archive
+
+    if not zipfile.is_zipfile(path):
+        raise ModelFileError(f"artifact {path} is not a readable .keras archive (corrupt or truncated)")
+    config = check_keras_archive(path, "artifact")
+    _check_keras_weights(path)
     shape = _find_batch_shape(config)
     return ArtifactInfo(path, input_name="input", input_shape=list(shape) if shape is not None else None)
+
+
+def _check_keras_weights(path: Path) -> None:
+    """NaN or Inf in the weights file inside the archive (read with h5py, nothing executed)."""
+    import io
+
+    import h5py
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            if "model.weights.h5" not in archive.namelist():
+                return
+            blob = archive.read("model.weights.h5")
+        with h5py.File(io.BytesIO(blob), "r") as weights:
+            found = []
+
+            def visit(name, item):
+                if isinstance(item, h5py.Dataset) and item.dtype.kind == "f" and not found:
+                    if not np.all(np.isfinite(item[()])):
+                        found.append(name)
+
+            weights.visititems(visit)
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        raise ModelFileError(f"artifact {path} is corrupt or truncated (its weights: {type(exc).__name__})") from exc
+    if found:
+        raise ModelFileError(f"artifact {path} has NaN or Inf values in weight {found[0]}")
+
+
+def _refuse_non_finite(path: Path, name, array: np.ndarray) -> None:
+    if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
+        raise ModelFileError(f"artifact {path} has NaN or Inf values in weight {name}")
 
 
 def _find_batch_shape(node):

@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from slimdeploy.config import settings_from_table
 from slimdeploy.errors import UserError
 
 MODES = ("latency", "throughput")
@@ -67,18 +68,7 @@ class BenchSettings:
     @classmethod
     def from_dict(cls, raw: dict, source: str = "bench settings") -> "BenchSettings":
         """Settings from a TOML table (``slimdeploy run``): unknown keys are refused."""
-        if not isinstance(raw, dict):
-            raise UserError(f"{source}: must be a table")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(raw) - known)
-        if unknown:
-            raise UserError(f"{source}: unknown key(s): {', '.join(unknown)}")
-        values = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
-        try:
-            settings = cls(**values)
-        except TypeError as exc:  # pragma: no cover - keys are checked above
-            raise UserError(f"{source}: {exc}") from exc
-        return settings.validated()
+        return settings_from_table(cls, raw, source)
 
     def validated(self) -> "BenchSettings":
         """Check every value; raise a one-line UserError naming the option."""

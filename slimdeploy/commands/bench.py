@@ -137,4 +137,21 @@ def run(args) -> int:
         ok = sum(1 for c in results["cells"] if c["status"] == "ok")
         console.print(f"{ok} cells measured, {errors} errors, {len(results['comparisons'])} comparisons, "
                       f"{results['wall_seconds']:.0f} s")
-    return 1 if not any(c["status"] == "ok" for c in results["cells"]) else 0
+    if not any(c["status"] == "ok" for c in results["cells"]):
+        raise nothing_measured(results)
+    return 0
+
+
+def nothing_measured(results: dict):
+    """The one-line error when no cell was measured: a runtime missing here is for the user to
+    fix (exit 2); cells that failed are a failure of the work (exit 1). bench.json keeps why."""
+    from slimdeploy.errors import UserError, WorkError
+
+    cells = results["cells"]
+    failed = [c for c in cells if c["status"] == "error"]
+    if not failed:
+        reasons = {c["runtime"]: c.get("error") or "unavailable" for c in cells if c["status"] == "unavailable"}
+        detail = "; ".join(f"{runtime}: {reason}" for runtime, reason in reasons.items())
+        return UserError(f"nothing could be measured, no requested runtime is available here ({detail})")
+    first = failed[0]
+    return WorkError(f"no cell was measured: {len(failed)} of {len(cells)} cells failed; first {first['id']}: {first.get('error')}")

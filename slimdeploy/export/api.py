@@ -63,7 +63,7 @@ def export_source(source, settings: ExportSettings | None = None, out_dir=None, 
     default split for a lone file. Raises ``UserError`` before writing anything when the
     input is wrong, ``ExportFailed`` (a ``WorkError``) when an artifact fails verification.
     """
-    from slimdeploy.models import load_model
+    from slimdeploy.models import load_model, require_single_io
     from slimdeploy.train import check_input_shape, quiet_tensorflow
 
     quiet_tensorflow()
@@ -78,13 +78,14 @@ def export_source(source, settings: ExportSettings | None = None, out_dir=None, 
         finals = [manifest_path] + [p for m in plan.models for t in targets for p in t.files(plan.out_dir, m.name)]
         for path in finals:
             fsutil.refuse_existing(path, force=False)
-    models = {m.name: load_model(m.path, what=f"{m.name} model") for m in plan.models}
+    # A lone file is "model FILE"; a run directory's models are "dense model FILE", ...
+    what = {m.name: "model" if plan.run_dir is None else f"{m.name} model" for m in plan.models}
+    models = {m.name: load_model(m.path, what=what[m.name]) for m in plan.models}
+    for m in plan.models:
+        require_single_io(models[m.name], m.path, what[m.name])
     dataset = _dataset(plan, data)
     for m in plan.models:
-        if len(models[m.name].inputs) != 1 or len(models[m.name].outputs) != 1:
-            raise UserError(f"{m.name} model {m.path} has {len(models[m.name].inputs)} inputs and "
-                            f"{len(models[m.name].outputs)} outputs; export handles one image input and one output")
-        check_input_shape(models[m.name], dataset, f"{m.name} model {m.path}")
+        check_input_shape(models[m.name], dataset, f"{what[m.name]} {m.path}")
     created = prepare_out_dir(plan.out_dir)
     fsutil.remove_stale_temporaries(plan.out_dir)
     # A stale manifest must never describe files this run is about to replace.

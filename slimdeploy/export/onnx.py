@@ -113,6 +113,9 @@ class OnnxRunner(Runner):
     def __init__(self, path: Path):
         import onnxruntime as ort
 
+        from slimdeploy.onnxsafety import check_onnx_file
+
+        check_onnx_file(path)  # the same check as every other place an ONNX file is opened
         options = ort.SessionOptions()
         options.log_severity_level = 3
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

@@ -33,6 +33,9 @@ class OnnxRuntimeSession(Session):
         super().__init__(artifact, batch, threads, options, mode)
         import onnxruntime as ort
 
+        from slimdeploy.onnxsafety import check_onnx_file
+
+        check_onnx_file(self.artifact)  # external data outside its directory: refused, never read
         level = self.options.get("graph_optimization", "all")
         so = ort.SessionOptions()
         so.intra_op_num_threads = self.threads

@@ -35,6 +35,10 @@ class OpenVinoSession(Session):
         precision = self.options.get("precision", "f32")
         if precision not in PRECISIONS:
             raise ValueError(f"unknown OpenVINO precision {precision!r}")
+        if str(self.artifact).endswith(".onnx"):
+            from slimdeploy.onnxsafety import check_onnx_file
+
+            check_onnx_file(self.artifact)  # external data outside its directory: refused, never read
         core = ov.Core()
         model = core.read_model(str(self.artifact))
         if len(model.inputs) != 1:
