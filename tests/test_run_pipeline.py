@@ -45,8 +45,10 @@ def finished_stages(run_dir: Path) -> int:
 @pytest.fixture(scope="module")
 def reference_run(tmp_path_factory) -> Path:
     workdir = tmp_path_factory.mktemp("reference")
+    started = time.perf_counter()
     result = run_cli("run", "--config", str(TINY), "--name", "ref", "--quiet", cwd=workdir)
     assert result.returncode == 0, result.stderr
+    (workdir / "seconds.txt").write_text(str(time.perf_counter() - started))
     return workdir / "runs" / "ref"
 
 
@@ -109,29 +111,39 @@ def test_killed_at_ten_random_moments_resume_gives_the_same_results(reference_ru
     each time; the finished run must equal the uninterrupted one (same seed)."""
     rng = random.Random(20261128)
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    command = [sys.executable, "-m", "slimdeploy", "run", "--config", str(TINY), "--name", "killed", "--quiet"]
-    kills, attempts, finished = [], 0, False
-    while not finished:
-        resume = ["--resume"] if attempts else []
-        attempts += 1
-        process = subprocess.Popen(command + resume, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        # Delays grow so that every resume gets further than the start-up cost.
-        delay = rng.uniform(2.0, 5.0 + 1.5 * len(kills)) if len(kills) < 10 else None
-        try:
-            _, stderr = process.communicate(timeout=delay)
-        except subprocess.TimeoutExpired:
-            sig = rng.choice([signal.SIGINT, signal.SIGTERM, signal.SIGKILL])
-            process.send_signal(sig)
-            process.communicate(timeout=120)
-            kills.append((round(delay, 2), sig.name, finished_stages(tmp_path / "runs" / "killed")))
-            continue
-        assert process.returncode == 0, stderr
-        finished = True
-        assert attempts < 40
+    # Each attempt lives for the start-up time plus a random share of the reference run's
+    # work, so kills land during start-up, training, pruning, export and benchmarking alike.
+    started = time.perf_counter()
+    assert run_cli("run", "--print-config", cwd=tmp_path).returncode == 0
+    startup = time.perf_counter() - started
+    work = max(float((reference_run.parent.parent / "seconds.txt").read_text()) - startup, 10.0)
+    kills, finished_runs = [], []
+    while len(kills) < 10:
+        # A run that finishes before ten kills is checked, and a fresh one takes the rest.
+        name = f"killed{len(finished_runs)}"
+        command = [sys.executable, "-m", "slimdeploy", "run", "--config", str(TINY), "--name", name, "--quiet"]
+        attempts = 0
+        while True:
+            attempts += 1
+            assert attempts < 40
+            resume = ["--resume"] if attempts > 1 else []
+            process = subprocess.Popen(command + resume, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            delay = rng.uniform(0.8 * startup, startup + 0.4 * work) if len(kills) < 10 else None
+            try:
+                _, stderr = process.communicate(timeout=delay)
+            except subprocess.TimeoutExpired:
+                sig = rng.choice([signal.SIGINT, signal.SIGTERM, signal.SIGKILL])
+                process.send_signal(sig)
+                process.communicate(timeout=120)
+                kills.append((round(delay, 2), sig.name, finished_stages(tmp_path / "runs" / name)))
+                continue
+            assert process.returncode == 0, stderr
+            finished_runs.append(tmp_path / "runs" / name)
+            break
     assert len(kills) >= 10, kills
     # The kills landed in different stages, not all during start-up.
     assert len({stages for _, _, stages in kills}) >= 3, kills
-    run_dir = tmp_path / "runs" / "killed"
-    assert deterministic_results(run_dir) == deterministic_results(reference_run)
-    leftovers = [p for p in run_dir.rglob("*") if ".tmp-" in p.name]
-    assert not leftovers, leftovers
+    for run_dir in finished_runs:
+        assert deterministic_results(run_dir) == deterministic_results(reference_run)
+        leftovers = [p for p in run_dir.rglob("*") if ".tmp-" in p.name]
+        assert not leftovers, leftovers

@@ -4,24 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from slimdeploy.commands._shared import int_list, non_negative_int, positive_int, print_json
-
-
-def _name_list(text: str) -> list[str]:
-    names = [part.strip() for part in text.split(",") if part.strip()]
-    if not names:
-        raise argparse.ArgumentTypeError(f"expected comma-separated names, got {text!r}")
-    return names
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative number of seconds, got {value}")
-    return value
+from slimdeploy.commands._shared import int_list, name_list, non_negative_float, non_negative_int, positive_int, print_json
 
 
 def add_parser(subparsers, common):
@@ -45,7 +28,7 @@ def add_parser(subparsers, common):
         ),
     )
     parser.add_argument("sources", nargs="+", metavar="SOURCE", help="run directory or artifact files")
-    parser.add_argument("--runtime", type=_name_list, metavar="LIST",
+    parser.add_argument("--runtime", type=name_list, metavar="LIST",
                         help="comma-separated runtimes (default: tensorflow,onnxruntime,openvino,tensorrt; "
                              "unavailable ones are listed with the reason)")
     parser.add_argument("--batch", type=int_list, metavar="LIST", help="batch sizes (default: 1,64,256)")
@@ -54,7 +37,7 @@ def add_parser(subparsers, common):
                         help="latency: one request at a time (default); throughput: OpenVINO THROUGHPUT hint "
                              "with an async request queue (other runtimes run their synchronous loop)")
     parser.add_argument("--min-iters", type=positive_int, help="at least this many timed calls per cell (default: 200)")
-    parser.add_argument("--min-time", type=_seconds, help="and at least this many seconds per cell (default: 2)")
+    parser.add_argument("--min-time", type=non_negative_float, help="and at least this many seconds per cell (default: 2)")
     parser.add_argument("--max-iters", type=non_negative_int,
                         help="stop a cell at this many calls even before --min-time (default: 20000; 0: no cap)")
     parser.add_argument("--warmup", type=non_negative_int, help="warm-up calls per cell before timing (default: 20)")
@@ -62,7 +45,7 @@ def add_parser(subparsers, common):
                         help="sessions opened per model and rotated per round, so one session's memory-layout "
                              "luck (several %% at batch 1) is not taken for a model's speed (default: 4)")
     parser.add_argument("--baseline-model", help="the model the others are compared with (default: dense)")
-    parser.add_argument("--models", type=_name_list, metavar="LIST", help="only these models (default: all found)")
+    parser.add_argument("--models", type=name_list, metavar="LIST", help="only these models (default: all found)")
     parser.add_argument("--input-shape", type=int_list, metavar="DIMS",
                         help="input dimensions without the batch, e.g. 28,28 (default: the run's recipe or the artifacts)")
     parser.add_argument("--ort-opt", choices=("disabled", "basic", "extended", "all"),
@@ -71,7 +54,7 @@ def add_parser(subparsers, common):
                         help="OpenVINO inference precision, set explicitly and recorded (default: f32)")
     parser.add_argument("--crosscheck", action="store_true",
                         help="also run OpenVINO's benchmark_app on each OpenVINO cell and record its median")
-    parser.add_argument("--crosscheck-time", type=_seconds, help="whole seconds per run: slimdeploy and benchmark_app alternate, 3 + 2 runs per cell (default: 2)")
+    parser.add_argument("--crosscheck-time", type=non_negative_float, help="whole seconds per run: slimdeploy and benchmark_app alternate, 3 + 2 runs per cell (default: 2)")
     parser.add_argument("--seed", type=non_negative_int, help="seed for the input data and the bootstrap (default: 0)")
     parser.add_argument("--out", help="results file (default: RUN_DIR/bench.json, or ./bench.json for artifact files)")
     parser.add_argument("--force", action="store_true", help="overwrite an existing results file")

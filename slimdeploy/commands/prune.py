@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from slimdeploy.commands._shared import positive_int, print_json
+from slimdeploy.commands._shared import non_negative_float, positive_int, print_json
 
 
 def fraction(text: str) -> float:
@@ -16,16 +16,6 @@ def fraction(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}") from None
     if not 0 < value < 1:
         raise argparse.ArgumentTypeError(f"must be above 0 and below 1, got {text} (0 or 1 would keep or remove everything)")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative number, got {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative number, got {text}")
     return value
 
 

@@ -62,13 +62,8 @@ class OnnxRuntimeSession(Session):
         if len(self._outputs) == 1 and out_dims and all(isinstance(d, int) for d in out_dims[1:]):
             self._out_shape = (self.batch, *out_dims[1:])
 
-    def input_shape(self):
-        return self._shape
-
     def set_input(self, array):
-        array = np.ascontiguousarray(array, dtype=np.float32)
-        if array.shape != self._shape:
-            raise ValueError(f"input shape {array.shape} does not fit {self._shape}")
+        array = self._fitting_input(array)
         self._feed = {self._input_name: array}
         if self._out_shape is not None:
             self._out = np.empty(self._out_shape, dtype=np.float32)

@@ -69,13 +69,8 @@ class OpenVinoSession(Session):
             self.parallelism = len(self._queue)
         self._tensors = []
 
-    def input_shape(self):
-        return self._shape
-
     def set_input(self, array):
-        array = np.ascontiguousarray(array, dtype=np.float32)
-        if array.shape != self._shape:
-            raise ValueError(f"input shape {array.shape} does not fit {self._shape}")
+        array = self._fitting_input(array)
         # Keep the arrays alive: the tensors share their memory.
         self._tensors = [array]
         self.request.set_input_tensor(self._ov.Tensor(array, shared_memory=True))

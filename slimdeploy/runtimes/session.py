@@ -63,10 +63,21 @@ class Session:
     def open(cls, artifact, batch: int, threads: int, options: dict | None = None, mode: str = "latency") -> "Session":
         return cls(artifact, batch, threads, options, mode)
 
-    # --- what each runtime provides -------------------------------------------------
+    # The full static input shape this session runs, batch included; set by each runtime
+    # when it opens the artifact.
+    _shape: tuple[int, ...] = ()
+
     def input_shape(self) -> tuple[int, ...]:
-        """The full static input shape this session runs, batch included."""
-        raise NotImplementedError
+        return self._shape
+
+    def _fitting_input(self, array: np.ndarray, dtype=np.float32) -> np.ndarray:
+        """The input as the contiguous array the runtime reads, or ValueError if it does not fit."""
+        array = np.ascontiguousarray(array, dtype=dtype)
+        if array.shape != self._shape:
+            raise ValueError(f"input shape {array.shape} does not fit {self._shape}")
+        return array
+
+    # --- what each runtime provides -------------------------------------------------
 
     def set_input(self, array: np.ndarray) -> None:
         raise NotImplementedError

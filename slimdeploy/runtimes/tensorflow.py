@@ -50,13 +50,8 @@ class TensorFlowSession(Session):
                                input_signature=[tf.TensorSpec(self._shape, tf.float32)])
         self._x = None
 
-    def input_shape(self):
-        return self._shape
-
     def set_input(self, array):
-        array = np.ascontiguousarray(array, dtype=np.float32)
-        if array.shape != self._shape:
-            raise ValueError(f"input shape {array.shape} does not fit {self._shape}")
+        array = self._fitting_input(array)
         self._x = self._tf.constant(array)
 
     def run(self):

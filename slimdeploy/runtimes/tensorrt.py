@@ -114,14 +114,9 @@ class TensorRtSession(Session):
         self._end = cuda("cudaEventCreate")
         self._last_ms = None
 
-    def input_shape(self):
-        return self._shape
-
     def set_input(self, array):
         pointer, shape, dtype, nbytes = self._device[self._input]
-        array = np.ascontiguousarray(array, dtype=dtype)
-        if array.shape != tuple(shape):
-            raise ValueError(f"input shape {array.shape} does not fit {tuple(shape)}")
+        array = self._fitting_input(array, dtype)
         self.cuda("cudaMemcpy", pointer, array.ctypes.data, nbytes, self.cuda.rt.cudaMemcpyKind.cudaMemcpyHostToDevice)
         self._held = array
 
