@@ -11,6 +11,7 @@ import pytest
 
 from slimdeploy.errors import UserError
 from slimdeploy.prune import PruneSettings, prune_run
+from test_prune_surgery import bn_dropout_model as surgery_bn_dropout_model
 
 keras = pytest.importorskip("keras")
 layers = keras.layers
@@ -28,17 +29,7 @@ def run_with_model(tmp_path, tiny_run, model):
 
 
 def bn_dropout_model():
-    keras.utils.set_random_seed(0)
-    inputs = keras.Input((28, 28), name="input")
-    x = layers.Flatten()(inputs)
-    x = layers.Dense(48, name="hidden_a")(x)
-    x = layers.BatchNormalization(name="bn")(x)
-    x = layers.Activation("relu")(x)
-    x = layers.Dropout(0.2)(x)
-    x = layers.Dense(24, activation="relu", name="hidden_b")(x)
-    x = layers.Dropout(0.2)(x)
-    outputs = layers.Dense(10, activation="softmax", name="out")(x)
-    return keras.Model(inputs, outputs)
+    return surgery_bn_dropout_model(seed=0, widths=(48, 24), first_dropout=0.2)
 
 
 def test_functional_model_with_batchnorm_and_dropout_prunes_in_both_modes(tmp_path, tiny_run, small_data):

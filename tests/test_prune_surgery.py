@@ -24,16 +24,16 @@ def mlp(units=(40, 20), seed=0):
     return keras.Sequential(stack)
 
 
-def bn_dropout_model(seed=0):
+def bn_dropout_model(seed=0, widths=(32, 16), first_dropout=0.3):
     """Functional: Dense -> BatchNormalization -> Dropout -> Dense -> Activation -> Dropout -> Dense."""
     keras.utils.set_random_seed(seed)
     inputs = keras.Input((28, 28), name="input")
     x = layers.Flatten()(inputs)
-    x = layers.Dense(32, name="hidden_a")(x)
+    x = layers.Dense(widths[0], name="hidden_a")(x)
     x = layers.BatchNormalization(name="bn")(x)
     x = layers.Activation("relu")(x)
-    x = layers.Dropout(0.3)(x)
-    x = layers.Dense(16, activation="relu", name="hidden_b")(x)
+    x = layers.Dropout(first_dropout)(x)
+    x = layers.Dense(widths[1], activation="relu", name="hidden_b")(x)
     x = layers.Dropout(0.2)(x)
     outputs = layers.Dense(10, activation="softmax", name="out")(x)
     return keras.Model(inputs, outputs)
