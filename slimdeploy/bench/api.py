@@ -9,6 +9,7 @@ from pathlib import Path
 
 from slimdeploy import environment, fsutil
 from slimdeploy.bench.compare import compare
+from slimdeploy.bench.harness import MeasureParams
 from slimdeploy.bench.plan import Plan, make_plan, shown_path
 from slimdeploy.bench.results import (base_cell, finish_cell, load_previous, new_results, unavailable_cell,
                                       write_results)
@@ -95,7 +96,7 @@ def run_bench(sources, settings: BenchSettings | None = None, out=None, *, force
         if on_event is not None:
             on_event(event)
 
-    job_fields = {"measure": _measure_fields(settings), "seed": settings.seed,
+    job_fields = {"measure": MeasureParams.from_settings(settings), "seed": settings.seed,
                   "crosscheck": settings.crosscheck, "crosscheck_time": settings.crosscheck_time}
     try:
         for job in plan.jobs:
@@ -116,11 +117,6 @@ def run_bench(sources, settings: BenchSettings | None = None, out=None, *, force
 
 def _as_list(sources):
     return [sources] if isinstance(sources, (str, os.PathLike)) else list(sources)
-
-
-def _measure_fields(settings: BenchSettings) -> dict:
-    return {k: getattr(settings, k) for k in ("min_iters", "min_time", "max_iters", "warmup_iters", "warmup_time",
-                                              "block_calls", "block_time", "block_warmup", "instances")}
 
 
 # Settings that change what a cell's numbers mean: a resumed file must have been made with

@@ -17,20 +17,27 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class MeasureParams:
-    min_iters: int = 200
-    min_time: float = 2.0
-    max_iters: int = 0
-    warmup_iters: int = 20
-    warmup_time: float = 0.2
-    block_calls: int = 3
-    block_time: float = 0.002
-    block_warmup: int = 2
-    instances: int = 1
-    mode: str = "latency"
+    """The part of ``BenchSettings`` a worker measures with; the defaults live there."""
+
+    min_iters: int
+    min_time: float
+    max_iters: int
+    warmup_iters: int
+    warmup_time: float
+    block_calls: int
+    block_time: float
+    block_warmup: int
+    instances: int
+    mode: str
 
     @classmethod
     def from_dict(cls, raw: dict) -> "MeasureParams":
-        return cls(**{k: raw[k] for k in cls.__dataclass_fields__ if k in raw})
+        return cls(**{k: raw[k] for k in cls.__dataclass_fields__})
+
+    @classmethod
+    def from_settings(cls, settings) -> dict:
+        """What the parent sends the worker (JSON): these fields, taken from ``settings``."""
+        return {k: getattr(settings, k) for k in cls.__dataclass_fields__}
 
 
 @dataclass
