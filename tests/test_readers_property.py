@@ -45,17 +45,6 @@ cuts = st.one_of(st.none(), st.integers(0, 400))
 
 
 @FAST
-@given(payload=st.binary(max_size=300))
-def test_json_reader_on_random_bytes(tmp_path, payload):
-    path = tmp_path / "x.json"
-    path.write_bytes(payload)
-    try:
-        read_json(path)
-    except UserError as error:
-        _one_line(error)
-
-
-@FAST
 @given(document=st.recursive(st.none() | st.booleans() | st.floats(allow_nan=False) | st.text(max_size=10),
                              lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=5), children, max_size=4),
                              max_leaves=20),
@@ -84,17 +73,6 @@ def test_toml_recipe_reader_on_mutated_recipes(tmp_path, edit, cut):
         _one_line(error)
     else:
         assert recipe.layers and recipe.training.epochs >= 1
-
-
-@FAST
-@given(payload=st.binary(max_size=300))
-def test_toml_reader_on_random_bytes(tmp_path, payload):
-    path = tmp_path / "r.toml"
-    path.write_bytes(payload)
-    try:
-        read_toml(path)
-    except UserError as error:
-        _one_line(error)
 
 
 def _idx_bytes(images: bool) -> bytes:
@@ -126,12 +104,22 @@ def test_idx_reader_on_mutated_files(tmp_path, images, edit, cut, compressed_cut
         assert array.dtype == np.uint8 and array.ndim == (3 if images else 1)
 
 
+RANDOM_BYTE_READERS = {
+    # name: (file name, reader, the documented error it may raise)
+    "json": ("x.json", read_json, UserError),
+    "toml": ("r.toml", read_toml, UserError),
+    "idx": ("g-idx.gz", lambda path: read_idx(path, IMAGES_MAGIC), DataError),
+}
+
+
 @FAST
-@given(payload=st.binary(max_size=200))
-def test_idx_reader_on_random_bytes(tmp_path, payload):
-    path = tmp_path / "g-idx.gz"
+@pytest.mark.parametrize("reader", sorted(RANDOM_BYTE_READERS))
+@given(payload=st.binary(max_size=300))
+def test_readers_on_random_bytes(tmp_path, reader, payload):
+    name, read, documented_error = RANDOM_BYTE_READERS[reader]
+    path = tmp_path / name
     path.write_bytes(payload)
     try:
-        read_idx(path, IMAGES_MAGIC)
-    except DataError as error:
+        read(path)
+    except documented_error as error:
         _one_line(error)
