@@ -10,9 +10,9 @@ import signal
 import jsonschema
 import pytest
 
-from slimdeploy.bench import stats
+from slimdeploy.bench import crosscheck, stats
 from slimdeploy.bench.api import run_bench
-from slimdeploy.bench.results import schema, validate
+from slimdeploy.bench.results import merge_records, schema, validate
 from slimdeploy.bench.settings import BenchSettings
 from slimdeploy.errors import UserError
 from slimdeploy.runtimes.registry import availability
@@ -66,6 +66,9 @@ def test_every_cell_is_measured_with_raw_samples_and_statistics(full_results):
         assert cell["load_seconds"] > 0 and cell["first_inference_seconds"] > 0
         assert cell["instances"] == 2  # sessions rotated per round
         assert sum(cell["blocks"]) == cell["iterations"]
+        # Two worker processes (the default), each measuring its share; blocks split by process.
+        assert len(cell["processes"]) == 2 and all(cell["processes"])
+        assert sum(cell["processes"]) == len(cell["blocks"])
     tf = cells["dense|tensorflow|b32|t1|latency"]
     assert tf["applied_settings"]["intra_op_threads"] == 1  # set in its own worker process
     ort = cells["dense|onnxruntime|b32|t1|latency|opt=all"]
@@ -180,6 +183,20 @@ def test_an_unavailable_runtime_is_listed_with_its_reason(onnx_models, tmp_path)
     validate(json.loads((tmp_path / "bench.json").read_text()))
 
 
+def test_records_of_a_cells_processes_merge_in_order_and_an_error_in_any_is_the_cells():
+    first = {"status": "ok", "samples_ms": [1.0, 2.0, 3.0], "blocks": [2, 1], "iterations": 3, "seconds": 0.006,
+             "engine_samples_ms": [0.9, 1.9, 2.9], "crosscheck": {"tool": "benchmark_app"}, "load_seconds": 0.5}
+    second = {"status": "ok", "samples_ms": [4.0, 5.0], "blocks": [2], "iterations": 2, "seconds": 0.009,
+              "engine_samples_ms": [3.9, 4.9], "crosscheck": None, "load_seconds": 0.2}
+    merged = merge_records([first, second])
+    assert merged["samples_ms"] == [1.0, 2.0, 3.0, 4.0, 5.0] and merged["blocks"] == [2, 1, 2]
+    assert merged["processes"] == [2, 1] and merged["iterations"] == 5
+    assert merged["seconds"] == pytest.approx(0.015) and merged["engine_samples_ms"][-1] == 4.9
+    assert merged["crosscheck"] == {"tool": "benchmark_app"} and merged["load_seconds"] == 0.5
+    broken = {"status": "error", "error": "openvino worker was killed by signal SIGKILL"}
+    assert merge_records([first, broken]) == broken
+
+
 def test_crosscheck_records_benchmark_app_beside_the_engine_median(onnx_models, tmp_path):  # noqa: F811
     sources = [onnx_models["dense.xml"]]
     results = run_bench(sources, quick(runtimes=("openvino",), batches=(16,), crosscheck=True, crosscheck_time=1),
@@ -191,7 +208,22 @@ def test_crosscheck_records_benchmark_app_beside_the_engine_median(onnx_models, 
     assert "-infer_precision f32" in cross["command"] and "-nstreams 1" in cross["command"]
     # The same runtime measured two ways: far apart only if one of them measures itself.
     assert 0.5 < cross["ratio"] < 2.0
+    # Alternating runs, 3 to 8 of each, and the reported medians are the lowest run medians.
+    runs = cross["runs_median_ms"]
+    assert crosscheck.MIN_RUNS <= cross["runs"] <= crosscheck.MAX_RUNS
+    assert len(runs["benchmark_app"]) == len(runs["slimdeploy"]) == cross["runs"]
+    assert cross["median_ms"] == min(runs["benchmark_app"]) and cross["engine_median_ms"] == min(runs["slimdeploy"])
+    assert cross["settled"] == (crosscheck.settled(runs["benchmark_app"]) and crosscheck.settled(runs["slimdeploy"]))
+    assert cross["settled"] or cross["runs"] == crosscheck.MAX_RUNS
     validate(json.loads((tmp_path / "bench.json").read_text()))
+
+
+def test_crosscheck_stops_once_each_tool_has_seen_its_lowest_level_twice():
+    assert not crosscheck.settled([0.25])
+    assert crosscheck.settled([0.36, 0.25, 0.26])  # the fast state seen twice; one slow run ignored
+    assert not crosscheck.settled([0.25, 0.36, 0.37])  # the fast state seen once: keep going
+    assert crosscheck.settled([0.25, 0.25 * 1.05])
+    assert not crosscheck.settled([0.25, 0.25 * 1.06])
 
 
 def test_resume_measures_again_only_the_unfinished_cell_groups(onnx_models, tmp_path):  # noqa: F811

@@ -184,6 +184,31 @@ def test_drift_shared_by_a_round_cancels_in_the_round_ratio():
     assert 1.48 < low < speedup < high < 1.52
 
 
+def test_a_process_level_offset_widens_the_interval_to_cover_it():
+    # Identical models, but each worker process fixes a layout that favours one of them by a
+    # few percent (measured here: 0.94 to 1.06 for the same model). One process alone gives a
+    # narrow interval that excludes 1.0; resampling processes covers the spread.
+    base_fast = _blocky(1.0, 200, 10, seed=6, burst=0.02)
+    cand_fast = _blocky(1.04, 200, 10, seed=7, burst=0.02)
+    base_slow = _blocky(1.0, 200, 10, seed=8, burst=0.02)
+    cand_slow = _blocky(0.96, 200, 10, seed=9, burst=0.02)
+    _, low, high, _ = stats.paired_round_interval(base_fast, cand_fast)
+    assert high < 0.98  # one process: "significant", and wrong
+    speedup, low, high, rounds = stats.process_round_interval([(base_fast, cand_fast), (base_slow, cand_slow)])
+    assert rounds == 400
+    assert low < 0.965 and high > 1.035 and low < speedup < high
+    assert stats.verdict(low, high) == stats.NO_DIFFERENCE
+
+
+def test_processes_keep_a_real_two_fold_shift_faster():
+    pairs = [(_blocky(2.0, 100, 10, seed=s, burst=0.05), _blocky(1.0 * f, 100, 10, seed=s + 50, burst=0.05))
+             for s, f in ((10, 1.03), (11, 0.97), (12, 1.0))]
+    speedup, low, high, rounds = stats.process_round_interval(pairs)
+    assert rounds == 300
+    assert 1.85 < low < speedup < high < 2.15
+    assert stats.verdict(low, high) == stats.FASTER
+
+
 def test_blocks_split_samples_and_must_add_up():
     blocks = stats.split_blocks([1, 2, 3, 4, 5], [2, 3])
     assert [list(b) for b in blocks] == [[1, 2], [3, 4, 5]]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import time
 from pathlib import Path
@@ -11,8 +12,8 @@ from slimdeploy import environment, fsutil
 from slimdeploy.bench.compare import compare
 from slimdeploy.bench.harness import MeasureParams
 from slimdeploy.bench.plan import Plan, make_plan, shown_path
-from slimdeploy.bench.results import (base_cell, finish_cell, load_previous, new_results, unavailable_cell,
-                                      write_results)
+from slimdeploy.bench.results import (base_cell, finish_cell, load_previous, merge_records, new_results,
+                                      unavailable_cell, write_results)
 from slimdeploy.bench.runner import run_job
 from slimdeploy.bench.settings import BenchSettings
 from slimdeploy.bench.sources import resolve_sources
@@ -72,7 +73,7 @@ def run_bench(sources, settings: BenchSettings | None = None, out=None, *, force
     cells.update(kept)
 
     to_run = sum(1 for job in plan.jobs for g in job.groups for c in g.cells if c.id not in kept)
-    task = progress.add_task("bench", total=to_run, info="") if progress is not None else None
+    task = progress.add_task("bench", total=to_run * settings.processes, info="") if progress is not None else None
 
     def save() -> None:
         # Written between workers and when interrupted, never while a worker measures: the
@@ -80,10 +81,25 @@ def run_bench(sources, settings: BenchSettings | None = None, out=None, *, force
         results["cells"] = list(cells.values())
         write_results(out, results)
 
-    def on_cell(cell_id: str, record: dict) -> None:
-        cells[cell_id] = finish_cell(specs[cell_id], record)
-        if task is not None:
-            progress.advance(task)
+    def measure(job) -> None:
+        """Every group of ``job`` in ``settings.processes`` workers, one after another. A cell
+        that failed in one is not tried again; its cell is that error."""
+        parts: dict[str, list] = {}
+
+        def on_record(cell_id: str, record: dict) -> None:
+            parts.setdefault(cell_id, []).append(record)
+            if task is not None:
+                progress.advance(task)
+
+        for index in range(settings.processes):
+            failed = {i for i, records in parts.items() if records[-1].get("status") != "ok"}
+            groups = [dataclasses.replace(g, cells=[c for c in g.cells if c.id not in failed]) for g in job.groups]
+            groups = [g for g in groups if g.cells]
+            if groups:
+                fields = {**job_fields, "crosscheck": settings.crosscheck and index == 0}
+                run_job(dataclasses.replace(job, groups=groups), fields, on_record, on_worker_event, stall_timeout)
+        for cell_id, records in parts.items():
+            cells[cell_id] = finish_cell(specs[cell_id], merge_records(records))
 
     def on_worker_event(event: dict) -> None:
         if event.get("event") == "model_info":
@@ -98,12 +114,16 @@ def run_bench(sources, settings: BenchSettings | None = None, out=None, *, force
 
     job_fields = {"measure": MeasureParams.from_settings(settings), "seed": settings.seed,
                   "crosscheck": settings.crosscheck, "crosscheck_time": settings.crosscheck_time}
+    stall_timeout = settings.stall_timeout
+    if settings.crosscheck:  # a worker is silent while benchmark_app runs
+        from slimdeploy.bench.crosscheck import longest_crosscheck_seconds
+
+        stall_timeout += longest_crosscheck_seconds(settings.crosscheck_time)
     try:
         for job in plan.jobs:
             pending = [g for g in job.groups if not all(c.id in kept for c in g.cells)]
             if pending:
-                job = type(job)(job.runtime, job.threads, job.mode, job.settings, pending)
-                run_job(job, job_fields, on_cell, on_worker_event, settings.stall_timeout)
+                measure(dataclasses.replace(job, groups=pending))
                 save()
         results["comparisons"] = compare(
             list(cells.values()), models, settings.baseline_model, threshold=settings.threshold,
@@ -122,7 +142,8 @@ def _as_list(sources):
 # Settings that change what a cell's numbers mean: a resumed file must have been made with
 # the same ones, or old and new cells would not be comparable.
 MEASUREMENT_KEYS = ("mode", "min_iters", "min_time", "max_iters", "warmup_iters", "warmup_time", "block_calls",
-                    "block_time", "block_warmup", "instances", "seed", "input_shape", "ort_graph_optimization", "openvino_precision")
+                    "block_time", "block_warmup", "instances", "processes", "seed", "input_shape",
+                    "ort_graph_optimization", "openvino_precision")
 
 
 def _check_same_measurement(previous: dict, settings: BenchSettings, out: Path) -> None:

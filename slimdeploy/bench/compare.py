@@ -8,8 +8,9 @@ two bootstrap intervals, and the verdict is taken on that union:
 - ``sample_interval``: ``stats.speedup_interval`` on the raw samples (every call independent).
   When a cell holds more than ``MAX_BOOTSTRAP_SAMPLES`` samples it is thinned evenly (every
   k-th sample, so every block stays represented): faster, and only ever wider.
-- ``round_interval``: ``stats.paired_round_interval`` over the interleaved rounds (a round's
-  baseline block against the same round's model block, whole rounds resampled). Latencies on
+- ``round_interval``: ``stats.process_round_interval`` over the interleaved rounds (a round's
+  baseline block against the same round's model block in the same worker process; worker
+  processes resampled, then whole rounds within each). Latencies on
   a busy machine come in bursts; treating calls as independent then gives intervals much
   narrower than the run-to-run spread, and verdicts that flip between runs. Rounds are the
   honest unit, so the union is what a verdict can stand on.
@@ -32,14 +33,26 @@ def thin(samples, limit: int = MAX_BOOTSTRAP_SAMPLES) -> np.ndarray:
     return samples[::step]
 
 
+def _blocks_by_process(cell: dict) -> list[list]:
+    """A cell's interleaved blocks, one list per worker process (one process when not recorded)."""
+    blocks = stats.split_blocks(cell["samples_ms"], cell["blocks"])
+    counts = cell.get("processes") or [len(blocks)]
+    if sum(counts) != len(blocks):
+        raise ValueError("process block counts do not add up to the blocks")
+    edges = np.cumsum([0, *counts])
+    return [blocks[a:b] for a, b in zip(edges[:-1], edges[1:])]
+
+
 def _round_interval(base: dict, cell: dict, confidence: float, resamples: int, seed: int):
     """(speedup, low, high, rounds) from the cells' interleaved blocks; None without blocks."""
     if not base.get("blocks") or not cell.get("blocks"):
         return None
     try:
-        return stats.paired_round_interval(stats.split_blocks(base["samples_ms"], base["blocks"]),
-                                           stats.split_blocks(cell["samples_ms"], cell["blocks"]),
-                                           confidence=confidence, resamples=resamples, seed=seed)
+        base_parts, cell_parts = _blocks_by_process(base), _blocks_by_process(cell)
+        if len(base_parts) != len(cell_parts):
+            return None
+        return stats.process_round_interval(list(zip(base_parts, cell_parts)), confidence=confidence,
+                                            resamples=resamples, seed=seed)
     except ValueError:  # blocks that do not match the samples (a hand-edited file): samples only
         return None
 

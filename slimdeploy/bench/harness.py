@@ -11,6 +11,7 @@ is kept, and so are the block boundaries (for the round-paired interval in ``sta
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -36,8 +37,14 @@ class MeasureParams:
 
     @classmethod
     def from_settings(cls, settings) -> dict:
-        """What the parent sends the worker (JSON): these fields, taken from ``settings``."""
-        return {k: getattr(settings, k) for k in cls.__dataclass_fields__}
+        """What the parent sends each worker (JSON): these fields, taken from ``settings``, with
+        the cell's budget (calls, seconds, cap) shared among its ``settings.processes`` workers."""
+        fields = {k: getattr(settings, k) for k in cls.__dataclass_fields__}
+        share = settings.processes
+        fields["min_iters"] = math.ceil(settings.min_iters / share)
+        fields["min_time"] = settings.min_time / share
+        fields["max_iters"] = math.ceil(settings.max_iters / share)
+        return fields
 
 
 @dataclass

@@ -33,7 +33,7 @@ def finish_cell(spec: CellSpec, record: dict) -> dict:
     cell["status"] = record.get("status", "error")
     cell["error"] = record.get("error")
     for key in ("load_seconds", "first_inference_seconds", "applied_settings", "parallelism", "output_shape",
-                "group_wall_seconds", "crosscheck", "blocks", "instances"):
+                "group_wall_seconds", "crosscheck", "blocks", "processes", "instances"):
         if record.get(key) is not None:
             cell[key] = record[key]
     samples = record.get("samples_ms") or []
@@ -51,6 +51,23 @@ def finish_cell(spec: CellSpec, record: dict) -> dict:
             cell["engine_stats"] = stats.summarize(engine, spec.batch)
             cell["engine_latency_ms"] = cell["engine_stats"]["p50_ms"]
     return cell
+
+
+def merge_records(parts: list[dict]) -> dict:
+    """One cell's records from its worker processes, in order -> one record. A cell that
+    failed in any process is that error. ``processes`` keeps how many interleaved blocks
+    each process measured, so the comparison can pair rounds within a process."""
+    failed = next((part for part in parts if part.get("status") != "ok"), None)
+    if failed is not None:
+        return failed
+    merged = dict(parts[0])  # load and first-inference times: the first process's (a cold start)
+    for key in ("samples_ms", "engine_samples_ms", "blocks"):
+        merged[key] = [value for part in parts for value in (part.get(key) or [])] or None
+    for key in ("iterations", "seconds", "group_wall_seconds"):
+        merged[key] = sum(part.get(key) or 0 for part in parts)
+    merged["processes"] = [len(part.get("blocks") or []) for part in parts]
+    merged["crosscheck"] = next((part["crosscheck"] for part in parts if part.get("crosscheck")), None)
+    return merged
 
 
 def unavailable_cell(spec: CellSpec, reason: str) -> dict:

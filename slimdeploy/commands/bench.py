@@ -36,14 +36,18 @@ def add_parser(subparsers, common):
     parser.add_argument("--mode", choices=("latency", "throughput"),
                         help="latency: one request at a time (default); throughput: OpenVINO THROUGHPUT hint "
                              "with an async request queue (other runtimes run their synchronous loop)")
-    parser.add_argument("--min-iters", type=positive_int, help="at least this many timed calls per cell (default: 200)")
-    parser.add_argument("--min-time", type=non_negative_float, help="and at least this many seconds per cell (default: 2)")
+    parser.add_argument("--min-iters", type=positive_int, help="at least this many timed calls per cell, over all --processes (default: 200)")
+    parser.add_argument("--min-time", type=non_negative_float, help="and at least this many seconds per cell, over all --processes (default: 2)")
     parser.add_argument("--max-iters", type=non_negative_int,
                         help="stop a cell at this many calls even before --min-time (default: 20000; 0: no cap)")
     parser.add_argument("--warmup", type=non_negative_int, help="warm-up calls per cell before timing (default: 20)")
     parser.add_argument("--instances", type=positive_int,
                         help="sessions opened per model and rotated per round, so one session's memory-layout "
                              "luck (several %% at batch 1) is not taken for a model's speed (default: 4)")
+    parser.add_argument("--processes", type=positive_int,
+                        help="worker processes per runtime, each measuring its share of --min-iters and --min-time; "
+                             "the verdict's interval resamples them, so what one process fixes (memory layout) "
+                             "is not taken for a model's speed (default: 2)")
     parser.add_argument("--baseline-model", help="the model the others are compared with (default: dense)")
     parser.add_argument("--models", type=name_list, metavar="LIST", help="only these models (default: all found)")
     parser.add_argument("--input-shape", type=int_list, metavar="DIMS",
@@ -54,7 +58,7 @@ def add_parser(subparsers, common):
                         help="OpenVINO inference precision, set explicitly and recorded (default: f32)")
     parser.add_argument("--crosscheck", action="store_true",
                         help="also run OpenVINO's benchmark_app on each OpenVINO cell and record its median")
-    parser.add_argument("--crosscheck-time", type=non_negative_float, help="whole seconds per run: slimdeploy and benchmark_app alternate, 3 + 2 runs per cell (default: 2)")
+    parser.add_argument("--crosscheck-time", type=non_negative_float, help="whole seconds per run: slimdeploy and benchmark_app alternate, 3 to 8 runs each per cell (default: 1)")
     parser.add_argument("--seed", type=non_negative_int, help="seed for the input data and the bootstrap (default: 0)")
     parser.add_argument("--out", help="results file (default: RUN_DIR/bench.json, or ./bench.json for artifact files)")
     parser.add_argument("--force", action="store_true", help="overwrite an existing results file")
@@ -80,6 +84,7 @@ def settings_from_args(args):
         "max_iters": args.max_iters,
         "warmup_iters": args.warmup,
         "instances": args.instances,
+        "processes": args.processes,
         "baseline_model": args.baseline_model,
         "models": tuple(args.models) if args.models else None,
         "input_shape": tuple(args.input_shape) if args.input_shape else None,
