@@ -210,7 +210,9 @@ def _run_stage(name: str, config: RunConfig, run_dir: Path, *, resume: bool, pro
     elif name == "export":
         from slimdeploy.export.api import export_source
 
-        export_source(run_dir, stages["export"], force=True, progress=progress, data=stages["train"].data)
+        # Resuming keeps the artifacts an interrupted export verified (unless their model changed).
+        export_source(run_dir, stages["export"], resume=resume, force=not resume, progress=progress,
+                      data=stages["train"].data)
     elif name == "bench":
         from slimdeploy.bench.api import run_bench
 

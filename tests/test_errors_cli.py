@@ -148,6 +148,8 @@ def _cases():
         "prune-resume-and-force": lambda f: (["prune", str(f.run), "--resume", "--force"], ["--force", "--resume"], []),
         "prune-scope-structured": lambda f: (["prune", str(f.run), "--mode", "structured", "--scope", "global"],
                                              ["--scope global"], [f.run / "structured"]),
+        "export-resume-and-force": lambda f: (["export", str(f.keras), "--resume", "--force", "--out", str(out(f, "e16"))],
+                                             ["--force", "--resume"], [out(f, "e16")]),
         "export-target-unknown": lambda f: (["export", str(f.keras), "--target", "tflite", "--out", str(out(f, "e11"))],
                                            ["--target", "tflite"], [out(f, "e11")]),
         "export-batch-range": lambda f: (["export", str(f.keras), "--batch", "0", "--out", str(out(f, "e12"))],

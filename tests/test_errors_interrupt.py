@@ -1,6 +1,6 @@
 """SIGINT / SIGTERM in the middle of `prune`, `export` and `bench`, through the real CLI:
 exit status 130 and one line, finished rounds / artifacts / cells kept, nothing partial under a
-final name, and `--resume` (prune, bench) finishes the job without redoing finished work.
+final name, and `--resume` (prune, export, bench) finishes the job without redoing finished work.
 
 (`slimdeploy run` killed at ten random moments: tests/test_run_pipeline.py.)
 """
@@ -73,19 +73,34 @@ def test_export_interrupted_keeps_only_complete_verified_artifacts(tiny_run, tmp
     out = run_dir / "exports"
     args = ["export", str(run_dir), "--target", "onnx", "--target", "openvino", "--verify-limit", "300", "--quiet"]
     process = start(*args, cwd=tmp_path)
-    # The ONNX artifact is verified and renamed into place; OpenVINO is converting or verifying.
-    stderr = signal_when(process, lambda: (out / "dense.onnx").exists(), signal.SIGTERM)
+    # The ONNX artifact is verified, renamed into place and recorded; OpenVINO is converting or verifying.
+    stderr = signal_when(process, lambda: (out / "export.partial.json").exists(), signal.SIGTERM)
     check("export-interrupted", process.returncode, stderr)
     names = sorted(p.name for p in out.iterdir())
     assert "export.json" not in names and not leftovers(run_dir), names  # no manifest for a half-done export
-    assert set(names) <= {"dense.onnx", "dense.bin", "dense.xml"}
+    assert set(names) <= {"dense.onnx", "dense.bin", "dense.xml", "export.partial.json"}
     onnx.checker.check_model(onnx.load(str(out / "dense.onnx")))  # complete, not half-written
     if "dense.xml" in names:
         assert "dense.bin" in names  # the weights are renamed into place before the .xml
+    recorded = {(a["model"], a["target"]) for a in json.loads((out / "export.partial.json").read_text())["artifacts"]}
+    assert ("dense", "onnx") in recorded
+    kept = (out / "dense.onnx").stat().st_mtime_ns
 
     again = run_cli(*args, cwd=tmp_path)
     check("export-rerun-after-interrupt", again.returncode, again.stderr, out)
+    other = run_cli(*args, "--resume", "--opset", "16", cwd=tmp_path)
+    check("export-resume-other-settings", other.returncode, other.stderr, out / "export.partial.json")
+    resumed = run_cli(*args, "--resume", "--json", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    manifest = json.loads(resumed.stdout)
+    assert all(a["valid"] for a in manifest["artifacts"])
+    assert [(a["model"], a["target"]) for a in manifest["artifacts"]] == [("dense", "onnx"), ("dense", "openvino")]
+    assert (out / "dense.onnx").stat().st_mtime_ns == kept  # verified before the interruption: not redone
+    assert not (out / "export.partial.json").exists() and (out / "export.json").is_file()
     assert not leftovers(run_dir)
+    # Resuming a finished export shows it as it is.
+    finished = run_cli(*args, "--resume", "--json", cwd=tmp_path)
+    assert finished.returncode == 0 and json.loads(finished.stdout)["created"] == manifest["created"]
 
 
 def test_bench_interrupted_keeps_finished_cells_and_resumes(tmp_path):

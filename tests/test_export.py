@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import hashlib
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -326,8 +327,36 @@ def test_an_interrupted_export_leaves_only_complete_verified_files(dense_file, s
     with pytest.raises(KeyboardInterrupt):
         export_source(dense_file, ExportSettings(targets=["onnx", "openvino"], verify_limit=50), out,
                       progress=InterruptAfterFirstArtifact(), data=small_data)
-    assert sorted(p.name for p in out.iterdir()) == ["mlp.onnx"]  # no manifest, no staging, no OpenVINO half
+    # No manifest, no staging, no OpenVINO half; the record of what is done, for --resume.
+    assert sorted(p.name for p in out.iterdir()) == ["export.partial.json", "mlp.onnx"]
     onnx.checker.check_model(onnx.load(str(out / "mlp.onnx")))
+    (done,) = json.loads((out / "export.partial.json").read_text())["artifacts"]
+    assert done["target"] == "onnx" and done["valid"] and done["files"] == ["mlp.onnx"]
+
+    # --resume keeps it (same bytes, not converted again) and exports only OpenVINO; a changed
+    # ONNX file would not be kept.
+    kept = (out / "mlp.onnx").stat().st_mtime_ns
+    manifest = export_source(dense_file, ExportSettings(targets=["onnx", "openvino"], verify_limit=50), out,
+                             resume=True, data=small_data)
+    assert [(a["target"], a["valid"]) for a in manifest["artifacts"]] == [("onnx", True), ("openvino", True)]
+    assert (out / "mlp.onnx").stat().st_mtime_ns == kept
+    assert sorted(p.name for p in out.iterdir()) == ["export.json", "mlp.bin", "mlp.onnx", "mlp.xml"]
+
+
+def test_resume_exports_again_what_changed_since(dense_file, small_data, tmp_path):
+    out = tmp_path / "out"
+    settings = ExportSettings(targets=["onnx"], verify_limit=50)
+    first = export_source(dense_file, settings, out, data=small_data)
+    # A finished export is returned as it is.
+    assert export_source(dense_file, settings, out, resume=True, data=small_data)["created"] == first["created"]
+    # An interrupted export whose artifact was altered afterwards: that artifact is redone.
+    (out / "export.json").rename(out / "export.partial.json")
+    with open(out / "mlp.onnx", "ab") as handle:
+        handle.write(b"\0")
+    kept = (out / "mlp.onnx").stat().st_mtime_ns
+    again = export_source(dense_file, settings, out, resume=True, data=small_data)
+    assert (out / "mlp.onnx").stat().st_mtime_ns != kept and again["artifacts"][0]["valid"]
+    assert again["artifacts"][0]["sha256"] == hashlib.sha256((out / "mlp.onnx").read_bytes()).hexdigest()
 
 
 def test_stale_temporaries_are_removed(dense_file, small_data, tmp_path):

@@ -13,13 +13,17 @@ numpy as with OpenVINO). Another process can only slow a run down, so each tool'
 run median is its least disturbed estimate. Runs go on until each tool has seen that
 lowest level twice (its two lowest run medians within ``SETTLED``), at least ``MIN_RUNS``
 and at most ``MAX_RUNS`` times; the rule looks at each tool alone, never at how well the
-two agree. Both tools use the same CPU pinning (read back from the compiled model), and
-slimdeploy's runs rotate the cell's session instances as its interleaved blocks do. It
-runs inside the OpenVINO worker, which waits idle while benchmark_app runs.
+two agree. Each vCPU changes state on its own, so both tools run on the same one (Linux:
+every thread of the worker, and benchmark_app, which inherits it) and use the same
+OpenVINO CPU pinning (read back from the compiled model); slimdeploy's runs rotate the
+cell's session instances as its interleaved blocks do. It runs inside the OpenVINO
+worker, which waits idle while benchmark_app runs.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import subprocess
 import sys
@@ -34,7 +38,7 @@ _UNITS = {"ms": 1.0, "us": 1e-3, "µs": 1e-3, "s": 1e3}
 AGREEMENT = 0.10
 # A tool's lowest level counts as seen twice when its two lowest run medians are this close.
 SETTLED = 0.05
-MIN_RUNS, MAX_RUNS = 3, 8
+MIN_RUNS, MAX_RUNS = 5, 10
 
 
 def benchmark_app_command() -> list[str]:
@@ -100,8 +104,40 @@ def settled(medians: list[float]) -> bool:
     return second <= low * (1 + SETTLED)
 
 
+@contextlib.contextmanager
+def one_cpu(threads: int):
+    """Every thread of this process on the same ``threads`` CPUs (the last ones allowed) while
+    the crosscheck runs; child processes inherit them. A no-op where Linux affinity is absent."""
+    try:
+        allowed = sorted(os.sched_getaffinity(0))
+        tasks = [int(t) for t in os.listdir("/proc/self/task")]
+    except (AttributeError, OSError):
+        yield None
+        return
+    chosen = set(allowed[-max(1, threads):])
+    pinned = []
+    try:
+        for task in tasks:
+            with contextlib.suppress(OSError):  # a thread that has just ended
+                before = os.sched_getaffinity(task)
+                os.sched_setaffinity(task, chosen)
+                pinned.append((task, before))
+        yield sorted(chosen)
+    finally:
+        for task, before in pinned:
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(task, before)
+
+
 def crosscheck_session(sessions, artifact, threads: int, precision: str, seconds: float, measure_alone) -> dict:
     """Alternate slimdeploy (the open session instances of one model) and benchmark_app."""
+    with one_cpu(threads) as cpus:
+        record = _alternate(sessions, artifact, threads, precision, seconds, measure_alone)
+    record["cpus"] = cpus
+    return record
+
+
+def _alternate(sessions, artifact, threads: int, precision: str, seconds: float, measure_alone) -> dict:
     start = time.perf_counter()
     seconds = max(1, round(seconds))  # benchmark_app's -t takes whole seconds
     sessions = list(sessions) if isinstance(sessions, (list, tuple)) else [sessions]

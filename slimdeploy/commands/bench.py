@@ -58,7 +58,7 @@ def add_parser(subparsers, common):
                         help="OpenVINO inference precision, set explicitly and recorded (default: f32)")
     parser.add_argument("--crosscheck", action="store_true",
                         help="also run OpenVINO's benchmark_app on each OpenVINO cell and record its median")
-    parser.add_argument("--crosscheck-time", type=non_negative_float, help="whole seconds per run: slimdeploy and benchmark_app alternate, 3 to 8 runs each per cell (default: 1)")
+    parser.add_argument("--crosscheck-time", type=non_negative_float, help="whole seconds per run: slimdeploy and benchmark_app alternate, 5 to 10 runs each per cell (default: 1)")
     parser.add_argument("--seed", type=non_negative_int, help="seed for the input data and the bootstrap (default: 0)")
     parser.add_argument("--out", help="results file (default: RUN_DIR/bench.json, or ./bench.json for artifact files)")
     parser.add_argument("--force", action="store_true", help="overwrite an existing results file")

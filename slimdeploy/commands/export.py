@@ -61,7 +61,11 @@ def add_parser(subparsers, common):
     parser.add_argument("--data", help="Fashion-MNIST directory or .npz for verification (default: the run's own data; see `train --help`)")
     parser.add_argument("--verify-limit", type=positive_int, metavar="N",
                         help="verify on at most N validation and N test images each (default: all)")
-    parser.add_argument("--force", action="store_true", help="replace an existing export in DIR")
+    state = parser.add_mutually_exclusive_group()
+    state.add_argument("--force", action="store_true", help="replace an existing export in DIR")
+    state.add_argument("--resume", action="store_true",
+                        help="continue an interrupted export: artifacts already verified (and unchanged since) are kept, "
+                             "the rest exported; a finished export is shown as it is")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or summary table")
     parser.add_argument("--json", action="store_true", help="print export.json to stdout")
     return parser
@@ -90,7 +94,8 @@ def run(args) -> int:
     settings = settings_from_args(args)
     try:
         with progress_bar(not args.quiet) as progress:
-            manifest = export_source(args.source, settings, args.out, force=args.force, progress=progress, data=args.data)
+            manifest = export_source(args.source, settings, args.out, force=args.force, resume=args.resume,
+                                     progress=progress, data=args.data)
     except ExportFailed as exc:
         _report(exc.manifest, args, console)
         raise

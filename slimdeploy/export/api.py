@@ -5,6 +5,11 @@ directory, verified there, and only then renamed to its final name (an OpenVINO 
 before its ``.xml``). An artifact that fails verification is kept as ``<name>.failed`` for
 inspection, recorded with ``valid: false``, and the call raises ``WorkError`` after
 writing ``export.json``. So a file with a final name is always complete and verified.
+
+After each artifact, ``export.partial.json`` records what is done so far (removed when
+``export.json`` is written). ``resume=True`` keeps every artifact recorded there as verified
+whose files still have their recorded sha256 and whose Keras model is unchanged, and
+exports only the rest.
 """
 
 from __future__ import annotations
@@ -24,9 +29,11 @@ from slimdeploy.errors import SlimdeployError, UserError, WorkError
 from slimdeploy.export.registry import get_target
 from slimdeploy.export.settings import ExportSettings
 from slimdeploy.export.sources import SourcePlan, prepare_out_dir, resolve_source
+from slimdeploy.export.verify import verification_images
 
 SCHEMA_VERSION = 1
 MANIFEST = "export.json"
+PARTIAL = "export.partial.json"
 FAILED_SUFFIX = ".failed"
 
 
@@ -55,8 +62,12 @@ def plan_targets(settings: ExportSettings) -> tuple[list, list[dict]]:
 
 
 def export_source(source, settings: ExportSettings | None = None, out_dir=None, *, force: bool = False,
-                  progress=None, data=None) -> dict:
+                  resume: bool = False, progress=None, data=None) -> dict:
     """Export SOURCE (a ``.keras`` file or a run directory) and return the manifest.
+
+    An existing export is refused unless ``force`` (export everything again) or ``resume``
+    (keep the verified artifacts of an interrupted export with the same settings; a finished
+    export is returned as it is).
 
     ``data`` is a Fashion-MNIST location (as ``--data``) or an already loaded
     ``slimdeploy.data.Dataset``; by default a run directory's own split is used, and the
@@ -73,8 +84,18 @@ def export_source(source, settings: ExportSettings | None = None, out_dir=None, 
     # Everything that can be wrong with the user's input is found before anything is written.
     if plan.out_dir.exists() and not plan.out_dir.is_dir():
         raise UserError(f"output directory {plan.out_dir} exists and is not a directory")
-    manifest_path = plan.out_dir / MANIFEST
-    if not force:
+    manifest_path, partial_path = plan.out_dir / MANIFEST, plan.out_dir / PARTIAL
+    sources_sha256 = {m.name: _sha256(m.path) for m in plan.models}
+    done = {}
+    if resume and not force:
+        finished = _finished_export(manifest_path, settings, sources_sha256)
+        if finished is not None:
+            return _checked(finished, manifest_path)
+        done = _resumable_artifacts(partial_path, settings, plan, sources_sha256)
+    elif not force:
+        if partial_path.exists():
+            raise UserError(f"{plan.out_dir} holds an interrupted export; pass --resume to continue it "
+                            "or --force to start over")
         finals = [manifest_path] + [p for m in plan.models for t in targets for p in t.files(plan.out_dir, m.name)]
         for path in finals:
             fsutil.refuse_existing(path, force=False)
@@ -89,19 +110,36 @@ def export_source(source, settings: ExportSettings | None = None, out_dir=None, 
     created = prepare_out_dir(plan.out_dir)
     fsutil.remove_stale_temporaries(plan.out_dir)
     # A stale manifest must never describe files this run is about to replace.
-    with contextlib.suppress(FileNotFoundError):
-        manifest_path.unlink()
+    manifest_path.unlink(missing_ok=True)
+    if not resume or force:
+        partial_path.unlink(missing_ok=True)
 
     started = time.perf_counter()
-    artifacts, model_facts, verification = [], {}, {}
+    artifacts, model_facts = [], {}
+    x_val, _, y_test = verification_images(dataset, settings.verify_limit)
+    verification = {"validation_images": len(x_val), "test_images": len(y_test)}
+    partial = {"schema_version": SCHEMA_VERSION, "source": str(plan.source), "settings": settings.to_dict(),
+               "sources_sha256": sources_sha256, "models": model_facts, "artifacts": artifacts}
+
+    def record(entry: dict) -> None:
+        artifacts.append(entry)
+        fsutil.write_json(partial_path, partial)  # what --resume keeps if the run stops here
+
     staging = Path(tempfile.mkdtemp(prefix=f".export{fsutil.TMP_MARK}", dir=plan.out_dir))
     task = progress.add_task("export", total=len(plan.models) * len(targets), info="") if progress is not None else None
     finished = False
     try:
         for m in plan.models:
-            records, model_facts[m.name], verification = _export_model(
-                m, models[m.name], targets, dataset, settings, plan, staging, progress, task)
-            artifacts += records
+            kept = {t.name: done[(m.name, t.name)] for t in targets if (m.name, t.name) in done}
+            if len(kept) == len(targets):  # nothing left to do for this model
+                model_facts[m.name] = done["facts", m.name]
+                for target in targets:
+                    record(kept[target.name])
+                if progress is not None:
+                    progress.advance(task, len(targets))
+                continue
+            model_facts[m.name] = _export_model(
+                m, models[m.name], targets, dataset, settings, plan, staging, progress, task, kept, record)
         finished = True
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -123,11 +161,66 @@ def export_source(source, settings: ExportSettings | None = None, out_dir=None, 
         "seconds": round(time.perf_counter() - started, 3),
     }
     fsutil.write_json(manifest_path, manifest)
+    partial_path.unlink(missing_ok=True)
+    return _checked(manifest, manifest_path)
+
+
+def _checked(manifest: dict, manifest_path: Path) -> dict:
+    """The manifest, or ``ExportFailed`` when some of its artifacts failed verification."""
+    artifacts = manifest["artifacts"]
     failed = [a for a in artifacts if not a["valid"]]
     if failed:
         names = ", ".join(f"{a['model']}/{a['target']} ({a['error']})" for a in failed)
         raise ExportFailed(f"{len(failed)} of {len(artifacts)} artifacts failed verification: {names}; see {manifest_path}", manifest)
     return manifest
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _same_settings(recorded: dict, settings: ExportSettings, path: Path) -> None:
+    wanted = settings.to_dict()
+    changed = [k for k in wanted if recorded.get(k) != wanted[k]]
+    if changed:
+        detail = ", ".join(f"{k} {recorded.get(k)!r} -> {wanted[k]!r}" for k in changed)
+        raise UserError(f"--resume: {path} was made with other settings ({detail}); "
+                        "rerun with those settings, or use --force to start over")
+
+
+def _finished_export(manifest_path: Path, settings: ExportSettings, sources_sha256: dict) -> dict | None:
+    """The finished export of these very models with these settings, or None when there is
+    none or its Keras models have changed since (then everything is exported again)."""
+    if not manifest_path.is_file():
+        return None
+    manifest = fsutil.read_json(manifest_path, "export manifest")
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("artifacts"), list):
+        raise UserError(f"{manifest_path} is not a slimdeploy export.json; use --force to export again")
+    _same_settings(manifest.get("settings") or {}, settings, manifest_path)
+    recorded = {name: (facts or {}).get("source_sha256") for name, facts in (manifest.get("models") or {}).items()}
+    return manifest if recorded == sources_sha256 else None
+
+
+def _resumable_artifacts(partial_path: Path, settings: ExportSettings, plan: SourcePlan, sources_sha256: dict) -> dict:
+    """(model, target) -> the record of each artifact an interrupted export verified and
+    that is still intact; ("facts", model) -> that model's facts."""
+    if not partial_path.exists():
+        return {}
+    partial = fsutil.read_json(partial_path, "interrupted export record")
+    if not isinstance(partial, dict) or not isinstance(partial.get("artifacts"), list):
+        raise UserError(f"{partial_path} is not a slimdeploy export record; use --force to start over")
+    _same_settings(partial.get("settings") or {}, settings, partial_path)
+    done = {}
+    for entry in partial["artifacts"]:
+        name = entry.get("model")
+        if not entry.get("valid") or (partial.get("sources_sha256") or {}).get(name) != sources_sha256.get(name):
+            continue  # failed, or its Keras model has changed since: export it again
+        hashes = entry.get("file_sha256") or {}
+        files = [plan.out_dir / f for f in entry.get("files") or []]
+        if files and all(p.is_file() and hashes.get(p.name) == _sha256(p) for p in files):
+            done[name, entry["target"]] = entry
+            done["facts", name] = (partial.get("models") or {}).get(name)
+    return done
 
 
 def _dataset(plan: SourcePlan, data):
@@ -141,15 +234,16 @@ def _dataset(plan: SourcePlan, data):
     return load_dataset(data)
 
 
-def _export_model(m, model, targets, dataset, settings, plan, staging, progress, task) -> tuple[list[dict], dict, dict]:
-    """All targets of one model: its artifact records, its facts, and which images verified it."""
+def _export_model(m, model, targets, dataset, settings, plan, staging, progress, task, kept, record) -> dict:
+    """All targets of one model, each passed to ``record`` as it finishes (``kept``: target ->
+    a record verified earlier, used as it is); returns the model's facts."""
     from slimdeploy.export.onnx import INPUT_NAME, OUTPUT_NAME, keras_to_onnx
     from slimdeploy.export.verify import keras_reference
     from slimdeploy.models import count_flops, count_nonzero_params, count_params, dense_widths
 
     reference = keras_reference(model, dataset, limit=settings.verify_limit, batch=settings.verify_batch)
     facts = {
-        "source": m.label, "params": count_params(model), "nonzero_params": count_nonzero_params(model),
+        "source": m.label, "source_sha256": _sha256(m.path), "params": count_params(model), "nonzero_params": count_nonzero_params(model),
         "flops": count_flops(model), "nonzero_flops": count_flops(model, nonzero_only=True),
         "widths": dense_widths(model), "keras_test_accuracy": reference.keras_test_accuracy,
     }
@@ -169,23 +263,25 @@ def _export_model(m, model, targets, dataset, settings, plan, staging, progress,
         onnx_error = str(exc)
     onnx_seconds = time.perf_counter() - onnx_started
 
-    records = []
     for target in targets:
         if progress is not None:
             progress.update(task, info=f"{m.name} → {target.name}")
-        record = {**base, "target": target.name}
-        if onnx_error:
-            record.update(_failed_record(onnx_error))
+        if target.name in kept:
+            record(kept[target.name])
         else:
-            record.update(_export_one(target, m.name, onnx_source, reference, settings, staging, plan.out_dir))
-            if target.name == "onnx":
-                record["seconds"] = round(record["seconds"] + onnx_seconds, 3)
-        record["onnx_conversion_seconds"] = round(onnx_seconds, 3)
-        records.append(_ordered(record))
+            entry = {**base, "target": target.name}
+            if onnx_error:
+                entry.update(_failed_record(onnx_error))
+            else:
+                entry.update(_export_one(target, m.name, onnx_source, reference, settings, staging, plan.out_dir))
+                if target.name == "onnx":
+                    entry["seconds"] = round(entry["seconds"] + onnx_seconds, 3)
+            entry["onnx_conversion_seconds"] = round(onnx_seconds, 3)
+            record(_ordered(entry))
         if progress is not None:
             progress.advance(task)
     onnx_source.unlink(missing_ok=True)
-    return records, facts, reference.describe()
+    return facts
 
 
 def _failed_record(error: str) -> dict:

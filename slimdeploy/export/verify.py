@@ -28,14 +28,18 @@ class Reference:
     def test_outputs(self) -> np.ndarray:
         return self.outputs[self.n_validation:]
 
-    def describe(self) -> dict:
-        return {"validation_images": self.n_validation, "test_images": int(len(self.y_test))}
 
 
-def keras_reference(model, data, *, limit: int | None = None, batch: int = 256) -> Reference:
+def verification_images(data, limit: int | None = None) -> tuple:
+    """The validation and test images every artifact is checked on (at most ``limit`` each)."""
     x_val, x_test, y_test = data.x_val, data.x_test, data.y_test
     if limit is not None:
         x_val, x_test, y_test = x_val[:limit], x_test[:limit], y_test[:limit]
+    return x_val, x_test, y_test
+
+
+def keras_reference(model, data, *, limit: int | None = None, batch: int = 256) -> Reference:
+    x_val, x_test, y_test = verification_images(data, limit)
     x = np.ascontiguousarray(np.concatenate([x_val, x_test]).astype(np.float32, copy=False))
     outputs = np.asarray(model.predict(x, batch_size=batch, verbose=0), dtype=np.float32)
     keras_accuracy = float(np.mean(np.argmax(outputs[len(x_val):], axis=1) == y_test))
