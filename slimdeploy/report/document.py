@@ -149,8 +149,10 @@ def _comparisons_section(inputs: ReportInputs) -> Section:
                fmt_num(c.get("baseline_p50_ms")), fmt_num(c.get("model_p50_ms"))]
         )
     explain = Paragraph(
-        "Speedup is the dense model's median latency divided by the pruned model's, with a bootstrap interval "
-        "over the raw samples; the verdict is 'faster' only when the whole interval lies above the threshold. "
+        "Speedup is the dense model's median latency divided by the pruned model's. Its interval covers two "
+        "bootstraps: one over the raw samples, one over the worker processes and the interleaved rounds within "
+        "them (a process fixes memory layout for all its calls); the verdict is 'faster' only when the whole "
+        "interval lies above the threshold. "
         "Ideal is the FLOP ratio, what a runtime that turned every saved operation into time would reach; "
         "efficiency is measured / ideal."
     )
