@@ -187,3 +187,13 @@ def settings_from_table(cls: type, raw: Any, source: str):
         if callable(method):
             return method() or settings
     return settings
+
+
+def refuse_changed_settings(path, verb: str, recorded: dict, wanted: dict, keys) -> None:
+    """``--resume`` continues only work made with the same settings: one line naming each
+    of ``keys`` whose ``recorded`` value differs from the ``wanted`` one."""
+    changed = [key for key in keys if recorded.get(key) != wanted[key]]
+    if changed:
+        detail = ", ".join(f"{key} {recorded.get(key)!r} -> {wanted[key]!r}" for key in changed)
+        raise UserError(f"--resume: {path} was {verb} with other settings ({detail}); "
+                        "rerun with those settings, or use --force to start over")

@@ -157,7 +157,7 @@ def _blocky(median_ms, rounds, per_block, seed, burst=0.3):
 def test_round_interval_finds_a_two_fold_shift():
     base = _blocky(2.0, 300, 20, seed=1, burst=0.05)
     fast = _blocky(1.0, 300, 20, seed=2, burst=0.05)
-    speedup, low, high, rounds = stats.paired_round_interval(base, fast)
+    speedup, low, high, rounds = stats.process_round_interval([(base, fast)])
     assert rounds == 300
     assert 1.9 < low < speedup < high < 2.1
     assert stats.verdict(low, high) == stats.FASTER
@@ -169,7 +169,7 @@ def test_round_interval_stays_honest_when_load_comes_in_bursts():
     base = _blocky(1.0, 40, 50, seed=3)
     same = _blocky(1.0, 40, 50, seed=4)
     _, s_low, s_high = stats.speedup_interval(np.concatenate(base), np.concatenate(same))
-    _, r_low, r_high, _ = stats.paired_round_interval(base, same)
+    _, r_low, r_high, _ = stats.process_round_interval([(base, same)])
     assert r_high - r_low > 2 * (s_high - s_low)
     assert r_low < 1.0 < r_high
     assert stats.verdict(r_low, r_high) == stats.NO_DIFFERENCE
@@ -180,7 +180,7 @@ def test_drift_shared_by_a_round_cancels_in_the_round_ratio():
     drift = np.linspace(1.0, 3.0, 200)  # the machine slows down threefold during the run
     base = [d * 1.5 * rng.lognormal(0, 0.01, 10) for d in drift]
     cand = [d * 1.0 * rng.lognormal(0, 0.01, 10) for d in drift]
-    speedup, low, high, _ = stats.paired_round_interval(base, cand)
+    speedup, low, high, _ = stats.process_round_interval([(base, cand)])
     assert 1.48 < low < speedup < high < 1.52
 
 
@@ -192,7 +192,7 @@ def test_a_process_level_offset_widens_the_interval_to_cover_it():
     cand_fast = _blocky(1.04, 200, 10, seed=7, burst=0.02)
     base_slow = _blocky(1.0, 200, 10, seed=8, burst=0.02)
     cand_slow = _blocky(0.96, 200, 10, seed=9, burst=0.02)
-    _, low, high, _ = stats.paired_round_interval(base_fast, cand_fast)
+    _, low, high, _ = stats.process_round_interval([(base_fast, cand_fast)])
     assert high < 0.98  # one process: "significant", and wrong
     speedup, low, high, rounds = stats.process_round_interval([(base_fast, cand_fast), (base_slow, cand_slow)])
     assert rounds == 400

@@ -308,20 +308,21 @@ def test_bf16_that_breaks_a_model_is_reported_and_never_looks_complete(dense_fil
     assert sorted(p.name for p in (tmp_path / "exports").iterdir()) == ["export.json", "sharp.bin", "sharp.xml"]
 
 
+class InterruptAfterFirstArtifact:
+    """A progress sink that behaves like Ctrl-C arriving right after the first artifact is recorded."""
+
+    def add_task(self, *args, **kwargs):
+        return 0
+
+    def update(self, *args, **kwargs):
+        pass
+
+    def advance(self, *args, **kwargs):
+        raise KeyboardInterrupt
+
+
 def test_an_interrupted_export_leaves_only_complete_verified_files(dense_file, small_data, tmp_path):
     import onnx
-
-    class InterruptAfterFirstArtifact:
-        """A progress sink that behaves like Ctrl-C arriving after the first artifact."""
-
-        def add_task(self, *args, **kwargs):
-            return 0
-
-        def update(self, *args, **kwargs):
-            pass
-
-        def advance(self, *args, **kwargs):
-            raise KeyboardInterrupt
 
     out = tmp_path / "out"
     with pytest.raises(KeyboardInterrupt):
@@ -341,6 +342,17 @@ def test_an_interrupted_export_leaves_only_complete_verified_files(dense_file, s
     assert [(a["target"], a["valid"]) for a in manifest["artifacts"]] == [("onnx", True), ("openvino", True)]
     assert (out / "mlp.onnx").stat().st_mtime_ns == kept
     assert sorted(p.name for p in out.iterdir()) == ["export.json", "mlp.bin", "mlp.onnx", "mlp.xml"]
+
+
+def test_resume_after_the_last_artifact_keeps_its_models_facts(dense_file, small_data, tmp_path):
+    out = tmp_path / "out"
+    settings = ExportSettings(targets=["onnx"], verify_limit=50)
+    with pytest.raises(KeyboardInterrupt):  # the model's one artifact is recorded, then Ctrl-C
+        export_source(dense_file, settings, out, progress=InterruptAfterFirstArtifact(), data=small_data)
+    manifest = export_source(dense_file, settings, out, resume=True, data=small_data)
+    facts = manifest["models"]["mlp"]
+    assert facts["params"] > 0 and facts["keras_test_accuracy"] > 0
+    assert facts["source_sha256"] == hashlib.sha256(dense_file.read_bytes()).hexdigest()
 
 
 def test_resume_exports_again_what_changed_since(dense_file, small_data, tmp_path):

@@ -17,6 +17,7 @@ from slimdeploy.bench.results import (base_cell, finish_cell, load_previous, mer
 from slimdeploy.bench.runner import run_job
 from slimdeploy.bench.settings import BenchSettings
 from slimdeploy.bench.sources import resolve_sources
+from slimdeploy.config import refuse_changed_settings
 from slimdeploy.errors import UserError
 from slimdeploy.runtimes.registry import all_availability
 
@@ -92,7 +93,7 @@ def run_bench(sources, settings: BenchSettings | None = None, out=None, *, force
                 progress.advance(task)
 
         for index in range(settings.processes):
-            failed = {i for i, records in parts.items() if records[-1].get("status") != "ok"}
+            failed = {cell_id for cell_id, records in parts.items() if records[-1].get("status") != "ok"}
             groups = [dataclasses.replace(g, cells=[c for c in g.cells if c.id not in failed]) for g in job.groups]
             groups = [g for g in groups if g.cells]
             if groups:
@@ -148,12 +149,8 @@ MEASUREMENT_KEYS = ("mode", "min_iters", "min_time", "max_iters", "warmup_iters"
 
 def _check_same_measurement(previous: dict, settings: BenchSettings, out: Path) -> None:
     old = previous.get("config") or {}
-    new = settings.to_dict()
-    changed = [k for k in MEASUREMENT_KEYS if k in old and old[k] != new[k]]
-    if changed:
-        detail = ", ".join(f"{k} {old[k]!r} -> {new[k]!r}" for k in changed)
-        raise UserError(f"--resume: {out} was measured with other settings ({detail}); "
-                        "rerun with those settings, or use --force to start over")
+    # Keys an older file does not record are not held against it.
+    refuse_changed_settings(out, "measured", old, settings.to_dict(), [k for k in MEASUREMENT_KEYS if k in old])
 
 
 def _reusable_cells(previous: dict, plan: Plan) -> dict:

@@ -140,7 +140,6 @@ def crosscheck_session(sessions, artifact, threads: int, precision: str, seconds
 def _alternate(sessions, artifact, threads: int, precision: str, seconds: float, measure_alone) -> dict:
     start = time.perf_counter()
     seconds = max(1, round(seconds))  # benchmark_app's -t takes whole seconds
-    sessions = list(sessions) if isinstance(sessions, (list, tuple)) else [sessions]
     pin = sessions[0].applied_settings().get("enable_cpu_pinning")
     ours, apps, app = [], [], None
 

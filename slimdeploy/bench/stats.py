@@ -81,13 +81,6 @@ def split_blocks(samples_ms, block_sizes) -> list[np.ndarray]:
     return [samples[a:b] for a, b in zip(edges[:-1], edges[1:])]
 
 
-def paired_round_interval(baseline_blocks, candidate_blocks, *, confidence: float = 0.95, resamples: int = 2000,
-                          seed: int = 0) -> tuple[float, float, float, int]:
-    """Speedup from the interleaved rounds of one worker process; see ``process_round_interval``."""
-    return process_round_interval([(baseline_blocks, candidate_blocks)], confidence=confidence,
-                                  resamples=resamples, seed=seed)
-
-
 def process_round_interval(processes, *, confidence: float = 0.95, resamples: int = 2000,
                            seed: int = 0) -> tuple[float, float, float, int]:
     """Speedup from interleaved rounds measured in one or more worker processes: the median

@@ -25,11 +25,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from slimdeploy import __version__, environment, fsutil
+from slimdeploy.config import refuse_changed_settings
 from slimdeploy.errors import SlimdeployError, UserError, WorkError
 from slimdeploy.export.registry import get_target
 from slimdeploy.export.settings import ExportSettings
 from slimdeploy.export.sources import SourcePlan, prepare_out_dir, resolve_source
-from slimdeploy.export.verify import verification_images
+from slimdeploy.export.verify import keras_reference, verification_images
 
 SCHEMA_VERSION = 1
 MANIFEST = "export.json"
@@ -138,8 +139,11 @@ def export_source(source, settings: ExportSettings | None = None, out_dir=None, 
                 if progress is not None:
                     progress.advance(task, len(targets))
                 continue
-            model_facts[m.name] = _export_model(
-                m, models[m.name], targets, dataset, settings, plan, staging, progress, task, kept, record)
+            reference = keras_reference(models[m.name], dataset, limit=settings.verify_limit, batch=settings.verify_batch)
+            # The facts go in first: the partial record must never hold an artifact without its model's facts.
+            model_facts[m.name] = facts = _model_facts(m, models[m.name], reference, sources_sha256[m.name])
+            _export_model(m, models[m.name], facts, reference, targets, settings, plan, staging, progress, task,
+                          kept, record)
         finished = True
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -181,11 +185,7 @@ def _sha256(path: Path) -> str:
 
 def _same_settings(recorded: dict, settings: ExportSettings, path: Path) -> None:
     wanted = settings.to_dict()
-    changed = [k for k in wanted if recorded.get(k) != wanted[k]]
-    if changed:
-        detail = ", ".join(f"{k} {recorded.get(k)!r} -> {wanted[k]!r}" for k in changed)
-        raise UserError(f"--resume: {path} was made with other settings ({detail}); "
-                        "rerun with those settings, or use --force to start over")
+    refuse_changed_settings(path, "made", recorded, wanted, wanted)
 
 
 def _finished_export(manifest_path: Path, settings: ExportSettings, sources_sha256: dict) -> dict | None:
@@ -234,19 +234,22 @@ def _dataset(plan: SourcePlan, data):
     return load_dataset(data)
 
 
-def _export_model(m, model, targets, dataset, settings, plan, staging, progress, task, kept, record) -> dict:
-    """All targets of one model, each passed to ``record`` as it finishes (``kept``: target ->
-    a record verified earlier, used as it is); returns the model's facts."""
-    from slimdeploy.export.onnx import INPUT_NAME, OUTPUT_NAME, keras_to_onnx
-    from slimdeploy.export.verify import keras_reference
+def _model_facts(m, model, reference, source_sha256: str) -> dict:
     from slimdeploy.models import count_flops, count_nonzero_params, count_params, dense_widths
 
-    reference = keras_reference(model, dataset, limit=settings.verify_limit, batch=settings.verify_batch)
-    facts = {
-        "source": m.label, "source_sha256": _sha256(m.path), "params": count_params(model), "nonzero_params": count_nonzero_params(model),
+    return {
+        "source": m.label, "source_sha256": source_sha256, "params": count_params(model),
+        "nonzero_params": count_nonzero_params(model),
         "flops": count_flops(model), "nonzero_flops": count_flops(model, nonzero_only=True),
         "widths": dense_widths(model), "keras_test_accuracy": reference.keras_test_accuracy,
     }
+
+
+def _export_model(m, model, facts, reference, targets, settings, plan, staging, progress, task, kept, record) -> None:
+    """All targets of one model, each passed to ``record`` as it finishes (``kept``: target ->
+    a record verified earlier, used as it is)."""
+    from slimdeploy.export.onnx import INPUT_NAME, OUTPUT_NAME, keras_to_onnx
+
     base = {
         "model": m.name, "source": m.label, "precision": settings.precision,
         "input_name": INPUT_NAME, "output_name": OUTPUT_NAME,
@@ -281,7 +284,6 @@ def _export_model(m, model, targets, dataset, settings, plan, staging, progress,
         if progress is not None:
             progress.advance(task)
     onnx_source.unlink(missing_ok=True)
-    return facts
 
 
 def _failed_record(error: str) -> dict:
