@@ -12,10 +12,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
-import signal
 import sys
 
-from slimdeploy import __version__
+from slimdeploy import __version__, interrupts
 from slimdeploy.errors import SlimdeployError
 
 COMMANDS = ("train", "prune", "export", "bench", "report", "run")
@@ -57,10 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _raise_keyboard_interrupt(signum, frame):
-    # SIGTERM is treated like Ctrl-C so the same cleanup runs (temporaries removed,
-    # finished work kept).
-    raise KeyboardInterrupt
+def _interrupted(command: str) -> int:
+    sys.stderr.write(f"slimdeploy {command}: interrupted; finished work is kept (rerun with --resume where offered)\n")
+    return 130
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,22 +69,27 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help(sys.stderr)
         return 2
-    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    # SIGTERM is treated like Ctrl-C so the same cleanup runs (temporaries removed,
+    # finished work kept).
+    interrupts.install()
     try:
         if args.command in TENSORFLOW_COMMANDS:
             from slimdeploy.quiet import import_tensorflow
 
             import_tensorflow()
         result = args.handler(args)
+    except KeyboardInterrupt:
+        return _interrupted(args.command)
     except SlimdeployError as exc:
+        if interrupts.received():  # what a library made of the interrupt
+            return _interrupted(args.command)
         if args.debug:
             raise
         sys.stderr.write(f"slimdeploy {args.command}: error: {exc}\n")
         return exc.exit_code
-    except KeyboardInterrupt:
-        sys.stderr.write(f"slimdeploy {args.command}: interrupted; finished work is kept (rerun with --resume where offered)\n")
-        return 130
     except Exception as exc:  # a bug or an unexpected library failure: still one line
+        if interrupts.received():
+            return _interrupted(args.command)
         if args.debug:
             raise
         detail = " ".join(str(exc).split())[:300]

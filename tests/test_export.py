@@ -10,13 +10,15 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import hashlib
-import hashlib
 import json
 import shutil
+import signal
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from test_bench_artifacts import onnx_mlp, random_layers
 
 from slimdeploy.errors import UserError
 from slimdeploy.export.api import ExportFailed, export_source
@@ -342,6 +344,69 @@ def test_an_interrupted_export_leaves_only_complete_verified_files(dense_file, s
     assert [(a["target"], a["valid"]) for a in manifest["artifacts"]] == [("onnx", True), ("openvino", True)]
     assert (out / "mlp.onnx").stat().st_mtime_ns == kept
     assert sorted(p.name for p in out.iterdir()) == ["export.json", "mlp.bin", "mlp.onnx", "mlp.xml"]
+
+
+@pytest.fixture
+def interrupt_handlers(monkeypatch):
+    """The CLI's SIGINT/SIGTERM handlers, installed for one test and taken down after it."""
+    from slimdeploy import interrupts
+
+    before = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    monkeypatch.setattr(interrupts, "_received", False)
+    interrupts.install()
+    yield
+    for signum, handler in before.items():
+        signal.signal(signum, handler)
+
+
+def sigterm_inside_openvino_conversion(monkeypatch) -> list:
+    """Make ``ov.convert_model`` send one SIGTERM from Python code that OpenVINO's ONNX frontend
+    calls (a real conversion extension for Relu); returns a list with an entry per call."""
+    import openvino as ov
+    import openvino.opset13 as ops
+    from openvino.frontend import ConversionExtension
+
+    called = []
+
+    def relu_sending_sigterm(node):
+        called.append(node.get_input(0))
+        if len(called) == 1:
+            signal.raise_signal(signal.SIGTERM)
+        return ops.relu(node.get_input(0)).outputs()
+
+    convert = ov.convert_model
+    monkeypatch.setattr(ov, "convert_model", lambda path, **options: convert(
+        path, extension=[ConversionExtension("Relu", relu_sending_sigterm)], **options))
+    return called
+
+
+def test_openvino_turns_an_interrupt_in_its_callbacks_into_its_own_error(monkeypatch, interrupt_handlers, tmp_path):
+    """Why ``reraise_if_interrupted`` exists: OpenVINO swallows the KeyboardInterrupt raised in
+    code it calls and raises OpConversionFailure; the remembered signal turns it back."""
+    from slimdeploy import interrupts
+    import openvino as ov
+
+    sigterm_inside_openvino_conversion(monkeypatch)
+    onnx_path = onnx_mlp(tmp_path / "mlp.onnx", random_layers((16, 10), seed=0))
+    with pytest.raises(Exception) as raised:
+        ov.convert_model(str(onnx_path))
+    assert type(raised.value).__name__ == "OpConversionFailure"  # not a KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        interrupts.reraise_if_interrupted(raised.value)
+
+
+def test_an_interrupt_during_openvino_conversion_waits_for_it_then_stops_the_export(
+        dense_file, small_data, tmp_path, monkeypatch, interrupt_handlers):
+    """SIGTERM while ``convert_model`` runs (an interrupted convert_model can hang on its telemetry
+    lock, or come back as a failed artifact): the conversion finishes, then the export stops as
+    after a plain Ctrl-C, with no manifest and no failure recorded."""
+    called = sigterm_inside_openvino_conversion(monkeypatch)
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt) as raised:
+        export_source(dense_file, ExportSettings(targets=["onnx", "openvino"], verify_limit=50), out, data=small_data)
+    assert len(called) == 2  # both hidden layers' Relu converted: the interrupt waited for the converter
+    assert raised.value.__context__ is None  # held, not turned into OpenVINO's own error
+    assert sorted(p.name for p in out.iterdir()) == ["export.partial.json", "mlp.onnx"]
 
 
 def test_resume_after_the_last_artifact_keeps_its_models_facts(dense_file, small_data, tmp_path):

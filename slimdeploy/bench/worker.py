@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import time
 import traceback
 
 import numpy as np
+
+from slimdeploy import interrupts
 
 
 class Emitter:
@@ -77,6 +80,7 @@ def run_job(job: dict, emit) -> None:
                 record["instances"] = len(pool)
                 sessions[cell["model"]] = pool
             except Exception as exc:  # a model that cannot load is an error cell, not a lost group
+                interrupts.reraise_if_interrupted(exc)
                 record.update(status="error", error=f"could not load or run: {_one_line(exc)}")
                 emit("cell", group=group_index, cell=record)
                 continue
@@ -90,6 +94,7 @@ def run_job(job: dict, emit) -> None:
             measured = measure_interleaved(sessions, params)
             wall = time.perf_counter() - wall
         except Exception as exc:
+            interrupts.reraise_if_interrupted(exc)
             for name, record in records.items():
                 record.update(status="error", error=f"failed while measuring: {_one_line(exc)}")
                 emit("cell", group=group_index, cell=record)
@@ -103,6 +108,7 @@ def run_job(job: dict, emit) -> None:
                             sessions[name], record["artifact"], threads, options.get("precision", "f32"),
                             float(job["crosscheck_time"]), measure_alone)
                     except Exception as exc:  # the cell's own numbers still stand
+                        interrupts.reraise_if_interrupted(exc)
                         record["crosscheck"] = {"tool": "benchmark_app", "status": "error", "error": _one_line(exc)}
                     cross = record["crosscheck"]
                     if cross.get("median_ms") and result.engine_ms:
@@ -131,10 +137,15 @@ def main() -> int:
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     emit = Emitter(protocol)
+    # Ctrl-C reaches the whole process group: this worker stops too, and does not record
+    # what a library made of the interrupt as an error cell.
+    interrupts.install((signal.SIGINT,))
     emit("ready", pid=os.getpid())
     try:
         job = json.loads(sys.stdin.read())
         run_job(job, emit)
+    except KeyboardInterrupt:
+        return 130  # the parent, interrupted too, says so
     except Exception as exc:
         traceback.print_exc(file=sys.stderr)
         emit("fatal", error=_one_line(exc))

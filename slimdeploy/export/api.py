@@ -24,7 +24,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from slimdeploy import __version__, environment, fsutil
+from slimdeploy import __version__, environment, fsutil, interrupts
 from slimdeploy.config import refuse_changed_settings
 from slimdeploy.errors import SlimdeployError, UserError, WorkError
 from slimdeploy.export.registry import get_target
@@ -312,6 +312,7 @@ def _export_one(target, model_name, onnx_source, reference, settings, staging, o
         record["convert_seconds"] = round(convert_done - started, 3)
         record["verify_seconds"] = round(time.perf_counter() - convert_done, 3)
     except Exception as exc:  # a converter or runtime crash fails this artifact, not the others
+        interrupts.reraise_if_interrupted(exc)
         message = str(exc) if isinstance(exc, SlimdeployError) else f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
         record.update({"valid": False, "error": message})
     record.setdefault("inference_precision", None)

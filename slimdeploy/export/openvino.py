@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from slimdeploy import interrupts
 from slimdeploy.errors import WorkError
 from slimdeploy.export.target import Exported, Runner, Target, package_version
 
@@ -82,9 +83,10 @@ class OpenVinoTarget(Target):
 
         xml, binary = self.files(staging, model_name)
         try:
-            model = ov.convert_model(str(onnx_path))
-            # save_model compresses to fp16 by default: only do it when fp16 was asked for.
-            ov.save_model(model, str(xml), compress_to_fp16=settings.precision == "fp16")
+            with interrupts.deferred():  # see interrupts: an interrupted convert_model can hang
+                model = ov.convert_model(str(onnx_path))
+                # save_model compresses to fp16 by default: only do it when fp16 was asked for.
+                ov.save_model(model, str(xml), compress_to_fp16=settings.precision == "fp16")
         except Exception as exc:  # OpenVINO raises RuntimeError subclasses of many kinds
             raise WorkError(f"OpenVINO could not convert {onnx_path.name}: {str(exc).splitlines()[0][:200]}") from exc
         if not binary.is_file():

@@ -1,0 +1,89 @@
+"""Does an interrupted export always stop cleanly? SIGTERM at random moments, many times.
+
+    python benchmarks/interrupt_export.py [--attempts 40] [--seed 1] [--window 0.6]
+
+Trains a tiny run (1 epoch on a 3000-image slice), then starts ``slimdeploy export RUN
+--target onnx --target openvino`` ``--attempts`` times and sends SIGTERM a random 0 to
+``--window`` seconds after ``export.partial.json`` appears, i.e. while OpenVINO is imported,
+converting or verifying. Prints how each attempt ended. Exit status 1 when any attempt hung
+(no exit within 120 s), failed with another status than 130 (interrupted) or 0 (it finished
+first), or left a failed artifact or an export.json behind an interruption.
+
+The unit tests put the signal at two fixed moments; this probes the moments in between.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+HANG_SECONDS = 120
+
+
+def slimdeploy(*args: str) -> list[str]:
+    return [sys.executable, "-m", "slimdeploy", *args]
+
+
+def attempt(template: Path, run: Path, delay: float) -> str:
+    """One interrupted export; returns how it ended, in a few words."""
+    shutil.copytree(template, run)
+    process = subprocess.Popen(slimdeploy("export", str(run), "--target", "onnx", "--target", "openvino",
+                                          "--verify-limit", "300", "--quiet"),
+                               env=ENV, stderr=subprocess.PIPE, text=True)
+    partial = run / "exports" / "export.partial.json"
+    while not partial.exists() and process.poll() is None:
+        time.sleep(0.005)
+    time.sleep(delay)
+    process.send_signal(signal.SIGTERM)
+    try:
+        stderr = process.communicate(timeout=HANG_SECONDS)[1].strip()
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+        return f"HUNG: no exit {HANG_SECONDS} s after SIGTERM"
+    names = sorted(p.name for p in (run / "exports").iterdir())
+    if process.returncode == 130:
+        if "export.json" in names or any(name.endswith(".failed") for name in names):
+            return f"BAD: interrupted but left {names}"
+        return "interrupted (130), only verified artifacts kept"
+    if process.returncode == 0:
+        return "finished before the signal (0)"
+    return f"BAD: exit {process.returncode}: {stderr.splitlines()[-1] if stderr else ''}"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--attempts", type=int, default=40)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--window", type=float, default=0.6, help="latest signal, seconds after the ONNX artifact")
+    args = parser.parse_args(argv)
+    rng = random.Random(args.seed)
+    outcomes = collections.Counter()
+    with tempfile.TemporaryDirectory(prefix="slimdeploy-interrupt-") as tmp:
+        template = Path(tmp) / "tiny"
+        subprocess.run(slimdeploy("train", "--epochs", "1", "--limit", "3000", "--out", str(template), "--quiet"),
+                       env=ENV, check=True)
+        for index in range(args.attempts):
+            run = Path(tmp) / f"attempt-{index}"
+            outcome = attempt(template, run, rng.uniform(0, args.window))
+            shutil.rmtree(run)
+            outcomes[outcome] += 1
+            print(f"{index + 1:3d}/{args.attempts} {outcome}", flush=True)
+    print()
+    for outcome, count in outcomes.most_common():
+        print(f"{count:4d}  {outcome}")
+    return 1 if any(outcome.startswith(("HUNG", "BAD")) for outcome in outcomes) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
