@@ -44,7 +44,7 @@ def received() -> bool:
     return _received
 
 
-def reraise_if_interrupted(exc: BaseException | None = None) -> None:
+def reraise_if_interrupted(exc: BaseException) -> None:
     """Raise ``KeyboardInterrupt`` (from ``exc``) when an interrupt arrived: ``exc`` is then
     what a library made of it, not a failure of the work."""
     if _received:

@@ -29,7 +29,6 @@ class Reference:
         return self.outputs[self.n_validation:]
 
 
-
 def verification_images(data, limit: int | None = None) -> tuple:
     """The validation and test images every artifact is checked on (at most ``limit`` each)."""
     x_val, x_test, y_test = data.x_val, data.x_test, data.y_test
