@@ -3,14 +3,20 @@
 A recipe names the dataset, the layers, the optimizer, learning rate, batch size,
 epochs and seed. Defaults live here, in one place, and the resolved recipe is echoed
 into every output so each result says how it was made.
+
+Recipes are strict: a key slimdeploy does not know, or a value of the wrong type, is a
+one-line ``UserError`` naming the key and its table; nothing is silently ignored. Keras
+objects (activations, initializers, regularizers, losses) are named, and resolved only
+through Keras's built-in registries: a recipe can never make slimdeploy import or run code.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from slimdeploy.errors import UserError
 from slimdeploy.fsutil import read_toml
@@ -18,16 +24,39 @@ from slimdeploy.fsutil import read_toml
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_RECIPE = "fashion_mlp"
 
+
+@dataclass(frozen=True)
+class LayerType:
+    """The keys a layer table needs and may have, besides ``type`` and ``name``."""
+
+    required: tuple[str, ...] = ()
+    optional: tuple[str, ...] = ()
+
+    @property
+    def allowed(self) -> list[str]:
+        return sorted({"type", "name", *self.required, *self.optional})
+
+
+# What users set on the kernel layers of their Sequential models.
+_KERNEL_KEYS = ("activation", "kernel_initializer", "kernel_regularizer", "use_bias")
 LAYER_TYPES = {
-    "flatten": (),
-    "reshape": ("target_shape",),
-    "dense": ("units",),
-    "conv2d": ("filters", "kernel_size"),
-    "maxpool2d": (),
-    "dropout": ("rate",),
-    "batchnorm": (),
-    "activation": ("activation",),
+    "flatten": LayerType(),
+    "reshape": LayerType(("target_shape",)),
+    "dense": LayerType(("units",), _KERNEL_KEYS),
+    "conv2d": LayerType(("filters", "kernel_size"), (*_KERNEL_KEYS, "padding")),
+    "maxpool2d": LayerType((), ("pool_size",)),
+    "dropout": LayerType(("rate",)),
+    "batchnorm": LayerType(),
+    "layer_normalization": LayerType(),
+    "activation": LayerType(("activation",)),
+    "embedding": LayerType(("input_dim", "output_dim")),
+    "global_average_pooling1d": LayerType(),
+    "global_average_pooling2d": LayerType(),
 }
+RECIPE_KEYS = ("name", "description", "model", "dataset", "training")
+MODEL_KEYS = ("input_shape", "input_dtype", "layers")
+INPUT_DTYPES = ("float32", "int32", "int64")  # integers: token ids for an Embedding
+DATASETS = ("fashion_mnist", "npz")  # npz: the arrays of --data FILE.npz
 OPTIMIZERS = ("sgd", "adam")
 
 
@@ -40,12 +69,14 @@ class TrainingSettings:
     epochs: int = 10
     seed: int = 0
     loss: str = "sparse_categorical_crossentropy"
+    from_logits: bool = False  # the last layer outputs logits, not probabilities
 
 
 @dataclass(frozen=True)
 class DatasetSettings:
     name: str = "fashion_mnist"
     validation_size: int = 5000
+    scale: float | None = None  # divide the inputs by this; None: as the data's kind says
 
 
 @dataclass(frozen=True)
@@ -53,6 +84,7 @@ class Recipe:
     name: str
     input_shape: tuple[int, ...]
     layers: tuple[dict, ...]
+    input_dtype: str = "float32"
     dataset: DatasetSettings = field(default_factory=DatasetSettings)
     training: TrainingSettings = field(default_factory=TrainingSettings)
     description: str = ""
@@ -63,6 +95,7 @@ class Recipe:
         return dataclasses.replace(self, training=dataclasses.replace(self.training, **changes))
 
     def to_dict(self) -> dict:
+        """The record echoed into metrics.json; ``recipe_from_record`` reads it back."""
         return dataclasses.asdict(self)
 
 
@@ -87,77 +120,258 @@ def load_recipe(name_or_path: str | None = None) -> Recipe:
     return recipe_from_dict(read_toml(path, "recipe"), str(path))
 
 
-def recipe_from_dict(raw: dict, source: str = "<dict>") -> Recipe:
+def recipe_from_record(record: Any, source: str) -> Recipe:
+    """The inverse of ``Recipe.to_dict()`` (the ``recipe`` in ``dense/metrics.json``): its
+    model fields go back into ``[model]``; its ``path`` says where it was read, it is no key."""
+    if not isinstance(record, dict):
+        raise UserError(f"recipe {source}: must be a table")
+    raw = {key: value for key, value in record.items() if key not in (*MODEL_KEYS, "path")}
+    raw["model"] = {key: record[key] for key in MODEL_KEYS if key in record}
+    return recipe_from_dict(raw, source)
+
+
+def check_recipe_data(recipe: Recipe, data: str | Path | None) -> None:
+    """``dataset.name = "npz"`` trains on ``--data FILE.npz``: never fall back to Fashion-MNIST."""
+    if recipe.dataset.name == "npz" and (data is None or Path(data).suffix != ".npz"):
+        given = "no --data" if data is None else f"--data {data}"
+        raise UserError(f'recipe {recipe.path or recipe.name}: dataset.name = "npz" trains on the arrays of '
+                        f"an .npz file, got {given}; give --data FILE.npz")
+
+
+def recipe_from_dict(raw: Any, source: str = "<dict>") -> Recipe:
+    """A recipe from its TOML tables; every key is checked, none is ignored."""
     def fail(message: str) -> UserError:
         return UserError(f"recipe {source}: {message}")
 
     if not isinstance(raw, dict):
         raise fail("must be a TOML table")
+    refuse_unknown_keys(raw, RECIPE_KEYS, "the top level", fail)
     model = raw.get("model")
     if not isinstance(model, dict):
         raise fail("missing [model] table")
+    refuse_unknown_keys(model, MODEL_KEYS, "[model]", fail)
     input_shape = model.get("input_shape")
     if not (isinstance(input_shape, list) and input_shape and all(_positive_int(d) for d in input_shape)):
-        raise fail("model.input_shape must be a list of positive integers")
-    layers = model.get("layers")
-    if not isinstance(layers, list) or not layers:
-        raise fail("model.layers must be a non-empty list of tables")
-    for index, layer in enumerate(layers):
-        if not isinstance(layer, dict) or layer.get("type") not in LAYER_TYPES:
-            raise fail(f"layer {index}: type must be one of {', '.join(LAYER_TYPES)}")
-        for key in LAYER_TYPES[layer["type"]]:
-            if key not in layer:
-                raise fail(f"layer {index} ({layer['type']}) needs '{key}'")
-        if layer["type"] == "dense" and not _positive_int(layer["units"]):
-            raise fail(f"layer {index}: units must be a positive integer")
-        if layer["type"] == "dropout" and not (isinstance(layer["rate"], (int, float)) and 0 <= layer["rate"] < 1):
-            raise fail(f"layer {index}: dropout rate must be in [0, 1)")
-    if not any(layer["type"] == "dense" for layer in layers):
-        raise fail("needs at least one dense layer")
-
-    training = _table(raw, "training", TrainingSettings, fail)
-    if training.optimizer not in OPTIMIZERS:
-        raise fail(f"training.optimizer must be one of {', '.join(OPTIMIZERS)}")
-    for key in ("batch_size", "epochs"):
-        if not _positive_int(getattr(training, key)):
-            raise fail(f"training.{key} must be a positive integer")
-    if not isinstance(training.seed, int) or isinstance(training.seed, bool) or training.seed < 0:
-        raise fail("training.seed must be a non-negative integer")
-    if not (isinstance(training.learning_rate, (int, float)) and training.learning_rate > 0):
-        raise fail("training.learning_rate must be a positive number")
-    dataset = _table(raw, "dataset", DatasetSettings, fail)
-    if dataset.name != "fashion_mnist":
-        raise fail("dataset.name must be fashion_mnist (or give --data FILE.npz)")
-    if not (isinstance(dataset.validation_size, int) and dataset.validation_size >= 0):
-        raise fail("dataset.validation_size must be a non-negative integer")
-    name = raw.get("name") or Path(source).stem
+        raise fail(f"model.input_shape must be a list of positive integers, got {input_shape!r}")
+    input_dtype = model.get("input_dtype", "float32")
+    if input_dtype not in INPUT_DTYPES:
+        raise fail(f"model.input_dtype must be one of {', '.join(INPUT_DTYPES)}, got {input_dtype!r}")
+    layers = _checked_layers(model.get("layers"), input_dtype, fail)
+    training = _table(raw, "training", TrainingSettings, TRAINING_VALUES, fail)
+    _check_logits(training, layers, fail)
+    dataset = _table(raw, "dataset", DatasetSettings, DATASET_VALUES, fail)
+    for key in ("name", "description"):
+        if not isinstance(raw.get(key, ""), str):
+            raise fail(f"{key} must be a string, got {raw[key]!r}")
     return Recipe(
-        name=str(name),
+        name=raw.get("name") or Path(source).stem,
         input_shape=tuple(input_shape),
-        layers=tuple(dict(layer) for layer in layers),
+        layers=layers,
+        input_dtype=input_dtype,
         dataset=dataset,
         training=training,
-        description=str(raw.get("description", "")),
+        description=raw.get("description", ""),
         path=source,
     )
 
 
-def _table(raw: dict, key: str, cls: type, fail) -> Any:
+def layer_label(index: int, spec: dict) -> str:
+    """How messages name a layer of a recipe: ``model.layers[3] (dense)``."""
+    return f"model.layers[{index}] ({spec['type']})"
+
+
+def refuse_unknown_keys(table: dict, allowed, where: str, fail: Callable[[str], UserError]) -> None:
+    unknown = [key for key in table if key not in allowed]
+    if unknown:
+        named = ", ".join(repr(key) for key in unknown)
+        raise fail(f"unknown key{'s' * (len(unknown) > 1)} {named} in {where}; allowed: {', '.join(sorted(allowed))}")
+
+
+def _checked_layers(layers: Any, input_dtype: str, fail) -> tuple[dict, ...]:
+    if not isinstance(layers, list) or not layers:
+        raise fail("model.layers must be a non-empty list of tables")
+    names: dict[str, int] = {}
+    for index, layer in enumerate(layers):
+        kind = layer.get("type") if isinstance(layer, dict) else None
+        if not isinstance(kind, str) or kind not in LAYER_TYPES:
+            raise fail(f"model.layers[{index}]: type must be one of {', '.join(LAYER_TYPES)}, got {kind!r}")
+        where = layer_label(index, layer)
+        refuse_unknown_keys(layer, LAYER_TYPES[kind].allowed, where, fail)
+        for key in LAYER_TYPES[kind].required:
+            if key not in layer:
+                raise fail(f"{where} needs '{key}'")
+        _check_values({k: v for k, v in layer.items() if k != "type"}, LAYER_VALUES, f"{where}: ", fail)
+        if "name" in layer:  # Keras refuses two layers of one name, without saying which
+            if layer["name"] in names:
+                raise fail(f"{where}: name {layer['name']!r} is already used by model.layers[{names[layer['name']]}]")
+            names[layer["name"]] = index
+    if not any(layer["type"] == "dense" for layer in layers):
+        raise fail("needs at least one dense layer")
+    if layers[0]["type"] == "embedding" and not input_dtype.startswith("int"):
+        raise fail(f"{layer_label(0, layers[0])} takes integer token ids, but model.input_dtype is {input_dtype!r}; "
+                   'set input_dtype = "int32" in [model]')
+    return tuple(dict(layer) for layer in layers)
+
+
+def _check_logits(training: TrainingSettings, layers: tuple[dict, ...], fail) -> None:
+    """``from_logits`` needs a cross-entropy loss (train.make_loss builds its class from the
+    snake_case name) and a last layer that does not already squash its outputs."""
+    if not training.from_logits:
+        return
+    if not (training.loss.endswith("_crossentropy") and training.loss.islower()):
+        raise fail("training.from_logits = true needs a cross-entropy loss named in snake_case "
+                   f"(e.g. sparse_categorical_crossentropy), got {training.loss!r}")
+    last = layers[-1]
+    if last.get("activation") in ("softmax", "sigmoid"):
+        raise fail(f"training.from_logits = true, but {layer_label(len(layers) - 1, last)} applies "
+                   f"{last['activation']}; remove that activation (the model then outputs logits) "
+                   "or set from_logits = false")
+
+
+def _table(raw: dict, key: str, cls: type, checks: dict, fail) -> Any:
     table = raw.get(key, {})
     if not isinstance(table, dict):
         raise fail(f"[{key}] must be a table")
-    known = {f.name: f.type for f in dataclasses.fields(cls)}
-    unknown = sorted(set(table) - set(known))
-    if unknown:
-        raise fail(f"unknown key(s) in [{key}]: {', '.join(unknown)}")
-    try:
-        return cls(**table)
-    except TypeError as exc:  # pragma: no cover - keys are checked above
-        raise fail(str(exc)) from exc
+    refuse_unknown_keys(table, [f.name for f in dataclasses.fields(cls)], f"[{key}]", fail)
+    _check_values(table, checks, f"{key}.", fail)
+    return cls(**table)
 
+
+def _check_values(table: dict, checks: dict, prefix: str, fail) -> None:
+    """Each value against its key's check: ``checks[key] = (is_valid, what it must be)``."""
+    for key, value in table.items():
+        is_valid, wanted = checks[key]
+        if not is_valid(value):
+            raise fail(f"{prefix}{key} must be {wanted}, got {value!r}")
+
+
+# --- Keras objects by name, through Keras's built-in registries only --------------------------
+
+# By name, Keras's l1 and l2 penalize with a factor of 0.01, and so did Keras 2's l1_l2 (what
+# tutorials write); Keras 3 registers it as l1l2 with both factors 0, a penalty of nothing.
+_L1L2_NAMES = ("l1_l2", "l1l2", "L1L2")
+
+
+def keras_activation(name: Any):
+    """A Keras built-in activation by name (``relu``); ValueError for anything else."""
+    import keras
+
+    return keras.activations.get(_registry_name(name))
+
+
+def keras_initializer(name: Any):
+    """A Keras built-in initializer by name (``he_normal``); ValueError for anything else."""
+    import keras
+
+    initializer = keras.initializers.get(_registry_name(name))
+    if type(initializer) is keras.initializers.Initializer:  # the abstract base draws nothing
+        raise ValueError(f"{name!r} is the abstract initializer base class")
+    return initializer
+
+
+def keras_regularizer(value: Any):
+    """A Keras built-in regularizer: a name (``l2``, Keras's default factor) or a table of
+    factors (``{l2 = 0.001}``, ``{l1 = 0.001, l2 = 0.01}``); ValueError for anything else."""
+    import keras
+
+    if value in _L1L2_NAMES:
+        value = {"l1": 0.01, "l2": 0.01}
+    identifier = _regularizer_config(value) if isinstance(value, dict) else _registry_name(value)
+    regularizer = keras.regularizers.get(identifier)
+    if type(regularizer) is keras.regularizers.Regularizer:  # the abstract base adds no loss
+        raise ValueError(f"{value!r} is the abstract regularizer base class")
+    return regularizer
+
+
+def keras_loss(name: Any):
+    """A Keras built-in loss by name (``sparse_categorical_crossentropy``)."""
+    import keras
+
+    return keras.losses.get(_registry_name(name))
+
+
+def _regularizer_config(factors: dict) -> dict:
+    """Keras's config of L1, L2 or L1L2 for a table of factors. Built here from numbers, so a
+    recipe's table never reaches Keras's deserializer (whose ``module`` key imports code)."""
+    if not factors or set(factors) - {"l1", "l2"} or not all(_is_number(v) and v >= 0 for v in factors.values()):
+        raise ValueError(f"not a table of l1/l2 factors: {factors!r}")
+    class_name = "L1L2" if len(factors) == 2 else next(iter(factors)).upper()
+    return {"class_name": class_name, "config": {key: float(value) for key, value in factors.items()}}
+
+
+def _registry_name(value: Any) -> str:
+    """Only a name goes to a Keras registry: a table would be deserialized, and may import code."""
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"not a name: {value!r}")
+    return value
+
+
+def _resolves(resolver: Callable[[Any], Any]) -> Callable[[Any], bool]:
+    def is_valid(value: Any) -> bool:
+        try:
+            resolver(value)
+        except Exception:  # Keras says "unknown name" as ValueError, KeyError or TypeError
+            return False
+        return True
+
+    return is_valid
+
+
+# --- What each key takes ----------------------------------------------------------------------
 
 def _positive_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+    return _is_int(value) and value > 0
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return _is_int(value) or (isinstance(value, float) and math.isfinite(value))
+
+
+def _size(value: Any) -> bool:
+    """A window size: one positive integer, or [height, width]."""
+    return _positive_int(value) or (isinstance(value, list) and len(value) == 2 and all(map(_positive_int, value)))
+
+
+POSITIVE_INT = (_positive_int, "a positive integer")
+LAYER_VALUES = {
+    "name": (lambda v: isinstance(v, str) and v != "", "a non-empty string"),
+    "units": POSITIVE_INT,
+    "filters": POSITIVE_INT,
+    "input_dim": (_positive_int, "a positive integer (the number of distinct token ids)"),
+    "output_dim": POSITIVE_INT,
+    "kernel_size": (_size, "a positive integer or a list of two"),
+    "pool_size": (_size, "a positive integer or a list of two"),
+    "target_shape": (lambda v: isinstance(v, list) and bool(v) and all(map(_positive_int, v)),
+                     "a list of positive integers"),
+    "rate": (lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)"),
+    "padding": (lambda v: v in ("valid", "same"), '"valid" or "same"'),
+    "use_bias": (lambda v: isinstance(v, bool), "true or false"),
+    "activation": (_resolves(keras_activation), "a Keras activation name (e.g. relu, softmax, tanh)"),
+    "kernel_initializer": (_resolves(keras_initializer),
+                           "a Keras initializer name (e.g. glorot_uniform, he_normal, zeros)"),
+    "kernel_regularizer": (_resolves(keras_regularizer),
+                           "a Keras regularizer name (l1, l2, l1_l2) or a table of factors like {l2 = 0.001}"),
+}
+TRAINING_VALUES = {
+    "optimizer": (lambda v: v in OPTIMIZERS, f"one of {', '.join(OPTIMIZERS)}"),
+    "learning_rate": (lambda v: _is_number(v) and v > 0, "a positive number"),
+    "momentum": (lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)"),
+    "batch_size": POSITIVE_INT,
+    "epochs": POSITIVE_INT,
+    "seed": (lambda v: _is_int(v) and v >= 0, "a non-negative integer"),
+    "loss": (_resolves(keras_loss), "a Keras loss name (e.g. sparse_categorical_crossentropy)"),
+    "from_logits": (lambda v: isinstance(v, bool), "true or false"),
+}
+DATASET_VALUES = {
+    "name": (lambda v: v in DATASETS, "fashion_mnist (the default) or npz (the arrays of --data FILE.npz)"),
+    "validation_size": (lambda v: _is_int(v) and v >= 0, "a non-negative integer"),
+    # None is what metrics.json holds for "no scaling" (TOML has no null: leave the key out).
+    "scale": (lambda v: v is None or (_is_number(v) and v > 0), "a positive number (the inputs are divided by it)"),
+}
 
 
 def settings_from_table(cls: type, raw: Any, source: str):

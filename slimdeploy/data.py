@@ -5,11 +5,17 @@ Search order (the first place holding all four files wins):
 ``~/.keras/datasets/fashion-mnist``, ``/usr/share/datasets/fashion-mnist`` (Debian package
 ``dataset-fashion-mnist``), then ``keras.datasets.fashion_mnist`` (downloads where there
 is internet). ``--data`` may also name an ``.npz`` with ``x_train, y_train, x_test, y_test``.
+
+Values are never changed behind the user's back: Fashion-MNIST IDX pixels are divided by
+255 (their documented scaling); every other source keeps its values and dtype unless a
+``scale`` is given. What was applied is part of ``Dataset.describe()``, which every stage
+records, so a run's later stages rebuild exactly the same arrays (``runinfo.run_dataset``).
 """
 
 from __future__ import annotations
 
 import gzip
+import hashlib
 import math
 import os
 import struct
@@ -37,6 +43,22 @@ FIX_HINT = (
 )
 
 
+# The scaling each kind of source gets when none is asked for: IDX files hold 0..255
+# pixels and the article's models expect [0, 1]; a user's arrays are used as they are.
+DEFAULT_SCALE = {"idx": 255.0, "keras": 255.0, "npz": None}
+DEFAULT_VALIDATION = 5000
+
+
+@dataclass
+class RawData:
+    """The four arrays as read, and where they came from."""
+
+    arrays: dict
+    source: str  # a path, or keras.datasets.fashion_mnist
+    kind: str  # idx, npz or keras
+    sha256: str  # of the .npz file; of the four IDX files (a sha256sum listing); of the arrays
+
+
 @dataclass
 class Dataset:
     x_train: np.ndarray
@@ -46,18 +68,43 @@ class Dataset:
     x_test: np.ndarray
     y_test: np.ndarray
     source: str
+    # How these arrays were made from the source; enough to make them again.
+    kind: str = "npz"
+    sha256: str | None = None
+    seed: int = 0
+    validation_size: int = 0
+    limit: int | None = None
+    scale: float | None = None
 
     @property
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.x_train.shape[1:])
 
+    @property
+    def input_dtype(self) -> str:
+        return self.x_train.dtype.name
+
     def describe(self) -> dict:
         return {
             "source": self.source,
+            "kind": self.kind,
+            "sha256": self.sha256,
+            "seed": self.seed,
+            "validation_size": self.validation_size,
+            "limit": self.limit,
+            "scale": self.scale,
+            "dtype": self.input_dtype,
+            "input_shape": list(self.input_shape),
             "train": int(len(self.x_train)),
             "validation": int(len(self.x_val)),
             "test": int(len(self.x_test)),
         }
+
+    def input_contract(self) -> str:
+        """What an artifact made from a model trained on this data expects, in words."""
+        if self.scale:
+            return f"{self.input_dtype} values: the raw data divided by {self.scale:g}"
+        return f"{self.input_dtype} values exactly as in {self.source} (no scaling)"
 
 
 def read_idx(path: str | os.PathLike, expected_magic: int) -> np.ndarray:
@@ -119,6 +166,29 @@ def _missing_files(directory: Path) -> list[str]:
     return [name for name in IDX_FILES.values() if not (directory / name).is_file()]
 
 
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _idx_sha256(directory: Path) -> str:
+    # The hash of a `sha256sum` listing of the four files, in a fixed order.
+    listing = "".join(f"{_file_sha256(directory / name)}  {name}\n" for name in IDX_FILES.values())
+    return hashlib.sha256(listing.encode()).hexdigest()
+
+
+def _arrays_sha256(arrays: dict[str, np.ndarray]) -> str:
+    digest = hashlib.sha256()
+    for key in IDX_FILES:
+        array = np.ascontiguousarray(arrays[key])
+        digest.update(f"{key}:{array.dtype.str}:{array.shape}".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
 def _validated(arrays: dict[str, np.ndarray], source: str) -> dict[str, np.ndarray]:
     for split in ("train", "test"):
         x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
@@ -137,17 +207,26 @@ def _validated(arrays: dict[str, np.ndarray], source: str) -> dict[str, np.ndarr
     return arrays
 
 
-def locate(data: str | os.PathLike | None = None, allow_download: bool = True) -> tuple[dict[str, np.ndarray], str]:
-    """Find and read the raw arrays; return them with a description of where they came from."""
+def _from_npz(path: Path) -> RawData:
+    return RawData(_validated(_read_npz(path), str(path)), str(path.resolve()), "npz", _file_sha256(path))
+
+
+def _from_idx_dir(directory: Path) -> RawData:
+    arrays = _validated(_read_idx_dir(directory), str(directory))
+    return RawData(arrays, str(directory.resolve()), "idx", _idx_sha256(directory))
+
+
+def locate(data: str | os.PathLike | None = None, allow_download: bool = True) -> RawData:
+    """Find and read the raw arrays, with where they came from and their sha256."""
     if data is not None:
         path = Path(data).expanduser()
         if path.is_file():
-            return _validated(_read_npz(path), str(path)), str(path)
+            return _from_npz(path)
         if path.is_dir():
             missing = _missing_files(path)
             if missing:
                 raise DataError(f"--data {path}: missing {', '.join(missing)}; {FIX_HINT}")
-            return _validated(_read_idx_dir(path), str(path)), str(path)
+            return _from_idx_dir(path)
         raise DataError(f"--data {path}: no such file or directory; {FIX_HINT}")
 
     tried = []
@@ -161,38 +240,56 @@ def locate(data: str | os.PathLike | None = None, allow_download: bool = True) -
     candidates.append(("Debian package", DEBIAN_DIR))
     for label, directory in candidates:
         if directory.is_file() and directory.suffix == ".npz":
-            return _validated(_read_npz(directory), str(directory)), str(directory)
+            return _from_npz(directory)
         missing = _missing_files(directory) if directory.is_dir() else None
         if missing == []:
-            return _validated(_read_idx_dir(directory), str(directory)), str(directory)
+            return _from_idx_dir(directory)
         tried.append(f"{directory} ({label}: {'not found' if missing is None else 'missing ' + ', '.join(missing)})")
     if allow_download:
         try:
             import keras
 
             (x_train, y_train), (x_test, y_test) = keras.datasets.fashion_mnist.load_data()
-            arrays = {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
-            return _validated(arrays, "keras download"), "keras.datasets.fashion_mnist"
+            arrays = _validated({"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}, "keras download")
+            return RawData(arrays, KERAS_SOURCE, "keras", _arrays_sha256(arrays))
         except Exception as exc:  # any network or cache failure: report it with the rest
             tried.append(f"keras.datasets.fashion_mnist download ({type(exc).__name__}: {str(exc)[:80]})")
     raise DataError(f"Fashion-MNIST not found; tried: {'; '.join(tried)}; {FIX_HINT}")
 
 
+KERAS_SOURCE = "keras.datasets.fashion_mnist"
+
+
 def load_dataset(
     data: str | os.PathLike | None = None,
-    validation_size: int = 5000,
+    validation_size: int | None = None,
     seed: int = 0,
     limit: int | None = None,
     allow_download: bool = True,
+    scale: float | None = None,
 ) -> Dataset:
-    """Load, scale to [0, 1] float32 and split off a seeded validation set.
+    """Load, scale where asked and split off a seeded validation set.
 
+    ``validation_size``: the held-out rows (default: ``DEFAULT_VALIDATION``, at most a tenth
+    of the training rows). ``scale``: divide the inputs by this number (they become
+    float32); None means the source's own convention (IDX pixels: 255; an .npz: unchanged,
+    dtype kept).
     ``limit`` keeps at most that many training and test images (for quick runs and
     tests); the validation split is then at most a tenth of the kept training images.
     """
-    arrays, source = locate(data, allow_download)
+    raw = locate(data, allow_download)
+    if validation_size is None:
+        validation_size = min(DEFAULT_VALIDATION, len(raw.arrays["x_train"]) // 10)
+    return split_dataset(raw, validation_size, seed, limit, DEFAULT_SCALE[raw.kind] if scale is None else scale)
+
+
+def split_dataset(raw: RawData, validation_size: int, seed: int, limit: int | None, scale: float | None) -> Dataset:
+    """The seeded split of ``raw``, divided by ``scale`` exactly as given (None: unchanged)."""
+    arrays = raw.arrays
     x_train, y_train = arrays["x_train"], arrays["y_train"]
     x_test, y_test = arrays["x_test"], arrays["y_test"]
+    if scale is not None and not (isinstance(scale, (int, float)) and math.isfinite(scale) and scale > 0):
+        raise DataError(f"scale must be a positive number, got {scale!r}")
     if limit is not None:
         if limit < 2:
             raise DataError(f"--limit must be at least 2, got {limit}")
@@ -206,20 +303,41 @@ def load_dataset(
     order = np.random.default_rng(seed).permutation(len(x_train))
     val_idx, train_idx = np.sort(order[:validation_size]), np.sort(order[validation_size:])
     return Dataset(
-        x_train=_scale(x_train[train_idx]),
+        x_train=_scaled(x_train[train_idx], scale),
         y_train=y_train[train_idx].astype(np.int64),
-        x_val=_scale(x_train[val_idx]),
+        x_val=_scaled(x_train[val_idx], scale),
         y_val=y_train[val_idx].astype(np.int64),
-        x_test=_scale(x_test),
+        x_test=_scaled(x_test, scale),
         y_test=y_test.astype(np.int64),
-        source=source,
+        source=raw.source,
+        kind=raw.kind,
+        sha256=raw.sha256,
+        seed=int(seed),
+        validation_size=int(validation_size),
+        limit=limit,
+        scale=float(scale) if scale is not None else None,
     )
 
 
-def _scale(x: np.ndarray) -> np.ndarray:
-    # Integer pixels are 0..255; float input already in [0, 1] is kept as it is.
-    scale = np.issubdtype(x.dtype, np.integer) or (x.size > 0 and float(x.max()) > 1.0)
-    x = x.astype(np.float32)
-    if scale:
-        x /= 255.0
-    return x
+def _scaled(x: np.ndarray, scale: float | None) -> np.ndarray:
+    """Divided by ``scale`` as float32; without one, the values and dtype as they are."""
+    if scale is None:
+        return np.ascontiguousarray(x)
+    return x.astype(np.float32) / np.float32(scale)
+
+
+def as_model_input(x: np.ndarray, dtype: str, what: str = "data") -> np.ndarray:
+    """``x`` in the dtype a model's input has, as Keras itself would feed it; refuses the casts
+    that would change values (fractional numbers into an integer input)."""
+    target = np.dtype(dtype)
+    if x.dtype == target:
+        return x
+    if np.issubdtype(target, np.integer):
+        if not np.issubdtype(x.dtype, np.integer):
+            if not np.all(np.mod(x, 1) == 0):
+                raise DataError(f"{what} holds {x.dtype} values with fractions, but the model's input is {target.name} "
+                                "(integer ids): give integer arrays")
+        info = np.iinfo(target)
+        if x.size and (x.min() < info.min or x.max() > info.max):
+            raise DataError(f"{what} holds values outside the range of the model's {target.name} input")
+    return x.astype(target)

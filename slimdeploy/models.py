@@ -4,49 +4,78 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import zipfile
 import zlib
 from pathlib import Path
 
 import numpy as np
 
-from slimdeploy.config import Recipe
-from slimdeploy.errors import ModelFileError
+from slimdeploy.config import Recipe, keras_activation, keras_initializer, keras_regularizer, layer_label
+from slimdeploy.errors import ModelFileError, UserError
 from slimdeploy.fsutil import atomic_path
 
 
 def build_model(recipe: Recipe):
+    """The recipe's Sequential model, built one layer at a time so that a layer that cannot
+    take what the layer before gives it is named in one line, not a Keras traceback."""
     import keras
 
-    layers = [keras.Input(shape=recipe.input_shape, name="input")]
+    model = keras.Sequential([keras.Input(shape=recipe.input_shape, dtype=recipe.input_dtype, name="input")],
+                             name=recipe.name)
     for index, spec in enumerate(recipe.layers):
-        layers.append(_layer(keras, spec, index))
-    return keras.Sequential(layers, name=recipe.name)
+        shape = tuple(model.outputs[0].shape) if model.layers else (None, *recipe.input_shape)
+        try:
+            model.add(_layer(keras, spec))
+            model.layers[-1].losses  # regularizers run only here: one that cannot take the kernel fails now
+        except (ValueError, TypeError) as exc:
+            raise UserError(f"recipe {recipe.path or recipe.name}: {layer_label(index, spec)} cannot be built "
+                            f"on its input of shape {shape}: {_keras_reason(exc)}") from exc
+    return model
 
 
-def _layer(keras, spec: dict, index: int):
+def _layer(keras, spec: dict):
+    """One Keras layer from a validated layer table (``config.LAYER_TYPES``)."""
     kind = spec["type"]
     name = spec.get("name")
-    if kind == "flatten":
-        return keras.layers.Flatten(name=name)
+    if kind == "dense":
+        return keras.layers.Dense(spec["units"], name=name, **_kernel_options(spec))
+    if kind == "conv2d":
+        return keras.layers.Conv2D(spec["filters"], spec["kernel_size"], padding=spec.get("padding", "valid"),
+                                   name=name, **_kernel_options(spec))
+    if kind == "activation":
+        return keras.layers.Activation(keras_activation(spec["activation"]), name=name)
+    if kind == "embedding":
+        return keras.layers.Embedding(spec["input_dim"], spec["output_dim"], name=name)
     if kind == "reshape":
         return keras.layers.Reshape(tuple(spec["target_shape"]), name=name)
-    if kind == "dense":
-        return keras.layers.Dense(spec["units"], activation=spec.get("activation"), name=name)
-    if kind == "conv2d":
-        return keras.layers.Conv2D(
-            spec["filters"], spec["kernel_size"], activation=spec.get("activation"),
-            padding=spec.get("padding", "valid"), name=name,
-        )
     if kind == "maxpool2d":
         return keras.layers.MaxPooling2D(spec.get("pool_size", 2), name=name)
     if kind == "dropout":
         return keras.layers.Dropout(spec["rate"], name=name)
-    if kind == "batchnorm":
-        return keras.layers.BatchNormalization(name=name)
-    if kind == "activation":
-        return keras.layers.Activation(spec["activation"], name=name)
-    raise ValueError(f"unknown layer type {kind!r} at index {index}")  # recipes are validated earlier
+    simple = {"flatten": keras.layers.Flatten, "batchnorm": keras.layers.BatchNormalization,
+              "layer_normalization": keras.layers.LayerNormalization,
+              "global_average_pooling1d": keras.layers.GlobalAveragePooling1D,
+              "global_average_pooling2d": keras.layers.GlobalAveragePooling2D}
+    if kind in simple:
+        return simple[kind](name=name)
+    raise ValueError(f"unknown layer type {kind!r}")  # recipes are validated when read
+
+
+def _kernel_options(spec: dict) -> dict:
+    """Dense/Conv2D arguments for the keys the recipe sets (Keras's defaults for the rest),
+    each resolved through Keras's built-in registries, as when the recipe was read."""
+    resolvers = {"activation": keras_activation, "kernel_initializer": keras_initializer,
+                 "kernel_regularizer": keras_regularizer, "use_bias": bool}
+    return {key: resolve(spec[key]) for key, resolve in resolvers.items() if key in spec}
+
+
+def _keras_reason(exc: Exception) -> str:
+    """Keras's own sentence from an error: it may wrap it in "Exception encountered when
+    calling …" and colour it with terminal codes."""
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in str(exc).splitlines()]
+    reasons = [line for line in lines if line and not line.startswith("Exception encountered")]
+    return (reasons[0] if reasons else type(exc).__name__)[:240]
 
 
 def count_params(model) -> int:
@@ -87,6 +116,23 @@ def _all_layers(model):
             yield from _all_layers(layer)
         else:
             yield layer
+
+
+def model_input_dtype(model) -> str:
+    """The numpy name of a Keras model's (single) input dtype: ``float32``, ``int32``, ..."""
+    dtype = model.inputs[0].dtype
+    return str(getattr(dtype, "name", dtype))
+
+
+def integer_input_range(model) -> list[int] | None:
+    """[0, input_dim) of the smallest Embedding of a model with integer inputs (token ids),
+    the ids it can take; None for float inputs or no Embedding."""
+    import keras
+
+    if not np.issubdtype(np.dtype(model_input_dtype(model)), np.integer):
+        return None
+    dims = [int(layer.input_dim) for layer in _all_layers(model) if isinstance(layer, keras.layers.Embedding)]
+    return [0, min(dims)] if dims else None
 
 
 def dense_widths(model) -> list[int]:

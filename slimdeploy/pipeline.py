@@ -32,7 +32,7 @@ class TrainStage:
     data: str | None = None
 
     def validate(self) -> "TrainStage":
-        from slimdeploy.config import load_recipe
+        from slimdeploy.config import check_recipe_data, load_recipe
 
         for key, low in (("epochs", 1), ("seed", 0), ("limit", 2)):
             value = getattr(self, key)
@@ -40,7 +40,7 @@ class TrainStage:
                 raise UserError(f"[train] {key} must be an integer >= {low}, got {value!r}")
         if self.data is not None and not Path(self.data).expanduser().exists():
             raise UserError(f"[train] data {self.data}: no such file or directory")
-        load_recipe(self.recipe)  # fails now, not after the run directory exists
+        check_recipe_data(load_recipe(self.recipe), self.data)  # fails now, not after the run directory exists
         return self
 
 
@@ -206,13 +206,13 @@ def _run_stage(name: str, config: RunConfig, run_dir: Path, *, resume: bool, pro
         from slimdeploy.prune.lottery import prune_run
 
         settings = dataclasses.replace(stages["prune"], mode=name.split(":", 1)[1])
-        prune_run(run_dir, settings, resume=resume, force=not resume, progress=progress, data=stages["train"].data)
+        # Later stages read the run's own recorded data (runinfo.run_dataset).
+        prune_run(run_dir, settings, resume=resume, force=not resume, progress=progress)
     elif name == "export":
         from slimdeploy.export.api import export_source
 
         # Resuming keeps the artifacts an interrupted export verified (unless their model changed).
-        export_source(run_dir, stages["export"], resume=resume, force=not resume, progress=progress,
-                      data=stages["train"].data)
+        export_source(run_dir, stages["export"], resume=resume, force=not resume, progress=progress)
     elif name == "bench":
         from slimdeploy.bench.api import run_bench
 
@@ -224,10 +224,12 @@ def _run_stage(name: str, config: RunConfig, run_dir: Path, *, resume: bool, pro
 
 
 def _train(stage: TrainStage, run_dir: Path, progress) -> None:
-    from slimdeploy.config import load_recipe
+    from slimdeploy.config import check_recipe_data, load_recipe
     from slimdeploy.data import load_dataset
     from slimdeploy.train import train_dense
 
     recipe = load_recipe(stage.recipe).with_training(epochs=stage.epochs, seed=stage.seed)
-    data = load_dataset(stage.data, recipe.dataset.validation_size, recipe.training.seed, limit=stage.limit)
+    check_recipe_data(recipe, stage.data)
+    data = load_dataset(stage.data, recipe.dataset.validation_size, recipe.training.seed, limit=stage.limit,
+                        scale=recipe.dataset.scale)
     train_dense(recipe, data, run_dir, force=True, progress=progress)

@@ -24,29 +24,62 @@ def dense_metrics(run_dir: str | Path) -> dict:
 
 
 def run_recipe(run_dir: str | Path):
-    from slimdeploy.config import recipe_from_dict
+    from slimdeploy.config import recipe_from_record
 
-    raw = dict(dense_metrics(run_dir)["recipe"])
-    source = str(Path(run_dir) / "dense" / "metrics.json")
-    model = {"input_shape": list(raw.pop("input_shape")), "layers": list(raw.pop("layers"))}
-    raw.pop("path", None)
-    return recipe_from_dict({**raw, "model": model}, source)
+    return recipe_from_record(dense_metrics(run_dir)["recipe"], str(Path(run_dir) / "dense" / "metrics.json"))
 
 
-def run_dataset(run_dir: str | Path, data: str | Path | None = None):
-    """The same train/validation/test split the dense model was trained with."""
-    from slimdeploy.data import load_dataset
+def run_dataset(run_dir: str | Path, data: str | Path | None = None, *, data_override: bool = False):
+    """The same train/validation/test arrays the dense model was trained with.
 
+    The data recorded in ``dense/metrics.json`` is read again and checked against its
+    sha256. ``data`` names the same data elsewhere (same sha256); other data is refused
+    unless ``data_override`` (then the recorded split, seed and scaling are applied to it).
+    """
+    from slimdeploy.data import KERAS_SOURCE, load_dataset, locate, split_dataset
+
+    run_dir = Path(run_dir)
     metrics = dense_metrics(run_dir)
+    recorded = metrics.get("data") or {}
+    metrics_path = run_dir / "dense" / "metrics.json"
+    if not recorded.get("sha256"):
+        return _legacy_run_dataset(metrics, data, load_dataset)
+    source = recorded["source"]
+    if data is None:
+        if source != KERAS_SOURCE and not Path(source).exists():
+            raise UserError(f"the data {run_dir} was trained on, {source}, no longer exists "
+                            f"(recorded in {metrics_path}); give it again with --data")
+        raw = locate(None if source == KERAS_SOURCE else source)
+        if raw.sha256 != recorded["sha256"]:
+            raise UserError(f"the data {run_dir} was trained on, {source}, has changed since "
+                            f"(sha256 {raw.sha256[:12]}… is not the recorded {recorded['sha256'][:12]}…)")
+    else:
+        given = Path(data).expanduser()
+        raw = locate(given)  # a missing or broken --data is named the same way as in train
+        if raw.sha256 != recorded["sha256"] and not data_override:
+            raise UserError(f"--data {given} is not the data {run_dir} was trained on ({source}, sha256 "
+                            f"{recorded['sha256'][:12]}…); leave --data out to use the run's own data, "
+                            "or pass --data-override to use this data anyway")
+    return split_dataset(raw, recorded["validation_size"], recorded["seed"], recorded.get("limit"),
+                         recorded.get("scale"))
+
+
+def _legacy_run_dataset(metrics: dict, data, load_dataset):
+    """Runs trained before the data was recorded with its sha256: re-derive the split."""
     recipe = metrics["recipe"]
     described = metrics.get("data", {})
     limit = None
     if described.get("train") is not None and described.get("validation") is not None:
         full = described["train"] + described["validation"]
         limit = full if full < 60000 else None
-    return load_dataset(
+    dataset = load_dataset(
         data,
         validation_size=recipe["dataset"]["validation_size"] if limit is None else described["validation"],
         seed=metrics["seed"],
         limit=limit,
     )
+    if dataset.kind == "npz":
+        # Such runs scaled .npz values by a guess that is no longer made: retraining is the fix.
+        raise UserError(f"{dataset.source}: this run was trained before slimdeploy recorded how its data was "
+                        "scaled; train it again (slimdeploy train --force) to use an .npz")
+    return dataset

@@ -41,19 +41,38 @@ def make_optimizer(training: TrainingSettings):
     return keras.optimizers.Adam(learning_rate=training.learning_rate)
 
 
+def make_loss(training: TrainingSettings):
+    import keras
+
+    if training.from_logits:
+        # The name alone would mean probabilities: a logits model needs the loss object.
+        class_name = "".join(part.capitalize() for part in training.loss.split("_"))
+        return keras.losses.get({"class_name": class_name, "config": {"from_logits": True}})
+    return training.loss
+
+
 def compile_model(model, training: TrainingSettings, steps_per_execution: int = STEPS_PER_EXECUTION) -> None:
     model.compile(
         optimizer=make_optimizer(training),
-        loss=training.loss,
+        loss=make_loss(training),
         metrics=["accuracy"],
         steps_per_execution=steps_per_execution,
     )
 
 
 def check_input_shape(model, data: Dataset, what: str = "model") -> None:
+    """Refuse data the model cannot take as it is: another shape, or fractional numbers
+    for an integer (token id) input."""
     expected = tuple(model.input_shape[1:])
     if expected != data.input_shape:
         raise UserError(f"{what} expects inputs of shape {expected} but the data has {data.input_shape}")
+    from slimdeploy.models import model_input_dtype
+
+    wanted = np.dtype(model_input_dtype(model))
+    if np.issubdtype(wanted, np.integer) and not np.issubdtype(np.dtype(data.input_dtype), np.integer):
+        raise UserError(f"{what} takes {wanted.name} inputs (integer ids) but the data holds {data.input_dtype} values "
+                        f"from {data.source}{' divided by ' + format(data.scale, 'g') if data.scale else ''}; "
+                        "give integer arrays and no scaling")
 
 
 def fit(model, data: Dataset, training: TrainingSettings, *, seed: int, epochs: int | None = None,

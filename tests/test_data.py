@@ -23,7 +23,7 @@ def write_idx(path: Path, array: np.ndarray, magic: int) -> None:
 @pytest.fixture
 def idx_dir(tmp_path) -> Path:
     """A small but valid IDX directory cut from the real data (200 train, 50 test)."""
-    real = locate(allow_download=False)[0]
+    real = locate(allow_download=False).arrays
     directory = tmp_path / "fmnist"
     directory.mkdir()
     write_idx(directory / IDX_FILES["x_train"], real["x_train"][:200], IMAGES_MAGIC)
@@ -56,10 +56,10 @@ def test_split_depends_only_on_seed(idx_dir):
 def test_search_order_env_var_then_debian(idx_dir, monkeypatch, tmp_path):
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("SLIMDEPLOY_DATA", str(idx_dir))
-    assert locate(allow_download=False)[1] == str(idx_dir)
+    assert locate(allow_download=False).source == str(idx_dir)
     monkeypatch.setenv("SLIMDEPLOY_DATA", str(tmp_path / "nothing-here"))
-    arrays, source = locate(allow_download=False)
-    assert source == str(DEBIAN_DIR) and len(arrays["x_train"]) == 60000
+    raw = locate(allow_download=False)
+    assert raw.source == str(DEBIAN_DIR) and len(raw.arrays["x_train"]) == 60000 and raw.kind == "idx"
 
 
 def test_keras_cache_comes_before_debian(idx_dir, monkeypatch, tmp_path):
@@ -67,7 +67,7 @@ def test_keras_cache_comes_before_debian(idx_dir, monkeypatch, tmp_path):
     shutil.copytree(idx_dir, home / ".keras" / "datasets" / "fashion-mnist")
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.delenv("SLIMDEPLOY_DATA", raising=False)
-    assert locate(allow_download=False)[1].startswith(str(home))
+    assert locate(allow_download=False).source.startswith(str(home))
 
 
 def test_nothing_found_lists_every_place(monkeypatch, tmp_path):
@@ -82,13 +82,37 @@ def test_nothing_found_lists_every_place(monkeypatch, tmp_path):
         assert place in message
 
 
-def test_npz_is_accepted_and_scaled(tmp_path):
+def test_npz_keeps_its_values_and_dtype_unless_a_scale_is_given(tmp_path):
     rng = np.random.default_rng(0)
     path = tmp_path / "data.npz"
-    np.savez(path, x_train=rng.integers(0, 256, (100, 28, 28), dtype=np.uint8), y_train=rng.integers(0, 10, 100),
+    x_train = rng.integers(0, 256, (100, 28, 28), dtype=np.uint8)
+    np.savez(path, x_train=x_train, y_train=rng.integers(0, 10, 100),
              x_test=rng.integers(0, 256, (30, 28, 28), dtype=np.uint8), y_test=rng.integers(0, 10, 30))
     data = load_dataset(path, validation_size=10)
-    assert data.x_train.shape == (90, 28, 28) and data.x_train.max() <= 1.0 and data.x_test.shape == (30, 28, 28)
+    assert data.x_train.shape == (90, 28, 28) and data.x_test.shape == (30, 28, 28)
+    assert data.x_train.dtype == np.uint8 and data.x_train.max() > 1 and data.scale is None
+    # Every training row is one of the file's rows, unchanged.
+    assert {row.tobytes() for row in data.x_train} <= {row.tobytes() for row in x_train}
+    scaled = load_dataset(path, validation_size=10, scale=255)
+    assert scaled.x_train.dtype == np.float32 and scaled.scale == 255.0
+    np.testing.assert_array_equal(scaled.x_train, data.x_train.astype(np.float32) / np.float32(255))
+    assert scaled.describe()["scale"] == 255.0 and data.describe()["scale"] is None
+
+
+def test_idx_pixels_keep_their_documented_scaling(idx_dir):
+    data = load_dataset(idx_dir, validation_size=20)
+    assert data.scale == 255.0 and data.x_train.dtype == np.float32 and data.x_train.max() <= 1.0
+    assert data.describe()["kind"] == "idx" and len(data.describe()["sha256"]) == 64
+
+
+def test_standardized_features_are_not_rescaled(tmp_path):
+    rng = np.random.default_rng(1)
+    path = tmp_path / "tab.npz"
+    x = rng.standard_normal((200, 20)).astype(np.float32) * 3
+    np.savez(path, x_train=x[:150], y_train=rng.integers(0, 3, 150), x_test=x[150:], y_test=rng.integers(0, 3, 50))
+    data = load_dataset(path)
+    assert data.validation_size == 15  # at most a tenth of the training rows by default
+    np.testing.assert_array_equal(np.sort(np.concatenate([data.x_train, data.x_val]), axis=0), np.sort(x[:150], axis=0))
 
 
 def test_npz_missing_keys_is_named(tmp_path):

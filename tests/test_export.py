@@ -240,7 +240,7 @@ def test_a_keras_file_exports_beside_itself_under_its_stem(dense_file, small_dat
     source = tmp_path / "model_a.keras"
     shutil.copy(dense_file, source)
     manifest = export_source(source, ExportSettings(targets=["openvino"]), data=small_data)
-    out = tmp_path / "exports"
+    out = tmp_path / "exports" / "model_a"  # each lone file its own directory
     assert sorted(p.name for p in out.iterdir()) == ["export.json", "model_a.bin", "model_a.xml"]
     (a,) = manifest["artifacts"]
     assert (a["model"], a["target"], a["valid"], a["compress_to_fp16"]) == ("model_a", "openvino", True, False)
@@ -291,7 +291,7 @@ def test_bf16_that_breaks_a_model_is_reported_and_never_looks_complete(dense_fil
     sharp = tmp_path / "sharp.keras"
     save_model(model, sharp)
     export_source(sharp, ExportSettings(targets=["openvino"]), data=small_data)  # f32: passes
-    assert (tmp_path / "exports" / "sharp.xml").is_file()
+    assert (tmp_path / "exports" / "sharp" / "sharp.xml").is_file()
 
     with pytest.raises(ExportFailed, match=r"failed verification: sharp/openvino") as caught:
         export_source(sharp, ExportSettings(targets=["openvino"], openvino_inference_precision="bf16"),
@@ -300,14 +300,14 @@ def test_bf16_that_breaks_a_model_is_reported_and_never_looks_complete(dense_fil
     assert a["valid"] is False and a["inference_precision"] == "bf16"
     assert a["max_abs_diff"] > a["tolerance"]
     assert a["files"] == ["sharp.xml.failed", "sharp.bin.failed"]
-    names = sorted(p.name for p in (tmp_path / "exports").iterdir())
+    names = sorted(p.name for p in (tmp_path / "exports" / "sharp").iterdir())
     assert names == ["export.json", "sharp.bin.failed", "sharp.xml.failed"]
-    on_disk = json.loads((tmp_path / "exports" / "export.json").read_text())
+    on_disk = json.loads((tmp_path / "exports" / "sharp" / "export.json").read_text())
     assert on_disk["artifacts"][0]["valid"] is False
 
     # Fixed (f32 again) with --force: the failure's leftovers go, the valid pair comes back.
     export_source(sharp, ExportSettings(targets=["openvino"]), data=small_data, force=True)
-    assert sorted(p.name for p in (tmp_path / "exports").iterdir()) == ["export.json", "sharp.bin", "sharp.xml"]
+    assert sorted(p.name for p in (tmp_path / "exports" / "sharp").iterdir()) == ["export.json", "sharp.bin", "sharp.xml"]
 
 
 class InterruptAfterFirstArtifact:

@@ -42,7 +42,7 @@ def test_openvino_from_a_keras_file_with_json_and_summary(model_file):
     (a,) = manifest["artifacts"]
     assert (a["model"], a["target"], a["path"], a["valid"]) == ("mlp", "openvino", "mlp.xml", True)
     assert a["inference_precision"] == "f32" and a["max_abs_diff"] <= 1e-4
-    out = model_file.parent / "exports"
+    out = model_file.parent / "exports" / "mlp"  # each lone file its own directory
     assert sorted(p.name for p in out.iterdir()) == ["export.json", "mlp.bin", "mlp.xml"]
     assert json.loads((out / "export.json").read_text()) == manifest
     assert "mlp" in result.stderr and "openvino" in result.stderr and "yes" in result.stderr  # the summary table
@@ -132,4 +132,4 @@ def test_a_failed_verification_exits_1_with_the_table_and_one_error_line(model_f
     errors = [line for line in our_stderr(result) if line.startswith("slimdeploy export:")]
     assert len(errors) == 1 and "1 of 1 artifacts failed verification: sharp/openvino" in errors[0]
     assert "NO" in result.stderr and "failed sharp → openvino" in result.stderr
-    assert sorted(p.name for p in (tmp_path / "exports").iterdir()) == ["export.json", "sharp.bin.failed", "sharp.xml.failed"]
+    assert sorted(p.name for p in (tmp_path / "exports" / "sharp").iterdir()) == ["export.json", "sharp.bin.failed", "sharp.xml.failed"]

@@ -31,6 +31,8 @@ def prepare(sources, settings: BenchSettings | None = None):
     if isinstance(sources, (str, os.PathLike)):
         sources = [sources]
     resolved = resolve_sources(list(sources), settings.models)
+    if settings.baseline_model is None:  # recorded in bench.json's config as the name used
+        settings = dataclasses.replace(settings, baseline_model=resolved.default_baseline())
     availability = all_availability()
     plan = make_plan(resolved, settings, availability)
     return settings, resolved, availability, plan
@@ -113,7 +115,11 @@ def run_bench(sources, settings: BenchSettings | None = None, out=None, *, force
         if on_event is not None:
             on_event(event)
 
-    job_fields = {"measure": MeasureParams.from_settings(settings), "seed": settings.seed,
+    # --input-range for every model, else what each model says its integer inputs index.
+    input_ranges = {name: list(settings.input_range) if settings.input_range else info.get("input_range")
+                    for name, info in models.items()}
+    job_fields = {"measure": MeasureParams.from_settings(settings), "seed": settings.seed, "input_ranges": input_ranges,
+                  "input_range_from": "--input-range" if settings.input_range else "model",
                   "crosscheck": settings.crosscheck, "crosscheck_time": settings.crosscheck_time}
     stall_timeout = settings.stall_timeout
     if settings.crosscheck:  # a worker is silent while benchmark_app runs

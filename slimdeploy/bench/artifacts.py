@@ -31,9 +31,12 @@ class ArtifactInfo:
     flops: int | None = None
     nonzero_flops: int | None = None
     widths: list = field(default_factory=list)
+    input_dtype: str | None = None  # numpy's name: float32, int32, ...
+    # Integer inputs that index an embedding table: [0, rows of the smallest such table).
+    input_range: list | None = None
 
     def model_info(self) -> dict:
-        keys = ("params", "nonzero_params", "flops", "nonzero_flops")
+        keys = ("params", "nonzero_params", "flops", "nonzero_flops", "input_dtype", "input_range")
         info = {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
         if self.widths:
             info["widths"] = list(self.widths)
@@ -77,7 +80,13 @@ def _inspect_onnx(path: Path) -> ArtifactInfo:
     if len(inputs) != 1:
         raise ModelFileError(f"artifact {path} has {len(inputs)} inputs; slimdeploy benchmarks single-input models")
     dims = [d.dim_value if d.HasField("dim_value") else None for d in inputs[0].type.tensor_type.shape.dim]
-    info = ArtifactInfo(path, input_name=inputs[0].name, input_shape=dims)
+    info = ArtifactInfo(path, input_name=inputs[0].name, input_shape=dims,
+                        input_dtype=_onnx_dtype_name(inputs[0].type.tensor_type.elem_type))
+    if info.input_dtype and np.issubdtype(np.dtype(info.input_dtype), np.integer):
+        tables = {name: list(init.dims) for name, init in initializers.items()}
+        gathers = [(node.input[0], node.input[1], node.output) for node in graph.node if node.op_type == "Gather"]
+        casts = [(node.input[0], node.output) for node in graph.node if node.op_type in PASS_THROUGH]
+        info.input_range = _indexed_range(inputs[0].name, gathers, casts, tables)
 
     arrays = {}
     params = nonzero = 0
@@ -113,6 +122,37 @@ def _inspect_onnx(path: Path) -> ArtifactInfo:
     if flops:
         info.flops, info.nonzero_flops = int(flops), int(nz_flops)
     return info
+
+
+# Ops an integer id passes through unchanged on its way to the Gather that uses it.
+PASS_THROUGH = ("Cast", "Identity", "Convert")
+
+
+def _indexed_range(start, gathers, casts, tables) -> list | None:
+    """[0, rows) of the smallest constant table that ``start`` (an integer input) indexes.
+
+    ``gathers``: (table, indices, outputs) per Gather; ``casts``: (input, outputs) per
+    pass-through op; ``tables``: constant name -> dims.
+    """
+    reached, frontier = {start}, [start]
+    while frontier:
+        name = frontier.pop()
+        for source, outputs in casts:
+            if source == name:
+                new = [o for o in outputs if o not in reached]
+                reached.update(new)
+                frontier.extend(new)
+    rows = [tables[table][0] for table, indices, _ in gathers if indices in reached and tables.get(table)]
+    return [0, int(min(rows))] if rows else None
+
+
+def _onnx_dtype_name(elem_type: int) -> str | None:
+    from onnx import helper
+
+    try:
+        return np.dtype(helper.tensor_dtype_to_np_dtype(elem_type)).name
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def _onnx_spatial_sizes(model) -> dict:
@@ -151,7 +191,9 @@ def _inspect_openvino(path: Path) -> ArtifactInfo:
         raise ModelFileError(f"artifact {path} has {len(parameters)} inputs; slimdeploy benchmarks single-input models")
     data = parameters[0].find("data")
     shape_text = data.get("shape", "") if data is not None else ""
-    info = ArtifactInfo(path, input_name=parameters[0].get("name"), input_shape=_ir_dims(shape_text))
+    element = data.get("element_type", "") if data is not None else ""
+    info = ArtifactInfo(path, input_name=parameters[0].get("name"), input_shape=_ir_dims(shape_text),
+                        input_dtype=_IR_INPUT_DTYPES.get(element))
 
     weights_path = path.with_suffix(".bin")
     blob = np.fromfile(weights_path, dtype=np.uint8) if weights_path.is_file() else None
@@ -208,7 +250,41 @@ def _inspect_openvino(path: Path) -> ArtifactInfo:
         info.widths.append(weight_dims[0] if trans_b else weight_dims[1])
     if flops:
         info.flops, info.nonzero_flops = int(flops), int(nz_flops)
+    if info.input_dtype and np.issubdtype(np.dtype(info.input_dtype), np.integer):
+        info.input_range = _ir_indexed_range(root, layers, parameters[0].get("id"))
     return info
+
+
+_IR_INPUT_DTYPES = {"f32": "float32", "f16": "float16", "f64": "float64", "i32": "int32", "i64": "int64",
+                    "u8": "uint8", "i8": "int8"}
+
+
+def _ir_indexed_range(root, layers: dict, parameter: str) -> list | None:
+    """``_indexed_range`` on an IR graph: a Gather's port 0 is the table, port 1 the indices."""
+    into = {}  # layer id -> {port: source layer id}
+    out_of = {}  # layer id -> consumer layer ids
+    for edge in root.iter("edge"):
+        into.setdefault(edge.get("to-layer"), {})[edge.get("to-port")] = edge.get("from-layer")
+        out_of.setdefault(edge.get("from-layer"), []).append(edge.get("to-layer"))
+    tables, gathers, casts = {}, [], []
+    for layer_id, layer in layers.items():
+        kind = layer.get("type")
+        ports = [p.get("id") for p in layer.find("input").findall("port")] if layer.find("input") is not None else []
+        feeds = into.get(layer_id, {})
+        if kind == "Const":
+            out = layer.find("output")
+            port = out.find("port") if out is not None else None
+            if port is not None:
+                tables[layer_id] = [int(d.text) for d in port.findall("dim")]
+        elif kind == "Gather" and len(ports) >= 2:
+            gathers.append((feeds.get(ports[0]), feeds.get(ports[1]), [layer_id]))
+        elif kind in PASS_THROUGH:
+            casts.append((feeds.get(ports[0]) if ports else None, [layer_id]))
+    # A table stored in f16 reaches its Gather through a Convert: name it by the Const.
+    for source, outputs in casts:
+        if source in tables:
+            tables[outputs[0]] = tables[source]
+    return _indexed_range(parameter, gathers, casts, tables)
 
 
 def _ir_dims(text: str) -> list:
@@ -240,7 +316,32 @@ def _inspect_keras(path: Path) -> ArtifactInfo:
     config = check_keras_archive(path, "artifact")
     _check_keras_weights(path)
     shape = _find_batch_shape(config)
-    return ArtifactInfo(path, input_name="input", input_shape=list(shape) if shape is not None else None)
+    info = ArtifactInfo(path, input_name="input", input_shape=list(shape) if shape is not None else None)
+    input_layer = _find_layer_config(config, "InputLayer")
+    dtype = (input_layer or {}).get("dtype")
+    dtype = dtype.get("config", {}).get("name") if isinstance(dtype, dict) else dtype  # Keras 3 dtype policies
+    info.input_dtype = dtype if isinstance(dtype, str) else None
+    embedding = _find_layer_config(config, "Embedding")
+    if embedding and info.input_dtype and np.issubdtype(np.dtype(info.input_dtype), np.integer):
+        info.input_range = [0, int(embedding["input_dim"])]
+    return info
+
+
+def _find_layer_config(node, class_name: str) -> dict | None:
+    """The ``config`` of the first layer of ``class_name`` in a Keras config."""
+    if isinstance(node, dict):
+        if node.get("class_name") == class_name and isinstance(node.get("config"), dict):
+            return node["config"]
+        children = node.values()
+    elif isinstance(node, list):
+        children = node
+    else:
+        return None
+    for child in children:
+        found = _find_layer_config(child, class_name)
+        if found is not None:
+            return found
+    return None
 
 
 def _check_keras_weights(path: Path) -> None:
@@ -274,20 +375,6 @@ def _refuse_non_finite(path: Path, name, array: np.ndarray) -> None:
         raise ModelFileError(f"artifact {path} has NaN or Inf values in weight {name}")
 
 
-def _find_batch_shape(node):
-    if isinstance(node, dict):
-        if node.get("class_name") == "InputLayer":
-            conf = node.get("config", {})
-            shape = conf.get("batch_shape") or conf.get("batch_input_shape")
-            if shape is not None:
-                return shape
-        for value in node.values():
-            found = _find_batch_shape(value)
-            if found is not None:
-                return found
-    elif isinstance(node, list):
-        for value in node:
-            found = _find_batch_shape(value)
-            if found is not None:
-                return found
-    return None
+def _find_batch_shape(config):
+    layer = _find_layer_config(config, "InputLayer") or {}
+    return layer.get("batch_shape") or layer.get("batch_input_shape")

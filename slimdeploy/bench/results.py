@@ -32,7 +32,7 @@ def finish_cell(spec: CellSpec, record: dict) -> dict:
     cell = base_cell(spec)
     cell["status"] = record.get("status", "error")
     cell["error"] = record.get("error")
-    for key in ("load_seconds", "first_inference_seconds", "applied_settings", "parallelism", "output_shape",
+    for key in ("load_seconds", "first_inference_seconds", "applied_settings", "parallelism", "output_shape", "input",
                 "group_wall_seconds", "crosscheck", "blocks", "processes", "instances"):
         if record.get(key) is not None:
             cell[key] = record[key]

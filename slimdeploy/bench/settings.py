@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,12 +49,17 @@ class BenchSettings:
     # process gave ratios from 0.94 to 1.06, each with an interval that excluded the others.
     # The verdict's interval resamples processes, so it carries that spread.
     processes: int = 2
-    baseline_model: str = "dense"
+    # The model the others are compared with. None: "dense" where there is one (a run
+    # directory), else the first model given (``bench a.onnx b.onnx``: a).
+    baseline_model: str | None = None
     # Only these models (None: all found in the sources).
     models: tuple[str, ...] | None = None
     # Non-batch input dimensions every artifact must take (None: from the run's recipe or
     # the artifacts themselves).
     input_shape: tuple[int, ...] | None = None
+    # Value range [LOW, HIGH) of the generated inputs (integer ids or floats); None: from
+    # the model (an embedding's size for integer ids), else [0, 1) for floats.
+    input_range: tuple[float, float] | None = None
     ort_graph_optimization: str = "all"
     openvino_precision: str = "f32"
     # --crosscheck: run OpenVINO's benchmark_app on the same IR, shape and threads,
@@ -115,10 +121,13 @@ class BenchSettings:
             raise fail("--ort-opt", f"must be one of {', '.join(ORT_OPT_LEVELS)}, not {self.ort_graph_optimization!r}")
         if self.openvino_precision not in OPENVINO_PRECISIONS:
             raise fail("--precision", f"must be one of {', '.join(OPENVINO_PRECISIONS)}, not {self.openvino_precision!r}")
-        if not self.baseline_model:
+        if self.baseline_model is not None and not (isinstance(self.baseline_model, str) and self.baseline_model):
             raise fail("--baseline-model", "must be a model name")
         if self.input_shape is not None:
             _positive_ints("--input-shape", self.input_shape, fail)
+        if self.input_range is not None and not _is_value_range(self.input_range):
+            shown = ",".join(map(str, self.input_range)) if isinstance(self.input_range, (list, tuple)) else repr(self.input_range)
+            raise fail("--input-range", f"expected LOW,HIGH: two finite numbers, LOW below HIGH, got {shown}")
         if not (isinstance(self.threshold, (int, float)) and 0 <= self.threshold < 1):
             raise fail("threshold", "must be in [0, 1)")
         if not (isinstance(self.confidence, (int, float)) and 0 < self.confidence < 1):
@@ -127,6 +136,8 @@ class BenchSettings:
             raise fail("bootstrap_resamples", "must be an integer >= 100")
         if not _is_int(self.seed) or self.seed < 0:
             raise fail("--seed", "must be a non-negative integer")
+        if self.input_range is not None:  # a TOML list becomes the tuple the field declares
+            return dataclasses.replace(self, input_range=tuple(self.input_range))
         return self
 
     def runtime_options(self, runtime: str) -> dict:
@@ -136,6 +147,15 @@ class BenchSettings:
         if runtime == "openvino":
             return {"precision": self.openvino_precision}
         return {}
+
+
+def _is_value_range(value: Any) -> bool:
+    """``[LOW, HIGH)``: two finite numbers, LOW below HIGH."""
+    if not isinstance(value, (list, tuple)) or len(value) != 2:
+        return False
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value):
+        return False
+    return value[0] < value[1]
 
 
 def _is_int(value: Any) -> bool:

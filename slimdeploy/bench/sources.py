@@ -45,6 +45,13 @@ class Sources:
     recipe_input_shape: tuple | None = None
     notes: list = field(default_factory=list)
 
+    def default_baseline(self) -> str:
+        """The model others are compared with when --baseline-model is not given: ``dense`` of a
+        run directory, else the first model given (``bench a.onnx b.onnx``: a)."""
+        if self.run_dir is not None and "dense" in self.models:
+            return "dense"
+        return next(iter(self.models))
+
 
 def resolve_sources(sources, model_filter=None) -> Sources:
     if not sources:
@@ -57,7 +64,11 @@ def resolve_sources(sources, model_filter=None) -> Sources:
         path = Path(raw)
         if not path.exists():
             raise UserError(f"source {path} does not exist")
-        if path.is_dir():
+        if path.is_dir() and (path / "export.json").is_file() and not (path / "dense").is_dir():
+            # An export directory of a lone model file (`export model.keras` -> exports/model/).
+            if not _add_export(path / "export.json", models, notes, {}, Path.cwd()):
+                raise UserError(f"{path / 'export.json'} lists no valid artifact (run `slimdeploy export` again)")
+        elif path.is_dir():
             run_dir = run_dir or path
             shape = _add_run_dir(path, models, notes)
             recipe_shape = recipe_shape or shape
@@ -71,7 +82,7 @@ def resolve_sources(sources, model_filter=None) -> Sources:
         unknown = [m for m in model_filter if m not in models]
         if unknown:
             raise UserError(f"--models: no model named {', '.join(unknown)} in the sources (found: {', '.join(models) or 'none'})")
-        models = {name: models[name] for name in model_filter}
+        models = {name: model for name, model in models.items() if name in model_filter}  # order: as given
     if not models:
         raise UserError(f"no models found in {', '.join(map(str, sources))} (a run directory needs exports/export.json "
                         "or Keras models; run `slimdeploy export` first)")
@@ -84,33 +95,44 @@ def resolve_sources(sources, model_filter=None) -> Sources:
     return Sources(models=models, run_dir=run_dir, recipe_input_shape=recipe_shape, notes=notes)
 
 
+def _add_export(export_json: Path, models: dict, notes: list, keras_sources: dict, base: Path) -> bool:
+    """The valid artifacts an ``export.json`` lists; whether it listed any. ``keras_sources``
+    collects each model's Keras file, read relative to ``base``."""
+    manifest = fsutil.read_json(export_json, "export manifest")
+    artifacts = manifest.get("artifacts") if isinstance(manifest, dict) else None
+    if not isinstance(artifacts, list):
+        raise UserError(f"{export_json} is not a slimdeploy export manifest (no 'artifacts' list)")
+    found_any = False
+    for entry in artifacts:
+        if not isinstance(entry, dict) or "model" not in entry or "path" not in entry:
+            raise UserError(f"{export_json}: every artifact needs 'model' and 'path'")
+        name = str(entry["model"])
+        if entry.get("source"):
+            keras_sources.setdefault(name, base / entry["source"])
+        if not entry.get("valid", False):
+            note = (f"skipped {name}/{entry.get('target')}: not valid in {export_json.name} "
+                    f"({entry.get('error') or 'verification failed'})")
+            if note not in notes:
+                notes.append(note)
+            continue
+        path = export_json.parent / entry["path"]
+        if not path.is_file():
+            raise UserError(f"{export_json} lists {entry['path']} but {path} does not exist")
+        model = models.setdefault(name, ModelSource(name))
+        model.add(path, str(export_json))
+        for key in INFO_KEYS:
+            if entry.get(key) is not None:
+                model.info.setdefault(key, entry[key])
+        found_any = True
+    return found_any
+
+
 def _add_run_dir(run_dir: Path, models: dict, notes: list) -> tuple | None:
     export_json = run_dir / "exports" / "export.json"
-    found_any = False
     keras_sources = {}
+    found_any = False
     if export_json.is_file():
-        manifest = fsutil.read_json(export_json, "export manifest")
-        artifacts = manifest.get("artifacts") if isinstance(manifest, dict) else None
-        if not isinstance(artifacts, list):
-            raise UserError(f"{export_json} is not a slimdeploy export manifest (no 'artifacts' list)")
-        for entry in artifacts:
-            if not isinstance(entry, dict) or "model" not in entry or "path" not in entry:
-                raise UserError(f"{export_json}: every artifact needs 'model' and 'path'")
-            name = str(entry["model"])
-            if entry.get("source"):
-                keras_sources.setdefault(name, run_dir / entry["source"])
-            if not entry.get("valid", False):
-                notes.append(f"skipped {entry['path']}: not valid in export.json ({entry.get('error') or 'verification failed'})")
-                continue
-            path = export_json.parent / entry["path"]
-            if not path.is_file():
-                raise UserError(f"{export_json} lists {entry['path']} but {path} does not exist")
-            model = models.setdefault(name, ModelSource(name))
-            model.add(path, str(export_json))
-            for key in INFO_KEYS:
-                if entry.get(key) is not None:
-                    model.info.setdefault(key, entry[key])
-            found_any = True
+        found_any = _add_export(export_json, models, notes, keras_sources, run_dir)
     else:
         notes.append(f"{export_json} not found: only the Keras models (TensorFlow runtime) are benchmarked")
     for name, relative in RUN_KERAS_MODELS.items():

@@ -55,6 +55,23 @@ def verdict_table(results: dict, width: int = 120) -> Table:
     return table
 
 
+def latency_table(results: dict) -> Table:
+    """Every measured cell's latency and throughput: the view when there is nothing to compare."""
+    table = Table(title="latency per call (p50, p90) and throughput; * unstable", title_justify="left",
+                  box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1, 0, 0))
+    for name, justify in (("rt", "left"), ("batch", "right"), ("thr", "right"), ("model", "left"),
+                          ("p50", "right"), ("p90", "right"), ("items/s", "right")):
+        table.add_column(name, justify=justify, no_wrap=True)
+    for c in results.get("cells", []):
+        if c["status"] != "ok":
+            continue
+        st = c["stats"]
+        table.add_row(RUNTIME_SHORT.get(c["runtime"], c["runtime"]), str(c["batch"]), str(c["threads"]),
+                      c["model"] + ("*" if c.get("unstable") else ""), _ms(st["p50_ms"]), _ms(st["p90_ms"]),
+                      f"{st['throughput_per_s']:,.0f}")
+    return table
+
+
 def problem_lines(results: dict) -> list[str]:
     lines = []
     for name, info in results.get("runtimes", {}).items():

@@ -39,6 +39,7 @@ def _one_line(exc: BaseException) -> str:
 def run_job(job: dict, emit) -> None:
     from slimdeploy.bench.crosscheck import crosscheck_session
     from slimdeploy.bench.harness import MeasureParams, measure_alone, measure_interleaved, warm_up
+    from slimdeploy.bench.inputs import group_range, make_input
     from slimdeploy.runtimes.registry import open_session
 
     runtime, threads, mode = job["runtime"], int(job["threads"]), job["mode"]
@@ -49,7 +50,9 @@ def run_job(job: dict, emit) -> None:
         batch = int(group["batch"])
         emit("group_start", group=group_index, batch=batch)
         rng = np.random.default_rng(job.get("seed", 0) + batch)
-        data = None
+        ranges = job.get("input_ranges") or {}
+        value_range = group_range([ranges.get(cell["model"]) for cell in group["cells"]])
+        data = drawn = None
         sessions, records = {}, {}
         for cell in group["cells"]:
             emit("model_loading", group=group_index, id=cell["id"], model=cell["model"])
@@ -58,10 +61,11 @@ def run_job(job: dict, emit) -> None:
                 start = time.perf_counter()
                 session = open_session(runtime, cell["artifact"], batch, threads, options, mode)
                 record["load_seconds"] = time.perf_counter() - start
-                shape = session.input_shape()
-                if data is None or data.shape != tuple(shape):
-                    # The same input for every model of the group; uniform like scaled pixels.
-                    data = rng.random(tuple(shape), dtype=np.float32)
+                shape, dtype = tuple(session.input_shape()), session.input_dtype()
+                if data is None or data.shape != shape or data.dtype != dtype:
+                    # The same input for every model of the group, in the range all of them take.
+                    data, drawn = make_input(rng, shape, dtype, value_range, job.get("input_range_from", "model"))
+                record["input"] = drawn
                 session.set_input(data)
                 start = time.perf_counter()
                 output = np.asarray(session.run_parallel() if mode == "throughput" else session.run())

@@ -30,6 +30,7 @@ positive_int = _checked_number(int, lambda value: value > 0, "a positive integer
 non_negative_int = _checked_number(int, lambda value: value >= 0, "a non-negative integer")
 # NaN fails ``value >= 0`` too.
 non_negative_float = _checked_number(float, lambda value: value >= 0, "a non-negative number")
+positive_float = _checked_number(float, lambda value: 0 < value < float("inf"), "a positive number")
 
 
 def name_list(text: str) -> list[str]:
@@ -48,6 +49,15 @@ def int_list(text: str) -> list[int]:
 
 def _empty(text: str):
     raise argparse.ArgumentTypeError(f"expected at least one value, got {text!r}")
+
+
+def add_run_data_arguments(parser, use: str) -> None:
+    """``--data`` and ``--data-override`` for stages that read a run's recorded data."""
+    parser.add_argument("--data", help=f"data for {use}: by default a run directory's own recorded data (the file it was "
+                                       "trained on, checked by sha256); a lone model file uses Fashion-MNIST (see "
+                                       "`train --help`) or this Fashion-MNIST directory or .npz")
+    parser.add_argument("--data-override", action="store_true",
+                        help="use --data although it is not the data the run was trained on (recorded as an override)")
 
 
 def print_json(obj) -> None:

@@ -7,6 +7,18 @@ import argparse
 from slimdeploy.commands._shared import int_list, name_list, non_negative_float, non_negative_int, positive_int, print_json
 
 
+def number_pair(text: str) -> list[float]:
+    """``LOW,HIGH`` as two numbers (integers stay int); their order is checked by BenchSettings."""
+    parts = [part.strip() for part in text.split(",")]
+    try:
+        values = [int(part) if part.lstrip("+-").isdigit() else float(part) for part in parts]
+    except ValueError:
+        values = None
+    if values is None or len(values) != 2:
+        raise argparse.ArgumentTypeError(f"expected two numbers LOW,HIGH, got {text!r}")
+    return values
+
+
 def add_parser(subparsers, common):
     parser = subparsers.add_parser(
         "bench",
@@ -17,7 +29,7 @@ def add_parser(subparsers, common):
             "with its thread count set through the runtime's own options. Per cell: warm-up, then at "
             "least --min-iters calls and --min-time seconds, models interleaved in blocks so machine "
             "drift hits all alike; every raw latency is kept. Each model is compared with the baseline "
-            "model: speedup of medians with a bootstrap 95%% interval, the FLOP ratio it could reach, "
+            "model: speedup of medians with a bootstrap 95% interval, the FLOP ratio it could reach, "
             "and a verdict ('faster' only when the whole interval is above 1.05). Writes bench.json "
             "(schema: slimdeploy/schemas/bench.schema.json) and prints a verdict table."
         ),
@@ -48,10 +60,14 @@ def add_parser(subparsers, common):
                         help="worker processes per runtime, each measuring its share of --min-iters and --min-time; "
                              "the verdict's interval resamples them, so what one process fixes (memory layout) "
                              "is not taken for a model's speed (default: 2)")
-    parser.add_argument("--baseline-model", help="the model the others are compared with (default: dense)")
+    parser.add_argument("--baseline-model", help="the model the others are compared with (default: dense, else the first SOURCE given)")
     parser.add_argument("--models", type=name_list, metavar="LIST", help="only these models (default: all found)")
     parser.add_argument("--input-shape", type=int_list, metavar="DIMS",
                         help="input dimensions without the batch, e.g. 28,28 (default: the run's recipe or the artifacts)")
+    parser.add_argument("--input-range", type=number_pair, metavar="LOW,HIGH",
+                        help="value range of the generated inputs: integer inputs get ids in [LOW, HIGH), floats "
+                             "uniform values in it (default: read from the model or its export, e.g. an embedding's "
+                             "size for token ids; else [0, 1) for floats, [0, 128) for integers)")
     parser.add_argument("--ort-opt", choices=("disabled", "basic", "extended", "all"),
                         help="ONNX Runtime graph optimization level (default: all)")
     parser.add_argument("--precision", choices=("f32", "bf16", "f16"),
@@ -88,6 +104,7 @@ def settings_from_args(args):
         "baseline_model": args.baseline_model,
         "models": tuple(args.models) if args.models else None,
         "input_shape": tuple(args.input_shape) if args.input_shape else None,
+        "input_range": tuple(args.input_range) if args.input_range else None,
         "ort_graph_optimization": args.ort_opt,
         "openvino_precision": args.precision,
         "crosscheck": True if args.crosscheck else None,
@@ -102,7 +119,7 @@ def settings_from_args(args):
 
 def run(args) -> int:
     from slimdeploy.bench.api import run_bench
-    from slimdeploy.bench.table import problem_lines, verdict_table
+    from slimdeploy.bench.table import latency_table, problem_lines, verdict_table
     from slimdeploy.progress import console, progress_bar
 
     if args.force and args.resume:
@@ -119,6 +136,8 @@ def run(args) -> int:
             console.print(f"note: {note}")
         if results["comparisons"]:
             console.print(verdict_table(results, console.width))
+        else:  # one model: nothing to compare, its latencies still answer
+            console.print(latency_table(results))
         for line in problem_lines(results):
             console.print(line, markup=False)
         errors = sum(1 for c in results["cells"] if c["status"] == "error")

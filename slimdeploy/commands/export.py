@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from slimdeploy.commands._shared import int_list, positive_int, print_json
+from slimdeploy.commands._shared import add_run_data_arguments, int_list, positive_float, positive_int, print_json
 
 TARGET_CHOICES = ("onnx", "openvino", "tensorrt", "all")  # slimdeploy.export.registry, kept import-free for --help
 
@@ -58,7 +58,10 @@ def add_parser(subparsers, common):
     parser.add_argument("--sparse-weights", action="store_true",
                         help="TensorRT: allow 2:4 structured-sparse kernels where weights qualify; the manifest "
                              "says which layers TensorRT found eligible and which it ran sparse")
-    parser.add_argument("--data", help="Fashion-MNIST directory or .npz for verification (default: the run's own data; see `train --help`)")
+    add_run_data_arguments(parser, "verification")
+    parser.add_argument("--scale", type=positive_float,
+                        help="lone model file: divide the verification inputs by this number (default: IDX Fashion-MNIST "
+                             "pixels /255, an .npz unchanged); a run directory uses the scaling it was trained with")
     parser.add_argument("--verify-limit", type=positive_int, metavar="N",
                         help="verify on at most N validation and N test images each (default: all)")
     state = parser.add_mutually_exclusive_group()
@@ -95,7 +98,8 @@ def run(args) -> int:
     try:
         with progress_bar(not args.quiet) as progress:
             manifest = export_source(args.source, settings, args.out, force=args.force, resume=args.resume,
-                                     progress=progress, data=args.data)
+                                     progress=progress, data=args.data, data_override=args.data_override,
+                                     scale=args.scale)
     except ExportFailed as exc:
         _report(exc.manifest, args, console)
         raise

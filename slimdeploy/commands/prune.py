@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from slimdeploy.commands._shared import non_negative_float, positive_int, print_json
+from slimdeploy.commands._shared import add_run_data_arguments, non_negative_float, positive_int, print_json
 
 
 def fraction(text: str) -> float:
@@ -43,7 +43,7 @@ def add_parser(subparsers, common):
             "and by fine-tuning, so the record says whether the ticket beats a smaller network trained from scratch."
         ),
         epilog=(
-            "Examples: `slimdeploy prune runs/article` (both modes, 5 rounds of 20%%); "
+            "Examples: `slimdeploy prune runs/article` (both modes, 5 rounds of 20%); "
             "`slimdeploy prune runs/article --mode structured --target 0.1 --seeds 0,1,2`; "
             "`slimdeploy prune runs/article --mode unstructured --reset rewind:500 --resume`."
         ),
@@ -75,7 +75,7 @@ def add_parser(subparsers, common):
                         help="ticket = the most-pruned round whose validation accuracy is within POINTS accuracy points "
                              "(e.g. 0.5) of dense (default: the final round)")
     parser.add_argument("--epochs", type=positive_int, help="retraining epochs per round (default: the dense model's)")
-    parser.add_argument("--data", help="Fashion-MNIST directory or .npz (default: the same search as train)")
+    add_run_data_arguments(parser, "retraining and evaluation")
     state = parser.add_mutually_exclusive_group()
     state.add_argument("--resume", action="store_true", help="continue an interrupted prune; finished rounds are kept, not recomputed")
     state.add_argument("--force", action="store_true", help="delete an existing RUN_DIR/<mode> and start over")
@@ -113,7 +113,7 @@ def run(args) -> int:
     for settings in all_settings:
         with progress_bar(not args.quiet) as progress:
             records[settings.mode] = prune_run(args.run_dir, settings, resume=args.resume, force=args.force,
-                                               progress=progress, data=args.data)
+                                               progress=progress, data=args.data, data_override=args.data_override)
         if not args.quiet and not args.json:
             print_summary(records[settings.mode], Path(args.run_dir) / settings.mode)
     if args.json:
@@ -149,7 +149,9 @@ def print_summary(record: dict, mode_dir: Path) -> None:
         parts = [f"{name} {value['test_accuracy']:.4f} (val {value['val_accuracy']:.4f})" if value.get("val_accuracy") is not None
                  else f"{name} {value['test_accuracy']:.4f}"
                  for name, value in resets.items() if isinstance(value, dict)]
-        console.print(f"final round, test accuracy by reset: {'; '.join(parts)} -> winner by validation: [bold]{resets.get('winner')}[/bold]")
+        # With one reset trained (--no-controls) there is nothing to pick a winner from.
+        winner = f" -> winner by validation: [bold]{resets['winner']}[/bold]" if resets.get("winner") else ""
+        console.print(f"final round, test accuracy by reset: {'; '.join(parts)}{winner}")
     drop = record.get("accuracy_drop") or {}
     if drop.get("first_round_beyond") is not None:
         console.print(f"test accuracy first falls more than {drop['threshold_points']:g} points below dense at round "

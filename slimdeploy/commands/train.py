@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
-from slimdeploy.commands._shared import non_negative_int, positive_int, print_json, remove_if_created
+from slimdeploy.commands._shared import non_negative_int, positive_float, positive_int, print_json, remove_if_created
 
 
 def add_parser(subparsers, common):
@@ -22,6 +23,9 @@ def add_parser(subparsers, common):
     parser.add_argument("--epochs", type=positive_int, help="override the recipe's epoch count")
     parser.add_argument("--seed", type=non_negative_int, help="override the recipe's seed (data order, init, split)")
     parser.add_argument("--data", help="Fashion-MNIST directory of IDX .gz files, or an .npz (default: search, see README)")
+    parser.add_argument("--scale", type=positive_float,
+                        help="divide the input values by this number (e.g. 255 for 0..255 pixels in an .npz); overrides "
+                             "the recipe's [dataset] scale. Default: IDX Fashion-MNIST pixels /255, any other data unchanged")
     parser.add_argument("--limit", type=positive_int, help="use at most N training and N test images (quick runs)")
     parser.add_argument("--out", help="run directory (default: runs/<recipe name>)")
     parser.add_argument("--force", action="store_true", help="overwrite an existing RUN_DIR/dense")
@@ -32,16 +36,20 @@ def add_parser(subparsers, common):
 
 def run(args) -> int:
     from slimdeploy import fsutil
-    from slimdeploy.config import load_recipe
+    from slimdeploy.config import check_recipe_data, load_recipe
     from slimdeploy.data import load_dataset
     from slimdeploy.progress import console, progress_bar
     from slimdeploy.train import train_dense
 
     recipe = load_recipe(args.recipe).with_training(epochs=args.epochs, seed=args.seed)
+    check_recipe_data(recipe, args.data)
+    if args.scale is not None:
+        recipe = dataclasses.replace(recipe, dataset=dataclasses.replace(recipe.dataset, scale=args.scale))
     out_dir = Path(args.out or Path("runs") / recipe.name)
     fsutil.refuse_existing(out_dir / "dense", args.force)
     # Everything that can fail on the user's input is checked before anything is written.
-    data = load_dataset(args.data, recipe.dataset.validation_size, recipe.training.seed, limit=args.limit)
+    data = load_dataset(args.data, recipe.dataset.validation_size, recipe.training.seed, limit=args.limit,
+                        scale=recipe.dataset.scale)
     with remove_if_created(out_dir), progress_bar(not args.quiet) as progress:
         metrics = train_dense(recipe, data, out_dir, force=args.force, progress=progress)
     if args.json:

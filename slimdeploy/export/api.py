@@ -63,16 +63,18 @@ def plan_targets(settings: ExportSettings) -> tuple[list, list[dict]]:
 
 
 def export_source(source, settings: ExportSettings | None = None, out_dir=None, *, force: bool = False,
-                  resume: bool = False, progress=None, data=None) -> dict:
+                  resume: bool = False, progress=None, data=None, data_override: bool = False,
+                  scale: float | None = None) -> dict:
     """Export SOURCE (a ``.keras`` file or a run directory) and return the manifest.
 
     An existing export is refused unless ``force`` (export everything again) or ``resume``
     (keep the verified artifacts of an interrupted export with the same settings; a finished
     export is returned as it is).
 
-    ``data`` is a Fashion-MNIST location (as ``--data``) or an already loaded
-    ``slimdeploy.data.Dataset``; by default a run directory's own split is used, and the
-    default split for a lone file. Raises ``UserError`` before writing anything when the
+    ``data`` is a data location (as ``--data``) or an already loaded
+    ``slimdeploy.data.Dataset``. A run directory's own recorded data and split are used by
+    default; other data only with ``data_override``. A lone file uses ``data`` (default:
+    Fashion-MNIST) divided by ``scale`` (default: the source's own convention). Raises ``UserError`` before writing anything when the
     input is wrong, ``ExportFailed`` (a ``WorkError``) when an artifact fails verification.
     """
     from slimdeploy.models import load_model, require_single_io
@@ -105,7 +107,7 @@ def export_source(source, settings: ExportSettings | None = None, out_dir=None, 
     models = {m.name: load_model(m.path, what=what[m.name]) for m in plan.models}
     for m in plan.models:
         require_single_io(models[m.name], m.path, what[m.name])
-    dataset = _dataset(plan, data)
+    dataset = _dataset(plan, data, data_override, scale)
     for m in plan.models:
         check_input_shape(models[m.name], dataset, f"{what[m.name]} {m.path}")
     created = prepare_out_dir(plan.out_dir)
@@ -158,7 +160,8 @@ def export_source(source, settings: ExportSettings | None = None, out_dir=None, 
         "source": str(plan.source),
         "settings": settings.to_dict(),
         "environment": environment.describe(),
-        "data": {**dataset.describe(), "verification": verification},
+        "data": {**dataset.describe(), "override": bool(data_override), "verification": verification,
+                 "input_contract": dataset.input_contract()},
         "models": model_facts,
         "artifacts": artifacts,
         "skipped": skipped,
@@ -223,15 +226,18 @@ def _resumable_artifacts(partial_path: Path, settings: ExportSettings, plan: Sou
     return done
 
 
-def _dataset(plan: SourcePlan, data):
+def _dataset(plan: SourcePlan, data, data_override: bool, scale: float | None):
     from slimdeploy.data import Dataset, load_dataset
     from slimdeploy.runinfo import run_dataset
 
     if isinstance(data, Dataset):
         return data
     if plan.run_dir is not None:
-        return run_dataset(plan.run_dir, data)
-    return load_dataset(data)
+        if scale is not None:
+            raise UserError(f"--scale applies to a lone model file; {plan.run_dir} is verified with the scaling "
+                            "it was trained with (recorded in dense/metrics.json)")
+        return run_dataset(plan.run_dir, data, data_override=data_override)
+    return load_dataset(data, scale=scale)
 
 
 def _model_facts(m, model, reference, source_sha256: str) -> dict:
@@ -249,10 +255,12 @@ def _export_model(m, model, facts, reference, targets, settings, plan, staging, 
     """All targets of one model, each passed to ``record`` as it finishes (``kept``: target ->
     a record verified earlier, used as it is)."""
     from slimdeploy.export.onnx import INPUT_NAME, OUTPUT_NAME, keras_to_onnx
+    from slimdeploy.models import integer_input_range, model_input_dtype
 
     base = {
         "model": m.name, "source": m.label, "precision": settings.precision,
-        "input_name": INPUT_NAME, "output_name": OUTPUT_NAME,
+        "input_name": INPUT_NAME, "input_dtype": model_input_dtype(model), "input_range": integer_input_range(model),
+        "output_name": OUTPUT_NAME,
         "input_shape": [settings.static_batch, *model.input_shape[1:]], "batch": settings.batch,
         **{key: facts[key] for key in ("params", "nonzero_params", "flops", "widths")},
     }
@@ -359,7 +367,8 @@ def _file_facts(files: list[Path]) -> dict:
 
 
 FIELD_ORDER = (
-    "model", "source", "target", "path", "files", "precision", "inference_precision", "input_name", "input_shape",
+    "model", "source", "target", "path", "files", "precision", "inference_precision", "input_name", "input_dtype",
+    "input_range", "input_shape",
     "output_name", "batch", "bytes", "gzip_bytes", "sha256", "params", "nonzero_params", "flops", "widths",
     "max_abs_diff", "mean_abs_diff", "top1_agreement", "test_accuracy", "keras_test_accuracy", "tolerance",
     "min_top1_agreement", "valid", "error", "seconds", "converter", "runtime", "versions",

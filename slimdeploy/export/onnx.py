@@ -7,7 +7,6 @@ they are, so the zeros of an unstructured ticket stay zeros (and compress).
 
 from __future__ import annotations
 
-import logging
 import shutil
 from pathlib import Path
 
@@ -15,31 +14,42 @@ import numpy as np
 
 from slimdeploy.errors import WorkError
 from slimdeploy.export.target import Exported, Runner, Target, package_version
+from slimdeploy.models import model_input_dtype
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "output"
 BATCH_DIM = "batch"
 
 
-def keras_to_onnx(model, path: Path, *, opset: int, static_batch: int | None) -> None:
-    """Write ``model`` as an fp32 ONNX file at ``path`` and check it with ``onnx.checker``."""
+def keras_to_onnx(model, path: Path, *, opset: int, static_batch: int | None, rewrite: bool = True) -> None:
+    """Write ``model`` as an fp32 ONNX file at ``path`` and check it with ``onnx.checker``.
+
+    ``rewrite``: replace the TensorFlow ops tf2onnx leaves untranslated (``onnx_rewrite``);
+    off only to show what happens without it. A node that still fails is a ``WorkError``
+    naming its Keras layer, the layer's activation and the op.
+    """
     import onnx
     import tensorflow as tf
     import tf2onnx
 
-    logging.getLogger("tf2onnx").setLevel(logging.ERROR)
+    from slimdeploy.export.onnx_rewrite import checker_failure, conversion_failure, quiet_conversion, rewrite_untranslated_ops
+
     input_shape = tuple(model.input_shape[1:])
-    signature = (tf.TensorSpec((static_batch, *input_shape), tf.float32, name=INPUT_NAME),)
+    # The model's own input dtype: integer token ids stay integer in the graph.
+    signature = (tf.TensorSpec((static_batch, *input_shape), tf.as_dtype(model_input_dtype(model)), name=INPUT_NAME),)
     function = tf.function(lambda x: model(x, training=False))
-    try:
-        proto, _ = tf2onnx.convert.from_function(function, input_signature=signature, opset=opset)
-    except Exception as exc:  # tf2onnx raises many types; all mean the conversion failed
-        raise WorkError(f"tf2onnx could not convert {model.name}: {type(exc).__name__}: {str(exc)[:200]}") from exc
+    with quiet_conversion() as records:
+        try:
+            proto, _ = tf2onnx.convert.from_function(function, input_signature=signature, opset=opset)
+        except Exception as exc:  # tf2onnx raises many types; all mean the conversion failed
+            raise WorkError(conversion_failure(model, records, exc)) from exc
+    if rewrite:
+        rewrite_untranslated_ops(proto)
     _readable_names(proto)
     try:
         onnx.checker.check_model(proto, full_check=True)
     except Exception as exc:
-        raise WorkError(f"onnx.checker rejected the ONNX graph of {model.name}: {str(exc)[:200]}") from exc
+        raise WorkError(checker_failure(model, exc)) from exc
     onnx.save(proto, str(path))
 
 

@@ -47,7 +47,8 @@ def resolve_source(source: str | os.PathLike, out_dir: str | os.PathLike | None 
         run_dir = source
     else:
         models = [ModelSource(source.stem, source, str(source))]
-        default_out = source.parent / "exports"
+        # Each lone file its own directory: two files side by side must not share one export.json.
+        default_out = source.parent / "exports" / source.stem
         run_dir = None
     return SourcePlan(source=source, run_dir=run_dir, models=models, out_dir=Path(out_dir) if out_dir else default_out)
 

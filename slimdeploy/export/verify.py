@@ -38,8 +38,12 @@ def verification_images(data, limit: int | None = None) -> tuple:
 
 
 def keras_reference(model, data, *, limit: int | None = None, batch: int = 256) -> Reference:
+    from slimdeploy.data import as_model_input
+    from slimdeploy.models import model_input_dtype
+
     x_val, x_test, y_test = verification_images(data, limit)
-    x = np.ascontiguousarray(np.concatenate([x_val, x_test]).astype(np.float32, copy=False))
+    # In the model's own input dtype (as Keras feeds it): the artifacts take exactly this.
+    x = np.ascontiguousarray(as_model_input(np.concatenate([x_val, x_test]), model_input_dtype(model), data.source))
     outputs = np.asarray(model.predict(x, batch_size=batch, verbose=0), dtype=np.float32)
     keras_accuracy = float(np.mean(np.argmax(outputs[len(x_val):], axis=1) == y_test))
     return Reference(x=x, outputs=outputs, n_validation=len(x_val), y_test=y_test, keras_test_accuracy=keras_accuracy)

@@ -61,11 +61,13 @@ class _Context:
     extra: dict               # run-level fields added to the record
 
 
-def prune_run(run_dir, settings: PruneSettings, *, resume: bool = False, force: bool = False, progress=None, data=None) -> dict:
+def prune_run(run_dir, settings: PruneSettings, *, resume: bool = False, force: bool = False, progress=None, data=None,
+              data_override: bool = False) -> dict:
     """Prune ``RUN_DIR/dense`` into ``RUN_DIR/<settings.mode>`` and return the ``lottery.json`` record.
 
-    ``data`` is a Fashion-MNIST directory or .npz (None: the default search), or a loaded
-    ``Dataset``; either way the run's own train/validation/test split is used.
+    The run's own recorded data and split are used (``runinfo.run_dataset``). ``data`` may
+    name that same data elsewhere, other data with ``data_override``, or be a loaded
+    ``Dataset``.
     """
     from slimdeploy.models import load_model, require_single_io
     from slimdeploy.train import check_input_shape
@@ -82,10 +84,15 @@ def prune_run(run_dir, settings: PruneSettings, *, resume: bool = False, force: 
     require_single_io(dense_model, run_dir / "dense" / "model.keras", "dense model")
     graph = analyze(dense_model)
     layers = _layers_to_prune(graph, settings.mode, run_dir)
+    if settings.mode == "structured" and settings.criterion == "bias-threshold":
+        unbiased = [name for name in layers if not dense_model.get_layer(name).use_bias]
+        if unbiased:
+            raise UserError(f"--criterion bias-threshold needs a bias in every pruned layer; {unbiased[0]} of the dense "
+                            f"model in {run_dir} has none (use_bias = false): use --criterion l1")
     mode_dir = run_dir / settings.mode
     if mode_dir.exists() and not (resume or force):
         raise UserError(f"{mode_dir} already exists; pass --resume to continue it or --force to start over")
-    dataset = data if isinstance(data, Dataset) else runinfo.run_dataset(run_dir, data)
+    dataset = data if isinstance(data, Dataset) else runinfo.run_dataset(run_dir, data, data_override=data_override)
     check_input_shape(dense_model, dataset, f"dense model in {run_dir}")
     training = runinfo.run_recipe(run_dir).training
     epochs = settings.epochs or training.epochs
@@ -101,7 +108,9 @@ def prune_run(run_dir, settings: PruneSettings, *, resume: bool = False, force: 
         dense_epochs=metrics.get("epochs") or training.epochs, epochs=epochs, rate=rate, graph=graph, layers=layers,
         dense_seed=int(metrics["seed"]), dense_model=dense_model,
         original_units={name: int(dense_model.get_layer(name).units) for name in graph.dense}, bars=bars,
-        seeds=seeds, per_seed={}, extra={"run_dir": str(run_dir), "random_init_seed_offset": RANDOM_INIT_OFFSET},
+        seeds=seeds, per_seed={},
+        extra={"run_dir": str(run_dir), "random_init_seed_offset": RANDOM_INIT_OFFSET,
+               "data": {**dataset.describe(), "override": bool(data_override)}},
     )
     try:
         for seed in seeds:

@@ -26,6 +26,12 @@ def availability() -> Availability:
     return package_availability("onnxruntime", ("onnxruntime", "onnxruntime-gpu"), "pip install onnxruntime")
 
 
+def onnx_type_dtype(type_name: str) -> np.dtype:
+    """ONNX Runtime's ``tensor(int32)`` -> ``numpy.int32`` (``tensor(float)`` -> float32)."""
+    name = type_name.removeprefix("tensor(").removesuffix(")")
+    return np.dtype({"float": "float32", "double": "float64", "float16": "float16"}.get(name, name))
+
+
 class OnnxRuntimeSession(Session):
     runtime = "onnxruntime"
 
@@ -54,6 +60,8 @@ class OnnxRuntimeSession(Session):
         if any(not isinstance(d, int) for d in dims):
             raise ValueError(f"{self.artifact} has a dynamic non-batch input shape {inputs[0].shape}")
         self._shape = (self.batch, *dims)
+        self._dtype = onnx_type_dtype(inputs[0].type)
+        self._out_dtype = onnx_type_dtype(self.session.get_outputs()[0].type)
         self._outputs = [o.name for o in self.session.get_outputs()]
         self._feed = None
         self._binding = None
@@ -66,10 +74,10 @@ class OnnxRuntimeSession(Session):
         array = self._fitting_input(array)
         self._feed = {self._input_name: array}
         if self._out_shape is not None:
-            self._out = np.empty(self._out_shape, dtype=np.float32)
+            self._out = np.empty(self._out_shape, dtype=self._out_dtype)
             binding = self.session.io_binding()
-            binding.bind_input(self._input_name, "cpu", 0, np.float32, list(array.shape), array.ctypes.data)
-            binding.bind_output(self._outputs[0], "cpu", 0, np.float32, list(self._out_shape), self._out.ctypes.data)
+            binding.bind_input(self._input_name, "cpu", 0, array.dtype, list(array.shape), array.ctypes.data)
+            binding.bind_output(self._outputs[0], "cpu", 0, self._out_dtype, list(self._out_shape), self._out.ctypes.data)
             self._binding = binding
 
     def run(self):

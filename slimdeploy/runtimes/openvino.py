@@ -48,6 +48,7 @@ class OpenVinoSession(Session):
         if any(d is None for d in dims[1:]):
             raise ValueError(f"{self.artifact} has a dynamic non-batch input shape {partial}")
         self._shape = (self.batch, *dims[1:])
+        self._dtype = np.dtype(model.inputs[0].get_element_type().to_dtype())
         if partial.is_dynamic or tuple(dims) != self._shape:
             model.reshape({model.inputs[0]: ov.PartialShape(list(self._shape))})
         config = {

@@ -63,16 +63,20 @@ class Session:
     def open(cls, artifact, batch: int, threads: int, options: dict | None = None, mode: str = "latency") -> "Session":
         return cls(artifact, batch, threads, options, mode)
 
-    # The full static input shape this session runs, batch included; set by each runtime
-    # when it opens the artifact.
+    # The full static input shape this session runs, batch included, and the input's
+    # element type; set by each runtime when it opens the artifact.
     _shape: tuple[int, ...] = ()
+    _dtype: np.dtype = np.dtype(np.float32)
 
     def input_shape(self) -> tuple[int, ...]:
         return self._shape
 
-    def _fitting_input(self, array: np.ndarray, dtype=np.float32) -> np.ndarray:
+    def input_dtype(self) -> np.dtype:
+        return self._dtype
+
+    def _fitting_input(self, array: np.ndarray, dtype=None) -> np.ndarray:
         """The input as the contiguous array the runtime reads, or ValueError if it does not fit."""
-        array = np.ascontiguousarray(array, dtype=dtype)
+        array = np.ascontiguousarray(array, dtype=self._dtype if dtype is None else dtype)
         if array.shape != self._shape:
             raise ValueError(f"input shape {array.shape} does not fit {self._shape}")
         return array

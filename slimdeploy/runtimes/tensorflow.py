@@ -44,10 +44,11 @@ class TensorFlowSession(Session):
         if any(d is None for d in dims):
             raise ValueError(f"{self.artifact} has a dynamic non-batch input shape {dims}")
         self._shape = (self.batch, *[int(d) for d in dims])
+        self._dtype = np.dtype(tf.as_dtype(self.model.inputs[0].dtype).as_numpy_dtype)
         model = self.model
         # A fixed signature: one trace, no retracing per call.
         self._fn = tf.function(lambda x: model(x, training=False),
-                               input_signature=[tf.TensorSpec(self._shape, tf.float32)])
+                               input_signature=[tf.TensorSpec(self._shape, tf.as_dtype(self._dtype))])
         self._x = None
 
     def set_input(self, array):

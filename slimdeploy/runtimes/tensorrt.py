@@ -104,6 +104,8 @@ class TensorRtSession(Session):
             nbytes = int(np.prod(shape)) * dtype.itemsize
             pointer = cuda("cudaMalloc", nbytes)
             self._device[name] = (pointer, shape, dtype, nbytes)
+            if name == self._input:
+                self._dtype = dtype
             self.context.set_tensor_address(name, int(pointer))
         pointer, shape, dtype, nbytes = self._device[self._output]
         # Pinned host memory: the device-to-host copy is a real DMA, as in an application.
