@@ -31,7 +31,7 @@ layers = [
 ]
 
 [training]
-optimizer = "adam"
+optimizer = "sgd"
 learning_rate = 0.01
 batch_size = 32
 epochs = 6
@@ -95,9 +95,10 @@ def test_standardized_features_train_as_well_as_plain_keras(tabular_run):
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((20,)), keras.layers.Dense(32, activation="relu"),
                               keras.layers.Dense(3, activation="softmax")])
-    model.compile(keras.optimizers.Adam(0.01), "sparse_categorical_crossentropy")
+    model.compile(keras.optimizers.SGD(0.01), "sparse_categorical_crossentropy")
     model.fit(data.x_train, data.y_train, batch_size=32, epochs=6, verbose=0)
     plain = accuracy(model, data.x_test, data.y_test)
+    # (With plain SGD, features divided by 255 as slimdeploy once did silently reach only 0.57 here.)
     assert plain > 0.85  # the task is learnable: the comparison below means something
     assert abs(metrics["test_accuracy"] - plain) <= 0.01, (metrics["test_accuracy"], plain)
 
