@@ -36,14 +36,14 @@ def run_dataset(run_dir: str | Path, data: str | Path | None = None, *, data_ove
     sha256. ``data`` names the same data elsewhere (same sha256); other data is refused
     unless ``data_override`` (then the recorded split, seed and scaling are applied to it).
     """
-    from slimdeploy.data import KERAS_SOURCE, load_dataset, locate, split_dataset
+    from slimdeploy.data import KERAS_SOURCE, locate, split_dataset
 
     run_dir = Path(run_dir)
     metrics = dense_metrics(run_dir)
     recorded = metrics.get("data") or {}
     metrics_path = run_dir / "dense" / "metrics.json"
     if not recorded.get("sha256"):
-        return _legacy_run_dataset(metrics, data, load_dataset)
+        return _legacy_run_dataset(metrics, data)
     source = recorded["source"]
     if data is None:
         if source != KERAS_SOURCE and not Path(source).exists():
@@ -64,8 +64,10 @@ def run_dataset(run_dir: str | Path, data: str | Path | None = None, *, data_ove
                          recorded.get("scale"))
 
 
-def _legacy_run_dataset(metrics: dict, data, load_dataset):
+def _legacy_run_dataset(metrics: dict, data):
     """Runs trained before the data was recorded with its sha256: re-derive the split."""
+    from slimdeploy.data import load_dataset
+
     recipe = metrics["recipe"]
     described = metrics.get("data", {})
     limit = None

@@ -190,6 +190,7 @@ def test_token_ids_stay_integer_through_export_and_verification(token_model, tmp
     import onnx
     import openvino as ov
 
+    from slimdeploy.bench.artifacts import inspect_artifact
     from slimdeploy.export.api import export_source
     from slimdeploy.export.settings import ExportSettings
 
@@ -206,6 +207,10 @@ def test_token_ids_stay_integer_through_export_and_verification(token_model, tmp
     assert onnx_input.type.tensor_type.elem_type == onnx.TensorProto.INT32
     ir_input = ov.Core().read_model(str(tmp_path / "exports" / "emb.xml")).inputs[0]
     assert ir_input.get_element_type() == ov.Type.i32
+    # Given alone, each file tells bench the ids it takes (tf2onnx routes them through
+    # Add/Less/Where for negative ids before the Gather).
+    for name in ("emb.onnx", "emb.xml"):
+        assert inspect_artifact(tmp_path / "exports" / name).input_range == [0, TOKENS], name
 
 
 def _bench_quick(**changes):

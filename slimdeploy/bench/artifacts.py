@@ -82,11 +82,11 @@ def _inspect_onnx(path: Path) -> ArtifactInfo:
     dims = [d.dim_value if d.HasField("dim_value") else None for d in inputs[0].type.tensor_type.shape.dim]
     info = ArtifactInfo(path, input_name=inputs[0].name, input_shape=dims,
                         input_dtype=_onnx_dtype_name(inputs[0].type.tensor_type.elem_type))
-    if info.input_dtype and np.issubdtype(np.dtype(info.input_dtype), np.integer):
+    if _is_integer(info.input_dtype):
         tables = {name: list(init.dims) for name, init in initializers.items()}
         gathers = [(node.input[0], node.input[1], node.output) for node in graph.node if node.op_type == "Gather"]
-        casts = [(node.input[0], node.output) for node in graph.node if node.op_type in PASS_THROUGH]
-        info.input_range = _indexed_range(inputs[0].name, gathers, casts, tables)
+        flows = [(source, node.output) for node in graph.node for source in node.input]
+        info.input_range = _indexed_range(inputs[0].name, gathers, flows, tables)
 
     arrays = {}
     params = nonzero = 0
@@ -124,25 +124,29 @@ def _inspect_onnx(path: Path) -> ArtifactInfo:
     return info
 
 
-# Ops an integer id passes through unchanged on its way to the Gather that uses it.
-PASS_THROUGH = ("Cast", "Identity", "Convert")
+def _is_integer(dtype: str | None) -> bool:
+    return dtype is not None and np.issubdtype(np.dtype(dtype), np.integer)
 
 
-def _indexed_range(start, gathers, casts, tables) -> list | None:
-    """[0, rows) of the smallest constant table that ``start`` (an integer input) indexes.
+def _indexed_range(start, gathers, flows, tables) -> list | None:
+    """[0, rows) of the smallest embedding table (a constant of rank >= 2) that ids derived
+    from ``start`` (an integer input) index.
 
-    ``gathers``: (table, indices, outputs) per Gather; ``casts``: (input, outputs) per
-    pass-through op; ``tables``: constant name -> dims.
+    The ids may pass through other ops first (tf2onnx maps negative ids with Add/Less/Where),
+    so every value computed from ``start`` counts. ``gathers``: (table, indices, outputs)
+    per Gather; ``flows``: (input, outputs) per op input; ``tables``: constant name -> dims.
+    Rank >= 2 leaves out the 1-D shape vectors that shape arithmetic gathers from.
     """
     reached, frontier = {start}, [start]
     while frontier:
         name = frontier.pop()
-        for source, outputs in casts:
+        for source, outputs in flows:
             if source == name:
                 new = [o for o in outputs if o not in reached]
                 reached.update(new)
                 frontier.extend(new)
-    rows = [tables[table][0] for table, indices, _ in gathers if indices in reached and tables.get(table)]
+    rows = [tables[table][0] for table, indices, _ in gathers
+            if indices in reached and len(tables.get(table) or ()) >= 2]
     return [0, int(min(rows))] if rows else None
 
 
@@ -250,7 +254,7 @@ def _inspect_openvino(path: Path) -> ArtifactInfo:
         info.widths.append(weight_dims[0] if trans_b else weight_dims[1])
     if flops:
         info.flops, info.nonzero_flops = int(flops), int(nz_flops)
-    if info.input_dtype and np.issubdtype(np.dtype(info.input_dtype), np.integer):
+    if _is_integer(info.input_dtype):
         info.input_range = _ir_indexed_range(root, layers, parameters[0].get("id"))
     return info
 
@@ -262,15 +266,14 @@ _IR_INPUT_DTYPES = {"f32": "float32", "f16": "float16", "f64": "float64", "i32":
 def _ir_indexed_range(root, layers: dict, parameter: str) -> list | None:
     """``_indexed_range`` on an IR graph: a Gather's port 0 is the table, port 1 the indices."""
     into = {}  # layer id -> {port: source layer id}
-    out_of = {}  # layer id -> consumer layer ids
     for edge in root.iter("edge"):
         into.setdefault(edge.get("to-layer"), {})[edge.get("to-port")] = edge.get("from-layer")
-        out_of.setdefault(edge.get("from-layer"), []).append(edge.get("to-layer"))
-    tables, gathers, casts = {}, [], []
+    tables, gathers, flows = {}, [], []
     for layer_id, layer in layers.items():
         kind = layer.get("type")
         ports = [p.get("id") for p in layer.find("input").findall("port")] if layer.find("input") is not None else []
         feeds = into.get(layer_id, {})
+        flows += [(source, [layer_id]) for source in feeds.values()]
         if kind == "Const":
             out = layer.find("output")
             port = out.find("port") if out is not None else None
@@ -278,13 +281,12 @@ def _ir_indexed_range(root, layers: dict, parameter: str) -> list | None:
                 tables[layer_id] = [int(d.text) for d in port.findall("dim")]
         elif kind == "Gather" and len(ports) >= 2:
             gathers.append((feeds.get(ports[0]), feeds.get(ports[1]), [layer_id]))
-        elif kind in PASS_THROUGH:
-            casts.append((feeds.get(ports[0]) if ports else None, [layer_id]))
     # A table stored in f16 reaches its Gather through a Convert: name it by the Const.
-    for source, outputs in casts:
-        if source in tables:
-            tables[outputs[0]] = tables[source]
-    return _indexed_range(parameter, gathers, casts, tables)
+    for layer_id, layer in layers.items():
+        source = next(iter(into.get(layer_id, {}).values()), None)
+        if layer.get("type") == "Convert" and source in tables:
+            tables[layer_id] = tables[source]
+    return _indexed_range(parameter, gathers, flows, tables)
 
 
 def _ir_dims(text: str) -> list:
@@ -322,7 +324,7 @@ def _inspect_keras(path: Path) -> ArtifactInfo:
     dtype = dtype.get("config", {}).get("name") if isinstance(dtype, dict) else dtype  # Keras 3 dtype policies
     info.input_dtype = dtype if isinstance(dtype, str) else None
     embedding = _find_layer_config(config, "Embedding")
-    if embedding and info.input_dtype and np.issubdtype(np.dtype(info.input_dtype), np.integer):
+    if embedding and _is_integer(info.input_dtype):
         info.input_range = [0, int(embedding["input_dim"])]
     return info
 

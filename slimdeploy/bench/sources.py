@@ -18,7 +18,7 @@ from slimdeploy.errors import UserError
 RUN_KERAS_MODELS = {"dense": "dense/model.keras", "structured": "structured/ticket.keras",
                     "unstructured": "unstructured/ticket.keras"}
 INFO_KEYS = ("params", "nonzero_params", "flops", "nonzero_flops", "widths", "test_accuracy",
-             "keras_test_accuracy", "weights_remaining")
+             "keras_test_accuracy", "weights_remaining", "input_range")
 
 
 @dataclass

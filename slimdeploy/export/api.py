@@ -74,7 +74,8 @@ def export_source(source, settings: ExportSettings | None = None, out_dir=None, 
     ``data`` is a data location (as ``--data``) or an already loaded
     ``slimdeploy.data.Dataset``. A run directory's own recorded data and split are used by
     default; other data only with ``data_override``. A lone file uses ``data`` (default:
-    Fashion-MNIST) divided by ``scale`` (default: the source's own convention). Raises ``UserError`` before writing anything when the
+    Fashion-MNIST) divided by ``scale`` (default: the source's own convention).
+    Raises ``UserError`` before writing anything when the
     input is wrong, ``ExportFailed`` (a ``WorkError``) when an artifact fails verification.
     """
     from slimdeploy.models import load_model, require_single_io
