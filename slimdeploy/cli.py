@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 
 from slimdeploy import __version__, interrupts
 from slimdeploy.errors import SlimdeployError
 
 COMMANDS = ("train", "prune", "export", "bench", "report", "run")
-# Commands whose own process runs TensorFlow (bench runs it in worker subprocesses).
-TENSORFLOW_COMMANDS = ("train", "prune", "export", "run")
+# Commands whose every run starts TensorFlow in this process: it is imported quietly before
+# the command runs (after argparse, so --help stays fast). `run` imports it itself once its
+# configuration is checked, so `run --print-config` never pays for it; bench runs TensorFlow
+# in worker subprocesses.
+TENSORFLOW_COMMANDS = ("train", "prune", "export")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -62,8 +64,6 @@ def _interrupted(command: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    # TensorFlow's C++ start-up chatter is not for users; set before it is imported.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):

@@ -374,35 +374,6 @@ DATASET_VALUES = {
 }
 
 
-def settings_from_table(cls: type, raw: Any, source: str):
-    """A stage's settings dataclass from a TOML table: unknown keys are an error, lists
-    become tuples where the field's default is a tuple, and the class's own checks run
-    (``validate``/``validated`` or ``__post_init__``)."""
-    if not isinstance(raw, dict):
-        raise UserError(f"{source} must be a table")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - set(fields))
-    if unknown:
-        raise UserError(f"{source}: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(fields))})")
-    values = {}
-    for key, value in raw.items():
-        default = fields[key].default
-        if isinstance(default, tuple):
-            if not isinstance(value, (list, tuple)):
-                raise UserError(f"{source}: {key} must be a list, got {value!r}")
-            value = tuple(value)
-        values[key] = value
-    try:
-        settings = cls(**values)
-    except TypeError as exc:
-        raise UserError(f"{source}: {exc}") from exc
-    for check in ("validate", "validated"):
-        method = getattr(settings, check, None)
-        if callable(method):
-            return method() or settings
-    return settings
-
-
 def refuse_changed_settings(path, verb: str, recorded: dict, wanted: dict, keys) -> None:
     """``--resume`` continues only work made with the same settings: one line naming each
     of ``keys`` whose ``recorded`` value differs from the ``wanted`` one."""

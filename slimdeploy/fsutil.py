@@ -56,8 +56,23 @@ def _check_writable_dir(directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"cannot create output directory {directory}: {exc.strerror or exc}") from exc
-    if not os.access(directory, os.W_OK | os.X_OK):
+    if check_writable_dir(directory) is not None:
         raise UserError(f"output directory {directory} is not writable")
+
+
+def check_writable_dir(directory: str | os.PathLike) -> str | None:
+    """Why no file can be created in ``directory`` (None: one can).
+
+    ``os.access`` says yes to root even on a read-only file system, so this creates (and
+    removes) a temporary file instead."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".write-probe{TMP_MARK}", dir=directory)
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(probe)
+    return None
 
 
 @contextlib.contextmanager

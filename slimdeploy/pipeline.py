@@ -16,32 +16,49 @@ from pathlib import Path
 from typing import Any
 
 from slimdeploy import environment, fsutil
-from slimdeploy.config import settings_from_table
 from slimdeploy.errors import UserError
+from slimdeploy.records.pipeline import RunRecord
+from slimdeploy.rundir import MODES as PRUNE_MODES
+from slimdeploy.rundir import RunDir
+from slimdeploy.settings_base import Settings, is_int, setting
 
-SCHEMA_VERSION = 1
-PRUNE_MODES = ("structured", "unstructured")
+
+def _at_least(key: str, low: int):
+    def check(value) -> str | None:
+        if value is not None and not (is_int(value) and value >= low):
+            return f"[train] {key} must be an integer >= {low}, got {value!r}"
+        return None
+
+    return check
 
 
-@dataclass
-class TrainStage:
-    recipe: str = "fashion_mlp"
-    epochs: int | None = None
-    seed: int | None = None
-    limit: int | None = None
-    data: str | None = None
+def _existing_data(value) -> str | None:
+    if value is not None and not Path(value).expanduser().exists():
+        return f"[train] data {value}: no such file or directory"
+    return None
 
-    def validate(self) -> "TrainStage":
+
+@dataclass(frozen=True)
+class TrainStage(Settings):
+    """The [train] table: which recipe to train, with what changed (None: the recipe's own)."""
+
+    recipe: str = setting("fashion_mlp")
+    epochs: int | None = setting(None, check=_at_least("epochs", 1))
+    seed: int | None = setting(None, check=_at_least("seed", 0))
+    limit: int | None = setting(None, check=_at_least("limit", 2))
+    data: str | None = setting(None, check=_existing_data)
+
+    def check_together(self) -> None:
+        from slimdeploy.config import resolve_recipe_path
+
+        resolve_recipe_path(self.recipe)  # an unknown recipe fails with the rest of the config
+
+    def check_recipe(self) -> None:
+        """The recipe's own checks (Keras names its layers' activations, so this imports
+        TensorFlow): before the run directory exists, not in ``--print-config``."""
         from slimdeploy.config import check_recipe_data, load_recipe
 
-        for key, low in (("epochs", 1), ("seed", 0), ("limit", 2)):
-            value = getattr(self, key)
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < low):
-                raise UserError(f"[train] {key} must be an integer >= {low}, got {value!r}")
-        if self.data is not None and not Path(self.data).expanduser().exists():
-            raise UserError(f"[train] data {self.data}: no such file or directory")
-        check_recipe_data(load_recipe(self.recipe), self.data)  # fails now, not after the run directory exists
-        return self
+        check_recipe_data(load_recipe(self.recipe), self.data)
 
 
 def _stage_classes() -> dict[str, type]:
@@ -61,7 +78,7 @@ QUICK_PROFILE: dict[str, dict[str, Any]] = {
     "bench": {"batches": [1, 64], "min_iters": 50, "min_time": 0.3},
 }
 
-# The default workload: the article's model; pruned to about a tenth so the
+# The default workload (run name "article"): the fashion_mlp recipe, pruned to about a tenth so the
 # question "is a small ticket faster?" has a clear answer.
 DEFAULT_PROFILE: dict[str, dict[str, Any]] = {
     "prune": {"target": 0.1},
@@ -91,26 +108,31 @@ def build_config(config_file: str | None = None, quick: bool = False, name: str 
     unknown = sorted(set(raw) - set(classes) - {"name", "runs_dir", "modes"})
     if unknown:
         raise UserError(f"config {config_file}: unknown table(s) or key(s): {', '.join(unknown)} (see `slimdeploy run --print-config`)")
-    stages = {}
+    source = f"config {config_file or '(defaults)'}"
+    tables, stages = {}, {}
     for key, cls in classes.items():
-        merged = {**DEFAULT_PROFILE.get(key, {}), **(QUICK_PROFILE.get(key, {}) if quick else {})}
-        table = raw.get(key, {})
-        if not isinstance(table, dict):
-            raise UserError(f"config {config_file}: [{key}] must be a table")
-        if key == "prune" and "mode" in table:
-            raise UserError(f"config {config_file}: [prune] takes no 'mode'; list the modes to run in the top-level 'modes'")
-        merged.update(table)
-        stages[key] = settings_from_table(cls, merged, f"config {config_file or '(defaults)'} [{key}]")
-    export_table = raw.get("export", {})
-    if "profile_batches" not in export_table:
+        tables[key] = _stage_table(key, raw, quick, config_file)
+        stages[key] = cls.from_dict(tables[key], f"{source} [{key}]")
+    if "profile_batches" not in tables["export"]:
         # A TensorRT engine's optimization profile must cover the batch sizes benchmarked.
-        stages["export"] = dataclasses.replace(stages["export"], profile_batches=list(stages["bench"].batches))
+        tables["export"]["profile_batches"] = list(stages["bench"].batches)
+        stages["export"] = classes["export"].from_dict(tables["export"], f"{source} [export]")
     modes = raw.get("modes", list(PRUNE_MODES))
     if not isinstance(modes, list) or not set(modes) <= set(PRUNE_MODES):
         raise UserError(f"config {config_file}: modes must be a list drawn from {', '.join(PRUNE_MODES)}")
     default_name = "quick" if quick else "article"
     return RunConfig(name=name or raw.get("name", default_name), runs_dir=str(raw.get("runs_dir", "runs")),
                      modes=list(modes), stages=stages)
+
+
+def _stage_table(key: str, raw: dict, quick: bool, config_file: str | None) -> dict:
+    """A stage's table: the profile's values, then the config file's."""
+    table = raw.get(key, {})
+    if not isinstance(table, dict):
+        raise UserError(f"config {config_file}: [{key}] must be a table")
+    if key == "prune" and "mode" in table:
+        raise UserError(f"config {config_file}: [prune] takes no 'mode'; list the modes to run in the top-level 'modes'")
+    return {**DEFAULT_PROFILE.get(key, {}), **(QUICK_PROFILE.get(key, {}) if quick else {}), **table}
 
 
 def config_toml(config: RunConfig) -> str:
@@ -139,27 +161,25 @@ def _drop_none(value):
 class RunState:
     """``RUN_DIR/run.json``: the configuration and which stages have finished."""
 
-    def __init__(self, run_dir: Path, config: RunConfig):
-        self.path = run_dir / "run.json"
-        self.config = config
-        self.record = {"schema_version": SCHEMA_VERSION, "config": config.to_dict(), "stages": {},
-                       "versions": environment.library_versions()}
+    def __init__(self, run_dir: RunDir, config: RunConfig):
+        self.path = run_dir.run_record
+        self.record = RunRecord(config=config.to_dict(), versions=environment.library_versions())
 
     def load_for_resume(self) -> None:
         if not self.path.exists():
             return
-        saved = fsutil.read_json(self.path, "run state")
-        if saved.get("config") != self.record["config"]:
+        saved = RunRecord.load(self.path, "run state")
+        if saved.config != self.record.config:
             raise UserError(f"{self.path}: the run was started with a different configuration; "
                             "use the same options to --resume, or --force to start over")
-        self.record["stages"] = saved.get("stages", {})
+        self.record = self.record.replace(stages=saved.stages)
 
     def done(self, stage: str) -> bool:
-        return bool(self.record["stages"].get(stage, {}).get("done"))
+        return self.record.done(stage)
 
-    def mark_done(self, stage: str, seconds: float, **extra: Any) -> None:
-        self.record["stages"][stage] = {"done": True, "seconds": round(seconds, 2), **extra}
-        fsutil.write_json(self.path, self.record)
+    def mark_done(self, stage: str, seconds: float) -> None:
+        self.record = self.record.with_stage(stage, seconds)
+        self.record.save(self.path)
 
 
 def stage_names(config: RunConfig) -> list[str]:
@@ -167,6 +187,11 @@ def stage_names(config: RunConfig) -> list[str]:
 
 
 def run_pipeline(config: RunConfig, *, resume: bool = False, force: bool = False, progress=None) -> dict:
+    """Run every stage not yet done; returns the run record (run.json's content)."""
+    from slimdeploy.quiet import import_tensorflow
+
+    import_tensorflow()  # every run trains or loads a Keras model
+    config.stages["train"].check_recipe()
     run_dir = config.run_dir
     if run_dir.exists() and any(run_dir.iterdir()) and not (resume or force):
         raise UserError(f"{run_dir} already exists; pass --resume to continue it or --force to start over")
@@ -176,7 +201,7 @@ def run_pipeline(config: RunConfig, *, resume: bool = False, force: bool = False
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     fsutil.remove_stale_temporaries(run_dir)
-    state = RunState(run_dir, config)
+    state = RunState(RunDir(run_dir), config)
     if resume:
         state.load_for_resume()
     names = stage_names(config)
@@ -195,7 +220,7 @@ def run_pipeline(config: RunConfig, *, resume: bool = False, force: bool = False
         state.mark_done(name, timings[name])
         if progress is not None:
             progress.advance(overall)
-    return state.record
+    return state.record.to_json()
 
 
 def _run_stage(name: str, config: RunConfig, run_dir: Path, *, resume: bool, progress) -> None:

@@ -1,20 +1,39 @@
-"""Import TensorFlow without its C++ start-up lines on stderr.
+"""TensorFlow's start-up chatter, silenced in one place.
 
 TensorFlow 2.21 prints "oneDNN custom operations are on..." through absl before its
 logging is initialised, so TF_CPP_MIN_LOG_LEVEL does not silence it. The file
 descriptor is muted only for the import; Python errors still surface afterwards.
+
+Stages that run TensorFlow call ``import_tensorflow()`` at their entry, after their input
+was checked: a command that never needs TensorFlow (``--help``, ``run --print-config``,
+``report``) never pays its import. Processes that start TensorFlow elsewhere (bench
+workers) get the log level from ``quiet_environment``.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from typing import MutableMapping
+
+# TensorFlow's C++ log level: 3 keeps only fatal messages (a user's own setting wins).
+TF_LOG_LEVEL = {"TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+def quiet_environment(env: MutableMapping[str, str] | None = None) -> MutableMapping[str, str]:
+    """Set TensorFlow's C++ log level in ``env`` (this process's environment by default)
+    unless already set; returns ``env``. Must happen before TensorFlow is imported."""
+    env = os.environ if env is None else env
+    for key, value in TF_LOG_LEVEL.items():
+        env.setdefault(key, value)
+    return env
 
 
 def import_tensorflow() -> None:
+    """Import TensorFlow (once) with its start-up lines kept off stderr."""
     if "tensorflow" in sys.modules:
         return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    quiet_environment()
     sys.stderr.flush()
     saved = os.dup(2)
     devnull = os.open(os.devnull, os.O_WRONLY)

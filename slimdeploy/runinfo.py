@@ -6,27 +6,31 @@ from pathlib import Path
 
 from slimdeploy import fsutil
 from slimdeploy.errors import UserError
+from slimdeploy.records.run import DataInfo, DenseMetrics
+from slimdeploy.rundir import RunDir
 
 
-def dense_metrics(run_dir: str | Path) -> dict:
-    run_dir = Path(run_dir)
+def dense_metrics(run_dir: str | Path) -> DenseMetrics:
+    """``RUN_DIR/dense/metrics.json``, after checking that the run has a dense model at all."""
+    run = RunDir(run_dir)
+    run_dir = run.root
     if run_dir.exists() and not run_dir.is_dir():
         raise UserError(f"run directory {run_dir} is a file, not a run directory (give the directory that slimdeploy train --out wrote)")
     if not run_dir.is_dir():
         raise UserError(f"run directory {run_dir} does not exist")
-    path = run_dir / "dense" / "metrics.json"
-    if not path.is_file() or not (run_dir / "dense" / "model.keras").is_file():
-        raise UserError(f"{run_dir} has no dense model (expected {run_dir / 'dense'}/model.keras and metrics.json; run `slimdeploy train --out {run_dir}` first)")
-    metrics = fsutil.read_json(path, "dense metrics")
-    if not isinstance(metrics, dict) or "recipe" not in metrics:
+    path = run.dense_metrics
+    if not run.has_dense_model():
+        raise UserError(f"{run_dir} has no dense model (expected {run.dense.path}/model.keras and metrics.json; run `slimdeploy train --out {run_dir}` first)")
+    raw = fsutil.read_json(path, DenseMetrics.WHAT)
+    if not isinstance(raw, dict) or "recipe" not in raw:
         raise UserError(f"{path} is not a slimdeploy metrics file (no 'recipe')")
-    return metrics
+    return DenseMetrics.from_json(raw, path)
 
 
 def run_recipe(run_dir: str | Path):
     from slimdeploy.config import recipe_from_record
 
-    return recipe_from_record(dense_metrics(run_dir)["recipe"], str(Path(run_dir) / "dense" / "metrics.json"))
+    return recipe_from_record(dense_metrics(run_dir).recipe, str(RunDir(run_dir).dense_metrics))
 
 
 def run_dataset(run_dir: str | Path, data: str | Path | None = None, *, data_override: bool = False):
@@ -40,44 +44,44 @@ def run_dataset(run_dir: str | Path, data: str | Path | None = None, *, data_ove
 
     run_dir = Path(run_dir)
     metrics = dense_metrics(run_dir)
-    recorded = metrics.get("data") or {}
-    metrics_path = run_dir / "dense" / "metrics.json"
+    recorded = metrics.get("data") or DataInfo()
+    metrics_path = RunDir(run_dir).dense_metrics
     if not recorded.get("sha256"):
         return _legacy_run_dataset(metrics, data)
-    source = recorded["source"]
+    source = recorded.source
     if data is None:
         if source != KERAS_SOURCE and not Path(source).exists():
             raise UserError(f"the data {run_dir} was trained on, {source}, no longer exists "
                             f"(recorded in {metrics_path}); give it again with --data")
         raw = locate(None if source == KERAS_SOURCE else source)
-        if raw.sha256 != recorded["sha256"]:
+        if raw.sha256 != recorded.sha256:
             raise UserError(f"the data {run_dir} was trained on, {source}, has changed since "
-                            f"(sha256 {raw.sha256[:12]}… is not the recorded {recorded['sha256'][:12]}…)")
+                            f"(sha256 {raw.sha256[:12]}… is not the recorded {recorded.sha256[:12]}…)")
     else:
         given = Path(data).expanduser()
         raw = locate(given)  # a missing or broken --data is named the same way as in train
-        if raw.sha256 != recorded["sha256"] and not data_override:
+        if raw.sha256 != recorded.sha256 and not data_override:
             raise UserError(f"--data {given} is not the data {run_dir} was trained on ({source}, sha256 "
-                            f"{recorded['sha256'][:12]}…); leave --data out to use the run's own data, "
+                            f"{recorded.sha256[:12]}…); leave --data out to use the run's own data, "
                             "or pass --data-override to use this data anyway")
-    return split_dataset(raw, recorded["validation_size"], recorded["seed"], recorded.get("limit"),
+    return split_dataset(raw, recorded.validation_size, recorded.seed, recorded.get("limit"),
                          recorded.get("scale"))
 
 
-def _legacy_run_dataset(metrics: dict, data):
+def _legacy_run_dataset(metrics: DenseMetrics, data):
     """Runs trained before the data was recorded with its sha256: re-derive the split."""
     from slimdeploy.data import load_dataset
 
-    recipe = metrics["recipe"]
-    described = metrics.get("data", {})
+    recipe = metrics.recipe
+    described = metrics.get("data") or DataInfo()
     limit = None
     if described.get("train") is not None and described.get("validation") is not None:
-        full = described["train"] + described["validation"]
+        full = described.train + described.validation
         limit = full if full < 60000 else None
     dataset = load_dataset(
         data,
-        validation_size=recipe["dataset"]["validation_size"] if limit is None else described["validation"],
-        seed=metrics["seed"],
+        validation_size=recipe["dataset"]["validation_size"] if limit is None else described.validation,
+        seed=metrics.seed,
         limit=limit,
     )
     if dataset.kind == "npz":

@@ -4,7 +4,6 @@ and the ``train`` stage that writes ``RUN_DIR/dense/``."""
 from __future__ import annotations
 
 import math
-import os
 import time
 from pathlib import Path
 
@@ -14,13 +13,16 @@ from slimdeploy import environment, fsutil
 from slimdeploy.config import Recipe, TrainingSettings
 from slimdeploy.data import Dataset
 from slimdeploy.errors import UserError
+from slimdeploy.quiet import quiet_environment
+from slimdeploy.records.run import DataInfo, DenseMetrics
+from slimdeploy.rundir import ModelDir, RunDir
 
 # Several batches per call into TensorFlow: same numbers, about 2x faster on small MLPs.
 STEPS_PER_EXECUTION = 64
 
 
 def quiet_tensorflow() -> None:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    quiet_environment()
 
 
 def seed_everything(seed: int) -> None:
@@ -107,34 +109,36 @@ def predict(model, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
 
 
 def train_dense(recipe: Recipe, data: Dataset, out_dir: Path, *, force: bool = False, progress=None) -> dict:
-    """Build the recipe's model, keep θ0, train, and write ``out_dir/dense/`` atomically."""
+    """Build the recipe's model, keep θ0, train, and write ``out_dir/dense/`` atomically.
+
+    Returns ``dense/metrics.json`` as written (``DenseMetrics.to_json()``)."""
     from slimdeploy.models import build_model, count_flops, count_params, save_model, save_weights
 
     training = recipe.training
     seed_everything(training.seed)
     model = build_model(recipe)
     check_input_shape(model, data, f"recipe {recipe.path or recipe.name}")
-    dense_dir = Path(out_dir) / "dense"
-    with fsutil.atomic_dir(dense_dir, force=force) as staging:
+    with fsutil.atomic_dir(RunDir(out_dir).dense.path, force=force) as staging_path:
+        staging = ModelDir(staging_path)
         # θ0: the weights before the first training step, needed for lottery-ticket resets.
-        save_weights(model, staging / "init.weights.h5")
+        save_weights(model, staging.init_weights)
         started = time.perf_counter()
         history = fit(model, data, training, seed=training.seed, progress=progress, description="dense")
         train_seconds = time.perf_counter() - started
-        metrics = {
-            "model": "dense",
-            "test_accuracy": accuracy(model, data.x_test, data.y_test),
-            "val_accuracy": accuracy(model, data.x_val, data.y_val) if len(data.x_val) else None,
-            "params": count_params(model),
-            "flops": count_flops(model),
-            "epochs": training.epochs,
-            "seed": training.seed,
-            "train_seconds": round(train_seconds, 3),
-            "recipe": recipe.to_dict(),
-            "data": data.describe(),
-            "versions": environment.library_versions(),
-        }
-        save_model(model, staging / "model.keras")
-        fsutil.write_json(staging / "history.json", history)
-        fsutil.write_json(staging / "metrics.json", metrics)
-    return metrics
+        metrics = DenseMetrics(
+            model="dense",
+            test_accuracy=accuracy(model, data.x_test, data.y_test),
+            val_accuracy=accuracy(model, data.x_val, data.y_val) if len(data.x_val) else None,
+            params=count_params(model),
+            flops=count_flops(model),
+            epochs=training.epochs,
+            seed=training.seed,
+            train_seconds=round(train_seconds, 3),
+            recipe=recipe.to_dict(),
+            data=DataInfo.from_json(data.describe()),
+            versions=environment.library_versions(),
+        )
+        save_model(model, staging.model)
+        fsutil.write_json(staging.history, history)
+        metrics.save(staging.metrics)
+    return metrics.to_json()

@@ -82,3 +82,30 @@ def test_json_output_and_no_overwrite_without_force(onnx_models, tmp_path):  # n
     forced = run_cli(*args, "--force", "--quiet")
     assert forced.returncode == 0, forced.stderr
     assert forced.stderr.strip() == ""
+
+
+def test_inference_precision_and_its_old_spelling_set_the_same_setting(capsys):
+    from slimdeploy.cli import build_parser
+    from slimdeploy.commands.bench import PRECISION_NOTICE, settings_from_args
+
+    parser = build_parser()
+    new = settings_from_args(parser.parse_args(["bench", "m.onnx", "--inference-precision", "bf16"]))
+    assert capsys.readouterr().err == ""
+    old = settings_from_args(parser.parse_args(["bench", "m.onnx", "--precision", "bf16"]))
+    assert new.openvino_precision == old.openvino_precision == "bf16"
+    assert new == old
+    assert capsys.readouterr().err.splitlines() == [PRECISION_NOTICE]
+    assert "--precision is now --inference-precision" in PRECISION_NOTICE
+
+
+def test_options_not_given_keep_the_settings_defaults():
+    from slimdeploy.bench.settings import BenchSettings
+    from slimdeploy.cli import build_parser
+    from slimdeploy.commands.bench import settings_from_args
+
+    parser = build_parser()
+    assert settings_from_args(parser.parse_args(["bench", "m.onnx"])) == BenchSettings()
+    given = settings_from_args(parser.parse_args(["bench", "m.onnx", "--min-iters", "30000", "--warmup", "3",
+                                                  "--models", "a,b", "--input-range", "0,5", "--crosscheck"]))
+    assert given.max_iters == 30000  # raised with --min-iters when --max-iters is not given
+    assert (given.warmup_iters, given.models, given.input_range, given.crosscheck) == (3, ("a", "b"), (0, 5), True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 import numpy as np
 import pytest
 from hypothesis import given, settings as hsettings, strategies as st
@@ -72,6 +74,23 @@ def test_verdict_follows_the_interval(low, width):
         assert verdict == stats.SLOWER
     else:
         assert verdict == stats.NO_DIFFERENCE
+
+
+def test_the_bootstrap_is_drawn_in_slices_that_bound_its_memory():
+    baseline, candidate = latencies(1.0, n=20_000, seed=1), latencies(1.0, n=20_000, seed=2)
+    tracemalloc.start()
+    try:
+        stats.speedup_interval(baseline, candidate)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 100e6  # one draw of every replicate's indices took 320 MB per sample set
+    # The slices draw the same indices as one draw: the interval is the one it always was.
+    rng = np.random.default_rng(0)
+    base_idx = rng.integers(0, baseline.size, size=(300, baseline.size))
+    cand_idx = rng.integers(0, candidate.size, size=(300, candidate.size))
+    ratios = np.median(baseline[base_idx], axis=1) / np.median(candidate[cand_idx], axis=1)
+    assert stats.speedup_interval(baseline, candidate, resamples=300)[1:] == tuple(np.quantile(ratios, [0.025, 0.975]))
 
 
 def test_thinning_keeps_every_part_of_the_run_and_caps_the_size():

@@ -330,11 +330,13 @@ def test_onnx_runtimes_refuse_external_data_outside_the_model_directory(inputs):
     """Every place that opens an ONNX file checks it itself too: the bench's runtime sessions
     (used by library callers without the bench's inspection) and export verification."""
     from slimdeploy.errors import ModelFileError
-    from slimdeploy.export.onnx import OnnxRunner
+    from slimdeploy.export.onnx import OnnxTarget
+    from slimdeploy.export.settings import ExportSettings
     from slimdeploy.runtimes.onnxruntime import OnnxRuntimeSession
     from slimdeploy.runtimes.openvino import OpenVinoSession
 
-    openers = (lambda p: OnnxRuntimeSession(p, 1, 1), lambda p: OpenVinoSession(p, 1, 1), OnnxRunner)
+    openers = (lambda p: OnnxRuntimeSession(p, 1, 1), lambda p: OpenVinoSession(p, 1, 1),
+               lambda p: OnnxTarget().open(p, ExportSettings()))
     for open_onnx in openers:
         for path in (inputs.onnx_ext_up, inputs.onnx_ext_abs, inputs.onnx_ext_link):
             with pytest.raises(ModelFileError, match="refused: tensor 'kernel0' keeps its data in"):

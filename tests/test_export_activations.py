@@ -72,7 +72,7 @@ def test_approximate_gelu_converts_and_matches_keras(small_data, tmp_path):
     can. Its tanh form converts as it is; checked here through the same converters."""
     import keras
 
-    from slimdeploy.export.onnx import OnnxRunner, keras_to_onnx
+    from slimdeploy.export.onnx import OnnxTarget, keras_to_onnx
     from slimdeploy.export.openvino import OpenVinoTarget
 
     model = activation_model(None)
@@ -87,7 +87,7 @@ def test_approximate_gelu_converts_and_matches_keras(small_data, tmp_path):
     settings = ExportSettings(targets=["openvino"])
     openvino = OpenVinoTarget()
     xml = openvino.export(onnx_path, tmp_path, "approximate", settings).files[0]
-    for runner in (OnnxRunner(onnx_path), openvino.open(xml, settings)):
+    for runner in (OnnxTarget().open(onnx_path, settings), openvino.open(xml, settings)):
         diff = float(np.abs(runner.run(x, 256) - expected).max())
         assert diff <= TOLERANCE, (runner.runtime, diff)
 

@@ -159,7 +159,7 @@ def test_step_summary_stays_under_one_mib_when_already_nearly_full(tmp_path):
     summary = tmp_path / "summary.md"
     summary.write_text("x" * (1024 * 1024 - 12_000))  # earlier steps used almost all of it
     huge = make_bench(0, batches=tuple(2 ** k for k in range(10)), runtimes=("onnxruntime", "openvino"), n=30)
-    doc, _ = build(load_source(write_json(tmp_path / "bench.json", huge)), ReportSettings(dpi=40))
+    doc, _ = build(load_source(write_json(tmp_path / "bench.json", huge)), ReportSettings(dpi=40).validated())
     assert len(ci.summary_markdown(doc, 10**9).encode()) > 12_000  # it would not fit whole
     assert ci.append_step_summary(doc, summary) == summary
     data = summary.read_bytes()

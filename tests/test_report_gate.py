@@ -9,9 +9,10 @@ from __future__ import annotations
 import copy
 import json
 
+import numpy as np
 import pytest
 from conftest import run_cli
-from test_report_inputs import make_bench, write_json
+from test_report_inputs import make_bench, make_cell, write_json
 
 from slimdeploy.bench.stats import summarize
 
@@ -125,3 +126,29 @@ def test_a_cell_that_crashes_now_fails_the_gate():
     assert next(r for r in result["cells"] if r["status"] == "failed")["reason"].endswith("runtime crashed")
     new["cells"][1]["status"] = "unavailable"
     assert compare_benches(new, old, 0.10)["counts"]["skipped"] == 1
+
+
+def _bursty_bench(levels: list, rng) -> dict:
+    """One cell measured in one worker, a round of 50 calls at each latency level, blocks recorded."""
+    samples = np.concatenate([level * rng.lognormal(0.0, 0.01, 50) for level in levels]).tolist()
+    cell = make_cell("dense", "onnxruntime", 1, samples)
+    cell.update(blocks=[50] * len(levels), processes=[len(levels)])
+    return {"cells": [cell]}
+
+
+def test_a_burst_of_load_in_some_rounds_is_judged_on_the_rounds():
+    from slimdeploy.report.gate import compare_benches
+
+    rng = np.random.default_rng(0)
+    old = _bursty_bench([1.0] * 20, rng)
+    # The machine was busy for 12 of the 20 rounds: calls within a round agree, so a
+    # per-call interval is narrow, but only 20 rounds stand behind the slowdown.
+    new = _bursty_bench([1.3, 1.0, 1.3] * 4 + [1.0, 1.3] * 4, rng)
+    row = compare_benches(new, old, 0.10)["cells"][0]
+    assert row["speedup"] < 1 / 1.1 and row["status"] == "unchanged" and row["ci_high"] > 1 / 1.1
+    # Without blocks (or blocks that do not add up), only the per-call interval is left.
+    for bench in (old, new):
+        del bench["cells"][0]["blocks"], bench["cells"][0]["processes"]
+    assert compare_benches(new, old, 0.10)["cells"][0]["status"] == "regressed"
+    new["cells"][0].update(blocks=[49] * 20, processes=[20])
+    assert compare_benches(new, old, 0.10)["cells"][0]["status"] == "regressed"

@@ -7,22 +7,25 @@ import dataclasses
 import os
 import time
 from pathlib import Path
+from typing import Callable
 
 from slimdeploy import environment, fsutil
 from slimdeploy.bench.compare import compare
 from slimdeploy.bench.harness import MeasureParams
-from slimdeploy.bench.plan import Plan, make_plan, shown_path
-from slimdeploy.bench.results import (base_cell, finish_cell, load_previous, merge_records, new_results,
-                                      unavailable_cell, write_results)
+from slimdeploy.bench.plan import JobSpec, Plan, make_plan, shown_path
+from slimdeploy.bench.results import base_cell, finish_cell, load_previous, merge_records, unavailable_cell
 from slimdeploy.bench.runner import run_job
 from slimdeploy.bench.settings import BenchSettings
 from slimdeploy.bench.sources import resolve_sources
 from slimdeploy.config import refuse_changed_settings
 from slimdeploy.errors import UserError
+from slimdeploy.records.bench import BenchResults, Comparison
+from slimdeploy.rundir import BENCH_FILE, RunDir
 from slimdeploy.runtimes.registry import all_availability
 
+
 def default_out(sources) -> Path:
-    return (sources.run_dir / "bench.json") if sources.run_dir is not None else Path("bench.json")
+    return RunDir(sources.run_dir).bench_json if sources.run_dir is not None else Path(BENCH_FILE)
 
 
 def prepare(sources, settings: BenchSettings | None = None):
@@ -46,100 +49,179 @@ def run_bench(sources, settings: BenchSettings | None = None, out=None, *, force
     (or ./bench.json). An existing ``out`` is refused unless ``force`` (start over) or
     ``resume`` (keep its finished cell groups, measure the rest). ``progress``: a rich
     Progress. ``on_event``: called with each worker event (dict), for tools and tests.
+    The result is bench.json's content (a dict, as ``BenchResults.to_json`` writes it).
     """
     started = time.perf_counter()
     settings, resolved, availability, plan = prepare(sources, settings)
     out = Path(out) if out is not None else default_out(resolved)
-    if out.is_dir():
-        raise UserError(f"--out {out} is a directory; give a file name such as {out / 'bench.json'}")
-    previous = load_previous(out) if resume and out.exists() else None
-    if previous is None:
-        if out.exists() and not force:
-            raise UserError(f"{out} already exists; pass --force to start over, or --resume to keep its finished cells")
-    else:
-        _check_same_measurement(previous, settings, out)
+    previous = _previous_results(out, settings, force=force, resume=resume)
     for leftover in out.parent.glob(f".{out.name}{fsutil.TMP_MARK}*"):
         with contextlib.suppress(OSError):
             leftover.unlink()
 
-    models = {name: {**model.info, "artifacts": {}} for name, model in resolved.models.items()}
-    specs = {spec.id: spec for spec in plan.cells}
-    for spec in plan.cells:
-        models[spec.model]["artifacts"][spec.runtime] = spec.artifact_shown
-    config = {**settings.to_dict(), "sources": [shown_path(Path(s), None) for s in _as_list(sources)],
-              "input_dims": list(plan.input_dims) if plan.input_dims else None}
-    results = new_results(config, environment.describe(), models, availability, resolved.notes)
-    cells = {spec.id: base_cell(spec) for spec in plan.cells}
-    for spec in plan.unavailable:
-        cells[spec.id] = unavailable_cell(spec, availability[spec.runtime].get("reason", "unavailable"))
+    document = BenchDocument.start(out, settings, _as_list(sources), availability, resolved, plan)
     kept = _reusable_cells(previous, plan) if previous else {}
-    cells.update(kept)
-
+    document.cells.update(kept)
+    specs = {spec.id: spec for spec in plan.cells}
     to_run = sum(1 for job in plan.jobs for g in job.groups for c in g.cells if c.id not in kept)
-    task = progress.add_task("bench", total=to_run * settings.processes, info="") if progress is not None else None
-
-    def save() -> None:
-        # Written between workers and when interrupted, never while a worker measures: the
-        # parent stays idle then, and a partial file lets --resume skip finished groups.
-        results["cells"] = list(cells.values())
-        write_results(out, results)
-
-    def measure(job) -> None:
-        """Every group of ``job`` in ``settings.processes`` workers, one after another. A cell
-        that failed in one is not tried again; its cell is that error."""
-        parts: dict[str, list] = {}
-
-        def on_record(cell_id: str, record: dict) -> None:
-            parts.setdefault(cell_id, []).append(record)
-            if task is not None:
-                progress.advance(task)
-
-        for index in range(settings.processes):
-            failed = {cell_id for cell_id, records in parts.items() if records[-1].get("status") != "ok"}
-            groups = [dataclasses.replace(g, cells=[c for c in g.cells if c.id not in failed]) for g in job.groups]
-            groups = [g for g in groups if g.cells]
-            if groups:
-                fields = {**job_fields, "crosscheck": settings.crosscheck and index == 0}
-                run_job(dataclasses.replace(job, groups=groups), fields, on_record, on_worker_event, stall_timeout)
-        for cell_id, records in parts.items():
-            cells[cell_id] = finish_cell(specs[cell_id], merge_records(records))
-
-    def on_worker_event(event: dict) -> None:
-        if event.get("event") == "model_info":
-            for key, value in event["info"].items():
-                models[event["model"]].setdefault(key, value)
-        elif event.get("event") == "model_loading" and task is not None:
-            spec = specs.get(event.get("id"))
-            if spec is not None:
-                progress.update(task, info=f"{spec.runtime} b{spec.batch} t{spec.threads}: {spec.model}")
-        if on_event is not None:
-            on_event(event)
-
-    # --input-range for every model, else what each model says its integer inputs index.
-    input_ranges = {name: list(settings.input_range) if settings.input_range else info.get("input_range")
-                    for name, info in models.items()}
-    job_fields = {"measure": MeasureParams.from_settings(settings), "seed": settings.seed, "input_ranges": input_ranges,
-                  "input_range_from": "--input-range" if settings.input_range else "model",
-                  "crosscheck": settings.crosscheck, "crosscheck_time": settings.crosscheck_time}
-    stall_timeout = settings.stall_timeout
-    if settings.crosscheck:  # a worker is silent while benchmark_app runs
-        from slimdeploy.bench.crosscheck import longest_crosscheck_seconds
-
-        stall_timeout += longest_crosscheck_seconds(settings.crosscheck_time)
+    shown = BenchProgress.start(progress, to_run * settings.processes, specs)
+    measurer = JobMeasurer(settings, specs, document.models, WorkerEvents(document.models, specs, shown, on_event), shown)
     try:
         for job in plan.jobs:
             pending = [g for g in job.groups if not all(c.id in kept for c in g.cells)]
             if pending:
-                measure(dataclasses.replace(job, groups=pending))
-                save()
-        results["comparisons"] = compare(
-            list(cells.values()), models, settings.baseline_model, threshold=settings.threshold,
-            confidence=settings.confidence, resamples=settings.bootstrap_resamples, seed=settings.seed)
-        results["complete"] = all(c["status"] != "pending" for c in cells.values())
+                document.cells.update(measurer.measure(dataclasses.replace(job, groups=pending)))
+                document.save()
+        document.compare(settings)
     finally:
-        results["wall_seconds"] = time.perf_counter() - started
-        save()
-    return results
+        document.save(wall_seconds=time.perf_counter() - started)
+    return document.results.to_json()
+
+
+def _previous_results(out: Path, settings: BenchSettings, *, force: bool, resume: bool) -> BenchResults | None:
+    """The results to resume from (None: start afresh); refuses to overwrite without ``force``."""
+    if out.is_dir():
+        raise UserError(f"--out {out} is a directory; give a file name such as {out / 'bench.json'}")
+    if not out.exists():
+        return None
+    if not resume:
+        if not force:
+            raise UserError(f"{out} already exists; pass --force to start over, or --resume to keep its finished cells")
+        return None
+    previous = load_previous(out)
+    _check_same_measurement(previous, settings, out)
+    return previous
+
+
+@dataclasses.dataclass
+class BenchDocument:
+    """bench.json while it is measured: the cells by id, the models' information (workers add
+    to it), written between workers and when interrupted, never while a worker measures (the
+    parent stays idle then), so a partial file lets --resume skip finished groups."""
+
+    out: Path
+    results: BenchResults
+    models: dict  # name -> information, with its artifact per runtime
+    cells: dict  # cell id -> Cell, in plan order
+
+    @classmethod
+    def start(cls, out: Path, settings: BenchSettings, sources: list, availability: dict, resolved, plan: Plan
+              ) -> "BenchDocument":
+        models = {name: {**model.info, "artifacts": {}} for name, model in resolved.models.items()}
+        for spec in plan.cells:
+            models[spec.model]["artifacts"][spec.runtime] = spec.artifact_shown
+        config = {**settings.to_dict(), "sources": [shown_path(Path(s), None) for s in sources],
+                  "input_dims": list(plan.input_dims) if plan.input_dims else None}
+        results = BenchResults.new(config, environment.describe(), models, availability, resolved.notes)
+        cells = {spec.id: base_cell(spec) for spec in plan.cells}
+        for spec in plan.unavailable:
+            cells[spec.id] = unavailable_cell(spec, availability[spec.runtime].get("reason", "unavailable"))
+        return cls(out, results, models, cells)
+
+    def compare(self, settings: BenchSettings) -> None:
+        cells = [cell.to_json() for cell in self.cells.values()]
+        comparisons = compare(cells, self.models, settings.baseline_model, threshold=settings.threshold,
+                              confidence=settings.confidence, resamples=settings.bootstrap_resamples,
+                              seed=settings.seed)
+        self.results = self.results.replace(comparisons=[Comparison.from_json(c) for c in comparisons],
+                                            complete=all(c.status != "pending" for c in self.cells.values()))
+
+    def save(self, **changes) -> None:
+        self.results = self.results.replace(models=self.models, cells=list(self.cells.values()), **changes)
+        self.results.save(self.out)
+
+
+@dataclasses.dataclass
+class BenchProgress:
+    """The progress bar's task (nothing without a bar): cells done, and the cell loading now."""
+
+    progress: object
+    task: object
+    specs: dict
+
+    @classmethod
+    def start(cls, progress, total: int, specs: dict) -> "BenchProgress":
+        task = progress.add_task("bench", total=total, info="") if progress is not None else None
+        return cls(progress, task, specs)
+
+    def advance(self) -> None:
+        if self.task is not None:
+            self.progress.advance(self.task)
+
+    def loading(self, cell_id: str | None) -> None:
+        spec = self.specs.get(cell_id)
+        if self.task is not None and spec is not None:
+            self.progress.update(self.task, info=f"{spec.runtime} b{spec.batch} t{spec.threads}: {spec.model}")
+
+
+@dataclasses.dataclass
+class WorkerEvents:
+    """Each worker event: what it tells about a model is kept, the bar follows, ``on_event`` sees it."""
+
+    models: dict
+    specs: dict
+    shown: BenchProgress
+    on_event: Callable[[dict], None] | None = None
+
+    def __call__(self, event: dict) -> None:
+        if event.get("event") == "model_info":
+            for key, value in event["info"].items():
+                self.models[event["model"]].setdefault(key, value)
+        elif event.get("event") == "model_loading":
+            self.shown.loading(event.get("id"))
+        if self.on_event is not None:
+            self.on_event(event)
+
+
+class JobMeasurer:
+    """Measures a job's groups in ``settings.processes`` workers, one after another, and turns
+    each cell's records into its bench.json cell. A cell that failed in one worker is not
+    tried again; its cell is that error."""
+
+    def __init__(self, settings: BenchSettings, specs: dict, models: dict, events: WorkerEvents, shown: BenchProgress):
+        self.settings = settings
+        self.specs = specs
+        self.events = events
+        self.shown = shown
+        self.job_fields = _job_fields(settings, models)
+        self.stall_timeout = _stall_timeout(settings)
+
+    def measure(self, job: JobSpec) -> dict:
+        """Cell id -> finished Cell, for every cell a worker reported."""
+        parts: dict[str, list] = {}
+
+        def on_record(cell_id: str, record: dict) -> None:
+            parts.setdefault(cell_id, []).append(record)
+            self.shown.advance()
+
+        for index in range(self.settings.processes):
+            failed = {cell_id for cell_id, records in parts.items() if records[-1].get("status") != "ok"}
+            groups = [dataclasses.replace(g, cells=[c for c in g.cells if c.id not in failed]) for g in job.groups]
+            groups = [g for g in groups if g.cells]
+            if groups:
+                # benchmark_app's crosscheck runs in the first worker only.
+                fields = {**self.job_fields, "crosscheck": self.settings.crosscheck and index == 0}
+                run_job(dataclasses.replace(job, groups=groups), fields, on_record, self.events, self.stall_timeout)
+        return {cell_id: finish_cell(self.specs[cell_id], merge_records(records)) for cell_id, records in parts.items()}
+
+
+def _job_fields(settings: BenchSettings, models: dict) -> dict:
+    """What every worker is sent besides its groups."""
+    # --input-range for every model, else what each model says its integer inputs index.
+    input_ranges = {name: list(settings.input_range) if settings.input_range else info.get("input_range")
+                    for name, info in models.items()}
+    return {"measure": MeasureParams.from_settings(settings), "seed": settings.seed, "input_ranges": input_ranges,
+            "input_range_from": "--input-range" if settings.input_range else "model",
+            "crosscheck": settings.crosscheck, "crosscheck_time": settings.crosscheck_time}
+
+
+def _stall_timeout(settings: BenchSettings) -> float:
+    if not settings.crosscheck:
+        return settings.stall_timeout
+    from slimdeploy.bench.crosscheck import longest_crosscheck_seconds
+
+    # A worker is silent while benchmark_app runs.
+    return settings.stall_timeout + longest_crosscheck_seconds(settings.crosscheck_time)
 
 
 def _as_list(sources):
@@ -153,20 +235,19 @@ MEASUREMENT_KEYS = ("mode", "min_iters", "min_time", "max_iters", "warmup_iters"
                     "ort_graph_optimization", "openvino_precision")
 
 
-def _check_same_measurement(previous: dict, settings: BenchSettings, out: Path) -> None:
-    old = previous.get("config") or {}
+def _check_same_measurement(previous: BenchResults, settings: BenchSettings, out: Path) -> None:
+    old = previous.config or {}
     # Keys an older file does not record are not held against it.
     refuse_changed_settings(out, "measured", old, settings.to_dict(), [k for k in MEASUREMENT_KEYS if k in old])
 
 
-def _reusable_cells(previous: dict, plan: Plan) -> dict:
+def _reusable_cells(previous: BenchResults, plan: Plan) -> dict:
     """Finished cells of the earlier run, by whole group only: a group is measured
     interleaved, so a half-finished group is measured again from the start."""
-    done = {c["id"]: c for c in previous.get("cells", []) if isinstance(c, dict) and c.get("status") == "ok"}
+    done = previous.finished_cells()
     kept = {}
     for job in plan.jobs:
         for group in job.groups:
             if all(c.id in done for c in group.cells):
                 kept.update({c.id: done[c.id] for c in group.cells})
     return kept
-

@@ -17,8 +17,6 @@ import numpy as np
 
 from slimdeploy.errors import ModelFileError
 
-SUFFIXES = (".onnx", ".xml", ".keras", ".engine", ".plan")
-
 
 @dataclass
 class ArtifactInfo:
@@ -49,14 +47,9 @@ def inspect_artifact(path: str | Path) -> ArtifactInfo:
         raise ModelFileError(f"artifact {path} does not exist")
     if path.stat().st_size == 0:
         raise ModelFileError(f"artifact {path} is empty")
-    if path.suffix == ".onnx":
-        return _inspect_onnx(path)
-    if path.suffix == ".xml":
-        return _inspect_openvino(path)
-    if path.suffix == ".keras":
-        return _inspect_keras(path)
-    if path.suffix in (".engine", ".plan"):
-        return ArtifactInfo(path)  # only TensorRT itself can read an engine
+    reader = READERS.get(path.suffix)
+    if reader is not None:
+        return reader(path)
     raise ModelFileError(f"artifact {path}: unsupported file type (expected one of {', '.join(SUFFIXES)})")
 
 
@@ -380,3 +373,21 @@ def _refuse_non_finite(path: Path, name, array: np.ndarray) -> None:
 def _find_batch_shape(config):
     layer = _find_layer_config(config, "InputLayer") or {}
     return layer.get("batch_shape") or layer.get("batch_input_shape")
+
+
+# --- The reader of each file type ----------------------------------------------------
+
+def _engine_info(path: Path) -> ArtifactInfo:
+    return ArtifactInfo(path)  # only TensorRT itself can read an engine
+
+
+# The one reader of each artifact suffix a runtime runs (see RuntimePlugin.suffixes); the
+# order is the order messages list them in. A runtime with a new file type adds it here.
+READERS = {
+    ".onnx": _inspect_onnx,
+    ".xml": _inspect_openvino,
+    ".keras": _inspect_keras,
+    ".engine": _engine_info,
+    ".plan": _engine_info,
+}
+SUFFIXES = tuple(READERS)

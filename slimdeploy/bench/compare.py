@@ -14,15 +14,21 @@ two bootstrap intervals, and the verdict is taken on that union:
   a busy machine come in bursts; treating calls as independent then gives intervals much
   narrower than the run-to-run spread, and verdicts that flip between runs. Rounds are the
   honest unit, so the union is what a verdict can stand on.
+
+``verdict_interval`` computes that union for two cell records; the regression gate
+(``report/gate.py``) judges on it too.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
 from slimdeploy.bench import stats
+from slimdeploy.bench.cellkey import CellKey
+from slimdeploy.runtimes.registry import sort_key
 
 MAX_BOOTSTRAP_SAMPLES = 5000
 
@@ -57,9 +63,27 @@ def _round_interval(base: dict, cell: dict, confidence: float, resamples: int, s
         return None
 
 
-def group_key(cell: dict) -> tuple:
-    return (cell["runtime"], cell["batch"], cell["threads"], cell["mode"],
-            tuple(sorted((cell.get("settings") or {}).items())))
+@dataclass(frozen=True)
+class SpeedupInterval:
+    """The interval a verdict stands on (``low``, ``high``) and the two it unites."""
+    low: float
+    high: float
+    sample_interval: tuple[float, float]
+    rounds: tuple[float, float, float, int] | None  # (speedup, low, high, rounds); None without blocks
+
+
+def verdict_interval(base: dict, cell: dict, *, confidence: float = 0.95, resamples: int = 2000,
+                     seed: int = 0) -> SpeedupInterval:
+    """The interval of median(base) / median(cell) for two cell records: the thinned per-call
+    interval united with the process/round one (see the module docstring). The comparisons and
+    the regression gate both judge on it."""
+    _, s_low, s_high = stats.speedup_interval(thin(base["samples_ms"]), thin(cell["samples_ms"]),
+                                              confidence=confidence, resamples=resamples, seed=seed)
+    rounds = _round_interval(base, cell, confidence, resamples, seed)
+    low, high = s_low, s_high
+    if rounds is not None:
+        low, high = min(low, rounds[1]), max(high, rounds[2])
+    return SpeedupInterval(low, high, (s_low, s_high), rounds)
 
 
 def _ratio(a, b):
@@ -71,7 +95,7 @@ def compare(cells: list, models: dict, baseline: str, *, threshold: float = stat
     ok = [c for c in cells if c.get("status") == "ok" and c.get("samples_ms")]
     by_key: dict[tuple, dict] = {}
     for cell in ok:
-        by_key.setdefault(group_key(cell), {})[cell["model"]] = cell
+        by_key.setdefault(CellKey.of(cell).group, {})[cell["model"]] = cell
     base_info = models.get(baseline, {})
     comparisons = []
     for key, group in by_key.items():
@@ -81,13 +105,9 @@ def compare(cells: list, models: dict, baseline: str, *, threshold: float = stat
         for name, cell in sorted(group.items()):
             if name == baseline:
                 continue
-            _, s_low, s_high = stats.speedup_interval(thin(base["samples_ms"]), thin(cell["samples_ms"]),
-                                                      confidence=confidence, resamples=resamples, seed=seed)
+            interval = verdict_interval(base, cell, confidence=confidence, resamples=resamples, seed=seed)
             speedup = base["stats"]["p50_ms"] / cell["stats"]["p50_ms"]
-            rounds = _round_interval(base, cell, confidence, resamples, seed)
-            low, high = s_low, s_high
-            if rounds is not None:
-                low, high = min(low, rounds[1]), max(high, rounds[2])
+            low, high, rounds = interval.low, interval.high, interval.rounds
             info = models.get(name, {})
             ideal = _ratio(base_info.get("flops"), info.get("flops"))
             comparisons.append({
@@ -106,7 +126,7 @@ def compare(cells: list, models: dict, baseline: str, *, threshold: float = stat
                 "efficiency": speedup / ideal if ideal else None,
                 # What a sparse kernel could reach; dense kernels do not get it.
                 "nonzero_ideal_speedup": _ratio(base_info.get("flops"), info.get("nonzero_flops")),
-                "sample_interval": [s_low, s_high],
+                "sample_interval": list(interval.sample_interval),
                 "round_interval": [rounds[1], rounds[2]] if rounds else None,
                 "round_speedup": rounds[0] if rounds else None,
                 "rounds": rounds[3] if rounds else 0,
@@ -119,6 +139,5 @@ def compare(cells: list, models: dict, baseline: str, *, threshold: float = stat
                 "unstable": bool(base.get("unstable") or cell.get("unstable")),
                 "bootstrap_samples": [int(thin(base["samples_ms"]).size), int(thin(cell["samples_ms"]).size)],
             })
-    order = {"tensorflow": 0, "onnxruntime": 1, "openvino": 2, "tensorrt": 3}
-    comparisons.sort(key=lambda c: (order.get(c["runtime"], 9), c["runtime"], c["threads"], c["batch"], c["model"]))
+    comparisons.sort(key=lambda c: (sort_key(c["runtime"]), c["runtime"], c["threads"], c["batch"], c["model"]))
     return comparisons

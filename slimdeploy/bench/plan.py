@@ -12,19 +12,16 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from slimdeploy.bench.cellkey import CellKey
 from slimdeploy.bench.settings import BenchSettings
 from slimdeploy.bench.sources import Sources, check_fit, expected_input_shape
 from slimdeploy.errors import UserError
-from slimdeploy.runtimes.registry import RUNTIMES, pick_artifact
-
-# Short names of settings in cell ids: "dense|onnxruntime|b64|t1|latency|opt=all".
-ID_KEYS = {"graph_optimization": "opt", "precision": "precision"}
+from slimdeploy.runtimes.registry import RUNTIMES, accepts_reshape, pick_artifact, runtime_options
 
 
 def cell_id(model: str, runtime: str, batch: int, threads: int, mode: str, settings: dict) -> str:
-    parts = [model, runtime, f"b{batch}", f"t{threads}", mode]
-    parts += [f"{ID_KEYS.get(k, k)}={v}" for k, v in settings.items()]
-    return "|".join(parts)
+    """'dense|onnxruntime|b64|t1|latency|opt=all' (see ``CellKey.id``)."""
+    return CellKey.from_parts(model, runtime, batch, threads, mode, settings).id
 
 
 @dataclass
@@ -95,7 +92,7 @@ def make_plan(sources: Sources, settings: BenchSettings, availability: dict) -> 
     jobs: list[JobSpec] = []
     unavailable: list[CellSpec] = []
     for runtime in settings.runtimes:
-        options = settings.runtime_options(runtime)
+        options = runtime_options(runtime, settings)
         chosen = {}
         for name in names:
             model = sources.models[name]
@@ -103,7 +100,7 @@ def make_plan(sources: Sources, settings: BenchSettings, availability: dict) -> 
             if artifact is None:
                 continue
             check_fit(model.inspected[artifact.suffix], expected, origin, settings.batches,
-                      allow_reshape=runtime == "openvino")
+                      allow_reshape=accepts_reshape(runtime))
             chosen[name] = artifact
         if not chosen:
             continue
@@ -112,9 +109,9 @@ def make_plan(sources: Sources, settings: BenchSettings, availability: dict) -> 
             for batch in settings.batches:
                 group = GroupSpec(runtime, batch, threads, settings.mode, options)
                 for name, artifact in chosen.items():
-                    group.cells.append(CellSpec(
-                        cell_id(name, runtime, batch, threads, settings.mode, options), name, runtime, batch,
-                        threads, settings.mode, options, artifact, shown_path(artifact, sources.run_dir)))
+                    key = CellKey.from_parts(name, runtime, batch, threads, settings.mode, options)
+                    group.cells.append(CellSpec(key.id, name, runtime, batch, threads, settings.mode, options,
+                                                artifact, shown_path(artifact, sources.run_dir)))
                 job.groups.append(group)
             if availability.get(runtime, {}).get("available"):
                 jobs.append(job)

@@ -2,55 +2,46 @@
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 from importlib import resources
 from pathlib import Path
 
-from slimdeploy import __version__, fsutil
+from slimdeploy import fsutil
 from slimdeploy.bench import stats
 from slimdeploy.bench.plan import CellSpec
 from slimdeploy.errors import UserError
-
-SCHEMA_VERSION = 1
-
-
-def base_cell(spec: CellSpec) -> dict:
-    return {
-        "id": spec.id, "model": spec.model, "runtime": spec.runtime, "batch": spec.batch,
-        "threads": spec.threads, "mode": spec.mode, "settings": dict(spec.settings),
-        "artifact": spec.artifact_shown, "status": "pending", "error": None,
-        "load_seconds": None, "first_inference_seconds": None,
-        "samples_ms": [], "iterations": 0, "seconds": 0.0, "stats": None, "unstable": False,
-        "engine_latency_ms": None, "engine_stats": None, "crosscheck": None,
-        "applied_settings": {}, "parallelism": 1,
-    }
+from slimdeploy.records.bench import SCHEMA_VERSION, BenchResults, Cell  # noqa: F401 - SCHEMA_VERSION re-exported
 
 
-def finish_cell(spec: CellSpec, record: dict) -> dict:
+def base_cell(spec: CellSpec) -> Cell:
+    """A cell not measured yet: its identity, status "pending"."""
+    return Cell(id=spec.id, model=spec.model, runtime=spec.runtime, batch=spec.batch, threads=spec.threads,
+                mode=spec.mode, settings=dict(spec.settings), artifact=spec.artifact_shown)
+
+
+# Worker record keys copied into the cell as they are, when the worker reported them.
+_COPIED_KEYS = ("load_seconds", "first_inference_seconds", "applied_settings", "parallelism", "output_shape", "input",
+                "group_wall_seconds", "crosscheck", "blocks", "processes", "instances")
+
+
+def finish_cell(spec: CellSpec, record: dict) -> Cell:
     """A worker's record -> a bench.json cell with statistics."""
-    cell = base_cell(spec)
-    cell["status"] = record.get("status", "error")
-    cell["error"] = record.get("error")
-    for key in ("load_seconds", "first_inference_seconds", "applied_settings", "parallelism", "output_shape", "input",
-                "group_wall_seconds", "crosscheck", "blocks", "processes", "instances"):
-        if record.get(key) is not None:
-            cell[key] = record[key]
+    values = {key: record[key] for key in _COPIED_KEYS if record.get(key) is not None}
+    values.update(status=record.get("status", "error"), error=record.get("error"))
+    if values["status"] != "ok":
+        return base_cell(spec).replace(**values)
     samples = record.get("samples_ms") or []
-    if cell["status"] == "ok":
-        if not samples:
-            cell.update(status="error", error="no samples were recorded")
-            return cell
-        cell["samples_ms"] = samples
-        cell["iterations"] = int(record.get("iterations", len(samples)))
-        cell["seconds"] = float(record.get("seconds", sum(samples) / 1000.0))
-        cell["stats"] = stats.summarize(samples, spec.batch)
-        cell["unstable"] = stats.is_unstable(cell["stats"])
-        engine = record.get("engine_samples_ms")
-        if engine:
-            cell["engine_stats"] = stats.summarize(engine, spec.batch)
-            cell["engine_latency_ms"] = cell["engine_stats"]["p50_ms"]
-    return cell
+    if not samples:
+        return base_cell(spec).replace(**{**values, "status": "error", "error": "no samples were recorded"})
+    summary = stats.summarize(samples, spec.batch)
+    values.update(samples_ms=samples, iterations=int(record.get("iterations", len(samples))),
+                  seconds=float(record.get("seconds", sum(samples) / 1000.0)), stats=summary,
+                  unstable=stats.is_unstable(summary))
+    engine = record.get("engine_samples_ms")
+    if engine:
+        engine_stats = stats.summarize(engine, spec.batch)
+        values.update(engine_stats=engine_stats, engine_latency_ms=engine_stats["p50_ms"])
+    return base_cell(spec).replace(**values)
 
 
 def merge_records(parts: list[dict]) -> dict:
@@ -70,27 +61,8 @@ def merge_records(parts: list[dict]) -> dict:
     return merged
 
 
-def unavailable_cell(spec: CellSpec, reason: str) -> dict:
-    cell = base_cell(spec)
-    cell.update(status="unavailable", error=reason)
-    return cell
-
-
-def new_results(settings_dict: dict, environment: dict, models: dict, runtimes: dict, notes: list) -> dict:
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "tool": f"slimdeploy {__version__}",
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "complete": False,
-        "environment": environment,
-        "config": settings_dict,
-        "models": models,
-        "cells": [],
-        "comparisons": [],
-        "runtimes": runtimes,
-        "notes": list(notes),
-        "wall_seconds": None,
-    }
+def unavailable_cell(spec: CellSpec, reason: str) -> Cell:
+    return base_cell(spec).replace(status="unavailable", error=reason)
 
 
 def schema() -> dict:
@@ -105,14 +77,17 @@ def validate(results: dict) -> None:
     jsonschema.validate(results, schema())
 
 
-def write_results(path: Path, results: dict) -> None:
-    fsutil.write_json(path, results)
-
-
-def load_previous(path: Path) -> dict:
+def load_previous(path: Path) -> BenchResults:
     """A bench.json to resume from: only its finished cells are kept."""
     data = fsutil.read_json(path, "bench results")
-    if not isinstance(data, dict) or data.get("schema_version") != SCHEMA_VERSION or not isinstance(data.get("cells"), list):
-        raise UserError(f"{path} is not a slimdeploy bench.json (schema_version {SCHEMA_VERSION}); "
+    refused = UserError(f"{path} is not a slimdeploy bench.json (schema_version {SCHEMA_VERSION}); "
                         "cannot --resume from it (use --force to start over)")
-    return data
+    if not isinstance(data, dict) or data.get("schema_version") != SCHEMA_VERSION or not isinstance(data.get("cells"), list):
+        raise refused
+    # Only finished cells are kept, so only they need to be whole records; comparisons are made anew.
+    data = {**data, "cells": [c for c in data["cells"] if isinstance(c, dict) and c.get("status") == "ok"],
+            "comparisons": []}
+    try:
+        return BenchResults.from_json(data, path)
+    except (TypeError, UserError) as exc:  # a cell without its identity keys
+        raise refused from exc

@@ -16,9 +16,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Callable
 
 from slimdeploy.bench.plan import GroupSpec, JobSpec
+from slimdeploy.quiet import quiet_environment
 
 
 @dataclass
@@ -43,8 +45,7 @@ def _describe_exit(runtime: str, code: int | None, stderr_tail: str, stalled: fl
 
 
 def worker_env(threads: int) -> dict:
-    env = dict(os.environ)
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    env = quiet_environment(dict(os.environ))
     # Belt and braces: libraries that read these get the same thread count as the runtime.
     env["OMP_NUM_THREADS"] = str(threads)
     env["MKL_NUM_THREADS"] = str(threads)
@@ -115,61 +116,82 @@ def run_worker(job: dict, on_event, stall_timeout: float, threads: int) -> Worke
         return WorkerExit(False, message)
 
 
+@dataclass
+class WorkerWatch:
+    """What one worker has told the parent so far: the group it is in, the cell it is loading
+    (None once it measures), the cells it reported. Called with each event of the worker."""
+
+    job: JobSpec
+    on_cell: Callable[[str, dict], None]
+    on_event: Callable[[dict], None] | None = None
+    group: int | None = None
+    loading: str | None = None
+    reported: set = field(default_factory=set)
+
+    def __call__(self, event: dict) -> None:
+        kind = event.get("event")
+        if kind == "group_start":
+            self.group = event["group"]
+            self.loading = None
+        elif kind == "model_loading":
+            self.loading = event["id"]
+        elif kind == "measuring":
+            self.loading = None
+        elif kind == "cell":
+            record = event["cell"]
+            self.reported.add(record["id"])
+            self.loading = None
+            self.on_cell(record["id"], record)
+        if self.on_event is not None:
+            self.on_event({**event, "runtime": self.job.runtime, "threads": self.job.threads})
+
+    def unreported(self, cells) -> list:
+        return [c for c in cells if c.id not in self.reported]
+
+
 def run_job(job: JobSpec, job_fields: dict, on_cell, on_event=None, stall_timeout: float = 300.0) -> None:
     """Measure every group of ``job``; ``on_cell(cell_id, record)`` gets each finished cell,
     error cells included. Returns when every cell has been reported."""
     groups = [GroupSpec(g.runtime, g.batch, g.threads, g.mode, g.settings, list(g.cells)) for g in job.groups]
     broken: dict[str, str] = {}  # model -> why it is not run again
     while groups:
-        # Models that crashed a worker while loading are not tried again.
-        for group in groups:
-            for cell in [c for c in group.cells if c.model in broken]:
-                on_cell(cell.id, {"status": "error", "error": broken[cell.model]})
-            group.cells = [c for c in group.cells if c.model not in broken]
-        groups = [g for g in groups if g.cells]
+        groups = _without_broken_models(groups, broken, on_cell)
         if not groups:
             return
-        state = {"group": None, "loading": None, "reported": set()}
-
-        def handle(event, groups=groups, state=state):
-            kind = event.get("event")
-            if kind == "group_start":
-                state["group"] = event["group"]
-                state["loading"] = None
-            elif kind == "model_loading":
-                state["loading"] = event["id"]
-            elif kind == "measuring":
-                state["loading"] = None
-            elif kind == "cell":
-                record = event["cell"]
-                state["reported"].add(record["id"])
-                state["loading"] = None
-                on_cell(record["id"], record)
-            if on_event is not None:
-                on_event({**event, "runtime": job.runtime, "threads": job.threads})
-
+        watch = WorkerWatch(job, on_cell, on_event)
         spec = {**job_fields, "runtime": job.runtime, "threads": job.threads, "mode": job.mode,
                 "options": job.settings, "groups": [g.to_job() for g in groups]}
-        outcome = run_worker(spec, handle, stall_timeout, job.threads)
+        outcome = run_worker(spec, watch, stall_timeout, job.threads)
         if outcome.clean:
-            missing = [c for g in groups for c in g.cells if c.id not in state["reported"]]
-            for cell in missing:  # should not happen; never leave a cell unreported
+            for cell in watch.unreported(c for g in groups for c in g.cells):
+                # should not happen; never leave a cell unreported
                 on_cell(cell.id, {"status": "error", "error": f"{job.runtime} worker did not report this cell"})
             return
-        current = state["group"] if state["group"] is not None else 0
-        group = groups[current]
-        loading = state["loading"]
-        if loading is not None:
-            culprit = next(c for c in group.cells if c.id == loading)
-            message = f"{outcome.message} (while loading {culprit.artifact_shown} at batch {culprit.batch})"
-            on_cell(culprit.id, {"status": "error", "error": message})
-            broken[culprit.model] = f"not run: {culprit.artifact_shown} crashed the {job.runtime} worker earlier ({outcome.message})"
-            # Retry this group (without the culprit) and the rest in a fresh worker.
-            group.cells = [c for c in group.cells if c.id != loading and c.id not in state["reported"]]
-            groups = [group] + groups[current + 1:]
-        else:
-            for cell in group.cells:
-                if cell.id not in state["reported"]:
-                    on_cell(cell.id, {"status": "error",
-                                      "error": f"{outcome.message} (while measuring batch {group.batch})"})
-            groups = groups[current + 1:]
+        groups = _after_crash(job, groups, watch, outcome.message, broken, on_cell)
+
+
+def _without_broken_models(groups: list, broken: dict, on_cell) -> list:
+    """Models that crashed a worker while loading are not tried again: their cells are errors."""
+    for group in groups:
+        for cell in [c for c in group.cells if c.model in broken]:
+            on_cell(cell.id, {"status": "error", "error": broken[cell.model]})
+        group.cells = [c for c in group.cells if c.model not in broken]
+    return [g for g in groups if g.cells]
+
+
+def _after_crash(job: JobSpec, groups: list, watch: WorkerWatch, message: str, broken: dict, on_cell) -> list:
+    """The groups left to run after a worker died: a model it died loading is marked broken
+    and its cell an error; cells of a group it died measuring are errors."""
+    current = watch.group if watch.group is not None else 0
+    group = groups[current]
+    if watch.loading is None:
+        for cell in watch.unreported(group.cells):
+            on_cell(cell.id, {"status": "error", "error": f"{message} (while measuring batch {group.batch})"})
+        return groups[current + 1:]
+    culprit = next(c for c in group.cells if c.id == watch.loading)
+    on_cell(culprit.id, {"status": "error",
+                         "error": f"{message} (while loading {culprit.artifact_shown} at batch {culprit.batch})"})
+    broken[culprit.model] = f"not run: {culprit.artifact_shown} crashed the {job.runtime} worker earlier ({message})"
+    # Retry this group (without the culprit) and the rest in a fresh worker.
+    group.cells = [c for c in watch.unreported(group.cells) if c.id != culprit.id]
+    return [group] + groups[current + 1:]

@@ -13,10 +13,9 @@ from pathlib import Path
 from slimdeploy import fsutil
 from slimdeploy.bench.artifacts import SUFFIXES, ArtifactInfo, inspect_artifact
 from slimdeploy.errors import UserError
+from slimdeploy.records.lottery import LotteryRecord, Round
+from slimdeploy.rundir import MODES, ExportDir, RunDir
 
-# Keras models a run directory holds, when export.json does not name their source.
-RUN_KERAS_MODELS = {"dense": "dense/model.keras", "structured": "structured/ticket.keras",
-                    "unstructured": "unstructured/ticket.keras"}
 INFO_KEYS = ("params", "nonzero_params", "flops", "nonzero_flops", "widths", "test_accuracy",
              "keras_test_accuracy", "weights_remaining", "input_range")
 
@@ -64,10 +63,11 @@ def resolve_sources(sources, model_filter=None) -> Sources:
         path = Path(raw)
         if not path.exists():
             raise UserError(f"source {path} does not exist")
-        if path.is_dir() and (path / "export.json").is_file() and not (path / "dense").is_dir():
+        manifest = ExportDir(path).manifest
+        if path.is_dir() and manifest.is_file() and not RunDir(path).dense.path.is_dir():
             # An export directory of a lone model file (`export model.keras` -> exports/model/).
-            if not _add_export(path / "export.json", models, notes, {}, Path.cwd()):
-                raise UserError(f"{path / 'export.json'} lists no valid artifact (run `slimdeploy export` again)")
+            if not _add_export(manifest, models, notes, {}, Path.cwd()):
+                raise UserError(f"{manifest} lists no valid artifact (run `slimdeploy export` again)")
         elif path.is_dir():
             run_dir = run_dir or path
             shape = _add_run_dir(path, models, notes)
@@ -127,16 +127,22 @@ def _add_export(export_json: Path, models: dict, notes: list, keras_sources: dic
     return found_any
 
 
+def run_keras_models(run: RunDir) -> dict[str, Path]:
+    """The Keras models a run directory holds, when export.json does not name their source."""
+    return {"dense": run.dense_model, **{mode: run.mode(mode).ticket for mode in MODES}}
+
+
 def _add_run_dir(run_dir: Path, models: dict, notes: list) -> tuple | None:
-    export_json = run_dir / "exports" / "export.json"
+    run = RunDir(run_dir)
+    export_json = run.export_manifest
     keras_sources = {}
     found_any = False
     if export_json.is_file():
         found_any = _add_export(export_json, models, notes, keras_sources, run_dir)
     else:
         notes.append(f"{export_json} not found: only the Keras models (TensorFlow runtime) are benchmarked")
-    for name, relative in RUN_KERAS_MODELS.items():
-        keras_sources.setdefault(name, run_dir / relative)
+    for name, path in run_keras_models(run).items():
+        keras_sources.setdefault(name, path)
     for name, path in keras_sources.items():
         if path.suffix == ".keras" and path.is_file():
             models.setdefault(name, ModelSource(name)).add(path, str(run_dir))
@@ -144,35 +150,45 @@ def _add_run_dir(run_dir: Path, models: dict, notes: list) -> tuple | None:
     if not found_any:
         raise UserError(f"run directory {run_dir} has no exports/export.json and no Keras models "
                         f"(run `slimdeploy train`, `prune` and `export` first)")
-    _add_run_metrics(run_dir, models)
-    return _recipe_input_shape(run_dir)
+    _add_run_metrics(run, models)
+    return _recipe_input_shape(run)
 
 
-def _add_run_metrics(run_dir: Path, models: dict) -> None:
+def _add_run_metrics(run: RunDir, models: dict) -> None:
     """Accuracy and widths from the run's own records, where export.json lacks them."""
-    dense_metrics = run_dir / "dense" / "metrics.json"
+    dense_metrics = run.dense_metrics
     if "dense" in models and dense_metrics.is_file():
         metrics = fsutil.read_json(dense_metrics, "dense metrics")
         for key in ("test_accuracy", "params", "flops", "widths"):
             if isinstance(metrics, dict) and metrics.get(key) is not None:
                 models["dense"].info.setdefault(key, metrics[key])
-    for mode in ("structured", "unstructured"):
-        lottery = run_dir / mode / "lottery.json"
+    for mode in MODES:
+        lottery = run.mode(mode).lottery
         if mode not in models or not lottery.is_file():
             continue
-        record = fsutil.read_json(lottery, "lottery record")
-        rounds = record.get("rounds") if isinstance(record, dict) else None
-        ticket = record.get("ticket") if isinstance(record, dict) else None
-        if isinstance(rounds, list) and isinstance(ticket, dict):
-            chosen = [r for r in rounds if isinstance(r, dict) and r.get("round") == ticket.get("round")]
-            # Counts come from the artifacts themselves (several seeds' rounds are averaged here).
-            for key in ("test_accuracy", "widths", "weights_remaining"):
-                if chosen and chosen[0].get(key) is not None:
-                    models[mode].info.setdefault(key, chosen[0][key])
+        chosen = _ticket_round(lottery)
+        # Counts come from the artifacts themselves (several seeds' rounds are averaged here).
+        for key in ("test_accuracy", "widths", "weights_remaining"):
+            if chosen is not None and chosen.get(key) is not None:
+                models[mode].info.setdefault(key, chosen.get(key))
 
 
-def _recipe_input_shape(run_dir: Path) -> tuple | None:
-    metrics = run_dir / "dense" / "metrics.json"
+def _ticket_round(lottery: Path) -> Round | None:
+    """The round the ticket was taken from; None when the record does not say (an unreadable
+    file is an error, as everywhere; a record of another shape only adds nothing)."""
+    raw = fsutil.read_json(lottery, "lottery record")
+    try:
+        record = LotteryRecord.from_json(raw, lottery)
+    except UserError:
+        return None
+    if not isinstance(record.ticket, dict) or not isinstance(record.rounds, list):
+        return None
+    wanted = record.ticket.get("round")
+    return next((r for r in record.rounds if isinstance(r, Round) and r.get("round") == wanted), None)
+
+
+def _recipe_input_shape(run: RunDir) -> tuple | None:
+    metrics = run.dense_metrics
     if not metrics.is_file():
         return None
     data = fsutil.read_json(metrics, "dense metrics")

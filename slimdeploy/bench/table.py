@@ -6,10 +6,10 @@ from rich import box
 from rich.table import Table
 
 from slimdeploy.bench import stats
+from slimdeploy.runtimes.registry import short_name
 
 VERDICT_STYLE = {stats.FASTER: "bold green", stats.SLOWER: "bold red", stats.NO_DIFFERENCE: "yellow"}
 VERDICT_SHORT = {stats.NO_DIFFERENCE: "no sig. diff."}
-RUNTIME_SHORT = {"tensorflow": "TF", "onnxruntime": "ORT", "openvino": "OV", "tensorrt": "TRT"}
 
 
 def _ms(value: float) -> str:
@@ -38,7 +38,7 @@ def verdict_table(results: dict, width: int = 120) -> Table:
     table.add_column("verdict", no_wrap=True)
     for c in comparisons:
         verdict = VERDICT_SHORT.get(c["verdict"], c["verdict"])
-        row = [RUNTIME_SHORT.get(c["runtime"], c["runtime"]), str(c["batch"])]
+        row = [short_name(c["runtime"]), str(c["batch"])]
         if several_threads:
             row.append(str(c["threads"]))
         row.append(c["model"] + ("*" if c.get("unstable") else ""))
@@ -66,7 +66,7 @@ def latency_table(results: dict) -> Table:
         if c["status"] != "ok":
             continue
         st = c["stats"]
-        table.add_row(RUNTIME_SHORT.get(c["runtime"], c["runtime"]), str(c["batch"]), str(c["threads"]),
+        table.add_row(short_name(c["runtime"]), str(c["batch"]), str(c["threads"]),
                       c["model"] + ("*" if c.get("unstable") else ""), _ms(st["p50_ms"]), _ms(st["p90_ms"]),
                       f"{st['throughput_per_s']:,.0f}")
     return table

@@ -20,6 +20,7 @@ import traceback
 import numpy as np
 
 from slimdeploy import interrupts
+from slimdeploy.quiet import quiet_environment
 
 
 class Emitter:
@@ -40,7 +41,7 @@ def run_job(job: dict, emit) -> None:
     from slimdeploy.bench.crosscheck import crosscheck_session
     from slimdeploy.bench.harness import MeasureParams, measure_alone, measure_interleaved, warm_up
     from slimdeploy.bench.inputs import group_range, make_input
-    from slimdeploy.runtimes.registry import open_session
+    from slimdeploy.runtimes.registry import can_crosscheck, open_session
 
     runtime, threads, mode = job["runtime"], int(job["threads"]), job["mode"]
     options = job.get("options", {})
@@ -106,7 +107,7 @@ def run_job(job: dict, emit) -> None:
         if measured is not None:
             for name, record in records.items():
                 result = measured[name]
-                if job.get("crosscheck") and runtime == "openvino":
+                if job.get("crosscheck") and can_crosscheck(runtime):
                     try:
                         record["crosscheck"] = crosscheck_session(
                             sessions[name], record["artifact"], threads, options.get("precision", "f32"),
@@ -135,7 +136,7 @@ def run_job(job: dict, emit) -> None:
 
 
 def main() -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    quiet_environment()
     # Events go to a private copy of stdout; whatever the libraries print goes to stderr.
     protocol = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)

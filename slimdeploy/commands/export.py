@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
+from slimdeploy.commands._shared import add_run_data_arguments, print_json
+from slimdeploy.parsers import positive_float
+from slimdeploy.export.settings import TARGET_CHOICES, ExportSettings
 
-from slimdeploy.commands._shared import add_run_data_arguments, int_list, positive_float, positive_int, print_json
-
-TARGET_CHOICES = ("onnx", "openvino", "tensorrt", "all")  # slimdeploy.export.registry, kept import-free for --help
-
-
-def batch_value(text: str):
-    if text == "dynamic":
-        return "dynamic"
-    try:
-        return positive_int(text)
-    except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(f"expected 'dynamic' or a positive integer, got {text!r}") from None
+# The options made from ExportSettings' fields, in the order --help lists them.
+FIELD_OPTIONS = ("precision", "opset", "batch", "openvino_inference_precision", "profile_batches", "trt_opt_batch",
+                  "sparse_weights")
 
 
 def add_parser(subparsers, common):
@@ -42,28 +35,12 @@ def add_parser(subparsers, common):
     parser.add_argument("--target", action="append", choices=TARGET_CHOICES, metavar="{onnx,openvino,tensorrt,all}",
                         help="what to export; repeat for several (default: all — every target this machine can build)")
     parser.add_argument("--out", metavar="DIR", help="output directory (default: RUN_DIR/exports, or exports/ beside the .keras file)")
-    parser.add_argument("--precision", choices=("fp32", "fp16"), default="fp32",
-                        help="weight precision: fp16 halves the files (ONNX: fp16 initializers cast up on load; "
-                             "OpenVINO: compress_to_fp16; TensorRT: FP16 kernels). Default fp32")
-    parser.add_argument("--opset", type=positive_int, default=17, help="ONNX opset (13-18, default 17)")
-    parser.add_argument("--batch", type=batch_value, default="dynamic",
-                        help="'dynamic' (default: any batch size) or a fixed batch size N (static shapes)")
-    parser.add_argument("--openvino-precision", choices=("f32", "f16", "bf16"),
-                        help="precision OpenVINO computes in during verification (default: f32 for fp32 exports — "
-                             "CPUs with bf16 would otherwise use bf16 — and f16 for fp16 exports where supported)")
-    parser.add_argument("--profile-batches", type=int_list, default=[1, 64, 256], metavar="B1,B2,...",
-                        help="TensorRT: batch sizes the optimization profile must cover (default 1,64,256)")
-    parser.add_argument("--trt-opt-batch", type=positive_int, metavar="N",
-                        help="TensorRT: batch size the profile is tuned for (default: the largest profile batch)")
-    parser.add_argument("--sparse-weights", action="store_true",
-                        help="TensorRT: allow 2:4 structured-sparse kernels where weights qualify; the manifest "
-                             "says which layers TensorRT found eligible and which it ran sparse")
+    ExportSettings.add_arguments(parser, only=FIELD_OPTIONS)
     add_run_data_arguments(parser, "verification")
     parser.add_argument("--scale", type=positive_float,
                         help="lone model file: divide the verification inputs by this number (default: IDX Fashion-MNIST "
                              "pixels /255, an .npz unchanged); a run directory uses the scaling it was trained with")
-    parser.add_argument("--verify-limit", type=positive_int, metavar="N",
-                        help="verify on at most N validation and N test images each (default: all)")
+    ExportSettings.add_arguments(parser, only=("verify_limit",))
     state = parser.add_mutually_exclusive_group()
     state.add_argument("--force", action="store_true", help="replace an existing export in DIR")
     state.add_argument("--resume", action="store_true",
@@ -74,20 +51,10 @@ def add_parser(subparsers, common):
     return parser
 
 
-def settings_from_args(args):
-    from slimdeploy.export.settings import ExportSettings
-
-    return ExportSettings(
-        targets=args.target or ["all"],
-        precision=args.precision,
-        opset=args.opset,
-        batch=args.batch,
-        openvino_inference_precision=args.openvino_precision,
-        profile_batches=args.profile_batches,
-        trt_opt_batch=args.trt_opt_batch,
-        sparse_weights=args.sparse_weights,
-        verify_limit=args.verify_limit,
-    ).validate()
+def settings_from_args(args) -> ExportSettings:
+    # --target repeats (append), so it is read here; every other option is a field's own.
+    base = ExportSettings(targets=args.target) if args.target else None
+    return ExportSettings.from_args(args, base)
 
 
 def run(args) -> int:

@@ -3,30 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
-from slimdeploy.commands._shared import add_run_data_arguments, non_negative_float, positive_int, print_json
-
-
-def fraction(text: str) -> float:
-    """A number strictly between 0 and 1 (0 or 1 would keep or remove everything)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}") from None
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"must be above 0 and below 1, got {text} (0 or 1 would keep or remove everything)")
-    return value
-
-
-def seed_list(text: str) -> tuple[int, ...]:
-    parts = [part.strip() for part in text.split(",") if part.strip()]
-    if not parts or not all(part.isdigit() for part in parts):
-        raise argparse.ArgumentTypeError(f"expected comma-separated non-negative integers such as 0,1,2, got {text!r}")
-    seeds = tuple(int(part) for part in parts)
-    if len(set(seeds)) != len(seeds):
-        raise argparse.ArgumentTypeError(f"a seed is listed twice in {text!r}")
-    return seeds
+from slimdeploy.commands._shared import add_run_data_arguments, print_json
+from slimdeploy.prune.settings import PruneSettings
+from slimdeploy.rundir import RunDir
+from slimdeploy.settings_base import show_default
 
 
 def add_parser(subparsers, common):
@@ -51,30 +34,13 @@ def add_parser(subparsers, common):
     parser.add_argument("run_dir", metavar="RUN_DIR", help="run directory holding dense/model.keras and dense/init.weights.h5")
     parser.add_argument("--mode", choices=("structured", "unstructured", "both"), default="both",
                         help="structured: remove hidden Dense units; unstructured: mask Dense kernel weights (default: both, one after the other)")
-    parser.add_argument("--rounds", type=positive_int, default=5, help="pruning rounds (default 5)")
-    amount = parser.add_mutually_exclusive_group()
-    amount.add_argument("--rate", type=fraction, help="fraction of the remaining units/weights removed each round (default 0.2)")
-    amount.add_argument("--target", type=fraction,
-                        help="final fraction of the prunable weights to keep (unstructured: non-zero Dense kernel weights; "
-                             "structured: Dense parameters); the per-round rate is derived")
-    parser.add_argument("--scope", choices=("layer", "global"), default="layer",
-                        help="unstructured: prune each layer at the rate and the output layer at half of it (layer, default), "
-                             "or rank all Dense weights together (global)")
-    parser.add_argument("--criterion", choices=("l1", "bias-threshold"), default="l1",
-                        help="structured: score units by the L1 norm of their incoming weights (l1, default), or remove "
-                             "units whose trained |bias| is below --threshold (bias-threshold, the article's rule)")
-    parser.add_argument("--threshold", type=non_negative_float, default=0.001, help="bias threshold for --criterion bias-threshold (default 0.001)")
-    parser.add_argument("--reset", default="init", metavar="RESET",
-                        help="what survivors restart from: init (θ0, the paper), rewind:K (weights after K training steps), "
-                             "trained (fine-tune), random (fresh init) (default init)")
-    parser.add_argument("--controls", action=argparse.BooleanOptionalAction, default=True,
-                        help="also train the final round from a fresh random init and by fine-tuning (default on)")
-    parser.add_argument("--seeds", type=seed_list, help="repeat for these training seeds, e.g. 0,1,2, and report mean ± std "
-                                                        "(default: the dense run's seed; other seeds train their own dense model)")
-    parser.add_argument("--max-drop", type=non_negative_float, metavar="POINTS",
-                        help="ticket = the most-pruned round whose validation accuracy is within POINTS accuracy points "
-                             "(e.g. 0.5) of dense (default: the final round)")
-    parser.add_argument("--epochs", type=positive_int, help="retraining epochs per round (default: the dense model's)")
+    PruneSettings.add_arguments(parser, only=("rounds",))
+    PruneSettings.add_arguments(parser.add_mutually_exclusive_group(), only=("rate", "target"))
+    PruneSettings.add_arguments(parser, only=("scope", "criterion", "threshold", "reset"))
+    # A pair of flags (--controls/--no-controls), which a generated option cannot be.
+    parser.add_argument("--controls", action=argparse.BooleanOptionalAction, default=None,
+                        help=f"{_field_help('controls')} (default: {show_default(PruneSettings().controls)})")
+    PruneSettings.add_arguments(parser, only=("seeds", "max_drop", "epochs"))
     add_run_data_arguments(parser, "retraining and evaluation")
     state = parser.add_mutually_exclusive_group()
     state.add_argument("--resume", action="store_true", help="continue an interrupted prune; finished rounds are kept, not recomputed")
@@ -85,26 +51,23 @@ def add_parser(subparsers, common):
     return parser
 
 
+def _field_help(name: str) -> str:
+    return next(f.metadata["help"] for f in dataclasses.fields(PruneSettings) if f.name == name)
+
+
 def run(args) -> int:
     import logging
 
     from slimdeploy.errors import UserError
     from slimdeploy.progress import progress_bar
     from slimdeploy.prune.lottery import prune_run
-    from slimdeploy.prune.settings import PruneSettings
 
     modes = ("structured", "unstructured") if args.mode == "both" else (args.mode,)
-    all_settings = []
-    for mode in modes:
-        settings = PruneSettings(
-            mode=mode, rounds=args.rounds, rate=args.rate if args.rate is not None else PruneSettings.rate,
-            target=args.target, scope=args.scope, criterion=args.criterion, threshold=args.threshold,
-            reset=args.reset, controls=args.controls, seeds=tuple(args.seeds or ()), max_drop=args.max_drop,
-            epochs=args.epochs,
-        )
-        all_settings.append(settings.validate())
+    controls = {} if args.controls is None else {"controls": args.controls}
+    all_settings = [PruneSettings.from_args(args, base=PruneSettings(mode=mode, **controls)) for mode in modes]
+    run = RunDir(args.run_dir)
     for settings in all_settings:  # refuse before any training starts
-        target = Path(args.run_dir) / settings.mode
+        target = run.mode(settings.mode).path
         if target.exists() and not (args.resume or args.force):
             raise UserError(f"{target} already exists; pass --resume to continue it or --force to start over")
     # Each round builds a new model, which makes tf.function retrace; TensorFlow warns about it each time.
@@ -115,7 +78,7 @@ def run(args) -> int:
             records[settings.mode] = prune_run(args.run_dir, settings, resume=args.resume, force=args.force,
                                                progress=progress, data=args.data, data_override=args.data_override)
         if not args.quiet and not args.json:
-            print_summary(records[settings.mode], Path(args.run_dir) / settings.mode)
+            print_summary(records[settings.mode], run.mode(settings.mode).path)
     if args.json:
         print_json(records[modes[0]] if len(modes) == 1 else records)
     return 0

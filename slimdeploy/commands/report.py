@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 from slimdeploy.commands._shared import print_json
+from slimdeploy.report.settings import ReportSettings, parse_formats, parse_fraction
 
 EPILOG = """\
 examples:
@@ -43,16 +45,12 @@ def add_parser(subparsers, common):
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("source", metavar="SOURCE", help="run directory, or a bench JSON file (bench.json)")
-    parser.add_argument("--format", default=None, metavar="LIST",
-                        help="comma-separated views to write: md (report.md + PNG plots), html (self-contained, plots "
-                             "embedded), json (report.json: the answer as data), csv (report.csv: one row per cell), "
-                             "gab (gab.json: github-action-benchmark customSmallerIsBetter). Default: all")
+    ReportSettings.add_arguments(parser, only=("formats",))
     parser.add_argument("--out", metavar="DIR", help="report directory (default: RUN_DIR/report, or report/ beside a bench JSON)")
     parser.add_argument("--force", action="store_true", help="regenerate an existing report directory")
-    parser.add_argument("--title", help="heading of the report (default: from the recipe name)")
+    ReportSettings.add_arguments(parser, only=("title",))
     parser.add_argument("--baseline", metavar="OLD", help="bench JSON or run directory to compare against (regression gate)")
-    parser.add_argument("--max-regression", default="10%", metavar="PCT",
-                        help="slowdown that fails the gate, as 10%% or 0.1 (default: 10%%)")
+    ReportSettings.add_arguments(parser, only=("max_regression",))
     parser.add_argument("--no-step-summary", action="store_true", help="do not append to $GITHUB_STEP_SUMMARY even when it is set")
     parser.add_argument("--quiet", action="store_true", help="print nothing but errors (and the gate's table)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON on stdout (files written, or the gate's cells)")
@@ -60,12 +58,7 @@ def add_parser(subparsers, common):
 
 
 def run(args) -> int:
-    from slimdeploy.report.settings import FORMATS, ReportSettings, parse_formats, parse_fraction
-
-    threshold = parse_fraction(args.max_regression, "--max-regression")
-    formats = parse_formats(args.format) if args.format is not None else list(FORMATS)
-    settings = ReportSettings(formats=tuple(formats), title=args.title, max_regression=threshold,
-                              step_summary=not args.no_step_summary)
+    settings = _settings(args)
     status = 0
     if args.baseline:
         status = _gate(args, settings)
@@ -73,6 +66,17 @@ def run(args) -> int:
             return status
     _report(args, settings)
     return status
+
+
+def _settings(args) -> ReportSettings:
+    # The options' text is read here so that their errors name the option (--max-regression),
+    # the threshold first as it always was.
+    if args.max_regression is not None:
+        args.max_regression = parse_fraction(args.max_regression, "--max-regression")
+    if args.formats is not None:
+        args.formats = parse_formats(args.formats)
+    settings = ReportSettings.from_args(args)
+    return dataclasses.replace(settings, step_summary=False) if args.no_step_summary else settings
 
 
 def _report(args, settings) -> None:

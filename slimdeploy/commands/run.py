@@ -35,6 +35,8 @@ def run(args) -> int:
     from slimdeploy.errors import UserError
     from slimdeploy.pipeline import build_config, config_toml, run_pipeline
     from slimdeploy.progress import console, progress_bar
+    from slimdeploy.report.settings import FORMAT_FILES
+    from slimdeploy.rundir import RunDir
 
     if args.resume and args.force:
         raise UserError("--resume and --force contradict each other: pick one")
@@ -47,6 +49,6 @@ def run(args) -> int:
     if args.json:
         print_json(record)
     elif not args.quiet:
-        report_md = config.run_dir / "report" / "report.md"
+        report_md = RunDir(config.run_dir).report_dir / FORMAT_FILES["md"]
         console.print(f"done: {config.run_dir} (report: {report_md})")
     return 0

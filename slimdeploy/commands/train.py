@@ -5,7 +5,8 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from slimdeploy.commands._shared import non_negative_int, positive_float, positive_int, print_json, remove_if_created
+from slimdeploy.commands._shared import print_json, remove_if_created
+from slimdeploy.parsers import non_negative_int, positive_float, positive_int
 
 
 def add_parser(subparsers, common):
@@ -39,6 +40,7 @@ def run(args) -> int:
     from slimdeploy.config import check_recipe_data, load_recipe
     from slimdeploy.data import load_dataset
     from slimdeploy.progress import console, progress_bar
+    from slimdeploy.rundir import RunDir
     from slimdeploy.train import train_dense
 
     recipe = load_recipe(args.recipe).with_training(epochs=args.epochs, seed=args.seed)
@@ -46,7 +48,8 @@ def run(args) -> int:
     if args.scale is not None:
         recipe = dataclasses.replace(recipe, dataset=dataclasses.replace(recipe.dataset, scale=args.scale))
     out_dir = Path(args.out or Path("runs") / recipe.name)
-    fsutil.refuse_existing(out_dir / "dense", args.force)
+    dense_dir = RunDir(out_dir).dense.path
+    fsutil.refuse_existing(dense_dir, args.force)
     # Everything that can fail on the user's input is checked before anything is written.
     data = load_dataset(args.data, recipe.dataset.validation_size, recipe.training.seed, limit=args.limit,
                         scale=recipe.dataset.scale)
@@ -57,6 +60,6 @@ def run(args) -> int:
     elif not args.quiet:
         console.print(
             f"dense model: test accuracy {metrics['test_accuracy']:.4f}, val accuracy {metrics['val_accuracy']:.4f}, "
-            f"{metrics['params']:,} params, {metrics['flops']:,} FLOPs, {metrics['train_seconds']:.1f} s -> {out_dir / 'dense'}"
+            f"{metrics['params']:,} params, {metrics['flops']:,} FLOPs, {metrics['train_seconds']:.1f} s -> {dense_dir}"
         )
     return 0

@@ -1,8 +1,9 @@
 """ONNX through tf2onnx, verified in ONNX Runtime.
 
 Keras 3 models are converted as a ``tf.function`` with an explicit input signature:
-``tf2onnx.convert.from_keras`` fails on them (see FINDINGS.md). Weights are copied as
-they are, so the zeros of an unstructured ticket stay zeros (and compress).
+``tf2onnx.convert.from_keras`` fails on them (tf2onnx 1.17 with Keras 3: ``KeyError:
+'keras_tensor_4'``). Weights are copied as they are, so the zeros of an unstructured
+ticket stay zeros (and compress).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from slimdeploy.errors import WorkError
-from slimdeploy.export.target import Exported, Runner, Target, package_version
+from slimdeploy.export.target import Exported, Target, package_version
 from slimdeploy.models import model_input_dtype
 
 INPUT_NAME = "input"
@@ -117,26 +118,6 @@ def matmul_weight_shapes(path: Path) -> list[list[int]]:
     return shapes
 
 
-class OnnxRunner(Runner):
-    runtime = "onnxruntime"
-
-    def __init__(self, path: Path):
-        import onnxruntime as ort
-
-        from slimdeploy.onnxsafety import check_onnx_file
-
-        check_onnx_file(path)  # the same check as every other place an ONNX file is opened
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        first = self.session.get_inputs()[0]
-        self.input_name = first.name
-        self.fixed_batch = first.shape[0] if isinstance(first.shape[0], int) else None
-
-    def infer(self, x: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {self.input_name: x})[0]
-
-
 class OnnxTarget(Target):
     name = "onnx"
     suffixes = (".onnx",)
@@ -156,9 +137,6 @@ class OnnxTarget(Target):
             converter=f"tf2onnx {package_version('tf2onnx')}",
             details={"opset": settings.opset, "matmul_weight_shapes": matmul_weight_shapes(target)},
         )
-
-    def open(self, path: Path, settings) -> Runner:
-        return OnnxRunner(path)
 
     def versions(self) -> dict[str, str]:
         return {name: package_version(name) for name in ("tf2onnx", "onnx", "onnxruntime", "tensorflow", "keras")}

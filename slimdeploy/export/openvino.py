@@ -9,14 +9,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from slimdeploy import interrupts
 from slimdeploy.errors import WorkError
-from slimdeploy.export.target import Exported, Runner, Target, package_version
+from slimdeploy.export.target import Exported, Target, package_version
 
 DEVICE = "CPU"
-HINTS = {"f32": "f32", "f16": "f16", "bf16": "bf16"}
 
 
 def device_capabilities() -> list[str]:
@@ -41,29 +38,6 @@ def matmul_weight_shapes(xml: Path) -> list[list[int]]:
             if source.get_type_name() == "Constant":
                 shapes.append([int(d) for d in port.get_shape()])
     return shapes
-
-
-class OpenVinoRunner(Runner):
-    runtime = "openvino"
-
-    def __init__(self, xml: Path, inference_precision: str):
-        import openvino as ov
-
-        core = ov.Core()
-        model = core.read_model(str(xml))
-        self.compiled = core.compile_model(model, DEVICE, {"INFERENCE_PRECISION_HINT": HINTS[inference_precision]})
-        # Record what the plugin actually chose, not what was asked for.
-        self.inference_precision = _precision_name(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
-        shape = model.inputs[0].get_partial_shape()
-        self.fixed_batch = shape[0].get_length() if shape[0].is_static else None
-
-    def infer(self, x: np.ndarray) -> np.ndarray:
-        return self.compiled(x)[0]
-
-
-def _precision_name(element_type) -> str:
-    # ov.Type.get_type_name() gives the short names used here: "f32", "f16", "bf16".
-    return element_type.get_type_name() if hasattr(element_type, "get_type_name") else str(element_type)
 
 
 class OpenVinoTarget(Target):
@@ -98,8 +72,9 @@ class OpenVinoTarget(Target):
                      "matmul_weight_shapes": matmul_weight_shapes(xml)},
         )
 
-    def open(self, path: Path, settings) -> Runner:
-        return OpenVinoRunner(path, self.inference_precision(settings))
+    def session_options(self, settings) -> dict:
+        # Verified in the precision export asks for; Runner records what the plugin chose.
+        return {"precision": self.inference_precision(settings)}
 
     def versions(self) -> dict[str, str]:
         return {name: package_version(name) for name in ("tf2onnx", "onnx", "openvino")}

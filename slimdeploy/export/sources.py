@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from slimdeploy import fsutil
 from slimdeploy.errors import UserError
+from slimdeploy.rundir import MODES, ExportDir, RunDir
 
-TICKET_FILE = "ticket.keras"
 # Pruning modes first, in this order; any other ticket directory follows alphabetically.
-KNOWN_TICKETS = ("structured", "unstructured")
+KNOWN_TICKETS = MODES
 
 
 @dataclass
@@ -28,6 +28,14 @@ class SourcePlan:
     models: list[ModelSource]
     out_dir: Path
 
+    @property
+    def manifest(self) -> Path:
+        return ExportDir(self.out_dir).manifest
+
+    @property
+    def partial_manifest(self) -> Path:
+        return ExportDir(self.out_dir).partial_manifest
+
 
 def resolve_source(source: str | os.PathLike, out_dir: str | os.PathLike | None = None) -> SourcePlan:
     from slimdeploy import runinfo
@@ -37,13 +45,10 @@ def resolve_source(source: str | os.PathLike, out_dir: str | os.PathLike | None 
         raise UserError(f"SOURCE {source} does not exist (give a .keras file or a run directory)")
     if source.is_dir():
         runinfo.dense_metrics(source)  # one clear error when this is not a run directory
-        models = [ModelSource("dense", source / "dense" / "model.keras", "dense/model.keras")]
-        ticket_dirs = sorted(
-            (d for d in source.iterdir() if d.is_dir() and d.name not in ("dense", "exports") and (d / TICKET_FILE).is_file()),
-            key=lambda d: (KNOWN_TICKETS.index(d.name) if d.name in KNOWN_TICKETS else len(KNOWN_TICKETS), d.name),
-        )
-        models += [ModelSource(d.name, d / TICKET_FILE, f"{d.name}/{TICKET_FILE}") for d in ticket_dirs]
-        default_out = source / "exports"
+        run = RunDir(source)
+        models = [ModelSource("dense", run.dense_model, run.relative(run.dense_model))]
+        models += [ModelSource(name, run.mode(name).ticket, run.relative(run.mode(name).ticket)) for name in _ticket_names(run)]
+        default_out = run.exports_dir
         run_dir = source
     else:
         models = [ModelSource(source.stem, source, str(source))]
@@ -51,6 +56,13 @@ def resolve_source(source: str | os.PathLike, out_dir: str | os.PathLike | None 
         default_out = source.parent / "exports" / source.stem
         run_dir = None
     return SourcePlan(source=source, run_dir=run_dir, models=models, out_dir=Path(out_dir) if out_dir else default_out)
+
+
+def _ticket_names(run: RunDir) -> list[str]:
+    """Every directory of the run holding a ticket: the pruning modes first, then the others alphabetically."""
+    not_tickets = (run.dense.path, run.exports_dir)
+    names = [d.name for d in run.root.iterdir() if d.is_dir() and d not in not_tickets and run.mode(d.name).ticket.is_file()]
+    return sorted(names, key=lambda name: (KNOWN_TICKETS.index(name) if name in KNOWN_TICKETS else len(KNOWN_TICKETS), name))
 
 
 def prepare_out_dir(out_dir: Path) -> bool:
@@ -62,15 +74,11 @@ def prepare_out_dir(out_dir: Path) -> bool:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"output directory {out_dir}: cannot create the directory: {exc.strerror or exc}") from exc
-    # os.access says yes to root even on a read-only file system: try it instead.
-    try:
-        fd, probe = tempfile.mkstemp(prefix=".write-probe-", dir=out_dir)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
+    reason = fsutil.check_writable_dir(out_dir)
+    if reason is not None:
         if created:
             _remove_empty(out_dir)
-        raise UserError(f"output directory {out_dir} is not writable: {exc.strerror or exc}") from exc
+        raise UserError(f"output directory {out_dir} is not writable: {reason}")
     return created
 
 

@@ -1,4 +1,5 @@
-"""What every export target provides: a converter, a runner for verification, a tolerance.
+"""What every export target provides: a converter, a tolerance, and (``open``) its artifact
+in the runtime's own benchmark ``Session`` for verification.
 
 A target module (``onnx.py``, ``openvino.py``, ``tensorrt.py``) subclasses ``Target`` and is
 listed in ``registry.py``. Heavy libraries are imported inside methods, so importing a
@@ -7,6 +8,7 @@ target module is cheap and a missing optional library is reported, never a crash
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,31 +49,52 @@ class Exported:
 
 
 class Runner:
-    """An artifact loaded in its own runtime, for verification."""
+    """An artifact opened in its runtime's ``Session`` (the one the bench measures), run over
+    many images in chunks the artifact accepts: a static-shape artifact's own batch (the
+    last chunk padded), else ``batch`` images bounded by the largest batch it accepts (a
+    TensorRT profile's max)."""
 
-    runtime: str = ""
-    fixed_batch: int | None = None  # static-shape artifacts take exactly this many images per call
-    max_batch: int | None = None  # e.g. a TensorRT optimization profile's upper bound
-    inference_precision: str = "f32"
+    def __init__(self, runtime: str, path: Path, batch: int = 256, options: dict | None = None,
+                 inference_precision: str = "f32"):
+        from slimdeploy.runtimes.registry import plugin
 
-    def infer(self, x: np.ndarray) -> np.ndarray:  # pragma: no cover - interface
-        raise NotImplementedError
+        self.runtime = runtime
+        self.path = Path(path)
+        self._plugin = plugin(runtime)
+        self._options = dict(options or {})
+        self.fixed_batch, self.max_batch = self._plugin.session.batch_bounds(self.path)
+        self._session = None
+        session = self._open(self.chunk(batch))
+        # What the runtime reports it computes in (OpenVINO), else what export asked for.
+        self.inference_precision = session.applied_settings().get("inference_precision") or inference_precision
 
-    def close(self) -> None:
-        pass
+    def chunk(self, batch: int) -> int:
+        return self.fixed_batch or min(batch, self.max_batch or batch)
+
+    def _open(self, chunk: int):
+        if self._session is None or self._session.batch != chunk:
+            self.close()
+            self._session = self._plugin.open(self.path, chunk, os.cpu_count() or 1, self._options)
+        return self._session
 
     def run(self, x: np.ndarray, batch: int) -> np.ndarray:
-        """All of ``x`` in chunks the artifact accepts; the last chunk is padded for a static batch."""
-        chunk = self.fixed_batch or min(batch, self.max_batch or batch)
+        """All of ``x``, in chunks of the session's static batch; the last one padded."""
+        session = self._open(self.chunk(batch))
         outputs = []
-        for start in range(0, len(x), chunk):
-            part = x[start:start + chunk]
+        for start in range(0, len(x), session.batch):
+            part = x[start:start + session.batch]
             real = len(part)
-            if self.fixed_batch and real < self.fixed_batch:
-                pad = np.zeros((self.fixed_batch - real, *part.shape[1:]), dtype=part.dtype)
+            if real < session.batch:
+                pad = np.zeros((session.batch - real, *part.shape[1:]), dtype=part.dtype)
                 part = np.concatenate([part, pad])
-            outputs.append(np.asarray(self.infer(np.ascontiguousarray(part)))[:real])
+            # A copy: sessions return the same output buffer on every call.
+            outputs.append(np.array(session.infer(part)[:real]))
         return np.concatenate(outputs)
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.close()
+            self._session = None
 
 
 class Target:
@@ -96,8 +119,14 @@ class Target:
         """Convert the fp32 ONNX at ``onnx_path`` into this target's files in ``staging``."""
         raise NotImplementedError
 
-    def open(self, path: Path, settings) -> Runner:  # pragma: no cover - interface
-        raise NotImplementedError
+    def session_options(self, settings) -> dict:
+        """Options for the runtime's Session when verifying (see runtimes/<runtime>.py)."""
+        return {}
+
+    def open(self, path: Path, settings) -> Runner:
+        """The artifact at ``path`` loaded in its runtime, ready to ``run`` the verification images."""
+        return Runner(self.runtime, path, settings.verify_batch, self.session_options(settings),
+                      self.inference_precision(settings))
 
     def versions(self) -> dict[str, str]:
         return {}

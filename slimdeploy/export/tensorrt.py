@@ -9,66 +9,15 @@ run time). It has not been run on the CPU-only machines this package was develop
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import shutil
-import subprocess
 from pathlib import Path
 
-import numpy as np
-
 from slimdeploy.errors import WorkError
-from slimdeploy.export.target import Exported, Runner, Target, package_version
+from slimdeploy.export.target import Exported, Target, package_version
+# Availability, the GPU check and engine loading live with the runtime; this module builds.
+from slimdeploy.runtimes.tensorrt import gpu_name, missing_requirements
 
-INSTALL_HINT = "pip install 'slimdeploy[tensorrt]'"
 ELIGIBLE_MARK = "(Sparsity) Layers eligible for sparse math:"
 PICKED_MARK = "(Sparsity) TRT inference plan picked sparse implementation for layers:"
-
-
-def gpu_problem() -> str | None:
-    """None when nvidia-smi lists a GPU; otherwise why not."""
-    smi = shutil.which("nvidia-smi")
-    if smi is None:
-        return "no NVIDIA GPU was found (nvidia-smi absent)"
-    try:
-        out = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=20)
-    except (OSError, subprocess.SubprocessError) as exc:
-        return f"no NVIDIA GPU was found (nvidia-smi -L failed: {exc})"
-    if out.returncode != 0 or "GPU" not in out.stdout:
-        detail = (out.stderr or out.stdout).strip().splitlines()
-        return f"no NVIDIA GPU was found (nvidia-smi -L: {detail[0][:120] if detail else f'exit status {out.returncode}'})"
-    return None
-
-
-def missing_requirements() -> list[str]:
-    missing = []
-    if importlib.util.find_spec("tensorrt") is None:
-        missing.append(f"tensorrt is not installed ({INSTALL_HINT})")
-    problem = gpu_problem()
-    if problem:
-        missing.append(problem)
-    if not missing and _cudart() is None:
-        missing.append(f"cuda-python is not installed ({INSTALL_HINT}); it copies images to the GPU for verification")
-    return missing
-
-
-def _cudart():
-    # cuda-python >= 12.6 moved the runtime bindings to cuda.bindings; older releases had cuda.cudart.
-    for name in ("cuda.bindings.runtime", "cuda.cudart"):
-        try:
-            return importlib.import_module(name)
-        except ImportError:
-            continue
-    return None
-
-
-def _check(result):
-    """cuda-python returns (error, value...) tuples: raise on an error, return the value."""
-    cudart = _cudart()
-    error, *values = result if isinstance(result, tuple) else (result,)
-    if error != cudart.cudaError_t.cudaSuccess:
-        raise WorkError(f"CUDA call failed: {cudart.cudaGetErrorName(error)[1].decode() if hasattr(cudart, 'cudaGetErrorName') else error}")
-    return values[0] if values else None
 
 
 def _capturing_logger(trt):
@@ -152,68 +101,8 @@ def build_engine(onnx_path: Path, engine_path: Path, settings) -> dict:
         "tf32": False if settings.precision == "fp32" else None,
         "workspace_mb": settings.trt_workspace_mb,
         "sparsity": sparsity_report([msg for _, msg in logger.messages], settings.sparse_weights),
-        "gpu": _gpu_name(),
+        "gpu": gpu_name(),
     }
-
-
-def _gpu_name() -> str | None:
-    try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True, timeout=20)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else None
-
-
-class TensorRtRunner(Runner):
-    runtime = "tensorrt"
-
-    def __init__(self, path: Path, inference_precision: str):
-        import tensorrt as trt
-
-        self.trt = trt
-        self.cudart = _cudart()
-        self.inference_precision = inference_precision
-        self.logger = trt.Logger(trt.Logger.WARNING)
-        self.trt_runtime = trt.Runtime(self.logger)
-        self.engine = self.trt_runtime.deserialize_cuda_engine(path.read_bytes())
-        if self.engine is None:
-            raise WorkError(f"TensorRT could not load the engine {path.name}")
-        self.context = self.engine.create_execution_context()
-        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
-        self.input = next(n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT)
-        self.output = next(n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT)
-        shape = tuple(self.engine.get_tensor_shape(self.input))
-        if shape[0] == -1:
-            self.max_batch = int(self.engine.get_tensor_profile_shape(self.input, 0)[2][0])
-        else:
-            self.fixed_batch = int(shape[0])
-        self.stream = _check(self.cudart.cudaStreamCreate())
-
-    def infer(self, x: np.ndarray) -> np.ndarray:
-        cudart = self.cudart
-        x = np.ascontiguousarray(x, dtype=np.float32)
-        self.context.set_input_shape(self.input, x.shape)
-        out = np.empty(tuple(self.context.get_tensor_shape(self.output)),
-                       dtype=self.trt.nptype(self.engine.get_tensor_dtype(self.output)))
-        device_in = _check(cudart.cudaMalloc(x.nbytes))
-        device_out = _check(cudart.cudaMalloc(out.nbytes))
-        try:
-            _check(cudart.cudaMemcpyAsync(device_in, x.ctypes.data, x.nbytes, cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, self.stream))
-            self.context.set_tensor_address(self.input, int(device_in))
-            self.context.set_tensor_address(self.output, int(device_out))
-            if not self.context.execute_async_v3(int(self.stream)):
-                raise WorkError("TensorRT execute_async_v3 failed")
-            _check(cudart.cudaMemcpyAsync(out.ctypes.data, device_out, out.nbytes, cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost, self.stream))
-            _check(cudart.cudaStreamSynchronize(self.stream))
-        finally:
-            cudart.cudaFree(device_in)
-            cudart.cudaFree(device_out)
-        return out.astype(np.float32, copy=False)
-
-    def close(self) -> None:
-        if getattr(self, "stream", None) is not None:
-            self.cudart.cudaStreamDestroy(self.stream)
-            self.stream = None
 
 
 class TensorRtTarget(Target):
@@ -229,9 +118,6 @@ class TensorRtTarget(Target):
         engine = self.files(staging, model_name)[0]
         facts = build_engine(onnx_path, engine, settings)
         return Exported(files=[engine], converter=f"tensorrt {package_version('tensorrt')} (from ONNX)", details=facts)
-
-    def open(self, path: Path, settings) -> Runner:
-        return TensorRtRunner(path, self.inference_precision(settings))
 
     def versions(self) -> dict[str, str]:
         return {name: package_version(name) for name in ("tf2onnx", "onnx", "tensorrt", "cuda-python")}

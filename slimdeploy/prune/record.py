@@ -1,4 +1,8 @@
-"""``lottery.json``: per-round results averaged over seeds, the reset comparison, the ticket choice."""
+"""``lottery.json``: per-round results averaged over seeds, the reset comparison, the ticket choice.
+
+Rounds are ``records.lottery.Round``; averaging works on their JSON form, since every number
+a round holds is averaged the same way.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,7 @@ from datetime import datetime, timezone
 
 from slimdeploy import environment
 from slimdeploy.prune.settings import DEFAULT_DROP_POINTS, PruneSettings, reset_label
-
-SCHEMA_VERSION = 1
+from slimdeploy.records.lottery import SCHEMA_VERSION, LotteryRecord, Round
 ACCURACIES = ("val_accuracy", "test_accuracy")
 # Controls as named in a round's "controls" -> their name among the resets.
 CONTROL_RESETS = {"random_init": "random", "finetune": "finetune"}
@@ -45,43 +48,42 @@ def aggregate(entries: list[dict]) -> dict:
     return result
 
 
-def drop_points(dense: dict, entry: dict, key: str = "test_accuracy") -> float | None:
+def drop_points(dense, entry, key: str = "test_accuracy") -> float | None:
+    """Accuracy points ``entry`` (a Round or a dict) lost against ``dense``."""
     if dense.get(key) is None or entry.get(key) is None:
         return None
-    return round((dense[key] - entry[key]) * 100, 4)
+    return round((dense.get(key) - entry.get(key)) * 100, 4)
 
 
-def aggregate_rounds(per_seed: dict[int, list[dict]]) -> list[dict]:
+def aggregate_rounds(per_seed: dict[int, list[Round]]) -> list[Round]:
     """Round r averaged over every seed that has finished it."""
     longest = max((len(rounds) for rounds in per_seed.values()), default=0)
     rounds = []
     for index in range(longest):
-        rounds.append(aggregate([seed_rounds[index] for seed_rounds in per_seed.values() if len(seed_rounds) > index]))
-    if rounds:
-        for entry in rounds:
-            entry["test_drop_points"] = drop_points(rounds[0], entry)
-    return rounds
+        entries = [seed_rounds[index].to_json() for seed_rounds in per_seed.values() if len(seed_rounds) > index]
+        rounds.append(Round.from_json(aggregate(entries)))
+    return [entry.replace(test_drop_points=drop_points(rounds[0], entry)) for entry in rounds]
 
 
-def choose_ticket(rounds: list[dict], max_drop: float | None) -> dict | None:
+def choose_ticket(rounds: list[Round], max_drop: float | None) -> dict | None:
     """The final round, or with ``max_drop`` the most-pruned round within that many validation points of dense."""
     pruned = rounds[1:]
     if not pruned:
         return None
     dense = rounds[0]
     if max_drop is None:
-        return {"round": pruned[-1]["round"], "reason": "final round"}
-    if dense.get("val_accuracy") is None:
-        return {"round": pruned[-1]["round"], "reason": "final round (no validation set to compare against --max-drop)"}
+        return {"round": pruned[-1].round, "reason": "final round"}
+    if dense.val_accuracy is None:
+        return {"round": pruned[-1].round, "reason": "final round (no validation set to compare against --max-drop)"}
     within = [entry for entry in pruned if drop_points(dense, entry, "val_accuracy") <= max_drop]
     if within:
-        best = min(within, key=lambda entry: (entry["weights_remaining"], -entry["val_accuracy"]))
-        return {"round": best["round"], "reason": f"most-pruned round with validation accuracy within {max_drop:g} points of dense"}
-    best = max(pruned, key=lambda entry: entry["val_accuracy"])
-    return {"round": best["round"], "reason": f"no round within {max_drop:g} validation points of dense; highest validation accuracy"}
+        best = min(within, key=lambda entry: (entry.weights_remaining, -entry.val_accuracy))
+        return {"round": best.round, "reason": f"most-pruned round with validation accuracy within {max_drop:g} points of dense"}
+    best = max(pruned, key=lambda entry: entry.val_accuracy)
+    return {"round": best.round, "reason": f"no round within {max_drop:g} validation points of dense; highest validation accuracy"}
 
 
-def compare_resets(settings: PruneSettings, per_seed: dict[int, list[dict]], dense: dict) -> dict | None:
+def compare_resets(settings: PruneSettings, per_seed: dict[int, list[Round]], dense: Round) -> dict | None:
     """The final round's reset next to its controls, averaged over seeds, with the winner by validation accuracy."""
     finals = {seed: rounds[-1] for seed, rounds in per_seed.items() if len(rounds) == settings.rounds + 1}
     if not finals or len(finals) != len(per_seed):
@@ -111,44 +113,48 @@ def _best(comparison: dict, key: str) -> str | None:
     return max(scored)[1] if scored else None
 
 
-def first_drop(rounds: list[dict], threshold: float) -> dict:
+def first_drop(rounds: list[Round], threshold: float) -> dict:
     """Where mean test accuracy first falls more than ``threshold`` points below dense."""
     result = {"threshold_points": threshold, "first_round_beyond": None, "weights_remaining": None,
               "last_round_within": 0 if rounds else None}
     for entry in rounds[1:]:
-        if entry.get("test_drop_points") is not None and entry["test_drop_points"] > threshold:
-            result["first_round_beyond"] = entry["round"]
-            result["weights_remaining"] = entry["weights_remaining"]
+        if entry.get("test_drop_points") is not None and entry.test_drop_points > threshold:
+            result["first_round_beyond"] = entry.round
+            result["weights_remaining"] = entry.weights_remaining
             break
-        result["last_round_within"] = entry["round"]
+        result["last_round_within"] = entry.round
     return result
 
 
-def build_record(settings: PruneSettings, *, rate: float, seeds: list[int], per_seed: dict[int, list[dict]],
+# What lottery.json's "dense" block repeats of round 0.
+DENSE_KEYS = ("params", "nonzero_params", "flops", "val_accuracy", "test_accuracy", "val_accuracy_std",
+              "test_accuracy_std", "widths", "path")
+
+
+def build_record(settings: PruneSettings, *, rate: float, seeds: list[int], per_seed: dict[int, list[Round]],
                  prunable: list[str], unprunable: dict[str, str], complete: bool, ticket: dict | None = None,
-                 extra: dict | None = None) -> dict:
+                 extra: dict | None = None) -> LotteryRecord:
+    """``extra``: the run-level fields (``run_dir``, ``random_init_seed_offset``, ``data``)."""
     rounds = aggregate_rounds(per_seed)
-    dense = rounds[0] if rounds else {}
-    record = {
-        "schema_version": SCHEMA_VERSION,
-        "mode": settings.mode,
-        "complete": complete,
-        "settings": settings.to_dict(),
-        "rate": rate,
-        "target": settings.target,
-        "seeds": list(seeds),
-        "dense": {key: dense.get(key) for key in ("params", "nonzero_params", "flops", "val_accuracy", "test_accuracy",
-                                                  "val_accuracy_std", "test_accuracy_std", "widths", "path") if key in dense},
-        "prunable": list(prunable),
-        "unprunable": [{"layer": layer, "reason": reason} for layer, reason in unprunable.items()],
-        "rounds": rounds,
-        "accuracy_drop": first_drop(rounds, settings.max_drop if settings.max_drop is not None else DEFAULT_DROP_POINTS),
-        "ticket": ticket,
-        "resets": compare_resets(settings, per_seed, dense) if complete else None,
-    }
-    if len(per_seed) > 1:
-        record["per_seed"] = {str(seed): rounds_ for seed, rounds_ in per_seed.items()}
-    record.update(extra or {})
-    record["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    record["versions"] = environment.library_versions()
-    return record
+    dense = rounds[0].to_json() if rounds else {}
+    return LotteryRecord(
+        schema_version=SCHEMA_VERSION,
+        mode=settings.mode,
+        complete=complete,
+        settings=settings.to_dict(),
+        rate=rate,
+        target=settings.target,
+        seeds=list(seeds),
+        dense={key: dense[key] for key in DENSE_KEYS if key in dense},
+        prunable=list(prunable),
+        unprunable=[{"layer": layer, "reason": reason} for layer, reason in unprunable.items()],
+        rounds=rounds,
+        accuracy_drop=first_drop(rounds, settings.max_drop if settings.max_drop is not None else DEFAULT_DROP_POINTS),
+        ticket=ticket,
+        resets=compare_resets(settings, per_seed, rounds[0]) if complete and rounds else None,
+        **({"per_seed": {str(seed): [entry.to_json() for entry in rounds_] for seed, rounds_ in per_seed.items()}}
+           if len(per_seed) > 1 else {}),
+        **(extra or {}),
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        versions=environment.library_versions(),
+    )

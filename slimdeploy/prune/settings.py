@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
+import argparse
 import re
 from dataclasses import dataclass
-from typing import Any
 
-from slimdeploy.config import settings_from_table
 from slimdeploy.errors import UserError
+from slimdeploy.parsers import non_negative_float, positive_int
+from slimdeploy.settings_base import Settings, is_int, is_number, setting
 
 MODES = ("structured", "unstructured")
 SCOPES = ("layer", "global")
@@ -20,8 +20,91 @@ OUTPUT_RATE_FACTOR = 0.5
 DEFAULT_DROP_POINTS = 0.5
 
 
+# ---------------------------------------------------------------- command-line values
+
+
+def fraction(text: str) -> float:
+    """A number strictly between 0 and 1 (0 or 1 would keep or remove everything)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be above 0 and below 1, got {text} (0 or 1 would keep or remove everything)")
+    return value
+
+
+def seed_list(text: str) -> tuple[int, ...]:
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    if not parts or not all(part.isdigit() for part in parts):
+        raise argparse.ArgumentTypeError(f"expected comma-separated non-negative integers such as 0,1,2, got {text!r}")
+    seeds = tuple(int(part) for part in parts)
+    if len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"a seed is listed twice in {text!r}")
+    return seeds
+
+
+# ---------------------------------------------------------------- checks of single fields
+
+
+def _one_of(flag: str, allowed: tuple[str, ...]):
+    def check(value):
+        return None if value in allowed else f"{flag} must be one of {', '.join(allowed)}, got {value!r}"
+    return check
+
+
+def _check_rounds(value) -> str | None:
+    return None if is_int(value) and value >= 1 else f"--rounds must be a positive integer, got {value!r}"
+
+
+def _check_rate(value) -> str | None:
+    if is_number(value) and 0 < value < 1:
+        return None
+    return f"--rate must be above 0 and below 1 (it is the fraction removed per round), got {value!r}"
+
+
+def _check_target(value) -> str | None:
+    if value is None or (is_number(value) and 0 < value < 1):
+        return None
+    return f"--target must be above 0 and below 1 (the fraction of prunable weights kept), got {value!r}"
+
+
+def _check_threshold(value) -> str | None:
+    return None if is_number(value) and value >= 0 else f"--threshold must be a non-negative number, got {value!r}"
+
+
+def _check_reset(value) -> str | None:
+    try:
+        parse_reset(value)
+    except UserError as exc:
+        return str(exc)
+    return None
+
+
+def _check_controls(value) -> str | None:
+    return None if isinstance(value, bool) else f"controls must be true or false, got {value!r}"
+
+
+def _check_seeds(value) -> str | None:
+    if not all(is_int(seed) and seed >= 0 for seed in value):
+        return f"--seeds must be non-negative integers, got {list(value)!r}"
+    if len(set(value)) != len(value):
+        return f"--seeds lists a seed twice: {','.join(map(str, value))}"
+    return None
+
+
+def _check_max_drop(value) -> str | None:
+    if value is None or (is_number(value) and value >= 0):
+        return None
+    return f"--max-drop must be a non-negative number of accuracy points, got {value!r}"
+
+
+def _check_epochs(value) -> str | None:
+    return None if value is None or (is_int(value) and value >= 1) else f"--epochs must be a positive integer, got {value!r}"
+
+
 @dataclass(frozen=True)
-class PruneSettings:
+class PruneSettings(Settings):
     """Settings of one ``prune`` stage (echoed into ``lottery.json``).
 
     mode:       "structured" (remove hidden Dense units) or "unstructured" (mask Dense kernel weights).
@@ -38,69 +121,68 @@ class PruneSettings:
     max_drop:   pick as ticket the smallest round whose validation accuracy is within this many
                 accuracy points of dense (None: the final round).
     epochs:     retraining epochs per round (None: the dense model's schedule).
+
+    ``mode`` and ``controls`` have no generated flag: `prune --mode` also takes "both", and
+    ``--controls/--no-controls`` is a pair (commands/prune.py adds both by hand).
     """
 
-    mode: str = "structured"
-    rounds: int = 5
-    rate: float = 0.2
-    target: float | None = None
-    scope: str = "layer"
-    criterion: str = "l1"
-    threshold: float = 0.001
-    reset: str = "init"
-    controls: bool = True
-    seeds: tuple[int, ...] = ()
-    max_drop: float | None = None
-    epochs: int | None = None
+    mode: str = setting("structured", check=_one_of("--mode", MODES))
+    rounds: int = setting(5, flag="--rounds", parse=positive_int, check=_check_rounds, help="pruning rounds")
+    rate: float = setting(0.2, flag="--rate", parse=fraction, check=_check_rate,
+                          help="fraction of the remaining units/weights removed each round")
+    target: float | None = setting(
+        None, flag="--target", parse=fraction, check=_check_target, shown="",
+        help="final fraction of the prunable weights to keep (unstructured: non-zero Dense kernel weights; "
+             "structured: Dense parameters); the per-round rate is derived")
+    scope: str = setting(
+        "layer", flag="--scope", choices=SCOPES, check=_one_of("--scope", SCOPES), shown="",
+        help="unstructured: prune each layer at the rate and the output layer at half of it (layer, default), "
+             "or rank all Dense weights together (global)")
+    criterion: str = setting(
+        "l1", flag="--criterion", choices=CRITERIA, check=_one_of("--criterion", CRITERIA), shown="",
+        help="structured: score units by the L1 norm of their incoming weights (l1, default), or remove "
+             "units whose trained |bias| is below --threshold (bias-threshold, the article's rule)")
+    threshold: float = setting(0.001, flag="--threshold", parse=non_negative_float, check=_check_threshold,
+                               help="bias threshold for --criterion bias-threshold")
+    reset: str = setting(
+        "init", flag="--reset", metavar="RESET", check=_check_reset,
+        help="what survivors restart from: init (θ0, the paper), rewind:K (weights after K training steps), "
+             "trained (fine-tune), random (fresh init)")
+    controls: bool = setting(True, check=_check_controls,
+                             help="also train the final round from a fresh random init and by fine-tuning")
+    seeds: tuple[int, ...] = setting(
+        (), flag="--seeds", parse=seed_list, check=_check_seeds,
+        shown="the dense run's seed; other seeds train their own dense model",
+        help="repeat for these training seeds, e.g. 0,1,2, and report mean ± std")
+    max_drop: float | None = setting(
+        None, flag="--max-drop", parse=non_negative_float, metavar="POINTS", check=_check_max_drop,
+        shown="the final round",
+        help="ticket = the most-pruned round whose validation accuracy is within POINTS accuracy points "
+             "(e.g. 0.5) of dense")
+    epochs: int | None = setting(None, flag="--epochs", parse=positive_int, check=_check_epochs,
+                                 shown="the dense model's", help="retraining epochs per round")
 
-    def validate(self) -> "PruneSettings":
-        if self.mode not in MODES:
-            raise UserError(f"--mode must be one of {', '.join(MODES)}, got {self.mode!r}")
-        if not _int(self.rounds) or self.rounds < 1:
-            raise UserError(f"--rounds must be a positive integer, got {self.rounds!r}")
-        if not _number(self.rate) or not 0 < self.rate < 1:
-            raise UserError(f"--rate must be above 0 and below 1 (it is the fraction removed per round), got {self.rate!r}")
-        if self.target is not None and (not _number(self.target) or not 0 < self.target < 1):
-            raise UserError(f"--target must be above 0 and below 1 (the fraction of prunable weights kept), got {self.target!r}")
-        if self.scope not in SCOPES:
-            raise UserError(f"--scope must be one of {', '.join(SCOPES)}, got {self.scope!r}")
+    def check_together(self) -> None:
         if self.scope == "global" and self.mode == "structured":
             raise UserError("--scope global applies to --mode unstructured only (structured pruning is layer-wise)")
-        if self.criterion not in CRITERIA:
-            raise UserError(f"--criterion must be one of {', '.join(CRITERIA)}, got {self.criterion!r}")
         if self.criterion != "l1" and self.mode == "unstructured":
             raise UserError("--criterion applies to --mode structured only (unstructured pruning ranks weights by magnitude)")
         if self.criterion == "bias-threshold" and self.target is not None:
             raise UserError("--target needs --criterion l1 (bias-threshold removes whatever falls below --threshold)")
-        if not _number(self.threshold) or self.threshold < 0:
-            raise UserError(f"--threshold must be a non-negative number, got {self.threshold!r}")
-        parse_reset(self.reset)
-        if not isinstance(self.controls, bool):
-            raise UserError(f"controls must be true or false, got {self.controls!r}")
-        if not all(_int(seed) and seed >= 0 for seed in self.seeds):
-            raise UserError(f"--seeds must be non-negative integers, got {list(self.seeds)!r}")
-        if len(set(self.seeds)) != len(self.seeds):
-            raise UserError(f"--seeds lists a seed twice: {','.join(map(str, self.seeds))}")
-        if self.max_drop is not None and (not _number(self.max_drop) or self.max_drop < 0):
-            raise UserError(f"--max-drop must be a non-negative number of accuracy points, got {self.max_drop!r}")
-        if self.epochs is not None and (not _int(self.epochs) or self.epochs < 1):
-            raise UserError(f"--epochs must be a positive integer, got {self.epochs!r}")
-        return self
+
+    def validate(self) -> "PruneSettings":
+        """The older name of ``validated()``."""
+        return self.validated()
 
     @property
     def rewind_steps(self) -> int | None:
         kind, steps = parse_reset(self.reset)
         return steps if kind == "rewind" else None
 
-    def to_dict(self) -> dict:
-        data = dataclasses.asdict(self)
-        data["seeds"] = list(self.seeds)
-        return data
-
     @classmethod
     def from_dict(cls, raw: dict, source: str = "prune settings") -> "PruneSettings":
         """Read the ``[prune]`` table of a TOML file; unknown keys are an error, not ignored."""
-        return settings_from_table(cls, raw, source)
+        return super().from_dict(raw, source)
 
 
 def parse_reset(reset: str) -> tuple[str, int | None]:
@@ -118,10 +200,3 @@ def reset_label(reset: str) -> str:
     kind, _ = parse_reset(reset)
     return {"trained": "finetune"}.get(kind, reset)
 
-
-def _int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value

@@ -12,13 +12,14 @@ from slimdeploy.errors import UserError
 from slimdeploy.report import answer, ci, document, facts, html, markdown, plots
 from slimdeploy.report.load import ReportInputs, load_source
 from slimdeploy.report.settings import FORMAT_FILES, PLOT_FILES, ReportSettings
+from slimdeploy.rundir import RunDir
 
 REPORT_SCHEMA_VERSION = 1
 
 
 def default_out_dir(inputs: ReportInputs) -> Path:
-    """RUN_DIR/report for a run directory; report/ beside a bench JSON."""
-    return (inputs.run_dir if inputs.run_dir is not None else inputs.source.parent) / "report"
+    """RUN_DIR/report for a run directory; report/ beside a bench JSON (laid out as in a run)."""
+    return RunDir(inputs.run_dir if inputs.run_dir is not None else inputs.source.parent).report_dir
 
 
 def make_report(source: str | Path, settings: ReportSettings | None = None, out_dir: str | Path | None = None, *,
@@ -29,7 +30,7 @@ def make_report(source: str | Path, settings: ReportSettings | None = None, out_
     report. An existing report directory is replaced only with ``force``, and never when it
     holds files a report does not write (so ``--out .`` cannot wipe a project).
     """
-    settings = settings or ReportSettings()
+    settings = (settings or ReportSettings()).validated()  # a library caller's too
     inputs = load_source(source)
     out = Path(out_dir) if out_dir is not None else default_out_dir(inputs)
     _check_out_dir(out, force)

@@ -8,6 +8,7 @@ import json
 import os
 from pathlib import Path
 
+from slimdeploy.bench.cellkey import CellKey
 from slimdeploy.errors import UserError
 from slimdeploy.report import markdown
 from slimdeploy.report.document import Document
@@ -15,20 +16,6 @@ from slimdeploy.report.document import Document
 # GitHub refuses a job summary over 1 MiB; stay a little below it.
 STEP_SUMMARY_LIMIT = 1024 * 1024
 STEP_SUMMARY_MARGIN = 4096
-
-
-def cell_name(cell: dict) -> str:
-    """A stable, unique, readable benchmark name (github-action-benchmark matches runs by name)."""
-    threads = cell.get("threads")
-    parts = [str(cell["model"]), str(cell["runtime"]), f"batch {cell['batch']}"]
-    if threads is not None:
-        parts.append(f"{threads} thread{'s' if threads != 1 else ''}")
-    if cell.get("mode"):
-        parts.append(str(cell["mode"]))
-    settings = cell.get("settings") or {}
-    if settings:
-        parts.append(",".join(f"{k}={settings[k]}" for k in sorted(settings)))
-    return " | ".join(parts)
 
 
 def gab_entries(bench: dict | None) -> list[dict]:
@@ -44,7 +31,7 @@ def gab_entries(bench: dict | None) -> list[dict]:
         if cell.get("unstable"):
             extra.append("unstable: high variation between calls")
         entries.append({
-            "name": cell_name(cell),
+            "name": CellKey.of(cell).name,  # github-action-benchmark matches runs by name
             "unit": "ms",
             "value": float(s["p50_ms"]),
             "range": f"± {float(s.get('stdev_ms', 0.0)):.4g}",
@@ -64,10 +51,7 @@ CSV_COLUMNS = ("id", "model", "runtime", "batch", "threads", "mode", "settings",
 
 def cells_csv(bench: dict | None) -> str:
     """One row per cell; a pruned model's row also carries its comparison with dense."""
-    comparisons = {}
-    for c in (bench or {}).get("comparisons", []):
-        comparisons[(c["model"], c["runtime"], c["batch"], c.get("threads"), c.get("mode"),
-                     json.dumps(c.get("settings") or {}, sort_keys=True))] = c
+    comparisons = {CellKey.of(c): c for c in (bench or {}).get("comparisons", [])}
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, lineterminator="\n")
     writer.writeheader()
@@ -77,8 +61,7 @@ def cells_csv(bench: dict | None) -> str:
         row["settings"] = json.dumps(cell.get("settings") or {}, sort_keys=True)
         row.update({k: stats.get(k) for k in CSV_COLUMNS if k.endswith("_ms") or k in ("cv", "throughput_per_s")})
         row["samples"] = len(cell.get("samples_ms") or [])
-        comparison = comparisons.get((cell["model"], cell["runtime"], cell["batch"], cell.get("threads"), cell.get("mode"),
-                                      row["settings"]))
+        comparison = comparisons.get(CellKey.of(cell))
         if comparison:
             row.update({k: comparison.get(k) for k in ("baseline", "speedup", "ci_low", "ci_high", "ideal_speedup", "efficiency", "verdict")})
         writer.writerow(row)

@@ -7,9 +7,11 @@ disagree about a model's accuracy or which comparison belongs to which runtime.
 from __future__ import annotations
 
 from collections import defaultdict
-from slimdeploy.report.load import ReportInputs
 
-RUNTIME_NAMES = {"onnxruntime": "ONNX Runtime", "openvino": "OpenVINO", "tensorrt": "TensorRT", "tensorflow": "TensorFlow"}
+from slimdeploy.bench import cellkey
+from slimdeploy.report.load import ReportInputs
+from slimdeploy.runtimes.registry import display_name
+
 # Which exported file each runtime runs, so its accuracy can be shown beside its speed.
 TARGET_RUNTIMES = {"onnx": "onnxruntime", "openvino": "openvino", "tensorrt": "tensorrt", "keras": "tensorflow"}
 TARGET_NAMES = {"onnx": "ONNX", "openvino": "OpenVINO IR", "tensorrt": "TensorRT engine", "keras": "Keras"}
@@ -17,7 +19,7 @@ BASELINE = "dense"
 
 
 def runtime_name(runtime: str) -> str:
-    return RUNTIME_NAMES.get(runtime, runtime)
+    return display_name(runtime)
 
 
 def number(value) -> float | None:
@@ -145,8 +147,7 @@ def comparison_groups(inputs: ReportInputs) -> dict[tuple[str, str, str], list[d
 
 def settings_text(record: dict) -> str:
     """A cell's runtime settings as 'key=value,...' ('' when none)."""
-    settings = record.get("settings") or {}
-    return ",".join(f"{k}={settings[k]}" for k in sorted(settings))
+    return cellkey.settings_text(record.get("settings"))
 
 
 def varying(records: list[dict], key: str) -> bool:
@@ -157,11 +158,4 @@ def varying(records: list[dict], key: str) -> bool:
 
 def cell_label(record: dict, *, threads: bool, mode: bool, settings: bool = False) -> str:
     """'batch 64', plus threads, mode and settings only when the benchmark varied them."""
-    label = f"batch {record['batch']}"
-    if threads and record.get("threads") is not None:
-        label += f", {record['threads']} thread{'s' if record['threads'] != 1 else ''}"
-    if mode and record.get("mode"):
-        label += f", {record['mode']} mode"
-    if settings and settings_text(record):
-        label += f", {settings_text(record)}"
-    return label
+    return cellkey.CellKey.of(record).label(threads=threads, mode=mode, settings=settings)

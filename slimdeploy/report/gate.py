@@ -1,8 +1,14 @@
 """The regression gate: is a new benchmark slower than a baseline, beyond doubt and beyond a threshold?
 
-Cells are matched on (model, runtime, batch, threads, mode, settings). For each pair
-measured in both, ``speedup_interval(old_samples, new_samples)`` gives the speedup
-s = median(old) / median(new) with a bootstrap interval [low, high] (s < 1: new is slower).
+Cells are matched on their ``CellKey`` (model, runtime, batch, threads, mode, settings).
+For each pair measured in both, the speedup is s = median(old) / median(new) (s < 1: new
+is slower), and its bootstrap interval [low, high] is the one the comparisons judge on
+(``compare.verdict_interval``): the per-call interval on thinned samples, united with the
+process/round interval when both runs recorded matching blocks. The per-call interval
+alone treats every call as independent, which on a busy machine is too narrow. Across
+two runs, round k of each did not run side by side, so the round ratios cancel no drift;
+resampling whole rounds and processes still keeps a burst of load together, which is what
+makes the interval honest.
 With threshold t (``--max-regression 10%`` -> t = 0.10):
 
 - **regressed** when high < 1 / (1 + t): at the stated confidence, the new median is more
@@ -20,20 +26,16 @@ The gate fails (exit 1) when any cell regressed or failed.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from slimdeploy.bench.stats import speedup_interval
+import numpy as np
+
+from slimdeploy.bench.cellkey import CellKey
+from slimdeploy.bench.compare import verdict_interval
 from slimdeploy.errors import UserError
-from slimdeploy.report.ci import cell_name
 from slimdeploy.report.load import load_source
 
 REGRESSED, FAILED, IMPROVED, UNCHANGED, SKIPPED = "regressed", "failed", "improved", "unchanged", "skipped"
-
-
-def cell_key(cell: dict) -> tuple:
-    settings = json.dumps(cell.get("settings") or {}, sort_keys=True)
-    return (cell["model"], cell["runtime"], cell["batch"], cell.get("threads"), cell.get("mode"), settings)
 
 
 def _bench_of(source: str | Path, role: str) -> dict:
@@ -56,8 +58,8 @@ def check_regressions(new_source: str | Path, baseline_source: str | Path, max_r
 def compare_benches(new: dict, old: dict, max_regression: float = 0.10, confidence: float = 0.95) -> dict:
     if not max_regression > 0:
         raise UserError(f"max regression must be above 0, got {max_regression}")
-    old_cells = {cell_key(c): c for c in old.get("cells", [])}
-    new_cells = {cell_key(c): c for c in new.get("cells", [])}
+    old_cells = {CellKey.of(c): c for c in old.get("cells", [])}
+    new_cells = {CellKey.of(c): c for c in new.get("cells", [])}
     common = [key for key in new_cells if key in old_cells]
     if not common:
         raise UserError(
@@ -68,15 +70,17 @@ def compare_benches(new: dict, old: dict, max_regression: float = 0.10, confiden
     rows = []
     for key in common:
         old_cell, new_cell = old_cells[key], new_cells[key]
-        row = {"name": cell_name(new_cell), "model": key[0], "runtime": key[1], "batch": key[2], "threads": key[3],
-               "mode": key[4], "settings": new_cell.get("settings") or {},
+        row = {"name": key.name, "model": key.model, "runtime": key.runtime, "batch": key.batch, "threads": key.threads,
+               "mode": key.mode, "settings": new_cell.get("settings") or {},
                "old_p50_ms": None, "new_p50_ms": None, "change": None, "speedup": None, "ci_low": None, "ci_high": None}
         if "unavailable" in (old_cell["status"], new_cell["status"]) or old_cell["status"] != "ok":
             row.update(status=SKIPPED, reason=f"baseline {old_cell['status']}, new {new_cell['status']}")
         elif new_cell["status"] != "ok":
             row.update(status=FAILED, reason=f"ran in the baseline, {new_cell['status']} now: {new_cell.get('error') or ''}".strip(" :"))
         else:
-            speedup, low, high = speedup_interval(old_cell["samples_ms"], new_cell["samples_ms"], confidence=confidence)
+            speedup = float(np.median(old_cell["samples_ms"]) / np.median(new_cell["samples_ms"]))
+            interval = verdict_interval(old_cell, new_cell, confidence=confidence)
+            low, high = interval.low, interval.high
             if high < limit:
                 status = REGRESSED
             elif low > 1.0 + max_regression:
@@ -98,8 +102,8 @@ def compare_benches(new: dict, old: dict, max_regression: float = 0.10, confiden
                  f"{max_regression * 100:g}% slower; a cell that ran before and errors now also fails"),
         "passed": counts[REGRESSED] == 0 and counts[FAILED] == 0,
         "counts": counts,
-        "only_in_new": sorted(cell_name(new_cells[k]) for k in new_cells if k not in old_cells),
-        "only_in_baseline": sorted(cell_name(old_cells[k]) for k in old_cells if k not in new_cells),
+        "only_in_new": sorted(k.name for k in new_cells if k not in old_cells),
+        "only_in_baseline": sorted(k.name for k in old_cells if k not in new_cells),
         "cells": rows,
     }
 

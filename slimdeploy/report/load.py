@@ -1,7 +1,7 @@
 """Read what a report is made of: a run directory or a bench JSON alone.
 
-A run directory may hold bench.json, <mode>/lottery.json, exports/export.json and
-dense/metrics.json (docs/ARCHITECTURE.md); each is optional, but at least one of them
+A run directory (``slimdeploy.rundir.RunDir``) may hold bench.json, <mode>/lottery.json,
+exports/export.json and dense/metrics.json; each is optional, but at least one of them
 must be there. Any file that is present must be readable and of a known schema version:
 a report built from half a file would give a wrong answer.
 """
@@ -15,10 +15,12 @@ from pathlib import Path
 
 from slimdeploy import fsutil
 from slimdeploy.errors import UserError
+from slimdeploy.records.run import DenseMetrics
+from slimdeploy.rundir import MODES, RunDir
 
 SUPPORTED_SCHEMA_VERSIONS = (1,)
 CELL_STATUSES = ("ok", "error", "unavailable", "pending")
-PRUNING_MODES = ("structured", "unstructured")
+PRUNING_MODES = MODES
 
 
 @dataclass
@@ -54,14 +56,15 @@ def load_source(source: str | Path) -> ReportInputs:
 
 def _load_run_dir(run_dir: Path) -> ReportInputs:
     inputs = ReportInputs(source=run_dir, run_dir=run_dir)
-    bench_path = run_dir / "bench.json"
+    run = RunDir(run_dir)
+    bench_path = run.bench_json
     if bench_path.is_file():
         inputs.bench = load_bench(bench_path)
         inputs.bench_path = bench_path
         inputs.notes += bench_notes(inputs.bench)
     else:
         inputs.notes.append(f"No benchmark results: {bench_path} is missing (run `slimdeploy bench {run_dir}`).")
-    for lottery_path in sorted(run_dir.glob("*/lottery.json")):
+    for lottery_path in _lottery_files(run):
         lottery = _load_versioned(lottery_path, "lottery file")
         mode = str(lottery.get("mode") or lottery_path.parent.name)
         if not isinstance(lottery.get("rounds"), list):
@@ -72,25 +75,31 @@ def _load_run_dir(run_dir: Path) -> ReportInputs:
             f"No pruning rounds: no {run_dir}/<mode>/lottery.json (run `slimdeploy prune {run_dir}`); "
             "the accuracy-vs-weights plot is left out."
         )
-    export_path = run_dir / "exports" / "export.json"
+    export_path = run.export_manifest
     if export_path.is_file():
         inputs.export = _load_versioned(export_path, "export manifest")
         if not isinstance(inputs.export.get("artifacts"), list):
             raise UserError(f"export manifest {export_path} has no 'artifacts' list")
     else:
         inputs.notes.append(f"No exported files: {export_path} is missing, so file sizes and per-runtime accuracy are not shown.")
-    metrics_path = run_dir / "dense" / "metrics.json"
+    metrics_path = run.dense_metrics
     if metrics_path.is_file():
         metrics = fsutil.read_json(metrics_path, "dense metrics")
         if not isinstance(metrics, dict):
             raise UserError(f"dense metrics {metrics_path} is not a JSON object")
-        inputs.dense_metrics = metrics
+        # Read as the train stage's record; the views below index its keys.
+        inputs.dense_metrics = DenseMetrics.from_json(metrics, metrics_path).to_json()
     if inputs.bench is None and not inputs.lotteries and inputs.export is None:
         raise UserError(
             f"nothing to report in {run_dir}: no bench.json, <mode>/lottery.json or exports/export.json "
             f"(run `slimdeploy run` or the stages train, prune, export, bench first)"
         )
     return inputs
+
+
+def _lottery_files(run: RunDir) -> list[Path]:
+    """The lottery.json of every mode directory the run holds (not only the two it writes)."""
+    return sorted(run.root.glob(run.relative(run.mode("*").lottery)))
 
 
 def bench_notes(bench: dict) -> list[str]:

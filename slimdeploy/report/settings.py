@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from slimdeploy.config import settings_from_table
 from slimdeploy.errors import UserError
+from slimdeploy.settings_base import Settings, setting
 
 # Every format the report can write; each is a view of the same bench results.
 FORMATS = ("md", "html", "json", "csv", "gab")
@@ -21,8 +21,41 @@ FORMAT_FILES = {
 PLOT_FILES = ("speedup.png", "latency_vs_batch.png", "accuracy_vs_weights.png")
 
 
+def _check_formats(value) -> str | None:
+    """Text (``md,json``, as --format gives it) or a list of format names."""
+    if isinstance(value, str):
+        return _refusal(parse_formats, value)
+    unknown = [str(f) for f in value if f not in FORMATS]
+    if unknown:
+        return _unknown_formats(unknown)
+    if not value:
+        return f"no report format chosen; choose from {', '.join(FORMATS)}"
+    return None
+
+
+def _check_max_regression(value) -> str | None:
+    """A fraction, or text (``10%``, ``0.1``) as a TOML string may give it."""
+    if isinstance(value, str):
+        return _refusal(parse_fraction, value, "max_regression")
+    if not (isinstance(value, (int, float)) and 0 < value < 10):
+        return f"max_regression must be a fraction above 0 (0.10 = 10%), got {value!r}"
+    return None
+
+
+def _check_confidence(value) -> str | None:
+    if not (isinstance(value, (int, float)) and 0.5 <= value < 1):
+        return f"confidence must be in [0.5, 1), got {value!r}"
+    return None
+
+
+def _check_dpi(value) -> str | None:
+    if not (isinstance(value, int) and 30 <= value <= 600):
+        return f"dpi must be an integer in [30, 600], got {value!r}"
+    return None
+
+
 @dataclass(frozen=True)
-class ReportSettings:
+class ReportSettings(Settings):
     """How `slimdeploy report` renders a run.
 
     formats: which views to write (md, html, json, csv, gab).
@@ -33,40 +66,45 @@ class ReportSettings:
     dpi: resolution of the PNG plots.
     """
 
-    formats: tuple[str, ...] = FORMATS
-    title: str | None = None
-    max_regression: float = 0.10
-    confidence: float = 0.95
-    step_summary: bool = True
-    dpi: int = 110
+    formats: tuple[str, ...] = setting(
+        FORMATS, flag="--format", metavar="LIST", shown="", check=_check_formats,
+        help="comma-separated views to write: md (report.md + PNG plots), html (self-contained, plots "
+             "embedded), json (report.json: the answer as data), csv (report.csv: one row per cell), "
+             "gab (gab.json: github-action-benchmark customSmallerIsBetter). Default: all")
+    title: str | None = setting(None, flag="--title", shown="from the recipe name", help="heading of the report")
+    max_regression: float = setting(
+        0.10, flag="--max-regression", metavar="PCT", shown="10%%", check=_check_max_regression,
+        help="slowdown that fails the gate, as 10%% or 0.1")
+    confidence: float = setting(0.95, check=_check_confidence)
+    # The CLI turns it off with --no-step-summary (commands/report.py).
+    step_summary: bool = setting(True)
+    dpi: int = setting(110, check=_check_dpi)
 
-    def __post_init__(self):
-        # TOML gives lists and strings; keep the dataclass usable straight from a config table.
-        formats = tuple(parse_formats(self.formats) if isinstance(self.formats, str) else self.formats)
-        if isinstance(self.max_regression, str):
-            object.__setattr__(self, "max_regression", parse_fraction(self.max_regression, "max_regression"))
-        unknown = [f for f in formats if f not in FORMATS]
-        if unknown:
-            raise UserError(f"unknown report format(s) {', '.join(unknown)}; choose from {', '.join(FORMATS)}")
-        if not formats:
-            raise UserError(f"no report format chosen; choose from {', '.join(FORMATS)}")
-        object.__setattr__(self, "formats", tuple(dict.fromkeys(formats)))
-        if not (isinstance(self.max_regression, (int, float)) and 0 < self.max_regression < 10):
-            raise UserError(f"max_regression must be a fraction above 0 (0.10 = 10%), got {self.max_regression!r}")
-        if not (isinstance(self.confidence, (int, float)) and 0.5 <= self.confidence < 1):
-            raise UserError(f"confidence must be in [0.5, 1), got {self.confidence!r}")
-        if not (isinstance(self.dpi, int) and 30 <= self.dpi <= 600):
-            raise UserError(f"dpi must be an integer in [30, 600], got {self.dpi!r}")
+    def normalized(self) -> "ReportSettings":
+        """Text forms read as values (``"md,json"``, ``"10%"``); each format once, in order."""
+        formats = parse_formats(self.formats) if isinstance(self.formats, str) else self.formats
+        threshold = self.max_regression
+        if isinstance(threshold, str):
+            threshold = parse_fraction(threshold, "max_regression")
+        return dataclasses.replace(self, formats=tuple(dict.fromkeys(formats)), max_regression=threshold)
 
     @classmethod
     def from_dict(cls, raw: dict, source: str = "[report]") -> "ReportSettings":
         """Read the settings from a TOML table; unknown keys are a mistake, not ignored."""
-        return settings_from_table(cls, raw, source)
+        return super().from_dict(raw, source)
 
-    def to_dict(self) -> dict:
-        data = dataclasses.asdict(self)
-        data["formats"] = list(self.formats)
-        return data
+
+def _refusal(parse, *args) -> str | None:
+    """The one-line message ``parse`` refuses ``args`` with, or None when it accepts them."""
+    try:
+        parse(*args)
+    except UserError as exc:
+        return str(exc)
+    return None
+
+
+def _unknown_formats(unknown: list[str]) -> str:
+    return f"unknown report format(s) {', '.join(unknown)}; choose from {', '.join(FORMATS)}"
 
 
 def parse_formats(text: str) -> list[str]:
@@ -75,7 +113,7 @@ def parse_formats(text: str) -> list[str]:
         raise UserError(f"--format needs at least one of {', '.join(FORMATS)}")
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
-        raise UserError(f"unknown report format(s) {', '.join(unknown)}; choose from {', '.join(FORMATS)}")
+        raise UserError(_unknown_formats(unknown))
     return formats
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from slimdeploy.runtimes.session import Availability, Session, package_availability
+from slimdeploy.runtimes.session import Availability, RuntimePlugin, Session, package_availability
 
 OPT_LEVELS = {
     "disabled": "ORT_DISABLE_ALL",
@@ -34,6 +34,18 @@ def onnx_type_dtype(type_name: str) -> np.dtype:
 
 class OnnxRuntimeSession(Session):
     runtime = "onnxruntime"
+
+    @classmethod
+    def batch_bounds(cls, artifact):
+        import onnx
+
+        from slimdeploy.onnxsafety import check_onnx_file
+
+        check_onnx_file(artifact)
+        # The graph only: the input's batch dimension needs no weights.
+        first = onnx.load(str(artifact), load_external_data=False).graph.input[0]
+        dim = first.type.tensor_type.shape.dim[0]
+        return (int(dim.dim_value) if dim.HasField("dim_value") else None), None
 
     def __init__(self, artifact, batch, threads, options=None, mode="latency"):
         super().__init__(artifact, batch, threads, options, mode)
@@ -101,3 +113,10 @@ class OnnxRuntimeSession(Session):
 
 
 SESSION = OnnxRuntimeSession
+
+PLUGIN = RuntimePlugin(
+    name="onnxruntime", display_name="ONNX Runtime", short_name="ORT",
+    suffixes=(".onnx",), targets=("onnx",), session=SESSION, availability=availability,
+    option_fields=(("graph_optimization", "ort_graph_optimization"),),
+    module=__name__,
+)

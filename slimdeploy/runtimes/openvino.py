@@ -1,5 +1,5 @@
-"""OpenVINO on the CPU, called the fast way (see FINDINGS: how it is called matters more
-than pruning at batch 1).
+"""OpenVINO on the CPU, called the fast way: at batch 1 the way it is called (a dynamic
+shape, a new tensor and a conversion per call) costs more than pruning saves.
 
 - The input shape is made static per batch size (``reshape``) before compiling.
 - The input tensor is set once on the request; each call is ``request.infer()`` with no
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from slimdeploy.runtimes.session import Availability, Session, package_availability
+from slimdeploy.runtimes.session import Availability, RuntimePlugin, Session, package_availability
 
 PRECISIONS = ("f32", "bf16", "f16")
 
@@ -23,8 +23,23 @@ def availability() -> Availability:
     return package_availability("openvino", ("openvino",), "pip install openvino")
 
 
+def _read_model(core, artifact):
+    if str(artifact).endswith(".onnx"):
+        from slimdeploy.onnxsafety import check_onnx_file
+
+        check_onnx_file(artifact)  # external data outside its directory: refused, never read
+    return core.read_model(str(artifact))
+
+
 class OpenVinoSession(Session):
     runtime = "openvino"
+
+    @classmethod
+    def batch_bounds(cls, artifact):
+        import openvino as ov
+
+        batch = _read_model(ov.Core(), artifact).inputs[0].get_partial_shape()[0]
+        return (batch.get_length() if batch.is_static else None), None
 
     def __init__(self, artifact, batch, threads, options=None, mode="latency"):
         super().__init__(artifact, batch, threads, options, mode)
@@ -35,12 +50,8 @@ class OpenVinoSession(Session):
         precision = self.options.get("precision", "f32")
         if precision not in PRECISIONS:
             raise ValueError(f"unknown OpenVINO precision {precision!r}")
-        if str(self.artifact).endswith(".onnx"):
-            from slimdeploy.onnxsafety import check_onnx_file
-
-            check_onnx_file(self.artifact)  # external data outside its directory: refused, never read
         core = ov.Core()
-        model = core.read_model(str(self.artifact))
+        model = _read_model(core, self.artifact)
         if len(model.inputs) != 1:
             raise ValueError(f"{self.artifact} has {len(model.inputs)} inputs; slimdeploy benchmarks single-input models")
         partial = model.inputs[0].get_partial_shape()
@@ -130,3 +141,13 @@ class OpenVinoSession(Session):
 
 
 SESSION = OpenVinoSession
+
+PLUGIN = RuntimePlugin(
+    name="openvino", display_name="OpenVINO", short_name="OV",
+    # It reads ONNX too; an IR is preferred when both exist.
+    suffixes=(".xml", ".onnx"), targets=("openvino", "onnx"), session=SESSION, availability=availability,
+    option_fields=(("precision", "openvino_precision"),),
+    accepts_reshape=True,  # the input shape is made static per batch before compiling
+    can_crosscheck=True,  # benchmark_app re-measures its cells
+    module=__name__,
+)

@@ -1,4 +1,5 @@
-"""The Session interface every runtime implements, and how a runtime says it is unavailable.
+"""The Session interface every runtime implements, how a runtime says it is unavailable, and
+the plug-in record (``RuntimePlugin``) each runtime module publishes as ``PLUGIN``.
 
 A session is opened for one artifact at one static batch size and thread count:
 ``open(artifact, batch, threads, options)``, then ``set_input(array)`` once and ``run()``
@@ -13,6 +14,7 @@ import importlib.util
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -62,6 +64,12 @@ class Session:
     @classmethod
     def open(cls, artifact, batch: int, threads: int, options: dict | None = None, mode: str = "latency") -> "Session":
         return cls(artifact, batch, threads, options, mode)
+
+    @classmethod
+    def batch_bounds(cls, artifact) -> tuple[int | None, int | None]:
+        """(fixed, largest): the only batch a static-shape artifact takes (None: any), and the
+        largest batch a dynamic one accepts (None: no bound). Export verification chunks by it."""
+        return None, None
 
     # The full static input shape this session runs, batch included, and the input's
     # element type; set by each runtime when it opens the artifact.
@@ -116,3 +124,36 @@ class Session:
 
     def __exit__(self, *exc):
         self.close()
+
+
+@dataclass(frozen=True)
+class RuntimePlugin:
+    """Everything the rest of slimdeploy knows about one runtime; its module defines ``PLUGIN``."""
+
+    name: str  # the CLI and file-format name, e.g. "onnxruntime"
+    display_name: str  # for people: tables, the report ("ONNX Runtime")
+    short_name: str  # for narrow table columns ("ORT")
+    # Artifact files it runs, in order of preference.
+    suffixes: tuple[str, ...]
+    # export.json targets whose files it runs.
+    targets: tuple[str, ...]
+    session: type[Session]
+    availability: Callable[[], Availability]
+    # (cell option, BenchSettings attribute): the settings that distinguish its cells.
+    option_fields: tuple[tuple[str, str], ...] = ()
+    # Whether a benchmark may reshape the artifact to another static batch.
+    accepts_reshape: bool = False
+    # Whether an external tool can re-measure its cells (OpenVINO's benchmark_app).
+    can_crosscheck: bool = False
+    module: str = ""  # the defining module (set by its module; used by tests and errors)
+
+    def options(self, settings) -> dict:
+        """This runtime's cell options, read from a BenchSettings."""
+        return {option: getattr(settings, attribute) for option, attribute in self.option_fields}
+
+    def open(self, artifact, batch: int, threads: int, options: dict | None = None, mode: str = "latency") -> Session:
+        return self.session.open(artifact, batch, threads, options, mode)
+
+    def profile(self, session: Session, **request) -> dict | None:
+        """A per-layer profile of an open session; None where the runtime has none (yet)."""
+        return None

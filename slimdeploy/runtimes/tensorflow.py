@@ -6,11 +6,10 @@ the bench runs each runtime in its own worker process, so the first session sets
 
 from __future__ import annotations
 
-import os
 
 import numpy as np
 
-from slimdeploy.runtimes.session import Availability, Session, package_availability
+from slimdeploy.runtimes.session import Availability, RuntimePlugin, Session, package_availability
 
 
 def availability() -> Availability:
@@ -32,7 +31,9 @@ class TensorFlowSession(Session):
 
     def __init__(self, artifact, batch, threads, options=None, mode="latency"):
         super().__init__(artifact, batch, threads, options, mode)
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        from slimdeploy.quiet import import_tensorflow
+
+        import_tensorflow()
         import tensorflow as tf
 
         from slimdeploy.models import load_model
@@ -84,3 +85,9 @@ class TensorFlowSession(Session):
 
 
 SESSION = TensorFlowSession
+
+PLUGIN = RuntimePlugin(
+    name="tensorflow", display_name="TensorFlow", short_name="TF",
+    suffixes=(".keras",), targets=(), session=SESSION, availability=availability,
+    module=__name__,
+)

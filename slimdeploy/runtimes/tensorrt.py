@@ -12,84 +12,161 @@ memory and a stream synchronisation. The engine's own time (CUDA events around
 from __future__ import annotations
 
 import ctypes
+import functools
+import importlib
+import importlib.util
+import shutil
+import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from slimdeploy.runtimes.session import Availability, Session, package_availability
+from slimdeploy.runtimes.session import Availability, RuntimePlugin, Session, package_availability
 
 INSTALL_HINT = "pip install 'slimdeploy[tensorrt]'"
 
 
-def gpu_present() -> bool:
-    # The driver's device node or proc entry; cheap, and needs no CUDA library.
-    return Path("/dev/nvidiactl").exists() or Path("/proc/driver/nvidia/version").exists()
+def _nvidia_smi(*args: str) -> tuple[str | None, str | None]:
+    """(stdout, None) when ``nvidia-smi ARGS`` succeeded, else (None, why not)."""
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return None, "nvidia-smi absent"
+    try:
+        out = subprocess.run([smi, *args], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return None, f"nvidia-smi {' '.join(args)} failed: {exc}"
+    if out.returncode != 0:
+        detail = (out.stderr or out.stdout).strip().splitlines()
+        return None, f"nvidia-smi {' '.join(args)}: {detail[0][:120] if detail else f'exit status {out.returncode}'}"
+    return out.stdout, None
+
+
+@functools.lru_cache(maxsize=1)
+def gpu_problem() -> str | None:
+    """None when the NVIDIA driver lists a GPU; otherwise why not.
+
+    The one GPU check of slimdeploy. ``nvidia-smi -L`` asks the driver itself, so it also
+    catches what a device node cannot show: a node left in a container without a working
+    driver, or a driver that sees no GPU. Cached: a GPU does not appear within a process.
+    """
+    stdout, why = _nvidia_smi("-L")
+    if why is None and "GPU" not in stdout:
+        why = f"nvidia-smi -L: {stdout.strip()[:120] or 'no GPU listed'}"
+    return None if why is None else f"no NVIDIA GPU was found ({why})"
+
+
+def gpu_name() -> str | None:
+    stdout, _ = _nvidia_smi("--query-gpu=name", "--format=csv,noheader")
+    return stdout.strip().splitlines()[0] if stdout and stdout.strip() else None
+
+
+def cudart_module():
+    """cuda-python's runtime bindings (``cuda.bindings.runtime`` from 12.6, ``cuda.cudart`` before), or None."""
+    for name in ("cuda.bindings.runtime", "cuda.cudart"):
+        try:
+            return importlib.import_module(name)
+        except ImportError:
+            continue
+    return None
+
+
+def missing_requirements() -> list[str]:
+    """What this machine lacks to run TensorRT: the package, a GPU, cuda-python (empty: nothing)."""
+    missing = []
+    if importlib.util.find_spec("tensorrt") is None:
+        missing.append(f"tensorrt is not installed ({INSTALL_HINT})")
+    problem = gpu_problem()
+    if problem:
+        missing.append(problem)
+    if not missing and cudart_module() is None:
+        missing.append(f"cuda-python is not installed ({INSTALL_HINT}); it moves data to and from the GPU")
+    return missing
 
 
 def availability() -> Availability:
     package = package_availability("tensorrt", ("tensorrt", "tensorrt-cu12", "tensorrt-cu11"), INSTALL_HINT)
-    has_gpu = gpu_present()
-    if not package.available and not has_gpu:
-        return Availability(False, reason=f"tensorrt is not installed ({INSTALL_HINT}) and no NVIDIA GPU was found")
-    if not package.available:
-        return package
-    if not has_gpu:
-        return Availability(False, version=package.version, reason="no NVIDIA GPU was found")
-    if _cudart_module() is None:
-        return Availability(False, version=package.version, reason=f"cuda-python is not installed ({INSTALL_HINT})")
+    missing = missing_requirements()
+    if missing:
+        return Availability(False, version=package.version, reason=" and ".join(missing))
     return package
 
 
-def _cudart_module():
-    try:
-        from cuda.bindings import runtime as cudart  # cuda-python >= 12.6
-    except ImportError:
-        try:
-            from cuda import cudart  # older cuda-python
-        except ImportError:
-            return None
-    return cudart
+class Cuda:
+    """cuda-python calls return (error, values...): ``cuda("cudaMalloc", n)`` raises on an
+    error and returns the values."""
 
-
-class _Cuda:
-    """cuda-python calls return (error, values...): raise on error, return the values."""
-
-    def __init__(self, cudart):
-        self.rt = cudart
+    def __init__(self, cudart=None):
+        self.rt = cudart or cudart_module()
+        if self.rt is None:
+            raise RuntimeError(f"cuda-python is not installed ({INSTALL_HINT})")
 
     def __call__(self, name, *args):
         result = getattr(self.rt, name)(*args)
         err, values = (result[0], result[1:]) if isinstance(result, tuple) else (result, ())
         if int(err) != 0:
-            raise RuntimeError(f"CUDA {name} failed: {err}")
+            raise RuntimeError(f"CUDA {name} failed: {self._error_name(err)}")
         return values[0] if len(values) == 1 else values
+
+    def _error_name(self, err) -> str:
+        try:
+            return self.rt.cudaGetErrorName(err)[1].decode()
+        except Exception:  # an old binding without it: the enum's own text
+            return str(err)
+
+
+@dataclass
+class LoadedEngine:
+    """A deserialized engine with its execution context and named I/O tensors (TensorRT 10)."""
+
+    runtime: object  # the trt.Runtime must outlive the engine it deserialized
+    engine: object
+    context: object
+    inputs: list[str]
+    outputs: list[str]
+
+    def batch_bounds(self) -> tuple[int | None, int | None]:
+        """(fixed, largest) batch of the first input: a static engine's batch, or profile 0's max."""
+        batch = int(self.engine.get_tensor_shape(self.inputs[0])[0])
+        if batch != -1:
+            return batch, None
+        return None, int(self.engine.get_tensor_profile_shape(self.inputs[0], 0)[2][0])
+
+
+def load_engine(path: Path) -> LoadedEngine:
+    """Deserialize a TensorRT engine file and create its execution context."""
+    import tensorrt as trt
+
+    runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+    engine = runtime.deserialize_cuda_engine(Path(path).read_bytes())
+    if engine is None:
+        raise RuntimeError(f"{path} is not a TensorRT engine for this TensorRT version and GPU")
+    names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+    inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+    outputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+    if len(inputs) != 1 or not outputs:
+        raise ValueError(f"{path} has {len(inputs)} inputs; slimdeploy benchmarks single-input models")
+    return LoadedEngine(runtime, engine, engine.create_execution_context(), inputs, outputs)
 
 
 class TensorRtSession(Session):
     runtime = "tensorrt"
 
+    @classmethod
+    def batch_bounds(cls, artifact):
+        return load_engine(artifact).batch_bounds()
+
     def __init__(self, artifact, batch, threads, options=None, mode="latency"):
         super().__init__(artifact, batch, threads, options, mode)
         import tensorrt as trt
 
-        cudart = _cudart_module()
-        if cudart is None:
-            raise RuntimeError(f"cuda-python is not installed ({INSTALL_HINT})")
         self._trt = trt
-        self.cuda = cuda = _Cuda(cudart)
-        self._logger = trt.Logger(trt.Logger.WARNING)
-        self._runtime = trt.Runtime(self._logger)
-        self.engine = self._runtime.deserialize_cuda_engine(self.artifact.read_bytes())
-        if self.engine is None:
-            raise RuntimeError(f"{self.artifact} is not a TensorRT engine for this TensorRT version and GPU")
-        self.context = self.engine.create_execution_context()
-        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
-        inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
-        outputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
-        if len(inputs) != 1 or not outputs:
-            raise ValueError(f"{self.artifact} has {len(inputs)} inputs; slimdeploy benchmarks single-input models")
-        self._input = inputs[0]
-        self._output = outputs[0]
+        self.cuda = cuda = Cuda()
+        loaded = load_engine(self.artifact)
+        self._runtime, self.engine, self.context = loaded.runtime, loaded.engine, loaded.context
+        names = [*loaded.inputs, *loaded.outputs]
+        self._input = loaded.inputs[0]
+        self._output = loaded.outputs[0]
         dims = list(self.engine.get_tensor_shape(self._input))
         self._shape = (self.batch, *[int(d) for d in dims[1:]])
         if dims[0] == -1:
@@ -162,3 +239,9 @@ class TensorRtSession(Session):
 
 
 SESSION = TensorRtSession
+
+PLUGIN = RuntimePlugin(
+    name="tensorrt", display_name="TensorRT", short_name="TRT",
+    suffixes=(".engine", ".plan"), targets=("tensorrt",), session=SESSION, availability=availability,
+    module=__name__,
+)

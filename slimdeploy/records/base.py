@@ -1,0 +1,181 @@
+"""The base of every typed record: a frozen dataclass that reads and writes one JSON object.
+
+A record's fields are the keys its file has today, in the order they are written; reading
+and writing go through ``from_json``/``to_json`` only, so a file's shape is defined once.
+
+- Keys a record does not model are kept in ``extra`` and written back as they were: a file
+  from a newer or older version loses nothing on a round trip.
+- A field whose value is ``ABSENT`` was not in the file and is not written: "missing" and
+  ``null`` stay different, as they are in the files.
+- Fields typed as another ``Record`` (or a list/dict of them) are read as that record.
+- ``SCHEMA_VERSION`` (when set) is checked once, in ``from_json``: a file from a newer
+  schema is refused with a one-line error naming it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+from slimdeploy.errors import UserError
+
+R = TypeVar("R", bound="Record")
+
+
+class _Absent:
+    """A key that was not in the file (distinct from ``null``)."""
+
+    _instance = None
+
+    def __new__(cls):
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "ABSENT"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+ABSENT: Any = _Absent()
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Record:
+    # Keys of the file this record does not model, kept so a round trip loses nothing.
+    extra: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)
+
+    # The newest schema_version this code reads (None: the file has no version).
+    SCHEMA_VERSION: ClassVar[int | None] = None
+    # What the file is called in error messages ("lottery.json").
+    WHAT: ClassVar[str] = "record"
+
+    # --- reading ---------------------------------------------------------------------
+    @classmethod
+    def from_json(cls: type[R], raw: Any, source: str | Path | None = None) -> R:
+        """The record held by ``raw`` (a parsed JSON object); ``source`` names it in errors."""
+        where = str(source) if source is not None else cls.WHAT
+        if not isinstance(raw, dict):
+            raise UserError(f"{where} is not a {cls.WHAT} (expected a JSON object, found {type(raw).__name__})")
+        cls._check_schema(raw, where)
+        hints = _field_types(cls)
+        values: dict[str, Any] = {}
+        for field in dataclasses.fields(cls):
+            if field.name == "extra" or field.name not in raw:
+                continue
+            values[field.name] = _decode(hints[field.name], raw[field.name], f"{where}: {field.name}")
+        missing = [f.name for f in dataclasses.fields(cls) if f.name not in values and f.name != "extra"
+                   and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+        if missing:
+            raise UserError(f"{where} is not a complete {cls.WHAT}: missing {', '.join(missing)}")
+        known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        values["extra"] = {k: v for k, v in raw.items() if k not in known}
+        return cls(**values)
+
+    @classmethod
+    def load(cls: type[R], path: str | Path, what: str | None = None) -> R:
+        from slimdeploy import fsutil
+
+        return cls.from_json(fsutil.read_json(path, what or cls.WHAT), path)
+
+    @classmethod
+    def _check_schema(cls, raw: dict, where: str) -> None:
+        if cls.SCHEMA_VERSION is None or "schema_version" not in raw:
+            return
+        version = raw["schema_version"]
+        if not isinstance(version, int) or isinstance(version, bool) or version > cls.SCHEMA_VERSION:
+            raise UserError(f"{where}: schema_version {version!r} is newer than this slimdeploy reads "
+                            f"({cls.SCHEMA_VERSION}); upgrade slimdeploy")
+
+    # --- writing ---------------------------------------------------------------------
+    def to_json(self) -> dict:
+        out: dict[str, Any] = {}
+        for field in dataclasses.fields(self):
+            if field.name == "extra":
+                continue
+            value = getattr(self, field.name)
+            if value is ABSENT:
+                continue
+            out[field.name] = _encode(value)
+        for key, value in self.extra.items():
+            out.setdefault(key, value)
+        return out
+
+    def save(self, path: str | Path) -> None:
+        from slimdeploy import fsutil
+
+        fsutil.write_json(path, self.to_json())
+
+    # --- convenience -----------------------------------------------------------------
+    def get(self, key: str, default: Any = None) -> Any:
+        """A field or extra key as a dict would give it (``ABSENT`` reads as ``default``)."""
+        if key != "extra" and key in {f.name for f in dataclasses.fields(self)}:
+            value = getattr(self, key)
+            return default if value is ABSENT else value
+        return self.extra.get(key, default)
+
+    def replace(self: R, **changes: Any) -> R:
+        return dataclasses.replace(self, **changes)
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, Record):
+        return value.to_json()
+    if isinstance(value, (list, tuple)):
+        return [_encode(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _encode(v) for k, v in value.items()}
+    return value
+
+
+_HINTS: dict[type, dict] = {}
+
+
+def _field_types(cls: type) -> dict:
+    if cls not in _HINTS:
+        _HINTS[cls] = typing.get_type_hints(cls)
+    return _HINTS[cls]
+
+
+def _record_type(hint: Any) -> type | None:
+    """The Record class ``hint`` names, directly or as ``X | None``."""
+    if isinstance(hint, type) and issubclass(hint, Record):
+        return hint
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        for arg in typing.get_args(hint):
+            found = _record_type(arg)
+            if found is not None:
+                return found
+    return None
+
+
+def _decode(hint: Any, value: Any, where: str) -> Any:
+    record = _record_type(hint)
+    if record is not None:
+        return value if value is None else record.from_json(value, where)
+    origin = typing.get_origin(hint)
+    if isinstance(hint, types.UnionType) or origin is typing.Union:
+        # ``list[Round] | None`` and the like: decode with the first container that fits.
+        for arg in typing.get_args(hint):
+            arg_origin = typing.get_origin(arg)
+            if arg_origin in (list, tuple) and isinstance(value, list):
+                return _decode(arg, value, where)
+            if arg_origin is dict and isinstance(value, dict):
+                return _decode(arg, value, where)
+        return value
+    args = typing.get_args(hint)
+    if origin in (list, tuple) and isinstance(value, list) and args:
+        inner = _record_type(args[0])
+        if inner is not None:
+            items = [v if v is None else inner.from_json(v, f"{where}[{i}]") for i, v in enumerate(value)]
+            return tuple(items) if origin is tuple else items
+    if origin is dict and isinstance(value, dict) and len(args) == 2:
+        inner = _record_type(args[1])
+        if inner is not None:
+            return {k: v if v is None else inner.from_json(v, f"{where}.{k}") for k, v in value.items()}
+    return value

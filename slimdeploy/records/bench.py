@@ -1,0 +1,124 @@
+"""bench.json as records: the document (``BenchResults``), its cells and its comparisons.
+
+Field order is the order ``slimdeploy bench`` writes the keys (the schema is
+slimdeploy/schemas/bench.schema.json). Readers that index a cell as a dict
+(``bench.compare``, ``bench.table``, ``report``) get ``to_json()`` of these.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+from slimdeploy.records.base import ABSENT, Record
+
+SCHEMA_VERSION = 1
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Cell(Record):
+    """One (model, runtime, batch, threads, mode, settings) measurement with every raw latency."""
+
+    WHAT = "bench cell"
+
+    id: str
+    model: str
+    runtime: str
+    batch: int
+    threads: int
+    mode: str
+    settings: dict = dataclasses.field(default_factory=dict)
+    artifact: str | None = None
+    status: str = "pending"  # pending | ok | error | unavailable
+    error: str | None = None
+    load_seconds: float | None = None
+    first_inference_seconds: float | None = None
+    samples_ms: list = dataclasses.field(default_factory=list)
+    iterations: int = 0
+    seconds: float = 0.0
+    stats: dict | None = None
+    unstable: bool = False
+    engine_latency_ms: float | None = None
+    engine_stats: dict | None = None
+    crosscheck: dict | None = None
+    applied_settings: dict = dataclasses.field(default_factory=dict)
+    parallelism: int = 1
+    # Written only when the worker reported them.
+    output_shape: list = ABSENT
+    input: dict = ABSENT
+    group_wall_seconds: float = ABSENT
+    blocks: list = ABSENT  # samples per interleaved block, in order
+    processes: list = ABSENT  # blocks per worker process
+    instances: int = ABSENT
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Comparison(Record):
+    """One model against the baseline model in the same runtime, batch, threads, mode and settings."""
+
+    WHAT = "bench comparison"
+
+    model: str
+    baseline: str
+    runtime: str
+    batch: int
+    threads: int
+    mode: str
+    settings: dict = dataclasses.field(default_factory=dict)
+    speedup: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    confidence: float | None = None
+    ideal_speedup: float | None = None
+    efficiency: float | None = None
+    nonzero_ideal_speedup: float | None = None
+    sample_interval: list | None = None
+    round_interval: list | None = None
+    round_speedup: float | None = None
+    rounds: int = 0
+    verdict: str | None = None
+    threshold: float | None = None
+    baseline_p50_ms: float | None = None
+    model_p50_ms: float | None = None
+    baseline_cell: str | None = None
+    model_cell: str | None = None
+    unstable: bool = False
+    bootstrap_samples: list | None = None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class BenchResults(Record):
+    """The whole bench.json."""
+
+    SCHEMA_VERSION = SCHEMA_VERSION
+    WHAT = "bench.json"
+
+    schema_version: int = SCHEMA_VERSION
+    tool: str = ""
+    created: str = ""
+    complete: bool = False
+    environment: dict = dataclasses.field(default_factory=dict)
+    config: dict = dataclasses.field(default_factory=dict)
+    models: dict = dataclasses.field(default_factory=dict)
+    cells: list[Cell] = dataclasses.field(default_factory=list)
+    comparisons: list[Comparison] = dataclasses.field(default_factory=list)
+    runtimes: dict = dataclasses.field(default_factory=dict)
+    notes: list = dataclasses.field(default_factory=list)
+    wall_seconds: float | None = None
+
+    @classmethod
+    def new(cls, config: dict, environment: dict, models: dict, runtimes: dict, notes: list) -> "BenchResults":
+        """A document about to be measured: no cells yet, not complete, stamped now."""
+        from slimdeploy import __version__
+
+        return cls(tool=f"slimdeploy {__version__}", environment=environment, config=config, models=models,
+                   runtimes=runtimes, notes=list(notes),
+                   created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+
+    def finished_cells(self) -> dict[str, Cell]:
+        """The measured cells, by id (what ``--resume`` may keep)."""
+        return {c.id: c for c in self.cells if c.ok}
+

@@ -1,0 +1,62 @@
+"""``dense/metrics.json`` as a record: what ``slimdeploy train`` measured and how it trained.
+
+Field order is the order ``train`` writes the keys. A seed's own dense model
+(``<mode>/seed_S/dense/metrics.json``, written by ``prune --seeds``) is the same record
+without ``flops``, ``recipe``, ``data`` and ``versions``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from slimdeploy.records.base import ABSENT, Record
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class DataInfo(Record):
+    """The data a model was trained on (``Dataset.describe()``), enough to rebuild the same split.
+
+    Runs trained before the data was recorded with its sha256 have only some of these keys.
+    ``override`` is set in ``lottery.json`` only (``prune --data-override``).
+    """
+
+    WHAT = "data record"
+
+    source: str = ABSENT
+    kind: str = ABSENT
+    sha256: str | None = ABSENT
+    seed: int = ABSENT
+    validation_size: int = ABSENT
+    limit: int | None = ABSENT
+    scale: float | None = ABSENT
+    dtype: str = ABSENT
+    input_shape: list = ABSENT
+    train: int = ABSENT
+    validation: int = ABSENT
+    test: int = ABSENT
+    override: bool = ABSENT
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class DenseMetrics(Record):
+    """``RUN_DIR/dense/metrics.json``.
+
+    ``recipe`` is the recipe as ``Recipe.to_dict()`` wrote it (``config.recipe_from_record``
+    reads it back); ``data`` says which data and split were used (``runinfo.run_dataset``).
+    Every key may be missing from a file some older version or a hand-made run wrote
+    (``get(key)`` reads a missing one as None); ``train`` writes them all.
+    """
+
+    WHAT = "dense metrics"
+
+    model: str = ABSENT               # "dense"
+    test_accuracy: float = ABSENT
+    val_accuracy: float | None = ABSENT
+    params: int = ABSENT
+    flops: int = ABSENT
+    epochs: int = ABSENT
+    seed: int = ABSENT
+    train_seconds: float | None = ABSENT
+    recipe: dict = ABSENT
+    data: DataInfo = ABSENT
+    versions: dict = ABSENT

@@ -1,0 +1,174 @@
+"""The run directory's layout, spelled once (docs/ARCHITECTURE.md draws it).
+
+```
+RUN_DIR/
+  run.json                      RunDir.run_record     (slimdeploy run)
+  dense/                        RunDir.dense          (train)
+    model.keras  init.weights.h5  history.json  metrics.json
+  structured/ | unstructured/   RunDir.mode(m)        (prune)
+    lottery.json  settings.json  ticket.keras
+    round_K/ model.keras metrics.json state.npz       ModeDir.seed(...).round(K)
+    controls/NAME/ ...                                ModeDir.seed(...).control(NAME)
+    rewind_K.weights.h5
+    seed_S/ dense/ round_K/ controls/ ...             other seeds: the same layout one level down
+  exports/ export.json export.partial.json <model>.*  RunDir.exports_dir, ExportDir(...).manifest
+  bench.json                                          RunDir.bench_json
+  report/                                             RunDir.report_dir
+```
+
+Every module asks these objects for a path instead of joining names itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+MODES = ("structured", "unstructured")
+BENCH_FILE = "bench.json"  # in a run directory, or the working directory for artifact files
+
+
+@dataclass(frozen=True)
+class ExportDir:
+    """Where export writes: a run's exports/, a lone model's exports/<stem>/, or --out."""
+
+    path: Path
+
+    @property
+    def manifest(self) -> Path:
+        return self.path / "export.json"
+
+    @property
+    def partial_manifest(self) -> Path:
+        """What an interrupted export verified so far (removed when the manifest is written)."""
+        return self.path / "export.partial.json"
+
+
+@dataclass(frozen=True)
+class ModelDir:
+    """A directory holding one trained model and its metrics (dense/, round_K/, controls/NAME/)."""
+
+    path: Path
+
+    @property
+    def model(self) -> Path:
+        return self.path / "model.keras"
+
+    @property
+    def metrics(self) -> Path:
+        return self.path / "metrics.json"
+
+    @property
+    def history(self) -> Path:
+        return self.path / "history.json"
+
+    @property
+    def init_weights(self) -> Path:
+        """θ0: the weights before training (dense/ only)."""
+        return self.path / "init.weights.h5"
+
+    @property
+    def state(self) -> Path:
+        """A round's pruning state (masks, widths) for resuming."""
+        return self.path / "state.npz"
+
+
+@dataclass(frozen=True)
+class SeedDir:
+    """One training seed's pruning rounds (the mode directory itself for the run's own seed)."""
+
+    path: Path
+
+    @property
+    def dense(self) -> ModelDir:
+        """This seed's own dense model (only seeds other than the run's train one)."""
+        return ModelDir(self.path / "dense")
+
+    def round(self, k: int) -> ModelDir:
+        return ModelDir(self.path / f"round_{k}")
+
+    def control(self, name: str) -> ModelDir:
+        return ModelDir(self.path / "controls" / name)
+
+    def rewind_weights(self, steps: int) -> Path:
+        return self.path / f"rewind_{steps}.weights.h5"
+
+
+@dataclass(frozen=True)
+class ModeDir:
+    """RUN_DIR/structured or RUN_DIR/unstructured."""
+
+    path: Path
+
+    @property
+    def lottery(self) -> Path:
+        return self.path / "lottery.json"
+
+    @property
+    def settings(self) -> Path:
+        return self.path / "settings.json"
+
+    @property
+    def ticket(self) -> Path:
+        return self.path / "ticket.keras"
+
+    def seed(self, seed: int, run_seed: int) -> SeedDir:
+        """The run's own training seed prunes in the mode directory; others in seed_S/."""
+        return SeedDir(self.path if seed == run_seed else self.path / f"seed_{seed}")
+
+
+@dataclass(frozen=True)
+class RunDir:
+    root: Path
+
+    def __init__(self, root: str | Path):
+        object.__setattr__(self, "root", Path(root))
+
+    @property
+    def dense(self) -> ModelDir:
+        return ModelDir(self.root / "dense")
+
+    @property
+    def dense_model(self) -> Path:
+        return self.dense.model
+
+    @property
+    def init_weights(self) -> Path:
+        return self.dense.init_weights
+
+    @property
+    def dense_metrics(self) -> Path:
+        return self.dense.metrics
+
+    def mode(self, mode: str) -> ModeDir:
+        return ModeDir(self.root / mode)
+
+    @property
+    def exports_dir(self) -> Path:
+        return self.root / "exports"
+
+    @property
+    def export_manifest(self) -> Path:
+        return ExportDir(self.exports_dir).manifest
+
+    @property
+    def bench_json(self) -> Path:
+        return self.root / BENCH_FILE
+
+    @property
+    def report_dir(self) -> Path:
+        return self.root / "report"
+
+    @property
+    def run_record(self) -> Path:
+        return self.root / "run.json"
+
+    def has_dense_model(self) -> bool:
+        return self.dense_metrics.is_file() and self.dense_model.is_file()
+
+    def relative(self, path: Path) -> str:
+        """``path`` as recorded in the run's files: relative to the run directory when inside it."""
+        try:
+            return str(Path(path).relative_to(self.root))
+        except ValueError:
+            return str(path)

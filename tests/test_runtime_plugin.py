@@ -1,0 +1,77 @@
+"""Adding a runtime is one module: a fake runtime registered here, from the test, is listed,
+benched and reported like the built-in ones.
+
+"fakert" is ONNX Runtime's session under another name, so it needs nothing installed. It
+reaches the bench workers (separate processes) the way any outside plug-in does: its module
+is named in SLIMDEPLOY_RUNTIME_PLUGINS and importable from PYTHONPATH.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+
+import pytest
+
+from conftest import run_cli_here
+from slimdeploy.runtimes import registry
+from test_bench_artifacts import onnx_mlp, random_layers
+
+PLUGIN_MODULE = "fake_runtime_plugin"
+PLUGIN_SOURCE = '''
+from dataclasses import replace
+
+from slimdeploy.runtimes import onnxruntime, registry
+
+PLUGIN = registry.register(replace(onnxruntime.PLUGIN, name="fakert", display_name="Fake RT",
+                                   short_name="FRT", module=__name__))
+'''
+
+
+@pytest.fixture
+def fake_runtime(tmp_path, monkeypatch):
+    directory = tmp_path / "plugins"
+    directory.mkdir()
+    (directory / f"{PLUGIN_MODULE}.py").write_text(PLUGIN_SOURCE)
+    monkeypatch.setenv(registry.PLUGINS_ENV, PLUGIN_MODULE)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(directory), os.environ.get("PYTHONPATH")])))
+    monkeypatch.syspath_prepend(str(directory))
+    try:
+        yield registry.plugin("fakert")  # first use imports the module named in the variable
+    finally:
+        registry.RUNTIMES.pop("fakert", None)
+        sys.modules.pop(PLUGIN_MODULE, None)
+        importlib.invalidate_caches()
+
+
+def test_a_registered_plugin_answers_every_registry_question(fake_runtime):
+    from slimdeploy.bench.settings import BenchSettings
+
+    assert registry.names()[-1] == "fakert"
+    assert registry.display_name("fakert") == "Fake RT" and registry.short_name("fakert") == "FRT"
+    assert registry.sort_key("fakert") == len(registry.RUNTIMES) - 1 < registry.sort_key("unknown")
+    assert registry.runtime_options("fakert", BenchSettings()) == {"graph_optimization": "all"}
+    assert not registry.accepts_reshape("fakert") and not registry.can_crosscheck("fakert")
+    assert registry.all_availability()["fakert"]["available"] is True
+    assert fake_runtime.profile(None) is None  # no profile hook yet
+
+
+def test_a_fake_runtime_is_listed_benched_and_reported(fake_runtime, tmp_path):
+    models = [onnx_mlp(tmp_path / "models" / f"{name}.onnx", random_layers(widths))
+              for name, widths in (("wide", (64, 10)), ("narrow", (16, 10)))]
+    out = tmp_path / "bench.json"
+    bench = run_cli_here("bench", *map(str, models), "--runtime", "fakert,onnxruntime", "--batch", "1",
+                         "--min-iters", "20", "--min-time", "0.05", "--warmup", "2", "--instances", "1",
+                         "--processes", "1", "--out", str(out))
+    assert bench.returncode == 0, bench.stderr
+    results = json.loads(out.read_text())
+    assert results["runtimes"]["fakert"]["available"] is True  # listed
+    cells = [c for c in results["cells"] if c["runtime"] == "fakert"]
+    assert len(cells) == 2 and all(c["status"] == "ok" for c in cells), cells  # benched
+
+    report = run_cli_here("report", str(out), "--out", str(tmp_path / "report"),
+                          "--format", "md", "--no-step-summary")
+    assert report.returncode == 0, report.stderr
+    assert "Fake RT" in (tmp_path / "report" / "report.md").read_text()  # reported
