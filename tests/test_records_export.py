@@ -59,5 +59,5 @@ def test_a_partial_record_keeps_only_what_it_has():
 
 
 def test_a_newer_schema_is_refused():
-    with pytest.raises(UserError, match="schema_version 2 is newer"):
+    with pytest.raises(UserError, match="has schema_version 2; this slimdeploy reads version 1"):
         ExportManifest.from_json({**previous_raw(), "schema_version": 2}, "export.json")

@@ -68,7 +68,7 @@ def test_round_zero_keeps_its_time_before_its_path():
 
 
 def test_a_newer_lottery_schema_is_refused():
-    with pytest.raises(UserError, match="schema_version 2 is newer"):
+    with pytest.raises(UserError, match="has schema_version 2; this slimdeploy reads version 1"):
         LotteryRecord.from_json({**raw("structured/lottery.json"), "schema_version": 2}, "lottery.json")
 
 

@@ -85,12 +85,8 @@ class Record:
 
     @classmethod
     def _check_schema(cls, raw: dict, where: str) -> None:
-        if cls.SCHEMA_VERSION is None or "schema_version" not in raw:
-            return
-        version = raw["schema_version"]
-        if not isinstance(version, int) or isinstance(version, bool) or version > cls.SCHEMA_VERSION:
-            raise UserError(f"{where}: schema_version {version!r} is newer than this slimdeploy reads "
-                            f"({cls.SCHEMA_VERSION}); upgrade slimdeploy")
+        if cls.SCHEMA_VERSION is not None:
+            check_schema_version(raw, where, cls.SCHEMA_VERSION)
 
     # --- writing ---------------------------------------------------------------------
     def to_json(self) -> dict:
@@ -121,6 +117,20 @@ class Record:
 
     def replace(self: R, **changes: Any) -> R:
         return dataclasses.replace(self, **changes)
+
+
+def check_schema_version(raw: dict, where: str, newest: int, *, required: bool = False,
+                         remedy: str = "upgrade slimdeploy") -> None:
+    """The one schema check of every slimdeploy file: versions 1..``newest`` are read; a file
+    without ``schema_version`` is refused only when ``required``."""
+    version = raw.get("schema_version")
+    if version is None:
+        if required:
+            raise UserError(f"{where} has no schema_version: not a slimdeploy file")
+        return
+    if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= newest:
+        readable = ", ".join(str(v) for v in range(1, newest + 1))
+        raise UserError(f"{where} has schema_version {version!r}; this slimdeploy reads version {readable} ({remedy})")
 
 
 def _encode(value: Any) -> Any:

@@ -15,10 +15,13 @@ from pathlib import Path
 
 from slimdeploy import fsutil
 from slimdeploy.errors import UserError
+from slimdeploy.records.base import Record, check_schema_version
+from slimdeploy.records.bench import BenchResults
+from slimdeploy.records.export import ExportManifest
+from slimdeploy.records.lottery import LotteryRecord
 from slimdeploy.records.run import DenseMetrics
 from slimdeploy.rundir import MODES, RunDir
 
-SUPPORTED_SCHEMA_VERSIONS = (1,)
 CELL_STATUSES = ("ok", "error", "unavailable", "pending")
 PRUNING_MODES = MODES
 
@@ -65,7 +68,7 @@ def _load_run_dir(run_dir: Path) -> ReportInputs:
     else:
         inputs.notes.append(f"No benchmark results: {bench_path} is missing (run `slimdeploy bench {run_dir}`).")
     for lottery_path in _lottery_files(run):
-        lottery = _load_versioned(lottery_path, "lottery file")
+        lottery = _load_versioned(lottery_path, "lottery file", LotteryRecord)
         mode = str(lottery.get("mode") or lottery_path.parent.name)
         if not isinstance(lottery.get("rounds"), list):
             raise UserError(f"lottery file {lottery_path} has no 'rounds' list")
@@ -77,7 +80,7 @@ def _load_run_dir(run_dir: Path) -> ReportInputs:
         )
     export_path = run.export_manifest
     if export_path.is_file():
-        inputs.export = _load_versioned(export_path, "export manifest")
+        inputs.export = _load_versioned(export_path, "export manifest", ExportManifest)
         if not isinstance(inputs.export.get("artifacts"), list):
             raise UserError(f"export manifest {export_path} has no 'artifacts' list")
     else:
@@ -113,23 +116,19 @@ def bench_notes(bench: dict) -> list[str]:
     return notes
 
 
-def _load_versioned(path: Path, what: str) -> dict:
+def _load_versioned(path: Path, what: str, record: type[Record]) -> dict:
     doc = fsutil.read_json(path, what)
     if not isinstance(doc, dict):
         raise UserError(f"{what} {path} is not a JSON object")
-    version = doc.get("schema_version")
-    if version is None:
-        raise UserError(f"{what} {path} has no schema_version: not a slimdeploy file")
-    if version not in SUPPORTED_SCHEMA_VERSIONS:
-        supported = ", ".join(str(v) for v in SUPPORTED_SCHEMA_VERSIONS)
-        raise UserError(f"{what} {path} has schema_version {version!r}; this slimdeploy reads version {supported} (upgrade slimdeploy or re-run bench)")
+    check_schema_version(doc, f"{what} {path}", record.SCHEMA_VERSION, required=True,
+                         remedy="upgrade slimdeploy or re-run bench")
     return doc
 
 
 def load_bench(path: str | Path) -> dict:
     """A bench results file, checked enough that every view can trust its shape."""
     path = Path(path)
-    doc = _load_versioned(path, "bench results")
+    doc = _load_versioned(path, "bench results", BenchResults)
     _validate_with_schema(doc, path)
     cells = doc.get("cells")
     if not isinstance(cells, list):
