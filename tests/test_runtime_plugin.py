@@ -75,3 +75,23 @@ def test_a_fake_runtime_is_listed_benched_and_reported(fake_runtime, tmp_path):
                           "--format", "md", "--no-step-summary")
     assert report.returncode == 0, report.stderr
     assert "Fake RT" in (tmp_path / "report" / "report.md").read_text()  # reported
+
+
+def test_a_plugin_with_its_own_file_type_needs_no_reader_elsewhere(tmp_path):
+    from dataclasses import replace
+
+    from slimdeploy.bench.artifacts import inspect_artifact, known_suffixes
+    from slimdeploy.errors import ModelFileError
+    from slimdeploy.runtimes import onnxruntime
+
+    artifact = tmp_path / "model.fake"
+    artifact.write_bytes(b"only the fake runtime reads this")
+    with pytest.raises(ModelFileError, match="unsupported file type"):
+        inspect_artifact(artifact)
+    registry.register(replace(onnxruntime.PLUGIN, name="fakefile", suffixes=(".fake",), module=__name__))
+    try:
+        assert known_suffixes()[-1] == ".fake"
+        assert inspect_artifact(artifact).path == artifact  # its runtime checks it when it opens it
+    finally:
+        registry.RUNTIMES.pop("fakefile", None)
+    assert ".fake" not in known_suffixes()

@@ -50,7 +50,9 @@ def inspect_artifact(path: str | Path) -> ArtifactInfo:
     reader = READERS.get(path.suffix)
     if reader is not None:
         return reader(path)
-    raise ModelFileError(f"artifact {path}: unsupported file type (expected one of {', '.join(SUFFIXES)})")
+    if path.suffix in known_suffixes():
+        return ArtifactInfo(path)  # only its runtime can read it
+    raise ModelFileError(f"artifact {path}: unsupported file type (expected one of {', '.join(known_suffixes())})")
 
 
 # --- ONNX -------------------------------------------------------------------------------
@@ -377,17 +379,19 @@ def _find_batch_shape(config):
 
 # --- The reader of each file type ----------------------------------------------------
 
-def _engine_info(path: Path) -> ArtifactInfo:
-    return ArtifactInfo(path)  # only TensorRT itself can read an engine
-
-
-# The one reader of each artifact suffix a runtime runs (see RuntimePlugin.suffixes); the
-# order is the order messages list them in. A runtime with a new file type adds it here.
+# The files slimdeploy can read itself, before any runtime opens them. Any other file type a
+# registered runtime runs (RuntimePlugin.suffixes: a TensorRT engine, a plug-in's own format)
+# is only read by that runtime, which checks its shape when it opens it.
 READERS = {
     ".onnx": _inspect_onnx,
     ".xml": _inspect_openvino,
     ".keras": _inspect_keras,
-    ".engine": _engine_info,
-    ".plan": _engine_info,
 }
-SUFFIXES = tuple(READERS)
+
+
+def known_suffixes() -> tuple[str, ...]:
+    """Every artifact suffix that can be benchmarked: those read here, then the runtimes' own."""
+    from slimdeploy.runtimes.registry import RUNTIMES, names
+
+    runtime_suffixes = [suffix for name in names() for suffix in RUNTIMES[name].suffixes]
+    return tuple(dict.fromkeys([*READERS, *runtime_suffixes]))

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from slimdeploy import fsutil
-from slimdeploy.bench.artifacts import SUFFIXES, ArtifactInfo, inspect_artifact
+from slimdeploy.bench.artifacts import ArtifactInfo, inspect_artifact, known_suffixes
 from slimdeploy.errors import UserError
 from slimdeploy.records.lottery import LotteryRecord, Round
 from slimdeploy.rundir import MODES, ExportDir, RunDir
@@ -73,8 +73,8 @@ def resolve_sources(sources, model_filter=None) -> Sources:
             shape = _add_run_dir(path, models, notes)
             recipe_shape = recipe_shape or shape
         else:
-            if path.suffix not in SUFFIXES:
-                raise UserError(f"source {path}: unsupported file type (give a run directory or {', '.join(SUFFIXES)})")
+            if path.suffix not in known_suffixes():
+                raise UserError(f"source {path}: unsupported file type (give a run directory or {', '.join(known_suffixes())})")
             if path.suffix == ".xml" and not path.with_suffix(".bin").is_file():
                 raise UserError(f"source {path}: its weights file {path.with_suffix('.bin').name} is missing")
             models.setdefault(path.stem, ModelSource(path.stem)).add(path, str(path))

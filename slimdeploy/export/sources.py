@@ -53,7 +53,7 @@ def resolve_source(source: str | os.PathLike, out_dir: str | os.PathLike | None 
     else:
         models = [ModelSource(source.stem, source, str(source))]
         # Each lone file its own directory: two files side by side must not share one export.json.
-        default_out = source.parent / "exports" / source.stem
+        default_out = RunDir(source.parent).exports_dir / source.stem
         run_dir = None
     return SourcePlan(source=source, run_dir=run_dir, models=models, out_dir=Path(out_dir) if out_dir else default_out)
 
