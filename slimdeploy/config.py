@@ -56,7 +56,8 @@ LAYER_TYPES = {
 RECIPE_KEYS = ("name", "description", "model", "dataset", "training")
 MODEL_KEYS = ("input_shape", "input_dtype", "layers")
 INPUT_DTYPES = ("float32", "int32", "int64")  # integers: token ids for an Embedding
-DATASETS = ("fashion_mnist", "npz")  # npz: the arrays of --data FILE.npz
+# npz: the arrays of --data FILE.npz; image_folder: --data DIR of class-named image folders
+DATASETS = ("fashion_mnist", "npz", "image_folder")
 OPTIMIZERS = ("sgd", "adam")
 
 
@@ -75,7 +76,8 @@ class TrainingSettings:
 @dataclass(frozen=True)
 class DatasetSettings:
     name: str = "fashion_mnist"
-    validation_size: int = 5000
+    # A count of rows or a fraction in (0, 1) of them; None: min(5000, a tenth of the rows).
+    validation_size: int | float | None = None
     scale: float | None = None  # divide the inputs by this; None: as the data's kind says
 
 
@@ -131,11 +133,16 @@ def recipe_from_record(record: Any, source: str) -> Recipe:
 
 
 def check_recipe_data(recipe: Recipe, data: str | Path | None) -> None:
-    """``dataset.name = "npz"`` trains on ``--data FILE.npz``: never fall back to Fashion-MNIST."""
-    if recipe.dataset.name == "npz" and (data is None or Path(data).suffix != ".npz"):
-        given = "no --data" if data is None else f"--data {data}"
+    """``dataset.name = "npz"`` trains on ``--data FILE.npz``, ``"image_folder"`` on ``--data DIR``:
+    never fall back to Fashion-MNIST."""
+    name = recipe.dataset.name
+    given = "no --data" if data is None else f"--data {data}"
+    if name == "npz" and (data is None or Path(data).suffix != ".npz"):
         raise UserError(f'recipe {recipe.path or recipe.name}: dataset.name = "npz" trains on the arrays of '
                         f"an .npz file, got {given}; give --data FILE.npz")
+    if name == "image_folder" and (data is None or not Path(data).expanduser().is_dir()):
+        raise UserError(f'recipe {recipe.path or recipe.name}: dataset.name = "image_folder" trains on a '
+                        f"directory of class-named image folders, got {given}; give --data DIR")
 
 
 def recipe_from_dict(raw: Any, source: str = "<dict>") -> Recipe:
@@ -367,8 +374,11 @@ TRAINING_VALUES = {
     "from_logits": (lambda v: isinstance(v, bool), "true or false"),
 }
 DATASET_VALUES = {
-    "name": (lambda v: v in DATASETS, "fashion_mnist (the default) or npz (the arrays of --data FILE.npz)"),
-    "validation_size": (lambda v: _is_int(v) and v >= 0, "a non-negative integer"),
+    "name": (lambda v: v in DATASETS, "fashion_mnist (the default), npz (the arrays of --data FILE.npz) or "
+             "image_folder (--data DIR of class-named image folders)"),
+    # None is what metrics.json holds for the default (TOML has no null: leave the key out).
+    "validation_size": (lambda v: v is None or (_is_int(v) and v >= 0) or (isinstance(v, float) and 0 < v < 1),
+                        "a non-negative integer (rows) or a fraction in (0, 1)"),
     # None is what metrics.json holds for "no scaling" (TOML has no null: leave the key out).
     "scale": (lambda v: v is None or (_is_number(v) and v > 0), "a positive number (the inputs are divided by it)"),
 }

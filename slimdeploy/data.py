@@ -1,10 +1,14 @@
-"""Fashion-MNIST from IDX .gz files or a user .npz, found without internet where possible.
+"""Fashion-MNIST from IDX .gz files, a user .npz or a folder of images, found without
+internet where possible.
 
 Search order (the first place holding all four files wins):
 ``--data DIR`` (authoritative: if given and unusable, that is an error), ``$SLIMDEPLOY_DATA``,
 ``~/.keras/datasets/fashion-mnist``, ``/usr/share/datasets/fashion-mnist`` (Debian package
 ``dataset-fashion-mnist``), then ``keras.datasets.fashion_mnist`` (downloads where there
-is internet). ``--data`` may also name an ``.npz`` with ``x_train, y_train, x_test, y_test``.
+is internet). ``--data`` may also name an ``.npz`` with ``x_train, y_train, x_test, y_test``
+(and optionally ``x_val, y_val``, then the validation split as given), or a directory of
+class-named image folders (``DIR/cat/*.png``; or ``DIR/train/cat/…`` and ``DIR/test/cat/…``),
+read with ``keras.utils.image_dataset_from_directory``.
 
 Values are never changed behind the user's back: Fashion-MNIST IDX pixels are divided by
 255 (their documented scaling); every other source keeps its values and dtype unless a
@@ -45,8 +49,15 @@ FIX_HINT = (
 
 # The scaling each kind of source gets when none is asked for: IDX files hold 0..255
 # pixels and the article's models expect [0, 1]; a user's arrays are used as they are.
-DEFAULT_SCALE = {"idx": 255.0, "keras": 255.0, "npz": None}
+DEFAULT_SCALE = {"idx": 255.0, "keras": 255.0, "npz": None, "image_folder": None}
 DEFAULT_VALIDATION = 5000
+VALIDATION_KEYS = ("x_val", "y_val")  # optional in an .npz: the validation split as given
+# The image files image_dataset_from_directory reads (it matches the lower-cased name's end).
+IMAGE_SUFFIXES = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
+# A folder tree without train/ and test/ has no test split: this share of it is held out,
+# drawn with a fixed seed so that the same folder always gives the same test images.
+IMAGE_TEST_FRACTION = 0.2
+IMAGE_TEST_SEED = 0
 
 
 @dataclass
@@ -55,8 +66,13 @@ class RawData:
 
     arrays: dict
     source: str  # a path, or keras.datasets.fashion_mnist
-    kind: str  # idx, npz or keras
-    sha256: str  # of the .npz file; of the four IDX files (a sha256sum listing); of the arrays
+    kind: str  # idx, npz, image_folder or keras
+    # of the .npz file; of the four IDX files or of the images (a sha256sum listing); of the arrays
+    sha256: str
+
+    @property
+    def validation_given(self) -> bool:
+        return "x_val" in self.arrays
 
 
 @dataclass
@@ -75,6 +91,7 @@ class Dataset:
     validation_size: int = 0
     limit: int | None = None
     scale: float | None = None
+    validation_given: bool = False  # the source held its own validation split (x_val, y_val)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -85,7 +102,7 @@ class Dataset:
         return self.x_train.dtype.name
 
     def describe(self) -> dict:
-        return {
+        described = {
             "source": self.source,
             "kind": self.kind,
             "sha256": self.sha256,
@@ -99,6 +116,9 @@ class Dataset:
             "validation": int(len(self.x_val)),
             "test": int(len(self.x_test)),
         }
+        if self.validation_given:
+            described["validation_from"] = "x_val, y_val"  # no split was drawn from the training rows
+        return described
 
     def input_contract(self) -> str:
         """What an artifact made from a model trained on this data expects, in words."""
@@ -148,10 +168,12 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
         raise DataError(f"{path}: not an .npz archive (needs x_train, y_train, x_test, y_test)")
     try:
         with np.load(path, allow_pickle=False) as npz:
-            missing = [key for key in IDX_FILES if key not in npz.files]
+            wanted = list(IDX_FILES) + _validation_keys(npz.files, path)
+            missing = [key for key in wanted if key not in npz.files]
             if missing:
-                raise DataError(f"{path}: .npz lacks {', '.join(missing)} (needs x_train, y_train, x_test, y_test)")
-            return {key: np.asarray(npz[key]) for key in IDX_FILES}
+                raise DataError(f"{path}: .npz lacks {', '.join(missing)} (needs x_train, y_train, x_test, y_test; "
+                                f"it has {', '.join(npz.files) or 'no arrays'})")
+            return {key: np.asarray(npz[key]) for key in wanted}
     except DataError:
         raise
     except ValueError as exc:
@@ -160,6 +182,14 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
         raise DataError(f"{path}: not a readable .npz file ({exc})") from exc
     except (OSError, zipfile.BadZipFile, EOFError, zlib.error) as exc:
         raise DataError(f"{path}: not a readable .npz file ({exc})") from exc
+
+
+def _validation_keys(keys: list[str], path: Path) -> list[str]:
+    """``x_val, y_val`` when the .npz holds either (then it must hold both), else none."""
+    present = [key for key in VALIDATION_KEYS if key in keys]
+    if present and len(present) < len(VALIDATION_KEYS):
+        return list(VALIDATION_KEYS)  # the other one is then reported missing
+    return present
 
 
 def _missing_files(directory: Path) -> list[str]:
@@ -174,10 +204,14 @@ def _file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _idx_sha256(directory: Path) -> str:
-    # The hash of a `sha256sum` listing of the four files, in a fixed order.
-    listing = "".join(f"{_file_sha256(directory / name)}  {name}\n" for name in IDX_FILES.values())
+def _listing_sha256(directory: Path, names) -> str:
+    """The hash of a `sha256sum` listing of ``names`` (paths relative to ``directory``), in their order."""
+    listing = "".join(f"{_file_sha256(directory / name)}  {name}\n" for name in names)
     return hashlib.sha256(listing.encode()).hexdigest()
+
+
+def _idx_sha256(directory: Path) -> str:
+    return _listing_sha256(directory, IDX_FILES.values())
 
 
 def _arrays_sha256(arrays: dict[str, np.ndarray]) -> str:
@@ -190,7 +224,8 @@ def _arrays_sha256(arrays: dict[str, np.ndarray]) -> str:
 
 
 def _validated(arrays: dict[str, np.ndarray], source: str) -> dict[str, np.ndarray]:
-    for split in ("train", "test"):
+    splits = ("train", "test", "val") if "x_val" in arrays else ("train", "test")
+    for split in splits:
         x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
         if x.ndim < 2 or len(x) == 0:
             raise DataError(f"{source}: x_{split} must hold at least one image, got shape {x.shape}")
@@ -200,10 +235,14 @@ def _validated(arrays: dict[str, np.ndarray], source: str) -> dict[str, np.ndarr
             raise DataError(f"{source}: {len(x)} {split} images but {len(y)} {split} labels")
         if not np.issubdtype(y.dtype, np.integer):
             raise DataError(f"{source}: y_{split} must hold integer class labels, got {y.dtype}")
+        if len(y) and y.min() < 0:
+            raise DataError(f"{source}: y_{split} must hold class labels 0, 1, 2, …, got {y.min()}")
         if not np.issubdtype(x.dtype, np.number) or not np.all(np.isfinite(x)):
             raise DataError(f"{source}: x_{split} must hold finite numbers")
-    if arrays["x_train"].shape[1:] != arrays["x_test"].shape[1:]:
-        raise DataError(f"{source}: train images {arrays['x_train'].shape[1:]} and test images {arrays['x_test'].shape[1:]} differ in shape")
+    for split in splits[1:]:
+        if arrays["x_train"].shape[1:] != arrays[f"x_{split}"].shape[1:]:
+            raise DataError(f"{source}: train images {arrays['x_train'].shape[1:]} and {split} images "
+                            f"{arrays[f'x_{split}'].shape[1:]} differ in shape")
     return arrays
 
 
@@ -216,13 +255,149 @@ def _from_idx_dir(directory: Path) -> RawData:
     return RawData(arrays, str(directory.resolve()), "idx", _idx_sha256(directory))
 
 
-def locate(data: str | os.PathLike | None = None, allow_download: bool = True) -> RawData:
-    """Find and read the raw arrays, with where they came from and their sha256."""
+def _class_folders(directory: Path) -> list[str]:
+    return sorted(entry.name for entry in directory.iterdir() if entry.is_dir() and not entry.name.startswith("."))
+
+
+def _image_files(directory: Path) -> list[str]:
+    """The images image_dataset_from_directory reads from ``directory``'s class folders, as
+    sorted paths relative to it."""
+    found = []
+    for class_name in _class_folders(directory):
+        for root, _, files in os.walk(directory / class_name):
+            found += [str((Path(root) / name).relative_to(directory).as_posix()) for name in files
+                      if name.lower().endswith(IMAGE_SUFFIXES)]
+    return sorted(found)
+
+
+def _is_image_folder(directory: Path) -> bool:
+    """Sub-folders and none of the IDX files: a folder tree of images (IDX wins when both)."""
+    return len(_missing_files(directory)) == len(IDX_FILES) and bool(_class_folders(directory))
+
+
+def _image_layout(directory: Path) -> dict[str, Path]:
+    """``{"train": DIR/train, "test": DIR/test}`` when both exist, else ``{"all": DIR}``."""
+    if (directory / "train").is_dir() and (directory / "test").is_dir():
+        return {"train": directory / "train", "test": directory / "test"}
+    return {"all": directory}
+
+
+def _image_format(first_image: Path, input_shape) -> tuple[tuple[int, int], str, bool]:
+    """(image_size, color_mode, drop the channel axis) from a model's input shape when it is an
+    image's, (H, W) or (H, W, 1|3|4), else from the first image."""
+    modes = {1: "grayscale", 3: "rgb", 4: "rgba"}
+    shape = tuple(input_shape or ())
+    if any(not isinstance(d, int) for d in shape):  # a model that takes any size: the images' own
+        shape = ()
+    if len(shape) == 2:
+        return shape, "grayscale", True
+    if len(shape) == 3 and shape[2] in modes:
+        return shape[:2], modes[shape[2]], False
+    from PIL import Image
+
+    try:
+        with Image.open(first_image) as image:
+            width, height = image.size
+            bands = len(image.getbands())
+    except OSError as exc:
+        raise DataError(f"{first_image}: not a readable image ({exc})") from exc
+    return (height, width), modes.get(bands, "rgb"), False
+
+
+def _read_image_tree(directory: Path, class_names: list[str], image_size, color_mode: str) -> tuple[np.ndarray, np.ndarray]:
+    """All images of one class-folder tree, in Keras's deterministic order, as float32 and int labels."""
+    import keras
+
+    try:
+        images = keras.utils.image_dataset_from_directory(
+            directory, labels="inferred", label_mode="int", class_names=class_names, color_mode=color_mode,
+            image_size=image_size, shuffle=False, batch_size=None, verbose=False)
+        pairs = [(np.asarray(x), int(y)) for x, y in images.as_numpy_iterator()]
+    except Exception as exc:  # a file TensorFlow cannot decode: name it, with PIL's reason when PIL can tell
+        raise DataError(_unreadable_image(directory) or f"{directory}: holds an image that cannot be read "
+                        f"({type(exc).__name__}: {str(exc).splitlines()[0][:120]})") from exc
+    x = np.stack([x for x, _ in pairs]).astype(np.float32)
+    return x, np.array([y for _, y in pairs], dtype=np.int64)
+
+
+def _unreadable_image(directory: Path) -> str | None:
+    """``PATH: not a readable image (why)`` for the first image PIL cannot decode, else None."""
+    from PIL import Image
+
+    for name in _image_files(directory):
+        try:
+            with Image.open(directory / name) as image:
+                image.load()
+        except Exception as exc:
+            return f"{directory / name}: not a readable image ({exc})"
+    return None
+
+
+def _from_image_folder(directory: Path, input_shape=None) -> RawData:
+    layout = _image_layout(directory)
+    class_names = _class_folders(next(iter(layout.values())))
+    for tree in layout.values():
+        found = _class_folders(tree)
+        if len(found) < 2:
+            raise DataError(f"{tree}: an image folder needs at least 2 class folders, found {len(found)}"
+                            f"{' (' + ', '.join(found) + ')' if found else ''}")
+        if found != class_names:
+            raise DataError(f"{tree}: class folders {', '.join(found)} differ from those of "
+                            f"{layout['train']}: {', '.join(class_names)}")
+        if not _image_files(tree):
+            raise DataError(f"{tree}: no readable image ({', '.join(IMAGE_SUFFIXES)}) in its class folders")
+    files = _image_files(directory)
+    image_size, color_mode, drop_channel = _image_format(directory / files[0], input_shape)
+    _refuse_conversions(directory, files, image_size, color_mode)
+    trees = {split: _read_image_tree(tree, class_names, image_size, color_mode) for split, tree in layout.items()}
+    if drop_channel:
+        trees = {split: (x[..., 0], y) for split, (x, y) in trees.items()}
+    if "all" in trees:
+        trees = _held_out_test(*trees["all"])
+    arrays = {"x_train": trees["train"][0], "y_train": trees["train"][1],
+              "x_test": trees["test"][0], "y_test": trees["test"][1]}
+    return RawData(_validated(arrays, str(directory)), str(directory.resolve()), "image_folder",
+                   _listing_sha256(directory, files))
+
+
+def _refuse_conversions(directory: Path, files: list[str], image_size, color_mode: str) -> None:
+    """Keras would resize or recolour an image that differs from the model's input; the user's
+    data is never changed silently, so such an image is refused (its header alone says)."""
+    from PIL import Image
+
+    bands = {"grayscale": 1, "rgb": 3, "rgba": 4}[color_mode]
+    for name in files:
+        try:
+            with Image.open(directory / name) as image:
+                size, image_bands = (image.size[1], image.size[0]), len(image.getbands())
+        except OSError as exc:
+            raise DataError(f"{directory / name}: not a readable image ({exc})") from exc
+        if size != tuple(image_size) or image_bands != bands:
+            raise DataError(f"{directory / name}: a {size[0]}x{size[1]} image with {image_bands} channel(s), but the "
+                            f"model takes {image_size[0]}x{image_size[1]} with {bands}; slimdeploy does not resize or "
+                            "convert images: prepare them at the model's size first")
+
+
+def _held_out_test(x: np.ndarray, y: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """A folder tree without a test split: ``IMAGE_TEST_FRACTION`` of it, drawn with a fixed seed."""
+    order = np.random.default_rng(IMAGE_TEST_SEED).permutation(len(x))
+    test_rows = max(1, round(len(x) * IMAGE_TEST_FRACTION))
+    test_idx, train_idx = np.sort(order[:test_rows]), np.sort(order[test_rows:])
+    return {"train": (x[train_idx], y[train_idx]), "test": (x[test_idx], y[test_idx])}
+
+
+def locate(data: str | os.PathLike | None = None, allow_download: bool = True, input_shape=None) -> RawData:
+    """Find and read the raw arrays, with where they came from and their sha256.
+
+    ``input_shape``: the model's, which sets the size and colour mode images of a folder are
+    read with (else the first image's own)."""
     if data is not None:
         path = Path(data).expanduser()
         if path.is_file():
             return _from_npz(path)
         if path.is_dir():
+            if _is_image_folder(path):
+                return _from_image_folder(path, input_shape)
             missing = _missing_files(path)
             if missing:
                 raise DataError(f"--data {path}: missing {', '.join(missing)}; {FIX_HINT}")
@@ -262,61 +437,89 @@ KERAS_SOURCE = "keras.datasets.fashion_mnist"
 
 def load_dataset(
     data: str | os.PathLike | None = None,
-    validation_size: int | None = None,
+    validation_size: int | float | None = None,
     seed: int = 0,
     limit: int | None = None,
     allow_download: bool = True,
     scale: float | None = None,
+    input_shape=None,
 ) -> Dataset:
     """Load, scale where asked and split off a seeded validation set.
 
-    ``validation_size``: the held-out rows (default: ``DEFAULT_VALIDATION``, at most a tenth
-    of the training rows). ``scale``: divide the inputs by this number (they become
-    float32); None means the source's own convention (IDX pixels: 255; an .npz: unchanged,
-    dtype kept).
+    ``validation_size``: the held-out rows, a count or a fraction in (0, 1) of the training
+    rows (default: ``DEFAULT_VALIDATION``, at most a tenth of the training rows); ignored when
+    the source holds its own ``x_val, y_val``. ``scale``: divide the inputs by this number
+    (they become float32); None means the source's own convention (IDX pixels: 255; anything
+    else: unchanged, dtype kept). ``input_shape``: the model's, for reading a folder of images.
     ``limit`` keeps at most that many training and test images (for quick runs and
     tests); the validation split is then at most a tenth of the kept training images.
     """
-    raw = locate(data, allow_download)
+    raw = locate(data, allow_download, input_shape)
     if validation_size is None:
         validation_size = min(DEFAULT_VALIDATION, len(raw.arrays["x_train"]) // 10)
     return split_dataset(raw, validation_size, seed, limit, DEFAULT_SCALE[raw.kind] if scale is None else scale)
 
 
-def split_dataset(raw: RawData, validation_size: int, seed: int, limit: int | None, scale: float | None) -> Dataset:
-    """The seeded split of ``raw``, divided by ``scale`` exactly as given (None: unchanged)."""
-    arrays = raw.arrays
-    x_train, y_train = arrays["x_train"], arrays["y_train"]
-    x_test, y_test = arrays["x_test"], arrays["y_test"]
+def validation_rows(validation_size: int | float, rows: int) -> int:
+    """A validation size (a count, or a fraction in (0, 1) of ``rows``) as a count of rows."""
+    if isinstance(validation_size, float) and not validation_size.is_integer():
+        if not 0 < validation_size < 1:
+            raise DataError(f"validation size must be a count or a fraction in (0, 1), got {validation_size}")
+        return max(1, round(validation_size * rows))
+    if validation_size < 0:
+        raise DataError(f"validation size must be a count or a fraction in (0, 1), got {validation_size}")
+    return int(validation_size)
+
+
+def _leading_rows(arrays: dict, split: str, limit: int | None) -> tuple[np.ndarray, np.ndarray]:
+    x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
+    return (x, y) if limit is None else (x[:limit], y[:limit])
+
+
+def split_dataset(raw: RawData, validation_size: int | float, seed: int, limit: int | None,
+                  scale: float | None) -> Dataset:
+    """The seeded split of ``raw``, divided by ``scale`` exactly as given (None: unchanged).
+    A source with its own ``x_val, y_val`` keeps them as the validation split."""
     if scale is not None and not (isinstance(scale, (int, float)) and math.isfinite(scale) and scale > 0):
         raise DataError(f"scale must be a positive number, got {scale!r}")
-    if limit is not None:
-        if limit < 2:
-            raise DataError(f"--limit must be at least 2, got {limit}")
-        x_train, y_train = x_train[:limit], y_train[:limit]
-        x_test, y_test = x_test[:limit], y_test[:limit]
-        validation_size = min(validation_size, max(1, len(x_train) // 10))
-    if validation_size >= len(x_train):
-        raise DataError(f"validation size {validation_size} leaves no training images out of {len(x_train)}")
-    # The validation split is drawn with its own seeded permutation so that it does not
-    # depend on anything but the seed; the test set is never touched until reporting.
-    order = np.random.default_rng(seed).permutation(len(x_train))
-    val_idx, train_idx = np.sort(order[:validation_size]), np.sort(order[validation_size:])
+    if limit is not None and limit < 2:
+        raise DataError(f"--limit must be at least 2, got {limit}")
+    x_train, y_train = _leading_rows(raw.arrays, "train", limit)
+    x_test, y_test = _leading_rows(raw.arrays, "test", limit)
+    if raw.validation_given:
+        x_val, y_val = _leading_rows(raw.arrays, "val", limit)
+    else:
+        x_train, y_train, x_val, y_val = _drawn_validation(x_train, y_train, validation_size, seed, limit, raw.source)
     return Dataset(
-        x_train=_scaled(x_train[train_idx], scale),
-        y_train=y_train[train_idx].astype(np.int64),
-        x_val=_scaled(x_train[val_idx], scale),
-        y_val=y_train[val_idx].astype(np.int64),
+        x_train=_scaled(x_train, scale),
+        y_train=y_train.astype(np.int64),
+        x_val=_scaled(x_val, scale),
+        y_val=y_val.astype(np.int64),
         x_test=_scaled(x_test, scale),
         y_test=y_test.astype(np.int64),
         source=raw.source,
         kind=raw.kind,
         sha256=raw.sha256,
         seed=int(seed),
-        validation_size=int(validation_size),
+        validation_size=len(x_val),
         limit=limit,
         scale=float(scale) if scale is not None else None,
+        validation_given=raw.validation_given,
     )
+
+
+def _drawn_validation(x_train, y_train, validation_size, seed: int, limit: int | None, source: str):
+    """(x_train, y_train, x_val, y_val): ``validation_size`` rows drawn (seeded) from the training rows."""
+    validation_size = validation_rows(validation_size, len(x_train))
+    if limit is not None:
+        validation_size = min(validation_size, max(1, len(x_train) // 10))
+    if validation_size >= len(x_train):
+        raise DataError(f"{source}: validation size {validation_size} leaves no training rows out of {len(x_train)}")
+    # The validation split is drawn with its own seeded permutation so that it does not
+    # depend on anything but the seed; the test set is never touched until reporting.
+    order = np.random.default_rng(seed).permutation(len(x_train))
+    val_idx, train_idx = np.sort(order[:validation_size]), np.sort(order[validation_size:])
+    return x_train[train_idx], y_train[train_idx], x_train[val_idx], y_train[val_idx]
 
 
 def _scaled(x: np.ndarray, scale: float | None) -> np.ndarray:

@@ -256,5 +256,5 @@ def _train(stage: TrainStage, run_dir: Path, progress) -> None:
     recipe = load_recipe(stage.recipe).with_training(epochs=stage.epochs, seed=stage.seed)
     check_recipe_data(recipe, stage.data)
     data = load_dataset(stage.data, recipe.dataset.validation_size, recipe.training.seed, limit=stage.limit,
-                        scale=recipe.dataset.scale)
+                        scale=recipe.dataset.scale, input_shape=recipe.input_shape)
     train_dense(recipe, data, run_dir, force=True, progress=progress)

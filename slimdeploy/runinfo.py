@@ -49,17 +49,19 @@ def run_dataset(run_dir: str | Path, data: str | Path | None = None, *, data_ove
     if not recorded.get("sha256"):
         return _legacy_run_dataset(metrics, data)
     source = recorded.source
+    # A folder of images is read at the size and colour mode the model was trained with.
+    image_shape = recorded.get("input_shape") if recorded.get("kind") == "image_folder" else None
     if data is None:
         if source != KERAS_SOURCE and not Path(source).exists():
             raise UserError(f"the data {run_dir} was trained on, {source}, no longer exists "
                             f"(recorded in {metrics_path}); give it again with --data")
-        raw = locate(None if source == KERAS_SOURCE else source)
+        raw = locate(None if source == KERAS_SOURCE else source, input_shape=image_shape)
         if raw.sha256 != recorded.sha256:
             raise UserError(f"the data {run_dir} was trained on, {source}, has changed since "
                             f"(sha256 {raw.sha256[:12]}… is not the recorded {recorded.sha256[:12]}…)")
     else:
         given = Path(data).expanduser()
-        raw = locate(given)  # a missing or broken --data is named the same way as in train
+        raw = locate(given, input_shape=image_shape)  # a missing or broken --data is named as in train
         if raw.sha256 != recorded.sha256 and not data_override:
             raise UserError(f"--data {given} is not the data {run_dir} was trained on ({source}, sha256 "
                             f"{recorded.sha256[:12]}…); leave --data out to use the run's own data, "

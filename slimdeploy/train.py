@@ -75,6 +75,16 @@ def check_input_shape(model, data: Dataset, what: str = "model") -> None:
         raise UserError(f"{what} takes {wanted.name} inputs (integer ids) but the data holds {data.input_dtype} values "
                         f"from {data.source}{' divided by ' + format(data.scale, 'g') if data.scale else ''}; "
                         "give integer arrays and no scaling")
+    check_labels(model, data, what)
+
+
+def check_labels(model, data: Dataset, what: str = "model") -> None:
+    """Refuse labels the model has no output unit for (a single-unit output is binary: left alone)."""
+    units = model.output_shape[-1] if isinstance(model.output_shape, tuple) else None
+    highest = max((int(y.max()) for y in (data.y_train, data.y_val, data.y_test) if len(y)), default=0)
+    if units and units > 1 and highest >= units:
+        raise UserError(f"{what} has {units} output units (classes 0..{units - 1}) but the labels of {data.source} "
+                        f"go up to {highest}")
 
 
 def fit(model, data: Dataset, training: TrainingSettings, *, seed: int, epochs: int | None = None,

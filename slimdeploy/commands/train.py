@@ -9,6 +9,19 @@ from slimdeploy.commands._shared import print_json, remove_if_created
 from slimdeploy.parsers import non_negative_int, positive_float, positive_int
 
 
+def validation_size(text: str) -> int | float:
+    """``--validation-size``: a count of rows (``500``) or a fraction of them (``0.1``)."""
+    import argparse
+
+    try:
+        value = int(text) if text.strip().isdigit() else float(text)
+    except ValueError:
+        value = None
+    if value is None or not (isinstance(value, int) or 0 < value < 1):
+        raise argparse.ArgumentTypeError(f"expected a count of rows (e.g. 500) or a fraction in (0, 1) (e.g. 0.1), got {text!r}")
+    return value
+
+
 def add_parser(subparsers, common):
     parser = subparsers.add_parser(
         "train",
@@ -23,10 +36,15 @@ def add_parser(subparsers, common):
     parser.add_argument("--recipe", default="fashion_mlp", help="recipe TOML path or name in models/ (default: fashion_mlp)")
     parser.add_argument("--epochs", type=positive_int, help="override the recipe's epoch count")
     parser.add_argument("--seed", type=non_negative_int, help="override the recipe's seed (data order, init, split)")
-    parser.add_argument("--data", help="Fashion-MNIST directory of IDX .gz files, or an .npz (default: search, see README)")
+    parser.add_argument("--data", help="Fashion-MNIST directory of IDX .gz files, an .npz, or a directory of class-named "
+                                       "image folders (default: search, see README)")
     parser.add_argument("--scale", type=positive_float,
                         help="divide the input values by this number (e.g. 255 for 0..255 pixels in an .npz); overrides "
                              "the recipe's [dataset] scale. Default: IDX Fashion-MNIST pixels /255, any other data unchanged")
+    parser.add_argument("--validation-size", type=validation_size,
+                        help="rows held out for validation: a count or a fraction in (0, 1) of the training rows; "
+                             "overrides the recipe's [dataset] validation_size. Default: min(5000, a tenth of the rows); "
+                             "an .npz with x_val, y_val uses those")
     parser.add_argument("--limit", type=positive_int, help="use at most N training and N test images (quick runs)")
     parser.add_argument("--out", help="run directory (default: runs/<recipe name>)")
     parser.add_argument("--force", action="store_true", help="overwrite an existing RUN_DIR/dense")
@@ -45,14 +63,15 @@ def run(args) -> int:
 
     recipe = load_recipe(args.recipe).with_training(epochs=args.epochs, seed=args.seed)
     check_recipe_data(recipe, args.data)
-    if args.scale is not None:
-        recipe = dataclasses.replace(recipe, dataset=dataclasses.replace(recipe.dataset, scale=args.scale))
+    for key in ("scale", "validation_size"):
+        if getattr(args, key) is not None:
+            recipe = dataclasses.replace(recipe, dataset=dataclasses.replace(recipe.dataset, **{key: getattr(args, key)}))
     out_dir = Path(args.out or Path("runs") / recipe.name)
     dense_dir = RunDir(out_dir).dense.path
     fsutil.refuse_existing(dense_dir, args.force)
     # Everything that can fail on the user's input is checked before anything is written.
     data = load_dataset(args.data, recipe.dataset.validation_size, recipe.training.seed, limit=args.limit,
-                        scale=recipe.dataset.scale)
+                        scale=recipe.dataset.scale, input_shape=recipe.input_shape)
     with remove_if_created(out_dir), progress_bar(not args.quiet) as progress:
         metrics = train_dense(recipe, data, out_dir, force=args.force, progress=progress)
     if args.json:

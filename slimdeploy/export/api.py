@@ -92,7 +92,7 @@ def export_source(source, settings: ExportSettings | None = None, out_dir=None, 
     elif not force:
         _refuse_an_existing_export(plan, targets)
     models = _load_models(plan)
-    dataset = _dataset(plan, data, data_override, scale)
+    dataset = _dataset(plan, data, data_override, scale, models)
     _check_input_shapes(plan, models, dataset)
     created = prepare_out_dir(plan.out_dir)
     fsutil.remove_stale_temporaries(plan.out_dir)
@@ -218,7 +218,7 @@ def _resumable_artifacts(plan: SourcePlan, settings: ExportSettings, sources_sha
     return kept
 
 
-def _dataset(plan: SourcePlan, data, data_override: bool, scale: float | None):
+def _dataset(plan: SourcePlan, data, data_override: bool, scale: float | None, models: dict):
     from slimdeploy.data import Dataset, load_dataset
     from slimdeploy.runinfo import run_dataset
 
@@ -229,4 +229,6 @@ def _dataset(plan: SourcePlan, data, data_override: bool, scale: float | None):
             raise UserError(f"--scale applies to a lone model file; {plan.run_dir} is verified with the scaling "
                             "it was trained with (recorded in dense/metrics.json)")
         return run_dataset(plan.run_dir, data, data_override=data_override)
-    return load_dataset(data, scale=scale)
+    # An image folder is read at the size the (lone) model takes.
+    input_shape = tuple(next(iter(models.values())).input_shape[1:])
+    return load_dataset(data, scale=scale, input_shape=input_shape)
