@@ -49,15 +49,20 @@ def storage_error(exc: BaseException, target: Path) -> StorageError | None:
     return None
 
 
-def _check_writable_dir(directory: Path) -> None:
+def _temporary_in(directory: Path, make, **names) -> str:
+    """``make(dir=directory, **names)`` (``tempfile.mkstemp``/``mkdtemp``) after creating
+    ``directory``. Creating the temporary is the writability test: ``os.access`` says yes to
+    root even on a read-only file system."""
     if directory.exists() and not directory.is_dir():
         raise UserError(f"output path {directory} exists and is not a directory")
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"cannot create output directory {directory}: {exc.strerror or exc}") from exc
-    if check_writable_dir(directory) is not None:
-        raise UserError(f"output directory {directory} is not writable")
+    try:
+        return make(dir=directory, **names)
+    except OSError as exc:
+        raise UserError(f"output directory {directory} is not writable") from exc
 
 
 def check_writable_dir(directory: str | os.PathLike) -> str | None:
@@ -83,8 +88,7 @@ def atomic_path(target: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     (Keras wants ``.keras`` / ``.weights.h5``).
     """
     target = Path(target)
-    _check_writable_dir(target.parent)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}{TMP_MARK}", suffix=suffix, dir=target.parent)
+    fd, tmp_name = _temporary_in(target.parent, tempfile.mkstemp, prefix=f".{target.name}{TMP_MARK}", suffix=suffix)
     os.close(fd)
     tmp = Path(tmp_name)
     # mkstemp creates 0600; results are ordinary files that others may read.
@@ -141,8 +145,7 @@ def atomic_dir(target: str | os.PathLike, force: bool = False) -> Iterator[Path]
     """
     target = Path(target)
     refuse_existing(target, force)
-    _check_writable_dir(target.parent)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}{TMP_MARK}", dir=target.parent))
+    tmp = Path(_temporary_in(target.parent, tempfile.mkdtemp, prefix=f".{target.name}{TMP_MARK}"))
     os.chmod(tmp, 0o777 & ~_current_umask())
     try:
         yield tmp

@@ -200,28 +200,40 @@ def check_keras_archive(path: str | os.PathLike, what: str = "model") -> dict:
     return config
 
 
+def find_in_config(node, look):
+    """The first ``look(obj)`` that is not None, over every JSON object in a Keras config
+    (depth first, in file order); None when there is none. Reading it runs nothing."""
+    if isinstance(node, dict):
+        found = look(node)
+        if found is not None:
+            return found
+        children = node.values()
+    elif isinstance(node, list):
+        children = node
+    else:
+        return None
+    for child in children:
+        found = find_in_config(child, look)
+        if found is not None:
+            return found
+    return None
+
+
 def code_in_config(node) -> str | None:
     """What in a Keras config would run or import code from outside Keras, or None.
 
     A Lambda layer carries Python code (bytecode, or the name of a function to import);
     an object whose ``module`` is not Keras would be imported from elsewhere.
     """
-    if isinstance(node, dict):
-        name = node.get("class_name")
-        module = node.get("module")
-        if name in ("Lambda", "__lambda__"):
-            return f"Lambda layer {(node.get('config') or {}).get('name', '')!s}".strip()
-        if isinstance(name, str) and isinstance(module, str) and not (module == "keras" or module.startswith("keras.")):
-            return f"{name} from module {module}"
-        values = node.values()
-    elif isinstance(node, list):
-        values = node
-    else:
-        return None
-    for value in values:
-        found = code_in_config(value)
-        if found is not None:
-            return found
+    return find_in_config(node, _code_of)
+
+
+def _code_of(obj: dict) -> str | None:
+    name, module = obj.get("class_name"), obj.get("module")
+    if name in ("Lambda", "__lambda__"):
+        return f"Lambda layer {(obj.get('config') or {}).get('name', '')!s}".strip()
+    if isinstance(name, str) and isinstance(module, str) and not (module == "keras" or module.startswith("keras.")):
+        return f"{name} from module {module}"
     return None
 
 

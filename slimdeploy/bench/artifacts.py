@@ -324,21 +324,15 @@ def _inspect_keras(path: Path) -> ArtifactInfo:
     return info
 
 
-def _find_layer_config(node, class_name: str) -> dict | None:
+def _find_layer_config(config, class_name: str) -> dict | None:
     """The ``config`` of the first layer of ``class_name`` in a Keras config."""
-    if isinstance(node, dict):
-        if node.get("class_name") == class_name and isinstance(node.get("config"), dict):
-            return node["config"]
-        children = node.values()
-    elif isinstance(node, list):
-        children = node
-    else:
-        return None
-    for child in children:
-        found = _find_layer_config(child, class_name)
-        if found is not None:
-            return found
-    return None
+    from slimdeploy.models import find_in_config
+
+    def layer_config(obj: dict) -> dict | None:
+        inner = obj.get("config")
+        return inner if obj.get("class_name") == class_name and isinstance(inner, dict) else None
+
+    return find_in_config(config, layer_config)
 
 
 def _check_keras_weights(path: Path) -> None:

@@ -13,7 +13,6 @@ from pathlib import Path
 from slimdeploy import fsutil
 from slimdeploy.bench.artifacts import ArtifactInfo, inspect_artifact, known_suffixes
 from slimdeploy.errors import UserError
-from slimdeploy.records.lottery import LotteryRecord, Round
 from slimdeploy.rundir import MODES, ExportDir, RunDir
 
 INFO_KEYS = ("params", "nonzero_params", "flops", "nonzero_flops", "widths", "test_accuracy",
@@ -150,18 +149,19 @@ def _add_run_dir(run_dir: Path, models: dict, notes: list) -> tuple | None:
     if not found_any:
         raise UserError(f"run directory {run_dir} has no exports/export.json and no Keras models "
                         f"(run `slimdeploy train`, `prune` and `export` first)")
-    _add_run_metrics(run, models)
-    return _recipe_input_shape(run)
+    metrics = fsutil.read_json(run.dense_metrics, "dense metrics") if run.dense_metrics.is_file() else None
+    metrics = metrics if isinstance(metrics, dict) else {}
+    _add_run_metrics(run, models, metrics)
+    shape = (metrics.get("recipe") or {}).get("input_shape")
+    return tuple(shape) if isinstance(shape, list) else None
 
 
-def _add_run_metrics(run: RunDir, models: dict) -> None:
+def _add_run_metrics(run: RunDir, models: dict, dense_metrics: dict) -> None:
     """Accuracy and widths from the run's own records, where export.json lacks them."""
-    dense_metrics = run.dense_metrics
-    if "dense" in models and dense_metrics.is_file():
-        metrics = fsutil.read_json(dense_metrics, "dense metrics")
+    if "dense" in models:
         for key in ("test_accuracy", "params", "flops", "widths"):
-            if isinstance(metrics, dict) and metrics.get(key) is not None:
-                models["dense"].info.setdefault(key, metrics[key])
+            if dense_metrics.get(key) is not None:
+                models["dense"].info.setdefault(key, dense_metrics[key])
     for mode in MODES:
         lottery = run.mode(mode).lottery
         if mode not in models or not lottery.is_file():
@@ -173,27 +173,16 @@ def _add_run_metrics(run: RunDir, models: dict) -> None:
                 models[mode].info.setdefault(key, chosen.get(key))
 
 
-def _ticket_round(lottery: Path) -> Round | None:
+def _ticket_round(lottery: Path) -> dict | None:
     """The round the ticket was taken from; None when the record does not say (an unreadable
-    file is an error, as everywhere; a record of another shape only adds nothing)."""
-    raw = fsutil.read_json(lottery, "lottery record")
-    try:
-        record = LotteryRecord.from_json(raw, lottery)
-    except UserError:
+    file is an error, as everywhere; a record of another shape only adds nothing). Read as a
+    plain object: a partial record still gives what it has, as it always did."""
+    record = fsutil.read_json(lottery, "lottery record")
+    rounds = record.get("rounds") if isinstance(record, dict) else None
+    ticket = record.get("ticket") if isinstance(record, dict) else None
+    if not isinstance(rounds, list) or not isinstance(ticket, dict):
         return None
-    if not isinstance(record.ticket, dict) or not isinstance(record.rounds, list):
-        return None
-    wanted = record.ticket.get("round")
-    return next((r for r in record.rounds if isinstance(r, Round) and r.get("round") == wanted), None)
-
-
-def _recipe_input_shape(run: RunDir) -> tuple | None:
-    metrics = run.dense_metrics
-    if not metrics.is_file():
-        return None
-    data = fsutil.read_json(metrics, "dense metrics")
-    shape = (data.get("recipe") or {}).get("input_shape") if isinstance(data, dict) else None
-    return tuple(shape) if isinstance(shape, list) else None
+    return next((r for r in rounds if isinstance(r, dict) and r.get("round") == ticket.get("round")), None)
 
 
 def expected_input_shape(sources: Sources, requested: tuple | None, baseline: str) -> tuple[tuple | None, str]:

@@ -35,9 +35,6 @@ BUILTIN = (
     "slimdeploy.runtimes.tensorrt",
 )
 
-# Kept under its old name: callers read .name/.suffixes/.targets/.module as before.
-RuntimeSpec = RuntimePlugin
-
 RUNTIMES: dict[str, RuntimePlugin] = {}
 
 
@@ -74,10 +71,6 @@ def availability(name: str) -> Availability:
 def all_availability(names=None) -> dict[str, dict]:
     _load_plugins()
     return {name: availability(name).to_dict() for name in (names or RUNTIMES)}
-
-
-def session_class(name: str) -> type[Session]:
-    return plugin(name).session
 
 
 def open_session(name: str, artifact: str | Path, batch: int, threads: int, options: dict | None = None,
@@ -127,12 +120,6 @@ def runtime_options(name: str, settings) -> dict:
     """The settings that distinguish a cell of this runtime (part of the cell id)."""
     known = _known(name)
     return known.options(settings) if known else {}
-
-
-def suffix_runtimes(suffix: str) -> list[str]:
-    """Runtimes that run files with this suffix, in registry order."""
-    _load_plugins()
-    return [name for name, p in RUNTIMES.items() if suffix in p.suffixes]
 
 
 def names() -> tuple[str, ...]:
