@@ -58,14 +58,18 @@ MODEL_KEYS = ("input_shape", "input_dtype", "layers")
 INPUT_DTYPES = ("float32", "int32", "int64")  # integers: token ids for an Embedding
 # npz: the arrays of --data FILE.npz; image_folder: --data DIR of class-named image folders
 DATASETS = ("fashion_mnist", "npz", "image_folder")
-OPTIMIZERS = ("sgd", "adam")
+# The optimizers Keras users save most (train.make_optimizer builds each); an adopted model's
+# compile config names one by its Keras class (OPTIMIZER_CLASSES).
+OPTIMIZER_CLASSES = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "rmsprop": "RMSprop"}
+OPTIMIZERS = tuple(OPTIMIZER_CLASSES)
 
 
 @dataclass(frozen=True)
 class TrainingSettings:
     optimizer: str = "sgd"
     learning_rate: float = 0.01
-    momentum: float = 0.0
+    momentum: float = 0.0  # sgd and rmsprop
+    weight_decay: float | None = None  # None: the optimizer's own Keras default
     batch_size: int = 32
     epochs: int = 10
     seed: int = 0
@@ -130,6 +134,15 @@ def recipe_from_record(record: Any, source: str) -> Recipe:
     raw = {key: value for key, value in record.items() if key not in (*MODEL_KEYS, "path")}
     raw["model"] = {key: record[key] for key in MODEL_KEYS if key in record}
     return recipe_from_dict(raw, source)
+
+
+def training_from_record(record: Any, source: str) -> TrainingSettings:
+    """Training settings from a table of them (an adopted run's ``adopted.training`` in
+    metrics.json), checked key by key as a recipe's ``[training]`` is."""
+    def fail(message: str) -> UserError:
+        return UserError(f"{source}: {message}")
+
+    return _table({"training": record}, "training", TrainingSettings, TRAINING_VALUES, fail)
 
 
 def check_recipe_data(recipe: Recipe, data: str | Path | None) -> None:
@@ -367,6 +380,7 @@ TRAINING_VALUES = {
     "optimizer": (lambda v: v in OPTIMIZERS, f"one of {', '.join(OPTIMIZERS)}"),
     "learning_rate": (lambda v: _is_number(v) and v > 0, "a positive number"),
     "momentum": (lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)"),
+    "weight_decay": (lambda v: v is None or (_is_number(v) and v >= 0), "a non-negative number"),
     "batch_size": POSITIVE_INT,
     "epochs": POSITIVE_INT,
     "seed": (lambda v: _is_int(v) and v >= 0, "a non-negative integer"),

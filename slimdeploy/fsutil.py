@@ -222,3 +222,16 @@ def _read_text(path: Path, what: str) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise UserError(f"{what} {path} is not UTF-8 text (byte {exc.start})") from exc
+
+
+@contextlib.contextmanager
+def remove_if_created(directory: Path, on: tuple[type[BaseException], ...] = (BaseException,)):
+    """If ``directory`` did not exist before and the block fails (with one of ``on``), leave
+    nothing behind."""
+    existed = directory.exists()
+    try:
+        yield
+    except on:
+        if not existed and directory.exists():
+            shutil.rmtree(directory, ignore_errors=True)
+        raise

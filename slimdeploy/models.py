@@ -141,15 +141,36 @@ def dense_widths(model) -> list[int]:
     return [int(layer.units) for layer in _all_layers(model) if isinstance(layer, keras.layers.Dense)]
 
 
+# Model files slimdeploy reads: the Keras 3 archive, and Keras's legacy HDF5 format.
+KERAS_SUFFIX = ".keras"
+H5_SUFFIXES = (".h5", ".hdf5")
+MODEL_SUFFIXES = (KERAS_SUFFIX, *H5_SUFFIXES)
+
+
+def model_format(path: str | os.PathLike) -> str | None:
+    """``"keras"`` or ``"h5"`` by the file's suffix; None for any other file."""
+    suffix = Path(path).suffix.lower()
+    return "keras" if suffix == KERAS_SUFFIX else "h5" if suffix in H5_SUFFIXES else None
+
+
+def check_model_file(path: str | os.PathLike, what: str = "model") -> dict:
+    """``check_h5_model`` for a legacy ``.h5``/``.hdf5`` file, else ``check_keras_archive``
+    (which names any other file as not a ``.keras`` file); returns the model's config."""
+    if model_format(path) == "h5":
+        return check_h5_model(path, what)
+    return check_keras_archive(path, what)
+
+
 def load_model(path: str | os.PathLike, what: str = "model"):
-    """Load a ``.keras`` file with safe mode on: a Lambda layer or custom object is refused.
+    """Load a ``.keras`` file, or a legacy ``.h5``, with safe mode on: a Lambda layer or custom
+    object is refused (for ``.h5`` from its raw config first: ``check_h5_model``).
 
     Every way the file can be wrong becomes a one-line ``ModelFileError`` naming it.
     """
     import keras
 
     path = Path(path)
-    check_keras_archive(path, what)
+    check_model_file(path, what)
     try:
         model = keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as exc:  # Keras raises many types; all mean "this file is not usable"
@@ -176,14 +197,7 @@ def check_keras_archive(path: str | os.PathLike, what: str = "model") -> dict:
     (the bench's parent process) can refuse it too.
     """
     path = Path(path)
-    if not path.exists():
-        raise ModelFileError(f"{what} {path} does not exist")
-    if path.is_dir():
-        raise ModelFileError(f"{what} {path} is a directory, not a .keras file")
-    if path.suffix != ".keras":
-        raise ModelFileError(f"{what} {path} is not a .keras file (expected the Keras 3 format)")
-    if path.stat().st_size == 0:
-        raise ModelFileError(f"{what} {path} is empty")
+    _check_model_path(path, what, ".keras")
     if not zipfile.is_zipfile(path):
         raise ModelFileError(f"{what} {path} is corrupt or truncated (not a .keras zip archive)")
     _refuse_escaping_members(path, what)
@@ -198,6 +212,105 @@ def check_keras_archive(path: str | os.PathLike, what: str = "model") -> dict:
     if found is not None:
         raise ModelFileError(f"{what} {path} refused ({found}): {CODE_REFUSAL}")
     return config
+
+
+def _check_model_path(path: Path, what: str, kind: str) -> None:
+    """A model file that exists, is a file of the ``kind`` (suffix) expected, and is not empty."""
+    if not path.exists():
+        raise ModelFileError(f"{what} {path} does not exist")
+    if path.is_dir():
+        raise ModelFileError(f"{what} {path} is a directory, not a {kind} file")
+    if kind == ".keras" and path.suffix != ".keras":
+        raise ModelFileError(f"{what} {path} is not a .keras file (expected the Keras 3 format)")
+    if path.stat().st_size == 0:
+        raise ModelFileError(f"{what} {path} is empty")
+
+
+def check_h5_model(path: str | os.PathLike, what: str = "model") -> dict:
+    """Everything about a legacy ``.h5`` model that can be checked before Keras reads it;
+    returns its model config.
+
+    Keras's legacy loader decodes the config with its own JSON hooks (which build objects)
+    before safe mode applies, so this is the protection: the raw ``model_config`` attribute,
+    read with h5py, must hold no code (``code_in_config``) and name only classes Keras defines.
+    A missing, empty, corrupt or weights-only file is a one-line error too.
+    """
+    import h5py
+
+    path = Path(path)
+    _check_model_path(path, what, ".h5")
+    try:
+        with h5py.File(path, "r") as h5:
+            raw = h5.attrs.get("model_config")
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelFileError(f"{what} {path} is corrupt or truncated (not an HDF5 model file)") from exc
+    if raw is None:
+        raise ModelFileError(f"{what} {path} holds no model (no model_config: a weights-only file?); "
+                             "save the whole model with model.save()")
+    try:
+        config = json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else str(raw))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ModelFileError(f"{what} {path} is corrupt (its model_config is not JSON)") from exc
+    found = code_in_config(config) or find_in_config(config, _not_from_keras)
+    if found is not None:
+        raise ModelFileError(f"{what} {path} refused ({found}): {CODE_REFUSAL}")
+    return config
+
+
+# Encodings of Keras's legacy JSON (json_utils) and config plumbing that name no class.
+_CONFIG_ENCODINGS = ("__tuple__", "__ellipsis__", "__keras_tensor__", "TensorShape", "Functional")
+# Keras classes that read something other than the file itself: TFSMLayer loads a SavedModel
+# from a path in its config.
+_NOT_FROM_CONFIG = ("Lambda", "TFSMLayer")
+
+
+def _not_from_keras(obj: dict) -> str | None:
+    name = obj.get("class_name")
+    if not isinstance(name, str) or name in _CONFIG_ENCODINGS:
+        return None
+    if name == "function" and str(obj.get("module", "")).startswith("keras"):
+        return None  # a Keras built-in function (an activation) named by its module
+    if name in _NOT_FROM_CONFIG or name not in _keras_class_names():
+        return f"{name}, which is not a class built into Keras"
+    return None
+
+
+_KERAS_CLASSES: set[str] = set()
+
+
+def _keras_class_names() -> set[str]:
+    """The classes Keras's public namespaces define (layers, initializers, optimizers, ...)."""
+    if not _KERAS_CLASSES:
+        import inspect
+
+        import keras
+
+        spaces = (keras, keras.layers, keras.models, keras.initializers, keras.regularizers, keras.constraints,
+                  keras.dtype_policies, keras.optimizers, keras.optimizers.schedules, keras.losses, keras.metrics)
+        _KERAS_CLASSES.update(name for space in spaces for name, value in vars(space).items() if inspect.isclass(value))
+    return _KERAS_CLASSES
+
+
+def saved_compile_config(path: str | os.PathLike) -> dict | None:
+    """How the model was compiled when it was saved, or None: a ``.keras`` archive's
+    ``compile_config``, a legacy ``.h5``'s ``training_config`` (its ``optimizer_config`` named
+    ``optimizer`` as in the archive). Read as JSON only; nothing is built from it here."""
+    path = Path(path)
+    if model_format(path) != "h5":
+        return check_keras_archive(path).get("compile_config") or None
+    import h5py
+
+    with h5py.File(path, "r") as h5:
+        raw = h5.attrs.get("training_config")
+    if raw is None:
+        return None
+    try:
+        config = json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else str(raw))
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if isinstance(config, dict) and "optimizer_config" in config:
+        config = {**config, "optimizer": config.pop("optimizer_config")}
+    return config if isinstance(config, dict) else None
 
 
 def find_in_config(node, look):

@@ -1,5 +1,5 @@
-"""`slimdeploy run`: train -> prune (both modes) -> export -> bench -> report in one run
-directory, resumable stage by stage.
+"""`slimdeploy run`: train (or adopt a trained model) -> prune (both modes) -> export -> bench
+-> report in one run directory, resumable stage by stage.
 
 The whole configuration is one TOML document with a table per stage; every table is a
 stage's settings dataclass, so defaults live with the stage and `--print-config` shows
@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from slimdeploy import environment, fsutil
+from slimdeploy.config import DATASET_VALUES, DEFAULT_RECIPE, TRAINING_VALUES
 from slimdeploy.errors import UserError
+from slimdeploy.prune.settings import default_reset
 from slimdeploy.records.pipeline import RunRecord
 from slimdeploy.rundir import MODES as PRUNE_MODES
 from slimdeploy.rundir import RunDir
@@ -38,27 +40,92 @@ def _existing_data(value) -> str | None:
     return None
 
 
+def _model_file(value) -> str | None:
+    from slimdeploy.models import MODEL_SUFFIXES
+
+    if value is None:
+        return None
+    if not isinstance(value, str) or Path(value).suffix.lower() not in MODEL_SUFFIXES:
+        return f"[train] model must be a Keras model file ({', '.join(MODEL_SUFFIXES)}), got {value!r}"
+    if not Path(value).expanduser().is_file():
+        return f"[train] model {value}: no such file"
+    return None
+
+
+def _as_in_recipes(key: str, checks: dict):
+    """A recipe's own check of ``key`` (``config.TRAINING_VALUES``/``DATASET_VALUES``) for [train]."""
+    is_valid, wanted = checks[key]
+
+    def check(value) -> str | None:
+        return None if value is None or is_valid(value) else f"[train] {key} must be {wanted}, got {value!r}"
+
+    return check
+
+
+def _loss_name(value) -> str | None:
+    # Only the type here: resolving the name imports Keras (TrainStage.check_recipe does it).
+    if value is not None and not (isinstance(value, str) and value):
+        return f"[train] loss must be a Keras loss name, got {value!r}"
+    return None
+
+
 @dataclass(frozen=True)
 class TrainStage(Settings):
-    """The [train] table: which recipe to train, with what changed (None: the recipe's own)."""
+    """The [train] table: the recipe to train, or the trained ``model`` file to adopt
+    (``slimdeploy.adopt``), with what changed (None: the recipe's or the model's own).
 
-    recipe: str = setting("fashion_mlp")
+    ``recipe`` is filled in by ``build_config`` (the default recipe) when neither is given.
+    For an adopted model, ``epochs``/``optimizer``/... are its retraining settings where its
+    saved compile config gives none, and ``seed`` seeds its split and re-initialisation."""
+
+    recipe: str | None = setting(None)
     epochs: int | None = setting(None, check=_at_least("epochs", 1))
     seed: int | None = setting(None, check=_at_least("seed", 0))
     limit: int | None = setting(None, check=_at_least("limit", 2))
     data: str | None = setting(None, check=_existing_data)
+    model: str | None = setting(None, check=_model_file)
+    validation_size: int | float | None = setting(None, check=_as_in_recipes("validation_size", DATASET_VALUES))
+    scale: float | None = setting(None, check=_as_in_recipes("scale", DATASET_VALUES))
+    optimizer: str | None = setting(None, check=_as_in_recipes("optimizer", TRAINING_VALUES))
+    learning_rate: float | None = setting(None, check=_as_in_recipes("learning_rate", TRAINING_VALUES))
+    batch_size: int | None = setting(None, check=_as_in_recipes("batch_size", TRAINING_VALUES))
+    loss: str | None = setting(None, check=_loss_name)
 
     def check_together(self) -> None:
         from slimdeploy.config import resolve_recipe_path
 
-        resolve_recipe_path(self.recipe)  # an unknown recipe fails with the rest of the config
+        if self.model is not None and self.recipe is not None:
+            raise UserError(f"[train] gives both recipe {self.recipe!r} (train a model) and model {self.model!r} "
+                            "(adopt a trained one); give one")
+        if self.model is not None and self.data is None:
+            raise UserError(f"[train] model {self.model}: adopting a trained model needs data (--data or [train] data): "
+                            "the data it was trained on")
+        if self.recipe is not None:
+            resolve_recipe_path(self.recipe)  # an unknown recipe fails with the rest of the config
 
     def check_recipe(self) -> None:
         """The recipe's own checks (Keras names its layers' activations, so this imports
-        TensorFlow): before the run directory exists, not in ``--print-config``."""
-        from slimdeploy.config import check_recipe_data, load_recipe
+        TensorFlow), or the model file's (safe mode): before the run directory exists, not in
+        ``--print-config``."""
+        from slimdeploy.config import check_recipe_data, keras_loss, load_recipe
 
+        if self.loss is not None:
+            try:
+                keras_loss(self.loss)
+            except Exception:  # Keras says "unknown" as ValueError, KeyError or TypeError
+                raise UserError(f"[train] loss must be a Keras loss name (e.g. sparse_categorical_crossentropy), "
+                                f"got {self.loss!r}") from None
+        if self.model is not None:
+            from slimdeploy.models import check_model_file
+
+            check_model_file(Path(self.model).expanduser(), "[train] model")
+            return
         check_recipe_data(load_recipe(self.recipe), self.data)
+
+    def training_flags(self) -> dict:
+        """What this table sets of a model's training settings (``adopt.TRAINING_FLAGS``)."""
+        return {"optimizer": self.optimizer, "learning_rate": self.learning_rate, "batch_size": self.batch_size,
+                "epochs": self.epochs, "loss": self.loss}
 
 
 def _stage_classes() -> dict[str, type]:
@@ -102,7 +169,10 @@ class RunConfig:
         return {"name": self.name, "runs_dir": self.runs_dir, "modes": list(self.modes), **tables}
 
 
-def build_config(config_file: str | None = None, quick: bool = False, name: str | None = None) -> RunConfig:
+def build_config(config_file: str | None = None, quick: bool = False, name: str | None = None, *,
+                 model: str | None = None, data: str | None = None) -> RunConfig:
+    """The run's configuration: defaults, then the profile, the config file, and ``model`` /
+    ``data`` (``run --model --data``: [train] model and data)."""
     classes = _stage_classes()
     raw: dict[str, Any] = fsutil.read_toml(config_file, "config") if config_file else {}
     unknown = sorted(set(raw) - set(classes) - {"name", "runs_dir", "modes"})
@@ -112,6 +182,9 @@ def build_config(config_file: str | None = None, quick: bool = False, name: str 
     tables, stages = {}, {}
     for key, cls in classes.items():
         tables[key] = _stage_table(key, raw, quick, config_file)
+        if key == "train":
+            tables[key].update({k: v for k, v in (("model", model), ("data", data)) if v is not None})
+        _fill_per_run_defaults(key, tables)
         stages[key] = cls.from_dict(tables[key], f"{source} [{key}]")
     if "profile_batches" not in tables["export"]:
         # A TensorRT engine's optimization profile must cover the batch sizes benchmarked.
@@ -120,9 +193,19 @@ def build_config(config_file: str | None = None, quick: bool = False, name: str 
     modes = raw.get("modes", list(PRUNE_MODES))
     if not isinstance(modes, list) or not set(modes) <= set(PRUNE_MODES):
         raise UserError(f"config {config_file}: modes must be a list drawn from {', '.join(PRUNE_MODES)}")
-    default_name = "quick" if quick else "article"
+    default_name = "quick" if quick else Path(model).stem if model else "article"
     return RunConfig(name=name or raw.get("name", default_name), runs_dir=str(raw.get("runs_dir", "runs")),
                      modes=list(modes), stages=stages)
+
+
+def _fill_per_run_defaults(key: str, tables: dict) -> None:
+    """Defaults that depend on whether the run trains a recipe or adopts a model: the recipe
+    itself, and the prune reset (an adopted model has no θ0: it is fine-tuned)."""
+    adopting = tables["train"].get("model") is not None
+    if key == "train" and not adopting:
+        tables[key].setdefault("recipe", DEFAULT_RECIPE)
+    if key == "prune":
+        tables[key].setdefault("reset", default_reset(adopting))
 
 
 def _stage_table(key: str, raw: dict, quick: bool, config_file: str | None) -> dict:
@@ -169,7 +252,8 @@ class RunState:
         if not self.path.exists():
             return
         saved = RunRecord.load(self.path, "run state")
-        if saved.config != self.record.config:
+        # Unset options (null) compare equal to options a newer version added since.
+        if _drop_none(saved.config) != _drop_none(self.record.config):
             raise UserError(f"{self.path}: the run was started with a different configuration; "
                             "use the same options to --resume, or --force to start over")
         self.record = self.record.replace(stages=saved.stages)
@@ -183,7 +267,8 @@ class RunState:
 
 
 def stage_names(config: RunConfig) -> list[str]:
-    return ["train", *(f"prune:{mode}" for mode in config.modes), "export", "bench", "report"]
+    first = "adopt" if config.stages["train"].model is not None else "train"
+    return [first, *(f"prune:{mode}" for mode in config.modes), "export", "bench", "report"]
 
 
 def run_pipeline(config: RunConfig, *, resume: bool = False, force: bool = False, progress=None) -> dict:
@@ -227,6 +312,8 @@ def _run_stage(name: str, config: RunConfig, run_dir: Path, *, resume: bool, pro
     stages = config.stages
     if name == "train":
         _train(stages["train"], run_dir, progress)
+    elif name == "adopt":
+        _adopt(stages["train"], run_dir)
     elif name.startswith("prune:"):
         from slimdeploy.prune.lottery import prune_run
 
@@ -253,8 +340,20 @@ def _train(stage: TrainStage, run_dir: Path, progress) -> None:
     from slimdeploy.data import load_dataset
     from slimdeploy.train import train_dense
 
-    recipe = load_recipe(stage.recipe).with_training(epochs=stage.epochs, seed=stage.seed)
+    recipe = load_recipe(stage.recipe).with_training(seed=stage.seed, **stage.training_flags())
     check_recipe_data(recipe, stage.data)
+    dataset_changes = {k: v for k, v in (("validation_size", stage.validation_size), ("scale", stage.scale)) if v is not None}
+    recipe = dataclasses.replace(recipe, dataset=dataclasses.replace(recipe.dataset, **dataset_changes))
     data = load_dataset(stage.data, recipe.dataset.validation_size, recipe.training.seed, limit=stage.limit,
                         scale=recipe.dataset.scale, input_shape=recipe.input_shape)
     train_dense(recipe, data, run_dir, force=True, progress=progress)
+
+
+def _adopt(stage: TrainStage, run_dir: Path) -> None:
+    from slimdeploy.adopt import adopt_model, load_for_adoption
+
+    seed = stage.seed or 0
+    model = Path(stage.model).expanduser()
+    _, dataset = load_for_adoption(model, stage.data, validation_size=stage.validation_size, seed=seed,
+                                   scale=stage.scale, limit=stage.limit)
+    adopt_model(model, dataset, run_dir, seed=seed, training=stage.training_flags(), force=True)

@@ -163,6 +163,10 @@ class RunDir:
     def run_record(self) -> Path:
         return self.root / "run.json"
 
+    def derived_paths(self) -> list[Path]:
+        """What every stage after ``dense/`` wrote: it describes the dense model it was made from."""
+        return [*(self.mode(mode).path for mode in MODES), self.exports_dir, self.bench_json, self.report_dir]
+
     def has_dense_model(self) -> bool:
         return self.dense_metrics.is_file() and self.dense_model.is_file()
 

@@ -22,15 +22,36 @@ def dense_metrics(run_dir: str | Path) -> DenseMetrics:
     if not run.has_dense_model():
         raise UserError(f"{run_dir} has no dense model (expected {run.dense.path}/model.keras and metrics.json; run `slimdeploy train --out {run_dir}` first)")
     raw = fsutil.read_json(path, DenseMetrics.WHAT)
-    if not isinstance(raw, dict) or "recipe" not in raw:
+    if not isinstance(raw, dict) or not ("recipe" in raw or "adopted" in raw):
         raise UserError(f"{path} is not a slimdeploy metrics file (no 'recipe')")
     return DenseMetrics.from_json(raw, path)
 
 
 def run_recipe(run_dir: str | Path):
+    """The recipe a trained run was built from (an adopted run has none: ``run_training``)."""
     from slimdeploy.config import recipe_from_record
 
-    return recipe_from_record(dense_metrics(run_dir).recipe, str(RunDir(run_dir).dense_metrics))
+    metrics = dense_metrics(run_dir)
+    if metrics.adopted:
+        raise UserError(f"{run_dir} holds an adopted model ({metrics.adopted.source}), not one trained from a recipe")
+    return recipe_from_record(metrics.recipe, str(RunDir(run_dir).dense_metrics))
+
+
+def run_training(run_dir: str | Path, metrics: DenseMetrics | None = None):
+    """The ``TrainingSettings`` every retraining of the run uses: its recipe's ``[training]``,
+    or for an adopted model the settings recorded when it was adopted."""
+    from slimdeploy.config import recipe_from_record, training_from_record
+
+    metrics = metrics or dense_metrics(run_dir)
+    source = str(RunDir(run_dir).dense_metrics)
+    if metrics.adopted:
+        return training_from_record(metrics.adopted.training, f"{source}: adopted.training")
+    return recipe_from_record(metrics.recipe, source).training
+
+
+def adopted(run_dir: str | Path, metrics: DenseMetrics | None = None):
+    """The run's ``AdoptedModel`` record when its dense model was adopted, else None."""
+    return (metrics or dense_metrics(run_dir)).adopted or None
 
 
 def run_dataset(run_dir: str | Path, data: str | Path | None = None, *, data_override: bool = False):

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from slimdeploy import environment, fsutil
-from slimdeploy.config import Recipe, TrainingSettings
+from slimdeploy.config import OPTIMIZER_CLASSES, Recipe, TrainingSettings
 from slimdeploy.data import Dataset
 from slimdeploy.errors import UserError
 from slimdeploy.quiet import quiet_environment
@@ -35,12 +35,19 @@ def seed_everything(seed: int) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
+# The optimizers that take a momentum (Adam and AdamW have betas instead).
+_WITH_MOMENTUM = ("sgd", "rmsprop")
+
+
 def make_optimizer(training: TrainingSettings):
     import keras
 
-    if training.optimizer == "sgd":
-        return keras.optimizers.SGD(learning_rate=training.learning_rate, momentum=training.momentum)
-    return keras.optimizers.Adam(learning_rate=training.learning_rate)
+    options = {"learning_rate": training.learning_rate}
+    if training.optimizer in _WITH_MOMENTUM:
+        options["momentum"] = training.momentum
+    if training.weight_decay is not None:
+        options["weight_decay"] = training.weight_decay
+    return getattr(keras.optimizers, OPTIMIZER_CLASSES[training.optimizer])(**options)
 
 
 def make_loss(training: TrainingSettings):
@@ -66,7 +73,10 @@ def check_input_shape(model, data: Dataset, what: str = "model") -> None:
     """Refuse data the model cannot take as it is: another shape, or fractional numbers
     for an integer (token id) input."""
     expected = tuple(model.input_shape[1:])
-    if expected != data.input_shape:
+    # None: a dimension the model takes at any size (a variable-length sequence).
+    fits = len(expected) == len(data.input_shape) and all(
+        e is None or e == d for e, d in zip(expected, data.input_shape))
+    if not fits:
         raise UserError(f"{what} expects inputs of shape {expected} but the data has {data.input_shape}")
     from slimdeploy.models import model_input_dtype
 
@@ -114,6 +124,12 @@ def accuracy(model, x: np.ndarray, y: np.ndarray, batch_size: int = 1024) -> flo
     return float(np.mean(np.argmax(probs, axis=1) == y))
 
 
+def split_accuracies(model, data: Dataset) -> dict:
+    """``test_accuracy`` and ``val_accuracy`` (None without a validation split), as records hold them."""
+    return {"test_accuracy": accuracy(model, data.x_test, data.y_test),
+            "val_accuracy": accuracy(model, data.x_val, data.y_val) if len(data.x_val) else None}
+
+
 def predict(model, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
     return np.asarray(model.predict(x, batch_size=batch_size, verbose=0))
 
@@ -137,8 +153,7 @@ def train_dense(recipe: Recipe, data: Dataset, out_dir: Path, *, force: bool = F
         train_seconds = time.perf_counter() - started
         metrics = DenseMetrics(
             model="dense",
-            test_accuracy=accuracy(model, data.x_test, data.y_test),
-            val_accuracy=accuracy(model, data.x_val, data.y_val) if len(data.x_val) else None,
+            **split_accuracies(model, data),
             params=count_params(model),
             flops=count_flops(model),
             epochs=training.epochs,

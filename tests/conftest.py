@@ -13,6 +13,16 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 REPO = Path(__file__).resolve().parent.parent
 
+# pytest-xdist (--dist loadfile, pyproject.toml) hands whole files to its workers in the order
+# collected: the longest go first, so no worker is left running a long file alone at the end.
+LONGEST_FIRST = ("test_run_pipeline.py", "test_zoo.py", "test_errors_cli.py", "test_prune_cli.py",
+                 "test_errors_interrupt.py", "test_export_cli.py", "test_bench_run.py", "test_adopt.py")
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: position for position, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the others keep their order
+
 
 def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     """Run the real ``slimdeploy`` CLI in a subprocess and capture its output."""

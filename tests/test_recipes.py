@@ -51,7 +51,7 @@ def test_cnn_recipe_has_two_hidden_dense_layers_after_convolutions():
     ({"model": {"input_shape": [28, 28], "layers": [{"type": "flatten"}]}}, "at least one dense"),
     ({"model": {"input_shape": [28, 28], "layers": [{"type": "dense"}]}}, "needs 'units'"),
     ({"model": {"input_shape": [28, 28], "layers": [{"type": "lstm"}]}}, "type must be one of"),
-    ({"model": {"input_shape": [28, 28], "layers": [{"type": "dense", "units": 3}]}, "training": {"optimizer": "rmsprop"}}, "optimizer"),
+    ({"model": {"input_shape": [28, 28], "layers": [{"type": "dense", "units": 3}]}, "training": {"optimizer": "nadam"}}, "optimizer"),
     ({"model": {"input_shape": [28, 28], "layers": [{"type": "dense", "units": 3}]}, "training": {"epochs": 0}}, "epochs"),
     ({"model": {"input_shape": [28, 28], "layers": [{"type": "dense", "units": 3}]}, "training": {"colour": 1}}, "unknown key"),
 ])

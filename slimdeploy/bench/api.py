@@ -65,7 +65,8 @@ def run_bench(sources, settings: BenchSettings | None = None, out=None, *, force
     specs = {spec.id: spec for spec in plan.cells}
     to_run = sum(1 for job in plan.jobs for g in job.groups for c in g.cells if c.id not in kept)
     shown = BenchProgress.start(progress, to_run * settings.processes, specs)
-    measurer = JobMeasurer(settings, specs, document.models, WorkerEvents(document.models, specs, shown, on_event), shown)
+    measurer = JobMeasurer(settings, specs, document.models, WorkerEvents(document.models, specs, shown, on_event), shown,
+                           plan.input_dims)
     try:
         for job in plan.jobs:
             pending = [g for g in job.groups if not all(c.id in kept for c in g.cells)]
@@ -178,12 +179,13 @@ class JobMeasurer:
     each cell's records into its bench.json cell. A cell that failed in one worker is not
     tried again; its cell is that error."""
 
-    def __init__(self, settings: BenchSettings, specs: dict, models: dict, events: WorkerEvents, shown: BenchProgress):
+    def __init__(self, settings: BenchSettings, specs: dict, models: dict, events: WorkerEvents, shown: BenchProgress,
+                 input_dims: tuple | None = None):
         self.settings = settings
         self.specs = specs
         self.events = events
         self.shown = shown
-        self.job_fields = _job_fields(settings, models)
+        self.job_fields = _job_fields(settings, models, input_dims)
         self.stall_timeout = _stall_timeout(settings)
 
     def measure(self, job: JobSpec) -> dict:
@@ -205,14 +207,16 @@ class JobMeasurer:
         return {cell_id: finish_cell(self.specs[cell_id], merge_records(records)) for cell_id, records in parts.items()}
 
 
-def _job_fields(settings: BenchSettings, models: dict) -> dict:
-    """What every worker is sent besides its groups."""
+def _job_fields(settings: BenchSettings, models: dict, input_dims: tuple | None = None) -> dict:
+    """What every worker is sent besides its groups; ``input_dims``: the input's dimensions
+    after the batch, at which artifacts with dynamic ones are run."""
     # --input-range for every model, else what each model says its integer inputs index.
     input_ranges = {name: list(settings.input_range) if settings.input_range else info.get("input_range")
                     for name, info in models.items()}
     return {"measure": MeasureParams.from_settings(settings), "seed": settings.seed, "input_ranges": input_ranges,
             "input_range_from": "--input-range" if settings.input_range else "model",
-            "crosscheck": settings.crosscheck, "crosscheck_time": settings.crosscheck_time}
+            "crosscheck": settings.crosscheck, "crosscheck_time": settings.crosscheck_time,
+            "input_dims": list(input_dims) if input_dims else None}
 
 
 def _stall_timeout(settings: BenchSettings) -> float:

@@ -2,8 +2,12 @@
 
 The input shape lets the bench refuse an artifact that cannot run before any worker
 starts; parameter and FLOP counts give the ideal speedup for models given as bare files.
-FLOPs count multiply-adds x2 of MatMul/Gemm/Conv with constant weights (the same rule as
-``slimdeploy.models.count_flops``); zeros are counted apart as ``nonzero_flops``.
+FLOPs count multiply-adds x2 of MatMul/Gemm/Conv with constant weights, per sample (the
+same rule as ``slimdeploy.models.count_flops``); zeros are counted apart as
+``nonzero_flops``. They are counted on the graph as OpenVINO reads it at batch 1
+(``weight_flops``): only propagated shapes say how many rows of one sample a MatMul takes
+(tf2onnx runs a per-time-step Dense as one MatMul on a reshaped [N*T, F] tensor) and how
+many positions a convolution computes.
 """
 
 from __future__ import annotations
@@ -95,28 +99,75 @@ def _inspect_onnx(path: Path) -> ArtifactInfo:
             nonzero += int(np.count_nonzero(array))
     info.params, info.nonzero_params = int(params), int(nonzero)
 
-    spatial = _onnx_spatial_sizes(model)
-    flops = nz_flops = 0
+    # fp16 weights reach their MatMul through a Cast (export.onnx.to_fp16_weights).
+    cast_from = {node.output[0]: node.input[0] for node in graph.node if node.op_type == "Cast"}
     for node in graph.node:
-        if node.op_type in ("MatMul", "Gemm") and len(node.input) > 1 and node.input[1] in arrays:
-            weight = arrays[node.input[1]]
-            if weight.ndim != 2:
+        if node.op_type in ("MatMul", "Gemm") and len(node.input) > 1:
+            weight = arrays.get(cast_from.get(node.input[1], node.input[1]))
+            if weight is None or weight.ndim != 2:
                 continue
             trans_b = any(a.name == "transB" and a.i for a in node.attribute)
-            units = weight.shape[0] if trans_b else weight.shape[1]
-            flops += 2 * weight.size
-            nz_flops += 2 * int(np.count_nonzero(weight))
-            info.widths.append(int(units))
-        elif node.op_type == "Conv" and len(node.input) > 1 and node.input[1] in arrays:
-            weight = arrays[node.input[1]]
-            positions = spatial.get(node.output[0])
-            if positions is None:
-                continue
-            flops += 2 * weight.size * positions
-            nz_flops += 2 * int(np.count_nonzero(weight)) * positions
-    if flops:
-        info.flops, info.nonzero_flops = int(flops), int(nz_flops)
+            info.widths.append(int(weight.shape[0] if trans_b else weight.shape[1]))
+    info.flops, info.nonzero_flops = weight_flops(path)
     return info
+
+
+def weight_flops(path: Path) -> tuple[int | None, int | None]:
+    """(FLOPs, FLOPs of the nonzero weights) of one sample through the MatMul and Convolution
+    nodes with constant weights of an ONNX file or IR; (None, None) when the shapes are not
+    all known (a dynamic non-batch dimension) or OpenVINO cannot read the file."""
+    import openvino as ov
+
+    try:
+        model = ov.Core().read_model(str(path))
+        batch = _static_batch(model)
+        ops = model.get_ordered_ops()
+    except Exception:  # the counts are facts for the report; the runtime itself says why it cannot run
+        return None, None
+    if batch is None:
+        return None, None
+    flops = nonzero = 0
+    for op in ops:
+        kind = op.get_type_name()
+        weight = _ov_constant(op.input_value(1).get_node()) if kind in ("MatMul", "Convolution") else None
+        if weight is None or (kind == "MatMul" and weight.ndim != 2):
+            continue
+        # Each weight is used once per row of a MatMul's input (all dims but the last: K),
+        # once per output position (N x H x W) of a convolution.
+        port = op.input(0) if kind == "MatMul" else op.output(0)
+        shape = port.get_partial_shape()
+        if shape.is_dynamic:
+            return None, None
+        dims = [int(d) for d in shape.to_shape()]
+        if kind == "MatMul" and op.get_attributes().get("transpose_a"):
+            dims = [*dims[:-2], dims[-1], dims[-2]]
+        uses = int(np.prod(dims[:-1] if kind == "MatMul" else [dims[0], *dims[2:]]))
+        flops += 2 * weight.size * uses
+        nonzero += 2 * int(np.count_nonzero(weight)) * uses
+    if not flops:
+        return None, None
+    return int(flops // batch), int(nonzero // batch)
+
+
+def _static_batch(model) -> int | None:
+    """The batch size the model's shapes are now computed for: a dynamic batch is set to 1;
+    None when another input dimension is dynamic."""
+    import openvino as ov
+
+    shape = model.inputs[0].get_partial_shape()
+    if shape.rank.is_dynamic or any(d.is_dynamic for d in list(shape)[1:]):
+        return None
+    if shape[0].is_dynamic:
+        model.reshape({model.inputs[0]: ov.PartialShape([1, *[d.get_length() for d in list(shape)[1:]]])})
+        return 1
+    return shape[0].get_length()
+
+
+def _ov_constant(node) -> np.ndarray | None:
+    """The constant behind ``node``, through the Converts of an f16-compressed weight."""
+    while node.get_type_name() == "Convert":
+        node = node.input_value(0).get_node()
+    return node.get_data() if node.get_type_name() == "Constant" else None
 
 
 def _is_integer(dtype: str | None) -> bool:
@@ -152,24 +203,6 @@ def _onnx_dtype_name(elem_type: int) -> str | None:
         return np.dtype(helper.tensor_dtype_to_np_dtype(elem_type)).name
     except (KeyError, TypeError, ValueError):
         return None
-
-
-def _onnx_spatial_sizes(model) -> dict:
-    """Output positions (H*W) of Conv nodes, from ONNX shape inference."""
-    if not any(node.op_type == "Conv" for node in model.graph.node):
-        return {}
-    import onnx
-
-    try:
-        inferred = onnx.shape_inference.infer_shapes(model)
-    except Exception:  # shape inference is best effort; FLOPs then omit convolutions
-        return {}
-    sizes = {}
-    for value in list(inferred.graph.value_info) + list(inferred.graph.output):
-        dims = [d.dim_value if d.HasField("dim_value") else None for d in value.type.tensor_type.shape.dim]
-        if len(dims) == 4 and all(d for d in dims[2:]):
-            sizes[value.name] = int(dims[2] * dims[3])
-    return sizes
 
 
 # --- OpenVINO IR --------------------------------------------------------------------------
@@ -224,7 +257,6 @@ def _inspect_openvino(path: Path) -> ArtifactInfo:
     feeds = {}
     for edge in root.iter("edge"):
         feeds[(edge.get("to-layer"), edge.get("to-port"))] = edge.get("from-layer")
-    flops = nz_flops = 0
     for layer_id, layer in layers.items():
         if layer.get("type") != "MatMul":
             continue
@@ -243,12 +275,8 @@ def _inspect_openvino(path: Path) -> ArtifactInfo:
             continue  # activations times activations: not a weight layer
         d = layer.find("data")
         trans_b = d is not None and d.get("transpose_b") == "true"
-        size = weight_dims[0] * weight_dims[1]
-        flops += 2 * size
-        nz_flops += 2 * int(np.count_nonzero(values[source]))
         info.widths.append(weight_dims[0] if trans_b else weight_dims[1])
-    if flops:
-        info.flops, info.nonzero_flops = int(flops), int(nz_flops)
+    info.flops, info.nonzero_flops = weight_flops(path)
     if _is_integer(info.input_dtype):
         info.input_range = _ir_indexed_range(root, layers, parameters[0].get("id"))
     return info
@@ -312,6 +340,19 @@ def _inspect_keras(path: Path) -> ArtifactInfo:
         raise ModelFileError(f"artifact {path} is not a readable .keras archive (corrupt or truncated)")
     config = check_keras_archive(path, "artifact")
     _check_keras_weights(path)
+    return _keras_model_info(path, config)
+
+
+def _inspect_h5(path: Path) -> ArtifactInfo:
+    """A legacy ``.h5`` model: its config checked as ``load_model`` checks it (no code, only
+    Keras's own classes), read with h5py; nothing is built from it here."""
+    from slimdeploy.models import check_h5_model
+
+    return _keras_model_info(path, check_h5_model(path, "artifact"))
+
+
+def _keras_model_info(path: Path, config: dict) -> ArtifactInfo:
+    """Input shape, dtype and token-id range from a Keras model config."""
     shape = _find_batch_shape(config)
     info = ArtifactInfo(path, input_name="input", input_shape=list(shape) if shape is not None else None)
     input_layer = _find_layer_config(config, "InputLayer")
@@ -380,6 +421,8 @@ READERS = {
     ".onnx": _inspect_onnx,
     ".xml": _inspect_openvino,
     ".keras": _inspect_keras,
+    ".h5": _inspect_h5,
+    ".hdf5": _inspect_h5,
 }
 
 

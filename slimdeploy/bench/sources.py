@@ -205,6 +205,9 @@ def check_fit(info: ArtifactInfo, expected: tuple | None, origin: str, batches, 
         return
     dims = list(info.input_shape)
     shown = "[" + ",".join("?" if d is None else str(d) for d in dims) + "]"
+    if expected is None and None in dims[1:]:
+        raise UserError(f"artifact {info.path} takes input {shown}, whose dimensions after the batch are not all fixed; "
+                        "give the shape to run it at with --input-shape")
     if expected is not None:
         wanted = "[" + ",".join(["N", *map(str, expected)]) + "]"
         fits = len(dims) == len(expected) + 1 and all(d is None or d == e for d, e in zip(dims[1:], expected))

@@ -122,8 +122,19 @@ def process_round_interval(processes, *, confidence: float = 0.95, resamples: in
     # Rounds resampled within each process, for every replicate at once.
     within = [r[rng.integers(0, r.size, size=(resamples, r.size))] for r in ratios]
     picks = rng.integers(0, len(ratios), size=(resamples, len(ratios)))
-    replicates = np.array([np.median(np.concatenate([within[p][i] for p in picks[i]])) for i in range(resamples)])
+    replicates = _replicate_medians(within, picks)
     alpha = (1.0 - confidence) / 2.0
     low, high = np.quantile(replicates, [alpha, 1.0 - alpha])
     everything = np.concatenate(ratios)
     return float(np.median(everything)), float(low), float(high), int(everything.size)
+
+
+def _replicate_medians(within: list[np.ndarray], picks: np.ndarray) -> np.ndarray:
+    """Replicate i's median over the processes ``picks[i]``, each with its resampled rounds
+    ``within[p][i]``. Processes with equally many rounds (the usual case) are gathered for all
+    replicates at once: the same values as one replicate at a time, without 2,000 calls."""
+    replicates = np.arange(len(picks))
+    if len({w.shape[1] for w in within}) == 1:
+        gathered = np.stack(within)[picks, replicates[:, None]]  # (replicates, processes picked, rounds)
+        return np.median(gathered.reshape(len(picks), -1), axis=1)
+    return np.array([np.median(np.concatenate([within[p][i] for p in picks[i]])) for i in replicates])

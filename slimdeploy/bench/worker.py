@@ -42,9 +42,12 @@ def run_job(job: dict, emit) -> None:
     from slimdeploy.bench.harness import MeasureParams, measure_alone, measure_interleaved, warm_up
     from slimdeploy.bench.inputs import group_range, make_input
     from slimdeploy.runtimes.registry import can_crosscheck, open_session
+    from slimdeploy.runtimes.session import INPUT_DIMS
 
     runtime, threads, mode = job["runtime"], int(job["threads"]), job["mode"]
     options = job.get("options", {})
+    if job.get("input_dims"):  # how to run an artifact with dynamic dims; not a cell setting
+        options = {**options, INPUT_DIMS: job["input_dims"]}
     params = MeasureParams.from_dict({**job["measure"], "mode": mode})
     described = set()
     for group_index, group in enumerate(job["groups"]):

@@ -1,4 +1,5 @@
-"""`slimdeploy prune`: lottery-ticket pruning of RUN_DIR/dense into RUN_DIR/<mode>/."""
+"""`slimdeploy prune`: lottery-ticket pruning of RUN_DIR/dense into RUN_DIR/<mode>/; given a
+model file (MODEL.keras or a legacy MODEL.h5), it is first adopted into RUN_DIR/dense."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from slimdeploy.commands._shared import add_run_data_arguments, print_json
+from slimdeploy.commands._shared import (add_adoption_arguments, add_run_data_arguments, adoption_flags, print_json,
+                                         refuse_adoption_options)
 from slimdeploy.prune.settings import PruneSettings
 from slimdeploy.rundir import RunDir
 from slimdeploy.settings_base import show_default
@@ -23,15 +25,21 @@ def add_parser(subparsers, common):
             "(unstructured: masked weights stay exactly zero), resets the survivors, retrains with the dense "
             "model's schedule and evaluates. Writes RUN_DIR/<mode>/: round_K/model.keras, ticket.keras and "
             "lottery.json. With controls (default), the final round is also trained from a fresh random init "
-            "and by fine-tuning, so the record says whether the ticket beats a smaller network trained from scratch."
+            "and by fine-tuning, so the record says whether the ticket beats a smaller network trained from scratch. "
+            "Given a trained model file and --data instead, the model is adopted into RUN_DIR/dense first (the file "
+            "itself is never changed); an adopted model has no θ0, so its survivors are fine-tuned by default."
         ),
         epilog=(
-            "Examples: `slimdeploy prune runs/article` (both modes, 5 rounds of 20%); "
+            "Examples: `slimdeploy prune my_model.keras --data my_data.npz` (adopt into runs/my_model, then prune); "
+            "`slimdeploy prune runs/article` (both modes, 5 rounds of 20%); "
             "`slimdeploy prune runs/article --mode structured --target 0.1 --seeds 0,1,2`; "
             "`slimdeploy prune runs/article --mode unstructured --reset rewind:500 --resume`."
         ),
     )
-    parser.add_argument("run_dir", metavar="RUN_DIR", help="run directory holding dense/model.keras and dense/init.weights.h5")
+    parser.add_argument("run_dir", metavar="RUN_DIR|MODEL",
+                        help="run directory holding dense/model.keras and dense/init.weights.h5, or a trained model "
+                             "file (.keras, or a legacy .h5) to adopt (needs --data)")
+    parser.add_argument("--out", help="with a model file: the run directory to adopt it into (default: runs/<model name>)")
     parser.add_argument("--mode", choices=("structured", "unstructured", "both"), default="both",
                         help="structured: remove hidden Dense units; unstructured: mask Dense kernel weights (default: both, one after the other)")
     PruneSettings.add_arguments(parser, only=("rounds",))
@@ -41,7 +49,10 @@ def add_parser(subparsers, common):
     parser.add_argument("--controls", action=argparse.BooleanOptionalAction, default=None,
                         help=f"{_field_help('controls')} (default: {show_default(PruneSettings().controls)})")
     PruneSettings.add_arguments(parser, only=("seeds", "max_drop", "epochs"))
-    add_run_data_arguments(parser, "retraining and evaluation")
+    add_run_data_arguments(parser, "retraining and evaluation",
+                           "required with a model file: the data it was trained on (.npz, a folder of class-named "
+                           "image folders, or the Fashion-MNIST directory)")
+    add_adoption_arguments(parser)
     state = parser.add_mutually_exclusive_group()
     state.add_argument("--resume", action="store_true", help="continue an interrupted prune; finished rounds are kept, not recomputed")
     state.add_argument("--force", action="store_true", help="delete an existing RUN_DIR/<mode> and start over")
@@ -58,30 +69,52 @@ def _field_help(name: str) -> str:
 def run(args) -> int:
     import logging
 
+    from slimdeploy.adopt import adopt_for_pruning
     from slimdeploy.errors import UserError
     from slimdeploy.progress import progress_bar
-    from slimdeploy.prune.lottery import prune_run
+    from slimdeploy.prune.lottery import prune_run, refuse_rewind_on_adopted
 
     modes = ("structured", "unstructured") if args.mode == "both" else (args.mode,)
     controls = {} if args.controls is None else {"controls": args.controls}
     all_settings = [PruneSettings.from_args(args, base=PruneSettings(mode=mode, **controls)) for mode in modes]
-    run = RunDir(args.run_dir)
+    model_file = _model_file(args.run_dir)
+    if model_file is None:
+        refuse_adoption_options(args, "prune MODEL --data DATA, MODEL a .keras or legacy .h5 file")
+    run_dir = Path(args.out or Path("runs") / model_file.stem) if model_file else Path(args.run_dir)
+    run = RunDir(run_dir)
     for settings in all_settings:  # refuse before any training starts
+        if model_file is not None:
+            refuse_rewind_on_adopted(settings, model_file)
         target = run.mode(settings.mode).path
         if target.exists() and not (args.resume or args.force):
             raise UserError(f"{target} already exists; pass --resume to continue it or --force to start over")
     # Each round builds a new model, which makes tf.function retrace; TensorFlow warns about it each time.
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    data = args.data
+    if model_file is not None:
+        if args.data_override:
+            raise UserError("--data-override applies to a run directory's recorded data; when adopting, --data is the data")
+        data = adopt_for_pruning(model_file, args.data, run_dir, all_settings, seed=args.seed or 0,
+                                 validation_size=args.validation_size, scale=args.scale,
+                                 training=adoption_flags(args, epochs=args.epochs), resume=args.resume, force=args.force)
     records = {}
     for settings in all_settings:
         with progress_bar(not args.quiet) as progress:
-            records[settings.mode] = prune_run(args.run_dir, settings, resume=args.resume, force=args.force,
-                                               progress=progress, data=args.data, data_override=args.data_override)
+            records[settings.mode] = prune_run(run_dir, settings, resume=args.resume, force=args.force,
+                                               progress=progress, data=data, data_override=args.data_override)
         if not args.quiet and not args.json:
             print_summary(records[settings.mode], run.mode(settings.mode).path)
     if args.json:
         print_json(records[modes[0]] if len(modes) == 1 else records)
     return 0
+
+
+def _model_file(source: str) -> Path | None:
+    """The positional as a model file to adopt (a .keras or .h5 path that is no directory), or None."""
+    from slimdeploy.models import model_format
+
+    path = Path(source).expanduser()
+    return path if model_format(path) is not None and not path.is_dir() else None
 
 
 def print_summary(record: dict, mode_dir: Path) -> None:

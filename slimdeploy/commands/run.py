@@ -1,4 +1,4 @@
-"""`slimdeploy run`: the whole job, train -> prune -> export -> bench -> report."""
+"""`slimdeploy run`: the whole job, train (or adopt --model) -> prune -> export -> bench -> report."""
 
 from __future__ import annotations
 
@@ -17,11 +17,19 @@ def add_parser(subparsers, common):
             "structured and unstructured, export every available target, benchmark dense vs pruned, "
             "and write the report (runs/NAME/report/report.md and report.html). Defaults are the "
             "article's workload; a config TOML can set every stage's options (see --print-config). "
-            "Stages that finished are kept: --resume continues an interrupted run."
+            "Stages that finished are kept: --resume continues an interrupted run. With --model and --data, "
+            "a trained model of your own is adopted instead of training one (the file is never changed), and "
+            "its survivors are fine-tuned (it has no θ0)."
         ),
+        epilog="Example: `slimdeploy run --model my_model.keras --data my_data.npz` (the run directory: runs/my_model).",
     )
     parser.add_argument("--config", help="TOML file with [train], [prune], [export], [bench], [report] tables")
-    parser.add_argument("--name", help="run name: the run directory is runs/NAME (default: article, or quick with --quick)")
+    parser.add_argument("--model", help="a trained Keras model file (.keras, or a legacy .h5) to adopt instead of "
+                                        "training a recipe ([train] model); needs --data")
+    parser.add_argument("--data", help="the data to train on, or that --model was trained on ([train] data): an .npz, "
+                                       "a folder of class-named image folders, or the Fashion-MNIST directory")
+    parser.add_argument("--name", help="run name: the run directory is runs/NAME (default: article, quick with --quick, "
+                                       "or the --model file's name)")
     parser.add_argument("--quick", action="store_true", help="a CI-sized profile: few epochs, 2 rounds, short benchmark (a few minutes)")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run, skipping finished stages")
     parser.add_argument("--force", action="store_true", help="start over, replacing an existing run directory")
@@ -40,7 +48,7 @@ def run(args) -> int:
 
     if args.resume and args.force:
         raise UserError("--resume and --force contradict each other: pick one")
-    config = build_config(args.config, quick=args.quick, name=args.name)
+    config = build_config(args.config, quick=args.quick, name=args.name, model=args.model, data=args.data)
     if args.print_config:
         sys.stdout.write(config_toml(config))
         return 0

@@ -5,7 +5,8 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from slimdeploy.commands._shared import print_json, remove_if_created
+from slimdeploy.commands._shared import print_json
+from slimdeploy.fsutil import remove_if_created
 from slimdeploy.parsers import non_negative_int, positive_float, positive_int
 
 

@@ -181,7 +181,7 @@ class ExportJob:
             facts["converter"] = exported.converter
             facts.update(exported.details)
             convert_done = time.perf_counter()
-            runner = target.open(exported.files[0], settings)
+            runner = target.open(exported.files[0], settings, input_dims=reference.x.shape[1:])
             try:
                 tolerance = target.tolerance(settings, runner.inference_precision)
                 facts["inference_precision"] = runner.inference_precision

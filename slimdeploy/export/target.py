@@ -52,16 +52,20 @@ class Runner:
     """An artifact opened in its runtime's ``Session`` (the one the bench measures), run over
     many images in chunks the artifact accepts: a static-shape artifact's own batch (the
     last chunk padded), else ``batch`` images bounded by the largest batch it accepts (a
-    TensorRT profile's max)."""
+    TensorRT profile's max). ``input_dims``: the images' dimensions after the batch, at
+    which an artifact with dynamic ones (a variable-length sequence) is run."""
 
     def __init__(self, runtime: str, path: Path, batch: int = 256, options: dict | None = None,
-                 inference_precision: str = "f32"):
+                 inference_precision: str = "f32", input_dims: tuple | None = None):
         from slimdeploy.runtimes.registry import plugin
+        from slimdeploy.runtimes.session import INPUT_DIMS
 
         self.runtime = runtime
         self.path = Path(path)
         self._plugin = plugin(runtime)
         self._options = dict(options or {})
+        if input_dims is not None:
+            self._options[INPUT_DIMS] = [int(d) for d in input_dims]
         self.fixed_batch, self.max_batch = self._plugin.session.batch_bounds(self.path)
         self._session = None
         session = self._open(self.chunk(batch))
@@ -123,10 +127,11 @@ class Target:
         """Options for the runtime's Session when verifying (see runtimes/<runtime>.py)."""
         return {}
 
-    def open(self, path: Path, settings) -> Runner:
-        """The artifact at ``path`` loaded in its runtime, ready to ``run`` the verification images."""
+    def open(self, path: Path, settings, input_dims: tuple | None = None) -> Runner:
+        """The artifact at ``path`` loaded in its runtime, ready to ``run`` the verification
+        images (of ``input_dims`` after the batch)."""
         return Runner(self.runtime, path, settings.verify_batch, self.session_options(settings),
-                      self.inference_precision(settings))
+                      self.inference_precision(settings), input_dims)
 
     def versions(self) -> dict[str, str]:
         return {}

@@ -13,6 +13,11 @@ Layout of ``RUN_DIR/<mode>/``:
 The paths come from ``rundir.RunDir``; the files are ``records.lottery`` records. What differs
 between structured and unstructured pruning is asked of the mode's ``methods.PruningMethod``.
 
+An adopted dense model (``slimdeploy.adopt``) has no true θ0: its ``init.weights.h5`` is the
+model re-initialised with its own initializers, the reset defaults to fine-tuning, rewinding is
+refused, and ``lottery.json`` says so in ``adopted``. Another seed's dense model is always
+re-initialised (seeded) and trained with the run's training settings (``runinfo.run_training``).
+
 Every round and control directory is built under a temporary name and renamed when complete,
 so a directory with the final name is always a finished round; ``--resume`` reads those back
 and recomputes nothing. ``lottery.json`` is rewritten after each one.
@@ -32,11 +37,11 @@ from slimdeploy import fsutil, runinfo
 from slimdeploy.data import Dataset
 from slimdeploy.errors import UserError, WorkError
 from slimdeploy.prune import masks as masking
-from slimdeploy.prune.graph import DenseGraph, analyze
+from slimdeploy.prune.graph import DenseGraph, analyze, find_layer
 from slimdeploy.prune.methods import PruningMethod, dense_params, pruning_method
 from slimdeploy.prune.record import build_record, choose_ticket
 from slimdeploy.prune.schedule import solve_rate
-from slimdeploy.prune.settings import PruneSettings, parse_reset
+from slimdeploy.prune.settings import PruneSettings, parse_reset, reset_label
 from slimdeploy.records.lottery import LotteryRecord, PruneStart, Round
 from slimdeploy.records.run import DataInfo, DenseMetrics
 from slimdeploy.rundir import ModeDir, ModelDir, RunDir, SeedDir
@@ -68,14 +73,38 @@ class _Context:
     extra: dict               # run-level fields of the record (run_dir, random_init_seed_offset, data)
 
 
-def prune_run(run_dir, settings: PruneSettings, *, resume: bool = False, force: bool = False, progress=None, data=None,
-              data_override: bool = False) -> dict:
-    """Prune ``RUN_DIR/dense`` into ``RUN_DIR/<settings.mode>`` and return the ``lottery.json`` record.
+@dataclasses.dataclass
+class _Plan:
+    """A prune checked and ready to start: everything ``prune_run`` needs, nothing written yet."""
 
-    The run's own recorded data and split are used (``runinfo.run_dataset``). ``data`` may
-    name that same data elsewhere, other data with ``data_override``, or be a loaded
-    ``Dataset``.
-    """
+    settings: PruneSettings   # with the run's reset resolved (PruneSettings.for_run)
+    method: PruningMethod
+    run: RunDir
+    metrics: DenseMetrics
+    adopted: object           # records.run.AdoptedModel, or None for a trained run
+    dense_model: object
+    graph: DenseGraph
+    layers: list[str]
+    dataset: Dataset
+    training: object          # TrainingSettings
+    rate: float
+    seeds: list[int]
+
+
+def check_prune(run_dir, settings: PruneSettings, *, resume: bool = False, force: bool = False, data=None,
+                data_override: bool = False) -> None:
+    """Every refusal ``prune_run`` would make before its first round, with nothing written."""
+    _plan(run_dir, settings, resume=resume, force=force, data=data, data_override=data_override)
+
+
+def refuse_rewind_on_adopted(settings: PruneSettings, source) -> None:
+    """An adopted model's training is not known: there is no θ_K to rewind to."""
+    if settings.rewind_steps is not None:
+        raise UserError(f"--reset {settings.reset}: {source} is an adopted model, with no training history to rewind "
+                        "to; use --reset trained (fine-tune) or init (re-initialise and retrain, seeded)")
+
+
+def _plan(run_dir, settings: PruneSettings, *, resume: bool, force: bool, data, data_override: bool) -> _Plan:
     from slimdeploy.models import load_model, require_single_io
     from slimdeploy.train import check_input_shape
 
@@ -86,35 +115,56 @@ def prune_run(run_dir, settings: PruneSettings, *, resume: bool = False, force: 
     run = RunDir(run_dir)
     method = pruning_method(settings.mode)
     metrics = runinfo.dense_metrics(run_dir)
+    adopted = runinfo.adopted(run_dir, metrics)
+    settings = settings.for_run(adopted=bool(adopted))
+    if adopted:
+        refuse_rewind_on_adopted(settings, adopted.source)
     if not run.init_weights.is_file():
         raise UserError(f"{run.init_weights} is missing: the initial weights θ0 are needed to reset survivors (retrain with `slimdeploy train --force`)")
     dense_model = load_model(run.dense_model, "dense model")
     require_single_io(dense_model, run.dense_model, "dense model")
     graph = analyze(dense_model)
-    layers = method.layers(graph, run_dir)
+    # An adopted model is named by the user's own file, which is what they gave.
+    layers = method.layers(graph, f"model {adopted.source}" if adopted else f"the dense model in {run_dir}")
     method.check_model(settings, dense_model, layers, run_dir)
     mode_dir = run.mode(settings.mode)
     if mode_dir.path.exists() and not (resume or force):
         raise UserError(f"{mode_dir.path} already exists; pass --resume to continue it or --force to start over")
     dataset = data if isinstance(data, Dataset) else runinfo.run_dataset(run_dir, data, data_override=data_override)
     check_input_shape(dense_model, dataset, f"dense model in {run_dir}")
-    training = runinfo.run_recipe(run_dir).training
-    epochs = settings.epochs or training.epochs
+    training = runinfo.run_training(run_dir, metrics)
     rate = _rate(settings, method, dense_model, graph, layers)
     _check_rewind(settings, dataset, training, metrics.get("epochs") or training.epochs)
-    seeds = list(settings.seeds) or [int(metrics.seed)]
+    return _Plan(settings=settings, method=method, run=run, metrics=metrics, adopted=adopted, dense_model=dense_model,
+                 graph=graph, layers=layers, dataset=dataset, training=training, rate=rate,
+                 seeds=list(settings.seeds) or [int(metrics.seed)])
+
+
+def prune_run(run_dir, settings: PruneSettings, *, resume: bool = False, force: bool = False, progress=None, data=None,
+              data_override: bool = False) -> dict:
+    """Prune ``RUN_DIR/dense`` into ``RUN_DIR/<settings.mode>`` and return the ``lottery.json`` record.
+
+    The run's own recorded data and split are used (``runinfo.run_dataset``). ``data`` may
+    name that same data elsewhere, other data with ``data_override``, or be a loaded
+    ``Dataset``. ``settings.reset`` None resolves per run (``PruneSettings.for_run``).
+    """
+    plan = _plan(run_dir, settings, resume=resume, force=force, data=data, data_override=data_override)
+    settings, metrics, dense_model, seeds = plan.settings, plan.metrics, plan.dense_model, plan.seeds
+    mode_dir = plan.run.mode(settings.mode)
     started = time.perf_counter()
-    _prepare_mode_dir(mode_dir, settings, rate, seeds, resume=resume, force=force)
+    _prepare_mode_dir(mode_dir, settings, plan.rate, seeds, resume=resume, force=force)
     controls = _controls_needed(settings)
     bars = _Bars(progress, f"{settings.mode}", len(seeds) * (settings.rounds + len(controls)))
     ctx = _Context(
-        settings=settings, method=method, run=run, mode_dir=mode_dir, data=dataset, training=training,
-        dense_epochs=metrics.get("epochs") or training.epochs, epochs=epochs, rate=rate, graph=graph, layers=layers,
+        settings=settings, method=plan.method, run=plan.run, mode_dir=mode_dir, data=plan.dataset,
+        training=plan.training, dense_epochs=metrics.get("epochs") or plan.training.epochs,
+        epochs=settings.epochs or plan.training.epochs, rate=plan.rate, graph=plan.graph, layers=plan.layers,
         dense_seed=int(metrics.seed), dense_model=dense_model,
-        original_units={name: int(dense_model.get_layer(name).units) for name in graph.dense}, bars=bars,
+        original_units={name: int(find_layer(dense_model, name).units) for name in plan.graph.dense}, bars=bars,
         seeds=seeds, per_seed={},
-        extra={"run_dir": str(run_dir), "random_init_seed_offset": RANDOM_INIT_OFFSET,
-               "data": DataInfo.from_json({**dataset.describe(), "override": bool(data_override)})},
+        extra={"run_dir": str(plan.run.root), "random_init_seed_offset": RANDOM_INIT_OFFSET,
+               "data": DataInfo.from_json({**plan.dataset.describe(), "override": bool(data_override)}),
+               **({"adopted": _adopted_block(plan.adopted, settings)} if plan.adopted else {})},
     )
     try:
         for seed in seeds:
@@ -128,6 +178,23 @@ def prune_run(run_dir, settings: PruneSettings, *, resume: bool = False, force: 
                             train_seconds_total=round(_total_seconds(ctx.per_seed), 3))
     record.save(mode_dir.lottery)
     return record.to_json()
+
+
+# What each reset means for an adopted model, whose weights before training are unknown.
+ADOPTED_RESETS = {
+    "trained": "fine-tune: survivors keep the adopted model's trained weights",
+    "init": "re-initialise with the model's own initializers (seeded, dense/init.weights.h5; not the true θ0) "
+            "and retrain from scratch",
+    "random": "a fresh initialisation with the model's own initializers (seed + random_init_seed_offset) "
+              "and retrain from scratch",
+}
+
+
+def _adopted_block(adopted, settings: PruneSettings) -> dict:
+    """lottery.json's word on an adopted dense model: where it came from, no θ0, what the reset did."""
+    kind, _ = parse_reset(settings.reset)
+    return {"source": adopted.source, "sha256": adopted.sha256, "theta0": False,
+            "reset": reset_label(settings.reset), "reset_meaning": ADOPTED_RESETS[kind]}
 
 
 def _rate(settings: PruneSettings, method: PruningMethod, model, graph: DenseGraph, layers: list[str]) -> float:
@@ -277,7 +344,7 @@ def _seed_dense(ctx: _Context, seed: int, seed_dir: SeedDir):
     import keras
 
     from slimdeploy.models import count_params, load_model, save_model, save_weights
-    from slimdeploy.train import accuracy, fit, seed_everything
+    from slimdeploy.train import fit, seed_everything, split_accuracies
 
     dense = seed_dir.dense
     if _finished(dense, state=False):
@@ -296,8 +363,7 @@ def _seed_dense(ctx: _Context, seed: int, seed_dir: SeedDir):
         save_model(model, staging.model)
         DenseMetrics(
             model="dense", seed=seed, epochs=ctx.dense_epochs, train_seconds=seconds, params=count_params(model),
-            test_accuracy=accuracy(model, ctx.data.x_test, ctx.data.y_test),
-            val_accuracy=accuracy(model, ctx.data.x_val, ctx.data.y_val) if len(ctx.data.x_val) else None,
+            **split_accuracies(model, ctx.data),
         ).save(staging.metrics)
     # Read back rather than reuse: a clone of a compiled model expects optimizer state in every weights file.
     return load_model(dense.model, f"seed {seed} dense model"), seconds

@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import numpy as np
 
+from slimdeploy.prune.graph import find_layer
 from slimdeploy.prune.schedule import keep_count
 from slimdeploy.prune.settings import OUTPUT_RATE_FACTOR
 
 
 def kernel_sizes(model, names: list[str]) -> dict[str, int]:
-    return {name: int(np.prod(model.get_layer(name).kernel.shape)) for name in names}
+    return {name: int(np.prod(find_layer(model, name).kernel.shape)) for name in names}
 
 
 def full_masks(model, names: list[str]) -> dict[str, np.ndarray]:
-    return {name: np.ones(model.get_layer(name).kernel.shape, dtype=bool) for name in names}
+    return {name: np.ones(find_layer(model, name).kernel.shape, dtype=bool) for name in names}
 
 
 def layer_rates(names: list[str], outputs: set[str], rate: float) -> dict[str, float]:
@@ -45,7 +46,7 @@ def kept_fraction(sizes: dict[str, int], outputs: set[str], rate: float, rounds:
 
 def magnitude_masks(model, masks: dict[str, np.ndarray], counts: dict[str, int] | int) -> dict[str, np.ndarray]:
     """Keep the largest-magnitude weights still unmasked: ``counts`` per layer, or one total (global)."""
-    scores = {name: np.where(mask, np.abs(model.get_layer(name).kernel.numpy()), -1.0) for name, mask in masks.items()}
+    scores = {name: np.where(mask, np.abs(find_layer(model, name).kernel.numpy()), -1.0) for name, mask in masks.items()}
     if isinstance(counts, int):
         return _global_masks(scores, masks, counts)
     return {name: _top(scores[name], min(counts[name], int(masks[name].sum()))) for name in masks}
@@ -77,7 +78,7 @@ def _global_masks(scores: dict[str, np.ndarray], masks: dict[str, np.ndarray], k
 def apply_masks(model, masks: dict[str, np.ndarray]) -> None:
     """Zero the masked kernel entries in place."""
     for name, mask in masks.items():
-        kernel = model.get_layer(name).kernel
+        kernel = find_layer(model, name).kernel
         kernel.assign(kernel.numpy() * mask.astype(kernel.numpy().dtype))
 
 
@@ -95,26 +96,26 @@ def attach_masks(model, masks: dict[str, np.ndarray]) -> None:
     """Zero the masked entries and keep them zero through training."""
     apply_masks(model, masks)
     for name, mask in masks.items():
-        kernel = model.get_layer(name).kernel
+        kernel = find_layer(model, name).kernel
         kernel.constraint = _KeepMasked(mask, kernel.numpy().dtype)
 
 
 def detach_masks(model, masks: dict[str, np.ndarray]) -> None:
     """Drop the constraints (they are not serialisable) before the model is saved."""
     for name in masks:
-        model.get_layer(name).kernel.constraint = None
+        find_layer(model, name).kernel.constraint = None
 
 
 def masked_nonzeros(model, masks: dict[str, np.ndarray]) -> int:
     """How many pruned entries are not exactly zero (must be 0)."""
-    return int(sum(np.count_nonzero(model.get_layer(name).kernel.numpy()[~mask]) for name, mask in masks.items()))
+    return int(sum(np.count_nonzero(find_layer(model, name).kernel.numpy()[~mask]) for name, mask in masks.items()))
 
 
 def kernel_zeros(model, names: list[str]) -> tuple[int, int]:
     """(exactly-zero entries, total entries) over the named Dense kernels."""
     zeros = total = 0
     for name in names:
-        kernel = model.get_layer(name).kernel.numpy()
+        kernel = find_layer(model, name).kernel.numpy()
         zeros += int(kernel.size - np.count_nonzero(kernel))
         total += int(kernel.size)
     return zeros, total

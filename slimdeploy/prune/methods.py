@@ -4,8 +4,9 @@
 method and asks the method for the mode-specific steps. A method is one class here with
 ``@register``; ``pruning_method(mode)`` finds it.
 
-- structured: remove hidden Dense units; the model is rebuilt narrower (``neurons``). Its
-  state is, per layer, the original indices of the units kept.
+- structured: remove hidden Dense units; the model is rebuilt narrower (``neurons``) and
+  checked against the masked full-width model (``equivalence``). Its state is, per layer,
+  the original indices of the units kept (the same for every layer of a group).
 - unstructured: mask Dense kernel weights to exactly zero (``masks``). Its state is, per
   layer, a boolean kernel mask (True = kept).
 """
@@ -21,7 +22,8 @@ import numpy as np
 from slimdeploy.errors import UserError, WorkError
 from slimdeploy.prune import masks as masking
 from slimdeploy.prune import neurons
-from slimdeploy.prune.graph import DenseGraph
+from slimdeploy.prune.equivalence import check_shrunk
+from slimdeploy.prune.graph import DenseGraph, find_layer
 
 State = dict[str, np.ndarray]
 # kind ("init", "rewind", "random") -> the dense-architecture model survivors are reset to.
@@ -33,10 +35,10 @@ class PruningMethod:
 
     name: ClassVar[str]
 
-    def layers(self, graph: DenseGraph, run_dir: Path) -> list[str]:
-        """The Dense layers this method prunes (a one-line error when there is none)."""
+    def layers(self, graph: DenseGraph, model_name: str) -> list[str]:
+        """The Dense layers this method prunes (a one-line error naming ``model_name`` when there is none)."""
         if not graph.dense:
-            raise UserError(f"the dense model in {run_dir} has no Dense layer to prune")
+            raise UserError(f"{model_name} has no Dense layer to prune")
         return list(graph.dense)
 
     def unprunable(self, graph: DenseGraph) -> dict[str, str]:
@@ -94,7 +96,7 @@ def method_names() -> tuple[str, ...]:
 
 def dense_params(model, names: list[str]) -> int:
     """Kernel and bias entries of the named Dense layers."""
-    return int(sum(np.prod(weight.shape) for name in names for weight in model.get_layer(name).weights))
+    return int(sum(np.prod(weight.shape) for name in names for weight in find_layer(model, name).weights))
 
 
 @register
@@ -103,11 +105,11 @@ class Structured(PruningMethod):
 
     name = "structured"
 
-    def layers(self, graph: DenseGraph, run_dir: Path) -> list[str]:
-        super().layers(graph, run_dir)
+    def layers(self, graph: DenseGraph, model_name: str) -> list[str]:
+        super().layers(graph, model_name)
         if not graph.prunable:
             reasons = "; ".join(f"{layer}: {reason}" for layer, reason in graph.unprunable.items())
-            raise UserError(f"the dense model in {run_dir} has no Dense layer whose units can be removed ({reasons})")
+            raise UserError(f"{model_name} has no Dense layer whose units can be removed ({reasons})")
         return list(graph.prunable)
 
     def unprunable(self, graph: DenseGraph) -> dict[str, str]:
@@ -116,7 +118,7 @@ class Structured(PruningMethod):
     def check_model(self, settings, model, layers: list[str], run_dir: Path) -> None:
         if settings.criterion != "bias-threshold":
             return
-        unbiased = [name for name in layers if not model.get_layer(name).use_bias]
+        unbiased = [name for name in layers if not find_layer(model, name).use_bias]
         if unbiased:
             raise UserError(f"--criterion bias-threshold needs a bias in every pruned layer; {unbiased[0]} of the dense "
                             f"model in {run_dir} has none (use_bias = false): use --criterion l1")
@@ -125,7 +127,7 @@ class Structured(PruningMethod):
         return lambda rate: neurons.kept_fraction(model, graph, rate, settings.rounds)
 
     def initial_state(self, model, layers: list[str]) -> State:
-        return {name: np.arange(model.get_layer(name).units, dtype=np.int64) for name in layers}
+        return {name: np.arange(find_layer(model, name).units, dtype=np.int64) for name in layers}
 
     def next_state(self, model, state: State, round_index: int, *, settings, graph: DenseGraph, rate: float,
                    original_units: dict[str, int]) -> State:
@@ -136,8 +138,13 @@ class Structured(PruningMethod):
     def reset(self, kind: str, previous, previous_state: State | None, new_state: State, source_of: SourceOf,
               graph: DenseGraph):
         if kind == "trained":
-            return neurons.shrink(previous, neurons.positions_within(previous_state, new_state), graph)
-        return neurons.shrink(source_of(kind), new_state, graph)
+            source, keep = previous, neurons.positions_within(previous_state, new_state)
+        else:
+            source, keep = source_of(kind), new_state
+        narrow = neurons.shrink(source, keep, graph)
+        # Never a silent wrong output: the narrow model must compute what the masked one does.
+        check_shrunk(source, narrow, keep, graph)
+        return narrow
 
     def weights_remaining(self, model, graph: DenseGraph, kept_kernel_weights: int, reference) -> float:
         return dense_params(model, graph.dense) / reference.dense_params

@@ -1,15 +1,18 @@
 """Structured pruning: score hidden Dense units, pick survivors, rebuild the model narrower.
 
 The rebuilt model is an ordinary Keras model with smaller Dense layers (nothing masked):
-a surviving unit keeps its kernel column and bias, the BatchNormalization entries after it
-and its rows in the next Dense kernels. Which layers may shrink comes from ``graph.analyze``.
+a surviving unit keeps its kernel column and bias, the normalization entries after it and
+its rows in the Dense kernels that read it (through merges, concatenations, pooling,
+Flatten). Layers of one group keep the same units. Which layers may shrink, and how each
+kernel's rows are laid out, comes from ``graph.analyze``.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from slimdeploy.prune.graph import DenseGraph
+from slimdeploy.errors import WorkError
+from slimdeploy.prune.graph import DenseGraph, Layout, find_layer, leaf_layers
 from slimdeploy.prune.schedule import keep_count
 
 
@@ -21,24 +24,40 @@ def unit_scores(layer, criterion: str) -> np.ndarray:
     return kernel.reshape(-1, kernel.shape[-1]).sum(axis=0)  # L1 norm of each unit's incoming weights
 
 
+def group_scores(model, members: list[str], criterion: str) -> np.ndarray:
+    """One score per unit position shared by a group's members; the lowest go first."""
+    scores = [unit_scores(find_layer(model, name), criterion) for name in members]
+    if len(scores) == 1:
+        return scores[0]
+    if criterion == "bias-threshold":
+        # A shared unit goes only when every member's |bias| is below the threshold, so the
+        # threshold keeps its meaning: the largest member bias decides.
+        return np.max(scores, axis=0)
+    # The L1 norms summed over members, each member's first divided by its mean: the layers of a
+    # residual chain differ in fan-in and weight scale, and a raw sum would let the largest decide alone.
+    return np.sum([score / (score.mean() or 1.0) for score in scores], axis=0)
+
+
 def choose_units(model, graph: DenseGraph, criterion: str, *, widths: dict[str, int] | None = None,
                  threshold: float = 0.0) -> dict[str, np.ndarray]:
     """Positions (in ``model``'s current layers, ascending) of the units that survive.
 
-    With ``criterion="l1"`` each prunable layer keeps its ``widths[name]`` highest-scoring units;
-    with ``"bias-threshold"`` it keeps the units whose |bias| reaches ``threshold`` (at least one).
+    With ``criterion="l1"`` each group of prunable layers keeps its ``widths[name]`` highest-scoring
+    units; with ``"bias-threshold"`` the units whose |bias| reaches ``threshold`` (at least one).
+    Every member of a group gets the same positions.
     """
     keep = {}
-    for name in graph.prunable:
-        scores = unit_scores(model.get_layer(name), criterion)
+    for members in graph.groups:
+        scores = group_scores(model, members, criterion)
         if criterion == "bias-threshold":
             chosen = np.flatnonzero(scores >= threshold)
             if chosen.size == 0:
                 chosen = np.array([int(np.argmax(scores))])
         else:
-            count = min(widths[name], scores.size)
+            count = min(widths[members[0]], scores.size)
             chosen = np.argsort(-scores, kind="stable")[:count]
-        keep[name] = np.sort(chosen).astype(np.int64)
+        for name in members:
+            keep[name] = np.sort(chosen).astype(np.int64)
     return keep
 
 
@@ -50,11 +69,11 @@ def dense_param_count(model, graph: DenseGraph, widths: dict[str, int]) -> int:
     """Kernel and bias entries of all Dense layers if the prunable ones had ``widths`` units."""
     total = 0
     for name in graph.dense:
-        layer = model.get_layer(name)
+        layer = find_layer(model, name)
         fan_in = int(np.prod(layer.kernel.shape[:-1]))
-        producer = graph.producer.get(name)
-        if producer is not None:
-            fan_in = widths[producer]
+        if name in graph.rows:
+            fan_in = sum(segment.width if segment.group is None else widths[graph.groups[segment.group][0]]
+                         for segment in graph.rows[name])
         units = widths.get(name, int(layer.kernel.shape[-1]))
         total += fan_in * units + (units if layer.use_bias else 0)
     return total
@@ -62,7 +81,7 @@ def dense_param_count(model, graph: DenseGraph, widths: dict[str, int]) -> int:
 
 def kept_fraction(model, graph: DenseGraph, rate: float, rounds: int) -> float:
     """Fraction of the Dense parameters left after ``rounds`` rounds at ``rate`` (for solving --target)."""
-    original = {name: int(model.get_layer(name).units) for name in graph.prunable}
+    original = {name: int(find_layer(model, name).units) for name in graph.prunable}
     full = dense_param_count(model, graph, original)
     return dense_param_count(model, graph, planned_widths(original, rate, rounds)) / full
 
@@ -72,8 +91,11 @@ def shrink(model, keep: dict[str, np.ndarray], graph: DenseGraph):
 
     Every weight of the result comes from ``model`` (sliced where needed), so the caller
     decides the values by choosing which model to shrink: the trained one, θ0, ...
+    Nested models are rebuilt too (``recursive``); their inputs never change width (``graph``).
     """
     import keras
+
+    _check_groups_agree(keep, graph)
 
     def clone_layer(layer):
         config = layer.get_config()
@@ -81,21 +103,46 @@ def shrink(model, keep: dict[str, np.ndarray], graph: DenseGraph):
             config["units"] = int(len(keep[layer.name]))
         return layer.__class__.from_config(config)
 
-    narrow = keras.models.clone_model(model, clone_function=clone_layer)
-    for layer in model.layers:
+    narrow = keras.models.clone_model(model, clone_function=clone_layer, recursive=True)
+    for layer in leaf_layers(model):
         weights = layer.get_weights()
         if not weights:
             continue
-        if isinstance(layer, keras.layers.Dense):
-            weights = _slice_dense(layer, weights, keep.get(graph.producer.get(layer.name)), keep.get(layer.name))
-        elif layer.name in graph.batchnorms:
-            units = keep[graph.batchnorms[layer.name]]
-            weights = [weight[..., units] for weight in weights]
-        narrow.get_layer(layer.name).set_weights(weights)
+        if layer.name in graph.rows or layer.name in keep:
+            rows = kept_rows(model, graph.rows[layer.name], keep, graph) if layer.name in graph.rows else None
+            weights = _slice_dense(weights, rows, keep.get(layer.name))
+        elif layer.name in graph.channels:
+            channels = kept_rows(model, graph.channels[layer.name], keep, graph)
+            weights = [weight[..., channels] for weight in weights]
+        find_layer(narrow, layer.name).set_weights(weights)
     return narrow
 
 
-def _slice_dense(layer, weights: list[np.ndarray], rows: np.ndarray | None, columns: np.ndarray | None) -> list[np.ndarray]:
+def kept_rows(model, layout: Layout, keep: dict[str, np.ndarray], graph: DenseGraph) -> np.ndarray:
+    """Positions, in ``model``'s channels laid out as ``layout``, of the channels that stay.
+
+    A group's segment is as wide as its members are in ``model`` now; it keeps the positions
+    ``keep`` gives them (all, when it gives none), offset by the channels before it.
+    """
+    parts, offset = [], 0
+    for segment in layout:
+        width, kept = segment.width, None
+        if segment.group is not None:
+            first = graph.groups[segment.group][0]
+            width, kept = int(find_layer(model, first).units), keep.get(first)
+        parts.append(offset + (np.arange(width) if kept is None else kept))
+        offset += width
+    return np.concatenate(parts).astype(np.int64)
+
+
+def _check_groups_agree(keep: dict[str, np.ndarray], graph: DenseGraph) -> None:
+    for members in graph.groups:
+        kept = [keep[name] for name in members if name in keep]
+        if any(not np.array_equal(kept[0], other) for other in kept[1:]):
+            raise WorkError(f"the layers {', '.join(members)} share their units but were given different units to keep")
+
+
+def _slice_dense(weights: list[np.ndarray], rows: np.ndarray | None, columns: np.ndarray | None) -> list[np.ndarray]:
     kernel, rest = weights[0], weights[1:]
     if rows is not None:
         kernel = kernel[..., rows, :]

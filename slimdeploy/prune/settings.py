@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import re
 from dataclasses import dataclass
 
@@ -74,6 +75,8 @@ def _check_threshold(value) -> str | None:
 
 
 def _check_reset(value) -> str | None:
+    if value is None:  # resolved per run (PruneSettings.for_run)
+        return None
     try:
         parse_reset(value)
     except UserError as exc:
@@ -116,6 +119,8 @@ class PruneSettings(Settings):
                 (remove units whose trained |bias| is below ``threshold``; the rate is not used).
     reset:      what survivors start from before retraining: "init" (θ0), "rewind:K" (weights after
                 K training steps), "trained" (fine-tuning) or "random" (a fresh initialisation).
+                None: per run (``for_run``): "init" for a run trained from a recipe, "trained" for
+                an adopted model, which has no true θ0 (its "init" re-initialises it, seeded).
     controls:   also train the final round from a fresh random init and by fine-tuning.
     seeds:      training seeds; empty means the dense run's own seed. Other seeds train their own dense model.
     max_drop:   pick as ticket the smallest round whose validation accuracy is within this many
@@ -144,10 +149,11 @@ class PruneSettings(Settings):
              "units whose trained |bias| is below --threshold (bias-threshold, the article's rule)")
     threshold: float = setting(0.001, flag="--threshold", parse=non_negative_float, check=_check_threshold,
                                help="bias threshold for --criterion bias-threshold")
-    reset: str = setting(
-        "init", flag="--reset", metavar="RESET", check=_check_reset,
-        help="what survivors restart from: init (θ0, the paper), rewind:K (weights after K training steps), "
-             "trained (fine-tune), random (fresh init)")
+    reset: str | None = setting(
+        None, flag="--reset", metavar="RESET", check=_check_reset,
+        shown="init for a trained run, trained for an adopted model",
+        help="what survivors restart from: init (θ0, the paper; an adopted model: re-initialised with its own "
+             "initializers, seeded), rewind:K (weights after K training steps), trained (fine-tune), random (fresh init)")
     controls: bool = setting(True, check=_check_controls,
                              help="also train the final round from a fresh random init and by fine-tuning")
     seeds: tuple[int, ...] = setting(
@@ -174,8 +180,16 @@ class PruneSettings(Settings):
         """The older name of ``validated()``."""
         return self.validated()
 
+    def for_run(self, adopted: bool) -> "PruneSettings":
+        """These settings with the reset a run of its kind defaults to (``reset`` None)."""
+        if self.reset is not None:
+            return self
+        return dataclasses.replace(self, reset=default_reset(adopted))
+
     @property
     def rewind_steps(self) -> int | None:
+        if self.reset is None:
+            return None
         kind, steps = parse_reset(self.reset)
         return steps if kind == "rewind" else None
 
@@ -183,6 +197,11 @@ class PruneSettings(Settings):
     def from_dict(cls, raw: dict, source: str = "prune settings") -> "PruneSettings":
         """Read the ``[prune]`` table of a TOML file; unknown keys are an error, not ignored."""
         return super().from_dict(raw, source)
+
+
+def default_reset(adopted: bool) -> str:
+    """A trained run resets survivors to θ0; an adopted model has none and is fine-tuned."""
+    return "trained" if adopted else "init"
 
 
 def parse_reset(reset: str) -> tuple[str, int | None]:

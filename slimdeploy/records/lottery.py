@@ -87,6 +87,7 @@ class LotteryRecord(Record):
     run_dir: str = ABSENT
     random_init_seed_offset: int = ABSENT
     data: DataInfo = ABSENT
+    adopted: dict = ABSENT              # adopted runs only: source, sha256, theta0 false, the reset's meaning
     created: str = ABSENT
     versions: dict = ABSENT
     seconds: float = ABSENT             # the finished record only

@@ -38,11 +38,36 @@ class DataInfo(Record):
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class AdoptedModel(Record):
+    """Where an adopted run's dense model came from (``slimdeploy prune MODEL``, ``run --model``).
+
+    ``theta0`` is false: the weights before the user's training are unknown, and
+    ``init.weights.h5`` holds the model re-initialised with its own layers' initializers
+    under ``seed`` instead (``init_weights`` says so). ``training`` is the ``TrainingSettings``
+    every retraining uses; ``training_from`` says, per setting, where it came from
+    (``compile_config``, ``last_layer``, ``flags`` or ``defaults``).
+    """
+
+    WHAT = "adopted model record"
+
+    source: str = ABSENT              # the user's file, absolute
+    sha256: str = ABSENT
+    format: str = ABSENT              # "keras" or "h5"
+    theta0: bool = False
+    init_weights: str = ABSENT
+    training: dict = ABSENT
+    training_from: dict = ABSENT
+    ignored: list = ABSENT            # what of the saved compile config could not be used, and why
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class DenseMetrics(Record):
     """``RUN_DIR/dense/metrics.json``.
 
     ``recipe`` is the recipe as ``Recipe.to_dict()`` wrote it (``config.recipe_from_record``
-    reads it back); ``data`` says which data and split were used (``runinfo.run_dataset``).
+    reads it back); an adopted run has ``adopted`` instead (``AdoptedModel``).
+    ``runinfo.run_training`` gives the training settings of either. ``data`` says which data
+    and split were used (``runinfo.run_dataset``).
     Every key may be missing from a file some older version or a hand-made run wrote
     (``get(key)`` reads a missing one as None); ``train`` writes them all.
     """
@@ -59,4 +84,5 @@ class DenseMetrics(Record):
     train_seconds: float | None = ABSENT
     recipe: dict = ABSENT
     data: DataInfo = ABSENT
+    adopted: AdoptedModel = ABSENT    # adopted runs only; they have no ``recipe``
     versions: dict = ABSENT

@@ -91,6 +91,9 @@ def build_document(inputs: ReportInputs, figures: dict[str, Figure], title: str 
     lead: list = [Paragraph(answer.in_short(inputs), lead="In short:")]
     if sentences:
         lead.append(Bullets([s["sentence"] for s in sentences]))
+    adopted = adopted_note(inputs)
+    if adopted:
+        lead.append(Paragraph(adopted, lead="Your model:"))
     if "speedup.png" in figures:
         lead.append(figures["speedup.png"])
     doc = Document(title=title or default_title(inputs), lead=lead)
@@ -107,10 +110,36 @@ def build_document(inputs: ReportInputs, figures: dict[str, Figure], title: str 
     return doc
 
 
+# What a reset does to an adopted model's survivors (it has no θ0), as the report says it.
+ADOPTED_RESET_WORDS = {
+    "finetune": "fine-tuned from its trained weights",
+    "init": "re-initialised with its own initializers (seeded) and retrained",
+    "random": "freshly initialised and retrained",
+}
+
+
+def adopted_note(inputs: ReportInputs) -> str | None:
+    """Where an adopted dense model came from, and what pruning reset it to (it has no θ0)."""
+    adopted = (inputs.dense_metrics or {}).get("adopted")
+    if not isinstance(adopted, dict):
+        return None
+    resets = sorted({str((lottery.get("adopted") or {}).get("reset")) for lottery in inputs.lotteries.values()
+                     if (lottery.get("adopted") or {}).get("reset")})
+    sha = str(adopted.get("sha256") or "")
+    text = (f"the dense model is {PurePosixPath(str(adopted.get('source'))).name} (sha256 {sha[:12]}…), trained "
+            "outside slimdeploy and adopted as it is; the accuracies are measured on the run's own test split.")
+    if resets:
+        words = " or ".join(f"{ADOPTED_RESET_WORDS.get(reset, reset)} (reset {reset})" for reset in resets)
+        text += f" It has no θ0, so the pruned models' survivors were {words}."
+    return text
+
+
 def default_title(inputs: ReportInputs) -> str:
-    recipe = ((inputs.dense_metrics or {}).get("recipe") or {}).get("name")
+    dense = inputs.dense_metrics or {}
+    recipe = (dense.get("recipe") or {}).get("name")
+    adopted = (dense.get("adopted") or {}).get("source")
     sources = ((inputs.bench or {}).get("config") or {}).get("sources") or []
-    name = recipe or (inputs.run_dir.name if inputs.run_dir else None) or (
+    name = recipe or (PurePosixPath(str(adopted)).stem if adopted else None) or (inputs.run_dir.name if inputs.run_dir else None) or (
         PurePosixPath(str(sources[0]).rstrip("/")).name if sources else None)
     return f"Does pruning make {name or 'the model'} faster? — slimdeploy report"
 

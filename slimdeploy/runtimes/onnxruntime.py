@@ -68,10 +68,8 @@ class OnnxRuntimeSession(Session):
         if len(inputs) != 1:
             raise ValueError(f"{self.artifact} has {len(inputs)} inputs; slimdeploy benchmarks single-input models")
         self._input_name = inputs[0].name
-        dims = inputs[0].shape[1:]
-        if any(not isinstance(d, int) for d in dims):
-            raise ValueError(f"{self.artifact} has a dynamic non-batch input shape {inputs[0].shape}")
-        self._shape = (self.batch, *dims)
+        dims = [d if isinstance(d, int) else None for d in inputs[0].shape[1:]]
+        self._shape = (self.batch, *self._static_dims(dims, inputs[0].shape))
         self._dtype = onnx_type_dtype(inputs[0].type)
         self._out_dtype = onnx_type_dtype(self.session.get_outputs()[0].type)
         self._outputs = [o.name for o in self.session.get_outputs()]

@@ -56,9 +56,7 @@ class OpenVinoSession(Session):
             raise ValueError(f"{self.artifact} has {len(model.inputs)} inputs; slimdeploy benchmarks single-input models")
         partial = model.inputs[0].get_partial_shape()
         dims = [d.get_length() if d.is_static else None for d in partial]
-        if any(d is None for d in dims[1:]):
-            raise ValueError(f"{self.artifact} has a dynamic non-batch input shape {partial}")
-        self._shape = (self.batch, *dims[1:])
+        self._shape = (self.batch, *self._static_dims(dims[1:], partial))
         self._dtype = np.dtype(model.inputs[0].get_element_type().to_dtype())
         if partial.is_dynamic or tuple(dims) != self._shape:
             model.reshape({model.inputs[0]: ov.PartialShape(list(self._shape))})

@@ -5,7 +5,9 @@ A session is opened for one artifact at one static batch size and thread count:
 ``open(artifact, batch, threads, options)``, then ``set_input(array)`` once and ``run()``
 per timed call (the input stays where the runtime wants it, so a call measures the
 runtime, not a copy into it); ``infer(array)`` does both and returns the output;
-``close()`` frees it.
+``close()`` frees it. An artifact whose input has dynamic dimensions besides the batch (a
+variable-length sequence) runs at the dimensions in the ``input_dims`` option (``INPUT_DIMS``:
+the verification data's, or the bench's input shape).
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+
+# The option giving the non-batch input dimensions a dynamic-shape artifact is run at.
+INPUT_DIMS = "input_dims"
 
 
 @dataclass(frozen=True)
@@ -81,6 +86,18 @@ class Session:
 
     def input_dtype(self) -> np.dtype:
         return self._dtype
+
+    def _static_dims(self, dims: list, shown) -> list[int]:
+        """The artifact's non-batch input ``dims`` (None where dynamic) made static: the
+        ``input_dims`` option when it fits them, else the dims themselves (ValueError if any
+        is dynamic). ``shown``: the input shape as the runtime prints it."""
+        given = self.options.get(INPUT_DIMS)
+        if given is not None and len(given) == len(dims) and all(d is None or d == g for d, g in zip(dims, given)):
+            return [int(g) for g in given]
+        if any(d is None for d in dims):
+            raise ValueError(f"{self.artifact} has a dynamic non-batch input shape {shown}; give the dimensions "
+                             "to run it at (bench: --input-shape)")
+        return [int(d) for d in dims]
 
     def _fitting_input(self, array: np.ndarray, dtype=None) -> np.ndarray:
         """The input as the contiguous array the runtime reads, or ValueError if it does not fit."""

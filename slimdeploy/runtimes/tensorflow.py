@@ -1,4 +1,5 @@
-"""TensorFlow: the Keras model itself, called through a tf.function with a fixed input spec.
+"""TensorFlow: the Keras model itself (a ``.keras`` file or a legacy ``.h5``), called through a
+tf.function with a fixed input spec.
 
 Thread counts are process-wide in TensorFlow and must be set before its runtime starts;
 the bench runs each runtime in its own worker process, so the first session sets them.
@@ -41,10 +42,8 @@ class TensorFlowSession(Session):
         _set_threads(tf, self.threads)
         self._tf = tf
         self.model = load_model(self.artifact, "Keras model")
-        dims = tuple(self.model.input_shape[1:])
-        if any(d is None for d in dims):
-            raise ValueError(f"{self.artifact} has a dynamic non-batch input shape {dims}")
-        self._shape = (self.batch, *[int(d) for d in dims])
+        dims = list(self.model.input_shape[1:])
+        self._shape = (self.batch, *self._static_dims(dims, tuple(dims)))
         self._dtype = np.dtype(tf.as_dtype(self.model.inputs[0].dtype).as_numpy_dtype)
         model = self.model
         # A fixed signature: one trace, no retracing per call.
@@ -88,6 +87,6 @@ SESSION = TensorFlowSession
 
 PLUGIN = RuntimePlugin(
     name="tensorflow", display_name="TensorFlow", short_name="TF",
-    suffixes=(".keras",), targets=(), session=SESSION, availability=availability,
+    suffixes=(".keras", ".h5", ".hdf5"), targets=(), session=SESSION, availability=availability,
     module=__name__,
 )

@@ -1,0 +1,318 @@
+"""Adoption: a user's trained Keras model becomes a run's dense model (``RUN_DIR/dense/``).
+
+The user's file is read, never written: ``dense/model.keras`` is the model re-saved (checked
+to give the same outputs), evaluated on the data's validation and test split.
+``dense/metrics.json`` is a ``DenseMetrics`` record with an ``adopted`` block
+(``records.run.AdoptedModel``) instead of a recipe: the file's path and sha256, its format,
+the training settings every later retraining uses and where each came from.
+
+An adopted model has no true θ0 (the weights before the user trained it are unknown), so
+``init.weights.h5`` holds the model re-initialised with its own layers' initializers under
+the seed: ``prune --reset init`` then means "re-initialise and retrain from scratch".
+
+Training settings come from the model's saved compile config (optimizer, learning rate,
+momentum, weight decay, loss, from_logits), else from flags, else from ``TrainingSettings``'s
+defaults; flags override the compile config, and ``training_from`` records the origin of each.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+import numpy as np
+
+from slimdeploy import environment, fsutil
+from slimdeploy.config import OPTIMIZER_CLASSES, OPTIMIZERS, TrainingSettings, keras_loss, training_from_record
+from slimdeploy.data import Dataset
+from slimdeploy.errors import UserError, WorkError
+from slimdeploy.models import model_format
+from slimdeploy.records.run import AdoptedModel, DataInfo, DenseMetrics
+from slimdeploy.rundir import ModelDir, RunDir
+
+# The settings a flag may give (``prune MODEL``, ``run --model``); ``seed`` is adoption's own.
+TRAINING_FLAGS = ("optimizer", "learning_rate", "batch_size", "epochs", "loss")
+# What describes the split a run was adopted with: the same values mean the same arrays.
+SPLIT_KEYS = ("sha256", "seed", "validation_size", "limit", "scale")
+# Rows compared between the user's model and its re-saved copy.
+CHECK_ROWS = 256
+INIT_WEIGHTS_NOTE = ("not the true θ0: the model re-initialised with its own layers' initializers under the seed "
+                     "(prune --reset init retrains from these)")
+
+
+def adopt_model(model_path, data, out_dir, *, validation_size=None, seed: int = 0, scale=None,
+                training: dict | None = None, force: bool = False, progress=None) -> dict:
+    """Write ``out_dir/dense/`` for the user's model at ``model_path`` and return its
+    ``metrics.json`` (``DenseMetrics.to_json()``).
+
+    ``data``: the data the model was trained on (a path as ``--data`` takes, or a loaded
+    ``Dataset``); required. ``training``: flag values among ``TRAINING_FLAGS`` (None: not
+    given). ``progress`` is accepted for symmetry with ``train_dense``; nothing is trained.
+    """
+    from slimdeploy.models import count_flops, count_params, save_model, save_weights
+    from slimdeploy.train import split_accuracies
+
+    model_path = Path(model_path).expanduser()
+    sha256 = model_sha256(model_path) if model_path.is_file() else None  # of the very bytes loaded next
+    model, dataset = load_for_adoption(model_path, data, validation_size=validation_size, seed=seed, scale=scale)
+    settings, origin, ignored = training_settings(model, model_path, training or {}, seed)
+    with fsutil.atomic_dir(RunDir(out_dir).dense.path, force=force) as staging_path:
+        staging = ModelDir(staging_path)
+        save_model(model, staging.model)
+        _check_same_outputs(model, staging.model, dataset.x_test[:CHECK_ROWS], model_path)
+        save_weights(reinitialised(model, seed), staging.init_weights)
+        metrics = DenseMetrics(
+            model="dense",
+            **split_accuracies(model, dataset),
+            params=count_params(model),
+            flops=count_flops(model),
+            seed=seed,
+            data=DataInfo.from_json(dataset.describe()),
+            adopted=AdoptedModel(
+                source=str(model_path.resolve()), sha256=sha256, format=model_format(model_path),
+                theta0=False, init_weights=INIT_WEIGHTS_NOTE, training=dataclasses.asdict(settings),
+                training_from=origin, **({"ignored": ignored} if ignored else {}),
+            ),
+            versions=environment.library_versions(),
+        )
+        metrics.save(staging.metrics)
+    return metrics.to_json()
+
+
+def load_for_adoption(model_path: Path, data, *, validation_size=None, seed: int = 0, scale=None, limit=None):
+    """The user's model (safe mode) and the data, checked to fit each other: one-line errors
+    for a missing ``data``, a file that is no model, inputs or labels the model cannot take.
+    ``limit``: at most that many training and test rows (``data.load_dataset``)."""
+    from slimdeploy.data import load_dataset
+    from slimdeploy.models import load_model, require_single_io
+    from slimdeploy.train import check_input_shape
+
+    if data is None:
+        raise UserError(f"adopting {model_path} needs --data: the data it was trained on (an .npz, a folder of "
+                        "class-named image folders, or the Fashion-MNIST directory)")
+    model = load_model(model_path, "model")
+    require_single_io(model, model_path, "model")
+    if isinstance(data, Dataset):
+        dataset = data
+    else:
+        dataset = load_dataset(data, validation_size, seed, limit=limit, scale=scale,
+                               input_shape=tuple(model.input_shape[1:]))
+    check_input_shape(model, dataset, f"model {model_path}")
+    return model, dataset
+
+
+def model_sha256(model_path: Path) -> str:
+    from slimdeploy.data import _file_sha256
+
+    return _file_sha256(Path(model_path))
+
+
+def reinitialised(model, seed: int):
+    """The same architecture with fresh weights from its own layers' initializers (seeded)."""
+    import keras
+
+    from slimdeploy.train import seed_everything
+
+    seed_everything(seed)
+    return keras.models.clone_model(model)
+
+
+def _check_same_outputs(model, saved_path: Path, rows: np.ndarray, source: Path) -> None:
+    """The re-saved file must be the user's model: the same outputs on a few test rows."""
+    from slimdeploy.models import load_model
+    from slimdeploy.train import predict
+
+    if not len(rows):
+        return
+    again = load_model(saved_path, "re-saved model")
+    difference = float(np.max(np.abs(predict(model, rows) - predict(again, rows))))
+    if not difference <= 1e-6:
+        raise WorkError(f"re-saving {source} as .keras changed its outputs (max |diff| {difference:.3g})")
+
+
+# ---------------------------------------------------------------- training settings
+
+
+def training_settings(model, model_path: Path, flags: dict, seed: int) -> tuple[TrainingSettings, dict, list]:
+    """The settings retraining uses, where each came from, and what of the saved compile
+    config was left unused (with why)."""
+    from slimdeploy.models import saved_compile_config
+
+    values, ignored = _from_compile_config(saved_compile_config(model_path))
+    origin = {key: "compile_config" for key in values}
+    given = {key: value for key, value in flags.items() if value is not None}
+    unknown = sorted(set(given) - set(TRAINING_FLAGS))
+    if unknown:
+        raise ValueError(f"not training flags: {', '.join(unknown)}")
+    values.update(given)
+    origin.update({key: "flags" for key in given})
+    # Only a cross-entropy takes logits (train.make_loss); the last layer says which it gets.
+    if "from_logits" not in values and values.get("loss", TrainingSettings.loss).endswith("_crossentropy"):
+        logits = _logits_from_last_layer(model)
+        if logits is not None:
+            values["from_logits"], origin["from_logits"] = logits, "last_layer"
+    values["seed"] = seed
+    defaults = dataclasses.asdict(TrainingSettings())
+    origin.update({key: "defaults" for key in defaults if key not in origin and key != "seed"})
+    origin["seed"] = "adoption"
+    settings = training_from_record(values, f"training settings of {model_path}")
+    return settings, {key: origin[key] for key in defaults}, ignored
+
+
+_OPTIMIZER_NAMES = {class_name: name for name, class_name in OPTIMIZER_CLASSES.items()}
+
+
+def _from_compile_config(config: dict | None) -> tuple[dict, list]:
+    """TrainingSettings values a saved compile config gives, and notes on what it could not give."""
+    values: dict = {}
+    ignored: list[str] = []
+    if not isinstance(config, dict):
+        return values, ignored
+    optimizer = config.get("optimizer")
+    if isinstance(optimizer, dict):
+        values.update(_optimizer_values(optimizer, ignored))
+    elif isinstance(optimizer, str):
+        if optimizer.lower() in OPTIMIZERS:
+            values["optimizer"] = optimizer.lower()
+        else:
+            ignored.append(f"optimizer {optimizer!r}: not one of {', '.join(OPTIMIZERS)}")
+    loss = config.get("loss")
+    if loss is not None:
+        values.update(_loss_values(loss, ignored))
+    return values, ignored
+
+
+def _optimizer_values(optimizer: dict, ignored: list) -> dict:
+    class_name = optimizer.get("class_name")
+    options = optimizer.get("config") if isinstance(optimizer.get("config"), dict) else {}
+    name = _OPTIMIZER_NAMES.get(class_name)
+    if name is None:
+        ignored.append(f"optimizer {class_name}: not one of {', '.join(OPTIMIZER_CLASSES.values())}")
+        return {}
+    values: dict = {"optimizer": name}
+    rate = options.get("learning_rate")
+    if isinstance(rate, dict):  # a schedule: its starting rate, said in the record
+        start = (rate.get("config") or {}).get("initial_learning_rate")
+        ignored.append(f"learning-rate schedule {rate.get('class_name')}: "
+                       + ("its initial_learning_rate is used as a constant rate" if start is not None else "not used"))
+        rate = start
+    if isinstance(rate, (int, float)) and not isinstance(rate, bool):
+        values["learning_rate"] = _saved_float(rate)
+    if name in ("sgd", "rmsprop") and isinstance(options.get("momentum"), (int, float)):
+        values["momentum"] = _saved_float(options["momentum"])
+    if isinstance(options.get("weight_decay"), (int, float)):
+        values["weight_decay"] = _saved_float(options["weight_decay"])
+    return values
+
+
+def _saved_float(value: float) -> float:
+    """Keras keeps hyperparameters as float32: 3e-4 is saved as 0.0003000000142492354."""
+    return float(str(np.float32(value)))
+
+
+def _loss_values(loss, ignored: list) -> dict:
+    """``loss`` (a name) and ``from_logits`` from a saved loss: a name (probabilities, as
+    Keras reads a name), or a loss object's config."""
+    if isinstance(loss, str):
+        name, options = loss, {}
+    elif isinstance(loss, dict) and loss.get("class_name") == "function" and isinstance(loss.get("config"), str):
+        name, options = loss["config"], {}
+    elif isinstance(loss, dict) and isinstance(loss.get("class_name"), str):
+        name = re.sub(r"(?<!^)(?=[A-Z])", "_", loss["class_name"]).lower()
+        options = loss.get("config") if isinstance(loss.get("config"), dict) else {}
+    else:
+        ignored.append("loss: one loss per output is not supported (slimdeploy takes one output)")
+        return {}
+    try:
+        keras_loss(name)
+    except Exception:  # Keras says "unknown" as ValueError, KeyError or TypeError
+        ignored.append(f"loss {name!r}: not a Keras built-in loss")
+        return {}
+    return {"loss": name, "from_logits": bool(options.get("from_logits", False))}
+
+
+def _logits_from_last_layer(model) -> bool | None:
+    """softmax or sigmoid at the end: probabilities (False); no activation: logits (True);
+    anything else: unknown (None, the default is used)."""
+    import keras
+
+    layer = model.outputs[0]._keras_history.operation
+    if isinstance(layer, keras.layers.Softmax):
+        return False
+    activation = getattr(getattr(layer, "activation", None), "__name__", None)
+    return {"softmax": False, "sigmoid": False, "linear": True}.get(activation)
+
+
+# ---------------------------------------------------------------- reusing an adopted run
+
+
+def adopted_here(run_dir, model_path: Path, dataset: Dataset, flags: dict, *, force: bool) -> bool:
+    """Whether ``RUN_DIR/dense`` already holds this very adoption (the same model and data
+    sha256, split and training flags): then it is reused, with or without ``force``. A dense
+    model of another kind or origin is a one-line error, unless ``force`` (then False: the
+    caller adopts again)."""
+    run = RunDir(run_dir)
+    if not run.dense.path.exists():
+        return False
+    problem = _other_adoption(run, model_path, dataset, flags)
+    if problem is None:
+        return True
+    if force:
+        return False
+    raise UserError(f"{run.dense.path} holds {problem}; pass --force to replace it, or give another --out")
+
+
+def _other_adoption(run: RunDir, model_path: Path, dataset: Dataset, flags: dict) -> str | None:
+    """How ``run``'s dense model differs from adopting ``model_path`` on ``dataset``, or None."""
+    from slimdeploy import runinfo
+
+    metrics = runinfo.dense_metrics(run.root)
+    adopted = metrics.adopted
+    if not adopted:
+        return f"a model trained from a recipe, not {model_path}"
+    if adopted.sha256 != model_sha256(model_path):
+        return f"another model ({adopted.source}, sha256 {adopted.sha256[:12]}…), not {model_path}"
+    recorded, wanted = metrics.get("data") or DataInfo(), dataset.describe()
+    changed = [key for key in SPLIT_KEYS if recorded.get(key) != wanted.get(key)]
+    # --epochs is also the prune's own setting (epochs per round), so it may change between prunes.
+    changed += [key for key, value in flags.items() if value is not None and key != "epochs"
+                and (adopted.training or {}).get(key) != value]
+    if changed:
+        return f"{model_path} adopted with other data or settings ({', '.join(changed)})"
+    return None
+
+
+def replace_derived(run_dir) -> None:
+    """Before another model is adopted into ``run_dir`` (``--force``): remove what the stages
+    after ``dense/`` made from the model it replaces, so no result describes the wrong model."""
+    import shutil
+
+    run = RunDir(run_dir)
+    if not run.dense.path.exists():
+        return
+    for path in run.derived_paths():
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+
+def adopt_for_pruning(model_file, data, run_dir, prune_settings, *, seed: int = 0, validation_size=None, scale=None,
+                      training: dict | None = None, resume: bool = False, force: bool = False) -> Dataset:
+    """Adopt ``model_file`` into ``run_dir/dense`` (or reuse the same adoption there), check that
+    each of ``prune_settings`` can prune it, and return the loaded data. If a check fails before
+    pruning starts, nothing this call made is left."""
+    from slimdeploy.prune.lottery import check_prune
+
+    model_file = Path(model_file).expanduser()
+    flags = training or {}
+    _, dataset = load_for_adoption(model_file, data, validation_size=validation_size, seed=seed, scale=scale)
+    run = RunDir(run_dir)
+    with fsutil.remove_if_created(run.root, on=(UserError,)), fsutil.remove_if_created(run.dense.path, on=(UserError,)):
+        if not adopted_here(run.root, model_file, dataset, flags, force=force):
+            replace_derived(run.root)
+            adopt_model(model_file, dataset, run.root, seed=seed, training=flags, force=force)
+        for settings in prune_settings:  # the model's own refusals (no Dense layer, unreachable --target)
+            check_prune(run.root, settings, resume=resume, force=force, data=dataset)
+    return dataset

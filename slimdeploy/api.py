@@ -1,0 +1,130 @@
+"""The stages as Python functions, for notebooks and scripts (the CLI runs the same code).
+
+    from slimdeploy import prune_model, export_models, bench_models, make_report
+
+    lottery = prune_model("my_model.keras", data="my_data.npz", out="runs/mine", mode="structured")
+    manifest = export_models("runs/mine", targets=["onnx", "openvino"])
+    results = bench_models("runs/mine", batches=[1, 64])
+    paths = make_report("runs/mine")
+
+Each function takes the stage's settings as keyword arguments (the fields of
+``PruneSettings``, ``ExportSettings``, ``BenchSettings``, ``ReportSettings``: the CLI's
+options with ``_`` for ``-``), writes the same files as the command, and returns the record it
+wrote (``slimdeploy.records``). Wrong input raises ``slimdeploy.errors.UserError`` with the
+same one-line message the CLI prints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from slimdeploy.errors import UserError
+
+
+def adopt_model(model, data, out=None, *, seed: int = 0, validation_size=None, scale=None, force: bool = False,
+                **training):
+    """Make ``out`` (default ``runs/<model stem>``) a run directory whose dense model is the
+    trained ``model`` file (.keras or legacy .h5), evaluated on ``data``. ``training``:
+    optimizer, learning_rate, batch_size, epochs, loss for later retraining (default: the
+    model's saved compile config). Returns ``records.run.DenseMetrics``."""
+    from slimdeploy.adopt import TRAINING_FLAGS, adopt_model as adopt
+    from slimdeploy.records.run import DenseMetrics
+
+    _refuse_unknown(training, TRAINING_FLAGS, "adopt_model")
+    out = Path(out) if out is not None else Path("runs") / Path(model).stem
+    return DenseMetrics.from_json(adopt(model, data, out, seed=seed, validation_size=validation_size, scale=scale,
+                                        training=training, force=force))
+
+
+def train_model(recipe: str = "fashion_mlp", out=None, *, data=None, epochs: int | None = None, seed: int | None = None,
+                limit: int | None = None, force: bool = False, progress=None):
+    """Train a recipe (a name from ``models/`` or a TOML path) into ``out`` (default
+    ``runs/<recipe name>``). Returns ``records.run.DenseMetrics``."""
+    from slimdeploy.config import check_recipe_data, load_recipe
+    from slimdeploy.data import load_dataset
+    from slimdeploy.records.run import DenseMetrics
+    from slimdeploy.train import train_dense
+
+    chosen = load_recipe(recipe).with_training(epochs=epochs, seed=seed)
+    check_recipe_data(chosen, data)
+    dataset = load_dataset(data, chosen.dataset.validation_size, chosen.training.seed, limit=limit,
+                           scale=chosen.dataset.scale, input_shape=chosen.input_shape)
+    out = Path(out) if out is not None else Path("runs") / chosen.name
+    return DenseMetrics.from_json(train_dense(chosen, dataset, out, force=force, progress=progress))
+
+
+def prune_model(source, *, data=None, out=None, mode: str = "structured", seed: int = 0, resume: bool = False,
+                force: bool = False, progress=None, **settings):
+    """Prune a run directory, or adopt a trained model file (with ``data``) into ``out`` and
+    prune it. ``mode``: structured, unstructured or both; ``settings``: ``PruneSettings``
+    fields (rounds, rate, target, reset, max_drop, epochs, ...). Returns the
+    ``records.lottery.LotteryRecord`` (with mode "both": a dict of them by mode)."""
+    from slimdeploy.adopt import adopt_for_pruning
+    from slimdeploy.models import model_format
+    from slimdeploy.prune.lottery import prune_run
+    from slimdeploy.prune.settings import PruneSettings
+    from slimdeploy.records.lottery import LotteryRecord
+
+    modes = ("structured", "unstructured") if mode == "both" else (mode,)
+    _refuse_unknown(settings, _field_names(PruneSettings) - {"mode"}, "prune_model")
+    path = Path(source).expanduser()
+    adopting = model_format(path) is not None and not path.is_dir()
+    all_settings = [PruneSettings(mode=name, **settings).validated() for name in modes]
+    run_dir = (Path(out) if out is not None else Path("runs") / path.stem) if adopting else path
+    if adopting:
+        data = adopt_for_pruning(path, data, run_dir, all_settings, seed=seed, resume=resume, force=force)
+    records = {chosen.mode: LotteryRecord.from_json(prune_run(run_dir, chosen, resume=resume, force=force,
+                                                              progress=progress, data=data))
+               for chosen in all_settings}
+    return records if mode == "both" else records[mode]
+
+
+def export_models(source, *, out=None, data=None, force: bool = False, resume: bool = False, progress=None,
+                  **settings):
+    """Export a run directory or a model file; ``settings``: ``ExportSettings`` fields
+    (targets, precision, opset, ...). Returns ``records.export.ExportManifest``."""
+    from slimdeploy.export.api import export_source
+    from slimdeploy.export.settings import ExportSettings
+    from slimdeploy.records.export import ExportManifest
+
+    _refuse_unknown(settings, _field_names(ExportSettings), "export_models")
+    chosen = ExportSettings(**settings).validated()
+    return ExportManifest.from_json(export_source(source, chosen, out, force=force, resume=resume, progress=progress,
+                                                  data=data))
+
+
+def bench_models(*sources, out=None, force: bool = False, resume: bool = False, progress=None, **settings):
+    """Benchmark run directories, export directories or artifact files (the first is the
+    baseline); ``settings``: ``BenchSettings`` fields (runtimes, batches, threads, ...).
+    Returns ``records.bench.BenchResults``."""
+    from slimdeploy.bench.api import run_bench
+    from slimdeploy.bench.settings import BenchSettings
+    from slimdeploy.records.bench import BenchResults
+
+    if not sources:
+        raise UserError("bench_models: give at least one run directory, export directory or artifact")
+    _refuse_unknown(settings, _field_names(BenchSettings), "bench_models")
+    chosen = BenchSettings(**settings).validated()
+    return BenchResults.from_json(run_bench([str(source) for source in sources], chosen, out, force=force,
+                                            resume=resume, progress=progress))
+
+
+def make_report(source, *, out=None, force: bool = False, **settings) -> list[Path]:
+    """Write the report of a run directory or bench.json; ``settings``: ``ReportSettings``
+    fields (formats, baseline, ...). Returns the paths written."""
+    from slimdeploy.report.api import make_report as write_report
+    from slimdeploy.report.settings import ReportSettings
+
+    _refuse_unknown(settings, _field_names(ReportSettings), "make_report")
+    return write_report(source, ReportSettings(**settings).validated(), out, force=force)
+
+
+def _field_names(cls) -> set[str]:
+    return {field.name for field in dataclasses.fields(cls)}
+
+
+def _refuse_unknown(given: dict, known, where: str) -> None:
+    unknown = sorted(set(given) - set(known))
+    if unknown:
+        raise UserError(f"{where}: unknown setting(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")

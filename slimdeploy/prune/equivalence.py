@@ -1,0 +1,189 @@
+"""The check that a structurally pruned model computes what the masked full-width model computes.
+
+Before a shrunken model is retrained, ``check_shrunk`` builds the *masked* model: a copy of
+the model it was cut from in which the removed units' kernel columns and biases, the
+normalization entries behind them and the kernel rows that read them are zero. That model
+is exactly what the narrow one should compute, so the two must agree on a probe batch; any
+slicing error (a wrong row order, a wrong offset in a concatenation) shows as a difference.
+
+The producers are masked from ``keep`` alone, the consumers from ``neurons.kept_rows``: if
+those rows were wrong the masked model would read removed (zero) units while the narrow
+model reads kept ones in their place, so the check does not depend on the code it checks.
+
+LayerNormalization renormalises over the channels it is given, so zeroing channels is not
+enough there: in the masked model each sliced LayerNormalization (nested ones too) becomes a
+masked layer norm whose mean and variance are taken over the kept channels only and whose
+removed channels come out zero. Then every model's whole output is compared exactly.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from slimdeploy.errors import WorkError
+from slimdeploy.prune import neurons
+from slimdeploy.prune.graph import DenseGraph, find_layer
+
+PROBE_ROWS = 16
+PROBE_SEED = 0
+RELATIVE_TOLERANCE = 1e-5
+
+
+def check_shrunk(source, narrow, keep: dict[str, np.ndarray], graph: DenseGraph) -> None:
+    """Raise ``WorkError`` unless ``narrow`` matches ``source`` with the units not in ``keep`` masked."""
+    probe = probe_inputs(source)
+    _compare(_outputs(masked_model(source, keep, graph), probe), _outputs(narrow, probe), _pruned_layers(source, keep),
+             "outputs")
+
+
+def masked_model(source, keep: dict[str, np.ndarray], graph: DenseGraph):
+    """A copy of ``source`` whose units not in ``keep`` contribute nothing anywhere (only for the check: never saved)."""
+    import keras
+
+    kept_channels = {name: neurons.kept_rows(source, layout, keep, graph) for name, layout in graph.channels.items()}
+    layer_norms = {name: _layer_norm_mask(find_layer(source, name), kept) for name, kept in kept_channels.items()
+                   if isinstance(find_layer(source, name), keras.layers.LayerNormalization)}
+    masked = keras.models.clone_model(source, recursive=True, clone_function=lambda layer: _cloned(layer, layer_norms))
+    masked.set_weights(source.get_weights())
+    for name, kept in keep.items():
+        layer = find_layer(masked, name)
+        removed = _removed(kept, int(layer.units))
+        weights = layer.get_weights()
+        weights[0][..., removed] = 0.0
+        for bias in weights[1:]:
+            bias[removed] = 0.0
+        layer.set_weights(weights)
+    for name, layout in graph.rows.items():
+        layer = find_layer(masked, name)
+        weights = layer.get_weights()
+        weights[0][_removed(neurons.kept_rows(source, layout, keep, graph), weights[0].shape[0]), :] = 0.0
+        layer.set_weights(weights)
+    for name, kept in kept_channels.items():
+        if name in layer_norms:
+            continue  # the masked layer norm zeroes its removed channels itself
+        layer = find_layer(masked, name)
+        removed = _removed(kept, _channel_count(find_layer(source, name)))
+        # Only the scale and offset (gamma, beta): a zero scale and offset make the channel exactly zero.
+        weights = [_zeroed(weight, removed) if index < _scale_and_offset(layer) else weight
+                   for index, weight in enumerate(layer.get_weights())]
+        layer.set_weights(weights)
+    return masked
+
+
+def _cloned(layer, layer_norms: dict[str, np.ndarray]):
+    """``layer`` rebuilt from its config; a sliced LayerNormalization as the masked layer norm."""
+    config = layer.get_config()
+    if layer.name in layer_norms:
+        return masked_layer_normalization().from_config({**config, "kept": layer_norms[layer.name]})
+    return layer.__class__.from_config(config)
+
+
+@functools.cache
+def masked_layer_normalization():
+    """The class of Keras' LayerNormalization with its statistics over the kept channels (mask ``kept``) only."""
+    import keras
+    from keras import ops
+
+    class MaskedLayerNormalization(keras.layers.LayerNormalization):
+        """``LayerNormalization`` of the kept channels alone, the removed ones zero (the last axis only).
+
+        The same formula as ``keras.ops.layer_normalization`` (epsilon inside the square root,
+        ``rms_scaling`` dividing by the variance without centring), each mean over the kept channels.
+        """
+
+        def __init__(self, kept, **kwargs):
+            super().__init__(**kwargs)
+            self.kept = np.asarray(kept, dtype=bool)
+
+        def call(self, inputs):
+            x = ops.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))
+            mask = ops.convert_to_tensor(self.kept, dtype=x.dtype)
+            count = ops.sum(mask)
+            mean = ops.sum(x * mask, axis=-1, keepdims=True) / count
+            centred = (x - mean) * mask
+            inverse = ops.rsqrt(ops.sum(ops.square(centred), axis=-1, keepdims=True) / count + self.epsilon)
+            outputs = (x if self.rms_scaling else centred) * inverse
+            if self.gamma is not None:
+                outputs = outputs * ops.cast(self.gamma, x.dtype)
+            if self.beta is not None:
+                outputs = outputs + ops.cast(self.beta, x.dtype)
+            return ops.cast(outputs * mask, self.compute_dtype)
+
+    return MaskedLayerNormalization
+
+
+def _scale_and_offset(layer) -> int:
+    """How many of a normalization layer's weights are its learned scale and offset (they come first)."""
+    return int(bool(getattr(layer, "scale", True))) + int(bool(getattr(layer, "center", True)))
+
+
+def _zeroed(weight: np.ndarray, removed: np.ndarray) -> np.ndarray:
+    weight = weight.copy()
+    weight[..., removed] = 0.0
+    return weight
+
+
+def _removed(kept: np.ndarray, size: int) -> np.ndarray:
+    return np.setdiff1d(np.arange(size), kept)
+
+
+def _layer_norm_mask(layer, kept: np.ndarray) -> np.ndarray:
+    """The kept channels of a LayerNormalization as a mask; a WorkError unless it normalises the last axis alone."""
+    rank = len(layer.input.shape)
+    axes = layer.axis if isinstance(layer.axis, (list, tuple)) else [layer.axis]
+    if [axis % rank for axis in axes] != [rank - 1]:
+        raise WorkError(f"cannot check the pruned LayerNormalization '{layer.name}': it normalises over axis "
+                        f"{layer.axis} of a rank-{rank} input, and the check handles only the last axis")
+    mask = np.zeros(_channel_count(layer), dtype=bool)
+    mask[kept] = True
+    return mask
+
+
+def _channel_count(layer) -> int:
+    """The channels (last axis) a normalization layer is given."""
+    return int(layer.input.shape[-1])
+
+
+def probe_inputs(model, rows: int = PROBE_ROWS, seed: int = PROBE_SEED):
+    """A fixed batch in the model's input shapes and dtypes: integer ids within its Embedding's range."""
+    from slimdeploy.models import integer_input_range
+
+    rng = np.random.default_rng(seed)
+    arrays = []
+    for tensor in model.inputs:
+        shape = [rows] + [8 if size is None else int(size) for size in tensor.shape[1:]]
+        dtype = np.dtype(str(getattr(tensor.dtype, "name", tensor.dtype)))
+        if np.issubdtype(dtype, np.integer):
+            low, high = integer_input_range(model) or (0, 2)
+            arrays.append(rng.integers(low, high, size=shape).astype(dtype))
+        elif dtype == np.bool_:
+            arrays.append(rng.random(shape) < 0.5)
+        else:
+            arrays.append(rng.standard_normal(shape).astype(dtype))
+    return arrays[0] if len(arrays) == 1 else arrays
+
+
+def _outputs(model, probe) -> list[np.ndarray]:
+    import keras
+
+    return [np.asarray(keras.ops.convert_to_numpy(value)) for value in keras.tree.flatten(model(probe, training=False))]
+
+
+def _compare(expected: list[np.ndarray], got: list[np.ndarray], pruned: list[str], what: str) -> None:
+    for reference, value in zip(expected, got):
+        if reference.shape != value.shape:
+            raise WorkError(f"structured pruning of {', '.join(pruned)} changed the shape of the {what} "
+                            f"({reference.shape} -> {value.shape})")
+        difference = float(np.max(np.abs(reference.astype(np.float64) - value))) if reference.size else 0.0
+        tolerance = RELATIVE_TOLERANCE * (1.0 + float(np.max(np.abs(reference))) if reference.size else 1.0)
+        if not difference <= tolerance:
+            raise WorkError(f"structured pruning of {', '.join(pruned)} changed the {what}: max |diff| {difference:.3g} "
+                            f"> {tolerance:.3g} against the same model with the removed units masked (a slicing error)")
+
+
+def _pruned_layers(source, keep: dict[str, np.ndarray]) -> list[str]:
+    """The layers that lose units (all named in ``keep`` when none does)."""
+    pruned = [name for name, kept in keep.items() if len(kept) < int(find_layer(source, name).units)]
+    return pruned or list(keep)
