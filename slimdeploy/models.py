@@ -86,27 +86,29 @@ def count_nonzero_params(model) -> int:
     return int(sum(np.count_nonzero(w.numpy()) for w in model.weights))
 
 
-def count_flops(model, nonzero_only: bool = False) -> int:
+def count_flops(model, nonzero_only: bool = False) -> int | None:
     """FLOPs of one sample's forward pass: multiply-adds of Dense and Conv2D layers, x2.
 
     With ``nonzero_only`` the zero kernel entries are left out (the ideal for a sparse
-    kernel; dense runtimes do not get it).
+    kernel; dense runtimes do not get it). None when a layer applies at a number of positions
+    the model leaves open (a per-time-step Dense on a variable-length sequence): the count
+    would depend on the input, so no number is given rather than a wrong one.
     """
     import keras
 
     total = 0
     for layer in _all_layers(model):
         if isinstance(layer, keras.layers.Dense):
-            kernel = layer.kernel.numpy()
-            macs = np.count_nonzero(kernel) if nonzero_only else kernel.size
-            # A Dense layer on a rank>2 input applies per position.
-            positions = int(np.prod(layer.input.shape[1:-1])) if len(layer.input.shape) > 2 else 1
-            total += 2 * int(macs) * positions
+            positions_shape = layer.input.shape[1:-1]  # a Dense layer on a rank>2 input applies per position
         elif isinstance(layer, keras.layers.Conv2D):
-            kernel = layer.kernel.numpy()
-            macs = np.count_nonzero(kernel) if nonzero_only else kernel.size
-            out_h, out_w = layer.output.shape[1:3]
-            total += 2 * int(macs) * int(out_h) * int(out_w)
+            positions_shape = layer.output.shape[1:3]
+        else:
+            continue
+        if any(size is None for size in positions_shape):
+            return None
+        kernel = layer.kernel.numpy()
+        macs = np.count_nonzero(kernel) if nonzero_only else kernel.size
+        total += 2 * int(macs) * int(np.prod(positions_shape, dtype=np.int64))
     return int(total)
 
 

@@ -302,3 +302,29 @@ def test_a_variable_length_sequence_model_exports_and_benchmarks_at_a_given_leng
     for cell in results["cells"]:
         assert cell["status"] == "ok", cell["error"]
         assert cell["input"] == {"dtype": "int32", "low": 0, "high": TOKENS, "range_from": "model"}
+
+
+def test_a_per_step_dense_on_any_length_has_no_flop_count_rather_than_a_wrong_one(tmp_path):
+    """Its FLOPs per sample depend on the sequence length: export and bench say null, never a guess."""
+    import keras
+
+    from zoo import FEATURES, TIME_STEPS, per_step_dense
+
+    npz = tmp_path / "steps.npz"
+    fixed = per_step_dense(npz)
+    model = keras.Sequential([keras.Input((None, FEATURES), name="input"), *fixed.layers])
+    model.save(tmp_path / "any_length.keras")
+    out = tmp_path / "exports"
+    result = run_cli_here("export", str(tmp_path / "any_length.keras"), "--data", str(npz), "--target", "onnx",
+                          "--out", str(out), "--quiet")
+    assert result.returncode == 0, result.stderr
+    manifest = _json(out / "export.json")
+    assert manifest["models"]["any_length"]["flops"] is None
+    [artifact] = manifest["artifacts"]
+    assert artifact["valid"] and artifact["flops"] is None and artifact["max_abs_diff"] <= FP32_TOLERANCE
+    result = run_cli_here("bench", str(out), "--out", str(tmp_path / "b.json"), "--input-shape",
+                          f"{TIME_STEPS},{FEATURES}", *QUICK_BENCH)
+    assert result.returncode == 0, result.stderr
+    results = _json(tmp_path / "b.json")
+    assert results["models"]["any_length"].get("flops") is None
+    assert all(cell["status"] == "ok" for cell in results["cells"])
