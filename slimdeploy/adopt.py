@@ -73,6 +73,7 @@ def adopt_model(model_path, data, out_dir, *, validation_size=None, seed: int = 
                 source=str(model_path.resolve()), sha256=sha256, format=model_format(model_path),
                 theta0=False, init_weights=INIT_WEIGHTS_NOTE, training=dataclasses.asdict(settings),
                 training_from=origin, **({"ignored": ignored} if ignored else {}),
+                validation=validation_origin(dataset),
             ),
             versions=environment.library_versions(),
         )
@@ -310,9 +311,24 @@ def adopt_for_pruning(model_file, data, run_dir, prune_settings, *, seed: int = 
     _, dataset = load_for_adoption(model_file, data, validation_size=validation_size, seed=seed, scale=scale)
     run = RunDir(run_dir)
     with fsutil.remove_if_created(run.root, on=(UserError,)), fsutil.remove_if_created(run.dense.path, on=(UserError,)):
-        if not adopted_here(run.root, model_file, dataset, flags, force=force):
-            replace_derived(run.root)
-            adopt_model(model_file, dataset, run.root, seed=seed, training=flags, force=force)
+        adopt_or_reuse(model_file, dataset, run.root, flags, seed=seed, force=force)
         for settings in prune_settings:  # the model's own refusals (no Dense layer, unreachable --target)
             check_prune(run.root, settings, resume=resume, force=force, data=dataset)
     return dataset
+
+
+def adopt_or_reuse(model_file, dataset: Dataset, run_dir, flags: dict, *, seed: int = 0, force: bool = False) -> None:
+    """Adopt ``model_file`` into ``run_dir``, unless the same adoption is there already; with
+    ``force``, another model there is replaced together with everything made from it."""
+    if not adopted_here(Path(run_dir), Path(model_file), dataset, flags, force=force):
+        replace_derived(run_dir)
+        adopt_model(model_file, dataset, run_dir, seed=seed, training=flags, force=force)
+
+
+def validation_origin(dataset: Dataset) -> str:
+    """Whether an adopted model's validation rows were held out from its training, as far as we know."""
+    if dataset.validation_given:
+        return "x_val, y_val as given in the data"
+    return (f"{dataset.validation_size} rows drawn (seed {dataset.seed}) from x_train: the adopted model may have "
+            "been trained on them, so validation accuracy (the reset winner, --max-drop) can favour it; "
+            "give x_val, y_val in the .npz to hold them out")

@@ -25,16 +25,19 @@ from slimdeploy.errors import UserError
 def adopt_model(model, data, out=None, *, seed: int = 0, validation_size=None, scale=None, force: bool = False,
                 **training):
     """Make ``out`` (default ``runs/<model stem>``) a run directory whose dense model is the
-    trained ``model`` file (.keras or legacy .h5), evaluated on ``data``. ``training``:
-    optimizer, learning_rate, batch_size, epochs, loss for later retraining (default: the
-    model's saved compile config). Returns ``records.run.DenseMetrics``."""
-    from slimdeploy.adopt import TRAINING_FLAGS, adopt_model as adopt
+    trained ``model`` file (.keras or legacy .h5), evaluated on ``data``; the same adoption
+    there is reused, another model is replaced (with what was made from it) only with
+    ``force``. ``training``: optimizer, learning_rate, batch_size, epochs, loss for later
+    retraining (default: the model's saved compile config). Returns ``records.run.DenseMetrics``."""
+    from slimdeploy.adopt import TRAINING_FLAGS, adopt_or_reuse, load_for_adoption
     from slimdeploy.records.run import DenseMetrics
+    from slimdeploy.rundir import RunDir
 
     _refuse_unknown(training, TRAINING_FLAGS, "adopt_model")
     out = Path(out) if out is not None else Path("runs") / Path(model).stem
-    return DenseMetrics.from_json(adopt(model, data, out, seed=seed, validation_size=validation_size, scale=scale,
-                                        training=training, force=force))
+    _, dataset = load_for_adoption(Path(model), data, validation_size=validation_size, seed=seed, scale=scale)
+    adopt_or_reuse(model, dataset, out, training, seed=seed, force=force)
+    return DenseMetrics.load(RunDir(out).dense_metrics)
 
 
 def train_model(recipe: str = "fashion_mlp", out=None, *, data=None, epochs: int | None = None, seed: int | None = None,
@@ -54,26 +57,33 @@ def train_model(recipe: str = "fashion_mlp", out=None, *, data=None, epochs: int
     return DenseMetrics.from_json(train_dense(chosen, dataset, out, force=force, progress=progress))
 
 
-def prune_model(source, *, data=None, out=None, mode: str = "structured", seed: int = 0, resume: bool = False,
-                force: bool = False, progress=None, **settings):
+def prune_model(source, *, data=None, out=None, mode: str = "structured", seed: int = 0, validation_size=None,
+                scale=None, resume: bool = False, force: bool = False, progress=None, **settings):
     """Prune a run directory, or adopt a trained model file (with ``data``) into ``out`` and
     prune it. ``mode``: structured, unstructured or both; ``settings``: ``PruneSettings``
-    fields (rounds, rate, target, reset, max_drop, epochs, ...). Returns the
+    fields (rounds, rate, target, reset, max_drop, epochs, ...) and, when adopting, the
+    training settings (optimizer, learning_rate, batch_size, loss). Returns the
     ``records.lottery.LotteryRecord`` (with mode "both": a dict of them by mode)."""
-    from slimdeploy.adopt import adopt_for_pruning
+    from slimdeploy.adopt import TRAINING_FLAGS, adopt_for_pruning
     from slimdeploy.models import model_format
     from slimdeploy.prune.lottery import prune_run
     from slimdeploy.prune.settings import PruneSettings
     from slimdeploy.records.lottery import LotteryRecord
 
     modes = ("structured", "unstructured") if mode == "both" else (mode,)
+    training = {key: settings.pop(key) for key in TRAINING_FLAGS if key in settings and key != "epochs"}
     _refuse_unknown(settings, _field_names(PruneSettings) - {"mode"}, "prune_model")
     path = Path(source).expanduser()
     adopting = model_format(path) is not None and not path.is_dir()
+    if training and not adopting:
+        raise UserError(f"prune_model: {', '.join(training)}: only when adopting a model file")
     all_settings = [PruneSettings(mode=name, **settings).validated() for name in modes]
     run_dir = (Path(out) if out is not None else Path("runs") / path.stem) if adopting else path
     if adopting:
-        data = adopt_for_pruning(path, data, run_dir, all_settings, seed=seed, resume=resume, force=force)
+        # As in the CLI: --epochs is both the retraining per round and the recorded training epochs.
+        training["epochs"] = settings.get("epochs")
+        data = adopt_for_pruning(path, data, run_dir, all_settings, seed=seed, validation_size=validation_size,
+                                 scale=scale, training=training, resume=resume, force=force)
     records = {chosen.mode: LotteryRecord.from_json(prune_run(run_dir, chosen, resume=resume, force=force,
                                                               progress=progress, data=data))
                for chosen in all_settings}

@@ -87,23 +87,30 @@ def count_nonzero_params(model) -> int:
 
 
 def count_flops(model, nonzero_only: bool = False) -> int | None:
-    """FLOPs of one sample's forward pass: multiply-adds of Dense and Conv2D layers, x2.
+    """FLOPs of one sample's forward pass: multiply-adds of Dense and Conv1D/2D/3D layers, x2.
 
     With ``nonzero_only`` the zero kernel entries are left out (the ideal for a sparse
-    kernel; dense runtimes do not get it). None when a layer applies at a number of positions
-    the model leaves open (a per-time-step Dense on a variable-length sequence): the count
-    would depend on the input, so no number is given rather than a wrong one.
+    kernel; dense runtimes do not get it). None rather than a wrong number when the count is
+    not known: a per-position layer whose positions the model leaves open (a per-time-step
+    Dense on a variable-length sequence), a layer called more than once, or a layer with
+    weights whose arithmetic this does not model (depthwise/transposed convolutions,
+    EinsumDense, recurrent or attention layers). Normalization and Embedding lookups count 0.
     """
     import keras
 
+    layers = keras.layers
+    counted = (layers.Dense, layers.Conv1D, layers.Conv2D, layers.Conv3D)
+    uncounted = (layers.DepthwiseConv1D, layers.DepthwiseConv2D, layers.SeparableConv1D, layers.SeparableConv2D,
+                 layers.Conv1DTranspose, layers.Conv2DTranspose, layers.Conv3DTranspose)
+    free = (layers.BatchNormalization, layers.LayerNormalization, layers.Embedding)
     total = 0
     for layer in _all_layers(model):
-        if isinstance(layer, keras.layers.Dense):
-            positions_shape = layer.input.shape[1:-1]  # a Dense layer on a rank>2 input applies per position
-        elif isinstance(layer, keras.layers.Conv2D):
-            positions_shape = layer.output.shape[1:3]
-        else:
+        if not layer.weights or isinstance(layer, free):
             continue
+        if isinstance(layer, uncounted) or not isinstance(layer, counted) or len(layer._inbound_nodes) != 1:
+            return None
+        # A Dense layer applies at every position of a rank>2 input; a convolution at every output position.
+        positions_shape = layer.input.shape[1:-1] if isinstance(layer, layers.Dense) else layer.output.shape[1:-1]
         if any(size is None for size in positions_shape):
             return None
         kernel = layer.kernel.numpy()
@@ -158,6 +165,10 @@ def model_format(path: str | os.PathLike) -> str | None:
 def check_model_file(path: str | os.PathLike, what: str = "model") -> dict:
     """``check_h5_model`` for a legacy ``.h5``/``.hdf5`` file, else ``check_keras_archive``
     (which names any other file as not a ``.keras`` file); returns the model's config."""
+    suffix = Path(path).suffix
+    if suffix.lower() in MODEL_SUFFIXES and suffix not in MODEL_SUFFIXES:  # Keras matches suffixes case-sensitively
+        raise ModelFileError(f"{what} {path}: Keras reads only lower-case {suffix.lower()} names; rename it to "
+                             f"{Path(path).with_suffix(suffix.lower()).name}")
     if model_format(path) == "h5":
         return check_h5_model(path, what)
     return check_keras_archive(path, what)

@@ -89,8 +89,13 @@ def check_input_shape(model, data: Dataset, what: str = "model") -> None:
 
 
 def check_labels(model, data: Dataset, what: str = "model") -> None:
-    """Refuse labels the model has no output unit for (a single-unit output is binary: left alone)."""
+    """Refuse labels the model has no output unit for, and a single-unit (binary) output: accuracy
+    here is the highest of the class outputs, which for one unit is always class 0 — a wrong number."""
     units = model.output_shape[-1] if isinstance(model.output_shape, tuple) else None
+    if units == 1:
+        raise UserError(f"{what} has a single output unit (a binary sigmoid or logit): slimdeploy measures accuracy "
+                        "as the highest of two or more class outputs; give the model 2 output units "
+                        "(softmax, sparse categorical cross-entropy) for a binary task")
     highest = max((int(y.max()) for y in (data.y_train, data.y_val, data.y_test) if len(y)), default=0)
     if units and units > 1 and highest >= units:
         raise UserError(f"{what} has {units} output units (classes 0..{units - 1}) but the labels of {data.source} "

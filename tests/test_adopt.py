@@ -101,6 +101,8 @@ def test_prune_adopts_a_model_file_and_fine_tunes_it(inputs, tmp_path):
     assert metrics["adopted"]["source"] == str(model.resolve()) and metrics["adopted"]["theta0"] is False
     assert metrics["test_accuracy"] == _accuracy(model, data)
     assert metrics["data"]["train"] + metrics["data"]["validation"] == TRAIN and metrics["data"]["test"] == TEST
+    # d.npz has no x_val: the validation rows come from x_train, which the model trained on; said so.
+    assert metrics["adopted"]["validation"].startswith(f"{metrics['data']['validation']} rows drawn (seed 0) from x_train")
     lottery = _json(run / "structured" / "lottery.json")
     assert lottery["adopted"]["theta0"] is False and lottery["adopted"]["sha256"] == before
     assert lottery["settings"]["reset"] == "trained" and lottery["adopted"]["reset"] == "finetune"

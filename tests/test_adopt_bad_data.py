@@ -30,9 +30,12 @@ def files(tmp_path_factory):
     _npz(base / "wide.npz", x_train=x, y_train=np.where(y == 2, 5, y), x_test=x[:50], y_test=y[:50])
     _npz(base / "short.npz", x_train=x, y_train=y[:-1], x_test=x[:50], y_test=y[:50])
     _npz(base / "series.npz", x_train=x[..., None], y_train=y, x_test=x[:50, :, None], y_test=y[:50])
+    _npz(base / "binary.npz", x_train=x, y_train=y % 2, x_test=x[:50], y_test=y[:50] % 2)
     _npz(base / "float_ids.npz", x_train=rng.random((200, 12)), y_train=y, x_test=rng.random((50, 12)), y_test=y[:50])
     inputs = keras.Input((20,))
     keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(keras.layers.Dense(16)(inputs))).save(base / "mlp.keras")
+    keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(keras.layers.Dense(16)(inputs))).save(base / "binary.keras")
+    (base / "MLP.H5").write_bytes((base / "mlp.keras").read_bytes())  # its suffix in capitals
     inputs = keras.Input((20, 1))
     pooled = keras.layers.GlobalAveragePooling1D()(keras.layers.Conv1D(3, 3)(inputs))
     keras.Model(inputs, keras.layers.Activation("softmax")(pooled)).save(base / "no_dense.keras")
@@ -56,6 +59,8 @@ CASES = {  # id: (model, data, what the line must name)
     "adopt-no-dense": ("no_dense.keras", "series.npz", "no_dense.keras"),
     "adopt-image-folder-one-class": ("images.keras", "one_class", "one_class"),
     "adopt-data-dtype": ("ids.keras", "float_ids.npz", "float_ids.npz"),
+    "adopt-single-output-unit": ("binary.keras", "binary.npz", "binary.keras"),
+    "adopt-upper-case-suffix": ("MLP.H5", "wide.npz", "MLP.H5"),
 }
 
 

@@ -23,7 +23,7 @@ def test_importing_the_api_loads_no_tensorflow():
 
 
 def test_notebook_flow_returns_the_records_it_writes(tmp_path):
-    from slimdeploy import bench_models, export_models, make_report, prune_model
+    from slimdeploy import adopt_model, bench_models, export_models, make_report, prune_model
     from slimdeploy.records.bench import BenchResults
     from slimdeploy.records.export import ExportManifest
     from slimdeploy.records.lottery import LotteryRecord
@@ -51,6 +51,14 @@ def test_notebook_flow_returns_the_records_it_writes(tmp_path):
     paths = make_report(run_dir, formats=("md",))
     assert "report.md" in [p.name for p in paths] and "report.html" not in [p.name for p in paths]
     assert all(p.is_file() for p in paths)
+
+    # Another model adopted over it with force: nothing made from the old model may remain.
+    other, _ = trained("tabular", tmp_path / "other", epochs=2)
+    with pytest.raises(UserError, match="pass --force to replace it"):
+        adopt_model(other, npz, out=run_dir)
+    metrics = adopt_model(other, npz, out=run_dir, force=True)
+    assert metrics.adopted.source == str(other.resolve())
+    assert sorted(p.name for p in run_dir.iterdir()) == ["dense"]
 
 
 def test_unknown_settings_are_one_line_errors(tmp_path):

@@ -100,3 +100,19 @@ def test_archive_members_escaping_the_directory_are_refused(tiny_run, tmp_path, 
         target.writestr(member, "payload")
     with pytest.raises(ModelFileError, match="would be written outside"):
         load_model(path)
+
+
+def test_flops_count_conv1d_and_refuse_to_guess_for_shared_or_unmodelled_layers():
+    import keras
+
+    from slimdeploy.models import count_flops
+
+    inputs = keras.Input((20, 1))
+    flat = keras.layers.Flatten()(keras.layers.Conv1D(4, 3)(inputs))
+    assert count_flops(keras.Model(inputs, keras.layers.Dense(3)(flat))) == 2 * (3 * 4 * 18 + 18 * 4 * 3)
+    inputs = keras.Input((8,))
+    shared = keras.layers.Dense(8)
+    assert count_flops(keras.Model(inputs, keras.layers.Dense(3)(shared(shared(inputs))))) is None
+    inputs = keras.Input((6, 4))
+    recurrent = keras.layers.SimpleRNN(5)(inputs)
+    assert count_flops(keras.Model(inputs, keras.layers.Dense(3)(recurrent))) is None

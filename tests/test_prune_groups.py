@@ -311,6 +311,14 @@ def test_channel_mixing_layers_and_activations_keep_their_units():
     assert "Reshape 'reshape'" in graph.unprunable["before_reshape"]
 
 
+@pytest.mark.parametrize("activation", ["sparsemax", "log_softmax"])
+def test_other_normalising_activations_keep_their_units(activation):
+    inputs = keras.Input((12,), name="input")
+    hidden = layers.Dense(8, activation=activation, name="hidden")(inputs)
+    graph = analyze(keras.Model(inputs, layers.Dense(3, name="out")(hidden)))
+    assert graph.prunable == [] and f"{activation} mixes its units" in graph.unprunable["hidden"]
+
+
 def test_ambiguous_layer_names_are_refused():
     model = nested_model()
     block = model.get_layer("block")

@@ -137,7 +137,8 @@ _POOLING = ("GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalAveragePo
             "GlobalMaxPooling2D", "GlobalMaxPooling3D", "AveragePooling1D", "AveragePooling2D", "MaxPooling1D",
             "MaxPooling2D")
 # Activations that mix the units of a layer: removing one changes the others.
-_MIXING_ACTIVATIONS = ("softmax", "log_softmax")
+# glu halves the width as well: its units cannot map one to one.
+_MIXING_ACTIVATIONS = ("softmax", "log_softmax", "sparsemax", "glu")
 
 
 def _types(keras, names):

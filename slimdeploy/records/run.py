@@ -58,6 +58,7 @@ class AdoptedModel(Record):
     training: dict = ABSENT
     training_from: dict = ABSENT
     ignored: list = ABSENT            # what of the saved compile config could not be used, and why
+    validation: str = ABSENT          # where the validation rows came from, and whether the model may have seen them
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
