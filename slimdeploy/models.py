@@ -92,9 +92,10 @@ def count_flops(model, nonzero_only: bool = False) -> int | None:
     With ``nonzero_only`` the zero kernel entries are left out (the ideal for a sparse
     kernel; dense runtimes do not get it). None rather than a wrong number when the count is
     not known: a per-position layer whose positions the model leaves open (a per-time-step
-    Dense on a variable-length sequence), a layer called more than once, or a layer with
-    weights whose arithmetic this does not model (depthwise/transposed convolutions,
-    EinsumDense, recurrent or attention layers). Normalization and Embedding lookups count 0.
+    Dense on a variable-length sequence), or a layer with weights whose arithmetic this does
+    not model (depthwise/transposed convolutions, EinsumDense, recurrent or attention layers).
+    Normalization and Embedding lookups count 0. A layer shared by several calls is counted
+    once (Keras's own node count cannot tell a shared layer from a reloaded one).
     """
     import keras
 
@@ -107,7 +108,7 @@ def count_flops(model, nonzero_only: bool = False) -> int | None:
     for layer in _all_layers(model):
         if not layer.weights or isinstance(layer, free):
             continue
-        if isinstance(layer, uncounted) or not isinstance(layer, counted) or len(layer._inbound_nodes) != 1:
+        if isinstance(layer, uncounted) or not isinstance(layer, counted):
             return None
         # A Dense layer applies at every position of a rank>2 input; a convolution at every output position.
         positions_shape = layer.input.shape[1:-1] if isinstance(layer, layers.Dense) else layer.output.shape[1:-1]
