@@ -54,7 +54,7 @@ def adopt_model(model_path, data, out_dir, *, validation_size=None, seed: int = 
     from slimdeploy.train import split_accuracies
 
     model_path = Path(model_path).expanduser()
-    sha256 = model_sha256(model_path) if model_path.is_file() else None  # of the very bytes loaded next
+    sha256 = fsutil.file_sha256(model_path) if model_path.is_file() else None  # of the very bytes loaded next
     model, dataset = load_for_adoption(model_path, data, validation_size=validation_size, seed=seed, scale=scale)
     settings, origin, ignored = training_settings(model, model_path, training or {}, seed)
     with fsutil.atomic_dir(RunDir(out_dir).dense.path, force=force) as staging_path:
@@ -101,12 +101,6 @@ def load_for_adoption(model_path: Path, data, *, validation_size=None, seed: int
                                input_shape=tuple(model.input_shape[1:]))
     check_input_shape(model, dataset, f"model {model_path}")
     return model, dataset
-
-
-def model_sha256(model_path: Path) -> str:
-    from slimdeploy.data import _file_sha256
-
-    return _file_sha256(Path(model_path))
 
 
 def reinitialised(model, seed: int):
@@ -272,7 +266,7 @@ def _other_adoption(run: RunDir, model_path: Path, dataset: Dataset, flags: dict
     adopted = metrics.adopted
     if not adopted:
         return f"a model trained from a recipe, not {model_path}"
-    if adopted.sha256 != model_sha256(model_path):
+    if adopted.sha256 != fsutil.file_sha256(model_path):
         return f"another model ({adopted.source}, sha256 {adopted.sha256[:12]}…), not {model_path}"
     recorded, wanted = metrics.get("data") or DataInfo(), dataset.describe()
     changed = [key for key in SPLIT_KEYS if recorded.get(key) != wanted.get(key)]

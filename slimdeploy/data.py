@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from slimdeploy.errors import DataError
+from slimdeploy.fsutil import file_sha256
 
 IDX_FILES = {
     "x_train": "train-images-idx3-ubyte.gz",
@@ -196,17 +197,9 @@ def _missing_files(directory: Path) -> list[str]:
     return [name for name in IDX_FILES.values() if not (directory / name).is_file()]
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _listing_sha256(directory: Path, names) -> str:
     """The hash of a `sha256sum` listing of ``names`` (paths relative to ``directory``), in their order."""
-    listing = "".join(f"{_file_sha256(directory / name)}  {name}\n" for name in names)
+    listing = "".join(f"{file_sha256(directory / name)}  {name}\n" for name in names)
     return hashlib.sha256(listing.encode()).hexdigest()
 
 
@@ -247,7 +240,7 @@ def _validated(arrays: dict[str, np.ndarray], source: str) -> dict[str, np.ndarr
 
 
 def _from_npz(path: Path) -> RawData:
-    return RawData(_validated(_read_npz(path), str(path)), str(path.resolve()), "npz", _file_sha256(path))
+    return RawData(_validated(_read_npz(path), str(path)), str(path.resolve()), "npz", file_sha256(path))
 
 
 def _from_idx_dir(directory: Path) -> RawData:

@@ -235,3 +235,14 @@ def remove_if_created(directory: Path, on: tuple[type[BaseException], ...] = (Ba
         if not existed and directory.exists():
             shutil.rmtree(directory, ignore_errors=True)
         raise
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The sha256 of a file's bytes, read in 1 MiB blocks (a dataset or model need not fit in memory twice)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

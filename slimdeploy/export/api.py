@@ -14,7 +14,6 @@ exports only the rest.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -82,7 +81,7 @@ def export_source(source, settings: ExportSettings | None = None, out_dir=None, 
     # Everything that can be wrong with the user's input is found before anything is written.
     if plan.out_dir.exists() and not plan.out_dir.is_dir():
         raise UserError(f"output directory {plan.out_dir} exists and is not a directory")
-    sources_sha256 = {m.name: _sha256(m.path) for m in plan.models}
+    sources_sha256 = {m.name: fsutil.file_sha256(m.path) for m in plan.models}
     kept = Kept()
     if resume and not force:
         finished = _finished_export(plan.manifest, settings, sources_sha256)
@@ -168,10 +167,6 @@ def _checked(manifest: ExportManifest, manifest_path: Path) -> dict:
     return manifest.to_json()
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def _same_settings(recorded: dict, settings: ExportSettings, path: Path) -> None:
     wanted = settings.to_dict()
     refuse_changed_settings(path, "made", recorded, wanted, wanted)
@@ -212,7 +207,7 @@ def _resumable_artifacts(plan: SourcePlan, settings: ExportSettings, sources_sha
         if not artifact.valid or recorded.get(name) != sources_sha256.get(name):
             continue  # failed, or its Keras model has changed since: export it again
         files = [plan.out_dir / f for f in artifact.files or []]
-        if files and all(p.is_file() and artifact.file_sha256.get(p.name) == _sha256(p) for p in files):
+        if files and all(p.is_file() and artifact.file_sha256.get(p.name) == fsutil.file_sha256(p) for p in files):
             kept.artifacts[name, artifact.target] = artifact
             kept.facts[name] = (partial.models or {}).get(name)
     return kept
