@@ -249,7 +249,7 @@ def test_a_keras_file_exports_beside_itself_under_its_stem(dense_file, small_dat
 def test_fp16_halves_the_files_within_the_declared_tolerance(dense_file, small_data, tmp_path):
     import onnx
 
-    manifest = export_source(dense_file, ExportSettings(targets=["onnx", "openvino"], precision="fp16"), tmp_path / "fp16",
+    manifest = export_source(dense_file, ExportSettings(targets=["onnx", "openvino"], precisions=["fp16"]), tmp_path / "fp16",
                              data=small_data)
     fp32 = export_source(dense_file, ExportSettings(targets=["onnx", "openvino"]), tmp_path / "fp32", data=small_data)
     for half, full in zip(manifest["artifacts"], fp32["artifacts"]):
@@ -467,7 +467,10 @@ def test_bad_sources_and_outputs_fail_before_writing(dense_file, tmp_path):
 def test_settings_are_validated():
     for bad, message in (
         ({"targets": ["tflite"]}, "unknown export target"),
-        ({"precision": "int8"}, "precision"),
+        ({"precisions": ["int4"]}, "precision"),
+        ({"precisions": ["fp32", "fp16"]}, "choose one of fp32 and fp16"),
+        ({"calibration_size": 0}, "calibration_size"),
+        ({"calibration_method": "kl"}, "calibration_method"),
         ({"opset": 9}, "opset"),
         ({"batch": 0}, "batch"),
         ({"batch": "auto"}, "batch"),
@@ -499,7 +502,7 @@ def test_every_target_module_is_registered_and_declares_a_tolerance():
     for name, target in TARGETS.items():
         assert target.name == name and target.suffixes and target.runtime
         strict = target.tolerance(ExportSettings(), "f32")
-        loose = target.tolerance(ExportSettings(precision="fp16"), "f32")
+        loose = target.tolerance(ExportSettings(precisions=["fp16"]), "f32")
         assert (strict.atol, strict.min_top1_agreement) == (1e-4, 0.999)
         assert loose.atol > strict.atol and loose.min_top1_agreement == 0.99
 

@@ -71,7 +71,7 @@ def test_fp32_engine_matches_keras_and_covers_the_profile(model_file, small_data
 def test_fp16_engine_with_sparse_weights_reports_what_tensorrt_did(model_file, small_data, tmp_path):
     from slimdeploy.export.api import export_source
 
-    settings = ExportSettings(targets=["tensorrt"], precision="fp16", sparse_weights=True, trt_opt_batch=64)
+    settings = ExportSettings(targets=["tensorrt"], precisions=["fp16"], sparse_weights=True, trt_opt_batch=64)
     manifest = export_source(model_file, settings, tmp_path, data=small_data)
     (a,) = manifest["artifacts"]
     assert a["valid"], a

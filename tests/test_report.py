@@ -1,4 +1,4 @@
-"""`slimdeploy report`: the answer at the top, three plots, CI formats, and one-line errors.
+"""`slimdeploy report`: the answer at the top, four plots, CI formats, and one-line errors.
 
 Inputs are schema-conforming run files written by tests/test_report_inputs.py (seeded
 latency samples; the structured model truly ~2.4-4x faster, the unstructured one not).
@@ -77,21 +77,21 @@ def test_markdown_starts_with_the_answer(report):
     assert STRUCTURED_ORT in report["stdout"]
 
 
-def test_markdown_references_three_valid_pngs_made_by_matplotlib(report):
+def test_markdown_references_four_valid_pngs_made_by_matplotlib(report):
     text = (report["out"] / "report.md").read_text()
     names = re.findall(r"!\[[^\]]+\]\(([^)]+\.png)\)", text)
-    assert sorted(names) == ["accuracy_vs_weights.png", "latency_vs_batch.png", "speedup.png"]
+    assert sorted(names) == ["accuracy_vs_latency.png", "accuracy_vs_weights.png", "latency_vs_batch.png", "speedup.png"]
     for name in names:
         info = png_info((report["out"] / name).read_bytes())
         assert info["width"] >= 500 and info["height"] >= 300
         assert "matplotlib" in info["text"].get("Software", "")
 
 
-def test_html_is_self_contained_with_three_plots_and_the_verdict(report):
+def test_html_is_self_contained_with_four_plots_and_the_verdict(report):
     page = (report["out"] / "report.html").read_text()
     images = re.findall(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
-    assert len(images) == 3
-    assert page.count('<img src="data:image/png;base64,') == 3
+    assert len(images) == 4
+    assert page.count('<img src="data:image/png;base64,') == 4
     for data in images:
         png_info(base64.b64decode(data))
     assert STRUCTURED_ORT in page and UNSTRUCTURED_ORT in page
@@ -138,7 +138,7 @@ def test_csv_and_json_views(report):
     doc = json.loads((report["out"] / "report.json").read_text())
     assert doc["schema_version"] == 1
     assert any(a["sentence"].startswith(STRUCTURED_ORT) for a in doc["answers"])
-    assert sorted(doc["plots"]) == ["accuracy_vs_weights.png", "latency_vs_batch.png", "speedup.png"]
+    assert sorted(doc["plots"]) == ["accuracy_vs_latency.png", "accuracy_vs_weights.png", "latency_vs_batch.png", "speedup.png"]
     assert doc["settings"]["formats"] == ["md", "html", "json", "csv", "gab"] and "numpy" in doc["versions"]
 
 
@@ -172,9 +172,10 @@ def test_bench_json_alone_reports_beside_it(tmp_path):
     result = run_cli("report", str(bench), "--format", "md,html", "--no-step-summary", "--quiet")
     assert result.returncode == 0, result.stderr
     out = tmp_path / "results" / "report"
-    assert sorted(p.name for p in out.iterdir()) == ["latency_vs_batch.png", "report.html", "report.md", "speedup.png"]
+    assert sorted(p.name for p in out.iterdir()) == ["accuracy_vs_latency.png", "latency_vs_batch.png", "report.html",
+                                                     "report.md", "speedup.png"]
     page = (out / "report.html").read_text()
-    assert page.count('<img src="data:image/png;base64,') == 2  # no lottery.json: no accuracy curve
+    assert page.count('<img src="data:image/png;base64,') == 3  # no lottery.json: no accuracy-vs-weights curve
     assert "Made from a bench JSON alone" in page
     assert STRUCTURED_ORT in (out / "report.md").read_text()
 
@@ -184,7 +185,7 @@ def test_run_without_lottery_omits_the_accuracy_plot_with_a_note(tmp_path):
     result = run_cli("report", str(run_dir), "--format", "html", "--no-step-summary", "--quiet")
     assert result.returncode == 0, result.stderr
     page = (run_dir / "report" / "report.html").read_text()
-    assert page.count('<img src="data:image/png;base64,') == 2
+    assert page.count('<img src="data:image/png;base64,') == 3
     assert "No pruning rounds" in page and "accuracy-vs-weights plot is left out" in page
 
 
@@ -206,7 +207,7 @@ def test_existing_report_needs_force_and_force_never_wipes_other_files(report, t
     forced = run_cli("report", str(run_dir), "--force", "--format", "md", "--no-step-summary", "--quiet")
     assert forced.returncode == 0, forced.stderr
     assert sorted(p.name for p in (run_dir / "report").iterdir()) == [
-        "accuracy_vs_weights.png", "latency_vs_batch.png", "report.md", "speedup.png"]
+        "accuracy_vs_latency.png", "accuracy_vs_weights.png", "latency_vs_batch.png", "report.md", "speedup.png"]
     assert (run_dir / "report" / "report.md").stat().st_mtime_ns != before
     (run_dir / "notes.txt").write_text("mine")
     wipe = run_cli("report", str(run_dir), "--out", str(run_dir), "--force", "--no-step-summary")

@@ -28,12 +28,33 @@ def default_out(sources) -> Path:
     return RunDir(sources.run_dir).bench_json if sources.run_dir is not None else Path(BENCH_FILE)
 
 
+# OpenVINO packs int8 weights sparser than this (CPU_SPARSE_WEIGHTS_DECOMPRESSION_RATE).
+SPARSE_INT8_RATE = 0.5
+NO_AMX = "the CPU reports no AMX (amx_int8/amx_tile missing from its flags)"
+
+
+def sparse_int8_choice(setting: str, cpu: dict) -> dict:
+    """Whether sparse int8 twins are benched (``--sparse-int8``), as bench.json records it:
+    the CPU plugin packs sparse int8 weights only on CPUs with AMX."""
+    from slimdeploy.runtimes.openvino import cpu_has_amx
+
+    amx = cpu_has_amx(cpu)
+    if setting == "off":
+        return {"applicable": False, "reason": "--sparse-int8 off", "cpu": cpu.get("model")}
+    if setting == "auto" and not amx:
+        return {"applicable": False, "reason": NO_AMX, "cpu": cpu.get("model")}
+    reason = "the CPU reports AMX" if amx else f"--sparse-int8 on, although {NO_AMX}: the plugin keeps dense kernels"
+    return {"applicable": True, "rate": SPARSE_INT8_RATE, "reason": reason, "amx": amx, "cpu": cpu.get("model")}
+
+
 def prepare(sources, settings: BenchSettings | None = None):
     """Everything that can fail on the user's input, checked before anything runs."""
     settings = (settings or BenchSettings()).validated()
     if isinstance(sources, (str, os.PathLike)):
         sources = [sources]
-    resolved = resolve_sources(list(sources), settings.models)
+    sparse = sparse_int8_choice(settings.sparse_int8, environment.cpu_info())
+    resolved = resolve_sources(list(sources), settings.models, sparse.get("rate"))
+    resolved.sparse_int8 = {**sparse, "models": resolved.sparse_twins} if sparse["applicable"] else sparse
     if settings.baseline_model is None:  # recorded in bench.json's config as the name used
         settings = dataclasses.replace(settings, baseline_model=resolved.default_baseline())
     availability = all_availability()
@@ -114,6 +135,7 @@ class BenchDocument:
         config = {**settings.to_dict(), "sources": [shown_path(Path(s), None) for s in sources],
                   "input_dims": list(plan.input_dims) if plan.input_dims else None}
         results = BenchResults.new(config, environment.describe(), models, availability, resolved.notes)
+        results = results.replace(sparse_int8=resolved.sparse_int8)
         cells = {spec.id: base_cell(spec) for spec in plan.cells}
         for spec in plan.unavailable:
             cells[spec.id] = unavailable_cell(spec, availability[spec.runtime].get("reason", "unavailable"))
@@ -204,7 +226,9 @@ class JobMeasurer:
                 # benchmark_app's crosscheck runs in the first worker only.
                 fields = {**self.job_fields, "crosscheck": self.settings.crosscheck and index == 0}
                 run_job(dataclasses.replace(job, groups=groups), fields, on_record, self.events, self.stall_timeout)
-        return {cell_id: finish_cell(self.specs[cell_id], merge_records(records)) for cell_id, records in parts.items()}
+        merged = {cell_id: merge_records(records) for cell_id, records in parts.items()}
+        # The per-layer profile (kernels) is the first process's, as merge_records keeps it.
+        return {cell_id: finish_cell(self.specs[cell_id], record) for cell_id, record in merged.items()}
 
 
 def _job_fields(settings: BenchSettings, models: dict, input_dims: tuple | None = None) -> dict:

@@ -17,6 +17,18 @@ two bootstrap intervals, and the verdict is taken on that union:
 
 ``verdict_interval`` computes that union for two cell records; the regression gate
 (``report/gate.py``) judges on it too.
+
+Every model of a group was measured interleaved in one worker, so any two can be compared.
+Each comparison names the ``question`` it answers (``comparison_pairs``):
+
+- ``vs_baseline``: every model against the baseline model (dense fp32);
+- ``int8_on_pruned``: ``<m>-int8`` against ``<m>``, for a pruned ``m`` (does INT8 add to pruning?);
+- ``pruning_on_int8``: ``<m>-int8`` against ``<baseline>-int8`` (does pruning add to INT8?);
+- ``sparse_kernel``: ``<m>-int8-sparse`` against ``<m>-int8`` (does OpenVINO's sparse int8
+  kernel pay?).
+
+``ideal_speedup`` stays the FLOP ratio; where a side is int8, ``ideal_assumes`` says that no
+INT8 speedup is assumed (so ``int8_on_pruned`` has an ideal of 1.0).
 """
 
 from __future__ import annotations
@@ -28,9 +40,17 @@ import numpy as np
 
 from slimdeploy.bench import stats
 from slimdeploy.bench.cellkey import CellKey
+from slimdeploy.bench.sources import SPARSE_RATE_KEY
 from slimdeploy.runtimes.registry import sort_key
 
 MAX_BOOTSTRAP_SAMPLES = 5000
+
+VS_BASELINE = "vs_baseline"
+INT8_ON_PRUNED = "int8_on_pruned"
+PRUNING_ON_INT8 = "pruning_on_int8"
+SPARSE_KERNEL = "sparse_kernel"
+QUESTIONS = (VS_BASELINE, INT8_ON_PRUNED, PRUNING_ON_INT8, SPARSE_KERNEL)  # the order of the table
+INT8_IDEAL = "FLOP ratio only: no INT8 speedup is assumed"
 
 
 def thin(samples, limit: int = MAX_BOOTSTRAP_SAMPLES) -> np.ndarray:
@@ -90,29 +110,52 @@ def _ratio(a, b):
     return a / b if a and b else None
 
 
+def _is_int8(info: dict) -> bool:
+    return info.get("precision") == "int8"
+
+
+def comparison_pairs(names, models: dict, baseline: str) -> list[tuple[str, str, str]]:
+    """(model, its baseline, question) for the models measured in one group (``names``)."""
+    present = set(names)
+    pairs = [(name, baseline, VS_BASELINE) for name in names if name != baseline]
+    if baseline not in present:
+        pairs = []
+    # The baseline's own int8 variant (dense-int8), which pruned int8 variants are held against.
+    baseline_int8 = next((n for n in names if _is_int8(models.get(n, {})) and models[n].get("variant_of") == baseline
+                          and not models[n].get(SPARSE_RATE_KEY)), None)
+    for name in names:
+        info = models.get(name, {})
+        source = info.get("variant_of")
+        if not _is_int8(info) or source not in present:
+            continue
+        if info.get(SPARSE_RATE_KEY):  # the sparse twin of an int8 variant
+            pairs.append((name, source, SPARSE_KERNEL))
+        elif source != baseline:
+            pairs.append((name, source, INT8_ON_PRUNED))
+            if baseline_int8 is not None:
+                pairs.append((name, baseline_int8, PRUNING_ON_INT8))
+    return pairs
+
+
 def compare(cells: list, models: dict, baseline: str, *, threshold: float = stats.DEFAULT_THRESHOLD,
             confidence: float = 0.95, resamples: int = 2000, seed: int = 0) -> list:
     ok = [c for c in cells if c.get("status") == "ok" and c.get("samples_ms")]
     by_key: dict[tuple, dict] = {}
     for cell in ok:
         by_key.setdefault(CellKey.of(cell).group, {})[cell["model"]] = cell
-    base_info = models.get(baseline, {})
     comparisons = []
     for key, group in by_key.items():
-        base = group.get(baseline)
-        if base is None:
-            continue
-        for name, cell in sorted(group.items()):
-            if name == baseline:
-                continue
+        for name, against, question in comparison_pairs(sorted(group), models, baseline):
+            base, cell = group[against], group[name]
+            base_info = models.get(against, {})
             interval = verdict_interval(base, cell, confidence=confidence, resamples=resamples, seed=seed)
             speedup = base["stats"]["p50_ms"] / cell["stats"]["p50_ms"]
             low, high, rounds = interval.low, interval.high, interval.rounds
             info = models.get(name, {})
             ideal = _ratio(base_info.get("flops"), info.get("flops"))
-            comparisons.append({
+            record = {
                 "model": name,
-                "baseline": baseline,
+                "baseline": against,
                 "runtime": cell["runtime"],
                 "batch": cell["batch"],
                 "threads": cell["threads"],
@@ -138,6 +181,11 @@ def compare(cells: list, models: dict, baseline: str, *, threshold: float = stat
                 "model_cell": cell["id"],
                 "unstable": bool(base.get("unstable") or cell.get("unstable")),
                 "bootstrap_samples": [int(thin(base["samples_ms"]).size), int(thin(cell["samples_ms"]).size)],
-            })
-    comparisons.sort(key=lambda c: (sort_key(c["runtime"]), c["runtime"], c["threads"], c["batch"], c["model"]))
+                "question": question,
+            }
+            if _is_int8(info) or _is_int8(base_info):
+                record["ideal_assumes"] = INT8_IDEAL
+            comparisons.append(record)
+    comparisons.sort(key=lambda c: (sort_key(c["runtime"]), c["runtime"], c["threads"], c["batch"],
+                                    QUESTIONS.index(c["question"]), c["model"]))
     return comparisons

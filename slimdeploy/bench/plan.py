@@ -35,9 +35,19 @@ class CellSpec:
     settings: dict
     artifact: Path
     artifact_shown: str
+    # This model's own session options on top of the group's (not part of the cell id: the
+    # model name tells the cells apart), e.g. OpenVINO's sparse int8 weights rate.
+    session_options: dict = field(default_factory=dict)
+    # Ask the runtime, after measuring, which kernel each layer ran (int8 models).
+    profile: bool = False
 
     def to_job(self) -> dict:
-        return {"id": self.id, "model": self.model, "artifact": str(self.artifact)}
+        job = {"id": self.id, "model": self.model, "artifact": str(self.artifact)}
+        if self.session_options:
+            job["session_options"] = dict(self.session_options)
+        if self.profile:
+            job["profile"] = True
+        return job
 
 
 @dataclass
@@ -96,6 +106,8 @@ def make_plan(sources: Sources, settings: BenchSettings, availability: dict) -> 
         chosen = {}
         for name in names:
             model = sources.models[name]
+            if model.runtimes is not None and runtime not in model.runtimes:
+                continue
             artifact = pick_artifact(runtime, model.artifacts.values())
             if artifact is None:
                 continue
@@ -109,9 +121,12 @@ def make_plan(sources: Sources, settings: BenchSettings, availability: dict) -> 
             for batch in settings.batches:
                 group = GroupSpec(runtime, batch, threads, settings.mode, options)
                 for name, artifact in chosen.items():
+                    model = sources.models[name]
                     key = CellKey.from_parts(name, runtime, batch, threads, settings.mode, options)
                     group.cells.append(CellSpec(key.id, name, runtime, batch, threads, settings.mode, options,
-                                                artifact, shown_path(artifact, sources.run_dir)))
+                                                artifact, shown_path(artifact, sources.run_dir),
+                                                session_options=dict(model.session_options),
+                                                profile=model.info.get("precision") == "int8"))
                 job.groups.append(group)
             if availability.get(runtime, {}).get("available"):
                 jobs.append(job)

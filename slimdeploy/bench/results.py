@@ -21,7 +21,7 @@ def base_cell(spec: CellSpec) -> Cell:
 
 # Worker record keys copied into the cell as they are, when the worker reported them.
 _COPIED_KEYS = ("load_seconds", "first_inference_seconds", "applied_settings", "parallelism", "output_shape", "input",
-                "group_wall_seconds", "crosscheck", "blocks", "processes", "instances")
+                "group_wall_seconds", "crosscheck", "blocks", "processes", "instances", "kernels", "profile_error")
 
 
 def finish_cell(spec: CellSpec, record: dict) -> Cell:

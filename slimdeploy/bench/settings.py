@@ -14,6 +14,7 @@ from slimdeploy.settings_base import Settings, is_int, setting
 MODES = ("latency", "throughput")
 ORT_OPT_LEVELS = ("disabled", "basic", "extended", "all")
 OPENVINO_PRECISIONS = ("f32", "bf16", "f16")
+SPARSE_INT8 = ("auto", "on", "off")
 
 
 # --- checks: each returns the whole one-line error, naming the option ----------------------
@@ -171,6 +172,14 @@ class BenchSettings(Settings):
                                       check=_one_of("--precision", OPENVINO_PRECISIONS),
                                       help="OpenVINO's compute precision (INFERENCE_PRECISION_HINT), set explicitly "
                                            "and recorded")
+    # OpenVINO's sparse int8 weights (CPU_SPARSE_WEIGHTS_DECOMPRESSION_RATE), which only Intel
+    # CPUs with AMX pack: an extra OpenVINO-only model "<m>-int8-sparse" per int8 variant of a
+    # model with zeros. auto: where the CPU reports AMX; on: anyway (the plugin then runs its
+    # dense kernels, which the recorded kernels show).
+    sparse_int8: str = setting("auto", flag="--sparse-int8", choices=SPARSE_INT8,
+                               check=_one_of("--sparse-int8", SPARSE_INT8),
+                               help="also bench each int8 variant of a model with zeros on OpenVINO with sparse int8 "
+                                    "weights (<model>-int8-sparse); auto: where the CPU has AMX")
     # --crosscheck: run OpenVINO's benchmark_app on the same IR, shape and threads,
     # alternating with slimdeploy in runs of this many (whole) seconds.
     crosscheck: bool = setting(False, flag="--crosscheck", switch=True,

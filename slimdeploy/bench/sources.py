@@ -16,7 +16,12 @@ from slimdeploy.errors import UserError
 from slimdeploy.rundir import MODES, ExportDir, RunDir
 
 INFO_KEYS = ("params", "nonzero_params", "flops", "nonzero_flops", "widths", "test_accuracy",
-             "keras_test_accuracy", "weights_remaining", "input_range")
+             "keras_test_accuracy", "weights_remaining", "input_range", "variant_of", "precision")
+# The runtime that runs each export target's file (an artifact's test_accuracy is that runtime's).
+TARGET_RUNTIME = {"onnx": "onnxruntime", "openvino": "openvino", "tensorrt": "tensorrt"}
+# The OpenVINO-only twin of an int8 variant opened with sparse int8 weights: "<variant>-sparse".
+SPARSE_SUFFIX = "-sparse"
+SPARSE_RATE_KEY = "sparse_weights_decompression_rate"  # in a twin's models info
 
 
 @dataclass
@@ -26,6 +31,10 @@ class ModelSource:
     artifacts: dict = field(default_factory=dict)
     inspected: dict = field(default_factory=dict)  # suffix -> ArtifactInfo
     info: dict = field(default_factory=dict)
+    # Only these runtimes run it (None: every runtime that reads one of its artifacts).
+    runtimes: tuple | None = None
+    # Options its sessions get on top of the group's (e.g. OpenVINO's sparse weights rate).
+    session_options: dict = field(default_factory=dict)
 
     def add(self, path: Path, origin: str) -> None:
         suffix = path.suffix
@@ -42,6 +51,13 @@ class Sources:
     # Non-batch input dims the run's recipe declares (None: not known).
     recipe_input_shape: tuple | None = None
     notes: list = field(default_factory=list)
+    # bench.json's ``sparse_int8``: whether sparse int8 twins are benched, and why (not).
+    sparse_int8: dict | None = None
+
+    @property
+    def sparse_twins(self) -> list[str]:
+        """The OpenVINO-only sparse int8 models (``add_sparse_twins``) being benched."""
+        return [name for name, model in self.models.items() if SPARSE_RATE_KEY in model.info]
 
     def default_baseline(self) -> str:
         """The model others are compared with when --baseline-model is not given: ``dense`` of a
@@ -51,7 +67,9 @@ class Sources:
         return next(iter(self.models))
 
 
-def resolve_sources(sources, model_filter=None) -> Sources:
+def resolve_sources(sources, model_filter=None, sparse_rate: float | None = None) -> Sources:
+    """The models of ``sources``; with ``sparse_rate``, each int8 variant of a model with zeros
+    also gets its OpenVINO-only sparse twin (``add_sparse_twins``)."""
     if not sources:
         raise UserError("give at least one SOURCE: a run directory or artifact files (.onnx, .xml, .keras, .engine)")
     models: dict[str, ModelSource] = {}
@@ -82,6 +100,8 @@ def resolve_sources(sources, model_filter=None) -> Sources:
         if unknown:
             raise UserError(f"--models: no model named {', '.join(unknown)} in the sources (found: {', '.join(models) or 'none'})")
         models = {name: model for name, model in models.items() if name in model_filter}  # order: as given
+    if sparse_rate is not None:  # after --models: a sparse twin comes with its int8 variant
+        add_sparse_twins(models, sparse_rate)
     if not models:
         raise UserError(f"no models found in {', '.join(map(str, sources))} (a run directory needs exports/export.json "
                         "or Keras models; run `slimdeploy export` first)")
@@ -106,7 +126,9 @@ def _add_export(export_json: Path, models: dict, notes: list, keras_sources: dic
         if not isinstance(entry, dict) or "model" not in entry or "path" not in entry:
             raise UserError(f"{export_json}: every artifact needs 'model' and 'path'")
         name = str(entry["model"])
-        if entry.get("source"):
+        # A variant's source is the float model it was quantized from: TensorFlow would run
+        # that fp32 file under the variant's name, so a variant never gets a Keras source.
+        if entry.get("source") and not entry.get("variant_of"):
             keras_sources.setdefault(name, base / entry["source"])
         if not entry.get("valid", False):
             note = (f"skipped {name}/{entry.get('target')}: not valid in {export_json.name} "
@@ -122,8 +144,55 @@ def _add_export(export_json: Path, models: dict, notes: list, keras_sources: dic
         for key in INFO_KEYS:
             if entry.get(key) is not None:
                 model.info.setdefault(key, entry[key])
+        runtime = TARGET_RUNTIME.get(entry.get("target"))
+        if runtime is not None and entry.get("test_accuracy") is not None:
+            # Int8 accuracy differs per runtime: each artifact's own, by the runtime that runs it.
+            model.info.setdefault("runtime_test_accuracy", {}).setdefault(runtime, entry["test_accuracy"])
         found_any = True
     return found_any
+
+
+# The share of zero parameters from which a model counts as sparse: a trained dense model has
+# a few stray zeros (a dead unit's bias), which give a sparse kernel nothing to skip.
+MIN_ZERO_FRACTION = 0.05
+
+
+def _has_zeros(info: dict) -> bool:
+    params, nonzero = info.get("params"), info.get("nonzero_params")
+    if not isinstance(params, int) or not isinstance(nonzero, int) or params <= 0:
+        return False
+    return 1 - nonzero / params >= MIN_ZERO_FRACTION
+
+
+def add_sparse_twins(models: dict, rate: float) -> list[str]:
+    """For each int8 variant whose float model has zeros, ``<variant>-sparse``: the same file,
+    run by OpenVINO only, whose CPU plugin packs int8 weights sparser than ``rate`` (AMX).
+    Added right after its variant, so tables show them side by side."""
+    from slimdeploy.runtimes.openvino import SPARSE_RATE_OPTION
+
+    twins = {}
+    for name, model in models.items():
+        info = model.info
+        if info.get("precision") != "int8" or not info.get("variant_of"):
+            continue
+        counts = {**(models[info["variant_of"]].info if info["variant_of"] in models else {}), **info}
+        if not _has_zeros(counts):
+            continue  # a sparse kernel would have nothing to skip
+        twin = ModelSource(name + SPARSE_SUFFIX, artifacts=dict(model.artifacts), runtimes=("openvino",),
+                           session_options={SPARSE_RATE_OPTION: rate})
+        twin.info.update({**info, "variant_of": name, SPARSE_RATE_KEY: rate})
+        twin.info.pop("runtime_test_accuracy", None)
+        if "openvino" in info.get("runtime_test_accuracy", {}):
+            twin.info["runtime_test_accuracy"] = {"openvino": info["runtime_test_accuracy"]["openvino"]}
+        twins[name] = twin
+    ordered = {}
+    for name, model in models.items():
+        ordered[name] = model
+        if name in twins:
+            ordered[twins[name].name] = twins[name]
+    models.clear()
+    models.update(ordered)
+    return [twin.name for twin in twins.values()]
 
 
 def run_keras_models(run: RunDir) -> dict[str, Path]:
@@ -144,7 +213,9 @@ def _add_run_dir(run_dir: Path, models: dict, notes: list) -> tuple | None:
         keras_sources.setdefault(name, path)
     for name, path in keras_sources.items():
         if path.suffix == ".keras" and path.is_file():
-            models.setdefault(name, ModelSource(name)).add(path, str(run_dir))
+            model = models.setdefault(name, ModelSource(name))
+            model.add(path, str(run_dir))
+            model.info.setdefault("precision", "fp32")  # a Keras model is the float model
             found_any = True
     if not found_any:
         raise UserError(f"run directory {run_dir} has no exports/export.json and no Keras models "

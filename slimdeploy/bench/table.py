@@ -17,17 +17,24 @@ def _ms(value: float) -> str:
 
 
 def verdict_table(results: dict, width: int = 120) -> Table:
-    """The comparisons as a table; below 100 columns the two p50 columns are left out."""
+    """The comparisons as a table; below 100 columns the two p50 columns are left out. Where
+    some comparison has another baseline than the rest (INT8 stacking), a "vs" column names
+    each row's baseline; rows come by batch, then by question, variants side by side."""
     comparisons = results.get("comparisons", [])
     show_p50 = width >= 100
     several_threads = len({c["threads"] for c in comparisons}) > 1
-    table = Table(title="speedup = baseline p50 / p50, 95% interval; ideal = FLOP ratio; * unstable",
-                  title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1, 0, 0))
+    several_baselines = len({c["baseline"] for c in comparisons}) > 1
+    title = "speedup = baseline p50 / p50, 95% interval; ideal = FLOP ratio; * unstable"
+    if any(c.get("ideal_assumes") for c in comparisons):
+        title += "; int8: ideal assumes no INT8 speedup"
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1, 0, 0))
     table.add_column("rt", no_wrap=True)
     table.add_column("batch", justify="right", no_wrap=True)
     if several_threads:
         table.add_column("thr", justify="right", no_wrap=True)
     table.add_column("model", no_wrap=True)
+    if several_baselines:
+        table.add_column("vs", no_wrap=True)
     if show_p50:
         table.add_column("base p50", justify="right", no_wrap=True)
         table.add_column("p50", justify="right", no_wrap=True)
@@ -42,6 +49,8 @@ def verdict_table(results: dict, width: int = 120) -> Table:
         if several_threads:
             row.append(str(c["threads"]))
         row.append(c["model"] + ("*" if c.get("unstable") else ""))
+        if several_baselines:
+            row.append(c["baseline"])
         if show_p50:
             row += [_ms(c["baseline_p50_ms"]), _ms(c["model_p50_ms"])]
         row += [
@@ -72,8 +81,27 @@ def latency_table(results: dict) -> Table:
     return table
 
 
+def sparse_int8_lines(results: dict) -> list[str]:
+    """Whether OpenVINO's sparse int8 kernels were tried, and which kernel each sparse cell got."""
+    sparse = results.get("sparse_int8")
+    has_int8 = any(info.get("precision") == "int8" for info in results.get("models", {}).values())
+    if not sparse or not has_int8:
+        return []
+    if not sparse.get("applicable"):
+        return [f"sparse int8: not benched — {sparse.get('reason')}"]
+    lines = [f"sparse int8: {', '.join(sparse.get('models') or []) or 'no int8 variant of a model with zeros'} "
+             f"(rate {sparse.get('rate')}; {sparse.get('reason')})"]
+    for cell in results.get("cells", []):
+        kernels = cell.get("kernels")
+        if kernels and cell["model"] in (sparse.get("models") or []):
+            sparse_count = sum(1 for k in kernels if k.get("sparse"))
+            kinds = ", ".join(sorted({k["exec_type"] for k in kernels}))
+            lines.append(f"{cell['id']}: {sparse_count} of {len(kernels)} weight layers ran a sparse kernel ({kinds})")
+    return lines
+
+
 def problem_lines(results: dict) -> list[str]:
-    lines = []
+    lines = sparse_int8_lines(results)
     for name, info in results.get("runtimes", {}).items():
         if not info.get("available"):
             lines.append(f"{name}: unavailable — {info.get('reason')}")

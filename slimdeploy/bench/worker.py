@@ -41,7 +41,7 @@ def run_job(job: dict, emit) -> None:
     from slimdeploy.bench.crosscheck import crosscheck_session
     from slimdeploy.bench.harness import MeasureParams, measure_alone, measure_interleaved, warm_up
     from slimdeploy.bench.inputs import group_range, make_input
-    from slimdeploy.runtimes.registry import can_crosscheck, open_session
+    from slimdeploy.runtimes.registry import can_crosscheck, open_session, plugin
     from slimdeploy.runtimes.session import INPUT_DIMS
 
     runtime, threads, mode = job["runtime"], int(job["threads"]), job["mode"]
@@ -61,9 +61,10 @@ def run_job(job: dict, emit) -> None:
         for cell in group["cells"]:
             emit("model_loading", group=group_index, id=cell["id"], model=cell["model"])
             record = {"id": cell["id"], "status": "ok", "error": None, "artifact": cell["artifact"]}
+            cell_options = {**options, **cell.get("session_options", {})}  # the model's own on top of the group's
             try:
                 start = time.perf_counter()
-                session = open_session(runtime, cell["artifact"], batch, threads, options, mode)
+                session = open_session(runtime, cell["artifact"], batch, threads, cell_options, mode)
                 record["load_seconds"] = time.perf_counter() - start
                 shape, dtype = tuple(session.input_shape()), session.input_dtype()
                 if data is None or data.shape != shape or data.dtype != dtype:
@@ -82,7 +83,7 @@ def run_job(job: dict, emit) -> None:
                 pool = [session]
                 # More instances of the same model, rotated per round (see harness).
                 for _ in range(params.instances - 1):
-                    extra = open_session(runtime, cell["artifact"], batch, threads, options, mode)
+                    extra = open_session(runtime, cell["artifact"], batch, threads, cell_options, mode)
                     extra.set_input(data)
                     pool.append(extra)
                 record["instances"] = len(pool)
@@ -108,8 +109,11 @@ def run_job(job: dict, emit) -> None:
                 emit("cell", group=group_index, cell=record)
             measured = None
         if measured is not None:
+            profiled = {cell["model"] for cell in group["cells"] if cell.get("profile")}
             for name, record in records.items():
                 result = measured[name]
+                if name in profiled:  # after measuring, so the measured sessions stay unprofiled
+                    _add_profile(record, plugin(runtime), sessions[name][0])
                 if job.get("crosscheck") and can_crosscheck(runtime):
                     try:
                         record["crosscheck"] = crosscheck_session(
@@ -136,6 +140,16 @@ def run_job(job: dict, emit) -> None:
         for pool in sessions.values():
             for session in pool:
                 session.close()
+
+
+def _add_profile(record: dict, runtime_plugin, session) -> None:
+    """The runtime's per-layer profile (e.g. ``kernels``) into the record; a failed profile is
+    noted, the cell's numbers still stand."""
+    try:
+        record.update(runtime_plugin.profile(session) or {})
+    except Exception as exc:
+        interrupts.reraise_if_interrupted(exc)
+        record["profile_error"] = _one_line(exc)
 
 
 def main() -> int:

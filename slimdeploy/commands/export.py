@@ -7,7 +7,7 @@ from slimdeploy.parsers import positive_float
 from slimdeploy.export.settings import TARGET_CHOICES, ExportSettings
 
 # The options made from ExportSettings' fields, in the order --help lists them.
-FIELD_OPTIONS = ("precision", "opset", "batch", "openvino_inference_precision", "profile_batches", "trt_opt_batch",
+FIELD_OPTIONS = ("precisions", "calibration_size", "calibration_method", "opset", "batch", "openvino_inference_precision", "profile_batches", "trt_opt_batch",
                   "sparse_weights")
 
 
@@ -19,9 +19,13 @@ def add_parser(subparsers, common):
         description=(
             "Export SOURCE — a .keras file, or a run directory (its dense model and every ticket: "
             "RUN_DIR/<mode>/ticket.keras) — to ONNX (tf2onnx), OpenVINO IR (.xml + .bin) and TensorRT "
-            "engines. Every artifact is loaded in its own runtime and checked against Keras on the "
-            "validation and test images: fp32 must match within 1e-4 and agree on >= 99.9% of top-1 "
-            "labels; fp16/bf16 within their declared tolerance and >= 99%. Writes DIR/export.json. "
+            "engines; with --precision fp32,int8 (or all) also a post-training static INT8 variant of "
+            "each model (<model>-int8: ONNX Runtime QDQ quantization, NNCF for OpenVINO, calibrated on "
+            "the first --calibration-size validation images; `slimdeploy run` makes them by default). Every artifact is loaded in its own runtime and "
+            "checked against Keras on the validation and test images: fp32 must match within 1e-4 and "
+            "agree on >= 99.9% of top-1 labels; fp16/bf16 within their declared tolerance and >= 99%; "
+            "INT8 must keep test accuracy within 1 point of Keras's and agree on >= 97% of top-1 labels. "
+            "Writes DIR/export.json. "
             "An artifact that fails is kept only as NAME.failed, marked valid: false, and the exit "
             "status is 1."
         ),
@@ -58,6 +62,8 @@ def settings_from_args(args) -> ExportSettings:
 
 
 def run(args) -> int:
+    from rich.markup import escape
+
     from slimdeploy.export.api import ExportFailed, export_source
     from slimdeploy.progress import console, progress_bar
 
@@ -66,7 +72,8 @@ def run(args) -> int:
         with progress_bar(not args.quiet) as progress:
             manifest = export_source(args.source, settings, args.out, force=args.force, resume=args.resume,
                                      progress=progress, data=args.data, data_override=args.data_override,
-                                     scale=args.scale)
+                                     scale=args.scale,
+                                     on_notice=lambda text: console.print(f"[yellow]notice[/yellow] {escape(text)}"))
     except ExportFailed as exc:
         _report(exc.manifest, args, console)
         raise
@@ -86,7 +93,8 @@ def _report(manifest: dict, args, console) -> None:
         if not a["valid"]:
             console.print(f"[red]failed[/red] {escape(a['model'])} → {a['target']}: {escape(a.get('error') or 'unknown error')}")
     for skip in manifest["skipped"]:
-        console.print(f"[yellow]skipped[/yellow] {skip['target']}: {escape(skip['reason'])}")
+        what = f"{skip['target']} {skip['precision']}" if skip.get("precision") else skip["target"]
+        console.print(f"[yellow]skipped[/yellow] {what}: {escape(skip['reason'])}")
 
 
 def summary_table(manifest: dict):
@@ -94,7 +102,8 @@ def summary_table(manifest: dict):
     from rich import box
     from rich.table import Table
 
-    table = Table(title=f"{len(manifest['artifacts'])} artifacts, {manifest['settings']['precision']} weights",
+    precisions = manifest["settings"].get("precisions") or [manifest["settings"].get("precision")]
+    table = Table(title=f"{len(manifest['artifacts'])} artifacts: {', '.join(map(str, precisions))}",
                   box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False, collapse_padding=True)
     for column in ("model", "target", "math", "MB", "gzip", "max|Δ|", "agree", "acc", "Keras", "ok"):
         table.add_column(column, justify="left" if column in ("model", "target", "math", "ok") else "right", no_wrap=True)
@@ -105,7 +114,7 @@ def summary_table(manifest: dict):
             "—" if a.get("max_abs_diff") is None else f"{a['max_abs_diff']:.0e}",
             "—" if a.get("top1_agreement") is None else f"{a['top1_agreement']:.2%}",
             "—" if a.get("test_accuracy") is None else f"{a['test_accuracy']:.4f}",
-            f"{manifest['models'][a['model']]['keras_test_accuracy']:.4f}",
+            "—" if a.get("keras_test_accuracy") is None else f"{a['keras_test_accuracy']:.4f}",
             "[green]yes[/green]" if a["valid"] else "[red]NO[/red]",
         )
     return table

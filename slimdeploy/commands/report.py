@@ -48,7 +48,7 @@ def add_parser(subparsers, common):
     ReportSettings.add_arguments(parser, only=("formats",))
     parser.add_argument("--out", metavar="DIR", help="report directory (default: RUN_DIR/report, or report/ beside a bench JSON)")
     parser.add_argument("--force", action="store_true", help="regenerate an existing report directory")
-    ReportSettings.add_arguments(parser, only=("title",))
+    ReportSettings.add_arguments(parser, only=("title", "max_drop"))
     parser.add_argument("--baseline", metavar="OLD", help="bench JSON or run directory to compare against (regression gate)")
     ReportSettings.add_arguments(parser, only=("max_regression",))
     parser.add_argument("--no-step-summary", action="store_true", help="do not append to $GITHUB_STEP_SUMMARY even when it is set")

@@ -53,12 +53,18 @@ def plan_targets(settings: ExportSettings) -> tuple[list, list[dict]]:
             skipped.append({"target": name, "reason": reason})
         else:
             raise UserError(f"--target {name} cannot be built here: {reason}")
+    if settings.int8:
+        skipped += [{"target": t.name, "precision": "int8", "reason": t.int8_unavailable}
+                    for t in targets if t.int8_unavailable is not None]
+        if not settings.float_precision and all(t.int8_unavailable for t in targets):
+            raise UserError(f"--precision int8: nothing to make; {targets[0].int8_unavailable}" if targets else
+                            "--precision int8: no target to make it for")
     return targets, skipped
 
 
 def export_source(source, settings: ExportSettings | None = None, out_dir=None, *, force: bool = False,
                   resume: bool = False, progress=None, data=None, data_override: bool = False,
-                  scale: float | None = None) -> dict:
+                  scale: float | None = None, on_notice=None) -> dict:
     """Export SOURCE (a ``.keras`` file or a run directory) and return the manifest.
 
     An existing export is refused unless ``force`` (export everything again) or ``resume``
@@ -69,7 +75,8 @@ def export_source(source, settings: ExportSettings | None = None, out_dir=None, 
     ``slimdeploy.data.Dataset``. A run directory's own recorded data and split are used by
     default; other data only with ``data_override``. A lone file uses ``data`` (default:
     Fashion-MNIST) divided by ``scale`` (default: the source's own convention).
-    Raises ``UserError`` before writing anything when the
+    ``on_notice``: called with each notice (e.g. fewer calibration images than asked for), which
+    export.json also keeps in ``notes``. Raises ``UserError`` before writing anything when the
     input is wrong, ``ExportFailed`` (a ``WorkError``) when an artifact fails verification.
     """
     from slimdeploy.train import quiet_tensorflow
@@ -89,7 +96,7 @@ def export_source(source, settings: ExportSettings | None = None, out_dir=None, 
             return _checked(finished, plan.manifest)
         kept = _resumable_artifacts(plan, settings, sources_sha256)
     elif not force:
-        _refuse_an_existing_export(plan, targets)
+        _refuse_an_existing_export(plan, targets, settings)
     models = _load_models(plan)
     dataset = _dataset(plan, data, data_override, scale, models)
     _check_input_shapes(plan, models, dataset)
@@ -103,7 +110,7 @@ def export_source(source, settings: ExportSettings | None = None, out_dir=None, 
     started = time.perf_counter()
     x_val, _, y_test = verification_images(dataset, settings.verify_limit)
     job = ExportJob(settings=settings, plan=plan, targets=targets, dataset=dataset, sources_sha256=sources_sha256,
-                    kept=kept, progress=progress)
+                    kept=kept, progress=progress, on_notice=on_notice)
     job.run(models, created_out_dir=created)
     verification = {"validation_images": len(x_val), "test_images": len(y_test)}
     manifest = ExportManifest(
@@ -118,6 +125,7 @@ def export_source(source, settings: ExportSettings | None = None, out_dir=None, 
         models=job.model_facts,
         artifacts=job.artifacts,
         skipped=skipped,
+        notes=job.notices,
         seconds=round(time.perf_counter() - started, 3),
     )
     manifest.save(plan.manifest)
@@ -125,11 +133,12 @@ def export_source(source, settings: ExportSettings | None = None, out_dir=None, 
     return _checked(manifest, plan.manifest)
 
 
-def _refuse_an_existing_export(plan: SourcePlan, targets: list) -> None:
+def _refuse_an_existing_export(plan: SourcePlan, targets: list, settings: ExportSettings) -> None:
     if plan.partial_manifest.exists():
         raise UserError(f"{plan.out_dir} holds an interrupted export; pass --resume to continue it "
                         "or --force to start over")
-    finals = [plan.manifest] + [p for m in plan.models for t in targets for p in t.files(plan.out_dir, m.name)]
+    finals = [plan.manifest] + [p for m in plan.models for name, _ in settings.variants(m.name) for t in targets
+                                for p in t.files(plan.out_dir, name)]
     for path in finals:
         fsutil.refuse_existing(path, force=False)
 

@@ -58,6 +58,8 @@ class ExportJob:
     model_facts: dict[str, ModelFacts] = field(default_factory=dict)
     artifacts: list[Artifact] = field(default_factory=list)
     staging: Path | None = None
+    notices: list[str] = field(default_factory=list)  # said once each, and kept in export.json
+    on_notice: Any = None  # called with each notice as it happens (the CLI prints it)
     _task: Any = None
 
     @property
@@ -70,7 +72,7 @@ class ExportJob:
         inside the output directory (removed at the end)."""
         self.staging = Path(tempfile.mkdtemp(prefix=f".export{fsutil.TMP_MARK}", dir=self.out_dir))
         if self.progress is not None:
-            self._task = self.progress.add_task("export", total=len(self.plan.models) * len(self.targets), info="")
+            self._task = self.progress.add_task("export", total=len(self.plan.models) * len(self.steps()), info="")
         finished = False
         try:
             for m in self.plan.models:
@@ -93,16 +95,24 @@ class ExportJob:
         self.partial().save(self.plan.partial_manifest)  # what --resume keeps if the run stops here
 
     # --- one model -----------------------------------------------------------------------
+    def steps(self) -> list[tuple[str, str, Any]]:
+        """(variant name suffix, precision, target) of each model's artifacts, in the order they are
+        made; a target without an INT8 quantizer makes only the float model (export.json's
+        ``skipped`` says so)."""
+        return [(suffix, precision, target) for suffix, precision in self.settings.variant_suffixes()
+                for target in self.targets if precision != "int8" or target.int8_unavailable is None]
+
     def export_model(self, m: ModelSource, model) -> None:
-        """All targets of one model, each recorded as it finishes."""
+        """All variants of one model to all targets, each recorded as it finishes."""
         from slimdeploy.export.verify import keras_reference
 
-        kept = {t.name: self.kept.artifacts[m.name, t.name] for t in self.targets if (m.name, t.name) in self.kept.artifacts}
-        if len(kept) == len(self.targets):  # nothing left to do for this model
+        planned = [(m.name + suffix, precision, target) for suffix, precision, target in self.steps()]
+        kept = {(v, t.name): self.kept.artifacts[v, t.name] for v, _, t in planned if (v, t.name) in self.kept.artifacts}
+        if len(kept) == len(planned):  # nothing left to do for this model
             self.model_facts[m.name] = self.kept.facts[m.name]
-            for target in self.targets:
-                self.record(kept[target.name])
-            self._advance(len(self.targets))
+            for variant, _, target in planned:
+                self.record(kept[variant, target.name])
+            self._advance(len(planned))
             return
         settings = self.settings
         reference = keras_reference(model, self.dataset, limit=settings.verify_limit, batch=settings.verify_batch)
@@ -110,15 +120,30 @@ class ExportJob:
         self.model_facts[m.name] = facts = model_facts(m, model, reference, self.sources_sha256[m.name])
         base = self._artifact_base(m, model, facts)
         onnx = self._onnx_source(m, model)
-        for target in self.targets:
+        calibration = self._calibration(model) if settings.int8 else None
+        for variant, precision, target in planned:
             if self.progress is not None:
-                self.progress.update(self._task, info=f"{m.name} → {target.name}")
-            if target.name in kept:
-                self.record(kept[target.name])
+                self.progress.update(self._task, info=f"{variant} → {target.name}")
+            if (variant, target.name) in kept:
+                self.record(kept[variant, target.name])
             else:
-                self.record(self._export_target(target, m.name, base, onnx, reference))
+                entry = {**base, "model": variant, "precision": precision}
+                if precision == "int8":
+                    entry["variant_of"] = m.name
+                self.record(self._export_target(target, entry, onnx, reference, calibration))
             self._advance()
         onnx.path.unlink(missing_ok=True)
+
+    def _calibration(self, model):
+        """The INT8 calibration images (once per model: each model's own input dtype)."""
+        from slimdeploy.export.quantize import calibration_images
+
+        calibration, notice = calibration_images(self.dataset, model, self.settings)
+        if notice and notice not in self.notices:
+            self.notices.append(notice)
+            if self.on_notice is not None:
+                self.on_notice(notice)
+        return calibration
 
     def _artifact_base(self, m: ModelSource, model, facts: ModelFacts) -> dict:
         """The facts every target's artifact of this model shares."""
@@ -126,7 +151,7 @@ class ExportJob:
         from slimdeploy.models import integer_input_range, model_input_dtype
 
         return {
-            "model": m.name, "source": m.label, "precision": self.settings.precision,
+            "model": m.name, "source": m.label, "precision": self.settings.float_precision,
             "input_name": INPUT_NAME, "input_dtype": model_input_dtype(model), "input_range": integer_input_range(model),
             "output_name": OUTPUT_NAME,
             "input_shape": [self.settings.static_batch, *model.input_shape[1:]], "batch": self.settings.batch,
@@ -146,12 +171,12 @@ class ExportJob:
             error = str(exc)
         return OnnxSource(path, error, time.perf_counter() - started)
 
-    def _export_target(self, target, model_name: str, base: dict, onnx: OnnxSource, reference) -> Artifact:
-        entry = {**base, "target": target.name}
+    def _export_target(self, target, entry: dict, onnx: OnnxSource, reference, calibration) -> Artifact:
+        entry = {**entry, "target": target.name}
         if onnx.error:
             entry.update(failed_facts(onnx.error))
         else:
-            entry.update(self._export_one(target, model_name, onnx.path, reference))
+            entry.update(self._export_one(target, entry, onnx.path, reference, calibration))
             if target.name == "onnx":
                 entry["seconds"] = round(entry["seconds"] + onnx.seconds, 3)
         entry["onnx_conversion_seconds"] = round(onnx.seconds, 3)
@@ -159,10 +184,13 @@ class ExportJob:
         return Artifact.from_json(entry)
 
     # --- one artifact ----------------------------------------------------------------------
-    def _export_one(self, target, model_name: str, onnx_source: Path, reference) -> dict:
-        """Convert, verify, then move the files to their final names (or NAME.failed)."""
+    def _export_one(self, target, entry: dict, onnx_source: Path, reference, calibration) -> dict:
+        """Convert (or quantize), verify, then move the files to their final names (or NAME.failed)."""
         started = time.perf_counter()
-        facts, exported = self._convert_and_verify(target, model_name, onnx_source, reference, started)
+        model_name = entry["model"]
+        int8 = entry["precision"] == "int8"
+        facts, exported = self._convert_and_verify(target, model_name, onnx_source, reference, started,
+                                                   calibration if int8 else None)
         facts.setdefault("inference_precision", None)
         facts["seconds"] = round(time.perf_counter() - started, 3)
         staged = [p for p in (exported.files if exported else []) if p.is_file()]
@@ -170,20 +198,26 @@ class ExportJob:
         facts.update(self._place(target, model_name, staged, bool(facts.get("valid"))))
         return facts
 
-    def _convert_and_verify(self, target, model_name: str, onnx_source: Path, reference, started: float) -> tuple[dict, Any]:
+    def _convert_and_verify(self, target, model_name: str, onnx_source: Path, reference, started: float,
+                            calibration=None) -> tuple[dict, Any]:
+        """``calibration``: make the INT8 variant (judged by ``Tolerance.int8``), else the float one."""
+        from slimdeploy.export.target import Tolerance
         from slimdeploy.export.verify import verify
 
         settings = self.settings
         facts: dict = {"converter": None, "runtime": target.runtime, "versions": target.versions()}
         exported = None
         try:
-            exported = target.export(onnx_source, self.staging, model_name, settings)
+            if calibration is not None:
+                exported = target.quantize(onnx_source, self.staging, model_name, settings, calibration)
+            else:
+                exported = target.export(onnx_source, self.staging, model_name, settings)
             facts["converter"] = exported.converter
             facts.update(exported.details)
             convert_done = time.perf_counter()
             runner = target.open(exported.files[0], settings, input_dims=reference.x.shape[1:])
             try:
-                tolerance = target.tolerance(settings, runner.inference_precision)
+                tolerance = Tolerance.int8() if calibration is not None else target.tolerance(settings, runner.inference_precision)
                 facts["inference_precision"] = runner.inference_precision
                 facts.update(verify(runner, reference, tolerance, settings.verify_batch))
             finally:

@@ -106,8 +106,9 @@ def matmul_weight_shapes(path: Path) -> list[list[int]]:
 
     proto = onnx.load(str(path))
     initializers = {init.name: list(numpy_helper.to_array(init).shape) for init in proto.graph.initializer}
-    # fp16 weights reach the MatMul through a Cast: follow it back to the initializer.
-    cast_source = {node.output[0]: node.input[0] for node in proto.graph.node if node.op_type == "Cast"}
+    # fp16 weights reach the MatMul through a Cast, INT8 ones through a DequantizeLinear: follow
+    # them back to the initializer.
+    cast_source = {node.output[0]: node.input[0] for node in proto.graph.node if node.op_type in ("Cast", "DequantizeLinear")}
     shapes = []
     for node in proto.graph.node:
         if node.op_type in ("MatMul", "Gemm"):
@@ -128,7 +129,7 @@ class OnnxTarget(Target):
 
     def export(self, onnx_path: Path, staging: Path, model_name: str, settings) -> Exported:
         target = self.files(staging, model_name)[0]
-        if settings.precision == "fp16":
+        if settings.float_precision == "fp16":
             to_fp16_weights(onnx_path, target)
         else:
             shutil.copyfile(onnx_path, target)
@@ -136,6 +137,19 @@ class OnnxTarget(Target):
             files=[target],
             converter=f"tf2onnx {package_version('tf2onnx')}",
             details={"opset": settings.opset, "matmul_weight_shapes": matmul_weight_shapes(target)},
+        )
+
+    int8_unavailable = None
+
+    def quantize(self, onnx_path: Path, staging: Path, model_name: str, settings, calibration) -> Exported:
+        from slimdeploy.export.quantize import quantize_onnx
+
+        target = self.files(staging, model_name)[0]
+        facts = quantize_onnx(onnx_path, target, calibration, settings.static_batch)
+        return Exported(
+            files=[target],
+            converter=f"tf2onnx {package_version('tf2onnx')} + onnxruntime.quantization {package_version('onnxruntime')}",
+            details={"opset": settings.opset, "calibration": facts, "matmul_weight_shapes": matmul_weight_shapes(target)},
         )
 
     def versions(self) -> dict[str, str]:

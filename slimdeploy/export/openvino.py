@@ -48,7 +48,7 @@ class OpenVinoTarget(Target):
     def inference_precision(self, settings) -> str:
         if settings.openvino_inference_precision:
             return settings.openvino_inference_precision
-        if settings.precision == "fp32":
+        if settings.float_precision == "fp32":
             return "f32"
         return "f16" if "FP16" in device_capabilities() else "f32"
 
@@ -60,7 +60,7 @@ class OpenVinoTarget(Target):
             with interrupts.deferred():  # see interrupts: an interrupted convert_model can hang
                 model = ov.convert_model(str(onnx_path))
                 # save_model compresses to fp16 by default: only do it when fp16 was asked for.
-                ov.save_model(model, str(xml), compress_to_fp16=settings.precision == "fp16")
+                ov.save_model(model, str(xml), compress_to_fp16=settings.float_precision == "fp16")
         except Exception as exc:  # OpenVINO raises RuntimeError subclasses of many kinds
             raise WorkError(f"OpenVINO could not convert {onnx_path.name}: {str(exc).splitlines()[0][:200]}") from exc
         if not binary.is_file():
@@ -68,7 +68,28 @@ class OpenVinoTarget(Target):
         return Exported(
             files=[xml, binary],
             converter=f"openvino.convert_model {package_version('openvino')} (from ONNX)",
-            details={"device": DEVICE, "compress_to_fp16": settings.precision == "fp16",
+            details={"device": DEVICE, "compress_to_fp16": settings.float_precision == "fp16",
+                     "matmul_weight_shapes": matmul_weight_shapes(xml)},
+        )
+
+    int8_unavailable = None
+
+    def quantize(self, onnx_path: Path, staging: Path, model_name: str, settings, calibration) -> Exported:
+        import openvino as ov
+
+        from slimdeploy.export.quantize import quantize_openvino
+
+        xml, binary = self.files(staging, model_name)
+        try:
+            with interrupts.deferred():  # as in export: an interrupted OpenVINO call can hang
+                model, facts = quantize_openvino(onnx_path, calibration, settings.static_batch)
+                ov.save_model(model, str(xml), compress_to_fp16=False)
+        except Exception as exc:  # NNCF and OpenVINO raise many kinds
+            raise WorkError(f"NNCF could not quantize {onnx_path.name}: {str(exc).splitlines()[0][:200]}") from exc
+        return Exported(
+            files=[xml, binary],
+            converter=f"openvino.convert_model {package_version('openvino')} (from ONNX) + nncf {package_version('nncf')}",
+            details={"device": DEVICE, "compress_to_fp16": False, "calibration": facts,
                      "matmul_weight_shapes": matmul_weight_shapes(xml)},
         )
 
@@ -77,4 +98,4 @@ class OpenVinoTarget(Target):
         return {"precision": self.inference_precision(settings)}
 
     def versions(self) -> dict[str, str]:
-        return {name: package_version(name) for name in ("tf2onnx", "onnx", "openvino")}
+        return {name: package_version(name) for name in ("tf2onnx", "onnx", "openvino", "nncf")}

@@ -11,7 +11,13 @@ from slimdeploy.errors import UserError
 from slimdeploy.parsers import int_list, positive_int
 from slimdeploy.settings_base import Settings, is_int, setting
 
-PRECISIONS = ("fp32", "fp16")
+PRECISIONS = ("fp32", "fp16", "int8")
+FLOAT_PRECISIONS = ("fp32", "fp16")
+ALL_PRECISIONS = ("fp32", "int8")  # what --precision all means: the float model and its INT8 variant
+INT8_VARIANT_SUFFIX = "-int8"  # dense -> dense-int8: the variant's model name and file stem
+# Calibration methods: (ONNX Runtime CalibrationMethod, NNCF RangeEstimatorParametersSet).
+CALIBRATION_METHODS = {"minmax": ("MinMax", "MINMAX"), "percentile": ("Percentile", "MEAN_QUANTILE"),
+                       "entropy": ("Entropy", "HISTOGRAM")}
 OPENVINO_INFERENCE_PRECISIONS = ("f32", "f16", "bf16")
 MIN_OPSET, MAX_OPSET = 13, 18  # tf2onnx 1.17 writes opsets up to 18; 13 is the oldest with the ops we emit
 # slimdeploy.export.registry's names and "all", kept import-free for --help.
@@ -45,8 +51,32 @@ def _targets(value) -> str | None:
     return None if unknown is None else f"unknown export target {unknown!r}; choose from {', '.join(known)}"
 
 
-def _precision(value) -> str | None:
-    return None if value in PRECISIONS else f"export precision must be one of {', '.join(PRECISIONS)}, got {value!r}"
+def precision_list(text: str) -> list[str]:
+    """``--precision``: a comma list of fp32, fp16 and int8, or ``all`` (fp32 and int8)."""
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    if names == ["all"]:
+        return list(ALL_PRECISIONS)
+    unknown = [name for name in names if name not in PRECISIONS]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(f"expected a comma list of {', '.join(PRECISIONS)} or 'all', got {text!r}")
+    return names
+
+
+def _precisions(value) -> str | None:
+    names = _as_list(value)
+    unknown = next((name for name in names if name not in PRECISIONS), None)
+    if not names or unknown is not None:
+        return f"export precision must be one or more of {', '.join(PRECISIONS)}, got {value!r}"
+    if len(set(names) & set(FLOAT_PRECISIONS)) > 1:
+        # Both would be named after the model: one float variant per export.
+        return "export precision: choose one of fp32 and fp16 (each float export is named after its model)"
+    return None
+
+
+def _calibration_method(value) -> str | None:
+    if value in CALIBRATION_METHODS:
+        return None
+    return f"calibration_method must be one of {', '.join(CALIBRATION_METHODS)}, got {value!r}"
 
 
 def _opset(value) -> str | None:
@@ -91,12 +121,16 @@ class ExportSettings(Settings):
     # Target names from slimdeploy.export.registry, or "all" (every target this machine can build).
     # ``--target`` repeats (append), so commands/export.py adds it itself.
     targets: list[str] = setting(default_factory=lambda: ["all"], check=_targets)
-    # fp32, or fp16 weights (ONNX: fp16 initializers cast up on load; OpenVINO: compress_to_fp16;
-    # TensorRT: the FP16 builder flag).
-    precision: str = setting(
-        "fp32", flag="--precision", choices=PRECISIONS, check=_precision,
-        help="weight precision: fp16 halves the files (ONNX: fp16 initializers cast up on load; "
-             "OpenVINO: compress_to_fp16; TensorRT: FP16 kernels)")
+    # The float model (fp32, or fp16 weights: ONNX fp16 initializers cast up on load, OpenVINO
+    # compress_to_fp16, TensorRT FP16 kernels) and/or its post-training static INT8 variant
+    # (<model>-int8: ONNX Runtime QDQ quantization, NNCF for OpenVINO), made from the fp32 ONNX.
+    # `slimdeploy export` makes fp32 unless asked; `slimdeploy run` adds INT8 (pipeline.DEFAULT_PROFILE).
+    precisions: list[str] = setting(
+        default_factory=lambda: ["fp32"], flag="--precision", parse=precision_list,
+        metavar="P1,P2", check=_precisions,
+        help="what to make of each model, a comma list: fp32 or fp16 (the float model; fp16 halves the files) "
+             "and int8 (a post-training static INT8 variant, <model>-int8: ONNX Runtime QDQ per-channel, "
+             "NNCF for OpenVINO, calibrated on validation images), or 'all' (fp32,int8)")
     opset: int = setting(17, flag="--opset", parse=positive_int, check=_opset,
                          help=f"ONNX opset ({MIN_OPSET}-{MAX_OPSET})")
     # "dynamic" keeps the batch dimension free; an integer fixes it (static shapes can be faster).
@@ -130,13 +164,49 @@ class ExportSettings(Settings):
         check=_positive("verify_limit", optional=True),
         help="verify on at most N validation and N test images each")
 
+    # INT8 calibration: the first N validation images (fewer when the split has fewer: a notice).
+    calibration_size: int = setting(
+        1000, flag="--calibration-size", parse=positive_int, metavar="N", check=_positive("calibration_size"),
+        help="INT8: calibrate on the first N validation images")
+    calibration_method: str = setting(
+        "minmax", flag="--calibration-method", choices=tuple(CALIBRATION_METHODS), check=_calibration_method,
+        help="INT8 activation ranges: minmax (ONNX Runtime MinMax, NNCF MINMAX), percentile (Percentile, "
+             "MEAN_QUANTILE) or entropy (Entropy, HISTOGRAM)")
+
+    @classmethod
+    def from_dict(cls, raw, source: str = "settings") -> "ExportSettings":
+        # Configs written before INT8 say `precision = "fp16"`: the same as precisions = ["fp16"].
+        if isinstance(raw, dict) and "precision" in raw and "precisions" not in raw:
+            raw = {**{k: v for k, v in raw.items() if k != "precision"}, "precisions": _as_list(raw["precision"])}
+        return super().from_dict(raw, source)
+
+    @property
+    def float_precision(self) -> str | None:
+        """fp32 or fp16: the precision of the artifacts named after their model (None: INT8 only)."""
+        return next((p for p in _as_list(self.precisions) if p in FLOAT_PRECISIONS), None)
+
+    @property
+    def int8(self) -> bool:
+        return "int8" in _as_list(self.precisions)
+
+    def variant_suffixes(self) -> list[tuple[str, str]]:
+        """(name suffix, precision) of what is made of each model: the float model under its own
+        name (suffix ""), then its INT8 variant ``<model>-int8``."""
+        made = [("", self.float_precision)] if self.float_precision else []
+        return made + ([(INT8_VARIANT_SUFFIX, "int8")] if self.int8 else [])
+
+    def variants(self, model: str) -> list[tuple[str, str]]:
+        """(name, precision) of what is made of ``model``."""
+        return [(model + suffix, precision) for suffix, precision in self.variant_suffixes()]
+
     def check_together(self) -> None:
         largest = max(self.profile_batches)
         if self.trt_opt_batch is not None and not (is_int(self.trt_opt_batch) and 1 <= self.trt_opt_batch <= largest):
             raise UserError(f"trt_opt_batch must be between 1 and the largest profile batch {largest}, got {self.trt_opt_batch!r}")
 
     def normalized(self) -> "ExportSettings":
-        return dataclasses.replace(self, targets=_as_list(self.targets), profile_batches=list(self.profile_batches))
+        return dataclasses.replace(self, targets=_as_list(self.targets), profile_batches=list(self.profile_batches),
+                                   precisions=[p for p in PRECISIONS if p in _as_list(self.precisions)])
 
     def validate(self) -> "ExportSettings":
         """The older name of ``validated()``."""

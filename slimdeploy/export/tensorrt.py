@@ -70,7 +70,7 @@ def build_engine(onnx_path: Path, engine_path: Path, settings) -> dict:
         raise WorkError(f"TensorRT's ONNX parser rejected {onnx_path.name}: {errors[:300]}")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, settings.trt_workspace_mb << 20)
-    if settings.precision == "fp16":
+    if settings.float_precision == "fp16":
         config.set_flag(trt.BuilderFlag.FP16)
     else:
         # TF32 (on by default on Ampere and later) rounds fp32 matmul inputs to 10-bit mantissas.
@@ -97,8 +97,8 @@ def build_engine(onnx_path: Path, engine_path: Path, settings) -> dict:
         handle.write(serialized)  # IHostMemory supports the buffer protocol
     return {
         "profile": profile_facts,
-        "fp16": settings.precision == "fp16",
-        "tf32": False if settings.precision == "fp32" else None,
+        "fp16": settings.float_precision == "fp16",
+        "tf32": False if settings.float_precision == "fp32" else None,
         "workspace_mb": settings.trt_workspace_mb,
         "sparsity": sparsity_report([msg for _, msg in logger.messages], settings.sparse_weights),
         "gpu": gpu_name(),
@@ -109,6 +109,9 @@ class TensorRtTarget(Target):
     name = "tensorrt"
     suffixes = (".engine",)
     runtime = "tensorrt"
+    # TensorRT could build one from the Q/DQ ONNX variant (explicit quantization), but nothing
+    # here could verify it without a GPU: not offered until it can be.
+    int8_unavailable = "slimdeploy makes no TensorRT INT8 engine yet (the ONNX and OpenVINO INT8 variants are made)"
 
     def unavailable_reason(self) -> str | None:
         missing = missing_requirements()

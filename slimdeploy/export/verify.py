@@ -58,6 +58,8 @@ def compare(reference: Reference, outputs: np.ndarray, tolerance: Tolerance) -> 
         "tolerance": tolerance.atol, "min_top1_agreement": tolerance.min_top1_agreement,
         "valid": False, "error": None,
     }
+    if tolerance.max_accuracy_drop is not None:
+        result["max_accuracy_drop"] = tolerance.max_accuracy_drop
     if outputs.shape != reference.outputs.shape:
         result["error"] = f"output shape {list(outputs.shape)} differs from Keras's {list(reference.outputs.shape)}"
         return result
@@ -74,10 +76,14 @@ def compare(reference: Reference, outputs: np.ndarray, tolerance: Tolerance) -> 
         test_accuracy=float(np.mean(np.argmax(test_outputs, axis=1) == reference.y_test)),
     )
     problems = []
-    if result["max_abs_diff"] > tolerance.atol:
+    if tolerance.atol is not None and result["max_abs_diff"] > tolerance.atol:
         problems.append(f"max abs diff {result['max_abs_diff']:.3g} exceeds the tolerance {tolerance.atol:g}")
     if agreement < tolerance.min_top1_agreement:
         problems.append(f"top-1 agreement {agreement:.4%} is below {tolerance.min_top1_agreement:.1%}")
+    drop = reference.keras_test_accuracy - result["test_accuracy"]
+    if tolerance.max_accuracy_drop is not None and drop > tolerance.max_accuracy_drop + 1e-12:
+        problems.append(f"test accuracy {result['test_accuracy']:.4f} is {drop * 100:.2f} points below Keras's "
+                        f"{reference.keras_test_accuracy:.4f} (at most {tolerance.max_accuracy_drop * 100:g} allowed)")
     result["valid"] = not problems
     result["error"] = "; ".join(problems) or None
     return result

@@ -49,6 +49,10 @@ class Cell(Record):
     blocks: list = ABSENT  # samples per interleaved block, in order
     processes: list = ABSENT  # blocks per worker process
     instances: int = ABSENT
+    # The kernel each weight layer ran (int8 models, where the runtime tells: OpenVINO):
+    # [{node_name, node_type, exec_type, sparse}]; or why the profile failed.
+    kernels: list = ABSENT
+    profile_error: str = ABSENT
 
     @property
     def ok(self) -> bool:
@@ -87,6 +91,11 @@ class Comparison(Record):
     model_cell: str | None = None
     unstable: bool = False
     bootstrap_samples: list | None = None
+    # What it asks: vs_baseline | int8_on_pruned | pruning_on_int8 | sparse_kernel (files
+    # before INT8 variants have only vs_baseline comparisons and no key).
+    question: str = ABSENT
+    # What ideal_speedup assumes, where the FLOP ratio alone does not say it (an int8 side).
+    ideal_assumes: str = ABSENT
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -106,6 +115,8 @@ class BenchResults(Record):
     cells: list[Cell] = dataclasses.field(default_factory=list)
     comparisons: list[Comparison] = dataclasses.field(default_factory=list)
     runtimes: dict = dataclasses.field(default_factory=dict)
+    # Whether OpenVINO's sparse int8 weights were benched, and why (not).
+    sparse_int8: dict = ABSENT
     notes: list = dataclasses.field(default_factory=list)
     wall_seconds: float | None = None
 

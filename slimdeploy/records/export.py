@@ -79,6 +79,11 @@ class Artifact(Record):
     versions: dict | None = None
 
     @property
+    def variant_of(self) -> str | None:
+        """The model an INT8 variant (``dense-int8``) was quantized from; None for a float artifact."""
+        return self.extra.get("variant_of")
+
+    @property
     def file_sha256(self) -> dict:
         """File name -> sha256 of each of the artifact's files."""
         return self.extra.get("file_sha256") or {}
@@ -107,6 +112,8 @@ class ExportManifest(Record):
     models: dict[str, ModelFacts] = dataclasses.field(default_factory=dict)
     artifacts: list[Artifact] = dataclasses.field(default_factory=list)
     skipped: list = ABSENT  # {"target", "reason"} of each target this machine could not build
+    # ({"target", "precision": "int8", "reason"}: a target that makes no INT8 variant)
+    notes: list = ABSENT  # notices the export gave (e.g. fewer calibration images than asked for)
     seconds: float = ABSENT
 
     def failed(self) -> list[Artifact]:

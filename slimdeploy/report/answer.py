@@ -1,12 +1,17 @@
-"""The answer in plain words: how much faster each pruned model is, and what it costs.
+"""The answer in plain words: which model to ship, how much faster each one is, and what it costs.
 
-One sentence per runtime and pruned model ("On ONNX Runtime, the structured model is
+First the decision: per runtime, the fastest model within the accuracy budget (``max_drop``
+points below dense in that runtime) at the smallest and the largest batch measured; then
+whether pruning and INT8 stacked (the stacking comparisons' verdicts) and what the sparse
+INT8 kernel did. Then one sentence per runtime and pruned model ("On ONNX Runtime, the structured model is
 faster than dense at every batch size measured: ...; it costs 0.65 points of test
 accuracy ...") and one short line over all runtimes. Markdown, HTML and report.json
 all carry exactly these sentences.
 """
 
 from __future__ import annotations
+
+from collections import defaultdict
 
 from slimdeploy.bench.stats import FASTER, NO_DIFFERENCE, SLOWER
 from slimdeploy.report import facts
@@ -83,7 +88,7 @@ def runtime_sentences(inputs: ReportInputs) -> list[dict]:
     by_runtime = facts.runtime_accuracy(inputs)
     level = facts.confidence(inputs)
     sentences = []
-    for (runtime, model, baseline), comps in facts.comparison_groups(inputs).items():
+    for (runtime, model, baseline), comps in facts.vs_dense_groups(inputs).items():
         # Name threads, mode or settings only where this runtime's cells differ in them.
         threads, mode, settings = (facts.varying(comps, k) for k in ("threads", "mode", "settings"))
         model_acc = facts.accuracy_of(model, runtime, info, by_runtime)
@@ -103,8 +108,9 @@ def runtime_sentences(inputs: ReportInputs) -> list[dict]:
 
 def in_short(inputs: ReportInputs) -> str:
     """One line over all runtimes: which pruned model is faster where, and its accuracy cost (shown after "In short:")."""
-    groups = facts.comparison_groups(inputs)
     info = facts.models(inputs)
+    # The float models: the decision above already weighs the INT8 variants.
+    groups = {key: comps for key, comps in facts.vs_dense_groups(inputs).items() if not facts.variant_of(key[1], info)}
     if not groups:
         return _no_comparison(inputs, info)
     per_model: dict[tuple[str, str], list[tuple[str, list[dict]]]] = {}
@@ -145,3 +151,191 @@ def _no_comparison(inputs: ReportInputs, info: dict) -> str:
             accuracy.append(f"the {model} model: {accuracy_clause(facts.number(values['test_accuracy']), base_acc, facts.BASELINE)}")
     tail = ("; " + "; ".join(accuracy)) if accuracy else ""
     return f"Speed is not known because {reason}{tail}."
+
+
+# --- the decision: the fastest model within the accuracy budget ----------------------------
+
+def fmt_points(points: float) -> str:
+    return f"{points:g}"
+
+
+def _group_label(key: tuple, several: bool) -> str:
+    """' (4 threads, throughput mode)' when a runtime was measured in several ways, else ''."""
+    if not several:
+        return ""
+    _, threads, mode, options = key
+    words = [f"{threads} thread{'s' if threads != 1 else ''}", f"{mode} mode"] + ([options] if options else [])
+    return f" ({', '.join(words)})"
+
+
+def decisions(inputs: ReportInputs, max_drop: float) -> list[dict]:
+    """Per runtime (and threads/mode/settings when they varied): the fastest model within budget
+    at the smallest and at the largest batch measured, with the numbers behind the sentence."""
+    info = facts.models(inputs)
+    by_runtime = facts.runtime_accuracy(inputs)
+    groups = facts.cell_groups(inputs)
+    per_runtime = defaultdict(int)
+    for runtime, *_ in groups:
+        per_runtime[runtime] += 1
+    out = []
+    for key, cells in groups.items():
+        runtime = key[0]
+        accuracy = {m: facts.accuracy_of(m, runtime, info, by_runtime) for m in {c["model"] for c in cells}}
+        where = f"On {facts.runtime_name(runtime)}{_group_label(key, per_runtime[runtime] > 1)}"
+        picks = [_fastest_at(inputs, cells, batch, accuracy, max_drop) for batch in _end_batches(cells)]
+        out.append({"runtime": runtime, "threads": key[1], "mode": key[2], "settings": key[3], "max_drop": max_drop,
+                    "dense_accuracy": accuracy.get(facts.BASELINE), "picks": picks,
+                    "sentence": _decision_sentence(where, picks, accuracy, max_drop)})
+    return out
+
+
+def _end_batches(cells: list[dict]) -> list[int]:
+    batches = sorted({int(c["batch"]) for c in cells})
+    return batches[:1] + batches[-1:] if len(batches) > 1 else batches
+
+
+def within_budget(model_acc: float | None, dense_acc: float | None, max_drop: float) -> bool:
+    # A hair of slack so that exactly max_drop points below still counts despite float rounding.
+    return model_acc is not None and dense_acc is not None and (dense_acc - model_acc) * 100 <= max_drop + 1e-9
+
+
+def _fastest_at(inputs: ReportInputs, cells: list[dict], batch: int, accuracy: dict, max_drop: float) -> dict:
+    """The fastest (median latency) model at one batch among those within budget, and who was faster but not."""
+    here = sorted((c for c in cells if c["batch"] == batch), key=lambda c: c["stats"]["p50_ms"])
+    dense_acc = accuracy.get(facts.BASELINE)
+    dense = next((c for c in here if c["model"] == facts.BASELINE), None)
+    # A model displaces dense only when the bench found it faster: a median a hair lower is noise.
+    allowed = [c for c in here if c["model"] == facts.BASELINE or (
+        within_budget(accuracy.get(c["model"]), dense_acc, max_drop) and _beats_dense(inputs, c, dense))]
+    best = allowed[0] if allowed else None
+    faster_out = [c["model"] for c in here if best is not None and c["stats"]["p50_ms"] < best["stats"]["p50_ms"]
+                  and not within_budget(accuracy.get(c["model"]), dense_acc, max_drop)]
+    return {"batch": batch, "model": best["model"] if best else None,
+            "p50_ms": best["stats"]["p50_ms"] if best else None,
+            "speedup": _speedup_vs_dense(inputs, best, dense),
+            "accuracy": accuracy.get(best["model"]) if best else None,
+            "faster_outside_budget": faster_out}
+
+
+def _vs_dense(inputs: ReportInputs, cell: dict) -> dict | None:
+    """The bench's comparison of this cell's model with dense in the same runtime, batch and settings."""
+    wanted = (cell["model"], facts.BASELINE, cell["runtime"], cell["batch"], cell.get("threads") or 0,
+              str(cell.get("mode")), facts.settings_text(cell))
+    return next((c for c in (inputs.bench or {}).get("comparisons", [])
+                 if (c["model"], c.get("baseline", facts.BASELINE), c["runtime"], c["batch"], c.get("threads") or 0,
+                     str(c.get("mode")), facts.settings_text(c)) == wanted), None)
+
+
+def _beats_dense(inputs: ReportInputs, cell: dict, dense: dict | None) -> bool:
+    comparison = _vs_dense(inputs, cell)
+    if comparison is not None:
+        return comparison["verdict"] == FASTER
+    return dense is not None and cell["stats"]["p50_ms"] < dense["stats"]["p50_ms"]  # no comparison: the medians
+
+
+def _speedup_vs_dense(inputs: ReportInputs, cell: dict | None, dense: dict | None) -> float | None:
+    """The bench's own comparison when it made one, else the ratio of the two medians."""
+    if cell is None or dense is None or cell["model"] == facts.BASELINE:
+        return None
+    comparison = _vs_dense(inputs, cell)
+    if comparison is not None and facts.number(comparison.get("speedup")) is not None:
+        return facts.number(comparison["speedup"])
+    return dense["stats"]["p50_ms"] / cell["stats"]["p50_ms"]
+
+
+def _decision_sentence(where: str, picks: list[dict], accuracy: dict, max_drop: float) -> str:
+    dense_acc = accuracy.get(facts.BASELINE)
+    budget = f"within {fmt_points(max_drop)} points of dense's accuracy"
+    if dense_acc is None:
+        return f"{where}, the fastest model within the accuracy budget cannot be named: dense's test accuracy in this runtime is not known."
+    if all(p["model"] == facts.BASELINE for p in picks):
+        others = [m for m in accuracy if m != facts.BASELINE]
+        fits = [m for m in others if within_budget(accuracy[m], dense_acc, max_drop)]
+        why = ("no other model stays " + budget + f" ({fmt_percent(dense_acc)})") if not fits else (
+            "no model " + budget + " is measurably faster")
+        return f"{where}, only dense qualifies: {why}{_outside_clause(picks, accuracy, dense_acc)}."
+    one_model = len({p["model"] for p in picks}) == 1
+    parts = []
+    for index, pick in enumerate(picks):
+        if pick["model"] == facts.BASELINE:
+            parts.append(f"dense itself at batch {pick['batch']}")
+            continue
+        speed = f"{fmt_speedup(pick['speedup'])} dense" if pick["speedup"] is not None else "speedup not measured"
+        acc = f", {fmt_percent(pick['accuracy'])} vs {fmt_percent(dense_acc)}"
+        if one_model:  # name it once, its accuracy once
+            parts.append(f"{pick['model'] + ' ' if index == 0 else ''}at batch {pick['batch']} ({speed}"
+                         f"{acc if index == len(picks) - 1 else ''})")
+        else:
+            parts.append(f"{pick['model']} at batch {pick['batch']} ({speed}{acc})")
+    return f"{where}, the fastest model {budget} is {_join(parts)}{_outside_clause(picks, accuracy, dense_acc)}."
+
+
+def _outside_clause(picks: list[dict], accuracy: dict, dense_acc: float) -> str:
+    """Who was faster but cost too much accuracy, so a reader sees why it was not chosen."""
+    seen = list(dict.fromkeys(m for p in picks for m in p["faster_outside_budget"]))
+    if not seen:
+        return ""
+    words = [f"{m} ({(dense_acc - accuracy[m]) * 100:.2f} points below dense)" if accuracy.get(m) is not None
+             else f"{m} (accuracy not measured)" for m in seen]
+    return f"; faster but outside the budget: {_join(words)}"
+
+
+# --- did pruning and INT8 stack; did the sparse kernel help --------------------------------
+
+STACKING_WORDS = {facts.INT8_ON_PRUNED: "INT8 on top of {mode} pruning",
+                  facts.PRUNING_ON_INT8: "{Mode} pruning on top of INT8"}
+
+
+def verdict_clause(comps: list[dict]) -> str:
+    """'faster at batch 64, slower at batch 1 and 256' from the comparisons' verdicts."""
+    by_verdict = {v: [c for c in comps if c["verdict"] == v] for v in (FASTER, SLOWER, NO_DIFFERENCE)}
+    for verdict, words in ((FASTER, "faster"), (SLOWER, "slower")):
+        if len(by_verdict[verdict]) == len(comps):
+            return f"{words} at every batch size measured"
+    if len(by_verdict[NO_DIFFERENCE]) == len(comps):
+        return "no significant difference at any batch size"
+    threads, mode, settings = (facts.varying(comps, k) for k in ("threads", "mode", "settings"))
+    parts = [f"{words} at {_batches(by_verdict[v], threads, mode, settings)}"
+             for v, words in ((FASTER, "faster"), (SLOWER, "slower"), (NO_DIFFERENCE, "no significant difference"))
+             if by_verdict[v]]
+    return ", ".join(parts)
+
+
+def stacking_sentences(inputs: ReportInputs) -> list[dict]:
+    """One entry per (runtime, stacking comparison): INT8 on a pruned model, pruning on an INT8 model."""
+    info = facts.models(inputs)
+    out = []
+    for (runtime, model, baseline), comps in facts.comparison_groups(inputs).items():
+        question = facts.question(comps[0], info)
+        if question not in STACKING_WORDS:
+            continue
+        pruned = baseline if question == facts.INT8_ON_PRUNED else (facts.variant_of(model, info) or model)
+        what = STACKING_WORDS[question].format(mode=pruned, Mode=pruned[:1].upper() + pruned[1:])
+        out.append({"runtime": runtime, "model": model, "baseline": baseline, "question": question,
+                    "verdicts": [c["verdict"] for c in comps],
+                    "sentence": f"{what} ({model} vs {baseline}): {verdict_clause(comps)} ({facts.runtime_name(runtime)})."})
+    return out
+
+
+def sparse_sentence(inputs: ReportInputs) -> str | None:
+    """Whether the sparse INT8 kernel made unstructured-int8 faster; None for files from before INT8."""
+    bench = inputs.bench or {}
+    sparse = bench.get("sparse_int8")
+    if not isinstance(sparse, dict):
+        return None
+    if not sparse.get("applicable"):
+        return f"Sparse INT8 kernels: not applicable ({sparse.get('reason') or 'no reason given'})."
+    info = facts.models(inputs)
+    clauses = [f"{model} vs {baseline}: {verdict_clause(comps)} ({facts.runtime_name(runtime)})"
+               for (runtime, model, baseline), comps in facts.comparison_groups(inputs).items()
+               if facts.question(comps[0], info) == facts.SPARSE_KERNEL]
+    if not clauses:
+        return "Sparse INT8 kernels: applicable, but no sparse-kernel comparison was measured."
+    return "Sparse INT8 kernel (did it make the unstructured INT8 model faster?): " + "; ".join(clauses) + "."
+
+
+def decision_lines(inputs: ReportInputs, max_drop: float) -> dict:
+    """The report's first lines, as every view shows them."""
+    return {"fastest": [d["sentence"] for d in decisions(inputs, max_drop)],
+            "stacking": [s["sentence"] for s in stacking_sentences(inputs)],
+            "sparse": sparse_sentence(inputs)}

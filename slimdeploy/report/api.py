@@ -110,8 +110,15 @@ def build(inputs: ReportInputs, settings: ReportSettings) -> tuple[document.Docu
     """The document and its figures, in memory (what make_report writes)."""
     figures: dict[str, document.Figure] = {}
     if not {"md", "html"} & set(settings.formats):
-        return document.build_document(inputs, figures, settings.title), figures  # no view shows pictures
-    comparisons = [c for group in facts.comparison_groups(inputs).values() for c in group]
+        return document.build_document(inputs, figures, settings.title, settings.max_drop), figures  # no view shows pictures
+    png = plots.accuracy_latency_plot(facts.accuracy_latency_panels(inputs, settings.max_drop), settings.dpi)
+    if png:
+        figures["accuracy_vs_latency.png"] = document.Figure(
+            "accuracy_vs_latency.png", png, "Scatter plot of test accuracy against median latency, one panel per runtime, every model and INT8 variant labelled",
+            f"Test accuracy in each runtime against median latency at the largest batch measured (log scale): up and to "
+            f"the left is better. The dashed line is the budget, dense's accuracy minus {settings.max_drop:g} points; the "
+            "green line joins the Pareto front, the models that no other model beats on both speed and accuracy.")
+    comparisons = [c for group in facts.vs_dense_groups(inputs).values() for c in group]
     png = plots.speedup_plot(comparisons, settings.dpi)
     if png:
         figures["speedup.png"] = document.Figure(
@@ -131,7 +138,7 @@ def build(inputs: ReportInputs, settings: ReportSettings) -> tuple[document.Docu
                 "accuracy_vs_weights.png", png, "Line chart of test accuracy against the fraction of weights remaining for each pruning round",
                 "Test accuracy of each pruning round against the weights remaining (log scale, pruning proceeds to the "
                 "right): the ticket (retrained from its reset), the random re-initialisation and fine-tuning controls, and the dense model.")
-    return document.build_document(inputs, figures, settings.title), figures
+    return document.build_document(inputs, figures, settings.title, settings.max_drop), figures
 
 
 def report_json(inputs: ReportInputs, settings: ReportSettings, doc: document.Document, figures: dict) -> dict:
@@ -143,6 +150,10 @@ def report_json(inputs: ReportInputs, settings: ReportSettings, doc: document.Do
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "source": str(inputs.source),
         "title": doc.title,
+        "decision": {**answer.decision_lines(inputs, settings.max_drop), "max_drop": settings.max_drop,
+                     "fastest_within_budget": answer.decisions(inputs, settings.max_drop),
+                     "stacking_comparisons": answer.stacking_sentences(inputs),
+                     "sparse_int8": (inputs.bench or {}).get("sparse_int8")},
         "in_short": answer.in_short(inputs),
         "answers": answer.runtime_sentences(inputs),
         "comparisons": [c for group in facts.comparison_groups(inputs).values() for c in group],

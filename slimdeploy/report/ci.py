@@ -51,7 +51,10 @@ CSV_COLUMNS = ("id", "model", "runtime", "batch", "threads", "mode", "settings",
 
 def cells_csv(bench: dict | None) -> str:
     """One row per cell; a pruned model's row also carries its comparison with dense."""
-    comparisons = {CellKey.of(c): c for c in (bench or {}).get("comparisons", [])}
+    # Only each model against the baseline: the stacking comparisons (INT8 vs its float model, ...)
+    # share the model's key.
+    comparisons = {CellKey.of(c): c for c in (bench or {}).get("comparisons", [])
+                   if c.get("question", "vs_baseline") == "vs_baseline"}
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, lineterminator="\n")
     writer.writeheader()

@@ -13,6 +13,7 @@ from pathlib import PurePosixPath
 
 from slimdeploy.report import answer, facts
 from slimdeploy.report.load import ReportInputs
+from slimdeploy.report.settings import ReportSettings
 
 
 @dataclass
@@ -86,16 +87,19 @@ def fmt_delta_points(value, base) -> str:
     return f"{(value - base) * 100:+.2f}"
 
 
-def build_document(inputs: ReportInputs, figures: dict[str, Figure], title: str | None = None) -> Document:
+def build_document(inputs: ReportInputs, figures: dict[str, Figure], title: str | None = None,
+                   max_drop: float | None = None) -> Document:
     sentences = answer.runtime_sentences(inputs)
-    lead: list = [Paragraph(answer.in_short(inputs), lead="In short:")]
+    lead: list = decision_blocks(inputs, ReportSettings().max_drop if max_drop is None else max_drop)
+    lead.append(Paragraph(answer.in_short(inputs), lead="In short:"))
     if sentences:
         lead.append(Bullets([s["sentence"] for s in sentences]))
     adopted = adopted_note(inputs)
     if adopted:
         lead.append(Paragraph(adopted, lead="Your model:"))
-    if "speedup.png" in figures:
-        lead.append(figures["speedup.png"])
+    for name in ("accuracy_vs_latency.png", "speedup.png"):  # the decision's picture first
+        if name in figures:
+            lead.append(figures[name])
     doc = Document(title=title or default_title(inputs), lead=lead)
     if inputs.notes or _unavailable_runtimes(inputs):
         doc.sections.append(Section("What this report could not show", [Bullets(inputs.notes + _unavailable_runtimes(inputs))]))
@@ -108,6 +112,22 @@ def build_document(inputs: ReportInputs, figures: dict[str, Figure], title: str 
         doc.sections.append(_lottery_section(inputs, figures.get("accuracy_vs_weights.png")))
     doc.sections.append(_environment_section(inputs))
     return doc
+
+
+def decision_blocks(inputs: ReportInputs, max_drop: float) -> list:
+    """The report's first lines: the fastest model within budget, then stacking and the sparse kernel."""
+    lines = answer.decision_lines(inputs, max_drop)
+    blocks: list = []
+    if lines["fastest"]:
+        # One paragraph (one Markdown line), so the lines that follow keep their place.
+        blocks.append(Paragraph(" ".join(lines["fastest"]), lead="Which model to ship:"))
+    if lines["stacking"]:
+        blocks.append(Paragraph("did pruning and INT8 add up? (each compared with the model it was built on)",
+                                lead="Stacking:"))
+        blocks.append(Bullets(lines["stacking"]))
+    if lines["sparse"]:
+        blocks.append(Paragraph(lines["sparse"]))
+    return blocks
 
 
 # What a reset does to an adopted model's survivors (it has no θ0), as the report says it.
@@ -185,7 +205,14 @@ def _comparisons_section(inputs: ReportInputs) -> Section:
         "Ideal is the FLOP ratio, what a runtime that turned every saved operation into time would reach; "
         "efficiency is measured / ideal."
     )
-    return Section("Speedup of pruned models over dense", [Table(headers, rows), explain])
+    blocks = [Table(headers, rows), explain]
+    assumes = sorted({str(c["ideal_assumes"]) for c in comps if c.get("ideal_assumes")})
+    if any(c.get("baseline", facts.BASELINE) != facts.BASELINE for c in comps) or assumes:
+        blocks.append(Paragraph(
+            "A row 'A vs B' divides B's median latency by A's: INT8 variants are also compared with the float model they "
+            "were quantized from, and pruned INT8 variants with dense-int8, to show whether pruning and INT8 add up."
+            + "".join(f" Ideal for INT8 rows: {a}." for a in assumes)))
+    return Section("Speedup of pruned models over dense", blocks)
 
 
 def _models_section(inputs: ReportInputs) -> Section:
@@ -197,6 +224,9 @@ def _models_section(inputs: ReportInputs) -> Section:
     sizes = _sizes(inputs)
     targets = sorted({t for (_, t) in sizes})
     headers += [f"{facts.TARGET_NAMES.get(t, t)} file (raw / gzip)" for t in targets]
+    int8 = facts.has_int8(info)
+    if int8:
+        headers.append("Precision")
     rows = []
     for name, values in info.items():
         widths = values.get("widths")
@@ -208,6 +238,9 @@ def _models_section(inputs: ReportInputs) -> Section:
         for target in targets:
             size = sizes.get((name, target))
             row.append(f"{fmt_bytes(size[0])} / {fmt_bytes(size[1])}" if size else "–")
+        if int8:
+            base = facts.variant_of(name, info)
+            row.append(f"{values.get('precision') or 'int8'} (quantized from {base})" if base else str(values.get("precision") or "fp32"))
         rows.append(row)
     if not rows:
         return Section("Models", [Paragraph("No model information in this run.")])

@@ -63,8 +63,9 @@ def models(inputs: ReportInputs) -> dict[str, dict]:
     for artifact in (inputs.export or {}).get("artifacts", []):
         name = artifact.get("model")
         if name:
-            put(name, {k: artifact.get(k) for k in ("params", "nonzero_params", "flops")})
-            if "test_accuracy" not in merged[name]:
+            put(name, {k: artifact.get(k) for k in ("params", "nonzero_params", "flops", "variant_of", "precision")})
+            # An INT8 variant's keras_test_accuracy is its float model's: it has no Keras accuracy of its own.
+            if "test_accuracy" not in merged[name] and not artifact.get("variant_of"):
                 put(name, {"test_accuracy": artifact.get("keras_test_accuracy")})
     for mode, lottery in inputs.lotteries.items():
         dense = lottery.get("dense") or {}
@@ -92,9 +93,12 @@ def models(inputs: ReportInputs) -> dict[str, dict]:
     return dict(sorted(merged.items(), key=lambda item: model_order(item[0])))
 
 
+# Float models first, then their INT8 variants in the same order.
+MODEL_ORDER = ("dense", "structured", "unstructured", "dense-int8", "structured-int8", "unstructured-int8")
+
+
 def model_order(name: str):
-    order = {BASELINE: 0, "structured": 1, "unstructured": 2}
-    return (order.get(name, 3), name)
+    return (MODEL_ORDER.index(name) if name in MODEL_ORDER else len(MODEL_ORDER), name)
 
 
 def ticket_round(lottery: dict) -> dict | None:
@@ -118,8 +122,13 @@ def runtime_accuracy(inputs: ReportInputs) -> dict[tuple[str, str], float]:
         if model and runtime and value is not None and artifact.get("valid", True):
             accuracy[(model, runtime)] = value
         keras = number(artifact.get("keras_test_accuracy"))
-        if model and keras is not None:
+        if model and keras is not None and not artifact.get("variant_of"):  # a variant's is its float model's
             accuracy.setdefault((model, "tensorflow"), keras)
+    # bench.json's own record, for a bench file without its export.json.
+    for model, info in ((inputs.bench or {}).get("models") or {}).items():
+        for runtime, value in ((info or {}).get("runtime_test_accuracy") or {}).items():
+            if number(value) is not None:
+                accuracy.setdefault((model, runtime), number(value))
     return accuracy
 
 
@@ -159,3 +168,68 @@ def varying(records: list[dict], key: str) -> bool:
 def cell_label(record: dict, *, threads: bool, mode: bool, settings: bool = False) -> str:
     """'batch 64', plus threads, mode and settings only when the benchmark varied them."""
     return cellkey.CellKey.of(record).label(threads=threads, mode=mode, settings=settings)
+
+
+# What a comparison asks (bench.json `question`); older files ask only "vs_baseline".
+VS_BASELINE, INT8_ON_PRUNED, PRUNING_ON_INT8, SPARSE_KERNEL = "vs_baseline", "int8_on_pruned", "pruning_on_int8", "sparse_kernel"
+
+
+def variant_of(model: str, info: dict[str, dict]) -> str | None:
+    """The float model an INT8 variant was quantized from (None for a float model)."""
+    value = info.get(model, {}).get("variant_of")
+    return str(value) if value else None
+
+
+def question(comparison: dict, info: dict[str, dict]) -> str:
+    """The comparison's question, inferred from the models when an older file does not say."""
+    if comparison.get("question"):
+        return str(comparison["question"])
+    model, baseline = comparison["model"], comparison.get("baseline", BASELINE)
+    if baseline == BASELINE:
+        return VS_BASELINE
+    if variant_of(model, info) == baseline:
+        return INT8_ON_PRUNED
+    if variant_of(baseline, info) and variant_of(model, info):
+        return PRUNING_ON_INT8
+    return VS_BASELINE
+
+
+def vs_dense_groups(inputs: ReportInputs) -> dict[tuple[str, str, str], list[dict]]:
+    """The comparison groups that set a model against dense (what the per-model sentences say)."""
+    return {key: comps for key, comps in comparison_groups(inputs).items() if key[2] == BASELINE}
+
+
+def cell_groups(inputs: ReportInputs) -> dict[tuple, list[dict]]:
+    """(runtime, threads, mode, settings text) -> its measured cells: the models raced against each other."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for cell in inputs.ok_cells():
+        groups[(cell["runtime"], cell.get("threads") or 0, str(cell.get("mode")), settings_text(cell))].append(cell)
+    return dict(sorted(groups.items()))
+
+
+def has_int8(info: dict[str, dict]) -> bool:
+    """Whether the run holds INT8 variants (files from before INT8 do not)."""
+    return any(values.get("variant_of") or values.get("precision") == "int8" for values in info.values())
+
+
+def accuracy_latency_panels(inputs: ReportInputs, max_drop: float) -> list[dict]:
+    """Per runtime (and threads/mode/settings when they varied): each model's median latency at the
+    largest batch measured beside its test accuracy in that runtime, and the accuracy budget."""
+    info = models(inputs)
+    by_runtime = runtime_accuracy(inputs)
+    groups = cell_groups(inputs)
+    several = {rt for rt in {k[0] for k in groups} if sum(k[0] == rt for k in groups) > 1}
+    panels = []
+    for (runtime, threads, mode, options), cells in groups.items():
+        batch = max(c["batch"] for c in cells)
+        points = []
+        for cell in sorted((c for c in cells if c["batch"] == batch), key=lambda c: model_order(c["model"])):
+            accuracy = accuracy_of(cell["model"], runtime, info, by_runtime)
+            if accuracy is not None:
+                points.append({"model": cell["model"], "p50_ms": cell["stats"]["p50_ms"], "accuracy": accuracy,
+                               "base": variant_of(cell["model"], info) or cell["model"]})
+        dense = accuracy_of(BASELINE, runtime, info, by_runtime)
+        title = runtime_name(runtime) + (f" ({threads}t, {mode}{', ' + options if options else ''})" if runtime in several else "")
+        panels.append({"title": title, "runtime": runtime, "batch": batch, "max_drop": max_drop, "points": points,
+                       "budget": None if dense is None else dense - max_drop / 100})
+    return panels

@@ -1,4 +1,4 @@
-"""The three pictures: speedup vs ideal, latency vs batch, and the lottery-ticket curve.
+"""The four pictures: speedup vs ideal, latency vs batch, the lottery-ticket curve, accuracy vs latency.
 
 matplotlib's object API with the Agg renderer (no pyplot, no display, no global state),
 so plotting works on a headless CI machine and in threads. Each function returns PNG
@@ -208,3 +208,76 @@ def _percent_ticks(low: float, high: float) -> list[float]:
     coarse = [1, 0.5, 0.2, 0.1, 0.05, 0.02, 0.01, 0.005, 0.002, 0.001]
     ticks = [t for t in fine if low <= t <= high]
     return ticks if len(ticks) <= 9 else [t for t in coarse if low <= t <= high]
+
+
+def accuracy_latency_plot(panels: list[dict], dpi: int = 110) -> bytes | None:
+    """Test accuracy against median latency, one panel per runtime, with the budget line and the Pareto front.
+
+    Each panel: ``title``, ``batch``, ``budget`` (accuracy, 0..1, or None) and ``points``: dicts with
+    ``model``, ``p50_ms``, ``accuracy`` (0..1) and ``base`` (the float model an INT8 variant came from).
+    """
+    panels = [p for p in panels if p["points"]]
+    if not panels:
+        return None
+    columns = min(len(panels), 3)
+    rows = -(-len(panels) // columns)
+    fig = _figure(4.6 * columns + 0.4, 4.0 * rows + 0.5)
+    axes = fig.subplots(rows, columns, squeeze=False)
+    for ax, panel in zip(axes.flat, panels):
+        points = sorted(panel["points"], key=lambda p: (p["p50_ms"], -p["accuracy"]))
+        for p in points:
+            int8 = p["base"] != p["model"]
+            ax.scatter(p["p50_ms"], p["accuracy"] * 100, s=46, color=model_color(p["base"]), marker="D" if int8 else "o",
+                       facecolors="none" if int8 else model_color(p["base"]), linewidths=1.6, zorder=3)
+            ax.annotate(p["model"], (p["p50_ms"], p["accuracy"] * 100), xytext=(7, _label_offset(p, points)),
+                        textcoords="offset points", fontsize=8, va="center")
+        front = pareto_front(points)
+        ax.plot([p["p50_ms"] for p in front], [p["accuracy"] * 100 for p in front], "-", color="#2ca02c",
+                linewidth=1.3, alpha=0.8, zorder=2, label="Pareto front (nothing both faster and more accurate)")
+        if panel.get("budget") is not None:
+            ax.axhline(panel["budget"] * 100, color="#d62728", linestyle="--", linewidth=1.1,
+                       label=f"budget: dense − {panel['max_drop']:g} points ({panel['budget'] * 100:.2f}%)")
+        _plain_log_axis(ax)
+        low, high = min(p["p50_ms"] for p in points), max(p["p50_ms"] for p in points)
+        ax.set_xlim(low / 1.5, high * 2.2)  # room for the labels on the right
+        ax.set_title(f"{panel['title']}, batch {panel['batch']}")
+        ax.set_xlabel("median latency per call (ms, log scale; left is faster)")
+        ax.set_ylabel("test accuracy in this runtime (%)")
+        ax.grid(True, which="both", alpha=0.25)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_visible(False)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, [label.split(" (")[0] if len(panels) > 1 and label.startswith("budget") else label for label in labels],
+               fontsize=8, loc="outside lower center", ncol=2)
+    fig.suptitle("Accuracy vs latency: filled circles are float models, hollow diamonds their INT8 variants (same colour)")
+    return _png(fig, dpi)
+
+
+def _label_offset(point: dict, points: list[dict]) -> float:
+    """Vertical offset of a label: above or below when another model runs at nearly the same latency."""
+    near = [p for p in points if p is not point and max(p["p50_ms"], point["p50_ms"]) / min(p["p50_ms"], point["p50_ms"]) < 1.25
+            and abs(p["accuracy"] - point["accuracy"]) < 0.004]
+    if not near:
+        return 0.0
+    return 6.0 if all(point["accuracy"] >= p["accuracy"] for p in near) else -6.0
+
+
+def _plain_log_axis(ax) -> None:
+    """Log x axis labelled 0.2, 0.5, 1, 2 ... rather than in powers of ten."""
+    import math
+
+    from matplotlib.ticker import FuncFormatter
+
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(FuncFormatter(
+        lambda v, _: f"{v:g}" if v > 0 and round(v / 10 ** math.floor(math.log10(v))) in (2, 5) else ""))
+
+
+def pareto_front(points: list[dict]) -> list[dict]:
+    """The points no other point beats on both latency and accuracy, fastest first."""
+    front: list[dict] = []
+    for p in sorted(points, key=lambda p: (p["p50_ms"], -p["accuracy"])):
+        if not front or p["accuracy"] > front[-1]["accuracy"]:
+            front.append(p)
+    return front

@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from slimdeploy.errors import UserError
+from slimdeploy.parsers import non_negative_float
 from slimdeploy.settings_base import Settings, setting
 
 # Every format the report can write; each is a view of the same bench results.
@@ -18,7 +19,7 @@ FORMAT_FILES = {
     "csv": "report.csv",
     "gab": "gab.json",
 }
-PLOT_FILES = ("speedup.png", "latency_vs_batch.png", "accuracy_vs_weights.png")
+PLOT_FILES = ("speedup.png", "latency_vs_batch.png", "accuracy_vs_weights.png", "accuracy_vs_latency.png")
 
 
 def _check_formats(value) -> str | None:
@@ -48,6 +49,12 @@ def _check_confidence(value) -> str | None:
     return None
 
 
+def _check_max_drop(value) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 100:
+        return f"--max-drop must be a number of accuracy points in [0, 100] (0.5 = half a point), got {value!r}"
+    return None
+
+
 def _check_dpi(value) -> str | None:
     if not (isinstance(value, int) and 30 <= value <= 600):
         return f"dpi must be an integer in [30, 600], got {value!r}"
@@ -64,6 +71,8 @@ class ReportSettings(Settings):
     confidence: the gate's bootstrap interval (0.95 = 95%).
     step_summary: append the Markdown to $GITHUB_STEP_SUMMARY when that variable is set.
     dpi: resolution of the PNG plots.
+    max_drop: the accuracy budget, in points: a variant may be named fastest only when its test
+        accuracy in a runtime is at least dense's accuracy in that runtime minus this.
     """
 
     formats: tuple[str, ...] = setting(
@@ -79,6 +88,10 @@ class ReportSettings(Settings):
     # The CLI turns it off with --no-step-summary (commands/report.py).
     step_summary: bool = setting(True)
     dpi: int = setting(110, check=_check_dpi)
+    max_drop: float = setting(
+        0.5, flag="--max-drop", parse=non_negative_float, metavar="POINTS", check=_check_max_drop,
+        help="accuracy budget of the decision: the fastest model named must be within POINTS accuracy points "
+             "of dense's test accuracy in the same runtime")
 
     def normalized(self) -> "ReportSettings":
         """Text forms read as values (``"md,json"``, ``"10%"``); each format once, in order."""

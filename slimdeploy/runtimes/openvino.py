@@ -8,6 +8,9 @@ shape, a new tensor and a conversion per call) costs more than pruning saves.
 - ``latency`` mode: PERFORMANCE_HINT LATENCY with one stream. ``throughput`` mode:
   PERFORMANCE_HINT THROUGHPUT and an AsyncInferQueue of the plugin's optimal size.
 - ``request.latency`` (the engine's own per-request time) is kept beside wall-clock time.
+- Sparse int8 weights: the option ``sparse_weights_decompression_rate`` sets
+  CPU_SPARSE_WEIGHTS_DECOMPRESSION_RATE (int8 weights sparser than it are packed; the plugin
+  does so on CPUs with AMX only). ``PLUGIN.profile`` says which kernel each layer got.
 """
 
 from __future__ import annotations
@@ -17,6 +20,18 @@ import numpy as np
 from slimdeploy.runtimes.session import Availability, RuntimePlugin, Session, package_availability
 
 PRECISIONS = ("f32", "bf16", "f16")
+# A session option (per model, not a cell setting): the CPU plugin's sparse int8 weights rate.
+SPARSE_RATE_OPTION = "sparse_weights_decompression_rate"
+AMX_FLAGS = ("amx_int8", "amx_tile")
+# Profiled node types (and their variants, e.g. FullyConnectedQuantizedLegacy for an NNCF IR)
+# that hold the weights a sparse kernel could skip.
+WEIGHT_NODE_TYPES = ("FullyConnected", "MatMul")
+
+
+def cpu_has_amx(cpu: dict) -> bool:
+    """Whether the CPU (``environment.cpu_info()``: /proc/cpuinfo's flags) reports AMX, which the
+    CPU plugin's sparse int8 weight kernels need."""
+    return any(flag in (cpu.get("flags") or []) for flag in AMX_FLAGS)
 
 
 def availability() -> Availability:
@@ -69,7 +84,13 @@ class OpenVinoSession(Session):
         else:
             config[hints.performance_mode] = hints.PerformanceMode.LATENCY
             config[props.streams.num] = 1
+        self._sparse_rate = self.options.get(SPARSE_RATE_OPTION)
+        if self._sparse_rate is not None:
+            import openvino.properties.intel_cpu as intel_cpu
+
+            config[intel_cpu.sparse_weights_decompression_rate] = float(self._sparse_rate)
         self._ov = ov
+        self._core, self._model, self._config = core, model, config  # kept to compile a profiled copy
         self.compiled = core.compile_model(model, "CPU", config)
         self.request = self.compiled.create_infer_request()
         self._queue = None
@@ -129,10 +150,25 @@ class OpenVinoSession(Session):
             "enable_cpu_pinning": read("ENABLE_CPU_PINNING"),
             "infer_requests": self.parallelism,
             "static_input_shape": list(self._shape),
+            **({SPARSE_RATE_OPTION: read("CPU_SPARSE_WEIGHTS_DECOMPRESSION_RATE")} if self._sparse_rate is not None else {}),
         }
+
+    def layer_kernels(self) -> list[dict]:
+        """The kernel the plugin chose for each weight layer: one inference of a copy compiled
+        with PERF_COUNT (profiling is a compile-time setting, so the measured one stays unprofiled)."""
+        import openvino.properties as props
+
+        compiled = self._core.compile_model(self._model, "CPU", {**self._config, props.enable_profiling: True})
+        request = compiled.create_infer_request()
+        request.set_input_tensor(self._ov.Tensor(self._tensors[0], shared_memory=True))
+        request.infer()
+        return [{"node_name": info.node_name, "node_type": info.node_type, "exec_type": info.exec_type,
+                 "sparse": "sparse" in info.exec_type.lower()}
+                for info in request.get_profiling_info() if info.node_type.startswith(WEIGHT_NODE_TYPES)]
 
     def close(self):
         self._queue = None
+        self._core = self._model = None
         self.request = None
         self.compiled = None
         self._tensors = []
@@ -140,7 +176,14 @@ class OpenVinoSession(Session):
 
 SESSION = OpenVinoSession
 
-PLUGIN = RuntimePlugin(
+
+class OpenVinoPlugin(RuntimePlugin):
+    def profile(self, session: Session, **request) -> dict | None:
+        """Which kernel each weight layer runs (``kernels``: exec_type, and whether it is sparse)."""
+        return {"kernels": session.layer_kernels()}
+
+
+PLUGIN = OpenVinoPlugin(
     name="openvino", display_name="OpenVINO", short_name="OV",
     # It reads ONNX too; an IR is preferred when both exist.
     suffixes=(".xml", ".onnx"), targets=("openvino", "onnx"), session=SESSION, availability=availability,
