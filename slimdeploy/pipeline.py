@@ -323,13 +323,7 @@ def _run_stage(name: str, config: RunConfig, run_dir: Path, *, resume: bool, pro
         # Later stages read the run's own recorded data (runinfo.run_dataset).
         prune_run(run_dir, settings, resume=resume, force=not resume, progress=progress)
     elif name == "export":
-        from slimdeploy.export.api import export_source
-
-        from slimdeploy.progress import console
-
-        # Resuming keeps the artifacts an interrupted export verified (unless their model changed).
-        export_source(run_dir, stages["export"], resume=resume, force=not resume, progress=progress,
-                      on_notice=lambda text: console.print(f"notice: {text}", markup=False, highlight=False))
+        _export(stages["export"], run_dir, resume=resume, progress=progress)
     elif name == "bench":
         from slimdeploy.bench.api import run_bench
 

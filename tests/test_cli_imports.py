@@ -49,7 +49,7 @@ def test_print_config_loads_no_tensorflow():
     assert config["name"] == "article" and config["modes"] == ["structured", "unstructured"]
     assert config["train"]["recipe"] == "fashion_mlp"
     assert config["report"] == {"formats": ["md", "html", "json", "csv", "gab"], "max_regression": 0.1,
-                                "confidence": 0.95, "step_summary": True, "dpi": 110}
+                                "confidence": 0.95, "step_summary": True, "dpi": 110, "max_drop": 0.5}
     assert config["export"]["profile_batches"] == config["bench"]["batches"]
 
 
