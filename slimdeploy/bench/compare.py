@@ -117,9 +117,7 @@ def _is_int8(info: dict) -> bool:
 def comparison_pairs(names, models: dict, baseline: str) -> list[tuple[str, str, str]]:
     """(model, its baseline, question) for the models measured in one group (``names``)."""
     present = set(names)
-    pairs = [(name, baseline, VS_BASELINE) for name in names if name != baseline]
-    if baseline not in present:
-        pairs = []
+    pairs = [(name, baseline, VS_BASELINE) for name in names if name != baseline] if baseline in present else []
     # The baseline's own int8 variant (dense-int8), which pruned int8 variants are held against.
     baseline_int8 = next((n for n in names if _is_int8(models.get(n, {})) and models[n].get("variant_of") == baseline
                           and not models[n].get(SPARSE_RATE_KEY)), None)

@@ -14,11 +14,10 @@ from slimdeploy import fsutil
 from slimdeploy.bench.artifacts import ArtifactInfo, inspect_artifact, known_suffixes
 from slimdeploy.errors import UserError
 from slimdeploy.rundir import MODES, ExportDir, RunDir
+from slimdeploy.runtimes.registry import verifying_runtime
 
 INFO_KEYS = ("params", "nonzero_params", "flops", "nonzero_flops", "widths", "test_accuracy",
              "keras_test_accuracy", "weights_remaining", "input_range", "variant_of", "precision")
-# The runtime that runs each export target's file (an artifact's test_accuracy is that runtime's).
-TARGET_RUNTIME = {"onnx": "onnxruntime", "openvino": "openvino", "tensorrt": "tensorrt"}
 # The OpenVINO-only twin of an int8 variant opened with sparse int8 weights: "<variant>-sparse".
 SPARSE_SUFFIX = "-sparse"
 SPARSE_RATE_KEY = "sparse_weights_decompression_rate"  # in a twin's models info
@@ -144,7 +143,7 @@ def _add_export(export_json: Path, models: dict, notes: list, keras_sources: dic
         for key in INFO_KEYS:
             if entry.get(key) is not None:
                 model.info.setdefault(key, entry[key])
-        runtime = TARGET_RUNTIME.get(entry.get("target"))
+        runtime = verifying_runtime(entry.get("target"))
         if runtime is not None and entry.get("test_accuracy") is not None:
             # Int8 accuracy differs per runtime: each artifact's own, by the runtime that runs it.
             model.info.setdefault("runtime_test_accuracy", {}).setdefault(runtime, entry["test_accuracy"])

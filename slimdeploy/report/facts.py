@@ -9,11 +9,10 @@ from __future__ import annotations
 from collections import defaultdict
 
 from slimdeploy.bench import cellkey
+from slimdeploy.bench.compare import INT8_ON_PRUNED, PRUNING_ON_INT8, SPARSE_KERNEL, VS_BASELINE  # noqa: F401 (re-exported)
 from slimdeploy.report.load import ReportInputs
-from slimdeploy.runtimes.registry import display_name
+from slimdeploy.runtimes.registry import display_name, verifying_runtime
 
-# Which exported file each runtime runs, so its accuracy can be shown beside its speed.
-TARGET_RUNTIMES = {"onnx": "onnxruntime", "openvino": "openvino", "tensorrt": "tensorrt", "keras": "tensorflow"}
 TARGET_NAMES = {"onnx": "ONNX", "openvino": "OpenVINO IR", "tensorrt": "TensorRT engine", "keras": "Keras"}
 BASELINE = "dense"
 
@@ -117,7 +116,7 @@ def runtime_accuracy(inputs: ReportInputs) -> dict[tuple[str, str], float]:
     accuracy: dict[tuple[str, str], float] = {}
     for artifact in (inputs.export or {}).get("artifacts", []):
         model, target = artifact.get("model"), artifact.get("target")
-        runtime = TARGET_RUNTIMES.get(target, target)
+        runtime = verifying_runtime(target) or target
         value = number(artifact.get("test_accuracy"))
         if model and runtime and value is not None and artifact.get("valid", True):
             accuracy[(model, runtime)] = value
@@ -170,8 +169,7 @@ def cell_label(record: dict, *, threads: bool, mode: bool, settings: bool = Fals
     return cellkey.CellKey.of(record).label(threads=threads, mode=mode, settings=settings)
 
 
-# What a comparison asks (bench.json `question`); older files ask only "vs_baseline".
-VS_BASELINE, INT8_ON_PRUNED, PRUNING_ON_INT8, SPARSE_KERNEL = "vs_baseline", "int8_on_pruned", "pruning_on_int8", "sparse_kernel"
+# What a comparison asks is bench.json's `question` (bench.compare); older files ask only "vs_baseline".
 
 
 def variant_of(model: str, info: dict[str, dict]) -> str | None:

@@ -87,6 +87,16 @@ def pick_artifact(name: str, paths) -> Path | None:
     return None
 
 
+# The runtime export verifies each target's files in, so an artifact's test_accuracy is that
+# runtime's ("keras": files older than the targets listed the Keras model itself).
+VERIFYING_RUNTIME = {"onnx": "onnxruntime", "openvino": "openvino", "tensorrt": "tensorrt", "keras": "tensorflow"}
+
+
+def verifying_runtime(target: str | None) -> str | None:
+    """The runtime an export target's artifact was verified in (None: unknown target)."""
+    return VERIFYING_RUNTIME.get(target)
+
+
 def display_name(name: str) -> str:
     """For people: "ONNX Runtime"; an unknown name is shown as it is."""
     known = _known(name)
