@@ -152,3 +152,18 @@ def test_old_configs_precision_key_still_reads(tmp_path):
     assert ExportSettings().variants("structured") == [("structured", "fp32")]
     assert ExportSettings(precisions=["int8", "fp32"]).validated().variants("structured") == \
         [("structured", "fp32"), ("structured-int8", "int8")]
+
+
+def test_nncf_is_loaded_with_its_telemetry_off():
+    """NNCF's telemetry sends from a forked process; offline it hung `slimdeploy run` at exit.
+    Checked in a fresh interpreter: under pytest NNCF turns its telemetry off by itself."""
+    import subprocess
+    import sys
+
+    probe = ("import os; os.environ.pop('NNCF_CI', None); os.environ.pop('NNCF_DEV', None)\n"
+             "from slimdeploy.export.quantize import load_nncf; load_nncf()\n"
+             "import nncf.telemetry.decorator as d, nncf.telemetry.wrapper as w\n"
+             "print(type(d.telemetry).__name__, type(w.telemetry).__name__)")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["MagicMock", "MagicMock"]  # NNCF's NNCFTelemetryStub

@@ -11,8 +11,10 @@ input dtype, exactly as verification feeds them (never the test split, which jud
 from __future__ import annotations
 
 import contextlib
+import importlib
 import io
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,10 +108,21 @@ def quantize_onnx(source: Path, target: Path, calibration: Calibration, static_b
             "reduce_range_reason": reduce_range}
 
 
+def load_nncf():
+    """NNCF with its telemetry off. On import NNCF's telemetry (openvino_telemetry) sends usage
+    events from a forked process; offline, that child can hang in getaddrinfo with a lock it
+    inherited, and the parent then waits for it at exit forever (seen: `slimdeploy run` never
+    returning after its report was written). Users of slimdeploy have not opted in to it either.
+    ``NNCF_CI`` is the switch NNCF reads, once, when it is first imported."""
+    os.environ.setdefault("NNCF_CI", "1")
+    return importlib.import_module("nncf")
+
+
 def quantize_openvino(source: Path, calibration: Calibration, static_batch: int | None):
     """NNCF's INT8 of the model OpenVINO reads from the fp32 ONNX ``source``: (model, facts)."""
-    import nncf
     import openvino as ov
+
+    nncf = load_nncf()
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
     from nncf.quantization.range_estimator import RangeEstimatorParametersSet
 
