@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import run_cli
+from conftest import run_cli, run_cli_here
 from test_export_cli import one_line_error, our_stderr
 
 
@@ -104,7 +104,7 @@ def test_int8_only_and_the_summary_names_the_precision(trained_run, tmp_path):
 def test_bad_int8_options_are_one_line_errors(args, message, tiny_run, tmp_path):
     model = tmp_path / "mlp.keras"
     shutil.copy(tiny_run / "dense" / "model.keras", model)
-    result = run_cli("export", str(model), "--target", "onnx", *args)
+    result = run_cli_here("export", str(model), "--target", "onnx", *args)
     assert result.returncode == 2
     assert message in one_line_error(result)
     assert not (tmp_path / "exports").exists()

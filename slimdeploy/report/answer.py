@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from slimdeploy.bench.cellkey import CellKey
 from slimdeploy.bench.stats import FASTER, NO_DIFFERENCE, SLOWER
 from slimdeploy.report import facts
 from slimdeploy.report.load import ReportInputs
@@ -219,11 +220,9 @@ def _fastest_at(inputs: ReportInputs, cells: list[dict], batch: int, accuracy: d
 
 def _vs_dense(inputs: ReportInputs, cell: dict) -> dict | None:
     """The bench's comparison of this cell's model with dense in the same runtime, batch and settings."""
-    wanted = (cell["model"], facts.BASELINE, cell["runtime"], cell["batch"], cell.get("threads") or 0,
-              str(cell.get("mode")), facts.settings_text(cell))
+    key = CellKey.of(cell)
     return next((c for c in (inputs.bench or {}).get("comparisons", [])
-                 if (c["model"], c.get("baseline", facts.BASELINE), c["runtime"], c["batch"], c.get("threads") or 0,
-                     str(c.get("mode")), facts.settings_text(c)) == wanted), None)
+                 if c.get("baseline", facts.BASELINE) == facts.BASELINE and CellKey.of(c) == key), None)
 
 
 def _beats_dense(inputs: ReportInputs, cell: dict, dense: dict | None) -> bool:
