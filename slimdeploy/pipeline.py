@@ -149,8 +149,11 @@ QUICK_PROFILE: dict[str, dict[str, Any]] = {
 # question "is a small ticket faster?" has a clear answer; every model also gets its INT8 variant,
 # so the run answers "prune, quantize, or both?".
 DEFAULT_PROFILE: dict[str, dict[str, Any]] = {
-    "prune": {"target": 0.1},
+    # The ticket: the most-pruned candidate within half a point of dense on validation (prune.ticket).
+    "prune": {"target": 0.1, "max_drop": 0.5},
     "export": {"precisions": ["fp32", "int8"]},
+    # One profiled pass per cell, apart from the timing: the report's "where the time goes".
+    "bench": {"profile": True},
 }
 
 
@@ -319,7 +322,10 @@ def _run_stage(name: str, config: RunConfig, run_dir: Path, *, resume: bool, pro
     elif name.startswith("prune:"):
         from slimdeploy.prune.lottery import prune_run
 
-        settings = dataclasses.replace(stages["prune"], mode=name.split(":", 1)[1])
+        mode = name.split(":", 1)[1]
+        # --round-to shapes units, which only structured pruning removes.
+        settings = dataclasses.replace(stages["prune"], mode=mode,
+                                       round_to=stages["prune"].round_to if mode == "structured" else None)
         # Later stages read the run's own recorded data (runinfo.run_dataset).
         prune_run(run_dir, settings, resume=resume, force=not resume, progress=progress)
     elif name == "export":

@@ -7,8 +7,11 @@ RUN_DIR/
     model.keras  init.weights.h5  history.json  metrics.json
   structured/ | unstructured/   RunDir.mode(m)        (prune)
     lottery.json  settings.json  ticket.keras
+    ticket-rN.keras                                   ModeDir.aligned_ticket(N): the ticket's widths rounded to N
     round_K/ model.keras metrics.json state.npz       ModeDir.seed(...).round(K)
     controls/NAME/ ...                                ModeDir.seed(...).control(NAME)
+    search/step_K/ ...                                ModeDir.seed(...).search(K): the width search
+    aligned/rN/ ...                                   ModeDir.seed(...).aligned(N)
     rewind_K.weights.h5
     seed_S/ dense/ round_K/ controls/ ...             other seeds: the same layout one level down
   exports/ export.json export.partial.json <model>.*  RunDir.exports_dir, ExportDir(...).manifest
@@ -25,6 +28,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 MODES = ("structured", "unstructured")
+ALIGNED_MARK = "-r"  # structured-r8: the structured ticket's widths rounded down to multiples of 8
+
+
+def aligned_model_name(mode: str, multiple: int) -> str:
+    return f"{mode}{ALIGNED_MARK}{multiple}"
+
+
+def aligned_source(name: str) -> str | None:
+    """``structured-r8`` -> ``structured`` (the model it is an aligned copy of); None for other names."""
+    head, mark, number = name.rpartition(ALIGNED_MARK)
+    return head if mark and head and number.isdigit() else None
 BENCH_FILE = "bench.json"  # in a run directory, or the working directory for artifact files
 
 
@@ -90,6 +104,12 @@ class SeedDir:
     def control(self, name: str) -> ModelDir:
         return ModelDir(self.path / "controls" / name)
 
+    def search(self, step: int) -> ModelDir:
+        return ModelDir(self.path / "search" / f"step_{step}")
+
+    def aligned(self, multiple: int) -> ModelDir:
+        return ModelDir(self.path / "aligned" / f"r{multiple}")
+
     def rewind_weights(self, steps: int) -> Path:
         return self.path / f"rewind_{steps}.weights.h5"
 
@@ -111,6 +131,19 @@ class ModeDir:
     @property
     def ticket(self) -> Path:
         return self.path / "ticket.keras"
+
+    def aligned_ticket(self, multiple: int) -> Path:
+        """The ticket's widths rounded down to multiples of ``multiple``, fine-tuned (model ``<mode>-r<N>``)."""
+        return self.path / f"ticket-r{multiple}.keras"
+
+    def aligned_tickets(self) -> dict[int, Path]:
+        """multiple -> file, for the aligned tickets this mode directory holds."""
+        found = {}
+        for path in self.path.glob("ticket-r*.keras"):
+            number = path.name[len("ticket-r"):-len(".keras")]
+            if number.isdigit():
+                found[int(number)] = path
+        return dict(sorted(found.items()))
 
     def seed(self, seed: int, run_seed: int) -> SeedDir:
         """The run's own training seed prunes in the mode directory; others in seed_S/."""

@@ -16,8 +16,8 @@ REPO = Path(__file__).resolve().parent.parent
 # pytest-xdist (--dist loadfile, pyproject.toml) hands whole files to its workers in the order
 # collected: the longest go first, so no worker is left running a long file alone at the end.
 LONGEST_FIRST = ("test_run_pipeline.py", "test_zoo.py", "test_errors_cli.py", "test_prune_cli.py",
-                 "test_errors_interrupt.py", "test_export_cli.py", "test_bench_int8.py", "test_bench_run.py",
-                 "test_export_int8.py", "test_adopt.py", "test_report_int8.py")
+                 "test_errors_interrupt.py", "test_export_cli.py", "test_bench_int8.py", "test_bench_run.py", "test_bench_profile.py",
+                 "test_export_int8.py", "test_adopt.py", "test_prune_ticket.py", "test_report_int8.py")
 
 
 def pytest_collection_modifyitems(items):

@@ -62,7 +62,8 @@ def test_every_cell_is_measured_with_raw_samples_and_statistics(full_results):
         assert cell["iterations"] == len(cell["samples_ms"]) >= 20
         assert cell["seconds"] >= 0.1
         assert cell["stats"]["p50_ms"] > 0 and cell["stats"]["min_ms"] <= cell["stats"]["p50_ms"] <= cell["stats"]["max_ms"]
-        assert cell["unstable"] == (cell["stats"]["cv"] > stats.UNSTABLE_CV)
+        assert cell["stability"]["rounds"] == len(cell["blocks"])
+        assert cell["unstable"] == stats.is_unstable(cell["stability"])
         assert cell["load_seconds"] > 0 and cell["first_inference_seconds"] > 0
         assert cell["instances"] == 2  # sessions rotated per round
         assert sum(cell["blocks"]) == cell["iterations"]

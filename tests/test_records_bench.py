@@ -69,7 +69,9 @@ def test_cells_built_from_a_spec_and_a_worker_record_keep_their_shape():
               "input": {"dtype": "float32"}, "engine_samples_ms": [0.5, 0.5, 0.5]}
     cell = finish_cell(SPEC, record).to_json()
     order = list(previous_raw()["cells"][0])
-    assert [k for k in order if k in cell] == list(cell)
+    assert [k for k in order if k in cell] == [k for k in cell if k in order]
+    assert set(cell) - set(order) == {"stability"}  # new since the previous version; one round: not judged
+    assert cell["stability"]["note"] == "one round: no spread to judge" and cell["unstable"] is False
     assert cell["stats"]["p50_ms"] == 2.0 and cell["engine_latency_ms"] == 0.5 and cell["blocks"] == [3]
     empty = finish_cell(SPEC, {"status": "ok", "samples_ms": []}).to_json()
     assert empty["status"] == "error" and empty["error"] == "no samples were recorded"

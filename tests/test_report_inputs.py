@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from slimdeploy import environment
-from slimdeploy.bench.stats import is_unstable, speedup_interval, summarize, verdict
+from slimdeploy.bench.stats import speedup_interval, summarize, verdict
 
 WIDTHS = {"dense": [300, 150, 10], "structured": [75, 37, 10], "unstructured": [300, 150, 10]}
 
@@ -72,7 +72,6 @@ def make_cell(model, runtime, batch, samples, *, threads=1, status="ok", error=N
             "stats": None, "unstable": False, "engine_latency_ms": None, "crosscheck": None}
     if status == "ok":
         cell["stats"] = summarize(samples, batch)
-        cell["unstable"] = is_unstable(cell["stats"])
     return cell
 
 

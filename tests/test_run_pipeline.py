@@ -46,10 +46,24 @@ def finished_stages(run_dir: Path) -> int:
 def reference_run(tmp_path_factory) -> Path:
     workdir = tmp_path_factory.mktemp("reference")
     started = time.perf_counter()
-    result = run_cli("run", "--config", str(TINY), "--name", "ref", "--quiet", cwd=workdir)
+    # Not --quiet: stderr is a pipe here, as in a CI log, and its progress lines are checked below.
+    result = run_cli("run", "--config", str(TINY), "--name", "ref", cwd=workdir)
     assert result.returncode == 0, result.stderr
     (workdir / "seconds.txt").write_text(str(time.perf_counter() - started))
+    (workdir / "stderr.txt").write_text(result.stderr)
     return workdir / "runs" / "ref"
+
+
+def test_run_through_a_pipe_logs_whole_plain_lines(reference_run):
+    import re
+
+    log = (reference_run.parent.parent / "stderr.txt").read_text()
+    assert "\x1b[" not in log and "…" not in log and "━" not in log, log[-2000:]
+    lines = log.splitlines()
+    epoch = re.compile(r"^dense epoch 1/1: (\d+)/\1 loss \d\.\d{4} accuracy \d\.\d{4} val_accuracy \d\.\d{4} \(done in [\d.]+ s\)$")
+    assert any(epoch.match(line) for line in lines), [line for line in lines if "epoch" in line]
+    assert any(line.startswith("structured rounds: ") for line in lines)
+    assert any(line.startswith("slimdeploy run: 6/6") for line in lines), [l for l in lines if l.startswith("slimdeploy run")]
 
 
 def test_run_produces_every_stage_and_the_report(reference_run):
@@ -60,6 +74,18 @@ def test_run_produces_every_stage_and_the_report(reference_run):
     assert all(stage["done"] for stage in record["stages"].values()) and len(record["stages"]) == 6
     first_lines = (reference_run / "report" / "report.md").read_text().splitlines()[:4]
     assert any("faster" in line or "not measurably faster" in line for line in first_lines)
+    # The tickets were chosen on validation within run's 0.5-point budget, and the report names them.
+    report = (reference_run / "report" / "report.md").read_text()
+    for mode in ("structured", "unstructured"):
+        lottery = json.loads((reference_run / mode / "lottery.json").read_text())
+        assert lottery["ticket"]["max_drop"] == 0.5 and lottery["candidates"]
+        assert f"{mode.capitalize()} ticket: " in report
+    bench = json.loads((reference_run / "bench.json").read_text())
+    aligned = json.loads((reference_run / "structured" / "lottery.json").read_text())["candidates"]
+    if any(row["name"] == "aligned_r8" for row in aligned):  # unless the ticket's widths are multiples of 8 already
+        pairs = {(c["model"], c["baseline"]) for c in bench["comparisons"] if c["question"] == "aligned_widths"}
+        assert pairs == {("structured-r8", "structured")}
+    assert any(c.get("profile") for c in bench["cells"] if c["status"] == "ok")  # run profiles its bench
 
 
 def test_print_config_round_trips(tmp_path):

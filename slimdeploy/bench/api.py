@@ -220,14 +220,15 @@ class JobMeasurer:
 
         for index in range(self.settings.processes):
             failed = {cell_id for cell_id, records in parts.items() if records[-1].get("status") != "ok"}
-            groups = [dataclasses.replace(g, cells=[c for c in g.cells if c.id not in failed]) for g in job.groups]
+            # The profiled pass runs in the first worker only: merge_records keeps the first's profile.
+            groups = [dataclasses.replace(g, cells=[c if index == 0 else dataclasses.replace(c, profile=None)
+                                                    for c in g.cells if c.id not in failed]) for g in job.groups]
             groups = [g for g in groups if g.cells]
             if groups:
                 # benchmark_app's crosscheck runs in the first worker only.
                 fields = {**self.job_fields, "crosscheck": self.settings.crosscheck and index == 0}
                 run_job(dataclasses.replace(job, groups=groups), fields, on_record, self.events, self.stall_timeout)
         merged = {cell_id: merge_records(records) for cell_id, records in parts.items()}
-        # The per-layer profile (kernels) is the first process's, as merge_records keeps it.
         return {cell_id: finish_cell(self.specs[cell_id], record) for cell_id, record in merged.items()}
 
 

@@ -25,7 +25,9 @@ Each comparison names the ``question`` it answers (``comparison_pairs``):
 - ``int8_on_pruned``: ``<m>-int8`` against ``<m>``, for a pruned ``m`` (does INT8 add to pruning?);
 - ``pruning_on_int8``: ``<m>-int8`` against ``<baseline>-int8`` (does pruning add to INT8?);
 - ``sparse_kernel``: ``<m>-int8-sparse`` against ``<m>-int8`` (does OpenVINO's sparse int8
-  kernel pay?).
+  kernel pay?);
+- ``aligned_widths``: ``<m>-rN`` against ``<m>``, the ticket's widths rounded down to multiples
+  of N (``rundir.aligned_source``): does a SIMD-friendly width run faster?
 
 ``ideal_speedup`` stays the FLOP ratio; where a side is int8, ``ideal_assumes`` says that no
 INT8 speedup is assumed (so ``int8_on_pruned`` has an ideal of 1.0).
@@ -41,6 +43,7 @@ import numpy as np
 from slimdeploy.bench import stats
 from slimdeploy.bench.cellkey import CellKey
 from slimdeploy.bench.sources import SPARSE_RATE_KEY
+from slimdeploy.rundir import aligned_source
 from slimdeploy.runtimes.registry import sort_key
 
 MAX_BOOTSTRAP_SAMPLES = 5000
@@ -49,7 +52,8 @@ VS_BASELINE = "vs_baseline"
 INT8_ON_PRUNED = "int8_on_pruned"
 PRUNING_ON_INT8 = "pruning_on_int8"
 SPARSE_KERNEL = "sparse_kernel"
-QUESTIONS = (VS_BASELINE, INT8_ON_PRUNED, PRUNING_ON_INT8, SPARSE_KERNEL)  # the order of the table
+ALIGNED_WIDTHS = "aligned_widths"
+QUESTIONS = (VS_BASELINE, INT8_ON_PRUNED, PRUNING_ON_INT8, SPARSE_KERNEL, ALIGNED_WIDTHS)  # the order of the table
 INT8_IDEAL = "FLOP ratio only: no INT8 speedup is assumed"
 
 
@@ -123,6 +127,9 @@ def comparison_pairs(names, models: dict, baseline: str) -> list[tuple[str, str,
                           and not models[n].get(SPARSE_RATE_KEY)), None)
     for name in names:
         info = models.get(name, {})
+        aligned_of = aligned_source(name)
+        if aligned_of in present and not _is_int8(info):
+            pairs.append((name, aligned_of, ALIGNED_WIDTHS))
         source = info.get("variant_of")
         if not _is_int8(info) or source not in present:
             continue

@@ -38,15 +38,17 @@ class CellSpec:
     # This model's own session options on top of the group's (not part of the cell id: the
     # model name tells the cells apart), e.g. OpenVINO's sparse int8 weights rate.
     session_options: dict = field(default_factory=dict)
-    # Ask the runtime, after measuring, which kernel each layer ran (int8 models).
-    profile: bool = False
+    # What to ask the runtime after measuring, from a profiled copy: "layers" (--profile: the
+    # time per node and the kernels), "kernels" (which kernel each weight layer ran: int8
+    # models), or None.
+    profile: str | None = None
 
     def to_job(self) -> dict:
         job = {"id": self.id, "model": self.model, "artifact": str(self.artifact)}
         if self.session_options:
             job["session_options"] = dict(self.session_options)
         if self.profile:
-            job["profile"] = True
+            job["profile"] = self.profile
         return job
 
 
@@ -93,6 +95,12 @@ def shown_path(path: Path, run_dir: Path | None) -> str:
     return str(path)
 
 
+def _profile_request(settings: BenchSettings, info: dict) -> str | None:
+    if settings.profile:
+        return "layers"
+    return "kernels" if info.get("precision") == "int8" else None
+
+
 def make_plan(sources: Sources, settings: BenchSettings, availability: dict) -> Plan:
     names = sorted(sources.models, key=lambda n: (n != settings.baseline_model, n))
     if len(names) > 1 and settings.baseline_model not in sources.models:
@@ -126,7 +134,7 @@ def make_plan(sources: Sources, settings: BenchSettings, availability: dict) -> 
                     group.cells.append(CellSpec(key.id, name, runtime, batch, threads, settings.mode, options,
                                                 artifact, shown_path(artifact, sources.run_dir),
                                                 session_options=dict(model.session_options),
-                                                profile=model.info.get("precision") == "int8"))
+                                                profile=_profile_request(settings, model.info)))
                 job.groups.append(group)
             if availability.get(runtime, {}).get("available"):
                 jobs.append(job)

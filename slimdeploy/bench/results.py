@@ -21,7 +21,8 @@ def base_cell(spec: CellSpec) -> Cell:
 
 # Worker record keys copied into the cell as they are, when the worker reported them.
 _COPIED_KEYS = ("load_seconds", "first_inference_seconds", "applied_settings", "parallelism", "output_shape", "input",
-                "group_wall_seconds", "crosscheck", "blocks", "processes", "instances", "kernels", "profile_error")
+                "group_wall_seconds", "crosscheck", "blocks", "processes", "instances", "kernels", "profile", "profile_error",
+                "peak_rss_mb", "load_rss_growth_mb")
 
 
 def finish_cell(spec: CellSpec, record: dict) -> Cell:
@@ -34,9 +35,10 @@ def finish_cell(spec: CellSpec, record: dict) -> Cell:
     if not samples:
         return base_cell(spec).replace(**{**values, "status": "error", "error": "no samples were recorded"})
     summary = stats.summarize(samples, spec.batch)
+    stability = stats.round_stability(samples, record.get("blocks"), record.get("processes"))
     values.update(samples_ms=samples, iterations=int(record.get("iterations", len(samples))),
                   seconds=float(record.get("seconds", sum(samples) / 1000.0)), stats=summary,
-                  unstable=stats.is_unstable(summary))
+                  unstable=stats.is_unstable(stability), stability=stability)
     engine = record.get("engine_samples_ms")
     if engine:
         engine_stats = stats.summarize(engine, spec.batch)

@@ -188,6 +188,13 @@ class BenchSettings(Settings):
                                      check=_seconds("--crosscheck-time"),
                                      help="whole seconds per run: slimdeploy and benchmark_app alternate, 5 to 10 "
                                           "runs each per cell")
+    # --profile: after each cell is measured, one separate profiled pass (a fresh profiled
+    # session, a few calls) records where the time goes per layer; it never feeds the latency
+    # figures. ``slimdeploy run`` turns it on.
+    profile: bool = setting(False, flag="--profile", switch=True,
+                            help="after measuring each cell, profile it per layer in a separate pass (OpenVINO "
+                                 "PERF_COUNT, ONNX Runtime's profiler): time per op type and the kernel names, for "
+                                 "the report's time split")
     # Verdicts: "faster" when the whole bootstrap interval is above 1 + threshold.
     threshold: float = setting(0.05, check=_rule(lambda v: isinstance(v, (int, float)) and 0 <= v < 1,
                                                   "threshold: must be in [0, 1)"))

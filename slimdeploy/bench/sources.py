@@ -13,7 +13,7 @@ from pathlib import Path
 from slimdeploy import fsutil
 from slimdeploy.bench.artifacts import ArtifactInfo, inspect_artifact, known_suffixes
 from slimdeploy.errors import UserError
-from slimdeploy.rundir import MODES, ExportDir, RunDir
+from slimdeploy.rundir import MODES, ExportDir, RunDir, aligned_model_name
 from slimdeploy.runtimes.registry import verifying_runtime
 
 INFO_KEYS = ("params", "nonzero_params", "flops", "nonzero_flops", "widths", "test_accuracy",
@@ -196,7 +196,12 @@ def add_sparse_twins(models: dict, rate: float) -> list[str]:
 
 def run_keras_models(run: RunDir) -> dict[str, Path]:
     """The Keras models a run directory holds, when export.json does not name their source."""
-    return {"dense": run.dense_model, **{mode: run.mode(mode).ticket for mode in MODES}}
+    models = {"dense": run.dense_model}
+    for mode in MODES:
+        models[mode] = run.mode(mode).ticket
+        if run.mode(mode).path.is_dir():
+            models.update({aligned_model_name(mode, n): path for n, path in run.mode(mode).aligned_tickets().items()})
+    return models
 
 
 def _add_run_dir(run_dir: Path, models: dict, notes: list) -> tuple | None:

@@ -107,10 +107,7 @@ def problem_lines(results: dict) -> list[str]:
             lines.append(f"{name}: unavailable — {info.get('reason')}")
     unstable = [c for c in results.get("cells", []) if c["status"] == "ok" and c.get("unstable")]
     if unstable:
-        worst = max(unstable, key=lambda c: c["stats"]["cv"])
-        lines.append(f"{len(unstable)} cells unstable (cv > {stats.UNSTABLE_CV:.0%}; worst {worst['id']} cv "
-                     f"{worst['stats']['cv']:.0%}): the machine was busy; medians and intervals still hold, "
-                     "but rerun on a quiet machine before trusting small differences")
+        lines.append(unstable_line(unstable))
     for cell in results.get("cells", []):
         if cell["status"] == "error":
             lines.append(f"{cell['id']}: error — {cell['error']}")
@@ -122,3 +119,23 @@ def problem_lines(results: dict) -> list[str]:
         elif cross and cross.get("status") == "error":
             lines.append(f"{cell['id']}: crosscheck failed — {cross['error']}")
     return lines
+
+
+def unstable_line(unstable: list[dict]) -> str:
+    """What the unstable cells have in common, with the worst one's evidence. Files before
+    round stability flagged cells by per-call CV; they are described as such."""
+    judged = [c for c in unstable if c.get("stability")]
+    if not judged:
+        worst = max(unstable, key=lambda c: c["stats"]["cv"])
+        return (f"{len(unstable)} cells unstable (by per-call cv, an older bench.json; worst {worst['id']} cv "
+                f"{worst['stats']['cv']:.0%}): rerun on a quiet machine before trusting small differences")
+    worst = max(judged, key=_worst_spread)
+    return (f"{len(unstable)} cells unstable (their interleaved rounds disagreed: round or process spread > "
+            f"{worst['stability']['threshold']:.0%}; worst {worst['id']} {stats.stability_words(worst['stability'])}): "
+            "the machine's speed changed while they ran; comparisons pair rounds so drift cancels, "
+            "but rerun on a quiet machine before trusting their absolute latencies or small differences")
+
+
+def _worst_spread(cell: dict) -> float:
+    stability = cell["stability"]
+    return max(stability.get("round_spread") or 0.0, stability.get("process_spread") or 0.0)

@@ -63,6 +63,7 @@ def run_job(job: dict, emit) -> None:
             record = {"id": cell["id"], "status": "ok", "error": None, "artifact": cell["artifact"]}
             cell_options = {**options, **cell.get("session_options", {})}  # the model's own on top of the group's
             try:
+                peak_before = peak_rss_mb()
                 start = time.perf_counter()
                 session = open_session(runtime, cell["artifact"], batch, threads, cell_options, mode)
                 record["load_seconds"] = time.perf_counter() - start
@@ -87,6 +88,8 @@ def run_job(job: dict, emit) -> None:
                     extra.set_input(data)
                     pool.append(extra)
                 record["instances"] = len(pool)
+                # The earlier models stay loaded, so the new peak is roughly this model's footprint.
+                record["load_rss_growth_mb"] = round(peak_rss_mb() - peak_before, 3)
                 sessions[cell["model"]] = pool
             except Exception as exc:  # a model that cannot load is an error cell, not a lost group
                 interrupts.reraise_if_interrupted(exc)
@@ -109,11 +112,13 @@ def run_job(job: dict, emit) -> None:
                 emit("cell", group=group_index, cell=record)
             measured = None
         if measured is not None:
-            profiled = {cell["model"] for cell in group["cells"] if cell.get("profile")}
+            # Before the profiled copies open: the peak of loading and measuring this group.
+            peak = round(peak_rss_mb(), 3)
+            profiled = {cell["model"]: cell["profile"] for cell in group["cells"] if cell.get("profile")}
             for name, record in records.items():
                 result = measured[name]
                 if name in profiled:  # after measuring, so the measured sessions stay unprofiled
-                    _add_profile(record, plugin(runtime), sessions[name][0])
+                    _add_profile(record, plugin(runtime), sessions[name][0], layers=profiled[name] == "layers")
                 if job.get("crosscheck") and can_crosscheck(runtime):
                     try:
                         record["crosscheck"] = crosscheck_session(
@@ -135,6 +140,7 @@ def run_job(job: dict, emit) -> None:
                     seconds=result.timed_ns / 1e9,
                     group_wall_seconds=wall,
                     parallelism=result.parallelism,
+                    peak_rss_mb=peak,
                 )
                 emit("cell", group=group_index, cell=record)
         for pool in sessions.values():
@@ -142,14 +148,29 @@ def run_job(job: dict, emit) -> None:
                 session.close()
 
 
-def _add_profile(record: dict, runtime_plugin, session) -> None:
-    """The runtime's per-layer profile (e.g. ``kernels``) into the record; a failed profile is
-    noted, the cell's numbers still stand."""
+def _add_profile(record: dict, runtime_plugin, session, layers: bool) -> None:
+    """The runtime's per-layer profile (``kernels``; with ``layers`` the time split, ``profile``)
+    into the record, from its own profiled pass: never part of the cell's samples. A failed or
+    missing profile is noted; the cell's numbers still stand."""
+    from slimdeploy.runtimes.session import PROFILE_UNSUPPORTED
+
     try:
-        record.update(runtime_plugin.profile(session) or {})
+        record.update(runtime_plugin.profile(session, layers=layers) or {})
     except Exception as exc:
         interrupts.reraise_if_interrupted(exc)
         record["profile_error"] = _one_line(exc)
+        return
+    if layers and "profile" not in record:
+        record["profile_error"] = PROFILE_UNSUPPORTED
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far, in MB (10^6 bytes): ``ru_maxrss`` is KiB on
+    Linux, bytes on macOS."""
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 1e6 if sys.platform == "darwin" else peak * 1024 / 1e6
 
 
 def main() -> int:

@@ -48,7 +48,7 @@ def add_parser(subparsers, common):
     # A pair of flags (--controls/--no-controls), which a generated option cannot be.
     parser.add_argument("--controls", action=argparse.BooleanOptionalAction, default=None,
                         help=f"{_field_help('controls')} (default: {show_default(PruneSettings().controls)})")
-    PruneSettings.add_arguments(parser, only=("seeds", "max_drop", "epochs"))
+    PruneSettings.add_arguments(parser, only=("seeds", "max_drop", "search_steps", "round_to", "aligned_widths", "epochs"))
     add_run_data_arguments(parser, "retraining and evaluation",
                            "required with a model file: the data it was trained on (.npz, a folder of class-named "
                            "image folders, or the Fashion-MNIST directory)")
@@ -77,6 +77,8 @@ def run(args) -> int:
     modes = ("structured", "unstructured") if args.mode == "both" else (args.mode,)
     controls = {} if args.controls is None else {"controls": args.controls}
     all_settings = [PruneSettings.from_args(args, base=PruneSettings(mode=mode, **controls)) for mode in modes]
+    if args.mode == "both":  # --round-to shapes units, which only structured pruning removes
+        all_settings = [dataclasses.replace(s, round_to=None) if s.mode == "unstructured" else s for s in all_settings]
     model_file = _model_file(args.run_dir)
     if model_file is None:
         refuse_adoption_options(args, "prune MODEL --data DATA, MODEL a .keras or legacy .h5 file")
@@ -154,9 +156,14 @@ def print_summary(record: dict, mode_dir: Path) -> None:
                       f"{drop['first_round_beyond']} ({drop['weights_remaining']:.1%} of the prunable weights)")
     for item in record.get("unprunable") or []:
         console.print(f"left unpruned: {item['layer']} ({item['reason']})")
+    for row in record.get("candidates") or []:
+        if row["kind"] in ("search", "aligned"):
+            console.print(f"{row['name']}: widths {_widths(row['widths'])}, validation {row['val_accuracy']:.4f} "
+                          f"({'within' if row['within_budget'] else 'outside'} the budget)")
     ticket = record.get("ticket")
     if ticket:
-        console.print(f"ticket: round {ticket['round']} ({ticket['reason']}), {ticket['weights_remaining']:.1%} of the prunable weights, "
+        console.print(f"ticket: {ticket.get('candidate', 'round ' + str(ticket['round']))} ({ticket['reason']}), "
+                      f"{ticket['weights_remaining']:.1%} of the prunable weights, "
                       f"test accuracy {ticket['test_accuracy']:.4f} -> {mode_dir / ticket['path']}")
 
 

@@ -1,4 +1,5 @@
-"""What SOURCE names: one ``.keras`` file, or a run directory (its dense model and every ticket)."""
+"""What SOURCE names: one ``.keras`` file, or a run directory (its dense model, every ticket, and
+each ticket's aligned-width copies ``<mode>-rN``)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 from slimdeploy import fsutil
 from slimdeploy.errors import UserError
-from slimdeploy.rundir import MODES, ExportDir, RunDir
+from slimdeploy.rundir import MODES, ExportDir, RunDir, aligned_model_name
 
 # Pruning modes first, in this order; any other ticket directory follows alphabetically.
 KNOWN_TICKETS = MODES
@@ -47,7 +48,12 @@ def resolve_source(source: str | os.PathLike, out_dir: str | os.PathLike | None 
         runinfo.dense_metrics(source)  # one clear error when this is not a run directory
         run = RunDir(source)
         models = [ModelSource("dense", run.dense_model, run.relative(run.dense_model))]
-        models += [ModelSource(name, run.mode(name).ticket, run.relative(run.mode(name).ticket)) for name in _ticket_names(run)]
+        for name in _ticket_names(run):
+            mode = run.mode(name)
+            models.append(ModelSource(name, mode.ticket, run.relative(mode.ticket)))
+            # The ticket's widths rounded to SIMD-friendly multiples, exported to be benchmarked beside it.
+            models += [ModelSource(aligned_model_name(name, multiple), path, run.relative(path))
+                       for multiple, path in mode.aligned_tickets().items()]
         default_out = run.exports_dir
         run_dir = source
     else:

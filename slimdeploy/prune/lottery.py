@@ -39,7 +39,9 @@ from slimdeploy.errors import UserError, WorkError
 from slimdeploy.prune import masks as masking
 from slimdeploy.prune.graph import DenseGraph, analyze, find_layer
 from slimdeploy.prune.methods import PruningMethod, dense_params, pruning_method
-from slimdeploy.prune.record import build_record, choose_ticket
+from slimdeploy.prune import ticket as ticket_rules
+from slimdeploy.prune.neurons import round_widths
+from slimdeploy.prune.record import CONTROL_RESETS, build_record
 from slimdeploy.prune.schedule import solve_rate
 from slimdeploy.prune.settings import PruneSettings, parse_reset, reset_label
 from slimdeploy.records.lottery import LotteryRecord, PruneStart, Round
@@ -71,6 +73,7 @@ class _Context:
     seeds: list[int]
     per_seed: dict            # seed -> its finished rounds (Round) so far (round 0 = dense)
     extra: dict               # run-level fields of the record (run_dir, random_init_seed_offset, data)
+    trained: dict = dataclasses.field(default_factory=dict)  # search/aligned candidate -> {seed: Round}
 
 
 @dataclasses.dataclass
@@ -170,12 +173,17 @@ def prune_run(run_dir, settings: PruneSettings, *, resume: bool = False, force: 
         for seed in seeds:
             ctx.per_seed[seed] = []
             _run_seed(ctx, seed, dense_model if seed == ctx.dense_seed else None)
+        search = _search_widths(ctx)
+        rows = _candidate_rows(ctx)
+        chosen = ticket_rules.choose(rows, settings.max_drop, settings.rounds, reset_label(settings.reset))
+        _train_aligned(ctx, chosen)
     finally:
         bars.close()
+    rows = _candidate_rows(ctx)
     record = _record(ctx, complete=True)
-    record = record.replace(ticket=_write_ticket(ctx, record.rounds, ctx.per_seed[seeds[0]]),
-                            seconds=round(time.perf_counter() - started, 3),
-                            train_seconds_total=round(_total_seconds(ctx.per_seed), 3))
+    record = record.replace(ticket=_write_tickets(ctx, rows, chosen), candidates=ticket_rules.verdicts(rows, chosen),
+                            search=search, seconds=round(time.perf_counter() - started, 3),
+                            train_seconds_total=round(_total_seconds(ctx), 3))
     record.save(mode_dir.lottery)
     return record.to_json()
 
@@ -246,13 +254,19 @@ class _Bars:
     """One bar for the rounds and one reused bar for the epochs of the training in progress."""
 
     def __init__(self, progress, description: str, total: int):
-        self.progress = progress
+        self.progress, self.total = progress, total
         self.rounds = progress.add_task(f"{description} rounds", total=total, info="") if progress else None
         self.training_task = None
 
     def advance(self, info: str) -> None:
         if self.progress is not None:
             self.progress.update(self.rounds, advance=1, info=info)
+
+    def grow(self, steps: int) -> None:
+        """More steps than planned at the start (the width search, the aligned widths)."""
+        self.total += steps
+        if self.progress is not None:
+            self.progress.update(self.rounds, total=self.total)
 
     # The two methods below are all `slimdeploy.progress.keras_epoch_callback` calls.
     def add_task(self, description, total=None, **fields):
@@ -383,11 +397,7 @@ def _next_state(ctx: _Context, model, state: dict[str, np.ndarray], round_index:
 
 
 def _load_state(round_dir: ModelDir) -> dict[str, np.ndarray]:
-    try:
-        with np.load(round_dir.state, allow_pickle=False) as saved:
-            return {name: saved[name] for name in saved.files}
-    except (OSError, ValueError) as exc:
-        raise UserError(f"{round_dir.state} is unreadable ({exc}); rerun with --force") from exc
+    return _load_state_file(round_dir.state)
 
 
 def _save(directory: ModelDir, model, state: dict[str, np.ndarray] | None, entry: Round) -> None:
@@ -470,9 +480,9 @@ class _Sources:
         return model
 
 
-def _reset(ctx: _Context, kind: str, previous, previous_state, new_state, sources: _Sources):
-    """The pruned model with the survivors' starting values chosen by ``kind``."""
-    return ctx.method.reset(kind, previous, previous_state, new_state, sources.get, ctx.graph)
+def _reset(ctx: _Context, kind: str, previous, previous_state, new_state, sources: _Sources | None):
+    """The pruned model with the survivors' starting values chosen by ``kind`` ("trained" needs no ``sources``)."""
+    return ctx.method.reset(kind, previous, previous_state, new_state, sources.get if sources else None, ctx.graph)
 
 
 def _control(ctx: _Context, name: str, seed: int, seed_dir: SeedDir, sources: _Sources, reference: "_Reference") -> Round:
@@ -553,22 +563,199 @@ def _measure(ctx: _Context, model, reference: _Reference) -> dict:
     }
 
 
-def _total_seconds(per_seed: dict[int, list[Round]]) -> float:
+def _total_seconds(ctx: _Context) -> float:
     total = 0.0
-    for rounds in per_seed.values():
+    for rounds in ctx.per_seed.values():
         for entry in rounds[1:]:
             total += entry.get("seconds") or 0.0
             total += sum(control.get("seconds") or 0.0 for control in (entry.get("controls") or {}).values())
+    for per_seed in ctx.trained.values():
+        total += sum(entry.get("seconds") or 0.0 for entry in per_seed.values())
     return total
 
 
-def _write_ticket(ctx: _Context, rounds: list[Round], primary_rounds: list[Round]) -> dict | None:
-    ticket = choose_ticket(rounds, ctx.settings.max_drop)
-    if ticket is None:
+# ---------------------------------------------------------------- candidates and the ticket
+
+
+@dataclasses.dataclass
+class _Candidate:
+    """Where one candidate of one seed lives: its model and the kept-unit state it was cut with."""
+
+    kind: str
+    reset: str
+    round: int | None
+    entry: Round
+    model: Path
+    state: Path | None        # None for unstructured controls (their mask is the final round's)
+
+
+def _candidates(ctx: _Context) -> dict[str, dict[int, _Candidate]]:
+    """name -> seed -> candidate, for everything trained so far, in the order lottery.json lists them."""
+    main = reset_label(ctx.settings.reset)
+    found: dict[str, dict[int, _Candidate]] = {}
+    for seed, rounds in ctx.per_seed.items():
+        seed_dir = ctx.mode_dir.seed(seed, ctx.dense_seed)
+        final = seed_dir.round(ctx.settings.rounds)
+        for entry in rounds[1:]:
+            place = seed_dir.round(entry.round)
+            found.setdefault(f"round_{entry.round}", {})[seed] = _Candidate(
+                ticket_rules.ROUND, main, entry.round, entry, place.model, place.state)
+        for control, entry in (rounds[-1].get("controls") or {}).items() if len(rounds) > ctx.settings.rounds else ():
+            reset = CONTROL_RESETS[control]
+            found.setdefault(f"control_{reset}", {})[seed] = _Candidate(
+                ticket_rules.CONTROL, reset, ctx.settings.rounds, entry, seed_dir.control(control).model, final.state)
+    for name, per_seed in ctx.trained.items():
+        kind = ticket_rules.SEARCH if name.startswith("search") else ticket_rules.ALIGNED
+        for seed, entry in per_seed.items():
+            place = _trained_dir(ctx, seed, name)
+            found.setdefault(name, {})[seed] = _Candidate(kind, entry.reset, None, entry, place.model, place.state)
+    return found
+
+
+def _candidate_rows(ctx: _Context) -> list[dict]:
+    """Every candidate trained for all seeds, averaged, with its budget verdict (``prune.ticket``)."""
+    dense = aggregate_dense(ctx)
+    rows = []
+    for name, per_seed in _candidates(ctx).items():
+        if len(per_seed) != len(ctx.seeds):
+            continue
+        first = per_seed[ctx.seeds[0]]
+        rows.append(ticket_rules.candidate_row(name, first.kind, first.reset, first.round,
+                                               [c.entry.to_json() for c in per_seed.values()], dense, ctx.settings.max_drop))
+    return rows
+
+
+def aggregate_dense(ctx: _Context) -> dict:
+    """Round 0 averaged over seeds (what the budget is measured from)."""
+    from slimdeploy.prune.record import aggregate
+
+    return aggregate([rounds[0].to_json() for rounds in ctx.per_seed.values()])
+
+
+def _trained_dir(ctx: _Context, seed: int, name: str) -> ModelDir:
+    seed_dir = ctx.mode_dir.seed(seed, ctx.dense_seed)
+    number = int(name.rsplit("_", 1)[1].lstrip("r"))
+    return seed_dir.search(number) if name.startswith("search") else seed_dir.aligned(number)
+
+
+def _searchable(ctx: _Context) -> str | None:
+    """Why this prune has no width search or aligned widths (None: it has them)."""
+    if ctx.settings.mode != "structured":
+        return "unstructured pruning has no widths to search"
+    if ctx.settings.max_drop is None:
+        return "no accuracy budget (--max-drop) to search within"
+    if ctx.settings.criterion != "l1":
+        return "--criterion bias-threshold chooses the widths itself"
+    return None
+
+
+def _search_widths(ctx: _Context) -> dict:
+    """Bisect the widths between the ticket and the next more-pruned candidate outside the
+    budget: each step narrows the inside end's model (all seeds, fine-tuned) and moves one end."""
+    why_not = _searchable(ctx) or (None if ctx.settings.search_steps else "--search-steps 0")
+    if why_not:
+        return {"ran": False, "reason": why_not}
+    rows = _candidate_rows(ctx)
+    inside = ticket_rules.choose(rows, ctx.settings.max_drop, ctx.settings.rounds, reset_label(ctx.settings.reset))
+    outside = ticket_rules.search_bounds(rows, inside)
+    if outside is None:
+        return {"ran": False, "reason": "no more-pruned candidate falls outside the budget" if inside and inside.get("within_budget")
+                else "no candidate is within the budget"}
+    low_units, high_units = _units(ctx, inside["name"]), _units(ctx, outside["name"])
+    found = {"ran": True, "between": [inside["name"], outside["name"]], "steps": []}
+    low, high = 0.0, 1.0  # 0: the inside end's widths, 1: the outside end's
+    ctx.bars.grow(ctx.settings.search_steps * len(ctx.seeds))
+    for step in range(1, ctx.settings.search_steps + 1):
+        middle = (low + high) / 2
+        widths = {name: int(round(low_units[name] + middle * (high_units[name] - low_units[name]))) for name in low_units}
+        if ctx.settings.round_to:
+            widths = round_widths(widths, ctx.settings.round_to)
+        if widths == _units(ctx, inside["name"]) or widths == high_units:
+            found["stopped"] = f"step {step}: no width left between the ends"
+            break
+        name = f"search_{step}"
+        _train_candidate(ctx, name, inside["name"], widths)
+        row = next(row for row in _candidate_rows(ctx) if row["name"] == name)
+        found["steps"].append({"name": name, "from": inside["name"], "widths": row["widths"],
+                               "val_accuracy": row["val_accuracy"], "within_budget": row["within_budget"]})
+        if row["within_budget"]:
+            low, inside = middle, row
+        else:
+            high = middle
+    return found
+
+
+def _units(ctx: _Context, name: str) -> dict[str, int]:
+    """The pruned layers' widths of a candidate (the same for every seed)."""
+    candidate = _candidates(ctx)[name][ctx.seeds[0]]
+    state = _load_state_file(candidate.state)
+    return {layer: int(len(kept)) for layer, kept in state.items()}
+
+
+def _train_aligned(ctx: _Context, ticket: dict | None) -> None:
+    """The ticket's widths rounded down to each multiple of ``aligned_widths``, fine-tuned from it."""
+    if ticket is None or _searchable(ctx) or ticket["kind"] == ticket_rules.ALIGNED:
+        return
+    units = _units(ctx, ticket["name"])
+    seen = [units]
+    for multiple in ctx.settings.aligned_widths:
+        widths = round_widths(units, multiple)
+        if widths in seen:
+            continue  # already a multiple, or the same widths as a smaller multiple gave
+        seen.append(widths)
+        ctx.bars.grow(len(ctx.seeds))
+        _train_candidate(ctx, f"aligned_r{multiple}", ticket["name"], widths)
+
+
+def _train_candidate(ctx: _Context, name: str, parent: str, widths: dict[str, int]) -> None:
+    """Candidate ``name``: ``parent``'s model of each seed narrowed to ``widths`` and fine-tuned."""
+    from slimdeploy.models import load_model
+
+    parents = _candidates(ctx)[parent]
+    ctx.trained.setdefault(name, {})
+    for seed in ctx.seeds:
+        place = _trained_dir(ctx, seed, name)
+        if _finished(place):
+            ctx.trained[name][seed] = Round.load(place.metrics, "candidate metrics")
+            ctx.bars.advance(f"seed {seed} {name}: done earlier")
+            continue
+        source = parents[seed]
+        started = time.perf_counter()
+        model = load_model(source.model, f"{parent} model")
+        state = _load_state_file(source.state)
+        reference = _Reference.of(ctx, ctx.dense_model)  # every seed's dense model has the same sizes
+        new_state = ctx.method.narrowed_state(model, state, widths, settings=ctx.settings, graph=ctx.graph)
+        candidate = _reset(ctx, "trained", model, state, new_state, sources=None)
+        trained = _train_and_measure(ctx, candidate, new_state, seed, reference, f"seed {seed} {name} (from {parent})")
+        entry = Round(**trained, path=_path_label(ctx, place.model), seconds=round(time.perf_counter() - started, 3),
+                      candidate=name, reset="finetune")
+        _save(place, candidate, new_state, entry)
+        ctx.trained[name][seed] = entry
+        ctx.bars.advance(f"seed {seed} {name}: validation {entry.val_accuracy:.4f}")
+
+
+def _load_state_file(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as saved:
+            return {name: saved[name] for name in saved.files}
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path} is unreadable ({exc}); rerun with --force") from exc
+
+
+def _write_tickets(ctx: _Context, rows: list[dict], chosen: dict | None) -> dict | None:
+    """ticket.keras (the chosen candidate's model of the first seed) and ticket-rN.keras for each
+    aligned candidate; returns lottery.json's ``ticket``."""
+    if chosen is None:
         return None
-    chosen, primary = rounds[ticket["round"]], primary_rounds[ticket["round"]]
-    with fsutil.atomic_path(ctx.mode_dir.ticket, suffix=".keras") as tmp:
-        shutil.copyfile(ctx.mode_dir.path / primary.path, tmp)
-    ticket.update(path=ctx.mode_dir.ticket.name, source=primary.path, weights_remaining=chosen.weights_remaining,
-                  test_accuracy=chosen.test_accuracy)
-    return ticket
+    primary = _candidates(ctx)
+    _copy_model(primary[chosen["name"]][ctx.seeds[0]].model, ctx.mode_dir.ticket)
+    for row in rows:
+        if row["kind"] == ticket_rules.ALIGNED:
+            _copy_model(primary[row["name"]][ctx.seeds[0]].model, ctx.mode_dir.aligned_ticket(int(row["name"].split("_r")[1])))
+    return {**chosen, "candidate": chosen["name"], "source": chosen.get("path"), "path": ctx.mode_dir.ticket.name,
+            "max_drop": ctx.settings.max_drop, "same_size_alternatives": ticket_rules.same_size_alternatives(rows, chosen)}
+
+
+def _copy_model(source: Path, target: Path) -> None:
+    with fsutil.atomic_path(target, suffix=".keras") as tmp:
+        shutil.copyfile(source, tmp)

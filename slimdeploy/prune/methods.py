@@ -132,6 +132,13 @@ class Structured(PruningMethod):
     def next_state(self, model, state: State, round_index: int, *, settings, graph: DenseGraph, rate: float,
                    original_units: dict[str, int]) -> State:
         widths = neurons.planned_widths({name: original_units[name] for name in state}, rate, round_index)
+        if settings.round_to:
+            widths = neurons.round_widths(widths, settings.round_to)
+        return self.narrowed_state(model, state, widths, settings=settings, graph=graph)
+
+    def narrowed_state(self, model, state: State, widths: dict[str, int], *, settings, graph: DenseGraph) -> State:
+        """``state`` narrowed to ``widths`` units per layer, keeping ``model``'s highest-scoring units
+        (the width search and the aligned widths ask for widths no round schedule gives)."""
         positions = neurons.choose_units(model, graph, settings.criterion, widths=widths, threshold=settings.threshold)
         return {name: kept[positions[name]] for name, kept in state.items()}
 

@@ -65,6 +65,12 @@ def planned_widths(original: dict[str, int], rate: float, round_index: int) -> d
     return {name: keep_count(units, rate, round_index) for name, units in original.items()}
 
 
+def round_widths(widths: dict[str, int], multiple: int) -> dict[str, int]:
+    """Each width rounded down to a multiple of ``multiple``, at least one multiple and never
+    wider than it was (Torch-Pruning's ``round_to``: SIMD kernels block by 8 or 16 units)."""
+    return {name: min(units, multiple * max(units // multiple, 1)) for name, units in widths.items()}
+
+
 def dense_param_count(model, graph: DenseGraph, widths: dict[str, int]) -> int:
     """Kernel and bias entries of all Dense layers if the prunable ones had ``widths`` units."""
     total = 0

@@ -65,24 +65,6 @@ def aggregate_rounds(per_seed: dict[int, list[Round]]) -> list[Round]:
     return [entry.replace(test_drop_points=drop_points(rounds[0], entry)) for entry in rounds]
 
 
-def choose_ticket(rounds: list[Round], max_drop: float | None) -> dict | None:
-    """The final round, or with ``max_drop`` the most-pruned round within that many validation points of dense."""
-    pruned = rounds[1:]
-    if not pruned:
-        return None
-    dense = rounds[0]
-    if max_drop is None:
-        return {"round": pruned[-1].round, "reason": "final round"}
-    if dense.val_accuracy is None:
-        return {"round": pruned[-1].round, "reason": "final round (no validation set to compare against --max-drop)"}
-    within = [entry for entry in pruned if drop_points(dense, entry, "val_accuracy") <= max_drop]
-    if within:
-        best = min(within, key=lambda entry: (entry.weights_remaining, -entry.val_accuracy))
-        return {"round": best.round, "reason": f"most-pruned round with validation accuracy within {max_drop:g} points of dense"}
-    best = max(pruned, key=lambda entry: entry.val_accuracy)
-    return {"round": best.round, "reason": f"no round within {max_drop:g} validation points of dense; highest validation accuracy"}
-
-
 def compare_resets(settings: PruneSettings, per_seed: dict[int, list[Round]], dense: Round) -> dict | None:
     """The final round's reset next to its controls, averaged over seeds, with the winner by validation accuracy."""
     finals = {seed: rounds[-1] for seed, rounds in per_seed.items() if len(rounds) == settings.rounds + 1}

@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 
 from slimdeploy.errors import UserError
-from slimdeploy.parsers import non_negative_float, positive_int
+from slimdeploy.parsers import non_negative_float, non_negative_int, positive_int
 from slimdeploy.settings_base import Settings, is_int, is_number, setting
 
 MODES = ("structured", "unstructured")
@@ -33,6 +33,16 @@ def fraction(text: str) -> float:
     if not 0 < value < 1:
         raise argparse.ArgumentTypeError(f"must be above 0 and below 1, got {text} (0 or 1 would keep or remove everything)")
     return value
+
+
+def multiple_list(text: str) -> tuple[int, ...]:
+    """``"8,16"`` -> (8, 16); an empty string (or "none") asks for none."""
+    if text.strip().lower() in ("", "none"):
+        return ()
+    parts = [part.strip() for part in text.split(",")]
+    if not all(part.isdigit() and int(part) >= 2 for part in parts):
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers of at least 2 such as 8,16, or none; got {text!r}")
+    return tuple(int(part) for part in parts)
 
 
 def seed_list(text: str) -> tuple[int, ...]:
@@ -102,6 +112,20 @@ def _check_max_drop(value) -> str | None:
     return f"--max-drop must be a non-negative number of accuracy points, got {value!r}"
 
 
+def _check_search_steps(value) -> str | None:
+    return None if is_int(value) and value >= 0 else f"--search-steps must be a non-negative integer, got {value!r}"
+
+
+def _check_round_to(value) -> str | None:
+    return None if value is None or (is_int(value) and value >= 1) else f"--round-to must be a positive integer, got {value!r}"
+
+
+def _check_aligned(value) -> str | None:
+    if all(is_int(n) and n >= 2 for n in value) and len(set(value)) == len(value):
+        return None
+    return f"--aligned-widths must be distinct integers of at least 2, got {list(value)!r}"
+
+
 def _check_epochs(value) -> str | None:
     return None if value is None or (is_int(value) and value >= 1) else f"--epochs must be a positive integer, got {value!r}"
 
@@ -123,8 +147,17 @@ class PruneSettings(Settings):
                 an adopted model, which has no true θ0 (its "init" re-initialises it, seeded).
     controls:   also train the final round from a fresh random init and by fine-tuning.
     seeds:      training seeds; empty means the dense run's own seed. Other seeds train their own dense model.
-    max_drop:   pick as ticket the smallest round whose validation accuracy is within this many
-                accuracy points of dense (None: the final round).
+    max_drop:   the accuracy budget: the ticket is the most-pruned candidate (a round, or the final
+                round trained with another reset, or a width found by the search) whose validation
+                accuracy is within this many points of dense; the random-init control is never one
+                (``prune.ticket``). None: the final round with ``reset``.
+    search_steps: structured, with max_drop: bisection steps over the widths between the ticket and
+                the next more-pruned candidate outside the budget (each fine-tuned from the ticket).
+    round_to:   structured: keep a multiple of this many units in every pruned layer (rounded down,
+                at least one multiple; Torch-Pruning's ``round_to``).
+    aligned_widths: structured, with max_drop: also fine-tune the ticket's widths rounded down to
+                multiples of each of these, exported and benchmarked beside the ticket as
+                ``<mode>-r<N>`` (does a SIMD-friendly width run faster?).
     epochs:     retraining epochs per round (None: the dense model's schedule).
 
     ``mode`` and ``controls`` have no generated flag: `prune --mode` also takes "both", and
@@ -165,6 +198,17 @@ class PruneSettings(Settings):
         shown="the final round",
         help="ticket = the most-pruned round whose validation accuracy is within POINTS accuracy points "
              "(e.g. 0.5) of dense")
+    search_steps: int = setting(
+        3, flag="--search-steps", parse=non_negative_int, metavar="N", check=_check_search_steps,
+        help="structured, with --max-drop: bisection steps between the ticket's widths and the next more-pruned "
+             "candidate outside the budget, each fine-tuned (0: none)")
+    round_to: int | None = setting(
+        None, flag="--round-to", parse=positive_int, metavar="N", check=_check_round_to, shown="no rounding",
+        help="structured: keep a multiple of N units in every pruned layer (rounded down, at least N)")
+    aligned_widths: tuple[int, ...] = setting(
+        (8, 16), flag="--aligned-widths", parse=multiple_list, metavar="N,M", check=_check_aligned,
+        help="structured, with --max-drop: also fine-tune the ticket's widths rounded down to multiples of these, "
+             "benchmarked beside it as <mode>-rN ('none' to skip)")
     epochs: int | None = setting(None, flag="--epochs", parse=positive_int, check=_check_epochs,
                                  shown="the dense model's", help="retraining epochs per round")
 
@@ -175,6 +219,10 @@ class PruneSettings(Settings):
             raise UserError("--criterion applies to --mode structured only (unstructured pruning ranks weights by magnitude)")
         if self.criterion == "bias-threshold" and self.target is not None:
             raise UserError("--target needs --criterion l1 (bias-threshold removes whatever falls below --threshold)")
+        if self.round_to is not None and self.mode == "unstructured":
+            raise UserError("--round-to applies to --mode structured only (unstructured pruning removes weights, not units)")
+        if self.round_to is not None and self.criterion != "l1":
+            raise UserError("--round-to needs --criterion l1 (bias-threshold keeps whatever reaches --threshold)")
 
     def validate(self) -> "PruneSettings":
         """The older name of ``validated()``."""

@@ -36,7 +36,10 @@ class Cell(Record):
     iterations: int = 0
     seconds: float = 0.0
     stats: dict | None = None
-    unstable: bool = False
+    unstable: bool = False  # the rounds or processes disagreed: ``stability`` says by how much
+    # The evidence behind ``unstable`` (``bench.stats.round_stability``): basis, rounds,
+    # round_spread, process_spread, threshold (and a note when not judged). Files before it have none.
+    stability: dict = ABSENT
     engine_latency_ms: float | None = None
     engine_stats: dict | None = None
     crosscheck: dict | None = None
@@ -53,6 +56,13 @@ class Cell(Record):
     # [{node_name, node_type, exec_type, sparse}]; or why the profile failed.
     kernels: list = ABSENT
     profile_error: str = ABSENT
+    # bench --profile: the time split of a separate profiled pass (per node, its median call):
+    # {tool, runs, total_us, matmul_us, matmul_share, by_op_type, kernels, layers}.
+    profile: dict = ABSENT
+    # The worker's peak RSS after loading and measuring the cell's group (MB), and how much
+    # loading this model raised it.
+    peak_rss_mb: float = ABSENT
+    load_rss_growth_mb: float = ABSENT
 
     @property
     def ok(self) -> bool:

@@ -42,6 +42,8 @@ class Round(Record):
     test_accuracy_std: float = ABSENT
     seeds: int = ABSENT
     test_drop_points: float | None = ABSENT  # in lottery.json only
+    candidate: str = ABSENT              # search and aligned entries: their candidate name (search_K, aligned_rN)
+    reset: str = ABSENT                  # search and aligned entries: how they were trained ("finetune")
 
     def to_json(self) -> dict:
         out = super().to_json()
@@ -83,6 +85,8 @@ class LotteryRecord(Record):
     accuracy_drop: dict
     ticket: dict | None = None          # {"round", "reason", "path", "source", "weights_remaining", "test_accuracy"}
     resets: dict | None = None          # reset name -> accuracies, plus "winner", "winner_by_test"
+    candidates: list = ABSENT           # every candidate for the ticket, averaged over seeds (prune.ticket)
+    search: dict = ABSENT               # the width search: its bounds and steps, or why it did not run
     per_seed: dict = ABSENT             # str(seed) -> that seed's rounds (as JSON), with several seeds only
     run_dir: str = ABSENT
     random_init_seed_offset: int = ABSENT

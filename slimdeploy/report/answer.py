@@ -13,9 +13,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from slimdeploy.bench.cellkey import CellKey
 from slimdeploy.bench.stats import FASTER, NO_DIFFERENCE, SLOWER
-from slimdeploy.report import facts
+from slimdeploy.report import facts, tickets
 from slimdeploy.report.load import ReportInputs
 
 
@@ -218,15 +217,8 @@ def _fastest_at(inputs: ReportInputs, cells: list[dict], batch: int, accuracy: d
             "faster_outside_budget": faster_out}
 
 
-def _vs_dense(inputs: ReportInputs, cell: dict) -> dict | None:
-    """The bench's comparison of this cell's model with dense in the same runtime, batch and settings."""
-    key = CellKey.of(cell)
-    return next((c for c in (inputs.bench or {}).get("comparisons", [])
-                 if c.get("baseline", facts.BASELINE) == facts.BASELINE and CellKey.of(c) == key), None)
-
-
 def _beats_dense(inputs: ReportInputs, cell: dict, dense: dict | None) -> bool:
-    comparison = _vs_dense(inputs, cell)
+    comparison = facts.vs_dense_comparison(inputs, cell)
     if comparison is not None:
         return comparison["verdict"] == FASTER
     return dense is not None and cell["stats"]["p50_ms"] < dense["stats"]["p50_ms"]  # no comparison: the medians
@@ -236,7 +228,7 @@ def _speedup_vs_dense(inputs: ReportInputs, cell: dict | None, dense: dict | Non
     """The bench's own comparison when it made one, else the ratio of the two medians."""
     if cell is None or dense is None or cell["model"] == facts.BASELINE:
         return None
-    comparison = _vs_dense(inputs, cell)
+    comparison = facts.vs_dense_comparison(inputs, cell)
     if comparison is not None and facts.number(comparison.get("speedup")) is not None:
         return facts.number(comparison["speedup"])
     return dense["stats"]["p50_ms"] / cell["stats"]["p50_ms"]
@@ -333,8 +325,23 @@ def sparse_sentence(inputs: ReportInputs) -> str | None:
     return "Sparse INT8 kernel (did it make the unstructured INT8 model faster?): " + "; ".join(clauses) + "."
 
 
+def aligned_sentences(inputs: ReportInputs) -> list[str]:
+    """Per runtime and aligned model: did rounding the ticket's widths to a multiple run faster?"""
+    info = facts.models(inputs)
+    out = []
+    for (runtime, model, baseline), comps in facts.comparison_groups(inputs).items():
+        if facts.question(comps[0], info) != facts.ALIGNED_WIDTHS:
+            continue
+        widths = [tickets.widths_text(info.get(name, {}).get("widths")) for name in (model, baseline)]
+        shape = f", widths {widths[0]} vs {widths[1]}" if all(widths) else ""
+        out.append(f"Aligned widths ({model} vs {baseline}{shape}): {verdict_clause(comps)} ({facts.runtime_name(runtime)}).")
+    return out
+
+
 def decision_lines(inputs: ReportInputs, max_drop: float) -> dict:
     """The report's first lines, as every view shows them."""
     return {"fastest": [d["sentence"] for d in decisions(inputs, max_drop)],
+            "tickets": tickets.ticket_sentences(inputs),
             "stacking": [s["sentence"] for s in stacking_sentences(inputs)],
+            "aligned": aligned_sentences(inputs),
             "sparse": sparse_sentence(inputs)}

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from slimdeploy import __version__, environment, fsutil
 from slimdeploy.errors import UserError
-from slimdeploy.report import answer, ci, document, facts, html, markdown, plots
+from slimdeploy.report import answer, ci, document, facts, html, markdown, plots, timesplit
 from slimdeploy.report.load import ReportInputs, load_source
 from slimdeploy.report.settings import FORMAT_FILES, PLOT_FILES, ReportSettings
 from slimdeploy.rundir import RunDir
@@ -138,6 +138,12 @@ def build(inputs: ReportInputs, settings: ReportSettings) -> tuple[document.Docu
                 "accuracy_vs_weights.png", png, "Line chart of test accuracy against the fraction of weights remaining for each pruning round",
                 "Test accuracy of each pruning round against the weights remaining (log scale, pruning proceeds to the "
                 "right): the ticket (retrained from its reset), the random re-initialisation and fine-tuning controls, and the dense model.")
+    png = plots.time_split_plot(timesplit.stacks(inputs), timesplit.OUTSIDE, settings.dpi)
+    if png:
+        figures[document.TIME_SPLIT_PNG] = document.Figure(
+            document.TIME_SPLIT_PNG, png, "Stacked bar chart of time per call by op type, one panel per runtime, dense and each variant",
+            "Time per call by op type from the profiled pass, stacked, relative to dense's total at the same batch "
+            "(100%); hatched: time outside the profiled layers (runtime dispatch, the call itself).")
     return document.build_document(inputs, figures, settings.title, settings.max_drop), figures
 
 

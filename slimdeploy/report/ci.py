@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 from slimdeploy.bench.cellkey import CellKey
+from slimdeploy.bench.stats import stability_words
 from slimdeploy.errors import UserError
 from slimdeploy.report import markdown
 from slimdeploy.report.document import Document
@@ -29,7 +30,7 @@ def gab_entries(bench: dict | None) -> list[dict]:
                  f"throughput {s.get('throughput_per_s', float('nan')):.4g} images/s",
                  f"cv {s.get('cv', float('nan')):.3f}", f"samples {s.get('n', len(cell.get('samples_ms', [])))}"]
         if cell.get("unstable"):
-            extra.append("unstable: high variation between calls")
+            extra.append(unstable_reason(cell))
         entries.append({
             "name": CellKey.of(cell).name,  # github-action-benchmark matches runs by name
             "unit": "ms",
@@ -38,6 +39,14 @@ def gab_entries(bench: dict | None) -> list[dict]:
             "extra": "\n".join(extra),
         })
     return entries
+
+
+def unstable_reason(cell: dict) -> str:
+    """Why a cell is flagged: its rounds disagreed (by how much), or, in a bench.json from
+    before round stability, its per-call cv."""
+    if cell.get("stability"):
+        return f"unstable: interleaved rounds disagreed ({stability_words(cell['stability'])})"
+    return "unstable: per-call cv above 10% (older bench.json)"
 
 
 def gab_json(bench: dict | None) -> str:

@@ -11,7 +11,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
-from slimdeploy.report import answer, facts
+from slimdeploy.bench import stats
+from slimdeploy.report import answer, facts, timesplit, tickets
 from slimdeploy.report.load import ReportInputs
 from slimdeploy.report.settings import ReportSettings
 
@@ -65,9 +66,7 @@ def fmt_num(value, digits: int = 3) -> str:
     return "–" if value is None else f"{value:.{digits}g}"
 
 
-def fmt_pct(value) -> str:
-    value = facts.number(value)
-    return "–" if value is None else f"{value * 100:.2f}%"
+fmt_pct = facts.fmt_pct
 
 
 def fmt_bytes(value) -> str:
@@ -104,10 +103,20 @@ def build_document(inputs: ReportInputs, figures: dict[str, Figure], title: str 
     if inputs.notes or _unavailable_runtimes(inputs):
         doc.sections.append(Section("What this report could not show", [Bullets(inputs.notes + _unavailable_runtimes(inputs))]))
     doc.sections.append(_comparisons_section(inputs))
+    split = _time_split_section(inputs, figures.get(TIME_SPLIT_PNG))
+    if split is not None:
+        doc.sections.append(split)
     doc.sections.append(_models_section(inputs))
     if inputs.export:
         doc.sections.append(_exports_section(inputs))
     doc.sections.append(_latency_section(inputs, figures.get("latency_vs_batch.png")))
+    resources = timesplit.resource_rows(inputs)
+    if resources:
+        doc.sections.append(Section("Load time and memory", [Table(timesplit.RESOURCE_HEADERS, resources), Paragraph(
+            "Load and compile: opening the model in the runtime (read, optimise, compile), the first worker process's. "
+            "Peak RSS growth on load: how much opening this model's sessions raised the worker's peak resident memory "
+            "(the models loaded before it stay loaded, so this is roughly its footprint). Worker peak RSS: the worker "
+            "process's peak after loading and measuring all models of the group.")], detail=True))
     if inputs.lotteries:
         doc.sections.append(_lottery_section(inputs, figures.get("accuracy_vs_weights.png")))
     doc.sections.append(_environment_section(inputs))
@@ -115,16 +124,22 @@ def build_document(inputs: ReportInputs, figures: dict[str, Figure], title: str 
 
 
 def decision_blocks(inputs: ReportInputs, max_drop: float) -> list:
-    """The report's first lines: the fastest model within budget, then stacking and the sparse kernel."""
+    """The report's first lines: the fastest model within budget, the tickets chosen, then
+    stacking, aligned widths and the sparse kernel."""
     lines = answer.decision_lines(inputs, max_drop)
     blocks: list = []
     if lines["fastest"]:
         # One paragraph (one Markdown line), so the lines that follow keep their place.
         blocks.append(Paragraph(" ".join(lines["fastest"]), lead="Which model to ship:"))
+    if lines["tickets"]:
+        blocks.append(Paragraph("chosen on validation accuracy, never on test", lead="Tickets:"))
+        blocks.append(Bullets(lines["tickets"]))
     if lines["stacking"]:
         blocks.append(Paragraph("did pruning and INT8 add up? (each compared with the model it was built on)",
                                 lead="Stacking:"))
         blocks.append(Bullets(lines["stacking"]))
+    if lines["aligned"]:
+        blocks.append(Bullets(lines["aligned"]))
     if lines["sparse"]:
         blocks.append(Paragraph(lines["sparse"]))
     return blocks
@@ -215,6 +230,30 @@ def _comparisons_section(inputs: ReportInputs) -> Section:
     return Section("Speedup of pruned models over dense", blocks)
 
 
+TIME_SPLIT_PNG = "time_split.png"
+
+
+def _time_split_section(inputs: ReportInputs, figure: Figure | None) -> Section | None:
+    """Where the time goes (``bench --profile``): absent for a bench without profiles."""
+    rows = timesplit.table_rows(inputs)
+    if not rows:
+        return None
+    blocks: list = [Bullets(timesplit.runtime_sentences(inputs))]
+    if figure is not None:
+        blocks.append(figure)
+    blocks.append(Table(timesplit.TABLE_HEADERS, rows))
+    blocks.append(Paragraph(
+        "From one profiled pass per cell after measuring (OpenVINO's PERF_COUNT counters, ONNX Runtime's profiler; "
+        "never part of the latency figures): each node's median time over the profiled calls. Matmuls: the Dense layers' MatMul/Gemm/FullyConnected "
+        "nodes (fused and quantized forms included); outside the layers: the measured median minus the profiled "
+        "layers' sum. Pruning shrinks only the matmuls, so if dense spends a share f of its call outside them, a model "
+        "with R times fewer FLOPs (R: the ideal speedup) is at most 1/(f + (1−f)/R) times faster (Amdahl's law): the "
+        "cap each sentence states (f from dense's cell at the same batch, R from the comparison). The kernel names "
+        "are OpenVINO's exec types and ONNX Runtime's provider:op. OpenVINO may fuse a narrow model's small layers "
+        "into one Subgraph node, counted under other layers although it may hold matmuls."))
+    return Section("Where the time goes", blocks)
+
+
 def _models_section(inputs: ReportInputs) -> Section:
     info = facts.models(inputs)
     by_runtime = facts.runtime_accuracy(inputs)
@@ -300,7 +339,7 @@ def _latency_section(inputs: ReportInputs, figure: Figure | None) -> Section:
                           f"{' — ' + str(c.get('error')) if c.get('error') else ''}")
             continue
         s = c["stats"]
-        note = "unstable (high variation)" if c.get("unstable") else ""
+        note = _unstable_note(c)
         rows.append([facts.runtime_name(c["runtime"]), str(c["batch"])]
                     + ([str(c.get("threads", "–"))] if threads else []) + ([str(c.get("mode", "–"))] if mode else [])
                     + ([facts.settings_text(c) or "–"] if settings else [])
@@ -315,6 +354,15 @@ def _latency_section(inputs: ReportInputs, figure: Figure | None) -> Section:
         blocks.append(Paragraph("Cells that did not run:"))
         blocks.append(Bullets(failed))
     return Section("Latency and throughput", blocks, detail=True)
+
+
+def _unstable_note(cell: dict) -> str:
+    """Why a cell is flagged: its rounds' spread (bench.stats), or per-call CV in an older bench.json."""
+    if not cell.get("unstable"):
+        return ""
+    if cell.get("stability"):
+        return f"unstable ({stats.stability_words(cell['stability'])})"
+    return "unstable (per-call cv, an older bench.json)"
 
 
 def _lottery_section(inputs: ReportInputs, figure: Figure | None) -> Section:
@@ -339,9 +387,14 @@ def _lottery_section(inputs: ReportInputs, figure: Figure | None) -> Section:
         if resets is not None:
             blocks.append(resets)
         notes = []
+        candidates = tickets.candidate_rows(lottery)
+        if candidates:
+            blocks.append(Paragraph(f"Ticket candidates, {mode} (averaged over seeds; the budget is judged on validation):"))
+            blocks.append(Table(tickets.CANDIDATE_HEADERS, candidates))
         ticket = lottery.get("ticket") or {}
         if ticket:
-            notes.append(f"Ticket kept for export: round {ticket.get('round')} ({ticket.get('reason', 'chosen')}).")
+            chosen = tickets.candidate_words(ticket) if ticket.get("candidate") else f"round {ticket.get('round')}"
+            notes.append(f"Ticket kept for export: {chosen} ({ticket.get('reason', 'chosen')}).")
         resets_info = lottery.get("resets") or {}
         if resets_info.get("winner"):
             by_test = resets_info.get("winner_by_test")

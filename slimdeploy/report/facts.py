@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections import defaultdict
 
 from slimdeploy.bench import cellkey
-from slimdeploy.bench.compare import INT8_ON_PRUNED, PRUNING_ON_INT8, SPARSE_KERNEL, VS_BASELINE  # noqa: F401 (re-exported)
+from slimdeploy.bench.compare import ALIGNED_WIDTHS, INT8_ON_PRUNED, PRUNING_ON_INT8, SPARSE_KERNEL, VS_BASELINE  # noqa: F401 (re-exported)
 from slimdeploy.report.load import ReportInputs
+from slimdeploy.rundir import aligned_model_name
 from slimdeploy.runtimes.registry import display_name, verifying_runtime
 
 TARGET_NAMES = {"onnx": "ONNX", "openvino": "OpenVINO IR", "tensorrt": "TensorRT engine", "keras": "Keras"}
@@ -19,6 +20,12 @@ BASELINE = "dense"
 
 def runtime_name(runtime: str) -> str:
     return display_name(runtime)
+
+
+def fmt_pct(value) -> str:
+    """A fraction as a percentage with two decimals ("–" when not a number)."""
+    value = number(value)
+    return "–" if value is None else f"{value * 100:.2f}%"
 
 
 def number(value) -> float | None:
@@ -76,6 +83,12 @@ def models(inputs: ReportInputs) -> dict[str, dict]:
             put(mode, {k: number(ticket.get(k)) for k in ("test_accuracy", "val_accuracy", "weights_remaining")})
             # The lottery's own dense model (its seeds) is the fair reference for its ticket.
             put(mode, {"round": ticket.get("round"), "dense_test_accuracy": number(dense.get("test_accuracy"))})
+        for row in lottery.get("candidates") or []:
+            if row.get("kind") == "aligned":  # exported and benchmarked as <mode>-rN
+                put(aligned_model_name(mode, int(str(row["name"]).rsplit("_r", 1)[1])),
+                    {**{k: row.get(k) for k in ("params", "nonzero_params", "flops", "nonzero_flops", "widths")},
+                     **{k: number(row.get(k)) for k in ("test_accuracy", "val_accuracy")},
+                     "dense_test_accuracy": number(dense.get("test_accuracy"))})
     for name, info in ((inputs.bench or {}).get("models") or {}).items():
         if isinstance(info, dict):
             if number(info.get("test_accuracy")) not in (None, merged[name].get("test_accuracy")):
@@ -101,6 +114,11 @@ def model_order(name: str):
 
 
 def ticket_round(lottery: dict) -> dict | None:
+    """The ticket's sizes and accuracies: the ticket itself where it records them (a candidate
+    of ``prune.ticket``, which may be a control or a width-search step), else its round."""
+    ticket = lottery.get("ticket") or {}
+    if ticket.get("candidate") and ticket.get("widths") is not None:
+        return ticket
     rounds = [r for r in lottery.get("rounds", []) if isinstance(r, dict)]
     if not rounds:
         return None
@@ -190,6 +208,13 @@ def question(comparison: dict, info: dict[str, dict]) -> str:
     if variant_of(baseline, info) and variant_of(model, info):
         return PRUNING_ON_INT8
     return VS_BASELINE
+
+
+def vs_dense_comparison(inputs: ReportInputs, cell: dict) -> dict | None:
+    """The bench's comparison of this cell's model with dense in the same runtime, batch and settings."""
+    key = cellkey.CellKey.of(cell)
+    return next((c for c in (inputs.bench or {}).get("comparisons", [])
+                 if c.get("baseline", BASELINE) == BASELINE and cellkey.CellKey.of(c) == key), None)
 
 
 def vs_dense_groups(inputs: ReportInputs) -> dict[tuple[str, str, str], list[dict]]:

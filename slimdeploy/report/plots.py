@@ -1,4 +1,4 @@
-"""The four pictures: speedup vs ideal, latency vs batch, the lottery-ticket curve, accuracy vs latency.
+"""The pictures: speedup vs ideal, latency vs batch, the lottery-ticket curve, accuracy vs latency, the time split.
 
 matplotlib's object API with the Agg renderer (no pyplot, no display, no global state),
 so plotting works on a headless CI machine and in threads. Each function returns PNG
@@ -281,3 +281,51 @@ def pareto_front(points: list[dict]) -> list[dict]:
         if not front or p["accuracy"] > front[-1]["accuracy"]:
             front.append(p)
     return front
+
+
+OP_COLORS = ("#1f77b4", "#aec7e8", "#ff7f0e", "#ffbb78", "#2ca02c", "#98df8a", "#9467bd", "#c5b0d5", "#8c564b", "#c49c94")
+
+
+def time_split_plot(stacks: dict[str, list[dict]], outside: str, dpi: int = 110) -> bytes | None:
+    """Time per call by op type, stacked, one panel per runtime: a bar per (batch, model), scaled to
+    dense's total at the same batch (100%), so a bar's height is its time relative to dense and its
+    segments show where that time went. ``stacks``: ``timesplit.stacks``; ``outside``: the name of
+    the time outside the layers (drawn hatched)."""
+    from slimdeploy.runtimes.session import is_matmul
+
+    stacks = {rt: bars for rt, bars in stacks.items() if bars}
+    if not stacks:
+        return None
+    ops = sorted({op for bars in stacks.values() for bar in bars for op in bar["parts"]},
+                 key=lambda op: (op == outside, not is_matmul(op), op))
+    colors = {op: ("#dddddd" if op == outside else OP_COLORS[i % len(OP_COLORS)]) for i, op in enumerate(ops)}
+    columns = min(len(stacks), 3)
+    rows = -(-len(stacks) // columns)
+    widest = max(len(bars) for bars in stacks.values())
+    fig = _figure(max(4.6, 0.75 * widest + 1.2) * columns, 4.2 * rows + 0.6)
+    axes = fig.subplots(rows, columns, squeeze=False)
+    for ax, (runtime, bars) in zip(axes.flat, sorted(stacks.items(), key=lambda kv: facts.runtime_name(kv[0]))):
+        dense_total = {bar["batch"]: sum(bar["parts"].values()) for bar in bars if bar["model"] == facts.BASELINE}
+        for x, bar in enumerate(bars):
+            scale = 100.0 / (dense_total.get(bar["batch"]) or sum(bar["parts"].values()) or 1.0)
+            bottom = 0.0
+            for op in ops:
+                height = bar["parts"].get(op, 0.0) * scale
+                if height:
+                    ax.bar(x, height, 0.7, bottom=bottom, color=colors[op], edgecolor="white", linewidth=0.5,
+                           hatch="//" if op == outside else None)
+                    bottom += height
+        ax.set_xticks(range(len(bars)), [f"{bar['model']}\nbatch {bar['batch']}" for bar in bars], fontsize=7, rotation=30,
+                      ha="right")
+        ax.set_ylabel("time per call (% of dense's at that batch)")
+        ax.set_title(facts.runtime_name(runtime))
+        ax.grid(axis="y", alpha=0.3)
+    for ax in list(axes.flat)[len(stacks):]:
+        ax.set_visible(False)
+    from matplotlib.patches import Patch
+
+    handles = [Patch(facecolor=colors[op], hatch="//" if op == outside else None,
+                     label=op + (" (matmul)" if is_matmul(op) else "")) for op in ops]
+    fig.legend(handles=handles, fontsize=8, loc="outside lower center", ncol=min(4, len(ops)))
+    fig.suptitle("Where the time goes: time per call by op type (profiled pass), relative to dense")
+    return _png(fig, dpi)

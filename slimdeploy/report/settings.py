@@ -19,7 +19,7 @@ FORMAT_FILES = {
     "csv": "report.csv",
     "gab": "gab.json",
 }
-PLOT_FILES = ("speedup.png", "latency_vs_batch.png", "accuracy_vs_weights.png", "accuracy_vs_latency.png")
+PLOT_FILES = ("speedup.png", "latency_vs_batch.png", "accuracy_vs_weights.png", "accuracy_vs_latency.png", "time_split.png")
 
 
 def _check_formats(value) -> str | None:

@@ -10,14 +10,16 @@ shape, a new tensor and a conversion per call) costs more than pruning saves.
 - ``request.latency`` (the engine's own per-request time) is kept beside wall-clock time.
 - Sparse int8 weights: the option ``sparse_weights_decompression_rate`` sets
   CPU_SPARSE_WEIGHTS_DECOMPRESSION_RATE (int8 weights sparser than it are packed; the plugin
-  does so on CPUs with AMX only). ``PLUGIN.profile`` says which kernel each layer got.
+  does so on CPUs with AMX only). ``PLUGIN.profile`` says which kernel each layer got and,
+  asked for layers, how long each node took (PERF_COUNT counters of a separate compile).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from slimdeploy.runtimes.session import Availability, RuntimePlugin, Session, package_availability
+from slimdeploy.runtimes.session import (PROFILE_RUNS, PROFILE_WARMUP, Availability, RuntimePlugin, Session, layer_profile,
+                                         package_availability)
 
 PRECISIONS = ("f32", "bf16", "f16")
 # A session option (per model, not a cell setting): the CPU plugin's sparse int8 weights rate.
@@ -153,18 +155,29 @@ class OpenVinoSession(Session):
             **({SPARSE_RATE_OPTION: read("CPU_SPARSE_WEIGHTS_DECOMPRESSION_RATE")} if self._sparse_rate is not None else {}),
         }
 
-    def layer_kernels(self) -> list[dict]:
-        """The kernel the plugin chose for each weight layer: one inference of a copy compiled
-        with PERF_COUNT (profiling is a compile-time setting, so the measured one stays unprofiled)."""
+    def profiled_calls(self, runs: int = 1, warmup: int = 0) -> list:
+        """Per-node counters (``get_profiling_info``) of ``runs`` calls after ``warmup``, from a copy
+        compiled with PERF_COUNT (profiling is a compile-time setting, so the measured one stays
+        unprofiled): one list of ProfilingInfo per call, since the counters are the last call's."""
         import openvino.properties as props
 
         compiled = self._core.compile_model(self._model, "CPU", {**self._config, props.enable_profiling: True})
         request = compiled.create_infer_request()
         request.set_input_tensor(self._ov.Tensor(self._tensors[0], shared_memory=True))
-        request.infer()
+        for _ in range(warmup):
+            request.infer()
+        calls = []
+        for _ in range(max(1, runs)):
+            request.infer()
+            calls.append(request.get_profiling_info())
+        return calls
+
+    def layer_kernels(self, infos=None) -> list[dict]:
+        """The kernel the plugin chose for each weight layer (of one profiled call)."""
+        infos = self.profiled_calls()[-1] if infos is None else infos
         return [{"node_name": info.node_name, "node_type": info.node_type, "exec_type": info.exec_type,
                  "sparse": "sparse" in info.exec_type.lower()}
-                for info in request.get_profiling_info() if info.node_type.startswith(WEIGHT_NODE_TYPES)]
+                for info in infos if info.node_type.startswith(WEIGHT_NODE_TYPES)]
 
     def close(self):
         self._queue = None
@@ -177,10 +190,25 @@ class OpenVinoSession(Session):
 SESSION = OpenVinoSession
 
 
+def executed_layers(calls: list) -> list[dict]:
+    """Nodes that ran (not folded into another: status NOT_RUN), over all calls, for ``layer_profile``;
+    ``kernel`` is the plugin's exec type (e.g. brgemm_avx2_f32), the implementation it chose."""
+    return [{"name": info.node_name, "op_type": info.node_type, "kernel": info.exec_type,
+             "us": info.real_time.total_seconds() * 1e6}
+            for infos in calls for info in infos if str(info.status).endswith("EXECUTED")]
+
+
 class OpenVinoPlugin(RuntimePlugin):
-    def profile(self, session: Session, **request) -> dict | None:
-        """Which kernel each weight layer runs (``kernels``: exec_type, and whether it is sparse)."""
-        return {"kernels": session.layer_kernels()}
+    def profile(self, session: Session, layers: bool = False, runs: int = PROFILE_RUNS,
+                warmup: int = PROFILE_WARMUP, **request) -> dict | None:
+        """Which kernel each weight layer runs (``kernels``: exec_type, and whether it is sparse)
+        and, with ``layers``, the time split per node over ``runs`` calls (``profile``). One
+        PERF_COUNT compile serves both."""
+        calls = session.profiled_calls(runs if layers else 1, warmup if layers else 0)
+        out = {"kernels": session.layer_kernels(calls[-1])}
+        if layers:
+            out["profile"] = layer_profile(executed_layers(calls), len(calls), "OpenVINO PERF_COUNT")
+        return out
 
 
 PLUGIN = OpenVinoPlugin(

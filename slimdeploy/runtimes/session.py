@@ -172,5 +172,48 @@ class RuntimePlugin:
         return self.session.open(artifact, batch, threads, options, mode)
 
     def profile(self, session: Session, **request) -> dict | None:
-        """A per-layer profile of an open session; None where the runtime has none (yet)."""
+        """A per-layer profile of an open session, from a separate profiled copy so the measured
+        one stays unprofiled: ``layers=True`` asks for the time split (``{"profile": ...}``, see
+        ``layer_profile``), ``runs`` for how many profiled calls after ``warmup``. None where the
+        runtime has no per-layer profiler; ``PROFILE_UNSUPPORTED`` then says so."""
         return None
+
+
+# Profiled calls per cell (after a few untimed ones): per-layer times are per-call averages.
+PROFILE_RUNS = 20
+PROFILE_WARMUP = 5
+PROFILE_UNSUPPORTED = "no per-layer profiler wired for this runtime"
+# Op types of the Dense layers' matrix products, as runtimes name them (fused and quantized
+# forms included: ORT's FusedGemm, MatMulInteger, QLinearMatMul, MatMulIntegerToFloat, QGemm;
+# OpenVINO's FullyConnected and its quantized variants).
+_MATMUL_WORDS = ("matmul", "gemm", "fullyconnected")
+
+
+def is_matmul(op_type: str) -> bool:
+    """Whether an op type is a Dense layer's matrix product (in any runtime's spelling)."""
+    return any(word in str(op_type).lower() for word in _MATMUL_WORDS)
+
+
+def layer_profile(layers: list[dict], runs: int, tool: str) -> dict:
+    """The cell's ``profile`` from per-layer times summed over ``runs`` calls.
+
+    ``layers``: ``{"name", "op_type", "kernel", "us"}`` per executed node and call. A node's time is
+    its median over the calls (a call preempted by another process would skew a mean); each node
+    runs once per call, so the medians add up to a typical call. ``matmul_share`` is the matmuls'
+    share of the layers' sum (time between layers, e.g. the runtime's dispatch, is not in it)."""
+    merged: dict[str, dict] = {}
+    for layer in layers:
+        merged.setdefault(layer["name"], {**layer, "us": []})["us"].append(float(layer["us"]))
+    per_call = [{**layer, "us": round(float(np.median(layer["us"])), 3)} for layer in merged.values()]
+    by_op: dict[str, float] = {}
+    kernels: dict[str, list] = {}
+    for layer in per_call:
+        by_op[layer["op_type"]] = round(by_op.get(layer["op_type"], 0.0) + layer["us"], 3)
+        names = kernels.setdefault(layer["op_type"], [])
+        if layer["kernel"] not in names:
+            names.append(layer["kernel"])
+    total = sum(by_op.values())
+    matmul = sum(us for op, us in by_op.items() if is_matmul(op))
+    return {"tool": tool, "runs": runs, "total_us": round(total, 3), "matmul_us": round(matmul, 3),
+            "matmul_share": matmul / total if total > 0 else None, "by_op_type": by_op,
+            "kernels": {op: sorted(names) for op, names in kernels.items()}, "layers": per_call}

@@ -1,0 +1,91 @@
+"""Which ticket each prune chose, in words: the candidate, its reset, the budget it met on
+validation and the other resets at its size (``lottery.json`` ``ticket`` and ``candidates``,
+written by ``prune.ticket``)."""
+
+from __future__ import annotations
+
+from slimdeploy.report import facts
+from slimdeploy.report.load import ReportInputs
+
+RESET_WORDS = {"init": "θ0", "finetune": "fine-tuning", "random": "random re-initialisation (control)"}
+KIND_WORDS = {"search": "width-search step", "aligned": "aligned widths"}
+
+
+def reset_words(reset: str | None) -> str:
+    reset = str(reset or "init")
+    if reset.startswith("rewind:"):
+        return f"rewinding to step {reset.split(':', 1)[1]}"
+    return RESET_WORDS.get(reset, reset)
+
+
+def candidate_words(row: dict) -> str:
+    """``round_5`` -> "round 5"; ``control_finetune`` -> "round 5 fine-tuned"; ``search_2`` -> "width-search step 2"."""
+    name, kind = str(row.get("name") or ""), row.get("kind")
+    if kind == "round":
+        return f"round {row.get('round')}"
+    if kind == "control":
+        return f"round {row.get('round')} ({reset_words(row.get('reset'))})"
+    return f"{KIND_WORDS.get(kind, kind)} {name.rsplit('_', 1)[-1]}"
+
+
+def widths_text(widths) -> str:
+    return "-".join(f"{w:.0f}" for w in widths or [])
+
+
+def _kept(mode: str, ticket: dict) -> str:
+    what = "Dense parameters" if mode == "structured" else "prunable weights"
+    return f"{ticket['weights_remaining'] * 100:.1f}% of the {what}"
+
+
+def ticket_sentence(mode: str, lottery: dict) -> str | None:
+    """One sentence: which candidate is the ticket, how it was trained, and why it won."""
+    ticket = lottery.get("ticket") or {}
+    if not ticket.get("candidate"):  # files from before candidates were recorded
+        return None
+    dense = lottery.get("dense") or {}
+    budget = ticket.get("max_drop")
+    where = (f"{candidate_words(ticket)}, widths {widths_text(ticket.get('widths'))}, {_kept(mode, ticket)}, "
+             f"trained by {reset_words(ticket.get('reset'))}")
+    accuracy = _accuracy_pair(ticket, dense, "val_accuracy")
+    if budget is None:
+        chosen = f"the final round (no accuracy budget was given); validation {accuracy}"
+    elif ticket.get("within_budget"):
+        chosen = f"chosen on validation as the most-pruned candidate within {budget:g} points of dense ({accuracy})"
+    else:
+        chosen = (f"no candidate came within {budget:g} validation points of dense; this is the closest ({accuracy}), "
+                  "and it is outside the budget")
+    others = ticket.get("same_size_alternatives") or {}
+    losing = "; ".join(f"{reset_words(reset)} {facts.fmt_pct(value.get('val_accuracy'))}"
+                       for reset, value in others.items() if value.get("val_accuracy") is not None)
+    alternatives = f" At the same widths, on validation: {losing}." if losing else ""
+    test = _accuracy_pair(ticket, dense, "test_accuracy")
+    return (f"{mode.capitalize()} ticket: {where}; {chosen}.{alternatives} Test accuracy {test}.")
+
+
+def _accuracy_pair(entry: dict, dense: dict, key: str) -> str:
+    value, base = facts.number(entry.get(key)), facts.number(dense.get(key))
+    if value is None or base is None:
+        return "not measured"
+    return f"{facts.fmt_pct(value)} vs {facts.fmt_pct(base)} for dense, {(value - base) * 100:+.2f} points"
+
+
+def ticket_sentences(inputs: ReportInputs) -> list[str]:
+    sentences = [ticket_sentence(mode, lottery)
+                 for mode, lottery in sorted(inputs.lotteries.items(), key=lambda kv: facts.model_order(kv[0]))]
+    return [s for s in sentences if s]
+
+
+CANDIDATE_HEADERS = ["Candidate", "Trained by", "Widths", "Kept", "Validation accuracy", "Δ validation (points)",
+                     "Test accuracy", "Verdict"]
+
+
+def candidate_rows(lottery: dict) -> list[list[str]]:
+    """The candidates table of one prune (empty for files from before candidates were recorded)."""
+    rows = []
+    for row in lottery.get("candidates") or []:
+        drop = facts.number(row.get("val_drop_points"))
+        rows.append([candidate_words(row), reset_words(row.get("reset")), widths_text(row.get("widths")),
+                     facts.fmt_pct(row.get("weights_remaining")), facts.fmt_pct(row.get("val_accuracy")),
+                     "–" if drop is None else f"{-drop:+.2f}", facts.fmt_pct(row.get("test_accuracy")),
+                     str(row.get("why") or "")])
+    return rows

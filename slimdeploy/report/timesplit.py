@@ -1,0 +1,163 @@
+"""Where the time goes: the arithmetic of the report's time split (``bench --profile`` cells).
+
+A cell's ``profile`` holds per-call layer times from a separate profiled pass. Against the
+cell's measured median (wall clock per call) the time splits into three parts:
+
+- matmuls: the Dense layers' matrix products (``profile.matmul_us``);
+- other layers: every other node the runtime executed (bias, activation, reshape, softmax);
+- outside the layers: median − the layers' sum (runtime dispatch, the Python call); 0 when the
+  profiled layers took longer than the median (profiling adds its own cost).
+
+Pruning shrinks the matmuls only. If dense spends a share ``f`` of its call outside its
+matmuls and that part stays the same, a model with R times fewer FLOPs is at most
+``1 / (f + (1 − f) / R)`` times faster (Amdahl's law; R is the comparison's ideal speedup, the
+FLOP ratio). That is the cap the report states beside the measured speedup.
+"""
+
+from __future__ import annotations
+
+from slimdeploy.report import facts
+from slimdeploy.report.load import ReportInputs
+from slimdeploy.runtimes.session import is_matmul
+
+
+def profiled_cells(inputs: ReportInputs) -> list[dict]:
+    return [c for c in inputs.ok_cells() if isinstance(c.get("profile"), dict) and c["profile"].get("layers") is not None]
+
+
+def split(cell: dict) -> dict:
+    """The cell's time per call in microseconds: matmuls, other layers, outside the layers; the
+    share outside the matmuls; and the matmul kernels that ran."""
+    profile = cell["profile"]
+    matmul = float(profile.get("matmul_us") or 0.0)
+    layers = float(profile.get("total_us") or 0.0)
+    wall = max(float(cell["stats"]["p50_ms"]) * 1000.0, layers)
+    kernels = sorted({name for op, names in (profile.get("kernels") or {}).items() if is_matmul(op) for name in names})
+    return {"matmul_us": matmul, "other_us": layers - matmul, "outside_us": wall - layers, "wall_us": wall,
+            "outside_matmul_share": (wall - matmul) / wall if wall > 0 else None, "matmul_kernels": kernels,
+            "by_op_type": dict(profile.get("by_op_type") or {})}
+
+
+def amdahl_cap(outside_share: float, flop_ratio: float) -> float:
+    """The most a model with ``flop_ratio`` times fewer FLOPs can gain when only the matmuls shrink
+    and ``outside_share`` of the baseline's time stays: 1 / (f + (1 − f) / R)."""
+    return 1.0 / (outside_share + (1.0 - outside_share) / flop_ratio)
+
+
+def shown_batches(cells: list[dict]) -> list[int]:
+    """Batch 1 (or the smallest) and the largest profiled."""
+    batches = sorted({c["batch"] for c in cells})
+    return sorted({batches[0], batches[-1]}) if batches else []
+
+
+def _groups(inputs: ReportInputs) -> dict[tuple, dict[str, dict]]:
+    """(runtime, batch, threads, mode, settings) -> model -> profiled cell, at the shown batches."""
+    cells = profiled_cells(inputs)
+    keep = set(shown_batches(cells))
+    groups: dict[tuple, dict[str, dict]] = {}
+    for c in cells:
+        if c["batch"] in keep:
+            key = (c["runtime"], c["batch"], c.get("threads") or 0, str(c.get("mode")), facts.settings_text(c))
+            groups.setdefault(key, {})[c["model"]] = c
+    return dict(sorted(groups.items(), key=lambda kv: (facts.runtime_name(kv[0][0]), kv[0][1:])))
+
+
+def table_rows(inputs: ReportInputs) -> list[list[str]]:
+    """Runtime, batch, model, median, matmuls, other layers, outside, share outside matmuls, kernels."""
+    rows = []
+    for (runtime, batch, *_), models in _groups(inputs).items():
+        for name in sorted(models, key=facts.model_order):
+            s = split(models[name])
+            rows.append([facts.runtime_name(runtime), str(batch), name, f"{s['wall_us']:.1f}", f"{s['matmul_us']:.1f}",
+                         f"{s['other_us']:.1f}", f"{s['outside_us']:.1f}", _pct(s["outside_matmul_share"]),
+                         ", ".join(s["matmul_kernels"]) or "–"])
+    return rows
+
+
+TABLE_HEADERS = ["Runtime", "Batch", "Model", "Median per call (µs)", "Matmuls (µs)", "Other layers (µs)",
+                 "Outside the layers (µs)", "Share outside the matmuls", "Matmul kernels"]
+
+
+def _pct(value) -> str:
+    return "–" if value is None else f"{value * 100:.0f}%"
+
+
+def runtime_sentences(inputs: ReportInputs) -> list[str]:
+    """Per runtime, why measured speedup falls short of ideal, from the profiles: the smallest
+    batch's split (and the largest's, where it differs), with the Amdahl cap per pruned model."""
+    by_runtime: dict[str, list[tuple]] = {}
+    for key, models in _groups(inputs).items():
+        if facts.BASELINE in models:
+            by_runtime.setdefault(key[0], []).append((key, models))
+    sentences = []
+    for runtime, groups in by_runtime.items():
+        parts = [_batch_clause(inputs, key, models) for key, models in groups]
+        sentences.append(f"{facts.runtime_name(runtime)}: " + " ".join(p for p in parts if p))
+    return sentences
+
+
+def _batch_clause(inputs: ReportInputs, key: tuple, models: dict[str, dict]) -> str:
+    batch = key[1]
+    dense = split(models[facts.BASELINE])
+    f = dense["outside_matmul_share"] or 0.0
+    text = [f"At batch {batch}, {f * 100:.0f}% of dense's {dense['wall_us']:.1f} µs per call is outside its matmuls "
+            f"({', '.join(dense['matmul_kernels']) or 'no matmul kernel named'})."]
+    for name in sorted(models, key=facts.model_order):
+        if name == facts.BASELINE:
+            continue
+        comp = facts.vs_dense_comparison(inputs, models[name])
+        mine = split(models[name])
+        # How much faster its matmuls ran than dense's (dense's matmul time / its own).
+        faster = f" (matmuls {dense['matmul_us'] / mine['matmul_us']:.2f}× as fast)" if mine["matmul_us"] else ""
+        if mine["matmul_kernels"] == dense["matmul_kernels"] and dense["matmul_kernels"]:
+            text.append(f"{name} ran the same matmul kernels as dense ({', '.join(mine['matmul_kernels'])}) for "
+                        f"{mine['matmul_us']:.1f} µs against dense's {dense['matmul_us']:.1f} µs{faster}.")
+        else:
+            text.append(f"{name}'s matmuls ({', '.join(mine['matmul_kernels']) or 'no kernel named'}) took "
+                        f"{mine['matmul_us']:.1f} µs against dense's {dense['matmul_us']:.1f} µs{faster}.")
+        ideal = facts.number((comp or {}).get("ideal_speedup"))
+        if ideal and ideal > 1:
+            cap = amdahl_cap(f, ideal)
+            text.append(f"With {f * 100:.0f}% of dense's time outside the matmuls, its FLOP ratio of {ideal:.2f}× caps "
+                        f"{name}'s speedup at {cap:.2f}× (Amdahl: 1/(f + (1−f)/R)); measured {comp['speedup']:.2f}×.")
+    return " ".join(text)
+
+
+def stacks(inputs: ReportInputs) -> dict[str, list[dict]]:
+    """For the plot, per runtime: one bar per (batch, model), microseconds per op type plus the
+    time outside the layers."""
+    out: dict[str, list[dict]] = {}
+    for (runtime, batch, *_), models in _groups(inputs).items():
+        for name in sorted(models, key=facts.model_order):
+            s = split(models[name])
+            parts = {op: us for op, us in s["by_op_type"].items() if us > 0}
+            if s["outside_us"] > 0:
+                parts[OUTSIDE] = s["outside_us"]
+            out.setdefault(runtime, []).append({"model": name, "batch": batch, "parts": parts})
+    return out
+
+
+OUTSIDE = "outside the layers"
+
+
+def resource_rows(inputs: ReportInputs) -> list[list[str]]:
+    """Per model and runtime: load time, peak RSS and its growth on load (smallest batch's cell,
+    where load costs least depend on the batch)."""
+    first: dict[tuple, dict] = {}
+    for c in sorted(inputs.ok_cells(), key=lambda c: c["batch"]):
+        if c.get("peak_rss_mb") is not None or c.get("load_seconds") is not None:
+            first.setdefault((c["runtime"], c["model"]), c)
+    rows = []
+    for (runtime, model), c in sorted(first.items(), key=lambda kv: (facts.runtime_name(kv[0][0]), facts.model_order(kv[0][1]))):
+        rows.append([facts.runtime_name(runtime), model, str(c["batch"]), _num(c.get("load_seconds"), 1000, "{:.1f}"),
+                     _num(c.get("load_rss_growth_mb"), 1, "{:.1f}"), _num(c.get("peak_rss_mb"), 1, "{:.0f}")])
+    return rows
+
+
+RESOURCE_HEADERS = ["Runtime", "Model", "Batch", "Load and compile (ms)", "Peak RSS growth on load (MB)",
+                    "Worker peak RSS (MB)"]
+
+
+def _num(value, scale: float, pattern: str) -> str:
+    value = facts.number(value)
+    return "–" if value is None else pattern.format(value * scale)
