@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import io
-import re
 
 from rich.console import Console
 
-from conftest import run_cli
 from slimdeploy.progress import PlainProgress
-
-ANSI_ESCAPE = "\x1b"
 
 
 class FakeClock:
@@ -62,10 +58,4 @@ def test_a_reset_task_starts_over():
                                            "epoch 2/2: started, 0/2", "epoch 2/2: 2/2 loss 0.5 (done in 0.0 s)"]
 
 
-def test_train_through_a_pipe_logs_whole_epoch_lines(tmp_path):
-    result = run_cli("train", "--epochs", "2", "--limit", "600", "--validation-size", "100", "--out", str(tmp_path / "run"))
-    assert result.returncode == 0, result.stderr
-    assert ANSI_ESCAPE not in result.stderr and "…" not in result.stderr and "━" not in result.stderr
-    for epoch in (1, 2):
-        pattern = rf"^dense epoch {epoch}/2: (\d+)/\1 loss \d\.\d{{4}} accuracy \d\.\d{{4}} val_accuracy \d\.\d{{4}} \(done in [\d.]+ s\)$"
-        assert re.search(pattern, result.stderr, re.MULTILINE), result.stderr
+# `slimdeploy run` through a pipe, end to end: tests/test_run_pipeline.py::test_run_through_a_pipe_logs_whole_plain_lines.
