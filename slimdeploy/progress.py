@@ -57,6 +57,8 @@ class PlainProgress:
         task = self.tasks[task_id]
         if total is not None:
             task.total = total
+            # A task given more steps after it finished (the prune's width search) reports again.
+            task.finished = task.finished and task.completed >= total
         if description is not None:
             task.description = description
         if completed is not None:

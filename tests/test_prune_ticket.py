@@ -104,11 +104,13 @@ def test_search_and_aligned_widths_on_a_real_prune(tiny_run, tmp_path):
 def test_round_to_keeps_a_multiple_of_n_units(tiny_run, tmp_path):
     run_dir = tmp_path / "run"
     shutil.copytree(tiny_run, run_dir)
-    result = run_cli_here("prune", str(run_dir), "--mode", "structured", "--rounds", "1", "--rate", "0.7", "--epochs", "1",
+    # --mode both: the structured prune rounds its units, the unstructured one is left as it is.
+    result = run_cli_here("prune", str(run_dir), "--mode", "both", "--rounds", "1", "--rate", "0.7", "--epochs", "1",
                           "--no-controls", "--round-to", "8", "--quiet")
     assert result.returncode == 0, result.stderr
     # 300 * 0.3 = 90 -> 88, 150 * 0.3 = 45 -> 40.
     assert _hidden_widths(run_dir / "structured" / "round_1" / "model.keras") == [88, 40]
+    assert json.loads((run_dir / "unstructured" / "lottery.json").read_text())["settings"]["round_to"] is None
 
 
 @pytest.mark.parametrize("args, message", [

@@ -249,15 +249,15 @@ def _add_run_metrics(run: RunDir, models: dict, dense_metrics: dict) -> None:
 
 
 def _ticket_round(lottery: Path) -> dict | None:
-    """The round the ticket was taken from; None when the record does not say (an unreadable
-    file is an error, as everywhere; a record of another shape only adds nothing). Read as a
-    plain object: a partial record still gives what it has, as it always did."""
+    """The ticket's own figures (``prune.ticket.ticket_entry``); None when the record does not say
+    (an unreadable file is an error, as everywhere; a record of another shape only adds nothing).
+    Read as a plain object: a partial record still gives what it has, as it always did."""
+    from slimdeploy.prune.ticket import ticket_entry
+
     record = fsutil.read_json(lottery, "lottery record")
-    rounds = record.get("rounds") if isinstance(record, dict) else None
-    ticket = record.get("ticket") if isinstance(record, dict) else None
-    if not isinstance(rounds, list) or not isinstance(ticket, dict):
+    if not isinstance(record, dict) or not isinstance(record.get("rounds"), list):
         return None
-    return next((r for r in rounds if isinstance(r, dict) and r.get("round") == ticket.get("round")), None)
+    return ticket_entry(record)
 
 
 def expected_input_shape(sources: Sources, requested: tuple | None, baseline: str) -> tuple[tuple | None, str]:

@@ -76,9 +76,10 @@ def run(args) -> int:
 
     modes = ("structured", "unstructured") if args.mode == "both" else (args.mode,)
     controls = {} if args.controls is None else {"controls": args.controls}
-    all_settings = [PruneSettings.from_args(args, base=PruneSettings(mode=mode, **controls)) for mode in modes]
-    if args.mode == "both":  # --round-to shapes units, which only structured pruning removes
-        all_settings = [dataclasses.replace(s, round_to=None) if s.mode == "unstructured" else s for s in all_settings]
+    # With --mode both, --round-to shapes the structured prune's units only (unstructured removes weights).
+    all_settings = [PruneSettings.from_args(args if mode == "structured" or args.mode != "both" else
+                                            argparse.Namespace(**{**vars(args), "round_to": None}),
+                                            base=PruneSettings(mode=mode, **controls)) for mode in modes]
     model_file = _model_file(args.run_dir)
     if model_file is None:
         refuse_adoption_options(args, "prune MODEL --data DATA, MODEL a .keras or legacy .h5 file")

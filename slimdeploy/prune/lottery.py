@@ -646,6 +646,8 @@ def _searchable(ctx: _Context) -> str | None:
         return "no accuracy budget (--max-drop) to search within"
     if ctx.settings.criterion != "l1":
         return "--criterion bias-threshold chooses the widths itself"
+    if not len(ctx.data.x_val):
+        return "no validation set to judge widths on"
     return None
 
 

@@ -154,7 +154,7 @@ class PruneSettings(Settings):
     search_steps: structured, with max_drop: bisection steps over the widths between the ticket and
                 the next more-pruned candidate outside the budget (each fine-tuned from the ticket).
     round_to:   structured: keep a multiple of this many units in every pruned layer (rounded down,
-                at least one multiple; Torch-Pruning's ``round_to``).
+                at least one multiple; a layer narrower than that keeps its width; Torch-Pruning's ``round_to``).
     aligned_widths: structured, with max_drop: also fine-tune the ticket's widths rounded down to
                 multiples of each of these, exported and benchmarked beside the ticket as
                 ``<mode>-r<N>`` (does a SIMD-friendly width run faster?).
@@ -196,15 +196,16 @@ class PruneSettings(Settings):
     max_drop: float | None = setting(
         None, flag="--max-drop", parse=non_negative_float, metavar="POINTS", check=_check_max_drop,
         shown="the final round",
-        help="ticket = the most-pruned round whose validation accuracy is within POINTS accuracy points "
-             "(e.g. 0.5) of dense")
+        help="ticket = the most-pruned candidate (a round, the final round fine-tuned, a width-search step) whose "
+             "validation accuracy is within POINTS accuracy points (e.g. 0.5) of dense")
     search_steps: int = setting(
         3, flag="--search-steps", parse=non_negative_int, metavar="N", check=_check_search_steps,
         help="structured, with --max-drop: bisection steps between the ticket's widths and the next more-pruned "
              "candidate outside the budget, each fine-tuned (0: none)")
     round_to: int | None = setting(
         None, flag="--round-to", parse=positive_int, metavar="N", check=_check_round_to, shown="no rounding",
-        help="structured: keep a multiple of N units in every pruned layer (rounded down, at least N)")
+        help="structured: keep a multiple of N units in every pruned layer (rounded down, at least N unless the "
+             "layer is narrower)")
     aligned_widths: tuple[int, ...] = setting(
         (8, 16), flag="--aligned-widths", parse=multiple_list, metavar="N,M", check=_check_aligned,
         help="structured, with --max-drop: also fine-tune the ticket's widths rounded down to multiples of these, "

@@ -100,3 +100,17 @@ def verdicts(rows: list[dict], ticket: dict | None) -> list[dict]:
             why = "not chosen"
         out.append({**row, "why": why})
     return out
+
+
+def ticket_entry(lottery: dict, *, final_round_otherwise: bool = False) -> dict | None:
+    """The ticket's sizes and accuracies from a ``lottery.json`` object: the ticket itself where
+    it records them (a candidate, which may be a control or a width-search step), else the round
+    it names (older records); with ``final_round_otherwise`` the last round when none is named."""
+    rounds = [r for r in lottery.get("rounds") or [] if isinstance(r, dict)]
+    ticket = lottery.get("ticket") if isinstance(lottery.get("ticket"), dict) else {}
+    if ticket.get("candidate") and ticket.get("widths") is not None:
+        return ticket
+    named = next((r for r in rounds if ticket.get("round") is not None and r.get("round") == ticket.get("round")), None)
+    if named is None and final_round_otherwise and rounds:
+        return rounds[-1]
+    return named

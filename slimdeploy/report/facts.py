@@ -11,6 +11,7 @@ from collections import defaultdict
 from slimdeploy.bench import cellkey
 from slimdeploy.bench.compare import ALIGNED_WIDTHS, INT8_ON_PRUNED, PRUNING_ON_INT8, SPARSE_KERNEL, VS_BASELINE  # noqa: F401 (re-exported)
 from slimdeploy.report.load import ReportInputs
+from slimdeploy.prune.ticket import ticket_entry
 from slimdeploy.rundir import aligned_model_name
 from slimdeploy.runtimes.registry import display_name, verifying_runtime
 
@@ -114,19 +115,8 @@ def model_order(name: str):
 
 
 def ticket_round(lottery: dict) -> dict | None:
-    """The ticket's sizes and accuracies: the ticket itself where it records them (a candidate
-    of ``prune.ticket``, which may be a control or a width-search step), else its round."""
-    ticket = lottery.get("ticket") or {}
-    if ticket.get("candidate") and ticket.get("widths") is not None:
-        return ticket
-    rounds = [r for r in lottery.get("rounds", []) if isinstance(r, dict)]
-    if not rounds:
-        return None
-    wanted = (lottery.get("ticket") or {}).get("round")
-    for r in rounds:
-        if wanted is not None and r.get("round") == wanted:
-            return r
-    return rounds[-1]
+    """The ticket's sizes and accuracies (``prune.ticket.ticket_entry``), else the final round."""
+    return ticket_entry(lottery, final_round_otherwise=True)
 
 
 def runtime_accuracy(inputs: ReportInputs) -> dict[tuple[str, str], float]:

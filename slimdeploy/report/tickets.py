@@ -47,8 +47,9 @@ def ticket_sentence(mode: str, lottery: dict) -> str | None:
     where = (f"{candidate_words(ticket)}, widths {widths_text(ticket.get('widths'))}, {_kept(mode, ticket)}, "
              f"trained by {reset_words(ticket.get('reset'))}")
     accuracy = _accuracy_pair(ticket, dense, "val_accuracy")
-    if budget is None:
-        chosen = f"the final round (no accuracy budget was given); validation {accuracy}"
+    if budget is None or ticket.get("within_budget") is None:
+        why = "no accuracy budget was given" if budget is None else "no validation set to judge the budget on"
+        chosen = f"the final round ({why}); validation {accuracy}"
     elif ticket.get("within_budget"):
         chosen = f"chosen on validation as the most-pruned candidate within {budget:g} points of dense ({accuracy})"
     else:
