@@ -246,9 +246,10 @@ def _time_split_section(inputs: ReportInputs, figure: Figure | None) -> Section 
         "From one profiled pass per cell after measuring (OpenVINO's PERF_COUNT counters, ONNX Runtime's profiler; "
         "never part of the latency figures): each node's median time over the profiled calls. Matmuls: the Dense layers' MatMul/Gemm/FullyConnected "
         "nodes (fused and quantized forms included); outside the layers: the measured median minus the profiled "
-        "layers' sum. Pruning shrinks only the matmuls, so if dense spends a share f of its call outside them, a model "
-        "with R times fewer FLOPs (R: the ideal speedup) is at most 1/(f + (1−f)/R) times faster (Amdahl's law): the "
-        "cap each sentence states (f from dense's cell at the same batch, R from the comparison). The kernel names "
+        "layers' sum. If only the matmuls shrank and dense spends a share f of its call outside them, a model with R "
+        "times fewer FLOPs (R: the ideal speedup) would be at most 1/(f + (1−f)/R) times faster (Amdahl's law): the "
+        "estimate each sentence states (f from dense's cell at the same batch, R from the comparison); below it, the "
+        "matmuls themselves ran less than R times faster; above it, the rest of the call shrank too. The kernel names "
         "are OpenVINO's exec types and ONNX Runtime's provider:op. OpenVINO may fuse a narrow model's small layers "
         "into one Subgraph node, counted under other layers although it may hold matmuls."))
     return Section("Where the time goes", blocks)

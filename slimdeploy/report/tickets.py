@@ -24,7 +24,7 @@ def candidate_words(row: dict) -> str:
     if kind == "round":
         return f"round {row.get('round')}"
     if kind == "control":
-        return f"round {row.get('round')} ({reset_words(row.get('reset'))})"
+        return f"round {row.get('round')} control"
     return f"{KIND_WORDS.get(kind, kind)} {name.rsplit('_', 1)[-1]}"
 
 
@@ -44,8 +44,9 @@ def ticket_sentence(mode: str, lottery: dict) -> str | None:
         return None
     dense = lottery.get("dense") or {}
     budget = ticket.get("max_drop")
-    where = (f"{candidate_words(ticket)}, widths {widths_text(ticket.get('widths'))}, {_kept(mode, ticket)}, "
-             f"trained by {reset_words(ticket.get('reset'))}")
+    # Unstructured pruning keeps every unit: its widths say nothing about what was pruned.
+    shape = f"widths {widths_text(ticket.get('widths'))}, " if mode == "structured" else ""
+    where = f"{candidate_words(ticket)}, {shape}{_kept(mode, ticket)}, trained by {reset_words(ticket.get('reset'))}"
     accuracy = _accuracy_pair(ticket, dense, "val_accuracy")
     if budget is None or ticket.get("within_budget") is None:
         why = "no accuracy budget was given" if budget is None else "no validation set to judge the budget on"
@@ -58,7 +59,7 @@ def ticket_sentence(mode: str, lottery: dict) -> str | None:
     others = ticket.get("same_size_alternatives") or {}
     losing = "; ".join(f"{reset_words(reset)} {facts.fmt_pct(value.get('val_accuracy'))}"
                        for reset, value in others.items() if value.get("val_accuracy") is not None)
-    alternatives = f" At the same widths, on validation: {losing}." if losing else ""
+    alternatives = f" At the same size, on validation: {losing}." if losing else ""
     test = _accuracy_pair(ticket, dense, "test_accuracy")
     return (f"{mode.capitalize()} ticket: {where}; {chosen}.{alternatives} Test accuracy {test}.")
 

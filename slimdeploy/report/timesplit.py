@@ -83,46 +83,45 @@ def _pct(value) -> str:
 
 
 def runtime_sentences(inputs: ReportInputs) -> list[str]:
-    """Per runtime, why measured speedup falls short of ideal, from the profiles: the smallest
-    batch's split (and the largest's, where it differs), with the Amdahl cap per pruned model."""
-    by_runtime: dict[str, list[tuple]] = {}
-    for key, models in _groups(inputs).items():
-        if facts.BASELINE in models:
-            by_runtime.setdefault(key[0], []).append((key, models))
+    """One sentence per runtime and batch shown: dense's split, then per model why its measured
+    speedup differs from the FLOP ideal, from the profiles (``_model_clause``)."""
     sentences = []
-    for runtime, groups in by_runtime.items():
-        parts = [_batch_clause(inputs, key, models) for key, models in groups]
-        sentences.append(f"{facts.runtime_name(runtime)}: " + " ".join(p for p in parts if p))
+    for key, models in _groups(inputs).items():
+        if facts.BASELINE not in models:
+            continue
+        runtime, batch = key[0], key[1]
+        dense = split(models[facts.BASELINE])
+        f = dense["outside_matmul_share"] or 0.0
+        head = (f"{facts.runtime_name(runtime)}, batch {batch}: {f * 100:.0f}% of dense's {dense['wall_us']:.1f} µs per "
+                f"call is outside its matmuls ({', '.join(dense['matmul_kernels']) or 'no matmul kernel named'}).")
+        clauses = [_model_clause(inputs, name, models[name], dense, f)
+                   for name in sorted(models, key=facts.model_order) if name != facts.BASELINE]
+        sentences.append(" ".join([head, *clauses]))
     return sentences
 
 
-def _batch_clause(inputs: ReportInputs, key: tuple, models: dict[str, dict]) -> str:
-    batch = key[1]
-    dense = split(models[facts.BASELINE])
-    f = dense["outside_matmul_share"] or 0.0
-    text = [f"At batch {batch}, {f * 100:.0f}% of dense's {dense['wall_us']:.1f} µs per call is outside its matmuls "
-            f"({', '.join(dense['matmul_kernels']) or 'no matmul kernel named'})."]
-    for name in sorted(models, key=facts.model_order):
-        if name == facts.BASELINE:
-            continue
-        comp = facts.vs_dense_comparison(inputs, models[name])
-        mine = split(models[name])
-        # How much faster its matmuls ran than dense's (dense's matmul time / its own).
-        faster = f" (matmuls {dense['matmul_us'] / mine['matmul_us']:.2f}× as fast)" if mine["matmul_us"] else ""
-        if mine["matmul_kernels"] == dense["matmul_kernels"] and dense["matmul_kernels"]:
-            text.append(f"{name} ran the same matmul kernels as dense ({', '.join(mine['matmul_kernels'])}) for "
-                        f"{mine['matmul_us']:.1f} µs against dense's {dense['matmul_us']:.1f} µs{faster}.")
+def _model_clause(inputs: ReportInputs, name: str, cell: dict, dense: dict, f: float) -> str:
+    """``name`` against dense: the matmul kernels and times, and for a model with fewer FLOPs the
+    Amdahl estimate (only its matmuls shrink) beside the measured speedup."""
+    mine = split(cell)
+    comp = facts.vs_dense_comparison(inputs, cell) or {}
+    ideal, measured = facts.number(comp.get("ideal_speedup")), facts.number(comp.get("speedup"))
+    same = bool(dense["matmul_kernels"]) and mine["matmul_kernels"] == dense["matmul_kernels"]
+    kernels = "the same matmul kernels as dense" if same else ", ".join(mine["matmul_kernels"]) or "no matmul kernel named"
+    ratio = f"{dense['matmul_us'] / mine['matmul_us']:.2f}×" if mine["matmul_us"] else "–"
+    text = f"{name}: {kernels}, matmuls {mine['matmul_us']:.1f} µs vs {dense['matmul_us']:.1f} µs ({ratio} as fast)"
+    # Without a matmul in dense's profile (OpenVINO fused them into a Subgraph) there is no split to reason from.
+    if ideal and ideal > 1 and measured and dense["matmul_us"] > 0:
+        estimate = amdahl_cap(f, ideal)
+        if measured < estimate:
+            why = (f"below the {estimate:.2f}× that {f * 100:.0f}% outside the matmuls would allow (Amdahl: "
+                   f"1/(f + (1−f)/R)), because its matmuls ran {ratio} faster, not {ideal:.2f}×")
         else:
-            text.append(f"{name}'s matmuls ({', '.join(mine['matmul_kernels']) or 'no kernel named'}) took "
-                        f"{mine['matmul_us']:.1f} µs against dense's {dense['matmul_us']:.1f} µs{faster}.")
-        ideal = facts.number((comp or {}).get("ideal_speedup"))
-        # Without a matmul in dense's profile (OpenVINO fused them into a Subgraph) there is no split to reason from.
-        if ideal and ideal > 1 and dense["matmul_us"] > 0:
-            cap = amdahl_cap(f, ideal)
-            text.append(f"With {f * 100:.0f}% of dense's time outside the matmuls, if only the matmuls shrank by its FLOP "
-                        f"ratio of {ideal:.2f}×, {name} would be at most {cap:.2f}× faster (Amdahl: 1/(f + (1−f)/R)); "
-                        f"measured {comp['speedup']:.2f}×.")
-    return " ".join(text)
+            why = f"above the {estimate:.2f}× Amdahl estimate: the rest of the call shrank with the model too"
+        text += f"; measured {measured:.2f}× of the {ideal:.2f}× FLOP ideal, {why}"
+    elif not same and mine["outside_matmul_share"] is not None:
+        text += f"; {mine['outside_matmul_share'] * 100:.0f}% of its call outside them"
+    return text + "."
 
 
 def stacks(inputs: ReportInputs) -> dict[str, list[dict]]:
