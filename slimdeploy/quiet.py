@@ -12,6 +12,7 @@ workers) get the log level from ``quiet_environment``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from typing import MutableMapping
@@ -47,3 +48,22 @@ def import_tensorflow() -> None:
     # Retracing notices are advice for TF developers; each pruning round builds new
     # models, so they would fill the user's terminal.
     tensorflow.get_logger().setLevel("ERROR")
+
+
+@contextlib.contextmanager
+def openvino_telemetry_off():
+    """Around ``openvino.convert_model``: its converter sends usage telemetry from a forked
+    process on every call. Offline, that child can hang in getaddrinfo while holding the
+    parent's stdout and stderr, so whoever reads the output to its end (a CI log, a test, a
+    pipe) waits for ever after slimdeploy has exited (seen in a resumed `slimdeploy run`). The
+    converter turns telemetry off in CI (``disable_in_ci``: ``CI=true``, read when each call
+    starts); users of slimdeploy never opted in to it either."""
+    saved = os.environ.get("CI")
+    os.environ["CI"] = "true"
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("CI", None)
+        else:
+            os.environ["CI"] = saved

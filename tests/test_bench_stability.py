@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -74,12 +75,13 @@ def test_the_flag_is_explained_by_its_evidence():
     assert "per-call cv" in problem_lines({"cells": [old]})[0]
 
 
-# Eight busy loops (four per core here), in step (half-second wall-clock phases), so whole
-# stretches of rounds run slowed or not: strong enough to show on a machine already busy with
-# other tests (CI runs two test workers on two cores).
+# Busy loops pinned to one CPU, in step (half-second wall-clock phases); the bench's workers
+# inherit the same single CPU from this process, so in a busy phase they get a fraction of it
+# and whole stretches of rounds slow down, whatever else (another test worker) runs elsewhere.
 PHASE = 0.5
 BURSTS = """
-import time
+import os, time
+os.sched_setaffinity(0, {{{cpu}}})
 end = time.time() + {seconds}
 while time.time() < end:
     if int(time.time() / {phase}) % 2:
@@ -90,14 +92,21 @@ while time.time() < end:
 """
 
 
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="pinning to one CPU needs os.sched_setaffinity (Linux)")
 def test_a_cell_measured_under_bursts_of_load_is_flagged(onnx_models, tmp_path):  # noqa: F811
     sources = [onnx_models["dense"], onnx_models["structured"]]
-    settings = BenchSettings(runtimes=("onnxruntime",), batches=(64,), min_time=2.0, min_iters=20,
+    # Calls of tens of milliseconds (batch 2048), longer than a scheduler slice: a busy phase preempts each one
+    # (a short call fits between slices, so only the tail of a round shows the load, which its median ignores).
+    settings = BenchSettings(runtimes=("onnxruntime",), batches=(2048,), min_time=2.0, min_iters=20,
                              bootstrap_resamples=200)
-    busy = [subprocess.Popen([sys.executable, "-c", BURSTS.format(seconds=90, phase=PHASE)]) for _ in range(8)]
+    allowed = os.sched_getaffinity(0)
+    cpu = min(allowed)
+    os.sched_setaffinity(0, {cpu})  # the bench workers started below inherit it
+    busy = [subprocess.Popen([sys.executable, "-c", BURSTS.format(seconds=90, phase=PHASE, cpu=cpu)]) for _ in range(3)]
     try:
         results = run_bench(sources, settings, tmp_path / "bench.json")
     finally:
+        os.sched_setaffinity(0, allowed)
         for process in busy:
             process.kill()
             process.wait()

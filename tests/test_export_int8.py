@@ -167,3 +167,14 @@ def test_nncf_is_loaded_with_its_telemetry_off():
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["MagicMock", "MagicMock"]  # NNCF's NNCFTelemetryStub
+
+
+def test_the_openvino_converter_sends_no_telemetry():
+    """convert_model's telemetry forks a sender that can hang offline holding our output pipes
+    (seen: a resumed `slimdeploy run` whose test waited for its stdout for ever)."""
+    from openvino.tools.ovc.telemetry_utils import init_ovc_telemetry
+
+    from slimdeploy.quiet import openvino_telemetry_off
+
+    with openvino_telemetry_off():
+        assert init_ovc_telemetry().consent is False

@@ -165,10 +165,19 @@ def _add_profile(record: dict, runtime_plugin, session, layers: bool) -> None:
 
 
 def peak_rss_mb() -> float:
-    """This process's peak resident memory so far, in MB (10^6 bytes): ``ru_maxrss`` is KiB on
-    Linux, bytes on macOS."""
+    """This process's peak resident memory so far, in MB (10^6 bytes). On Linux from
+    ``/proc/self/status`` VmHWM: ``ru_maxrss`` survives exec there, so a worker started by a
+    parent holding TensorFlow (1.7 GB) would report the parent's peak. Elsewhere ``ru_maxrss``
+    (bytes on macOS, KiB otherwise)."""
     import resource
 
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024 / 1e6
+    except OSError:
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 1e6 if sys.platform == "darwin" else peak * 1024 / 1e6
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from slimdeploy import interrupts
+from slimdeploy.quiet import openvino_telemetry_off
 from slimdeploy.errors import WorkError
 from slimdeploy.export.target import Exported, Target, package_version
 
@@ -57,7 +58,7 @@ class OpenVinoTarget(Target):
 
         xml, binary = self.files(staging, model_name)
         try:
-            with interrupts.deferred():  # see interrupts: an interrupted convert_model can hang
+            with interrupts.deferred(), openvino_telemetry_off():  # see interrupts: an interrupted convert_model can hang
                 model = ov.convert_model(str(onnx_path))
                 # save_model compresses to fp16 by default: only do it when fp16 was asked for.
                 ov.save_model(model, str(xml), compress_to_fp16=settings.float_precision == "fp16")

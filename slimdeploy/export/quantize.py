@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from slimdeploy.export.settings import CALIBRATION_METHODS
+from slimdeploy.quiet import openvino_telemetry_off
 
 CHUNK = 64  # images per calibration call at most
 VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
@@ -129,7 +130,7 @@ def quantize_openvino(source: Path, calibration: Calibration, static_batch: int 
     estimator = CALIBRATION_METHODS[calibration.method][1]
     # One image per item (NNCF's own convention) unless the model's batch is fixed.
     items = equal_chunks(calibration.x, static_batch) if static_batch else [calibration.x[i:i + 1] for i in range(len(calibration.x))]
-    with _quiet():
+    with _quiet(), openvino_telemetry_off():
         model = ov.convert_model(str(source))
         quantized = nncf.quantize(
             model, nncf.Dataset(items), subset_size=len(items),
