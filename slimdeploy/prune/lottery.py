@@ -41,7 +41,7 @@ from slimdeploy.prune.graph import DenseGraph, analyze, find_layer
 from slimdeploy.prune.methods import PruningMethod, dense_params, pruning_method
 from slimdeploy.prune import ticket as ticket_rules
 from slimdeploy.prune.neurons import round_widths
-from slimdeploy.prune.record import CONTROL_RESETS, build_record
+from slimdeploy.prune.record import CONTROL_RESETS, aggregate, build_record
 from slimdeploy.prune.schedule import solve_rate
 from slimdeploy.prune.settings import PruneSettings, parse_reset, reset_label
 from slimdeploy.records.lottery import LotteryRecord, PruneStart, Round
@@ -314,7 +314,7 @@ def _run_seed(ctx: _Context, seed: int, dense_model) -> None:
         round_dir = seed_dir.round(k)
         if _finished(round_dir):
             rounds.append(Round.load(round_dir.metrics, "round metrics"))
-            model, state = None, _load_state(round_dir)  # loaded only if a later round needs it
+            model, state = None, _load_state(round_dir.state)  # loaded only if a later round needs it
             ctx.bars.advance(f"seed {seed} round {k}: done earlier")
             continue
         if model is None:
@@ -396,8 +396,12 @@ def _next_state(ctx: _Context, model, state: dict[str, np.ndarray], round_index:
                                  original_units=ctx.original_units)
 
 
-def _load_state(round_dir: ModelDir) -> dict[str, np.ndarray]:
-    return _load_state_file(round_dir.state)
+def _load_state(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as saved:
+            return {name: saved[name] for name in saved.files}
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path} is unreadable ({exc}); rerun with --force") from exc
 
 
 def _save(directory: ModelDir, model, state: dict[str, np.ndarray] | None, entry: Round) -> None:
@@ -493,12 +497,12 @@ def _control(ctx: _Context, name: str, seed: int, seed_dir: SeedDir, sources: _S
     if _finished(directory, state=False):
         return Round.load(directory.metrics, "control metrics")
     rounds = ctx.settings.rounds
-    final_state = _load_state(seed_dir.round(rounds))
+    final_state = _load_state(seed_dir.round(rounds).state)
     started = time.perf_counter()
     if name == "finetune":
         before = seed_dir.round(rounds - 1)
         previous = load_model(before.model, "round model") if rounds > 1 else sources.dense_model
-        previous_state = _load_state(before) if rounds > 1 else ctx.method.initial_state(sources.dense_model, ctx.layers)
+        previous_state = _load_state(before.state) if rounds > 1 else ctx.method.initial_state(sources.dense_model, ctx.layers)
         candidate = _reset(ctx, "trained", previous, previous_state, final_state, sources)
     else:
         candidate = _reset(ctx, "random", None, None, final_state, sources)
@@ -627,15 +631,14 @@ def _candidate_rows(ctx: _Context) -> list[dict]:
 
 def aggregate_dense(ctx: _Context) -> dict:
     """Round 0 averaged over seeds (what the budget is measured from)."""
-    from slimdeploy.prune.record import aggregate
-
     return aggregate([rounds[0].to_json() for rounds in ctx.per_seed.values()])
 
 
 def _trained_dir(ctx: _Context, seed: int, name: str) -> ModelDir:
     seed_dir = ctx.mode_dir.seed(seed, ctx.dense_seed)
-    number = int(name.rsplit("_", 1)[1].lstrip("r"))
-    return seed_dir.search(number) if name.startswith("search") else seed_dir.aligned(number)
+    if name.startswith("search"):
+        return seed_dir.search(int(name.rsplit("_", 1)[1]))
+    return seed_dir.aligned(ticket_rules.aligned_multiple(name))
 
 
 def _searchable(ctx: _Context) -> str | None:
@@ -690,7 +693,7 @@ def _search_widths(ctx: _Context) -> dict:
 def _units(ctx: _Context, name: str) -> dict[str, int]:
     """The pruned layers' widths of a candidate (the same for every seed)."""
     candidate = _candidates(ctx)[name][ctx.seeds[0]]
-    state = _load_state_file(candidate.state)
+    state = _load_state(candidate.state)
     return {layer: int(len(kept)) for layer, kept in state.items()}
 
 
@@ -706,7 +709,7 @@ def _train_aligned(ctx: _Context, ticket: dict | None) -> None:
             continue  # already a multiple, or the same widths as a smaller multiple gave
         seen.append(widths)
         ctx.bars.grow(len(ctx.seeds))
-        _train_candidate(ctx, f"aligned_r{multiple}", ticket["name"], widths)
+        _train_candidate(ctx, ticket_rules.aligned_name(multiple), ticket["name"], widths)
 
 
 def _train_candidate(ctx: _Context, name: str, parent: str, widths: dict[str, int]) -> None:
@@ -724,7 +727,7 @@ def _train_candidate(ctx: _Context, name: str, parent: str, widths: dict[str, in
         source = parents[seed]
         started = time.perf_counter()
         model = load_model(source.model, f"{parent} model")
-        state = _load_state_file(source.state)
+        state = _load_state(source.state)
         reference = _Reference.of(ctx, ctx.dense_model)  # every seed's dense model has the same sizes
         new_state = ctx.method.narrowed_state(model, state, widths, settings=ctx.settings, graph=ctx.graph)
         candidate = _reset(ctx, "trained", model, state, new_state, sources=None)
@@ -736,14 +739,6 @@ def _train_candidate(ctx: _Context, name: str, parent: str, widths: dict[str, in
         ctx.bars.advance(f"seed {seed} {name}: validation {entry.val_accuracy:.4f}")
 
 
-def _load_state_file(path: Path) -> dict[str, np.ndarray]:
-    try:
-        with np.load(path, allow_pickle=False) as saved:
-            return {name: saved[name] for name in saved.files}
-    except (OSError, ValueError) as exc:
-        raise UserError(f"{path} is unreadable ({exc}); rerun with --force") from exc
-
-
 def _write_tickets(ctx: _Context, rows: list[dict], chosen: dict | None) -> dict | None:
     """ticket.keras (the chosen candidate's model of the first seed) and ticket-rN.keras for each
     aligned candidate; returns lottery.json's ``ticket``."""
@@ -753,7 +748,7 @@ def _write_tickets(ctx: _Context, rows: list[dict], chosen: dict | None) -> dict
     _copy_model(primary[chosen["name"]][ctx.seeds[0]].model, ctx.mode_dir.ticket)
     for row in rows:
         if row["kind"] == ticket_rules.ALIGNED:
-            _copy_model(primary[row["name"]][ctx.seeds[0]].model, ctx.mode_dir.aligned_ticket(int(row["name"].split("_r")[1])))
+            _copy_model(primary[row["name"]][ctx.seeds[0]].model, ctx.mode_dir.aligned_ticket(ticket_rules.aligned_multiple(row["name"])))
     return {**chosen, "candidate": chosen["name"], "source": chosen.get("path"), "path": ctx.mode_dir.ticket.name,
             "max_drop": ctx.settings.max_drop, "same_size_alternatives": ticket_rules.same_size_alternatives(rows, chosen)}
 

@@ -25,6 +25,18 @@ ROUND, CONTROL, SEARCH, ALIGNED = "round", "control", "search", "aligned"
 # Kinds that may become the ticket; the random-init control is left out by name.
 ELIGIBLE_KINDS = (ROUND, CONTROL, SEARCH)
 RANDOM_CONTROL = "control_random"
+
+
+def aligned_name(multiple: int) -> str:
+    """The candidate name of the ticket's widths rounded down to multiples of ``multiple``."""
+    return f"aligned_r{multiple}"
+
+
+def aligned_multiple(name: str) -> int:
+    """``aligned_r8`` -> 8 (the inverse of ``aligned_name``)."""
+    return int(name.rsplit("_r", 1)[1])
+
+
 # The candidate fields lottery.json keeps (besides name, kind, reset, round and the verdicts).
 KEPT_FIELDS = ("widths", "params", "nonzero_params", "params_fraction", "flops", "nonzero_flops", "weights_remaining",
                "val_accuracy", "val_accuracy_std", "test_accuracy", "test_accuracy_std", "path")

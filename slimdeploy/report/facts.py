@@ -11,7 +11,7 @@ from collections import defaultdict
 from slimdeploy.bench import cellkey
 from slimdeploy.bench.compare import ALIGNED_WIDTHS, INT8_ON_PRUNED, PRUNING_ON_INT8, SPARSE_KERNEL, VS_BASELINE  # noqa: F401 (re-exported)
 from slimdeploy.report.load import ReportInputs
-from slimdeploy.prune.ticket import ticket_entry
+from slimdeploy.prune.ticket import aligned_multiple, ticket_entry
 from slimdeploy.rundir import aligned_model_name
 from slimdeploy.runtimes.registry import display_name, verifying_runtime
 
@@ -86,7 +86,7 @@ def models(inputs: ReportInputs) -> dict[str, dict]:
             put(mode, {"round": ticket.get("round"), "dense_test_accuracy": number(dense.get("test_accuracy"))})
         for row in lottery.get("candidates") or []:
             if row.get("kind") == "aligned":  # exported and benchmarked as <mode>-rN
-                put(aligned_model_name(mode, int(str(row["name"]).rsplit("_r", 1)[1])),
+                put(aligned_model_name(mode, aligned_multiple(str(row["name"]))),
                     {**{k: row.get(k) for k in ("params", "nonzero_params", "flops", "nonzero_flops", "widths")},
                      **{k: number(row.get(k)) for k in ("test_accuracy", "val_accuracy")},
                      "dense_test_accuracy": number(dense.get("test_accuracy"))})
