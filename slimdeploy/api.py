@@ -11,7 +11,8 @@ Each function takes the stage's settings as keyword arguments (the fields of
 ``PruneSettings``, ``ExportSettings``, ``BenchSettings``, ``ReportSettings``: the CLI's
 options with ``_`` for ``-``), writes the same files as the command, and returns the record it
 wrote (``slimdeploy.records``). Wrong input raises ``slimdeploy.errors.UserError`` with the
-same one-line message the CLI prints.
+same one-line message the CLI prints; so does a directory another process is writing
+(``slimdeploy.dirlock``: each stage locks what it writes, as the CLI does).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from slimdeploy.dirlock import DirectoryLock
 from slimdeploy.errors import UserError
 
 
@@ -36,8 +38,9 @@ def adopt_model(model, data, out=None, *, seed: int = 0, validation_size=None, s
     _refuse_unknown(training, TRAINING_FLAGS, "adopt_model")
     out = Path(out) if out is not None else Path("runs") / Path(model).stem
     _, dataset = load_for_adoption(Path(model), data, validation_size=validation_size, seed=seed, scale=scale)
-    adopt_or_reuse(model, dataset, out, training, seed=seed, force=force)
-    return DenseMetrics.load(RunDir(out).dense_metrics)
+    with DirectoryLock(out, stage="adopt"):  # one writer of the run directory at a time
+        adopt_or_reuse(model, dataset, out, training, seed=seed, force=force)
+        return DenseMetrics.load(RunDir(out).dense_metrics)
 
 
 def train_model(recipe: str = "fashion_mlp", out=None, *, data=None, epochs: int | None = None, seed: int | None = None,
@@ -79,14 +82,16 @@ def prune_model(source, *, data=None, out=None, mode: str = "structured", seed: 
         raise UserError(f"prune_model: {', '.join(training)}: only when adopting a model file")
     all_settings = [PruneSettings(mode=name, **settings).validated() for name in modes]
     run_dir = (Path(out) if out is not None else Path("runs") / path.stem) if adopting else path
-    if adopting:
-        # As in the CLI: --epochs is both the retraining per round and the recorded training epochs.
-        training["epochs"] = settings.get("epochs")
-        data = adopt_for_pruning(path, data, run_dir, all_settings, seed=seed, validation_size=validation_size,
-                                 scale=scale, training=training, resume=resume, force=force)
-    records = {chosen.mode: LotteryRecord.from_json(prune_run(run_dir, chosen, resume=resume, force=force,
-                                                              progress=progress, data=data))
-               for chosen in all_settings}
+    # Adopting writes RUN_DIR/dense before the prunes: one lock over both (prune_run enters it again).
+    with DirectoryLock.when(adopting, run_dir, stage="prune"):
+        if adopting:
+            # As in the CLI: --epochs is both the retraining per round and the recorded training epochs.
+            training["epochs"] = settings.get("epochs")
+            data = adopt_for_pruning(path, data, run_dir, all_settings, seed=seed, validation_size=validation_size,
+                                     scale=scale, training=training, resume=resume, force=force)
+        records = {chosen.mode: LotteryRecord.from_json(prune_run(run_dir, chosen, resume=resume, force=force,
+                                                                  progress=progress, data=data))
+                   for chosen in all_settings}
     return records if mode == "both" else records[mode]
 
 

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from slimdeploy.archives import check_zip_members
 from slimdeploy.errors import DataError
 from slimdeploy.fsutil import file_sha256
 
@@ -167,6 +168,8 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
     if not zipfile.is_zipfile(path):
         # np.load would try other formats (a pickle, a bare .npy) and advise unsafe loading.
         raise DataError(f"{path}: not an .npz archive (needs x_train, y_train, x_test, y_test)")
+    # From the zip directory alone, before numpy inflates a member.
+    check_zip_members(path, "data", error=DataError)
     try:
         with np.load(path, allow_pickle=False) as npz:
             wanted = list(IDX_FILES) + _validation_keys(npz.files, path)
@@ -174,15 +177,48 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
             if missing:
                 raise DataError(f"{path}: .npz lacks {', '.join(missing)} (needs x_train, y_train, x_test, y_test; "
                                 f"it has {', '.join(npz.files) or 'no arrays'})")
+            for key in wanted:
+                _check_npy_header(npz.zip, key, path)
             return {key: np.asarray(npz[key]) for key in wanted}
     except DataError:
         raise
     except ValueError as exc:
         if "pickle" in str(exc):
-            raise DataError(f"{path}: holds pickled Python objects, which slimdeploy never loads (save plain arrays)") from exc
+            raise DataError(f"{path}: {PICKLED}") from exc
         raise DataError(f"{path}: not a readable .npz file ({exc})") from exc
     except (OSError, zipfile.BadZipFile, EOFError, zlib.error) as exc:
         raise DataError(f"{path}: not a readable .npz file ({exc})") from exc
+
+
+PICKLED = "holds pickled Python objects, which slimdeploy never loads (save plain arrays)"
+
+
+def _check_npy_header(archive: zipfile.ZipFile, key: str, path: Path) -> None:
+    """An array's ``.npy`` header, read before its data: an object dtype (its data is a pickle,
+    which is never run) is refused, and so is a shape that needs more bytes than the member
+    holds (numpy would allocate the declared shape first). A member that is not ``.npy`` is
+    left to numpy, which reads it as raw bytes."""
+    from numpy.lib import format as npy
+
+    name = f"{key}.npy" if f"{key}.npy" in archive.namelist() else key
+    info = archive.getinfo(name)
+    with archive.open(info) as member:
+        try:
+            version = npy.read_magic(member)
+            if version not in ((1, 0), (2, 0), (3, 0)):
+                return  # numpy refuses it by itself
+            # 3.0 differs from 2.0 only in the header's text encoding (utf-8 field names).
+            read_header = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
+            shape, _, dtype = read_header(member)
+        except ValueError:
+            return
+        data_bytes = info.file_size - member.tell()
+    if dtype.hasobject:
+        raise DataError(f"{path}: {PICKLED}")
+    declared = math.prod(shape) * dtype.itemsize
+    if declared > data_bytes:
+        raise DataError(f"{path}: {name} declares shape {shape} of {dtype} ({declared:,} bytes) but holds "
+                        f"{data_bytes:,} bytes of data (corrupt or forged)")
 
 
 def _validation_keys(keys: list[str], path: Path) -> list[str]:

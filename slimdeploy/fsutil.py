@@ -53,16 +53,21 @@ def _temporary_in(directory: Path, make, **names) -> str:
     """``make(dir=directory, **names)`` (``tempfile.mkstemp``/``mkdtemp``) after creating
     ``directory``. Creating the temporary is the writability test: ``os.access`` says yes to
     root even on a read-only file system."""
+    make_output_dir(directory)
+    try:
+        return make(dir=directory, **names)
+    except OSError as exc:
+        raise UserError(f"output directory {directory} is not writable") from exc
+
+
+def make_output_dir(directory: Path) -> None:
+    """Create ``directory`` (and its parents) for output, or say in one line why it cannot be."""
     if directory.exists() and not directory.is_dir():
         raise UserError(f"output path {directory} exists and is not a directory")
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"cannot create output directory {directory}: {exc.strerror or exc}") from exc
-    try:
-        return make(dir=directory, **names)
-    except OSError as exc:
-        raise UserError(f"output directory {directory} is not writable") from exc
 
 
 def check_writable_dir(directory: str | os.PathLike) -> str | None:
@@ -177,8 +182,16 @@ def refuse_existing(target: str | os.PathLike, force: bool) -> None:
 
 
 def remove_stale_temporaries(directory: str | os.PathLike) -> None:
-    """Delete leftovers of writes that were interrupted (they are never read)."""
+    """Delete leftovers of writes that were interrupted (they are never read).
+
+    Only a writer holding the directory's lock may do this (``dirlock.DirectoryLock``): a live
+    writer's temporaries look just like a killed one's."""
+    from slimdeploy import dirlock
+
     directory = Path(directory)
+    if not dirlock.holds(directory):
+        raise RuntimeError(f"remove_stale_temporaries({directory}) without holding its DirectoryLock: "
+                           "it could delete another writer's temporaries")
     if not directory.is_dir():
         return
     for leftover in directory.glob(f".*{TMP_MARK}*"):

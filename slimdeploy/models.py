@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from slimdeploy.archives import check_h5_datasets, check_zip_members
 from slimdeploy.config import Recipe, keras_activation, keras_initializer, keras_regularizer, layer_label
 from slimdeploy.errors import ModelFileError, UserError
 from slimdeploy.fsutil import atomic_path
@@ -206,15 +207,17 @@ def check_keras_archive(path: str | os.PathLike, what: str = "model") -> dict:
     """Everything about a ``.keras`` file that can be checked without Keras; returns its config.
 
     Refuses a missing, empty or corrupt file, archive members that would land outside the
-    directory they are unpacked into, and a config holding code (Lambda layers) or objects
-    from outside Keras. Reading the config runs nothing, so tools that never load the model
-    (the bench's parent process) can refuse it too.
+    directory they are unpacked into or inflate beyond the limits (``archives``: from the zip
+    directory, then the weights member's HDF5 metadata), and a config holding code (Lambda
+    layers) or objects from outside Keras. Reading the config runs nothing, so tools that never
+    load the model (the bench's parent process) can refuse it too.
     """
     path = Path(path)
     _check_model_path(path, what, ".keras")
     if not zipfile.is_zipfile(path):
         raise ModelFileError(f"{what} {path} is corrupt or truncated (not a .keras zip archive)")
-    _refuse_escaping_members(path, what)
+    # From the zip directory alone, before any member is inflated (config.json included).
+    names = {info.filename for info in check_zip_members(path, what, error=ModelFileError)}
     try:
         with zipfile.ZipFile(path) as archive:
             config = json.loads(archive.read("config.json"))
@@ -225,7 +228,38 @@ def check_keras_archive(path: str | os.PathLike, what: str = "model") -> dict:
     found = code_in_config(config)
     if found is not None:
         raise ModelFileError(f"{what} {path} refused ({found}): {CODE_REFUSAL}")
+    if WEIGHTS_MEMBER in names:
+        _check_weights_member(path, what)
     return config
+
+
+WEIGHTS_MEMBER = "model.weights.h5"  # where Keras 3 keeps a .keras file's weights
+RECOMPRESSED_WEIGHTS_READ = 256 << 20  # bytes: a deflated weights member up to this size is checked in memory
+
+
+def _check_weights_member(path: Path, what: str) -> None:
+    """The HDF5 weights inside a ``.keras``: their datasets' declared sizes, from the member's
+    metadata. Keras stores the member uncompressed, so h5py seeks in it and inflates nothing;
+    a recompressed member is read into memory (seeking back in a deflated stream inflates it
+    again from the start) when small, and left to Keras's own guard when large."""
+    import io
+
+    import h5py
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            info = archive.getinfo(WEIGHTS_MEMBER)
+            if info.compress_type == zipfile.ZIP_STORED:
+                member = archive.open(info)
+            elif info.file_size <= RECOMPRESSED_WEIGHTS_READ:
+                member = io.BytesIO(archive.read(info))
+            else:
+                return
+            with member, h5py.File(member, "r") as h5:
+                check_h5_datasets(h5, path, what, error=ModelFileError)
+    except (zipfile.BadZipFile, OSError, ValueError, KeyError, EOFError, zlib.error) as exc:
+        raise ModelFileError(f"{what} {path} is corrupt or truncated (its {WEIGHTS_MEMBER}: "
+                             f"{type(exc).__name__})") from exc
 
 
 def _check_model_path(path: Path, what: str, kind: str) -> None:
@@ -247,6 +281,7 @@ def check_h5_model(path: str | os.PathLike, what: str = "model") -> dict:
     Keras's legacy loader decodes the config with its own JSON hooks (which build objects)
     before safe mode applies, so this is the protection: the raw ``model_config`` attribute,
     read with h5py, must hold no code (``code_in_config``) and name only classes Keras defines.
+    Its datasets must not declare more than they store beyond the limits (``archives``).
     A missing, empty, corrupt or weights-only file is a one-line error too.
     """
     import h5py
@@ -254,10 +289,16 @@ def check_h5_model(path: str | os.PathLike, what: str = "model") -> dict:
     path = Path(path)
     _check_model_path(path, what, ".h5")
     try:
-        with h5py.File(path, "r") as h5:
-            raw = h5.attrs.get("model_config")
+        h5 = h5py.File(path, "r")
     except (OSError, ValueError, KeyError) as exc:
         raise ModelFileError(f"{what} {path} is corrupt or truncated (not an HDF5 model file)") from exc
+    with h5:
+        try:
+            raw = h5.attrs.get("model_config")
+            # Keras's legacy loader reads every weight dataset at the size it declares.
+            check_h5_datasets(h5, path, what, error=ModelFileError)
+        except (OSError, ValueError, KeyError) as exc:
+            raise ModelFileError(f"{what} {path} is corrupt or truncated (not an HDF5 model file)") from exc
     if raw is None:
         raise ModelFileError(f"{what} {path} holds no model (no model_config: a weights-only file?); "
                              "save the whole model with model.save()")
@@ -370,23 +411,6 @@ def require_single_io(model, path, what: str = "model") -> None:
     if n_in != 1 or n_out != 1:
         raise ModelFileError(f"{what} {path} has {n_in} input{'s' * (n_in != 1)} and {n_out} output{'s' * (n_out != 1)}; "
                              "slimdeploy supports models with one image input and one output")
-
-
-def _refuse_escaping_members(path: Path, what: str) -> None:
-    """A member named ``../x`` or ``/x`` would be written outside wherever it is unpacked."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            names = archive.namelist()
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise ModelFileError(f"{what} {path} is corrupt or truncated ({exc})") from exc
-    for name in names:
-        if is_escaping_member(name):
-            raise ModelFileError(f"{what} {path} refused: archive member {name!r} would be written outside its directory")
-
-
-def is_escaping_member(name: str) -> bool:
-    normalized = name.replace("\\", "/")
-    return normalized.startswith("/") or (len(normalized) > 1 and normalized[1] == ":") or ".." in normalized.split("/")
 
 
 def _check_finite(model, path: Path, what: str) -> None:

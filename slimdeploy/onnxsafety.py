@@ -6,19 +6,38 @@ A path such as ``../../etc/shadow`` or ``/home/x/secret`` would make the runtime
 directory. onnx, ONNX Runtime and OpenVINO refuse these today, each with its own message;
 this check gives one clear error and does not depend on every library version doing so.
 It reads the model without its external data, so nothing is followed.
+
+A tensor's data must also be as long as its dimensions say. A file that declares a
+60000x60000 initializer and holds 4 bytes would otherwise fail deep inside numpy or a
+runtime (``cannot reshape array…``) as if the work had failed; here it is a malformed
+file. The lengths are compared from the proto's fields, never by building the array, so
+a huge declared shape costs nothing. ``onnx.checker`` then checks the graph itself.
 """
 
 from __future__ import annotations
 
+import functools
+import math
 import os
 from pathlib import Path
 
 from slimdeploy.errors import ModelFileError
 
+# Bits per element of each tensor type, by TensorProto name (getattr: names an older onnx lacks
+# are skipped). STRING has no fixed size.
+_BITS_BY_NAME = {
+    "FLOAT": 32, "UINT8": 8, "INT8": 8, "UINT16": 16, "INT16": 16, "INT32": 32, "INT64": 64, "BOOL": 8,
+    "FLOAT16": 16, "DOUBLE": 64, "UINT32": 32, "UINT64": 64, "COMPLEX64": 64, "COMPLEX128": 128, "BFLOAT16": 16,
+    "FLOAT8E4M3FN": 8, "FLOAT8E4M3FNUZ": 8, "FLOAT8E5M2": 8, "FLOAT8E5M2FNUZ": 8, "FLOAT8E8M0": 8,
+    "UINT4": 4, "INT4": 4, "FLOAT4E2M1": 4, "UINT2": 2, "INT2": 2,
+}
+# Where a tensor holds its values when not as raw bytes (one of them, by data type).
+_TYPED_FIELDS = ("float_data", "int32_data", "string_data", "int64_data", "double_data", "uint64_data")
+
 
 def check_onnx_file(path: str | os.PathLike, what: str = "ONNX model"):
-    """Raise ``ModelFileError`` for a missing, corrupt or unsafe ONNX file; return the model
-    proto (without external data) for callers that want to read it."""
+    """Raise ``ModelFileError`` for a missing, corrupt, malformed or unsafe ONNX file; return
+    the model proto (without external data) for callers that want to read it."""
     import onnx
 
     path = Path(path)
@@ -33,16 +52,136 @@ def check_onnx_file(path: str | os.PathLike, what: str = "ONNX model"):
     if not model.graph.node:
         raise ModelFileError(f"{what} {path} is not a readable ONNX model (empty graph)")
     base = path.resolve().parent
+    external = False
     for tensor in _tensors(model.graph):
         if tensor.data_location != onnx.TensorProto.EXTERNAL:
-            continue
-        location = next((entry.value for entry in tensor.external_data if entry.key == "location"), "")
-        problem = external_path_problem(location, base)
+            problem = _inline_data_problem(tensor)
+        else:
+            external = True
+            problem = _external_data_problem(tensor, base, path, what)
         if problem:
-            raise ModelFileError(f"{what} {path} refused: tensor {tensor.name!r} keeps its data in {location!r}, {problem}")
-        if not (base / location).is_file():
-            raise ModelFileError(f"{what} {path}: external data file {location} of tensor {tensor.name!r} is missing")
+            raise ModelFileError(f"{what} {path} is malformed: tensor {tensor.name!r} {problem}")
+    # The checker reads external files relative to the model's directory only when given the
+    # path (a proto has no directory: it would look in the working directory); their
+    # locations are vetted above, and it only checks that they are regular files.
+    _run_checker(str(path) if external else model, path, what)
     return model
+
+
+def _run_checker(model, path: Path, what: str) -> None:
+    """``onnx.checker`` (the proto, or the file's path): node schemas, opsets, graph order,
+    typed-field counts. ``full_check`` stays off: shape inference is not needed to refuse a
+    malformed file and can be slow."""
+    import onnx
+
+    try:
+        onnx.checker.check_model(model, full_check=False)
+    except onnx.checker.ValidationError as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__  # its message spans lines
+        raise ModelFileError(f"{what} {path} is malformed: onnx.checker: {reason}") from exc
+
+
+def _elements(tensor) -> int | None:
+    """The number of elements the tensor's dims declare (a Python int: no overflow), or None
+    when a dimension is negative."""
+    if any(d < 0 for d in tensor.dims):
+        return None
+    return math.prod(tensor.dims)
+
+
+@functools.cache
+def _bits_by_type() -> dict[int, int]:
+    import onnx
+
+    return {getattr(onnx.TensorProto, name): bits for name, bits in _BITS_BY_NAME.items() if hasattr(onnx.TensorProto, name)}
+
+
+def _bits(data_type: int) -> int | None:
+    return _bits_by_type().get(data_type)
+
+
+def _declared(tensor) -> str:
+    import onnx
+
+    shape = "x".join(str(d) for d in tensor.dims) or "scalar"
+    try:
+        kind = onnx.TensorProto.DataType.Name(tensor.data_type)
+    except ValueError:
+        kind = f"type {tensor.data_type}"
+    return f"declares {shape} {kind} values"
+
+
+def _declared_bytes(tensor) -> int | None:
+    """Bytes the dims declare (sub-byte types packed, as ONNX stores them), or None (STRING,
+    an unknown type)."""
+    bits = _bits(tensor.data_type)
+    elements = _elements(tensor)
+    return None if bits is None or elements is None else (elements * bits + 7) // 8
+
+
+def _inline_data_problem(tensor) -> str | None:
+    """Why a tensor's in-file data does not hold what its dims declare, or None."""
+    elements = _elements(tensor)
+    if elements is None:
+        return f"has a negative dimension ({list(tensor.dims)})"
+    if tensor.HasField("raw_data"):
+        expected = _declared_bytes(tensor)
+        if expected is not None and len(tensor.raw_data) != expected:
+            return f"{_declared(tensor)} ({expected} bytes) but its data holds {len(tensor.raw_data)} bytes"
+        return None
+    held = {field: len(getattr(tensor, field)) for field in _TYPED_FIELDS if len(getattr(tensor, field))}
+    bits = _bits(tensor.data_type)
+    if bits is not None and bits < 8:
+        expected = (elements * bits + 7) // 8  # packed two (or four) to an int32_data entry
+    else:
+        expected = elements * (2 if _is_complex(tensor.data_type) else 1)
+    count = sum(held.values())
+    if count != expected:
+        where = f"its {', '.join(held)} hold" if held else "it holds"
+        return f"{_declared(tensor)} ({expected} entries) but {where} {count}"
+    return None
+
+
+def _is_complex(data_type: int) -> bool:
+    import onnx
+
+    return data_type in (onnx.TensorProto.COMPLEX64, onnx.TensorProto.COMPLEX128)
+
+
+def _external_data_problem(tensor, base: Path, path: Path, what: str) -> str | None:
+    """Refuses an unsafe or missing external file (``ModelFileError``); returns why its length
+    does not match the dims, or None. Only the file's size is read, never its bytes."""
+    entries = {entry.key: entry.value for entry in tensor.external_data}
+    location = entries.get("location", "")
+    problem = external_path_problem(location, base)
+    if problem:
+        raise ModelFileError(f"{what} {path} refused: tensor {tensor.name!r} keeps its data in {location!r}, {problem}")
+    target = base / location
+    if not target.is_file():
+        raise ModelFileError(f"{what} {path}: external data file {location} of tensor {tensor.name!r} is missing")
+    if _elements(tensor) is None:
+        return f"has a negative dimension ({list(tensor.dims)})"
+    numbers = {}
+    for key in ("offset", "length"):
+        if key in entries:
+            try:
+                numbers[key] = int(entries[key])
+            except ValueError:
+                numbers[key] = -1
+            if numbers[key] < 0:
+                return f"keeps its data in {location!r} at {key} {entries[key]!r}, not a byte count"
+    offset = numbers.get("offset", 0)
+    available = max(0, target.stat().st_size - offset)
+    expected = _declared_bytes(tensor)
+    if expected is None:
+        return None
+    declared = f"{_declared(tensor)} ({expected} bytes)"
+    # ONNX reads `length` bytes from `offset`, or to the end of the file without `length`.
+    if "length" in numbers and numbers["length"] != expected:
+        return f"{declared} but its external data entry gives length {numbers['length']}"
+    if available < expected or ("length" not in numbers and available != expected):
+        return f"{declared} but {location!r} holds {available} bytes from offset {offset}"
+    return None
 
 
 def external_path_problem(location: str, base: Path) -> str | None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from slimdeploy import environment, fsutil
+from slimdeploy import dirlock, environment, fsutil
 from slimdeploy.config import DATASET_VALUES, DEFAULT_RECIPE, TRAINING_VALUES
 from slimdeploy.errors import UserError
 from slimdeploy.prune.settings import default_reset
@@ -278,19 +278,24 @@ def stage_names(config: RunConfig) -> list[str]:
 
 
 def run_pipeline(config: RunConfig, *, resume: bool = False, force: bool = False, progress=None) -> dict:
-    """Run every stage not yet done; returns the run record (run.json's content)."""
+    """Run every stage not yet done; returns the run record (run.json's content). While another
+    process writes the run directory (``dirlock``), a ``UserError`` names it."""
     from slimdeploy.quiet import import_tensorflow
 
     import_tensorflow()  # every run trains or loads a Keras model
     config.stages["train"].check_recipe()
     run_dir = config.run_dir
-    if run_dir.exists() and any(run_dir.iterdir()) and not (resume or force):
-        raise UserError(f"{run_dir} already exists; pass --resume to continue it or --force to start over")
-    if force and not resume and run_dir.exists():
-        import shutil
+    # The run holds its directory's lock throughout; the stages it calls enter the same lock.
+    with dirlock.DirectoryLock(run_dir, stage="run", hint="wait for it or choose another --name"):
+        return _run_locked(config, run_dir, resume=resume, force=force, progress=progress)
 
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+
+def _run_locked(config: RunConfig, run_dir: Path, *, resume: bool, force: bool, progress) -> dict:
+    """``run_pipeline`` once it holds the run directory's lock."""
+    if dirlock.contents(run_dir) and not (resume or force):
+        raise UserError(f"{run_dir} already exists; pass --resume to continue it or --force to start over")
+    if force and not resume:
+        dirlock.clear(run_dir)
     fsutil.remove_stale_temporaries(run_dir)
     state = RunState(RunDir(run_dir), config)
     if resume:

@@ -12,6 +12,7 @@ import numpy as np
 from slimdeploy import environment, fsutil
 from slimdeploy.config import OPTIMIZER_CLASSES, Recipe, TrainingSettings
 from slimdeploy.data import Dataset
+from slimdeploy.dirlock import DirectoryLock
 from slimdeploy.errors import UserError
 from slimdeploy.quiet import quiet_environment
 from slimdeploy.records.run import DataInfo, DenseMetrics
@@ -142,14 +143,15 @@ def predict(model, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
 def train_dense(recipe: Recipe, data: Dataset, out_dir: Path, *, force: bool = False, progress=None) -> dict:
     """Build the recipe's model, keep θ0, train, and write ``out_dir/dense/`` atomically.
 
-    Returns ``dense/metrics.json`` as written (``DenseMetrics.to_json()``)."""
+    Returns ``dense/metrics.json`` as written (``DenseMetrics.to_json()``). While another
+    process writes ``out_dir`` (``dirlock``), a ``UserError`` names it."""
     from slimdeploy.models import build_model, count_flops, count_params, save_model, save_weights
 
     training = recipe.training
     seed_everything(training.seed)
     model = build_model(recipe)
     check_input_shape(model, data, f"recipe {recipe.path or recipe.name}")
-    with fsutil.atomic_dir(RunDir(out_dir).dense.path, force=force) as staging_path:
+    with DirectoryLock(out_dir, stage="train"), fsutil.atomic_dir(RunDir(out_dir).dense.path, force=force) as staging_path:
         staging = ModelDir(staging_path)
         # θ0: the weights before the first training step, needed for lottery-ticket resets.
         save_weights(model, staging.init_weights)

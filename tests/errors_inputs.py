@@ -264,3 +264,60 @@ def leftovers(directory: Path) -> list[str]:
 
 def write_json(path: Path, obj) -> None:
     path.write_text(json.dumps(obj))
+
+
+# --- Malformed ONNX and IR files (issue 17): lengths that disagree with what the file declares
+
+# Three levels of entities: harmless here, but the shape of the "billion laughs" attack.
+_DOCTYPE = (b'<!DOCTYPE net [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">'
+            b'<!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;">]>\n')
+
+
+def _declaring_huge_kernel(source: Path, target: Path) -> Path:
+    """``source`` with kernel0 declaring 60000x60000 floats (14.4 GB) and holding 4 bytes."""
+    import onnx
+
+    model = onnx.load(str(source))
+    tensor = next(t for t in model.graph.initializer if t.name == "kernel0")
+    del tensor.dims[:]
+    tensor.dims.extend([60000, 60000])
+    tensor.raw_data = b"\0" * 4
+    target.write_bytes(model.SerializeToString())
+    return target
+
+
+def _unsorted_onnx(source: Path, target: Path) -> Path:
+    """``source`` with its nodes in reverse order: every tensor is the right size, but a node
+    reads a value no earlier node made (onnx.checker: not topologically sorted)."""
+    import onnx
+
+    model = onnx.load(str(source))
+    nodes = list(model.graph.node)[::-1]
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    target.write_bytes(model.SerializeToString())
+    return target
+
+
+def _ir_copy(xml: bytes, weights: bytes, target: Path) -> Path:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(xml)
+    target.with_suffix(".bin").write_bytes(weights)
+    return target
+
+
+def add_malformed(f: SimpleNamespace) -> SimpleNamespace:
+    """The malformed files, beside those of ``build`` (same ``f``)."""
+    o = f.base / "onnx"
+    f.onnx_huge = _declaring_huge_kernel(f.onnx, o / "huge.onnx")
+    f.onnx_unsorted = _unsorted_onnx(f.onnx, o / "unsorted.onnx")
+    # External data beside the model (allowed), but shorter than the tensor it holds.
+    f.onnx_ext_short = _external_onnx(f.onnx, o / "ext_short" / "short.onnx", "short.bin")
+    (o / "ext_short" / "short.bin").write_bytes(b"\0" * 100)
+    ir_xml = f.xml.read_bytes()
+    ir_bin = f.xml.with_suffix(".bin").read_bytes()
+    f.xml_long_bin = _ir_copy(ir_xml, ir_bin + b"\0" * 16, o / "long" / "mlp.xml")
+    declaration_end = ir_xml.index(b"?>") + 2  # after <?xml ...?>
+    uses_entity = ir_xml[declaration_end:].replace(b"<net ", b'<net title="&c;" ', 1)
+    f.xml_doctype = _ir_copy(ir_xml[:declaration_end] + b"\n" + _DOCTYPE + uses_entity, ir_bin, o / "doctype" / "mlp.xml")
+    return f

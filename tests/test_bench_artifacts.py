@@ -199,3 +199,120 @@ def test_corrupt_or_empty_artifacts_are_one_line_errors(tmp_path, onnx_models):
 def test_keras_input_shape_is_read_from_the_archive(bench_run):
     info = inspect_artifact(bench_run / "dense" / "model.keras")
     assert info.input_shape == [None, 28, 28]
+
+
+# --- malformed files: lengths that disagree with what the file declares --------------------------
+
+def _edited_onnx(source: Path, target: Path, edit) -> Path:
+    """A copy of ``source`` with ``edit(kernel0)`` applied to its first kernel's proto."""
+    import onnx
+
+    model = onnx.load(str(source))
+    edit(next(t for t in model.graph.initializer if t.name == "kernel0"), model)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(model.SerializeToString())
+    return target
+
+
+def _set(tensor, dims=None, raw=None, floats=None):
+    if dims is not None:
+        del tensor.dims[:]
+        tensor.dims.extend(dims)
+    if raw is not None:
+        tensor.raw_data = raw
+    if floats is not None:
+        tensor.ClearField("raw_data")
+        tensor.float_data.extend(floats)
+
+
+def _external(tensor, model, entries):
+    import onnx
+
+    tensor.ClearField("raw_data")
+    tensor.data_location = onnx.TensorProto.EXTERNAL
+    for key, value in entries.items():
+        entry = tensor.external_data.add()
+        entry.key, entry.value = key, value
+
+
+def test_onnx_tensors_whose_data_disagree_with_their_dims_are_malformed(tmp_path):
+    """Raw bytes, typed values and external files are measured against the declared dims
+    without building the array: a 2^20 x 2^20 float tensor (4 TiB) would fail to allocate, so
+    the documented line (not a MemoryError) shows nothing was materialised."""
+    source = onnx_mlp(tmp_path / "mlp.onnx", random_layers((4, 10), seed=0))
+    kernel_bytes = 784 * 4 * 4
+    cases = {
+        "huge": (lambda t, m: _set(t, dims=[2 ** 20, 2 ** 20], raw=b"\0" * 4),
+                 "tensor 'kernel0' declares 1048576x1048576 FLOAT values (4398046511104 bytes) but its data holds 4 bytes"),
+        "long_raw": (lambda t, m: _set(t, raw=t.raw_data + b"\0" * 4),
+                     f"declares 784x4 FLOAT values ({kernel_bytes} bytes) but its data holds {kernel_bytes + 4} bytes"),
+        "typed": (lambda t, m: _set(t, dims=[2, 2], floats=[1.0, 2.0, 3.0]),
+                  "declares 2x2 FLOAT values (4 entries) but its float_data hold 3"),
+        "empty": (lambda t, m: _set(t, dims=[2, 2], floats=[]), "declares 2x2 FLOAT values (4 entries) but it holds 0"),
+        "negative": (lambda t, m: _set(t, dims=[-1, 4]), "has a negative dimension ([-1, 4])"),
+        "ext_length": (lambda t, m: _external(t, m, {"location": "w.bin", "length": "12"}),
+                       f"declares 784x4 FLOAT values ({kernel_bytes} bytes) but its external data entry gives length 12"),
+        "ext_long_file": (lambda t, m: _external(t, m, {"location": "w.bin", "offset": "8"}),
+                          f"but 'w.bin' holds {kernel_bytes + 8} bytes from offset 8"),
+        "ext_offset": (lambda t, m: _external(t, m, {"location": "w.bin", "offset": "-3"}),
+                       "keeps its data in 'w.bin' at offset '-3', not a byte count"),
+    }
+    (tmp_path / "w.bin").write_bytes(b"\0" * (kernel_bytes + 16))
+    for name, (edit, message) in cases.items():
+        path = _edited_onnx(source, tmp_path / f"{name}.onnx", edit)
+        with pytest.raises(ModelFileError) as caught:
+            inspect_artifact(path)
+        assert str(caught.value).startswith(f"artifact {path} is malformed: tensor 'kernel0' "), (name, caught.value)
+        assert message in str(caught.value), (name, caught.value)
+    # External data of exactly the declared length (with or without `length`) is read.
+    (tmp_path / "exact.bin").write_bytes(b"\0" * 8 + np.ones((784, 4), np.float32).tobytes())
+    for name, entries in (("exact", {"location": "exact.bin", "offset": "8"}),
+                          ("exact_length", {"location": "exact.bin", "offset": "8", "length": str(kernel_bytes)})):
+        path = _edited_onnx(source, tmp_path / f"{name}.onnx", lambda t, m, e=entries: _external(t, m, e))
+        assert inspect_artifact(path).params == 784 * 4 + 4 + 4 * 10 + 10
+
+
+def test_onnx_checker_refuses_a_graph_whose_tensors_are_well_formed(tmp_path):
+    from slimdeploy.onnxsafety import check_onnx_file
+
+    source = onnx_mlp(tmp_path / "mlp.onnx", random_layers((4, 10), seed=0))
+
+    def unknown_op(tensor, model):
+        model.graph.node[1].op_type = "MatMulButFaster"
+
+    path = _edited_onnx(source, tmp_path / "unknown_op.onnx", unknown_op)
+    with pytest.raises(ModelFileError, match=f"ONNX model {path} is malformed: onnx.checker: .*MatMulButFaster"):
+        check_onnx_file(path)
+    assert check_onnx_file(source).graph.node  # the file it came from passes
+
+
+def test_ir_bin_must_hold_exactly_what_the_xml_refers_to(tmp_path, onnx_models):
+    """max(offset + size) over the Const layers: a .bin shorter or longer is malformed; an
+    IR that OpenVINO saved passes as it is (it writes no padding)."""
+    from slimdeploy.bench.artifacts import check_openvino_ir, ir_weights_extent
+
+    xml = onnx_models["structured.xml"]
+    weights = xml.with_suffix(".bin").read_bytes()
+    assert ir_weights_extent(check_openvino_ir(xml), xml) == len(weights)
+    for name, blob, message in (("short", weights[:-1], f"holds {len(weights) - 1} bytes but its Const layers need "
+                                                        f"{len(weights)} \\(truncated\\)"),
+                                ("long", weights + b"\0", f"holds {len(weights) + 1} bytes but its Const layers need {len(weights)} \\(1 bytes too many")):
+        copy = tmp_path / name / xml.name
+        copy.parent.mkdir()
+        copy.write_bytes(xml.read_bytes())
+        copy.with_suffix(".bin").write_bytes(blob)
+        with pytest.raises(ModelFileError, match=f"artifact {copy} is malformed: {xml.stem}.bin {message}"):
+            inspect_artifact(copy)
+
+
+def test_ir_xml_with_a_doctype_is_refused_before_entities_expand(tmp_path, onnx_models):
+    """A "billion laughs" declaration: nine levels of ten would expand to 10^9 characters."""
+    xml = onnx_models["structured.xml"]
+    entities = '<!ENTITY e0 "lol">' + "".join(f'<!ENTITY e{i} "{f"&e{i - 1};" * 10}">' for i in range(1, 10))
+    text = xml.read_text()
+    end = text.index("?>") + 2
+    copy = tmp_path / xml.name
+    copy.write_text(f"{text[:end]}\n<!DOCTYPE net [{entities}]>{text[end:]}".replace("<net ", "<net title=\"&e9;\" ", 1))
+    copy.with_suffix(".bin").write_bytes(xml.with_suffix(".bin").read_bytes())
+    with pytest.raises(ModelFileError, match="refused: it has a DOCTYPE declaration"):
+        inspect_artifact(copy)

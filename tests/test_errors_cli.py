@@ -25,7 +25,7 @@ import pytest
 
 from conftest import REPO, run_cli
 from errors_doc import DOC, check, our_lines, rows
-from errors_inputs import build, leftovers, snapshot
+from errors_inputs import add_malformed, build, leftovers, snapshot
 
 BENCH_QUICK = ("--batch", "1", "--min-iters", "5", "--min-time", "0", "--warmup", "1", "--instances", "1", "--quiet")
 
@@ -71,8 +71,16 @@ def _cases():
                                         [f.onnx_garbage], [out(f, "b3.json")]),
         "bench-xml-without-bin": lambda f: (["bench", str(f.xml_no_bin), "--out", str(out(f, "b4.json"))],
                                            [f.xml_no_bin, "mlp.bin"], [out(f, "b4.json")]),
-        "bench-bin-wrong-size": lambda f: (["bench", str(f.xml_short_bin), "--out", str(out(f, "b5.json"))],
-                                          [f.xml_short_bin, "mlp.bin"], [out(f, "b5.json")]),
+        "bench-bin-too-short": lambda f: (["bench", str(f.xml_short_bin), "--out", str(out(f, "b5.json"))],
+                                         [f.xml_short_bin, "mlp.bin"], [out(f, "b5.json")]),
+        "bench-bin-too-long": lambda f: (["bench", str(f.xml_long_bin), "--out", str(out(f, "b23.json"))],
+                                        [f.xml_long_bin, "mlp.bin"], [out(f, "b23.json")]),
+        "bench-onnx-tensor-size": lambda f: (["bench", str(f.onnx_huge), "--out", str(out(f, "b24.json"))],
+                                            [f.onnx_huge, "kernel0"], [out(f, "b24.json")]),
+        "bench-onnx-external-size": lambda f: (["bench", str(f.onnx_ext_short), "--out", str(out(f, "b25.json"))],
+                                              [f.onnx_ext_short, "short.bin"], [out(f, "b25.json")]),
+        "bench-onnx-checker": lambda f: (["bench", str(f.onnx_unsorted), "--out", str(out(f, "b26.json"))],
+                                        [f.onnx_unsorted], [out(f, "b26.json")]),
         "bench-xml-corrupt": lambda f: (["bench", str(f.xml_corrupt), "--out", str(out(f, "b6.json"))],
                                        [f.xml_corrupt], [out(f, "b6.json")]),
         "bench-keras-truncated": lambda f: (["bench", str(f.keras_truncated), "--out", str(out(f, "b7.json"))],
@@ -136,6 +144,8 @@ def _cases():
                                                   [f.onnx_ext_abs], [out(f, "b17.json")]),
         "bench-onnx-external-link": lambda f: (["bench", str(f.onnx_ext_link), "--out", str(out(f, "b18.json"))],
                                               [f.onnx_ext_link, "link.bin"], [out(f, "b18.json")]),
+        "bench-xml-doctype": lambda f: (["bench", str(f.xml_doctype), "--out", str(out(f, "b27.json"))],
+                                       [f.xml_doctype], [out(f, "b27.json")]),
         # --- Options
         "prune-rate-range": lambda f: (["prune", str(f.run), "--rate", "1.0"], ["--rate"], []),
         "prune-target-range": lambda f: (["prune", str(f.run), "--target", "0"], ["--target"], []),
@@ -158,6 +168,10 @@ def _cases():
                                         ["opset"], [out(f, "e13")]),
         "export-verify-limit-range": lambda f: (["export", str(f.keras), "--verify-limit", "0", "--out", str(out(f, "e14"))],
                                                ["--verify-limit"], [out(f, "e14")]),
+        # INT8 calibration size: checked by argparse before any data or model is read.
+        "export-calibration-size-zero": lambda f: _calibration_case(f, "0", out(f, "e17")),
+        "export-calibration-size-negative": lambda f: _calibration_case(f, "-5", out(f, "e18")),
+        "export-calibration-size-not-integer": lambda f: _calibration_case(f, "2.5", out(f, "e19")),
         "bench-batch-range": lambda f: (["bench", str(f.onnx), "--batch", "1,0"], ["--batch"], []),
         "bench-threads-range": lambda f: (["bench", str(f.onnx), "--threads", "0"], ["--threads"], []),
         "bench-runtime-unknown": lambda f: (["bench", str(f.onnx), "--runtime", "onnxruntime,pytorch", "--out", str(out(f, "b19.json"))],
@@ -195,9 +209,14 @@ def _cases():
     }
 
 
+def _calibration_case(f, size: str, out: Path):
+    return (["export", str(f.keras), "--precision", "int8", "--calibration-size", size, "--out", str(out)],
+            ["--calibration-size", size], [out])
+
+
 CASES = _cases()
 # Run as separate `python -m slimdeploy` processes too: one or more per command and kind.
-SAMPLED = ("train-recipe-corrupt", "prune-run-is-file", "export-onnx-given", "bench-bin-wrong-size",
+SAMPLED = ("train-recipe-corrupt", "prune-run-is-file", "export-onnx-given", "bench-onnx-tensor-size",
            "report-json-truncated", "run-config-corrupt", "bench-onnx-external-parent", "prune-rate-and-target")
 
 DRIVER = r"""
@@ -222,7 +241,7 @@ json.dump(results, open(sys.argv[2], "w"))
 
 @pytest.fixture(scope="module")
 def inputs(tiny_run, tmp_path_factory):
-    return build(tmp_path_factory.mktemp("hostile"), tiny_run)
+    return add_malformed(build(tmp_path_factory.mktemp("hostile"), tiny_run))
 
 
 @pytest.fixture(scope="module")
@@ -342,6 +361,22 @@ def test_onnx_runtimes_refuse_external_data_outside_the_model_directory(inputs):
             with pytest.raises(ModelFileError, match="refused: tensor 'kernel0' keeps its data in"):
                 open_onnx(path)
         open_onnx(inputs.onnx)  # a file without external data still opens
+
+
+def test_runtime_sessions_refuse_malformed_files(inputs):
+    """The sessions repeat the bench's length checks (library callers and export verification
+    open files without the bench's inspection)."""
+    from slimdeploy.errors import ModelFileError
+    from slimdeploy.runtimes.onnxruntime import OnnxRuntimeSession
+    from slimdeploy.runtimes.openvino import OpenVinoSession
+
+    for open_onnx in (lambda p: OnnxRuntimeSession(p, 1, 1), lambda p: OpenVinoSession(p, 1, 1)):
+        with pytest.raises(ModelFileError, match="is malformed: tensor 'kernel0' declares 60000x60000 FLOAT values"):
+            open_onnx(inputs.onnx_huge)
+    for xml, problem in ((inputs.xml_long_bin, "16 bytes too many"), (inputs.xml_short_bin, r"\(truncated\)")):
+        with pytest.raises(ModelFileError, match=problem):
+            OpenVinoSession(xml, 1, 1)
+    OpenVinoSession(inputs.xml, 1, 1)  # the IR they were cut from opens
 
 
 # --- Environment: full disk, a runtime crashing -----------------------------------------------

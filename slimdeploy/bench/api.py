@@ -18,6 +18,7 @@ from slimdeploy.bench.runner import run_job
 from slimdeploy.bench.settings import BenchSettings
 from slimdeploy.bench.sources import resolve_sources
 from slimdeploy.config import refuse_changed_settings
+from slimdeploy.dirlock import DirectoryLock, writer_directory
 from slimdeploy.errors import UserError
 from slimdeploy.records.bench import BenchResults, Comparison
 from slimdeploy.rundir import BENCH_FILE, RunDir
@@ -53,7 +54,7 @@ def prepare(sources, settings: BenchSettings | None = None):
     if isinstance(sources, (str, os.PathLike)):
         sources = [sources]
     sparse = sparse_int8_choice(settings.sparse_int8, environment.cpu_info())
-    resolved = resolve_sources(list(sources), settings.models, sparse.get("rate"))
+    resolved = resolve_sources(list(sources), settings.models, sparse.get("rate"), runtimes=settings.runtimes)
     resolved.sparse_int8 = {**sparse, "models": resolved.sparse_twins} if sparse["applicable"] else sparse
     if settings.baseline_model is None:  # recorded in bench.json's config as the name used
         settings = dataclasses.replace(settings, baseline_model=resolved.default_baseline())
@@ -68,13 +69,23 @@ def run_bench(sources, settings: BenchSettings | None = None, out=None, *, force
 
     ``sources``: run directories and/or artifact files. ``out``: default RUN_DIR/bench.json
     (or ./bench.json). An existing ``out`` is refused unless ``force`` (start over) or
-    ``resume`` (keep its finished cell groups, measure the rest). ``progress``: a rich
+    ``resume`` (keep its finished cell groups, measure the rest); a second writer of its
+    directory (the run directory, or ``out``'s own) is refused (``dirlock``). ``progress``: a rich
     Progress. ``on_event``: called with each worker event (dict), for tools and tests.
     The result is bench.json's content (a dict, as ``BenchResults.to_json`` writes it).
     """
     started = time.perf_counter()
     settings, resolved, availability, plan = prepare(sources, settings)
     out = Path(out) if out is not None else default_out(resolved)
+    # One writer at a time: a second bench here would interleave its cells with this one's.
+    with DirectoryLock(writer_directory(out.parent, resolved.run_dir), stage="bench"):
+        return _run_locked(out, settings, resolved, availability, plan, sources, started, force=force, resume=resume,
+                           progress=progress, on_event=on_event)
+
+
+def _run_locked(out: Path, settings: BenchSettings, resolved, availability: dict, plan: Plan, sources, started: float, *,
+                force: bool, resume: bool, progress, on_event) -> dict:
+    """``run_bench`` once it holds the output's lock."""
     previous = _previous_results(out, settings, force=force, resume=resume)
     for leftover in out.parent.glob(f".{out.name}{fsutil.TMP_MARK}*"):
         with contextlib.suppress(OSError):
@@ -134,7 +145,7 @@ class BenchDocument:
             models[spec.model]["artifacts"][spec.runtime] = spec.artifact_shown
         config = {**settings.to_dict(), "sources": [shown_path(Path(s), None) for s in sources],
                   "input_dims": list(plan.input_dims) if plan.input_dims else None}
-        results = BenchResults.new(config, environment.describe(), models, availability, resolved.notes)
+        results = BenchResults.new(config, environment.describe(settings.runtimes), models, availability, resolved.notes)
         results = results.replace(sparse_int8=resolved.sparse_int8)
         cells = {spec.id: base_cell(spec) for spec in plan.cells}
         for spec in plan.unavailable:

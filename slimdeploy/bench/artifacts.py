@@ -210,11 +210,75 @@ def _onnx_dtype_name(elem_type: int) -> str | None:
 _IR_DTYPES = {"f32": np.float32, "f16": np.float16, "f64": np.float64}
 
 
-def _inspect_openvino(path: Path) -> ArtifactInfo:
+def read_ir_xml(path: Path, what: str = "artifact") -> ET.Element:
+    """The IR's XML tree, parsed as untrusted input: a document type declaration (where XML
+    entities are declared: the "billion laughs" and external-entity attacks) is refused
+    before any entity is read. An OpenVINO IR never has one. pyexpat directly, not
+    ``ET.parse``: a handler's exception stops expat at once only there (defusedxml does the
+    same, and is not a dependency)."""
+    from xml.parsers import expat
+
+    def refuse(*_):
+        raise ModelFileError(f"{what} {path} refused: it has a DOCTYPE declaration, which an OpenVINO IR never has; "
+                             "slimdeploy does not expand XML entities")
+
+    builder = ET.TreeBuilder()
+    parser = expat.ParserCreate()
+    parser.buffer_text = True
+    parser.StartDoctypeDeclHandler = refuse
+    parser.EntityDeclHandler = refuse
+    parser.StartElementHandler = builder.start
+    parser.EndElementHandler = builder.end
+    parser.CharacterDataHandler = builder.data
     try:
-        root = ET.parse(path).getroot()
-    except (ET.ParseError, OSError) as exc:
-        raise ModelFileError(f"artifact {path} is not a readable OpenVINO IR ({exc})") from exc
+        with open(path, "rb") as file:
+            parser.ParseFile(file)
+        return builder.close()
+    except (expat.ExpatError, OSError) as exc:
+        raise ModelFileError(f"{what} {path} is not a readable OpenVINO IR ({exc})") from exc
+
+
+def ir_weights_extent(root: ET.Element, path: Path, what: str = "artifact") -> int:
+    """The bytes of ``.bin`` the IR refers to: max(offset + size) over its Const layers
+    (those of sub-graphs included: they share the file)."""
+    needed = 0
+    for layer in root.iter("layer"):
+        data = layer.find("data")
+        if layer.get("type") != "Const" or data is None or (data.get("offset") is None and data.get("size") is None):
+            continue
+        try:
+            offset, size = int(data.get("offset", "")), int(data.get("size", ""))
+        except ValueError:
+            offset = size = -1
+        if offset < 0 or size < 0:
+            raise ModelFileError(f"{what} {path} is malformed: Const layer {layer.get('name')!r} has offset="
+                                 f"{data.get('offset')!r} and size={data.get('size')!r}, not byte counts")
+        needed = max(needed, offset + size)
+    return needed
+
+
+def check_openvino_ir(path: str | Path, what: str = "artifact") -> ET.Element:
+    """Raise ``ModelFileError`` unless ``path`` is a well-formed IR whose ``.bin`` holds exactly
+    the bytes its Const layers refer to; return the XML root. A shorter file is truncated; a
+    longer one is not the file saved with this XML (OpenVINO writes no padding), and reading
+    it would run weights nobody exported."""
+    path = Path(path)
+    root = read_ir_xml(path, what)
+    weights = path.with_suffix(".bin")
+    if not weights.is_file():
+        raise ModelFileError(f"{what} {path}: its weights file {weights.name} is missing")
+    needed, held = ir_weights_extent(root, path, what), weights.stat().st_size
+    if held < needed:
+        raise ModelFileError(f"{what} {path} is malformed: {weights.name} holds {held} bytes but its Const layers "
+                             f"need {needed} (truncated)")
+    if held > needed:
+        raise ModelFileError(f"{what} {path} is malformed: {weights.name} holds {held} bytes but its Const layers "
+                             f"need {needed} ({held - needed} bytes too many: not the weights saved with this .xml)")
+    return root
+
+
+def _inspect_openvino(path: Path) -> ArtifactInfo:
+    root = check_openvino_ir(path)
     layers = {layer.get("id"): layer for layer in root.iter("layer")}
     parameters = [layer for layer in layers.values() if layer.get("type") == "Parameter"]
     if root.tag != "net" or not parameters:
@@ -227,17 +291,18 @@ def _inspect_openvino(path: Path) -> ArtifactInfo:
     info = ArtifactInfo(path, input_name=parameters[0].get("name"), input_shape=_ir_dims(shape_text),
                         input_dtype=_IR_INPUT_DTYPES.get(element))
 
-    weights_path = path.with_suffix(".bin")
-    blob = np.fromfile(weights_path, dtype=np.uint8) if weights_path.is_file() else None
+    # check_openvino_ir: every Const's bytes lie within the file.
+    blob = np.fromfile(path.with_suffix(".bin"), dtype=np.uint8)
 
     def constant(layer) -> np.ndarray | None:
         d = layer.find("data")
         dtype = _IR_DTYPES.get(d.get("element_type", "")) if d is not None else None
-        if dtype is None or blob is None:
+        if dtype is None:
             return None
         offset, size = int(d.get("offset", 0)), int(d.get("size", 0))
-        if offset + size > blob.size:
-            raise ModelFileError(f"artifact {path}: {weights_path.name} is truncated")
+        if size % np.dtype(dtype).itemsize:
+            raise ModelFileError(f"artifact {path} is malformed: Const layer {layer.get('name')!r} has size={size}, "
+                                 f"not a whole number of {d.get('element_type')} values")
         return blob[offset:offset + size].view(dtype)
 
     params = nonzero = 0
@@ -338,6 +403,7 @@ def _inspect_keras(path: Path) -> ArtifactInfo:
 
     if not zipfile.is_zipfile(path):
         raise ModelFileError(f"artifact {path} is not a readable .keras archive (corrupt or truncated)")
+    # check_keras_archive checks the zip directory (archives.check_zip_members) before any member is read.
     config = check_keras_archive(path, "artifact")
     _check_keras_weights(path)
     return _keras_model_info(path, config)

@@ -14,13 +14,14 @@ from slimdeploy import fsutil
 from slimdeploy.bench.artifacts import ArtifactInfo, inspect_artifact, known_suffixes
 from slimdeploy.errors import UserError
 from slimdeploy.rundir import MODES, ExportDir, RunDir, aligned_model_name
-from slimdeploy.runtimes.registry import verifying_runtime
+from slimdeploy.runtimes.registry import names as runtime_names, pick_artifact, verifying_runtime
 
 INFO_KEYS = ("params", "nonzero_params", "flops", "nonzero_flops", "widths", "test_accuracy",
              "keras_test_accuracy", "weights_remaining", "input_range", "variant_of", "precision")
 # The OpenVINO-only twin of an int8 variant opened with sparse int8 weights: "<variant>-sparse".
 SPARSE_SUFFIX = "-sparse"
 SPARSE_RATE_KEY = "sparse_weights_decompression_rate"  # in a twin's models info
+ARTIFACT_SHA256_KEY = "artifact_sha256"  # in a model's info: {runtime: sha256 of the artifact it runs}
 
 
 @dataclass
@@ -66,9 +67,10 @@ class Sources:
         return next(iter(self.models))
 
 
-def resolve_sources(sources, model_filter=None, sparse_rate: float | None = None) -> Sources:
+def resolve_sources(sources, model_filter=None, sparse_rate: float | None = None, runtimes=None) -> Sources:
     """The models of ``sources``; with ``sparse_rate``, each int8 variant of a model with zeros
-    also gets its OpenVINO-only sparse twin (``add_sparse_twins``)."""
+    also gets its OpenVINO-only sparse twin (``add_sparse_twins``). ``runtimes``: the ones the
+    bench will run (None: every one), whose artifacts' sha256 bench.json records."""
     if not sources:
         raise UserError("give at least one SOURCE: a run directory or artifact files (.onnx, .xml, .keras, .engine)")
     models: dict[str, ModelSource] = {}
@@ -104,13 +106,47 @@ def resolve_sources(sources, model_filter=None, sparse_rate: float | None = None
     if not models:
         raise UserError(f"no models found in {', '.join(map(str, sources))} (a run directory needs exports/export.json "
                         "or Keras models; run `slimdeploy export` first)")
+    hashes: dict = {}  # path -> sha256: a sparse twin shares its variant's files
     for model in models.values():
         for suffix, artifact in model.artifacts.items():
             info = inspect_artifact(artifact)
             model.inspected[suffix] = info
             for key, value in info.model_info().items():
                 model.info.setdefault(key, value)
+        model.info[ARTIFACT_SHA256_KEY] = artifact_hashes(model, hashes, runtimes)
     return Sources(models=models, run_dir=run_dir, recipe_input_shape=recipe_shape, notes=notes)
+
+
+def artifact_hashes(model: ModelSource, cache: dict | None = None, runtimes=None) -> dict[str, str]:
+    """{runtime: sha256 of the artifact that runtime runs}, for ``runtimes`` (None: every one):
+    what a report merging benchmarks from several machines checks to be sure they measured the
+    same model. Only the runtimes benched: a large model's unused files are not read."""
+    cache = {} if cache is None else cache
+    hashes = {}
+    for runtime in runtime_names():
+        if model.runtimes is not None and runtime not in model.runtimes:
+            continue
+        if runtimes is not None and runtime not in runtimes:
+            continue
+        artifact = pick_artifact(runtime, model.artifacts.values())
+        if artifact is not None:
+            if artifact not in cache:
+                cache[artifact] = artifact_sha256(artifact)
+            hashes[runtime] = cache[artifact]
+    return hashes
+
+
+def artifact_sha256(path: Path) -> str:
+    """A one-file artifact's sha256 (as export.json's ``file_sha256`` of it); an OpenVINO IR's
+    graph (.xml) says nothing of its weights (.bin), so the IR's is the sha256 of a
+    `sha256sum` listing of both files. Always hashed from the files measured, never taken from
+    export.json: a file replaced after export must not pass for the model exported."""
+    if path.suffix != ".xml":
+        return fsutil.file_sha256(path)
+    import hashlib
+
+    listing = "".join(f"{fsutil.file_sha256(p)}  {p.name}\n" for p in (path, path.with_suffix(".bin")))
+    return hashlib.sha256(listing.encode()).hexdigest()
 
 
 def _add_export(export_json: Path, models: dict, notes: list, keras_sources: dict, base: Path) -> bool:

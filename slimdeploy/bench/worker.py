@@ -89,7 +89,9 @@ def run_job(job: dict, emit) -> None:
                     pool.append(extra)
                 record["instances"] = len(pool)
                 # The earlier models stay loaded, so the new peak is roughly this model's footprint.
-                record["load_rss_growth_mb"] = round(peak_rss_mb() - peak_before, 3)
+                peak_after = peak_rss_mb()
+                if peak_before is not None and peak_after is not None:  # None: no memory source (Windows)
+                    record["load_rss_growth_mb"] = round(peak_after - peak_before, 3)
                 sessions[cell["model"]] = pool
             except Exception as exc:  # a model that cannot load is an error cell, not a lost group
                 interrupts.reraise_if_interrupted(exc)
@@ -113,7 +115,7 @@ def run_job(job: dict, emit) -> None:
             measured = None
         if measured is not None:
             # Before the profiled copies open: the peak of loading and measuring this group.
-            peak = round(peak_rss_mb(), 3)
+            peak = peak_rss_mb()
             profiled = {cell["model"]: cell["profile"] for cell in group["cells"] if cell.get("profile")}
             for name, record in records.items():
                 result = measured[name]
@@ -140,8 +142,9 @@ def run_job(job: dict, emit) -> None:
                     seconds=result.timed_ns / 1e9,
                     group_wall_seconds=wall,
                     parallelism=result.parallelism,
-                    peak_rss_mb=peak,
                 )
+                if peak is not None:  # the schema wants a number or no field at all
+                    record["peak_rss_mb"] = round(peak, 3)
                 emit("cell", group=group_index, cell=record)
         for pool in sessions.values():
             for session in pool:
@@ -164,13 +167,12 @@ def _add_profile(record: dict, runtime_plugin, session, layers: bool) -> None:
         record["profile_error"] = PROFILE_UNSUPPORTED
 
 
-def peak_rss_mb() -> float:
+def peak_rss_mb() -> float | None:
     """This process's peak resident memory so far, in MB (10^6 bytes). On Linux from
     ``/proc/self/status`` VmHWM: ``ru_maxrss`` survives exec there, so a worker started by a
     parent holding TensorFlow (1.7 GB) would report the parent's peak. Elsewhere ``ru_maxrss``
-    (bytes on macOS, KiB otherwise)."""
-    import resource
-
+    (bytes on macOS, KiB otherwise). None where neither exists (Windows has no ``resource``
+    module): a missing memory figure must not cost the cell its latency."""
     try:
         with open("/proc/self/status") as status:
             for line in status:
@@ -178,6 +180,10 @@ def peak_rss_mb() -> float:
                     return int(line.split()[1]) * 1024 / 1e6
     except OSError:
         pass
+    try:
+        import resource
+    except ImportError:
+        return None
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 1e6 if sys.platform == "darwin" else peak * 1024 / 1e6
 

@@ -70,6 +70,7 @@ def run(args) -> int:
     import logging
 
     from slimdeploy.adopt import adopt_for_pruning
+    from slimdeploy.dirlock import DirectoryLock
     from slimdeploy.errors import UserError
     from slimdeploy.progress import progress_bar
     from slimdeploy.prune.lottery import prune_run, refuse_rewind_on_adopted
@@ -93,20 +94,23 @@ def run(args) -> int:
             raise UserError(f"{target} already exists; pass --resume to continue it or --force to start over")
     # Each round builds a new model, which makes tf.function retrace; TensorFlow warns about it each time.
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
-    data = args.data
-    if model_file is not None:
-        if args.data_override:
-            raise UserError("--data-override applies to a run directory's recorded data; when adopting, --data is the data")
-        data = adopt_for_pruning(model_file, args.data, run_dir, all_settings, seed=args.seed or 0,
-                                 validation_size=args.validation_size, scale=args.scale,
-                                 training=adoption_flags(args, epochs=args.epochs), resume=args.resume, force=args.force)
-    records = {}
-    for settings in all_settings:
-        with progress_bar(not args.quiet) as progress:
-            records[settings.mode] = prune_run(run_dir, settings, resume=args.resume, force=args.force,
-                                               progress=progress, data=data, data_override=args.data_override)
-        if not args.quiet and not args.json:
-            print_summary(records[settings.mode], run.mode(settings.mode).path)
+    if model_file is not None and args.data_override:
+        raise UserError("--data-override applies to a run directory's recorded data; when adopting, --data is the data")
+    # Adopting writes RUN_DIR/dense before the prunes: one lock over both (prune_run enters it again).
+    with DirectoryLock.when(model_file is not None, run_dir, stage="prune"):
+        data = args.data
+        if model_file is not None:
+            data = adopt_for_pruning(model_file, args.data, run_dir, all_settings, seed=args.seed or 0,
+                                     validation_size=args.validation_size, scale=args.scale,
+                                     training=adoption_flags(args, epochs=args.epochs), resume=args.resume,
+                                     force=args.force)
+        records = {}
+        for settings in all_settings:
+            with progress_bar(not args.quiet) as progress:
+                records[settings.mode] = prune_run(run_dir, settings, resume=args.resume, force=args.force,
+                                                   progress=progress, data=data, data_override=args.data_override)
+            if not args.quiet and not args.json:
+                print_summary(records[settings.mode], run.mode(settings.mode).path)
     if args.json:
         print_json(records[modes[0]] if len(modes) == 1 else records)
     return 0

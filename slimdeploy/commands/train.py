@@ -6,7 +6,6 @@ import dataclasses
 from pathlib import Path
 
 from slimdeploy.commands._shared import print_json
-from slimdeploy.fsutil import remove_if_created
 from slimdeploy.parsers import non_negative_int, positive_float, positive_int
 
 
@@ -73,7 +72,9 @@ def run(args) -> int:
     # Everything that can fail on the user's input is checked before anything is written.
     data = load_dataset(args.data, recipe.dataset.validation_size, recipe.training.seed, limit=args.limit,
                         scale=recipe.dataset.scale, input_shape=recipe.input_shape)
-    with remove_if_created(out_dir), progress_bar(not args.quiet) as progress:
+    # A failed training leaves nothing: train_dense's lock removes the run directory it made if
+    # nothing else is in it (never one that another process made meanwhile).
+    with progress_bar(not args.quiet) as progress:
         metrics = train_dense(recipe, data, out_dir, force=args.force, progress=progress)
     if args.json:
         print_json(metrics)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from slimdeploy import __version__, environment, fsutil
 from slimdeploy.config import refuse_changed_settings
+from slimdeploy.dirlock import DirectoryLock, writer_directory
 from slimdeploy.errors import UserError, WorkError
 from slimdeploy.export.job import ExportJob, Kept
 from slimdeploy.export.registry import get_target
@@ -77,7 +78,9 @@ def export_source(source, settings: ExportSettings | None = None, out_dir=None, 
     Fashion-MNIST) divided by ``scale`` (default: the source's own convention).
     ``on_notice``: called with each notice (e.g. fewer calibration images than asked for), which
     export.json also keeps in ``notes``. Raises ``UserError`` before writing anything when the
-    input is wrong, ``ExportFailed`` (a ``WorkError``) when an artifact fails verification.
+    input is wrong or another process is writing the directory (``dirlock``: the run directory,
+    or the output directory outside a run), ``ExportFailed`` (a ``WorkError``) when an artifact
+    fails verification.
     """
     from slimdeploy.train import quiet_tensorflow
 
@@ -89,48 +92,50 @@ def export_source(source, settings: ExportSettings | None = None, out_dir=None, 
     if plan.out_dir.exists() and not plan.out_dir.is_dir():
         raise UserError(f"output directory {plan.out_dir} exists and is not a directory")
     sources_sha256 = {m.name: fsutil.file_sha256(m.path) for m in plan.models}
-    kept = Kept()
-    if resume and not force:
-        finished = _finished_export(plan.manifest, settings, sources_sha256)
-        if finished is not None:
-            return _checked(finished, plan.manifest)
-        kept = _resumable_artifacts(plan, settings, sources_sha256)
-    elif not force:
-        _refuse_an_existing_export(plan, targets, settings)
-    models = _load_models(plan)
-    dataset = _dataset(plan, data, data_override, scale, models)
-    _check_input_shapes(plan, models, dataset)
-    created = prepare_out_dir(plan.out_dir)
-    fsutil.remove_stale_temporaries(plan.out_dir)
-    # A stale manifest must never describe files this run is about to replace.
-    plan.manifest.unlink(missing_ok=True)
-    if not resume or force:
-        plan.partial_manifest.unlink(missing_ok=True)
+    # One writer at a time: a second export here would remove this one's temporaries as stale.
+    with DirectoryLock(writer_directory(plan.out_dir, plan.run_dir), stage="export", create=prepare_out_dir):
+        kept = Kept()
+        if resume and not force:
+            finished = _finished_export(plan.manifest, settings, sources_sha256)
+            if finished is not None:
+                return _checked(finished, plan.manifest)
+            kept = _resumable_artifacts(plan, settings, sources_sha256)
+        elif not force:
+            _refuse_an_existing_export(plan, targets, settings)
+        models = _load_models(plan)
+        dataset = _dataset(plan, data, data_override, scale, models)
+        _check_input_shapes(plan, models, dataset)
+        created = prepare_out_dir(plan.out_dir)
+        fsutil.remove_stale_temporaries(plan.out_dir)
+        # A stale manifest must never describe files this run is about to replace.
+        plan.manifest.unlink(missing_ok=True)
+        if not resume or force:
+            plan.partial_manifest.unlink(missing_ok=True)
 
-    started = time.perf_counter()
-    x_val, _, y_test = verification_images(dataset, settings.verify_limit)
-    job = ExportJob(settings=settings, plan=plan, targets=targets, dataset=dataset, sources_sha256=sources_sha256,
-                    kept=kept, progress=progress, on_notice=on_notice)
-    job.run(models, created_out_dir=created)
-    verification = {"validation_images": len(x_val), "test_images": len(y_test)}
-    manifest = ExportManifest(
-        schema_version=SCHEMA_VERSION,
-        tool=f"slimdeploy {__version__}",
-        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        source=str(plan.source),
-        settings=settings.to_dict(),
-        environment=environment.describe(),
-        data={**dataset.describe(), "override": bool(data_override), "verification": verification,
-              "input_contract": dataset.input_contract()},
-        models=job.model_facts,
-        artifacts=job.artifacts,
-        skipped=skipped,
-        notes=job.notices,
-        seconds=round(time.perf_counter() - started, 3),
-    )
-    manifest.save(plan.manifest)
-    plan.partial_manifest.unlink(missing_ok=True)
-    return _checked(manifest, plan.manifest)
+        started = time.perf_counter()
+        x_val, _, y_test = verification_images(dataset, settings.verify_limit)
+        job = ExportJob(settings=settings, plan=plan, targets=targets, dataset=dataset, sources_sha256=sources_sha256,
+                        kept=kept, progress=progress, on_notice=on_notice)
+        job.run(models, created_out_dir=created)
+        verification = {"validation_images": len(x_val), "test_images": len(y_test)}
+        manifest = ExportManifest(
+            schema_version=SCHEMA_VERSION,
+            tool=f"slimdeploy {__version__}",
+            created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            source=str(plan.source),
+            settings=settings.to_dict(),
+            environment=environment.describe(),
+            data={**dataset.describe(), "override": bool(data_override), "verification": verification,
+                  "input_contract": dataset.input_contract()},
+            models=job.model_facts,
+            artifacts=job.artifacts,
+            skipped=skipped,
+            notes=job.notices,
+            seconds=round(time.perf_counter() - started, 3),
+        )
+        manifest.save(plan.manifest)
+        plan.partial_manifest.unlink(missing_ok=True)
+        return _checked(manifest, plan.manifest)
 
 
 def _refuse_an_existing_export(plan: SourcePlan, targets: list, settings: ExportSettings) -> None:

@@ -35,6 +35,7 @@ import numpy as np
 
 from slimdeploy import fsutil, runinfo
 from slimdeploy.data import Dataset
+from slimdeploy.dirlock import DirectoryLock
 from slimdeploy.errors import UserError, WorkError
 from slimdeploy.prune import masks as masking
 from slimdeploy.prune.graph import DenseGraph, analyze, find_layer
@@ -130,9 +131,7 @@ def _plan(run_dir, settings: PruneSettings, *, resume: bool, force: bool, data, 
     # An adopted model is named by the user's own file, which is what they gave.
     layers = method.layers(graph, f"model {adopted.source}" if adopted else f"the dense model in {run_dir}")
     method.check_model(settings, dense_model, layers, run_dir)
-    mode_dir = run.mode(settings.mode)
-    if mode_dir.path.exists() and not (resume or force):
-        raise UserError(f"{mode_dir.path} already exists; pass --resume to continue it or --force to start over")
+    _refuse_existing_mode(run.mode(settings.mode), resume=resume, force=force)
     dataset = data if isinstance(data, Dataset) else runinfo.run_dataset(run_dir, data, data_override=data_override)
     check_input_shape(dense_model, dataset, f"dense model in {run_dir}")
     training = runinfo.run_training(run_dir, metrics)
@@ -149,9 +148,24 @@ def prune_run(run_dir, settings: PruneSettings, *, resume: bool = False, force: 
 
     The run's own recorded data and split are used (``runinfo.run_dataset``). ``data`` may
     name that same data elsewhere, other data with ``data_override``, or be a loaded
-    ``Dataset``. ``settings.reset`` None resolves per run (``PruneSettings.for_run``).
+    ``Dataset``. ``settings.reset`` None resolves per run (``PruneSettings.for_run``). While
+    another process writes the run (``dirlock``), a ``UserError`` names it.
     """
     plan = _plan(run_dir, settings, resume=resume, force=force, data=data, data_override=data_override)
+    # One writer of the run at a time; the mode directory is looked at again under the lock,
+    # since another prune may have made it meanwhile.
+    with DirectoryLock(plan.run.root, stage="prune", hint="wait for it to finish"):
+        _refuse_existing_mode(plan.run.mode(plan.settings.mode), resume=resume, force=force)
+        return _prune(plan, resume=resume, force=force, progress=progress, data_override=data_override)
+
+
+def _refuse_existing_mode(mode: ModeDir, *, resume: bool, force: bool) -> None:
+    if mode.path.exists() and not (resume or force):
+        raise UserError(f"{mode.path} already exists; pass --resume to continue it or --force to start over")
+
+
+def _prune(plan: _Plan, *, resume: bool, force: bool, progress, data_override: bool) -> dict:
+    """``prune_run`` once it holds the run's lock."""
     settings, metrics, dense_model, seeds = plan.settings, plan.metrics, plan.dense_model, plan.seeds
     mode_dir = plan.run.mode(settings.mode)
     started = time.perf_counter()

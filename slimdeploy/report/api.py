@@ -1,4 +1,5 @@
-"""`make_report`: one call from a run directory (or bench JSON) to the report files."""
+"""`make_report`: one call from a run directory (or bench JSON) to the report files;
+`make_merged_report`: one report of benchmarks from several machines."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ from pathlib import Path
 
 from slimdeploy import __version__, environment, fsutil
 from slimdeploy.errors import UserError
-from slimdeploy.report import answer, ci, document, facts, html, markdown, plots, timesplit
+from slimdeploy.report import answer, ci, document, facts, html, markdown, merge, plots, timesplit
 from slimdeploy.report.load import ReportInputs, load_source
-from slimdeploy.report.settings import FORMAT_FILES, PLOT_FILES, ReportSettings
+from slimdeploy.report.settings import FORMAT_FILES, MACHINE_PLOT, MERGED_FORMATS, MERGED_OUT, PLOT_FILES, ReportSettings
 from slimdeploy.rundir import RunDir
 
 REPORT_SCHEMA_VERSION = 1
@@ -44,27 +45,86 @@ def make_report(source: str | Path, settings: ReportSettings | None = None, out_
     return [out / name for name in written]
 
 
+def make_merged_report(sources, settings: ReportSettings | None = None, out_dir: str | Path | None = None, *,
+                       labels=None, allow_different_models: bool = False, force: bool = False) -> list[Path]:
+    """One report of benchmarks from several machines (``merge``): the decision per machine, the
+    speedups side by side, a plot per machine. Views: md, html and json among ``settings.formats``;
+    ``out_dir`` defaults to ./merged-report, replaced only with ``force`` as make_report's."""
+    settings = (settings or ReportSettings()).validated()
+    _merged_formats(settings)  # before reading the sources: a wrong option costs nothing
+    inputs = merge.load_machines(sources, labels, allow_different_models)
+    return write_merged_report(inputs, settings, out_dir, force=force)
+
+
+def write_merged_report(inputs: merge.MergedInputs, settings: ReportSettings, out_dir: str | Path | None = None, *,
+                        force: bool = False) -> list[Path]:
+    """make_merged_report's files from sources already read (``merge.load_machines``), so a caller
+    that also prints their answers reads and validates each file once."""
+    settings = settings.validated()
+    formats = _merged_formats(settings)
+    out = Path(out_dir) if out_dir is not None else Path(MERGED_OUT)
+    _check_out_dir(out, force)
+    doc, figures = build_merged(inputs, settings, formats)
+    views = {"md": lambda: markdown.render(doc), "html": lambda: html.render(doc),
+             "json": lambda: {**_json_header(), "kind": "merged", "title": doc.title, **merge.report_json(inputs, settings.max_drop),
+                              "plots": sorted(figures), "settings": settings.to_dict(),
+                              "versions": _versions()}}
+    try:
+        written = _write_files(out, figures, {f: views[f] for f in formats})
+    except OSError as exc:
+        raise UserError(f"cannot write the report to {out}: {exc.strerror or exc}") from exc
+    if settings.step_summary:
+        ci.append_step_summary(doc)
+    return [out / name for name in written]
+
+
+def _merged_formats(settings: ReportSettings) -> list[str]:
+    formats = [f for f in settings.formats if f in MERGED_FORMATS]
+    if not formats:
+        raise UserError(f"--format {','.join(settings.formats)}: a report of several sources writes "
+                        f"{', '.join(MERGED_FORMATS)} (csv and gab are one benchmark's: report each source alone)")
+    return formats
+
+
+def build_merged(inputs: merge.MergedInputs, settings: ReportSettings, formats=MERGED_FORMATS):
+    """A merged report's document and its figure, in memory."""
+    figures: dict[str, document.Figure] = {}
+    if {"md", "html"} & set(formats):
+        machines = [m.label for m in inputs.machines]
+        png = plots.machine_speedup_plot(merge.plot_panels(merge.pair_rows(inputs), machines), machines, settings.dpi)
+        if png:
+            figures[MACHINE_PLOT] = document.Figure(
+                MACHINE_PLOT, png, "Grouped bar chart of speedup per machine, one panel per compared pair, a group per runtime and batch",
+                "Speedup of each model over its baseline on each machine (bars, with the bootstrap interval as whiskers), "
+                "grouped by runtime and batch: each machine's own measurement, never averaged. Above the line at 1, faster.")
+    return merge.build_document(inputs, figures, settings.title, settings.max_drop), figures
+
+
 def _write_views(inputs: ReportInputs, settings: ReportSettings, doc, figures: dict, out: Path) -> list[str]:
+    views = {"md": lambda: markdown.render(doc), "html": lambda: html.render(doc),
+             "json": lambda: report_json(inputs, settings, doc, figures),
+             "csv": lambda: ci.cells_csv(inputs.bench), "gab": lambda: ci.gab_json(inputs.bench)}
+    return _write_files(out, figures, {f: views[f] for f in settings.formats})
+
+
+def _write_files(out: Path, figures: dict, views: dict) -> list[str]:
+    """Write each view (format -> a function that makes its text, or its JSON object) and, beside
+    the Markdown, the figures, in a directory built aside and moved into place whole."""
     written: list[str] = []
     with fsutil.atomic_dir(out, force=True) as staging:
-        if "md" in settings.formats:
-            for figure in figures.values():
-                fsutil.write_bytes(staging / figure.name, figure.png)
-                written.append(figure.name)
-            fsutil.write_text(staging / FORMAT_FILES["md"], markdown.render(doc))
-            written.append(FORMAT_FILES["md"])
-        if "html" in settings.formats:
-            fsutil.write_text(staging / FORMAT_FILES["html"], html.render(doc))
-            written.append(FORMAT_FILES["html"])
-        if "json" in settings.formats:
-            fsutil.write_json(staging / FORMAT_FILES["json"], report_json(inputs, settings, doc, figures))
-            written.append(FORMAT_FILES["json"])
-        if "csv" in settings.formats:
-            fsutil.write_text(staging / FORMAT_FILES["csv"], ci.cells_csv(inputs.bench))
-            written.append(FORMAT_FILES["csv"])
-        if "gab" in settings.formats:
-            fsutil.write_text(staging / FORMAT_FILES["gab"], ci.gab_json(inputs.bench))
-            written.append(FORMAT_FILES["gab"])
+        for fmt in FORMAT_FILES:  # one order whatever the order asked in
+            if fmt not in views:
+                continue
+            if fmt == "md":
+                for figure in figures.values():
+                    fsutil.write_bytes(staging / figure.name, figure.png)
+                    written.append(figure.name)
+            content = views[fmt]()
+            if isinstance(content, str):
+                fsutil.write_text(staging / FORMAT_FILES[fmt], content)
+            else:
+                fsutil.write_json(staging / FORMAT_FILES[fmt], content)
+            written.append(FORMAT_FILES[fmt])
         _shareable(staging)
     return written
 
@@ -151,9 +211,7 @@ def report_json(inputs: ReportInputs, settings: ReportSettings, doc: document.Do
     """The report's conclusions as data, for scripts (the bench JSON stays the raw data)."""
     info = facts.models(inputs)
     return {
-        "schema_version": REPORT_SCHEMA_VERSION,
-        "tool": f"slimdeploy {__version__}",
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **_json_header(),
         "source": str(inputs.source),
         "title": doc.title,
         "decision": {**answer.decision_lines(inputs, settings.max_drop), "max_drop": settings.max_drop,
@@ -169,8 +227,17 @@ def report_json(inputs: ReportInputs, settings: ReportSettings, doc: document.Do
         "notes": inputs.notes,
         "settings": settings.to_dict(),
         "bench_environment": (inputs.bench or {}).get("environment"),
-        "versions": {**environment.library_versions(), "matplotlib": _matplotlib_version()},
+        "versions": _versions(),
     }
+
+
+def _json_header() -> dict:
+    return {"schema_version": REPORT_SCHEMA_VERSION, "tool": f"slimdeploy {__version__}",
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
+def _versions() -> dict:
+    return {**environment.library_versions(), "matplotlib": _matplotlib_version()}
 
 
 def _matplotlib_version() -> str | None:

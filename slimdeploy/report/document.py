@@ -170,13 +170,17 @@ def adopted_note(inputs: ReportInputs) -> str | None:
 
 
 def default_title(inputs: ReportInputs) -> str:
+    return f"Does pruning make {model_name(inputs) or 'the model'} faster? — slimdeploy report"
+
+
+def model_name(inputs: ReportInputs) -> str | None:
+    """What the run is called: its recipe, the adopted file, the run directory or the bench's first source."""
     dense = inputs.dense_metrics or {}
     recipe = (dense.get("recipe") or {}).get("name")
     adopted = (dense.get("adopted") or {}).get("source")
     sources = ((inputs.bench or {}).get("config") or {}).get("sources") or []
-    name = recipe or (PurePosixPath(str(adopted)).stem if adopted else None) or (inputs.run_dir.name if inputs.run_dir else None) or (
+    return recipe or (PurePosixPath(str(adopted)).stem if adopted else None) or (inputs.run_dir.name if inputs.run_dir else None) or (
         PurePosixPath(str(sources[0]).rstrip("/")).name if sources else None)
-    return f"Does pruning make {name or 'the model'} faster? — slimdeploy report"
 
 
 def _unavailable_runtimes(inputs: ReportInputs) -> list[str]:

@@ -1,4 +1,5 @@
-"""The pictures: speedup vs ideal, latency vs batch, the lottery-ticket curve, accuracy vs latency, the time split.
+"""The pictures: speedup vs ideal, latency vs batch, the lottery-ticket curve, accuracy vs latency, the time split,
+speedup per machine (a merged report).
 
 matplotlib's object API with the Agg renderer (no pyplot, no display, no global state),
 so plotting works on a headless CI machine and in threads. Each function returns PNG
@@ -86,6 +87,50 @@ def speedup_plot(comparisons: list[dict], dpi: int = 110) -> bytes | None:
     ax.set_title("How much faster is the pruned model? Measured vs ideal speedup")
     fig.legend(fontsize=8, loc="outside lower center", ncol=min(3, 2 * len(models) + 1))
     ax.grid(axis="y", alpha=0.3)
+    return _png(fig, dpi)
+
+
+MACHINE_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
+
+
+def machine_speedup_plot(panels: list[dict], machines: list[str], dpi: int = 110) -> bytes | None:
+    """Speedup per machine, grouped bars with their interval: one panel per compared pair
+    (``title``: 'structured vs dense'), a group per runtime and batch (``slots``: their labels),
+    a bar per machine (``bars``: machine -> per slot (speedup, low, high), or None: not measured)."""
+    panels = [p for p in panels if p["slots"]]
+    if not panels:
+        return None
+    widest = max(len(p["slots"]) for p in panels)
+    width = min(0.8 / len(machines), 0.3)  # one slot of two machines should not look like a wall
+    fig = _figure(max(7.0, 1.2 + 0.5 * widest * max(2, len(machines))), 3.4 * len(panels) + 0.8)
+    axes = fig.subplots(len(panels), 1, squeeze=False)
+    labelled: set[str] = set()
+    for ax, panel in zip(axes.flat, panels):
+        top = 1.0
+        for k, machine in enumerate(machines):
+            color = MACHINE_COLORS[k % len(MACHINE_COLORS)]
+            points = [(i, bar) for i, bar in enumerate(panel["bars"].get(machine) or []) if bar is not None]
+            if not points:
+                continue
+            xs = [i + width * (k - (len(machines) - 1) / 2) for i, _ in points]  # centred on the slot
+            values = [bar[0] for _, bar in points]
+            errors = [[max(0.0, bar[0] - bar[1]) for _, bar in points], [max(0.0, bar[2] - bar[0]) for _, bar in points]]
+            ax.bar(xs, values, width * 0.92, color=color, alpha=0.85, yerr=errors, capsize=3,
+                   label=None if machine in labelled else machine)  # one legend entry per machine
+            labelled.add(machine)
+            for x, (_, bar) in zip(xs, points):  # above the whisker, where it cannot hide it
+                ax.annotate(f"{bar[0]:.2f}x", (x, max(bar)), xytext=(0, 3), textcoords="offset points",
+                            ha="center", va="bottom", fontsize=7)
+            top = max([top] + [bar[2] for _, bar in points])
+        ax.axhline(1.0, color="black", linewidth=0.9)
+        ax.set_xticks(range(len(panel["slots"])), panel["slots"], fontsize=8)
+        ax.set_xlim(-0.6, len(panel["slots"]) - 0.4)
+        ax.set_ylim(0, top * 1.2)
+        ax.set_ylabel("speedup (×)")
+        ax.set_title(f"{panel['title']}: above 1, faster", fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+    fig.legend(fontsize=8, loc="outside lower center", ncol=min(2, len(machines)))
+    fig.suptitle("Speedup on each machine (whiskers: bootstrap interval), never averaged", fontsize=11)
     return _png(fig, dpi)
 
 

@@ -19,7 +19,13 @@ FORMAT_FILES = {
     "csv": "report.csv",
     "gab": "gab.json",
 }
-PLOT_FILES = ("speedup.png", "latency_vs_batch.png", "accuracy_vs_weights.png", "accuracy_vs_latency.png", "time_split.png")
+MACHINE_PLOT = "speedup_by_machine.png"  # a merged report's (several machines)
+PLOT_FILES = ("speedup.png", "latency_vs_batch.png", "accuracy_vs_weights.png", "accuracy_vs_latency.png", "time_split.png",
+              MACHINE_PLOT)
+# A report of several sources (machines): its views, and where it goes without --out. csv and gab
+# are one benchmark's cells for CI tools, made by a report of that one source.
+MERGED_FORMATS = ("md", "html", "json")
+MERGED_OUT = "merged-report"
 
 
 def _check_formats(value) -> str | None:

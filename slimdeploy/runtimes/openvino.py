@@ -41,10 +41,16 @@ def availability() -> Availability:
 
 
 def _read_model(core, artifact):
+    """The model, after the checks the bench makes before any worker starts (repeated here for
+    library callers and export verification, which open files without that inspection)."""
     if str(artifact).endswith(".onnx"):
         from slimdeploy.onnxsafety import check_onnx_file
 
-        check_onnx_file(artifact)  # external data outside its directory: refused, never read
+        check_onnx_file(artifact)  # external data outside its directory, malformed tensors: refused, never read
+    elif str(artifact).endswith(".xml"):
+        from slimdeploy.bench.artifacts import check_openvino_ir
+
+        check_openvino_ir(artifact, "OpenVINO IR")  # a DOCTYPE, a .bin of another length: refused
     return core.read_model(str(artifact))
 
 

@@ -1,0 +1,206 @@
+"""Limits on what a container file may inflate to, checked from its directory before anything
+is inflated: the zip directory of a ``.keras`` or ``.npz``, the dataset headers of an HDF5 file.
+
+A zip of zeros compresses about 1000:1, so a 4 MB ``.keras`` can hold a 4 GiB weights member;
+an HDF5 dataset can declare gigabytes and store nothing. Readers (Keras, numpy, h5py) allocate
+what is declared. The declarations are read here (``zipfile``'s ``infolist``, h5py metadata)
+and refused in one line naming the member, before a byte of it is inflated.
+
+The default limits fit real models and data: sizes are generous (a large model's weights run
+to gigabytes), the compression ratio is strict (weights and images compress well below 10:1;
+only constant filler reaches hundreds). ``SLIMDEPLOY_ARCHIVE_LIMITS`` overrides them, e.g.
+``member=64G,total=128G`` for a huge model (keys ``member``, ``total``, ``ratio``, ``members``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import re
+import struct
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from slimdeploy.errors import UserError
+
+ENV_VAR = "SLIMDEPLOY_ARCHIVE_LIMITS"
+GIB = 1 << 30
+MIB = 1 << 20
+
+
+@dataclass(frozen=True)
+class ArchiveLimits:
+    member_bytes: int = 16 * GIB  # one member (or HDF5 dataset) inflated
+    total_bytes: int = 32 * GIB  # all members together
+    # Inflated/stored above which a member is a bomb, not data; only checked over ``ratio_floor``
+    # bytes, since a small member (config.json, a bias of zeros) costs nothing whatever its ratio.
+    ratio: float = 200.0
+    ratio_floor: int = 16 * MIB
+    members: int = 10_000  # a .keras holds 3 or a few assets, an .npz 4 to 6 arrays
+
+    @classmethod
+    def from_env(cls) -> ArchiveLimits:
+        """The defaults, with what ``SLIMDEPLOY_ARCHIVE_LIMITS`` overrides (one-line error if malformed)."""
+        text = os.environ.get(ENV_VAR, "").strip()
+        keys = {"member": "member_bytes", "total": "total_bytes", "ratio": "ratio", "members": "members"}
+        values = {}
+        for item in filter(None, (part.strip() for part in text.split(","))):
+            key, _, raw = item.partition("=")
+            value = _parse_limit(raw.strip(), as_size=key.strip() in ("member", "total"))
+            if key.strip() not in keys or value is None:
+                raise UserError(f"${ENV_VAR}: expected comma-separated KEY=VALUE with KEY one of "
+                                f"{', '.join(keys)} and VALUE a positive number (sizes may end in K, M, G or T), "
+                                f"got {item!r}")
+            values[keys[key.strip()]] = int(value) if key.strip() == "members" else value
+        return dataclasses.replace(cls(), **values)
+
+
+def _parse_limit(raw: str, as_size: bool) -> float | None:
+    """``64G`` -> 64 GiB for a size, ``500`` for a ratio or count; None when not a positive number."""
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?", raw, re.IGNORECASE) if as_size else \
+        re.fullmatch(r"(\d+(?:\.\d+)?)()", raw)
+    if not match or float(match.group(1)) <= 0:
+        return None
+    scale = 1 << (10 * " KMGT".index(match.group(2).upper() or " "))
+    return int(float(match.group(1)) * scale) if as_size else float(match.group(1))
+
+
+def _size(value: float) -> str:
+    from slimdeploy.report.document import fmt_bytes  # imported only to word a refusal
+
+    return fmt_bytes(value)
+
+
+# --- zip (.keras, .npz) -------------------------------------------------------------------------
+
+# The end-of-central-directory records (APPNOTE 4.3.16, 4.3.14, 4.3.15): the member count is
+# read from them before zipfile parses the whole directory into memory.
+_EOCD = struct.Struct("<4s4H2LH")
+_ZIP64_LOCATOR = struct.Struct("<4sLQL")
+_ZIP64_EOCD = struct.Struct("<4sQ2H2L4Q")
+
+
+def _declared_member_count(path: Path) -> int | None:
+    """The member count the zip's end record declares; None when it has none (not a zip)."""
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        tail_start = max(0, size - (_EOCD.size + 0xFFFF))  # the record, then a comment of up to 64 KiB
+        handle.seek(tail_start)
+        tail = handle.read()
+        at = tail.rfind(b"PK\x05\x06")
+        if at < 0 or at + _EOCD.size > len(tail):
+            return None
+        count = _EOCD.unpack_from(tail, at)[4]
+        locator_at = at - _ZIP64_LOCATOR.size
+        if count == 0xFFFF and locator_at >= 0 and tail[locator_at:locator_at + 4] == b"PK\x06\x07":
+            handle.seek(_ZIP64_LOCATOR.unpack_from(tail, locator_at)[2])
+            record = handle.read(_ZIP64_EOCD.size)
+            if len(record) == _ZIP64_EOCD.size and record[:4] == b"PK\x06\x06":
+                count = _ZIP64_EOCD.unpack(record)[7]
+    return count
+
+
+def check_zip_members(path: str | os.PathLike, what: str, limits: ArchiveLimits | None = None,
+                      error: type[UserError] = UserError) -> list[zipfile.ZipInfo]:
+    """Refuse a zip whose directory names a member that would land outside the directory it is
+    unpacked into, a name twice, too many members, or members that would inflate beyond the
+    limits (size, total, ratio); returns the members. Reads the directory only.
+
+    The line is ``{what} {path} refused: …`` (``error``'s class), naming the member."""
+    path = Path(path)
+    limits = limits or ArchiveLimits.from_env()
+    refused = f"{what} {path} refused:"
+    declared = _declared_member_count(path)
+    if declared is not None and declared > limits.members:
+        raise error(f"{refused} it declares {declared:,} archive members, more than the {limits.members:,} "
+                    f"allowed ({_raises('members', 'N')})")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        raise error(f"{what} {path} is corrupt or truncated ({type(exc).__name__}: {exc})") from exc
+    if len(members) > limits.members:
+        raise error(f"{refused} it holds {len(members):,} archive members, more than the {limits.members:,} "
+                    f"allowed ({_raises('members', 'N')})")
+    seen = set()
+    for info in members:
+        if is_escaping_member(info.filename):
+            raise error(f"{refused} archive member {info.filename!r} would be written outside its directory")
+        if info.filename in seen:  # readers disagree on which copy they read
+            raise error(f"{refused} archive member {info.filename!r} appears twice")
+        seen.add(info.filename)
+    _check_sizes(refused, [(m.filename, m.file_size, m.compress_size) for m in members], limits,
+                 "archive member", error, stored_at_most=path.stat().st_size)
+    return members
+
+
+def is_escaping_member(name: str) -> bool:
+    """A member named ``../x``, ``/x`` or ``C:x`` would be written outside wherever it is unpacked."""
+    normalized = name.replace("\\", "/")
+    return normalized.startswith("/") or (len(normalized) > 1 and normalized[1] == ":") or ".." in normalized.split("/")
+
+
+def _raises(key: str, value: str) -> str:
+    """How a user whose file is real gets past a limit."""
+    return f"{ENV_VAR}={key}={value} raises the limit"
+
+
+def _check_sizes(refused: str, entries: list[tuple[str, int, int]], limits: ArchiveLimits, kind: str,
+                 error: type[UserError], stored_at_most: int | None = None) -> None:
+    """``entries``: (name, declared inflated bytes, bytes stored) per member, checked against the limits."""
+    total = stored_total = 0
+    for name, inflated, stored in entries:
+        total += inflated
+        stored_total += stored
+        if inflated > limits.member_bytes:
+            raise error(f"{refused} {kind} {name!r} would inflate to {_size(inflated)}, more than the "
+                        f"{_size(limits.member_bytes)} allowed per member ({_raises('member', 'SIZE')})")
+        if inflated > limits.ratio_floor and inflated > limits.ratio * stored:
+            ratio = f"{inflated / stored:,.0f}:1" if stored else "nothing stored"
+            raise error(f"{refused} {kind} {name!r} would inflate to {_size(inflated)} from {_size(stored)} stored "
+                        f"({ratio}; real models and data stay below {limits.ratio:g}:1): a decompression bomb "
+                        f"({_raises('ratio', 'N')})")
+        if total > limits.total_bytes:
+            raise error(f"{refused} its members would inflate to more than the {_size(limits.total_bytes)} "
+                        f"allowed in all, reached at {kind} {name!r} ({_raises('total', 'SIZE')})")
+        if stored_at_most is not None and stored_total > stored_at_most:
+            raise error(f"{refused} {kind} {name!r} declares more stored bytes than the file holds "
+                        f"({_size(stored_total)} > {_size(stored_at_most)}): a forged or corrupt zip directory")
+    # Many members each under the floor can still add up to a bomb.
+    if total > limits.ratio_floor and total > limits.ratio * stored_total:
+        largest = max(entries, key=lambda entry: entry[1])[0]
+        raise error(f"{refused} its members would inflate to {_size(total)} from {_size(stored_total)} stored "
+                    f"(more than {limits.ratio:g}:1; the largest is {kind} {largest!r}): a decompression bomb "
+                    f"({_raises('ratio', 'N')})")
+
+
+# --- HDF5 (legacy .h5 models, the weights inside a .keras) -------------------------------------
+
+def check_h5_datasets(h5file, path: str | os.PathLike, what: str, limits: ArchiveLimits | None = None,
+                      error: type[UserError] = UserError) -> None:
+    """Refuse an open HDF5 file (``h5py.File``) whose datasets would read data from elsewhere
+    (a soft or external link, an external or virtual dataset) or declare more than the limits
+    (a dataset declares its shape; what it stores may be nothing). Reads metadata only."""
+    import h5py
+
+    limits = limits or ArchiveLimits.from_env()
+    refused = f"{what} {path} refused:"
+    links = []
+    h5file.visititems_links(lambda name, link: links.append(name) if isinstance(
+        link, (h5py.SoftLink, h5py.ExternalLink)) else None)
+    if links:
+        raise error(f"{refused} HDF5 entry {links[0]!r} is a link, which could read data from elsewhere")
+    entries = []
+
+    def visit(name, item):
+        if not isinstance(item, h5py.Dataset):
+            return
+        if item.external or item.is_virtual:
+            raise error(f"{refused} HDF5 dataset {name!r} keeps its data in other files")
+        declared = math.prod(item.shape or ()) * item.dtype.itemsize if item.shape is not None else 0
+        entries.append((name, declared, item.id.get_storage_size()))
+
+    h5file.visititems(visit)
+    _check_sizes(refused, entries, limits, "HDF5 dataset", error)
