@@ -7,14 +7,16 @@ what is declared. The declarations are read here (``zipfile``'s ``infolist``, h5
 and refused in one line naming the member, before a byte of it is inflated.
 
 The default limits fit real models and data: sizes are generous (a large model's weights run
-to gigabytes), the compression ratio is strict (weights and images compress well below 10:1;
-only constant filler reaches hundreds). ``SLIMDEPLOY_ARCHIVE_LIMITS`` overrides them, e.g.
+to gigabytes), the compression ratio (200:1) applies only to members over 256 MiB (real weights
+compress below 2:1; sparse or mostly-zero data can compress far more, but rarely at that size).
+``SLIMDEPLOY_ARCHIVE_LIMITS`` overrides them, e.g.
 ``member=64G,total=128G`` for a huge model (keys ``member``, ``total``, ``ratio``, ``members``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import io
 import math
 import os
 import re
@@ -34,10 +36,11 @@ MIB = 1 << 20
 class ArchiveLimits:
     member_bytes: int = 16 * GIB  # one member (or HDF5 dataset) inflated
     total_bytes: int = 32 * GIB  # all members together
-    # Inflated/stored above which a member is a bomb, not data; only checked over ``ratio_floor``
-    # bytes, since a small member (config.json, a bias of zeros) costs nothing whatever its ratio.
+    # Inflated/stored above which a member is refused; only checked over ``ratio_floor`` bytes:
+    # real data can compress far more than weights (sorted int64 labels 690:1 at 23 MiB, binarized
+    # images on black 234:1), and a member under the floor costs little whatever its ratio.
     ratio: float = 200.0
-    ratio_floor: int = 16 * MIB
+    ratio_floor: int = 256 * MIB
     members: int = 10_000  # a .keras holds 3 or a few assets, an .npz 4 to 6 arrays
 
     @classmethod
@@ -82,8 +85,15 @@ _ZIP64_LOCATOR = struct.Struct("<4sLQL")
 _ZIP64_EOCD = struct.Struct("<4sQ2H2L4Q")
 
 
-def _declared_member_count(path: Path) -> int | None:
-    """The member count the zip's end record declares; None when it has none (not a zip)."""
+# The smallest central directory entry (APPNOTE 4.3.12: fixed fields, empty name): a directory
+# of N bytes holds at most N / 46 members, whatever count the end record claims.
+_CENTRAL_HEADER_SIZE = 46
+
+
+def _declared_directory(path: Path) -> tuple[int, int] | None:
+    """(member count, central directory bytes) that the zip's end record declares; None when it
+    has none (not a zip). A zip64 field whose zip64 record cannot be read stays 0xFFFF(FFFF),
+    which the callers' limits refuse."""
     size = path.stat().st_size
     with open(path, "rb") as handle:
         tail_start = max(0, size - (_EOCD.size + 0xFFFF))  # the record, then a comment of up to 64 KiB
@@ -92,14 +102,16 @@ def _declared_member_count(path: Path) -> int | None:
         at = tail.rfind(b"PK\x05\x06")
         if at < 0 or at + _EOCD.size > len(tail):
             return None
-        count = _EOCD.unpack_from(tail, at)[4]
+        fields = _EOCD.unpack_from(tail, at)
+        count, directory_bytes = fields[4], fields[5]
         locator_at = at - _ZIP64_LOCATOR.size
-        if count == 0xFFFF and locator_at >= 0 and tail[locator_at:locator_at + 4] == b"PK\x06\x07":
+        if (count == 0xFFFF or directory_bytes == 0xFFFFFFFF) and locator_at >= 0 \
+                and tail[locator_at:locator_at + 4] == b"PK\x06\x07":
             handle.seek(_ZIP64_LOCATOR.unpack_from(tail, locator_at)[2])
             record = handle.read(_ZIP64_EOCD.size)
             if len(record) == _ZIP64_EOCD.size and record[:4] == b"PK\x06\x06":
-                count = _ZIP64_EOCD.unpack(record)[7]
-    return count
+                count, directory_bytes = _ZIP64_EOCD.unpack(record)[7:9]
+    return count, directory_bytes
 
 
 def check_zip_members(path: str | os.PathLike, what: str, limits: ArchiveLimits | None = None,
@@ -112,10 +124,17 @@ def check_zip_members(path: str | os.PathLike, what: str, limits: ArchiveLimits 
     path = Path(path)
     limits = limits or ArchiveLimits.from_env()
     refused = f"{what} {path} refused:"
-    declared = _declared_member_count(path)
-    if declared is not None and declared > limits.members:
-        raise error(f"{refused} it declares {declared:,} archive members, more than the {limits.members:,} "
-                    f"allowed ({_raises('members', 'N')})")
+    # zipfile parses the whole central directory, whatever count the end record gives, so both
+    # the count and the directory's size are checked before it is opened.
+    declared = _declared_directory(path)
+    if declared is not None:
+        count, directory_bytes = declared
+        if max(count, directory_bytes // _CENTRAL_HEADER_SIZE) > limits.members:
+            shown = f"{count:,} archive members" if count > limits.members else \
+                f"a zip directory of {directory_bytes:,} bytes, room for {directory_bytes // _CENTRAL_HEADER_SIZE:,} " \
+                "archive members"
+            raise error(f"{refused} it declares {shown}, more than the {limits.members:,} allowed "
+                        f"({_raises('members', 'N')})")
     try:
         with zipfile.ZipFile(path) as archive:
             members = archive.infolist()
@@ -136,6 +155,55 @@ def check_zip_members(path: str | os.PathLike, what: str, limits: ArchiveLimits 
     return members
 
 
+# The local file header before each member's data (APPNOTE 4.3.7): its name and extra field
+# lengths may differ from the central directory's, so the data offset is read from it.
+_LOCAL_HEADER = struct.Struct("<4s5H3L2H")
+
+
+class StoredMemberWindow(io.RawIOBase):
+    """A seekable, read-only view of an uncompressed (stored) zip member's bytes in the archive
+    file. ``ZipFile.open`` re-reads a member from its start on every backward seek, which makes
+    h5py's many seeks in a large weights member cost seconds to minutes; this seeks directly."""
+
+    def __init__(self, handle, info: zipfile.ZipInfo):
+        super().__init__()
+        handle.seek(info.header_offset)
+        header = handle.read(_LOCAL_HEADER.size)
+        if len(header) != _LOCAL_HEADER.size or header[:4] != b"PK\x03\x04":
+            raise zipfile.BadZipFile(f"no local header for member {info.filename!r}")
+        name_length, extra_length = _LOCAL_HEADER.unpack(header)[9:11]
+        self._handle = handle
+        self._start = info.header_offset + _LOCAL_HEADER.size + name_length + extra_length
+        self._length = info.compress_size
+        self._position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._length}[whence]
+        if base + offset < 0:
+            raise ValueError(f"negative seek position {base + offset}")
+        self._position = base + offset
+        return self._position
+
+    def readinto(self, buffer) -> int:
+        count = max(0, min(len(buffer), self._length - self._position))  # never past the member
+        if count == 0:
+            return 0
+        self._handle.seek(self._start + self._position)
+        view = memoryview(buffer).cast("B")
+        got = self._handle.readinto(view[:count])
+        self._position += got
+        return got
+
+
 def is_escaping_member(name: str) -> bool:
     """A member named ``../x``, ``/x`` or ``C:x`` would be written outside wherever it is unpacked."""
     normalized = name.replace("\\", "/")
@@ -145,6 +213,10 @@ def is_escaping_member(name: str) -> bool:
 def _raises(key: str, value: str) -> str:
     """How a user whose file is real gets past a limit."""
     return f"{ENV_VAR}={key}={value} raises the limit"
+
+
+# What a member over the ratio is: real data can be this compressible too, so not called a bomb outright.
+_TOO_COMPRESSED = "a decompression bomb or data that is almost all zeros"
 
 
 def _check_sizes(refused: str, entries: list[tuple[str, int, int]], limits: ArchiveLimits, kind: str,
@@ -160,8 +232,8 @@ def _check_sizes(refused: str, entries: list[tuple[str, int, int]], limits: Arch
         if inflated > limits.ratio_floor and inflated > limits.ratio * stored:
             ratio = f"{inflated / stored:,.0f}:1" if stored else "nothing stored"
             raise error(f"{refused} {kind} {name!r} would inflate to {_size(inflated)} from {_size(stored)} stored "
-                        f"({ratio}; real models and data stay below {limits.ratio:g}:1): a decompression bomb "
-                        f"({_raises('ratio', 'N')})")
+                        f"({ratio}, above the {limits.ratio:g}:1 allowed for {kind}s over "
+                        f"{_size(limits.ratio_floor)}: {_TOO_COMPRESSED}; {_raises('ratio', 'N')})")
         if total > limits.total_bytes:
             raise error(f"{refused} its members would inflate to more than the {_size(limits.total_bytes)} "
                         f"allowed in all, reached at {kind} {name!r} ({_raises('total', 'SIZE')})")
@@ -172,8 +244,8 @@ def _check_sizes(refused: str, entries: list[tuple[str, int, int]], limits: Arch
     if total > limits.ratio_floor and total > limits.ratio * stored_total:
         largest = max(entries, key=lambda entry: entry[1])[0]
         raise error(f"{refused} its members would inflate to {_size(total)} from {_size(stored_total)} stored "
-                    f"(more than {limits.ratio:g}:1; the largest is {kind} {largest!r}): a decompression bomb "
-                    f"({_raises('ratio', 'N')})")
+                    f"(more than the {limits.ratio:g}:1 allowed over {_size(limits.ratio_floor)}; the largest is "
+                    f"{kind} {largest!r}: {_TOO_COMPRESSED}; {_raises('ratio', 'N')})")
 
 
 # --- HDF5 (legacy .h5 models, the weights inside a .keras) -------------------------------------

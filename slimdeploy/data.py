@@ -205,13 +205,18 @@ def _check_npy_header(archive: zipfile.ZipFile, key: str, path: Path) -> None:
     with archive.open(info) as member:
         try:
             version = npy.read_magic(member)
-            if version not in ((1, 0), (2, 0), (3, 0)):
-                return  # numpy refuses it by itself
-            # 3.0 differs from 2.0 only in the header's text encoding (utf-8 field names).
-            read_header = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
-            shape, _, dtype = read_header(member)
         except ValueError:
-            return
+            return  # not .npy: numpy reads it as raw bytes
+        if version not in ((1, 0), (2, 0), (3, 0)):
+            return  # numpy refuses it by itself
+        # 3.0 differs from 2.0 only in the header's text encoding (utf-8 field names).
+        read_header = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
+        try:
+            shape, _, dtype = read_header(member)
+        except ValueError as exc:
+            # numpy's text for a header over its size limit suggests allow_pickle: not what this is.
+            raise DataError(f"{path}: {name} has a corrupt or oversized .npy header (cut short, unreadable, "
+                            f"or beyond numpy's header size limit)") from exc
         data_bytes = info.file_size - member.tell()
     if dtype.hasobject:
         raise DataError(f"{path}: {PICKLED}")

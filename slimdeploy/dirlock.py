@@ -17,7 +17,8 @@ release; after a kill it stays behind, and the next writer takes it over, with a
 it has succeeded (a failure's one-line error stays the only line).
 
 Within a process each directory is locked once: ``slimdeploy run`` holds its run directory
-and the stages it calls enter the same lock again (a per-process registry). The file is
+and the stages it calls enter the same lock again (a per-process registry); only the thread
+that took it does, another thread is refused as another process would be. The file is
 never opened twice in one process, because closing any descriptor of it would drop a POSIX
 lock the process holds (so no code of this process may read a lock file it holds). Reading
 another process's lock file does not affect that process's lock.
@@ -44,6 +45,7 @@ from typing import Callable
 
 from slimdeploy import fsutil
 from slimdeploy.errors import UserError
+from slimdeploy.rundir import RunDir
 
 try:
     import fcntl
@@ -69,6 +71,10 @@ class _Held:
     created: list[Path] = field(default_factory=list)  # directories the lock made, outermost first
     depth: int = 1
     notice: str | None = None  # a stale lock taken over, told once the writer has succeeded
+    # The thread that took it: only that thread enters it again (a stage inside `run`); another
+    # thread of this process is a second writer, refused like another process.
+    thread: int = field(default_factory=threading.get_ident)
+    holder: dict | None = None  # the details written into the lock file, for that refusal
 
 
 class DirectoryLock:
@@ -87,6 +93,7 @@ class DirectoryLock:
         self.command = command or process_command()
         self.create = create
         self._key: str | None = None
+        self._details: dict | None = None
 
     @classmethod
     def when(cls, wanted: bool, directory, **options):
@@ -97,7 +104,9 @@ class DirectoryLock:
         key = _key(self.directory)
         with _registry:
             held = _held.get(key)
-            if held is not None:  # this process holds it already (a stage inside `slimdeploy run`)
+            if held is not None and held.thread != threading.get_ident():
+                raise UserError(busy_message(self.directory, held.holder, self.hint))
+            if held is not None:  # this thread holds it already (a stage inside `slimdeploy run`)
                 held.depth += 1
             else:
                 _held[key] = self._acquire()
@@ -124,7 +133,7 @@ class DirectoryLock:
         except BaseException:
             _remove_empty(created)
             raise
-        return _Held(fd, self.directory / LOCK_FILE, created, notice=notice)
+        return _Held(fd, self.directory / LOCK_FILE, created, notice=notice, holder=self._holder_details())
 
     def _lock(self) -> tuple[int, str | None]:
         """The locked descriptor, and the notice when a killed writer's lock file was taken over."""
@@ -157,33 +166,60 @@ class DirectoryLock:
         if left is not None and left.get("pid") != os.getpid():
             notice = (f"notice: took over a stale lock of pid {left.get('pid')} ({_shown(left)}) on {self.directory}: "
                       "that process ended without releasing it")
-        info = {"pid": os.getpid(), "command": self.command, "stage": self.stage, "host": socket.gethostname(),
-                "started": datetime.now().astimezone().isoformat(timespec="seconds")}
-        data = (json.dumps(info) + "\n").encode("utf-8")
+        data = (json.dumps(self._holder_details()) + "\n").encode("utf-8")
         # The details only serve the message; a full disk must not stop a writer that holds the lock.
         with contextlib.suppress(OSError):
             os.pwrite(fd, data, 0)
             os.ftruncate(fd, len(data))
         return notice
 
+    def _holder_details(self) -> dict:
+        """What the lock file says of its holder (the same for the registry, taken once)."""
+        if self._details is None:
+            self._details = {"pid": os.getpid(), "command": self.command, "stage": self.stage,
+                             "host": socket.gethostname(),
+                             "started": datetime.now().astimezone().isoformat(timespec="seconds")}
+        return self._details
+
 
 def holds(directory) -> bool:
     """Whether this process holds the lock of ``directory`` or of a directory above it."""
-    key = _key(Path(directory))
     with _registry:
-        return any(key == held or key.startswith(held.rstrip(os.sep) + os.sep) for held in _held)
+        held = list(_held)
+    return any(_inside(Path(directory), Path(key)) for key in held)
 
 
 def writer_directory(out_dir, run_dir=None) -> Path:
     """The directory whose lock guards writing ``out_dir``: the run directory when ``out_dir``
-    lies in it (a run is one unit: its stages read what the others write), else ``out_dir``."""
+    lies in it (a run is one unit: its stages read what the others write), else ``out_dir``.
+    The run directory is ``run_dir`` when given, else the nearest of ``out_dir`` and the
+    directories above it that ``enclosing_run_directory`` recognises: ``export m.keras --out
+    runs/x/exports`` and ``export runs/x`` both write runs/x/exports, so both lock runs/x."""
     out_dir = Path(out_dir)
-    if run_dir is not None:
-        inside = _key(Path(out_dir))
-        root = _key(Path(run_dir))
-        if inside == root or inside.startswith(root.rstrip(os.sep) + os.sep):
-            return Path(run_dir)
-    return out_dir
+    if run_dir is not None and _inside(out_dir, Path(run_dir)):
+        return Path(run_dir)
+    enclosing = enclosing_run_directory(out_dir)
+    return enclosing if enclosing is not None else out_dir
+
+
+def enclosing_run_directory(directory) -> Path | None:
+    """The nearest of ``directory`` and those above it that is a run directory (it holds
+    ``run.json`` or ``dense/``, as ``rundir.RunDir`` lays it out), or None. Spelt relative to
+    the working directory when it lies there, as the user most likely gave it."""
+    absolute = Path(os.path.abspath(directory))
+    for probe in (absolute, *absolute.parents):
+        run = RunDir(probe)
+        if run.run_record.is_file() or run.dense.path.is_dir():
+            try:
+                return probe.relative_to(Path.cwd()) if not Path(directory).is_absolute() else probe
+            except ValueError:
+                return probe
+    return None
+
+
+def _inside(path: Path, root: Path) -> bool:
+    inside, top = _key(path), _key(root)
+    return inside == top or inside.startswith(top.rstrip(os.sep) + os.sep)
 
 
 def contents(directory) -> list[Path]:

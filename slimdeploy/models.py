@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from slimdeploy.archives import check_h5_datasets, check_zip_members
+from slimdeploy.archives import StoredMemberWindow, check_h5_datasets, check_zip_members
 from slimdeploy.config import Recipe, keras_activation, keras_initializer, keras_regularizer, layer_label
 from slimdeploy.errors import ModelFileError, UserError
 from slimdeploy.fsutil import atomic_path
@@ -234,27 +234,29 @@ def check_keras_archive(path: str | os.PathLike, what: str = "model") -> dict:
 
 
 WEIGHTS_MEMBER = "model.weights.h5"  # where Keras 3 keeps a .keras file's weights
-RECOMPRESSED_WEIGHTS_READ = 256 << 20  # bytes: a deflated weights member up to this size is checked in memory
 
 
 def _check_weights_member(path: Path, what: str) -> None:
     """The HDF5 weights inside a ``.keras``: their datasets' declared sizes, from the member's
-    metadata. Keras stores the member uncompressed, so h5py seeks in it and inflates nothing;
-    a recompressed member is read into memory (seeking back in a deflated stream inflates it
-    again from the start) when small, and left to Keras's own guard when large."""
-    import io
+    metadata. Keras stores the member uncompressed, so h5py reads it in place through a window
+    on the archive file (``StoredMemberWindow``); a recompressed member is inflated once into a
+    temporary file (its size already passed the limits), since seeking back in a deflated
+    stream inflates it again from the start."""
+    import shutil
+    import tempfile
 
     import h5py
 
     try:
-        with zipfile.ZipFile(path) as archive:
+        with open(path, "rb") as handle, zipfile.ZipFile(handle) as archive:
             info = archive.getinfo(WEIGHTS_MEMBER)
             if info.compress_type == zipfile.ZIP_STORED:
-                member = archive.open(info)
-            elif info.file_size <= RECOMPRESSED_WEIGHTS_READ:
-                member = io.BytesIO(archive.read(info))
+                member = StoredMemberWindow(handle, info)
             else:
-                return
+                member = tempfile.TemporaryFile()
+                with archive.open(info) as inflating:
+                    shutil.copyfileobj(inflating, member)  # zipfile stops at the declared size
+                member.seek(0)
             with member, h5py.File(member, "r") as h5:
                 check_h5_datasets(h5, path, what, error=ModelFileError)
     except (zipfile.BadZipFile, OSError, ValueError, KeyError, EOFError, zlib.error) as exc:

@@ -189,6 +189,7 @@ def test_keras_and_npz_bombs_are_refused_fast_without_inflating(files, tmp_path)
     results = json.loads(done.stdout.strip().splitlines()[-1])
     for (case_id, args), result in zip(commands.items(), results):
         check(case_id, result["code"], result["stderr"], args[1] if case_id.startswith("adopt") else args[2])
+        print(f"{case_id}: refused in {result['seconds']:.2f} s, peak memory grew {result['growth_mib']:.1f} MiB")  # pytest -s
         assert result["seconds"] < 2, (case_id, result["seconds"])
         assert result["growth_mib"] < 200, (case_id, result["growth_mib"])
     assert not (tmp_path / "adopted").exists() and not (tmp_path / "trained").exists()
@@ -266,6 +267,10 @@ def _forge_declared_size(path: Path, member: str, size: int) -> Path:
     ("total", ArchiveLimits(total_bytes=6000), "more than the 5.9 KiB allowed in all, reached at archive member 'b'"),
     ("forged", ArchiveLimits(), "archive member 'b' would inflate to 4.0 GiB from"),
     ("spread", ArchiveLimits(ratio_floor=2000, ratio=50), "its members would inflate to 2.9 KiB from"),
+    # The end record says 3 members but a directory with room for 20,001: refused from the
+    # numbers alone, before zipfile parses (and allocates) the whole directory.
+    ("directory", ArchiveLimits(), "declares a zip directory of 920,046 bytes, room for 20,001 archive members, "
+                                   "more than the 10,000 allowed"),
 ])
 def test_zip_directory_checks_name_the_member(tmp_path, case, limits, message):
     members = {"a": b"x" * 3000, "b": bytes(4096), "c": b""}
@@ -279,6 +284,11 @@ def test_zip_directory_checks_name_the_member(tmp_path, case, limits, message):
         _forge_declared_size(path, "b", (1 << 32) - 1)
     if case == "spread":  # each member under the floor, together far above the ratio
         path = _zip(tmp_path / "a.zip", {"a": bytes(1500), "b": bytes(1500)})
+    if case == "directory":
+        raw = bytearray(path.read_bytes())
+        at = raw.rfind(b"PK\x05\x06") + 12  # the end record's directory size
+        raw[at:at + 4] = (46 * 20_001).to_bytes(4, "little")
+        path.write_bytes(bytes(raw))
     with pytest.raises(UserError) as refused:
         check_zip_members(path, "data", limits)
     assert str(refused.value).startswith(f"data {path} refused: ") and message in str(refused.value), refused.value
@@ -295,3 +305,57 @@ def test_the_limits_follow_the_environment_variable(monkeypatch, tmp_path):
     result = run_cli_here("train", "--data", str(tmp_path / "many.npz"), "--out", str(tmp_path / "run"), "--quiet")
     check("train-archive-limits-env", result.returncode, result.stderr)
     assert not (tmp_path / "run").exists()
+
+
+def test_compressible_real_data_under_the_ratio_floor_passes(tmp_path):
+    """Real data compresses far beyond 200:1 (sorted labels, binarized images on black): a member
+    of 32 MiB of zeros (about 1000:1) is not refused; the same ratio over 256 MiB is."""
+    path = _write_zip(tmp_path / "sparse.npz", {"x_train.npy": _zeros_deflated(b"", 2)})
+    assert [info.file_size for info in check_zip_members(path, "data")] == [32 << 20]
+    with pytest.raises(UserError, match=r"above the 200:1 allowed for archive members over 16.0 MiB: "
+                                        r"a decompression bomb or data that is almost all zeros"):
+        check_zip_members(path, "data", ArchiveLimits(ratio_floor=16 << 20))
+
+
+def _keras_with_weights(path: Path, source: Path, weights: bytes, compression: int) -> Path:
+    with zipfile.ZipFile(source) as real, zipfile.ZipFile(path, "w", compression) as out:
+        for info in real.infolist():
+            out.writestr(info.filename, weights if info.filename == "model.weights.h5" else real.read(info))
+    return path
+
+
+@pytest.mark.parametrize("compression", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED])
+def test_the_weights_inside_a_keras_file_are_checked_stored_or_recompressed(files, tmp_path, compression):
+    """Keras stores the weights member (read in place); a re-zipped file deflates it (inflated to a
+    temporary file). Either way the real weights pass and a dataset declaring 1 GiB is refused."""
+    import h5py
+
+    from slimdeploy.errors import ModelFileError
+    from slimdeploy.models import check_keras_archive
+
+    with zipfile.ZipFile(files / "mlp.keras") as real:
+        weights = real.read("model.weights.h5")
+    real_path = _keras_with_weights(tmp_path / "real.keras", files / "mlp.keras", weights, compression)
+    assert check_keras_archive(real_path)["class_name"] == "Functional"
+    with h5py.File(tmp_path / "forged.h5", "w") as h5:
+        h5.create_dataset("layers/dense/vars/0", shape=(GIB // 4,), dtype="float32")  # stores nothing
+    forged = _keras_with_weights(tmp_path / "forged.keras", files / "mlp.keras",
+                                 (tmp_path / "forged.h5").read_bytes(), compression)
+    with pytest.raises(ModelFileError, match=r"HDF5 dataset 'layers/dense/vars/0' would inflate to 1.0 GiB from 0 B"):
+        check_keras_archive(forged)
+
+
+def test_an_oversized_npy_header_is_not_called_a_pickle(files, tmp_path):
+    """numpy refuses a header over 10,000 bytes with advice about allow_pickle; the array holds no pickle."""
+    from slimdeploy.data import load_dataset
+    from slimdeploy.errors import DataError
+
+    text = "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 28, 28), }".ljust(20_000 - 10) + "\n"
+    header = b"\x93NUMPY\x01\x00" + struct.pack("<H", len(text)) + text.encode("latin1")
+    with zipfile.ZipFile(files / "small.npz") as real, zipfile.ZipFile(tmp_path / "long.npz", "w") as out:
+        for info in real.infolist():
+            out.writestr(info.filename, header + bytes(3136) if info.filename == "x_train.npy" else real.read(info))
+    with pytest.raises(DataError) as refused:
+        load_dataset(tmp_path / "long.npz", validation_size=10)
+    assert str(refused.value) == f"{tmp_path / 'long.npz'}: x_train.npy has a corrupt or oversized .npy header " \
+                                 "(cut short, unreadable, or beyond numpy's header size limit)"

@@ -23,7 +23,7 @@ import pytest
 
 from conftest import REPO, run_cli_here
 from slimdeploy import dirlock, fsutil
-from slimdeploy.dirlock import LOCK_FILE, DirectoryLock
+from slimdeploy.dirlock import LOCK_FILE, DirectoryLock, writer_directory
 from slimdeploy.errors import UserError
 
 # Shortest real benchmark: one runtime, one batch, one worker, a few calls.
@@ -32,6 +32,8 @@ FAST_BENCH = ("--runtime", "onnxruntime", "--batch", "1", "--min-iters", "10", "
 # The refusal, as docs/errors.md is to list it (rows proposed with this test).
 REFUSED = re.compile(r"slimdeploy (?P<command>\w+): error: (?P<dir>.+) is being written by pid (?P<pid>\d+) "
                      r"\((?P<holder>.+), since \d\d:\d\d:\d\d\); wait for it or choose another --out")
+# A refused writer answers at once; this allows for an in-process start-up on a busy CI machine.
+REFUSED_WITHIN_SECONDS = 15
 HOLDER_SCRIPT = ("import sys; from slimdeploy.dirlock import DirectoryLock\n"
                  "with DirectoryLock(sys.argv[1], stage='export', command='slimdeploy export somewhere'):\n"
                  "    print('held', flush=True); sys.stdin.read()\n")
@@ -107,8 +109,18 @@ def paused_holder(process: subprocess.Popen, directory: Path):
         os.kill(process.pid, signal.SIGCONT)
 
 
-def assert_refused(result, command: str, directory: Path, holder: subprocess.Popen, released: threading.Event) -> None:
+def refused_cli_here(*args: str, cwd: Path) -> tuple[subprocess.CompletedProcess, float]:
+    """``run_cli_here`` and the seconds it took."""
+    started = time.monotonic()
+    result = run_cli_here(*args, cwd=cwd)
+    return result, time.monotonic() - started
+
+
+def assert_refused(result, command: str, directory: Path, holder: subprocess.Popen, released: threading.Event,
+                   seconds: float) -> None:
     assert not released.is_set(), "the second writer waited for the first instead of being refused"
+    # At once: not after the work a writer does before it locks (the watchdog only ends a hang).
+    assert seconds < REFUSED_WITHIN_SECONDS, f"refused after {seconds:.1f} s"
     assert result.returncode == 2, result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, result.stderr
@@ -155,6 +167,68 @@ def test_a_lock_is_refused_to_another_process_entered_again_by_its_own_and_taken
     assert not (tmp_path / "new").exists()
 
 
+def test_an_output_inside_a_run_directory_is_guarded_by_the_runs_lock(tiny_run, tmp_path, monkeypatch):
+    # `export runs/x` locks runs/x; `export m.keras --out runs/x/exports` writes the same files.
+    run_dir = tmp_path / "runs" / "x"
+    (run_dir / "dense").mkdir(parents=True)
+    model = tmp_path / "m.keras"
+    shutil.copy(tiny_run / "dense" / "model.keras", model)
+    recorded = tmp_path / "recorded"  # a run known by its run.json alone (before train made dense/)
+    recorded.mkdir()
+    (recorded / "run.json").write_text("{}")
+    assert writer_directory(run_dir / "exports") == run_dir
+    assert writer_directory(run_dir / "exports" / "m") == run_dir
+    assert writer_directory(run_dir) == run_dir
+    assert writer_directory(recorded / "report") == recorded
+    assert writer_directory(tmp_path / "elsewhere" / "exports") == tmp_path / "elsewhere" / "exports"
+    monkeypatch.chdir(tmp_path)
+    assert writer_directory(Path("runs/x/exports")) == Path("runs/x")  # spelt as given
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER_SCRIPT, str(run_dir)], cwd=REPO, stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        result, seconds = refused_cli_here("export", str(model), "--target", "onnx", "--out", str(run_dir / "exports"),
+                                           "--quiet", cwd=tmp_path)
+        # bench locks before it reads its sources (seconds of hashing and checks for a large
+        # model): told "busy" first, even by a source it would refuse.
+        (tmp_path / "garbage.onnx").write_bytes(b"not a model")
+        bench, bench_seconds = refused_cli_here("bench", str(tmp_path / "garbage.onnx"), "--out",
+                                                str(run_dir / "elsewhere.json"), "--quiet", cwd=tmp_path)
+    finally:
+        holder.communicate("")  # its stdin closed: it releases the lock and ends
+    assert result.returncode == 2, result.stderr
+    assert f"{run_dir} is being written by pid {holder.pid} (slimdeploy export somewhere, since " in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert seconds < REFUSED_WITHIN_SECONDS
+    assert bench.returncode == 2 and bench_seconds < REFUSED_WITHIN_SECONDS, bench.stderr
+    assert re.fullmatch(rf"slimdeploy bench: error: {re.escape(str(run_dir))} is being written by pid {holder.pid} "
+                        r"\(slimdeploy export somewhere, since \d\d:\d\d:\d\d\); wait for it or choose another --out\n",
+                        bench.stderr), bench.stderr
+    assert not (run_dir / "exports").exists()
+    assert not (run_dir / LOCK_FILE).exists()  # the holder released it; the refused export left nothing
+
+
+def test_another_thread_of_the_holding_process_is_refused(tmp_path):
+    refused = []
+
+    def second_writer():
+        try:
+            with DirectoryLock(tmp_path, stage="export"):
+                pass
+        except UserError as exc:
+            refused.append(str(exc))
+
+    with DirectoryLock(tmp_path, stage="bench", command="slimdeploy bench here"):
+        thread = threading.Thread(target=second_writer)
+        thread.start()
+        thread.join()
+        assert (tmp_path / LOCK_FILE).exists()  # the refusal left the holder's lock alone
+    assert len(refused) == 1
+    assert re.fullmatch(rf"{re.escape(str(tmp_path))} is being written by pid {os.getpid()} \(slimdeploy bench here, "
+                        r"since \d\d:\d\d:\d\d\); wait for it or choose another --out", refused[0]), refused[0]
+    assert not (tmp_path / LOCK_FILE).exists()
+
+
 @pytest.mark.slow
 def test_two_exports_into_one_run_one_is_refused_at_once(exported_run, tmp_path):
     run_dir = tmp_path / "run"
@@ -163,8 +237,8 @@ def test_two_exports_into_one_run_one_is_refused_at_once(exported_run, tmp_path)
     first = start(*args, cwd=tmp_path)
     with paused_holder(first, run_dir) as released:
         # --force as well: without the lock, this export would remove the first one's staging directory.
-        second = run_cli_here(*args, cwd=tmp_path)
-        assert_refused(second, "export", run_dir, first, released)
+        second, seconds = refused_cli_here(*args, cwd=tmp_path)
+        assert_refused(second, "export", run_dir, first, released, seconds)
     _, stderr = first.communicate(timeout=300)
     assert first.returncode == 0, stderr
     manifest = json.loads((run_dir / "exports" / "export.json").read_text())
@@ -192,8 +266,8 @@ def test_two_benches_into_one_run_one_is_refused_at_once(exported_run, tmp_path)
     args = ("bench", str(run_dir), *FAST_BENCH, "--quiet")
     first = start(*args, cwd=tmp_path)
     with paused_holder(first, run_dir) as released:
-        second = run_cli_here(*args, cwd=tmp_path)
-        assert_refused(second, "bench", run_dir, first, released)
+        second, seconds = refused_cli_here(*args, cwd=tmp_path)
+        assert_refused(second, "bench", run_dir, first, released, seconds)
     _, stderr = first.communicate(timeout=300)
     assert first.returncode == 0, stderr
     assert_bench_intact(run_dir)

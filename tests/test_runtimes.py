@@ -131,3 +131,58 @@ def test_a_wrong_input_shape_is_refused(onnx_models):  # noqa: F811
     with registry.open_session("onnxruntime", onnx_models["dense"], 4, 1) as session:
         with pytest.raises(ValueError, match="does not fit"):
             session.set_input(np.zeros((4, 32, 32), np.float32))
+
+
+# --- the full artifact checks and the bench worker's timed load --------------------------------
+
+@pytest.fixture(scope="module")
+def runnable_but_refused(onnx_models, tmp_path_factory) -> dict:  # noqa: F811
+    """Files the runtimes run but slimdeploy's full checks refuse: an ONNX model with an unused
+    initializer shorter than its dims say, an IR whose .bin has bytes its Const layers never read."""
+    import shutil
+
+    import onnx
+
+    from test_bench_artifacts import openvino_ir
+
+    base = tmp_path_factory.mktemp("refused_by_checks")
+    model = onnx.load(str(onnx_models["structured"]))
+    unused = onnx.helper.make_tensor("unused", onnx.TensorProto.FLOAT, [4], [0.0] * 4)
+    unused.ClearField("float_data")
+    unused.raw_data = b"\0" * 8  # 4 floats declared, 2 held
+    model.graph.initializer.append(unused)
+    onnx.save(model, str(base / "short.onnx"))
+    shutil.copy(onnx_models["structured"], base / "plain.onnx")
+    xml = openvino_ir(base / "plain.onnx", base / "padded.xml")
+    with open(xml.with_suffix(".bin"), "ab") as weights:
+        weights.write(b"\0" * 16)
+    return {"onnxruntime": base / "short.onnx", "openvino": xml}
+
+
+@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
+def test_a_session_checks_its_file_in_full_unless_the_caller_has(runnable_but_refused, runtime):
+    from slimdeploy.errors import ModelFileError
+    from slimdeploy.onnxsafety import CHECKED_OPTION
+
+    artifact = runnable_but_refused[runtime]
+    with pytest.raises(ModelFileError, match="is malformed"):  # a library caller, export verification
+        registry.open_session(runtime, artifact, 2, 1)
+    # The bench worker: the parent checked the file; its timed load is the runtime's alone.
+    with registry.open_session(runtime, artifact, 2, 1, {CHECKED_OPTION: True}) as session:
+        assert session.infer(np.zeros((2, 28, 28), np.float32)).shape == (2, 10)
+
+
+def test_the_bench_workers_timed_load_leaves_the_full_checks_to_the_parent(runnable_but_refused):
+    from slimdeploy.bench.harness import MeasureParams
+    from slimdeploy.bench.settings import BenchSettings
+    from slimdeploy.bench.worker import run_job
+
+    settings = BenchSettings(min_iters=3, min_time=0.0, max_iters=3, warmup_iters=0, instances=1, processes=1)
+    events = []
+    for runtime, artifact in runnable_but_refused.items():
+        job = {"runtime": runtime, "threads": 1, "mode": "latency", "measure": MeasureParams.from_settings(settings),
+               "groups": [{"batch": 1, "cells": [{"id": "c", "model": "m", "artifact": str(artifact)}]}]}
+        run_job(job, lambda event, **fields: events.append((event, fields)))
+    cells = [fields["cell"] for event, fields in events if event == "cell"]
+    assert [(cell["status"], cell["error"]) for cell in cells] == [("ok", None), ("ok", None)]
+    assert all(cell["load_seconds"] > 0 for cell in cells)

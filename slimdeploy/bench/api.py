@@ -16,7 +16,7 @@ from slimdeploy.bench.plan import JobSpec, Plan, make_plan, shown_path
 from slimdeploy.bench.results import base_cell, finish_cell, load_previous, merge_records, unavailable_cell
 from slimdeploy.bench.runner import run_job
 from slimdeploy.bench.settings import BenchSettings
-from slimdeploy.bench.sources import resolve_sources
+from slimdeploy.bench.sources import is_lone_export, resolve_sources
 from slimdeploy.config import refuse_changed_settings
 from slimdeploy.dirlock import DirectoryLock, writer_directory
 from slimdeploy.errors import UserError
@@ -75,12 +75,31 @@ def run_bench(sources, settings: BenchSettings | None = None, out=None, *, force
     The result is bench.json's content (a dict, as ``BenchResults.to_json`` writes it).
     """
     started = time.perf_counter()
-    settings, resolved, availability, plan = prepare(sources, settings)
-    out = Path(out) if out is not None else default_out(resolved)
-    # One writer at a time: a second bench here would interleave its cells with this one's.
-    with DirectoryLock(writer_directory(out.parent, resolved.run_dir), stage="bench"):
-        return _run_locked(out, settings, resolved, availability, plan, sources, started, force=force, resume=resume,
-                           progress=progress, on_event=on_event)
+    given_out = out
+    # One writer at a time: a second bench here would interleave its cells with this one's. The
+    # lock is taken before prepare (which hashes and checks every artifact: seconds for a large
+    # model), so a second bench hears "busy" at once; the directory is foreseen from the paths.
+    with DirectoryLock(_foreseen_writer_directory(sources, given_out), stage="bench"):
+        settings, resolved, availability, plan = prepare(sources, settings)
+        out = Path(given_out) if given_out is not None else default_out(resolved)
+        # The same lock entered again, unless prepare saw the sources otherwise than foreseen.
+        with DirectoryLock(writer_directory(out.parent, resolved.run_dir), stage="bench"):
+            return _run_locked(out, settings, resolved, availability, plan, sources, started, force=force,
+                               resume=resume, progress=progress, on_event=on_event)
+
+
+def _foreseen_writer_directory(sources, out) -> Path:
+    """The directory ``run_bench`` will lock, from the paths alone: ``out``'s, or for the default
+    output the run directory ``resolve_sources`` takes (its first source directory that is not a
+    lone model's export directory), else the working directory's. A guess that prepare proves
+    wrong only costs the lock of the right directory taken after it."""
+    if out is not None:
+        return writer_directory(Path(out).parent)
+    for raw in _as_list(sources):
+        path = Path(raw)
+        if path.is_dir() and not is_lone_export(path):
+            return path  # default_out's directory, which writer_directory(out.parent, run_dir) gives
+    return writer_directory(Path(BENCH_FILE).parent)
 
 
 def _run_locked(out: Path, settings: BenchSettings, resolved, availability: dict, plan: Plan, sources, started: float, *,

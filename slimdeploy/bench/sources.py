@@ -67,6 +67,11 @@ class Sources:
         return next(iter(self.models))
 
 
+def is_lone_export(path: Path) -> bool:
+    """An export directory of a lone model file (`export model.keras` -> exports/model/), not a run."""
+    return path.is_dir() and ExportDir(path).manifest.is_file() and not RunDir(path).dense.path.is_dir()
+
+
 def resolve_sources(sources, model_filter=None, sparse_rate: float | None = None, runtimes=None) -> Sources:
     """The models of ``sources``; with ``sparse_rate``, each int8 variant of a model with zeros
     also gets its OpenVINO-only sparse twin (``add_sparse_twins``). ``runtimes``: the ones the
@@ -82,8 +87,7 @@ def resolve_sources(sources, model_filter=None, sparse_rate: float | None = None
         if not path.exists():
             raise UserError(f"source {path} does not exist")
         manifest = ExportDir(path).manifest
-        if path.is_dir() and manifest.is_file() and not RunDir(path).dense.path.is_dir():
-            # An export directory of a lone model file (`export model.keras` -> exports/model/).
+        if is_lone_export(path):
             if not _add_export(manifest, models, notes, {}, Path.cwd()):
                 raise UserError(f"{manifest} lists no valid artifact (run `slimdeploy export` again)")
         elif path.is_dir():

@@ -41,6 +41,7 @@ def run_job(job: dict, emit) -> None:
     from slimdeploy.bench.crosscheck import crosscheck_session
     from slimdeploy.bench.harness import MeasureParams, measure_alone, measure_interleaved, warm_up
     from slimdeploy.bench.inputs import group_range, make_input
+    from slimdeploy.onnxsafety import CHECKED_OPTION
     from slimdeploy.runtimes.registry import can_crosscheck, open_session, plugin
     from slimdeploy.runtimes.session import INPUT_DIMS
 
@@ -62,6 +63,9 @@ def run_job(job: dict, emit) -> None:
             emit("model_loading", group=group_index, id=cell["id"], model=cell["model"])
             record = {"id": cell["id"], "status": "ok", "error": None, "artifact": cell["artifact"]}
             cell_options = {**options, **cell.get("session_options", {})}  # the model's own on top of the group's
+            # The parent checked every artifact in full before starting this worker (bench.artifacts
+            # inspect_artifact): the timed load and its memory are the runtime's alone, as before those checks.
+            cell_options[CHECKED_OPTION] = True
             try:
                 peak_before = peak_rss_mb()
                 start = time.perf_counter()

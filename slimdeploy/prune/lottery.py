@@ -151,12 +151,16 @@ def prune_run(run_dir, settings: PruneSettings, *, resume: bool = False, force: 
     ``Dataset``. ``settings.reset`` None resolves per run (``PruneSettings.for_run``). While
     another process writes the run (``dirlock``), a ``UserError`` names it.
     """
-    plan = _plan(run_dir, settings, resume=resume, force=force, data=data, data_override=data_override)
-    # One writer of the run at a time; the mode directory is looked at again under the lock,
-    # since another prune may have made it meanwhile.
-    with DirectoryLock(plan.run.root, stage="prune", hint="wait for it to finish"):
-        _refuse_existing_mode(plan.run.mode(plan.settings.mode), resume=resume, force=force)
-        return _prune(plan, resume=resume, force=force, progress=progress, data_override=data_override)
+    # One writer of the run at a time, taken before the model and the data load so that a second
+    # writer hears "busy" at once. Only around an existing directory: a missing run directory
+    # gets _plan's own error, not one from making it.
+    with DirectoryLock.when(Path(run_dir).is_dir(), run_dir, stage="prune", hint="wait for it to finish"):
+        plan = _plan(run_dir, settings, resume=resume, force=force, data=data, data_override=data_override)
+        # Entered again (the same lock when taken above); the mode directory is looked at again
+        # under it, since another prune may have made it meanwhile.
+        with DirectoryLock(plan.run.root, stage="prune", hint="wait for it to finish"):
+            _refuse_existing_mode(plan.run.mode(plan.settings.mode), resume=resume, force=force)
+            return _prune(plan, resume=resume, force=force, progress=progress, data_override=data_override)
 
 
 def _refuse_existing_mode(mode: ModeDir, *, resume: bool, force: bool) -> None:

@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from slimdeploy import __version__, environment, fsutil
+from slimdeploy.dirlock import DirectoryLock, writer_directory
 from slimdeploy.errors import UserError
 from slimdeploy.report import answer, ci, document, facts, html, markdown, merge, plots, timesplit
 from slimdeploy.report.load import ReportInputs, load_source
@@ -37,7 +38,9 @@ def make_report(source: str | Path, settings: ReportSettings | None = None, out_
     _check_out_dir(out, force)
     doc, figures = build(inputs, settings)
     try:
-        written = _write_views(inputs, settings, doc, figures, out)
+        with _writer_lock(out):
+            _check_out_dir(out, force)  # again under the lock: another writer may have made it meanwhile
+            written = _write_views(inputs, settings, doc, figures, out)
     except OSError as exc:
         raise UserError(f"cannot write the report to {out}: {exc.strerror or exc}") from exc
     if settings.step_summary:
@@ -70,7 +73,9 @@ def write_merged_report(inputs: merge.MergedInputs, settings: ReportSettings, ou
                               "plots": sorted(figures), "settings": settings.to_dict(),
                               "versions": _versions()}}
     try:
-        written = _write_files(out, figures, {f: views[f] for f in formats})
+        with _writer_lock(out):
+            _check_out_dir(out, force)  # again under the lock: another writer may have made it meanwhile
+            written = _write_files(out, figures, {f: views[f] for f in formats})
     except OSError as exc:
         raise UserError(f"cannot write the report to {out}: {exc.strerror or exc}") from exc
     if settings.step_summary:
@@ -127,6 +132,14 @@ def _write_files(out: Path, figures: dict, views: dict) -> list[str]:
             written.append(FORMAT_FILES[fmt])
         _shareable(staging)
     return written
+
+
+def _writer_lock(out: Path) -> DirectoryLock:
+    """The lock held while the report is written: of the directory its temporary is built in
+    (``out``'s parent, or the run directory enclosing it), so that ``run``, which removes stale
+    temporaries there under that lock, never deletes a live report's. Not ``out`` itself: it is
+    replaced whole, lock file and all."""
+    return DirectoryLock(writer_directory(out.parent), stage="report")
 
 
 def _shareable(directory: Path) -> None:

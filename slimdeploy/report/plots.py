@@ -129,8 +129,12 @@ def machine_speedup_plot(panels: list[dict], machines: list[str], dpi: int = 110
         ax.set_ylabel("speedup (×)")
         ax.set_title(f"{panel['title']}: above 1, faster", fontsize=10)
         ax.grid(axis="y", alpha=0.3)
-    fig.legend(fontsize=8, loc="outside lower center", ncol=min(2, len(machines)))
     fig.suptitle("Speedup on each machine (whiskers: bootstrap interval), never averaged", fontsize=11)
+    # Above the first panel, where reading starts (a legend under a tall stack of panels is found
+    # last); on the axes, because a figure legend "outside upper" overlaps the suptitle.
+    handles = {label: handle for ax in axes.flat for handle, label in zip(*ax.get_legend_handles_labels())}
+    axes.flat[0].legend(handles.values(), handles.keys(), fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.1),
+                        ncol=min(3, len(handles)), frameon=False)
     return _png(fig, dpi)
 
 

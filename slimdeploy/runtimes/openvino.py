@@ -40,14 +40,17 @@ def availability() -> Availability:
     return package_availability("openvino", ("openvino",), "pip install openvino")
 
 
-def _read_model(core, artifact):
+def _read_model(core, artifact, checked: bool = False):
     """The model, after the checks the bench makes before any worker starts (repeated here for
-    library callers and export verification, which open files without that inspection)."""
+    library callers and export verification, which open files without that inspection).
+    ``checked``: the caller made them on this file (the bench worker, whose load is timed:
+    ``onnxsafety.CHECKED_OPTION``); only an ONNX file's external data paths are checked again."""
     if str(artifact).endswith(".onnx"):
         from slimdeploy.onnxsafety import check_onnx_file
 
-        check_onnx_file(artifact)  # external data outside its directory, malformed tensors: refused, never read
-    elif str(artifact).endswith(".xml"):
+        # External data outside its directory (always), malformed tensors: refused, never read.
+        check_onnx_file(artifact, full=not checked)
+    elif str(artifact).endswith(".xml") and not checked:
         from slimdeploy.bench.artifacts import check_openvino_ir
 
         check_openvino_ir(artifact, "OpenVINO IR")  # a DOCTYPE, a .bin of another length: refused
@@ -74,7 +77,9 @@ class OpenVinoSession(Session):
         if precision not in PRECISIONS:
             raise ValueError(f"unknown OpenVINO precision {precision!r}")
         core = ov.Core()
-        model = _read_model(core, self.artifact)
+        from slimdeploy.onnxsafety import CHECKED_OPTION
+
+        model = _read_model(core, self.artifact, checked=bool(self.options.get(CHECKED_OPTION)))
         if len(model.inputs) != 1:
             raise ValueError(f"{self.artifact} has {len(model.inputs)} inputs; slimdeploy benchmarks single-input models")
         partial = model.inputs[0].get_partial_shape()
