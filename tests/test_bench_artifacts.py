@@ -62,8 +62,11 @@ def onnx_mlp(path: Path, layers, input_dims=("N", 28, 28)) -> Path:
 def openvino_ir(onnx_path: Path, xml_path: Path | None = None) -> Path:
     import openvino as ov
 
+    from slimdeploy.quiet import openvino_telemetry_off
+
     xml_path = xml_path or onnx_path.with_suffix(".xml")
-    ov.save_model(ov.convert_model(str(onnx_path)), str(xml_path), compress_to_fp16=False)
+    with openvino_telemetry_off():  # as slimdeploy converts: no telemetry sender forked offline
+        ov.save_model(ov.convert_model(str(onnx_path)), str(xml_path), compress_to_fp16=False)
     return xml_path
 
 
