@@ -191,6 +191,17 @@ def _unavailable_runtimes(inputs: ReportInputs) -> list[str]:
     return lines
 
 
+def speedup_text(c: dict) -> str:
+    """A comparison's speedup with its interval: ``2.99x (2.66–3.42)``."""
+    interval = f" ({c['ci_low']:.2f}–{c['ci_high']:.2f})" if c.get("ci_low") is not None and c.get("ci_high") is not None else ""
+    return f"{c['speedup']:.2f}x{interval}"
+
+
+def verdict_text(c: dict) -> str:
+    """A comparison's verdict, marked when one of its cells was flagged unstable."""
+    return c["verdict"] + (" (unstable cell)" if c.get("unstable") else "")
+
+
 def _comparisons_section(inputs: ReportInputs) -> Section:
     comps = [c for group in facts.comparison_groups(inputs).values() for c in group]
     if not comps:
@@ -205,15 +216,14 @@ def _comparisons_section(inputs: ReportInputs) -> Section:
         "Efficiency", "Verdict", "Baseline p50 (ms)", "Model p50 (ms)"]
     rows = []
     for c in comps:
-        interval = f" ({c['ci_low']:.2f}–{c['ci_high']:.2f})" if c.get("ci_low") is not None and c.get("ci_high") is not None else ""
         rows.append(
             [facts.runtime_name(c["runtime"]), f"{c['model']} vs {c.get('baseline', 'dense')}", str(c["batch"])]
             + ([str(c.get("threads", "–"))] if threads else []) + ([str(c.get("mode", "–"))] if mode else [])
             + ([facts.settings_text(c) or "–"] if settings else [])
-            + [f"{c['speedup']:.2f}x{interval}",
+            + [speedup_text(c),
                f"{c['ideal_speedup']:.2f}x" if facts.number(c.get("ideal_speedup")) else "–"]
             + ([f"{c['nonzero_ideal_speedup']:.2f}x" if facts.number(c.get("nonzero_ideal_speedup")) else "–"] if sparse else [])
-            + [fmt_pct(c.get("efficiency")), c["verdict"] + (" (unstable cell)" if c.get("unstable") else ""),
+            + [fmt_pct(c.get("efficiency")), verdict_text(c),
                fmt_num(c.get("baseline_p50_ms")), fmt_num(c.get("model_p50_ms"))]
         )
     explain = Paragraph(

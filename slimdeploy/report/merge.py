@@ -276,8 +276,7 @@ def speedup_words(c: dict | None) -> str:
         return "not measured"
     if FAILED in c:
         return FAILED
-    interval = f" ({c['ci_low']:.2f}–{c['ci_high']:.2f})" if c.get("ci_low") is not None and c.get("ci_high") is not None else ""
-    return f"{c['speedup']:.2f}x{interval} {c['verdict']}" + (" (unstable cell)" if c.get("unstable") else "")
+    return f"{document.speedup_text(c)} {document.verdict_text(c)}"
 
 
 def pair_table(pair: PairRows, machines: list[str]) -> Table:
