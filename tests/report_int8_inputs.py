@@ -50,8 +50,8 @@ def comparison(model: str, baseline: str, cells: dict, question: str) -> dict:
     ideal = mlp_flops(WIDTHS[BASE.get(baseline, baseline)]) / mlp_flops(WIDTHS[BASE.get(model, model).replace("-int8-sparse", "")])
     record = {"model": model, "baseline": baseline, "runtime": cell["runtime"], "batch": cell["batch"], "threads": 1,
               "mode": "latency", "settings": {}, "question": question, "speedup": speedup, "ci_low": low, "ci_high": high,
-              "confidence": 0.95, "ideal_speedup": ideal, "efficiency": speedup / ideal, "verdict": verdict(low, high),
-              "threshold": 0.05, "baseline_p50_ms": base["stats"]["p50_ms"], "model_p50_ms": cell["stats"]["p50_ms"]}
+              "confidence": 0.95, "ideal_speedup": ideal, "efficiency": speedup / ideal, "verdict": verdict(speedup, low, high),
+              "p50_speedup": speedup, "threshold": 0.05, "baseline_p50_ms": base["stats"]["p50_ms"], "model_p50_ms": cell["stats"]["p50_ms"]}
     if "int8" in model:
         record["ideal_assumes"] = IDEAL_ASSUMES
     return record

@@ -76,6 +76,9 @@ def test_report_of_a_previous_version_run(tmp_path):
         row = [line for line in page.splitlines()
                if line.startswith(f"| {runtime_name(comparison['runtime'])} | {comparison['model']} vs {comparison['baseline']} |")]
         assert row and comparison["verdict"] in row[0], comparison
+    # Its speedups are ratios of medians judged by the former rule, and the report says so.
+    assert "this bench.json predates the paired estimate" in page
+    assert "median over interleaved rounds" not in page
     # The input files are read, never rewritten.
     for name in RECORDS:
         assert json.loads((run_dir / name).read_text()) == read(name)

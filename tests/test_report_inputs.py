@@ -98,7 +98,7 @@ def make_bench(seed: int = 0, *, runtimes=("onnxruntime", "openvino"), batches=(
                                     "threads": 1, "mode": "latency", "settings": {}, "speedup": speedup, "ci_low": low,
                                     "ci_high": high, "confidence": 0.95, "ideal_speedup": ideal,
                                     "nonzero_ideal_speedup": nonzero_ideal, "efficiency": speedup / ideal,
-                                    "verdict": verdict(low, high), "threshold": 0.05,
+                                    "verdict": verdict(speedup, low, high), "p50_speedup": speedup, "threshold": 0.05,
                                     "baseline_p50_ms": by_model["dense"]["stats"]["p50_ms"],
                                     "model_p50_ms": by_model[model]["stats"]["p50_ms"]})
     return {"schema_version": 1, "tool": "slimdeploy 0.1.0", "created": "2026-11-20T10:00:00+00:00", "complete": True,

@@ -136,6 +136,8 @@ def test_two_machines_make_one_report_with_a_column_each(benches, tmp_path):
     for machine in printed["machines"]:
         assert machine["decision"] and machine["decision"][0].startswith("On ONNX Runtime")
         assert f"**{machine['label']}:** {' '.join(machine['decision'])}" in md
+    # Real benches: their speedups are the paired estimates, and the report says how they were made.
+    assert "Speedup is the median over interleaved rounds" in md
 
     # One row per runtime and batch, one column per machine, each machine's own numbers: the arm
     # machine's doubled figures in its column, "not measured" where it did not run batch 8, and

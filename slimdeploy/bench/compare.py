@@ -2,21 +2,24 @@
 mode and settings: speedup with a bootstrap interval, the FLOP ratio it could reach, and
 a verdict.
 
-``speedup`` is baseline p50 / model p50 over all samples. Its 95% interval is the union of
-two bootstrap intervals, and the verdict is taken on that union:
+``speedup`` is the paired estimate when the cells recorded their interleaved rounds: the
+median over rounds of (the round's baseline block median / the same round's model block
+median), with ``round_interval`` (``stats.process_round_interval``: worker processes
+resampled, then whole rounds within each) as its 95% interval. A round's two blocks ran side
+by side, so drift that slows both alike cancels in its ratio. Over three back-to-back benches
+of the article's fp32 and INT8 variants (2-core test machine, ONNX Runtime and OpenVINO), the
+paired estimate moved less between runs than the ratio of the cells' overall medians: median
+standard deviation 0.7% against 2.1% in one triple, 1.8-2.1% against 3.3-3.7% in a noisier one
+(overall medians of a cell whose latency has two modes sit in one or the other). The verdict is
+``stats.verdict`` on that estimate and interval.
 
-- ``sample_interval``: ``stats.speedup_interval`` on the raw samples (every call independent).
-  When a cell holds more than ``MAX_BOOTSTRAP_SAMPLES`` samples it is thinned evenly (every
-  k-th sample, so every block stays represented): faster, and only ever wider.
-- ``round_interval``: ``stats.process_round_interval`` over the interleaved rounds (a round's
-  baseline block against the same round's model block in the same worker process; worker
-  processes resampled, then whole rounds within each). Latencies on
-  a busy machine come in bursts; treating calls as independent then gives intervals much
-  narrower than the run-to-run spread, and verdicts that flip between runs. Rounds are the
-  honest unit, so the union is what a verdict can stand on.
+Still recorded: ``p50_speedup`` (baseline p50 / model p50 over all samples) and
+``sample_interval`` (``stats.speedup_interval`` on the raw samples, thinned evenly to at most
+``MAX_BOOTSTRAP_SAMPLES``). Cells without recorded rounds (files from before them, a
+hand-edited file) fall back to those two.
 
-``verdict_interval`` computes that union for two cell records; the regression gate
-(``report/gate.py``) judges on it too.
+``verdict_interval`` computes both intervals for two cell records; the regression gate
+(``report/gate.py``) judges across two runs, where rounds are not paired, on their union.
 
 Every model of a group was measured interleaved in one worker, so any two can be compared.
 Each comparison names the ``question`` it answers (``comparison_pairs``):
@@ -98,9 +101,9 @@ class SpeedupInterval:
 
 def verdict_interval(base: dict, cell: dict, *, confidence: float = 0.95, resamples: int = 2000,
                      seed: int = 0) -> SpeedupInterval:
-    """The interval of median(base) / median(cell) for two cell records: the thinned per-call
-    interval united with the process/round one (see the module docstring). The comparisons and
-    the regression gate both judge on it."""
+    """Both intervals for two cell records (see the module docstring): ``rounds`` carries the
+    paired estimate and interval the comparisons judge on; ``low``/``high`` unite it with the
+    thinned per-call interval, which the regression gate judges on across two runs."""
     _, s_low, s_high = stats.speedup_interval(thin(base["samples_ms"]), thin(cell["samples_ms"]),
                                               confidence=confidence, resamples=resamples, seed=seed)
     rounds = _round_interval(base, cell, confidence, resamples, seed)
@@ -154,8 +157,9 @@ def compare(cells: list, models: dict, baseline: str, *, threshold: float = stat
             base, cell = group[against], group[name]
             base_info = models.get(against, {})
             interval = verdict_interval(base, cell, confidence=confidence, resamples=resamples, seed=seed)
-            speedup = base["stats"]["p50_ms"] / cell["stats"]["p50_ms"]
-            low, high, rounds = interval.low, interval.high, interval.rounds
+            p50_speedup = base["stats"]["p50_ms"] / cell["stats"]["p50_ms"]
+            rounds = interval.rounds
+            speedup, low, high = rounds[:3] if rounds else (p50_speedup, *interval.sample_interval)
             info = models.get(name, {})
             ideal = _ratio(base_info.get("flops"), info.get("flops"))
             record = {
@@ -178,7 +182,8 @@ def compare(cells: list, models: dict, baseline: str, *, threshold: float = stat
                 "round_interval": [rounds[1], rounds[2]] if rounds else None,
                 "round_speedup": rounds[0] if rounds else None,
                 "rounds": rounds[3] if rounds else 0,
-                "verdict": stats.verdict(low, high, threshold),
+                "p50_speedup": p50_speedup,
+                "verdict": stats.verdict(speedup, low, high, threshold),
                 "threshold": threshold,
                 "baseline_p50_ms": base["stats"]["p50_ms"],
                 "model_p50_ms": cell["stats"]["p50_ms"],

@@ -195,7 +195,8 @@ class BenchSettings(Settings):
                             help="after measuring each cell, profile it per layer in a separate pass (OpenVINO "
                                  "PERF_COUNT, ONNX Runtime's profiler): time per op type and the kernel names, for "
                                  "the report's time split")
-    # Verdicts: "faster" when the whole bootstrap interval is above 1 + threshold.
+    # Verdicts (stats.verdict): "faster" when the speedup is above 1 + threshold and the whole
+    # bootstrap interval above 1.0.
     threshold: float = setting(0.05, check=_rule(lambda v: isinstance(v, (int, float)) and 0 <= v < 1,
                                                   "threshold: must be in [0, 1)"))
     confidence: float = setting(0.95, check=_rule(lambda v: isinstance(v, (int, float)) and 0 < v < 1,

@@ -24,7 +24,7 @@ def verdict_table(results: dict, width: int = 120) -> Table:
     show_p50 = width >= 100
     several_threads = len({c["threads"] for c in comparisons}) > 1
     several_baselines = len({c["baseline"] for c in comparisons}) > 1
-    title = "speedup = baseline p50 / p50, 95% interval; ideal = FLOP ratio; * unstable"
+    title = "speedup = median over interleaved rounds of baseline / model, 95% interval; ideal = FLOP ratio; * unstable"
     if any(c.get("ideal_assumes") for c in comparisons):
         title += "; int8: ideal assumes no INT8 speedup"
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1, 0, 0))

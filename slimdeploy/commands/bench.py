@@ -33,8 +33,9 @@ def add_parser(subparsers, common):
             "with its thread count set through the runtime's own options. Per cell: warm-up, then at "
             "least --min-iters calls and --min-time seconds, models interleaved in blocks so machine "
             "drift hits all alike; every raw latency is kept. Each model is compared with the baseline "
-            "model: speedup of medians with a bootstrap 95% interval, the FLOP ratio it could reach, "
-            "and a verdict ('faster' only when the whole interval is above 1.05). Writes bench.json "
+            "model: speedup (the median of the per-round ratios) with a bootstrap 95% interval, the FLOP "
+            "ratio it could reach, and a verdict ('faster': speedup above 1.05x and the whole interval "
+            "above 1.0). Writes bench.json "
             "(schema: slimdeploy/schemas/bench.schema.json) and prints a verdict table."
         ),
         epilog=(

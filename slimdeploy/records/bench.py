@@ -93,6 +93,8 @@ class Comparison(Record):
     round_interval: list | None = None
     round_speedup: float | None = None
     rounds: int = 0
+    # baseline p50 / model p50 over all samples; files before the paired estimate lack it.
+    p50_speedup: float = ABSENT
     verdict: str | None = None
     threshold: float | None = None
     baseline_p50_ms: float | None = None

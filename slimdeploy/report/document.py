@@ -227,10 +227,7 @@ def _comparisons_section(inputs: ReportInputs) -> Section:
                fmt_num(c.get("baseline_p50_ms")), fmt_num(c.get("model_p50_ms"))]
         )
     explain = Paragraph(
-        "Speedup is the dense model's median latency divided by the pruned model's. Its interval covers two "
-        "bootstraps: one over the raw samples, one over the worker processes and the interleaved rounds within "
-        "them (a process fixes memory layout for all its calls); the verdict is 'faster' only when the whole "
-        "interval lies above the threshold. "
+        facts.rule_text(comps) + " "
         "Ideal is the FLOP ratio, what a runtime that turned every saved operation into time would reach; "
         "efficiency is measured / ideal."
     )
@@ -238,7 +235,7 @@ def _comparisons_section(inputs: ReportInputs) -> Section:
     assumes = sorted({str(c["ideal_assumes"]) for c in comps if c.get("ideal_assumes")})
     if any(c.get("baseline", facts.BASELINE) != facts.BASELINE for c in comps) or assumes:
         blocks.append(Paragraph(
-            "A row 'A vs B' divides B's median latency by A's: INT8 variants are also compared with the float model they "
+            "A row 'A vs B' gives B's latency over A's (above 1: A is faster): INT8 variants are also compared with the float model they "
             "were quantized from, and pruned INT8 variants with dense-int8, to show whether pruning and INT8 add up."
             + "".join(f" Ideal for INT8 rows: {a}." for a in assumes)))
     return Section("Speedup of pruned models over dense", blocks)

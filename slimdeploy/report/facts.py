@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from slimdeploy.bench import cellkey
+from slimdeploy.bench import cellkey, stats
 from slimdeploy.bench.compare import ALIGNED_WIDTHS, INT8_ON_PRUNED, PRUNING_ON_INT8, SPARSE_KERNEL, VS_BASELINE  # noqa: F401 (re-exported)
 from slimdeploy.report.load import ReportInputs
 from slimdeploy.prune.ticket import aligned_multiple, ticket_entry
@@ -52,6 +52,16 @@ def confidence(inputs: ReportInputs) -> float:
         if number(comparison.get("confidence")):
             return number(comparison["confidence"])
     return number(((inputs.bench or {}).get("config") or {}).get("confidence")) or 0.95
+
+
+def rule_text(comparisons: list[dict]) -> str:
+    """How these comparisons' speedups and verdicts were made, in words: the paired rule, or the
+    older one for files whose comparisons predate ``p50_speedup``."""
+    thresholds = {number(c.get("threshold")) for c in comparisons} - {None}
+    threshold = thresholds.pop() if len(thresholds) == 1 else stats.DEFAULT_THRESHOLD
+    if not all("p50_speedup" in c for c in comparisons):
+        return stats.rule_text(threshold, stats.LEGACY_RULE)
+    return stats.rule_text(threshold, stats.PAIRED_RULE if all(c.get("rounds") for c in comparisons) else stats.MEDIANS_RULE)
 
 
 def models(inputs: ReportInputs) -> dict[str, dict]:

@@ -2,9 +2,10 @@
 
 Cells are matched on their ``CellKey`` (model, runtime, batch, threads, mode, settings).
 For each pair measured in both, the speedup is s = median(old) / median(new) (s < 1: new
-is slower), and its bootstrap interval [low, high] is the one the comparisons judge on
-(``compare.verdict_interval``): the per-call interval on thinned samples, united with the
-process/round interval when both runs recorded matching blocks. The per-call interval
+is slower), and its bootstrap interval [low, high] is ``compare.verdict_interval``'s union:
+the per-call interval on thinned samples, united with the process/round interval when both
+runs recorded matching blocks. (Within one bench the comparisons judge on the paired round
+estimate alone; across two runs rounds are not paired, so the gate keeps the wider union.) The per-call interval
 alone treats every call as independent, which on a busy machine is too narrow. Across
 two runs, round k of each did not run side by side, so the round ratios cancel no drift;
 resampling whole rounds and processes still keeps a burst of load together, which is what

@@ -340,8 +340,7 @@ def build_document(merged: MergedInputs, figures: dict[str, Figure], title: str 
     blocks.append(Paragraph(
         "Each machine's own measurement, never averaged across machines: a row sets the same comparison (model vs "
         "baseline, runtime, batch, threads, mode and settings) side by side; 'not measured' marks a machine that "
-        "did not run it, 'failed' one where the model's or its baseline's cell errored. Speedup is the baseline's "
-        "median latency divided by the model's, with its bootstrap interval; the verdict is 'faster' only when the whole interval lies above the threshold."))
+        "did not run it, 'failed' one where the model's or its baseline's cell errored. " + facts.rule_text([c for m in merged.machines for c in (m.inputs.bench or {}).get("comparisons", [])])))
     doc.sections.append(Section("Speedup per machine", blocks))
     doc.sections.append(Section("Answers per machine", [Bullets(
         [f"{m.label}: {s['sentence']}" for m in merged.machines for s in answer.runtime_sentences(m.inputs)]
