@@ -143,7 +143,8 @@ QUICK_PROFILE: dict[str, dict[str, Any]] = {
     "train": {"epochs": 3, "limit": 20000},
     # One width-search step and one aligned width: both still shown, at CI's cost.
     "prune": {"rounds": 2, "target": 0.1, "controls": False, "search_steps": 1, "aligned_widths": [8]},
-    "bench": {"batches": [1, 64], "min_iters": 50, "min_time": 0.3},
+    # Two worker processes (the default is 4): verdicts a little less settled, half the start-ups.
+    "bench": {"batches": [1, 64], "min_iters": 50, "min_time": 0.3, "processes": 2},
 }
 
 # The default workload (run name "article"): the fashion_mlp recipe, pruned to about a tenth so the

@@ -67,8 +67,8 @@ def test_every_cell_is_measured_with_raw_samples_and_statistics(full_results):
         assert cell["load_seconds"] > 0 and cell["first_inference_seconds"] > 0
         assert cell["instances"] == 2  # sessions rotated per round
         assert sum(cell["blocks"]) == cell["iterations"]
-        # Two worker processes (the default), each measuring its share; blocks split by process.
-        assert len(cell["processes"]) == 2 and all(cell["processes"])
+        # Four worker processes (the default), each measuring its share; blocks split by process.
+        assert len(cell["processes"]) == 4 and all(cell["processes"])
         assert sum(cell["processes"]) == len(cell["blocks"])
     tf = cells["dense|tensorflow|b32|t1|latency"]
     assert tf["applied_settings"]["intra_op_threads"] == 1  # set in its own worker process

@@ -6,11 +6,11 @@ a verdict.
 median over rounds of (the round's baseline block median / the same round's model block
 median), with ``round_interval`` (``stats.process_round_interval``: worker processes
 resampled, then whole rounds within each) as its 95% interval. A round's two blocks ran side
-by side, so drift that slows both alike cancels in its ratio. Over three back-to-back benches
-of the article's fp32 and INT8 variants (2-core test machine, ONNX Runtime and OpenVINO), the
-paired estimate moved less between runs than the ratio of the cells' overall medians: median
-standard deviation 0.7% against 2.1% in one triple, 1.8-2.1% against 3.3-3.7% in a noisier one
-(overall medians of a cell whose latency has two modes sit in one or the other). The verdict is
+by side, so drift that slows both alike cancels in its ratio. In back-to-back benches of the
+article's fp32 and INT8 variants (2-core test machine) the paired estimate moved half as much
+between runs as the ratio of the cells' overall medians on OpenVINO, and no more on ONNX Runtime
+(docs/ARCHITECTURE.md, "Statistics"): the overall median of a cell whose latency has two modes
+sits in one or the other. The verdict is
 ``stats.verdict`` on that estimate and interval.
 
 Still recorded: ``p50_speedup`` (baseline p50 / model p50 over all samples) and

@@ -137,8 +137,12 @@ class BenchSettings(Settings):
     # min_iters/min_time/max_iters (pyperf's --processes). A process fixes things for all its
     # rounds (where code and weights landed in memory): identical models measured in one
     # process gave ratios from 0.94 to 1.06, each with an interval that excluded the others.
-    # The verdict's interval resamples processes, so it carries that spread.
-    processes: int = setting(2, flag="--processes", parse=positive_int, check=_positive_int("--processes"),
+    # The verdict's interval resamples processes, so it carries that spread -- only as well as a
+    # few processes can show it: with 2, both often agree by chance and the interval misses the
+    # spread. Three back-to-back benches of the article's fp32 and INT8 variants (54 comparisons)
+    # gave 6 comparisons different verdicts with 2 processes, 0 and 1 in two triples with 4
+    # (the 1: an estimate of 0.92/0.95/0.94, on the threshold); 4 cost 35% more bench time.
+    processes: int = setting(4, flag="--processes", parse=positive_int, check=_positive_int("--processes"),
                              help="worker processes per runtime, each measuring its share of --min-iters and "
                                   "--min-time; the verdict's interval resamples them, so what one process fixes "
                                   "(memory layout) is not taken for a model's speed")
