@@ -140,7 +140,7 @@ class BenchSettings(Settings):
     # The verdict's interval resamples processes, so it carries that spread -- only as well as a
     # few processes can show it: with 2, both often agree by chance and the interval misses the
     # spread. Three back-to-back benches of the article's fp32 and INT8 variants (54 comparisons)
-    # gave 6 comparisons different verdicts with 2 processes, 0 and 1 in two triples with 4
+    # gave 6 comparisons different verdicts with 2 processes, 0, 1 and 0 in three triples with 4
     # (the 1: an estimate of 0.92/0.95/0.94, on the threshold); 4 cost 35% more bench time.
     processes: int = setting(4, flag="--processes", parse=positive_int, check=_positive_int("--processes"),
                              help="worker processes per runtime, each measuring its share of --min-iters and "

@@ -129,11 +129,11 @@ def verdict(speedup: float, low: float, high: float, threshold: float = DEFAULT_
     below ``1 - threshold`` and the whole interval below 1.0; else no significant difference.
 
     Why not "the whole interval beyond the threshold" (the former rule): it hangs the verdict on
-    the interval's far edge, which moves between runs more than the estimate does. In three
+    the interval's far edge, which moves between runs more than the estimate does. In four
     triples of back-to-back benches of the article's fp32 and INT8 variants (2-core test
     machine, 54 comparisons each; docs/ARCHITECTURE.md, "Statistics"), the former rule on the
-    former (united) interval gave 8, 8 and 10 comparisons different verdicts; this rule on the
-    paired estimate 0, 6 and 1 (the 6 with 2 worker processes, the others with 4).
+    former (united) interval gave 8, 8, 10 and 6 comparisons different verdicts; this rule on
+    the paired estimate 0, 6, 1 and 0 (the 6 with 2 worker processes, the others with 4).
     """
     if speedup > 1.0 + threshold and low > 1.0:
         return FASTER
