@@ -45,6 +45,30 @@ def test_bench_json_follows_its_schema(full_results):
     assert on_disk["config"]["batches"] == [1, 32]
 
 
+def test_a_slightly_negative_load_growth_from_before_still_validates(full_results):
+    # Files written before the worker kept its highest peak reading could hold one (Linux's
+    # lazily updated VmHWM fell by 0.365 MB over a TensorFlow load): their report must still load.
+    results, out = full_results
+    older = json.loads(out.read_text())
+    older["cells"][0]["load_rss_growth_mb"] = -0.365
+    validate(older)
+
+
+def test_the_worker_peak_never_falls():
+    import numpy as np
+
+    from slimdeploy.bench.worker import peak_rss_mb
+
+    readings = [peak_rss_mb()]
+    for size in (50, 5, 80, 1):  # MB allocated, touched and handed back each time
+        block = np.ones(size * 250_000, dtype=np.float32)
+        readings.append(peak_rss_mb())
+        del block
+        readings.append(peak_rss_mb())
+    # A reading of the current RSS, or the raw VmHWM when it falls, would not be sorted.
+    assert all(r is not None for r in readings) and readings == sorted(readings)
+
+
 def test_the_schema_rejects_what_it_should():
     jsonschema.Draft202012Validator.check_schema(schema())
     bad = {"schema_version": 2}
