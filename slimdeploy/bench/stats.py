@@ -146,9 +146,10 @@ LEGACY_RULE, MEDIANS_RULE, PAIRED_RULE = "legacy", "medians", "paired"
 
 
 def rule_text(threshold: float = DEFAULT_THRESHOLD, basis: str = PAIRED_RULE) -> str:
-    """The speedup and verdict in words, for the report and --help. ``basis``: ``paired`` (the
-    cells' interleaved rounds), ``medians`` (cells without recorded rounds) or ``legacy`` (a
-    bench.json from before the paired estimate: its comparisons lack ``p50_speedup``)."""
+    """The speedup and verdict in words, for the report's comparisons table and the merged report
+    (``report.facts.rule_text`` picks the basis; ``bench --help`` says it in short). ``basis``:
+    ``paired`` (the cells' interleaved rounds), ``medians`` (cells without recorded rounds) or
+    ``legacy`` (a bench.json from before the paired estimate: its comparisons lack ``p50_speedup``)."""
     if basis == LEGACY_RULE:
         return (f"Speedup is the baseline's median latency divided by the model's; this bench.json predates the "
                 f"paired estimate, and its verdicts were 'faster' only when the whole interval (per-call and round "
