@@ -92,7 +92,9 @@ def _round_interval(base: dict, cell: dict, confidence: float, resamples: int, s
 
 @dataclass(frozen=True)
 class SpeedupInterval:
-    """The interval a verdict stands on (``low``, ``high``) and the two it unites."""
+    """Both intervals of one comparison: ``rounds``, the paired estimate and interval a
+    comparison's verdict stands on; ``low``/``high``, its union with ``sample_interval``, which
+    the regression gate judges on."""
     low: float
     high: float
     sample_interval: tuple[float, float]
