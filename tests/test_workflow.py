@@ -9,6 +9,7 @@ import json
 import os
 import re
 import shlex
+import string
 import subprocess
 import sys
 
@@ -38,6 +39,13 @@ def step_running(job: dict, fragment: str) -> dict:
     matches = [step for step in job["steps"] if fragment in step.get("run", "")]
     assert len(matches) == 1, f"{len(matches)} steps run {fragment!r}"
     return matches[0]
+
+
+def env_var_for(step: dict, expression: str) -> str:
+    """The name of the step's env variable that carries the ${{ }} expression to its shell."""
+    names = [name for name, value in step.get("env", {}).items() if value == expression]
+    assert len(names) == 1, f"{len(names)} env variables carry {expression!r}"
+    return names[0]
 
 
 def without_expressions(command: str) -> list[str]:
@@ -89,12 +97,16 @@ def test_each_machine_benches_with_the_quick_profile_and_uploads_its_json(workfl
     runtimes = step_running(machines, "benchmarks/machine_setup.py runtimes")
     bench = step_running(machines, "slimdeploy bench")
     assert bench["if"] == f"steps.{runtimes['id']}.outputs.runtimes != ''"
-    assert f"--runtime ${{{{ steps.{runtimes['id']}.outputs.runtimes }}}}" in bench["run"]
+    # The runtimes and the machine reach the shell through env, quoted (no template injection).
+    assert "${{" not in bench["run"]
+    runtimes_var = env_var_for(bench, f"${{{{ steps.{runtimes['id']}.outputs.runtimes }}}}")
+    machine_var = env_var_for(bench, "${{ matrix.machine }}")
+    assert f'--runtime "${runtimes_var}"' in bench["run"]
     # The step's words through slimdeploy's own parser and settings: a renamed or mistyped flag fails here.
-    command = (bench["run"].replace(f"${{{{ steps.{runtimes['id']}.outputs.runtimes }}}}", "onnxruntime,openvino")
-               .replace("${{ matrix.machine }}", "linux-arm64"))
+    command = string.Template(bench["run"]).substitute({runtimes_var: "onnxruntime,openvino",
+                                                        machine_var: "linux-arm64"})
     words = shlex.split(command)
-    assert words[0] == "slimdeploy" and "${{" not in command
+    assert words[0] == "slimdeploy" and "$" not in command
     args = build_parser().parse_args(words[1:])
     assert args.command == "bench" and args.sources == ["runs/ci"] and args.quiet
     assert args.out == "bench-linux-arm64.json"
@@ -139,10 +151,13 @@ def test_tests_job_runs_the_readme_command_on_both_linux_arches(workflow):
 
 
 def test_scripts_named_by_the_workflow_exist_and_actions_are_pinned(workflow):
+    text = WORKFLOW.read_text()
     for job in workflow["jobs"].values():
         for step in job["steps"]:
             if "uses" in step:
-                assert re.search(r"@v\d+$", step["uses"]), step["uses"]
+                # A full commit SHA (a tag can be moved), its release named in the trailing comment.
+                assert re.search(r"@[0-9a-f]{40}$", step["uses"]), step["uses"]
+                assert re.search(rf"uses: {re.escape(step['uses'])} # v\d+(\.\d+)*\n", text), step["uses"]
             for script in re.findall(r"benchmarks/[\w.]+\.(?:sh|py)", step.get("run", "")):
                 assert (REPO / script).is_file(), script
 
