@@ -115,10 +115,17 @@ def test_stacking_comparisons_have_their_own_baselines_and_questions(results):
     assert any(column.header == "vs" for column in verdict_table(results).columns)
 
 
-def test_sparse_int8_is_not_applicable_without_amx(results):
+def test_sparse_int8_auto_follows_this_cpu(results):
+    """--sparse-int8 auto on the machine at hand: twins only where the CPU has AMX (each side is
+    checked on a CPU of its kind; test_the_sparse_choice_follows_the_setting_and_the_flags checks both)."""
     cpu = cpu_info()
     if cpu_has_amx(cpu):
-        pytest.skip("this CPU has AMX: auto benches the sparse twins")
+        sparse = results["sparse_int8"]
+        assert sparse["applicable"] is True and sparse["amx"] is True and sparse["reason"] == "the CPU reports AMX"
+        assert sparse["models"] and all(name.endswith("-sparse") and results["models"][name]["variant_of"]
+                                        for name in sparse["models"])
+        assert not any("sparse int8: not benched" in line for line in problem_lines(results))
+        return
     assert results["sparse_int8"] == {"applicable": False, "reason": NO_AMX, "cpu": cpu["model"]}
     assert not any(name.endswith("-sparse") for name in results["models"])
     assert f"sparse int8: not benched — {NO_AMX}" in problem_lines(results)

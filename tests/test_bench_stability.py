@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 import pytest
 
 from slimdeploy.bench import stats
 from slimdeploy.bench.api import run_bench
-from slimdeploy.bench.results import validate
+from slimdeploy.bench.plan import CellSpec
+from slimdeploy.bench.results import finish_cell, validate
 from slimdeploy.bench.settings import BenchSettings
 from slimdeploy.bench.table import problem_lines
 from slimdeploy.report.ci import gab_entries
@@ -75,45 +81,92 @@ def test_the_flag_is_explained_by_its_evidence():
     assert "per-call cv" in problem_lines({"cells": [old]})[0]
 
 
-# Busy loops pinned to one CPU, in step (half-second wall-clock phases); the bench's workers
-# inherit the same single CPU from this process, so in a busy phase they get a fraction of it
-# and whole stretches of rounds slow down, whatever else (another test worker) runs elsewhere.
-PHASE = 0.5
+# --- under real load ------------------------------------------------------------------------------
+# Busy loops pinned to the bench's one CPU, in step (wall-clock phases). A busy phase slows a call
+# only if the call is longer than a scheduler slice (a short call fits between slices, so only the
+# tail of a round shows the load, which its median ignores): so the batch is calibrated to make
+# each call last CALL_SECONDS on this machine, whatever its speed, and the phases to span several
+# blocks, so whole rounds fall in one phase.
+CALL_SECONDS = 0.02
+BUSY_LOOPS = 3
 BURSTS = """
 import os, time
 os.sched_setaffinity(0, {{{cpu}}})
 end = time.time() + {seconds}
 while time.time() < end:
-    if int(time.time() / {phase}) % 2:
-        time.sleep({phase} - time.time() % {phase})
+    if time.time() % {cycle} >= {busy}:
+        time.sleep({cycle} - time.time() % {cycle})
     else:
-        while int(time.time() / {phase}) % 2 == 0:
+        while time.time() % {cycle} < {busy}:
             pass
 """
+FIXTURE = Path(__file__).parent / "fixtures" / "rounds_under_load.json"
+
+
+def calibrated_batch(model: Path, seconds: float = CALL_SECONDS) -> int:
+    """The power-of-two batch at which one single-threaded ONNX Runtime call of ``model`` takes
+    at least ``seconds`` on this CPU (measured here, now: the machine's speed is not assumed)."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+    batch = 256
+    x = np.random.default_rng(0).random((batch, 28, 28), dtype=np.float32)
+    session.run(None, {"input": x})
+    started = time.perf_counter()
+    for _ in range(3):
+        session.run(None, {"input": x})
+    per_call = (time.perf_counter() - started) / 3
+    return min(batch * 2 ** max(0, math.ceil(math.log2(seconds / per_call))), 1 << 16)
+
+
+def measured_under_bursts(sources: list, tmp_path: Path) -> dict:
+    """bench.json of ``sources`` (equal-sized models) on one CPU shared with bursts of busy loops."""
+    allowed = os.sched_getaffinity(0)
+    cpu = min(allowed)
+    os.sched_setaffinity(0, {cpu})  # the calibration and the bench workers started below run there
+    try:
+        batch = calibrated_batch(sources[0])
+        settings = BenchSettings(runtimes=("onnxruntime",), batches=(batch,), min_time=4.0, min_iters=20,
+                                 processes=2, instances=1, bootstrap_resamples=200)
+        # A block is block_warmup + block_calls calls, up to (1 + BUSY_LOOPS) times slower when busy:
+        # a busy phase holds about three such blocks, a quiet one as many quiet rounds.
+        block = (settings.block_warmup + settings.block_calls) * CALL_SECONDS
+        busy, cycle = 3 * block * (1 + BUSY_LOOPS), 3 * block * (1 + BUSY_LOOPS) + 3 * block * len(sources)
+        loops = [subprocess.Popen([sys.executable, "-c", BURSTS.format(seconds=180, cycle=cycle, busy=busy, cpu=cpu)])
+                 for _ in range(BUSY_LOOPS)]
+        try:
+            return run_bench(sources, settings, tmp_path / "bench.json")
+        finally:
+            for process in loops:
+                process.kill()
+                process.wait()
+    finally:
+        os.sched_setaffinity(0, allowed)
 
 
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="pinning to one CPU needs os.sched_setaffinity (Linux)")
 def test_a_cell_measured_under_bursts_of_load_is_flagged(onnx_models, tmp_path):  # noqa: F811
-    sources = [onnx_models["dense"], onnx_models["structured"]]
-    # Calls of tens of milliseconds (batch 2048), longer than a scheduler slice: a busy phase preempts each one
-    # (a short call fits between slices, so only the tail of a round shows the load, which its median ignores).
-    settings = BenchSettings(runtimes=("onnxruntime",), batches=(2048,), min_time=2.0, min_iters=20,
-                             bootstrap_resamples=200)
-    allowed = os.sched_getaffinity(0)
-    cpu = min(allowed)
-    os.sched_setaffinity(0, {cpu})  # the bench workers started below inherit it
-    busy = [subprocess.Popen([sys.executable, "-c", BURSTS.format(seconds=90, phase=PHASE, cpu=cpu)]) for _ in range(3)]
-    try:
-        results = run_bench(sources, settings, tmp_path / "bench.json")
-    finally:
-        os.sched_setaffinity(0, allowed)
-        for process in busy:
-            process.kill()
-            process.wait()
+    # dense and unstructured: the same widths, so both calls are calibrated to the same length.
+    results = measured_under_bursts([onnx_models["dense"], onnx_models["unstructured"]], tmp_path)
     validate(results)
     cells = [c for c in results["cells"] if c["status"] == "ok"]
     assert len(cells) == 2
     for cell in cells:
-        assert cell["unstable"], cell["stability"]
-        assert cell["stability"]["round_spread"] > cell["stability"]["threshold"]
+        stability = cell["stability"]
+        assert stability["threshold"] == stats.UNSTABLE_SPREAD and stability["rounds"] >= 4
+        assert cell["unstable"], stability
+        assert max(stability["round_spread"], stability["process_spread"] or 0.0) > stability["threshold"]
         assert "cv" in cell["stats"]  # kept in the data
+
+
+def test_rounds_recorded_under_load_are_flagged_and_quiet_ones_are_not():
+    """Real worker records (round blocks, processes) from benches under bursts of load and on a quiet
+    machine, through the code that builds a bench.json cell: the flag follows the rounds, on any CPU."""
+    recorded = json.loads(FIXTURE.read_text())
+    for name, record in recorded["records"].items():
+        spec = CellSpec(id=f"{name}|onnxruntime|b{record['batch']}|t1|latency", model=name, runtime="onnxruntime",
+                        batch=record["batch"], threads=1, mode="latency", settings={}, artifact=Path(name),
+                        artifact_shown=name)
+        cell = finish_cell(spec, {"status": "ok", **{k: record[k] for k in ("samples_ms", "blocks", "processes")}})
+        assert cell.unstable is record["under_load"], (name, cell.stability)
+        assert cell.stability["rounds"] == len(record["blocks"]) and cell.stability["threshold"] == stats.UNSTABLE_SPREAD

@@ -32,8 +32,6 @@ FAST_BENCH = ("--runtime", "onnxruntime", "--batch", "1", "--min-iters", "10", "
 # The refusal, as docs/errors.md is to list it (rows proposed with this test).
 REFUSED = re.compile(r"slimdeploy (?P<command>\w+): error: (?P<dir>.+) is being written by pid (?P<pid>\d+) "
                      r"\((?P<holder>.+), since \d\d:\d\d:\d\d\); wait for it or choose another --out")
-# A refused writer answers at once; this allows for an in-process start-up on a busy CI machine.
-REFUSED_WITHIN_SECONDS = 15
 HOLDER_SCRIPT = ("import sys; from slimdeploy.dirlock import DirectoryLock\n"
                  "with DirectoryLock(sys.argv[1], stage='export', command='slimdeploy export somewhere'):\n"
                  "    print('held', flush=True); sys.stdin.read()\n")
@@ -109,18 +107,23 @@ def paused_holder(process: subprocess.Popen, directory: Path):
         os.kill(process.pid, signal.SIGCONT)
 
 
-def refused_cli_here(*args: str, cwd: Path) -> tuple[subprocess.CompletedProcess, float]:
+def timed_cli_here(*args: str, cwd: Path) -> tuple[subprocess.CompletedProcess, float]:
     """``run_cli_here`` and the seconds it took."""
     started = time.monotonic()
     result = run_cli_here(*args, cwd=cwd)
     return result, time.monotonic() - started
 
 
-def assert_refused(result, command: str, directory: Path, holder: subprocess.Popen, released: threading.Event,
-                   seconds: float) -> None:
+def refused_cli_here(*args: str, cwd: Path) -> tuple[subprocess.CompletedProcess, float]:
+    """``run_cli_here`` tried twice while refused: the second try and its seconds (the first pays this
+    process's imports, TensorFlow among them, which the work timed afterwards no longer pays)."""
+    first, _ = timed_cli_here(*args, cwd=cwd)
+    assert first.returncode == 2, first.stderr
+    return timed_cli_here(*args, cwd=cwd)
+
+
+def assert_refused(result, command: str, directory: Path, holder: subprocess.Popen, released: threading.Event) -> None:
     assert not released.is_set(), "the second writer waited for the first instead of being refused"
-    # At once: not after the work a writer does before it locks (the watchdog only ends a hang).
-    assert seconds < REFUSED_WITHIN_SECONDS, f"refused after {seconds:.1f} s"
     assert result.returncode == 2, result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, result.stderr
@@ -128,6 +131,14 @@ def assert_refused(result, command: str, directory: Path, holder: subprocess.Pop
     assert match, lines[0]
     assert match["command"] == command and match["dir"] == str(directory) and int(match["pid"]) == holder.pid
     assert match["holder"].startswith(f"slimdeploy {command} {directory}"), lines[0]
+
+
+def assert_refused_at_once(refused_seconds: float, args: tuple, cwd: Path) -> None:
+    """Refused before the work, not after it: in well under the time the same command takes to do
+    its work once the directory is free (both measured here, so on any machine's speed)."""
+    done, work_seconds = timed_cli_here(*args, cwd=cwd)
+    assert done.returncode == 0, done.stderr
+    assert refused_seconds < work_seconds / 2, (refused_seconds, work_seconds)
 
 
 def assert_nothing_left(directory: Path) -> None:
@@ -199,13 +210,18 @@ def test_an_output_inside_a_run_directory_is_guarded_by_the_runs_lock(tiny_run, 
     assert result.returncode == 2, result.stderr
     assert f"{run_dir} is being written by pid {holder.pid} (slimdeploy export somewhere, since " in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
-    assert seconds < REFUSED_WITHIN_SECONDS
-    assert bench.returncode == 2 and bench_seconds < REFUSED_WITHIN_SECONDS, bench.stderr
+    assert bench.returncode == 2, bench.stderr
     assert re.fullmatch(rf"slimdeploy bench: error: {re.escape(str(run_dir))} is being written by pid {holder.pid} "
                         r"\(slimdeploy export somewhere, since \d\d:\d\d:\d\d\); wait for it or choose another --out\n",
                         bench.stderr), bench.stderr
     assert not (run_dir / "exports").exists()
     assert not (run_dir / LOCK_FILE).exists()  # the holder released it; the refused export left nothing
+    # At once: refused in well under the time the export takes once the directory is free (both
+    # measured here, so on any machine); the bench above was refused before reading its source.
+    done, export_seconds = timed_cli_here("export", str(model), "--target", "onnx", "--out", str(run_dir / "exports"),
+                                            "--quiet", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert seconds < export_seconds / 2, (seconds, export_seconds)
 
 
 def test_another_thread_of_the_holding_process_is_refused(tmp_path):
@@ -238,7 +254,7 @@ def test_two_exports_into_one_run_one_is_refused_at_once(exported_run, tmp_path)
     with paused_holder(first, run_dir) as released:
         # --force as well: without the lock, this export would remove the first one's staging directory.
         second, seconds = refused_cli_here(*args, cwd=tmp_path)
-        assert_refused(second, "export", run_dir, first, released, seconds)
+        assert_refused(second, "export", run_dir, first, released)
     _, stderr = first.communicate(timeout=300)
     assert first.returncode == 0, stderr
     manifest = json.loads((run_dir / "exports" / "export.json").read_text())
@@ -246,6 +262,8 @@ def test_two_exports_into_one_run_one_is_refused_at_once(exported_run, tmp_path)
     assert artifact["valid"] and artifact["target"] == "onnx"
     for name in artifact["files"]:
         assert fsutil.file_sha256(run_dir / "exports" / name) == artifact["file_sha256"][name]
+    assert_nothing_left(run_dir)
+    assert_refused_at_once(seconds, args, tmp_path)
     assert_nothing_left(run_dir)
 
 
@@ -267,9 +285,11 @@ def test_two_benches_into_one_run_one_is_refused_at_once(exported_run, tmp_path)
     first = start(*args, cwd=tmp_path)
     with paused_holder(first, run_dir) as released:
         second, seconds = refused_cli_here(*args, cwd=tmp_path)
-        assert_refused(second, "bench", run_dir, first, released, seconds)
+        assert_refused(second, "bench", run_dir, first, released)
     _, stderr = first.communicate(timeout=300)
     assert first.returncode == 0, stderr
+    assert_bench_intact(run_dir)
+    assert_refused_at_once(seconds, (*args, "--force"), tmp_path)
     assert_bench_intact(run_dir)
 
 
