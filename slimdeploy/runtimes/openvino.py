@@ -51,7 +51,7 @@ def _read_model(core, artifact, checked: bool = False):
         # External data outside its directory (always), malformed tensors: refused, never read.
         check_onnx_file(artifact, full=not checked)
     elif str(artifact).endswith(".xml") and not checked:
-        from slimdeploy.bench.artifacts import check_openvino_ir
+        from slimdeploy.irsafety import check_openvino_ir
 
         check_openvino_ir(artifact, "OpenVINO IR")  # a DOCTYPE, a .bin of another length: refused
     return core.read_model(str(artifact))
