@@ -297,7 +297,7 @@ def _run_locked(config: RunConfig, run_dir: Path, *, resume: bool, force: bool, 
         raise UserError(f"{run_dir} already exists; pass --resume to continue it or --force to start over")
     if force and not resume:
         dirlock.clear(run_dir)
-    fsutil.remove_stale_temporaries(run_dir)
+    dirlock.remove_stale_temporaries(run_dir)
     state = RunState(RunDir(run_dir), config)
     if resume:
         state.load_for_resume()

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from slimdeploy import __version__, environment, fsutil
 from slimdeploy.config import refuse_changed_settings
-from slimdeploy.dirlock import DirectoryLock, writer_directory
+from slimdeploy.dirlock import DirectoryLock, remove_stale_temporaries, writer_directory
 from slimdeploy.errors import UserError, WorkError
 from slimdeploy.export.job import ExportJob, Kept
 from slimdeploy.export.registry import get_target
@@ -106,7 +106,7 @@ def export_source(source, settings: ExportSettings | None = None, out_dir=None, 
         dataset = _dataset(plan, data, data_override, scale, models)
         _check_input_shapes(plan, models, dataset)
         created = prepare_out_dir(plan.out_dir)
-        fsutil.remove_stale_temporaries(plan.out_dir)
+        remove_stale_temporaries(plan.out_dir)
         # A stale manifest must never describe files this run is about to replace.
         plan.manifest.unlink(missing_ok=True)
         if not resume or force:

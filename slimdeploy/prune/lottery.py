@@ -35,7 +35,7 @@ import numpy as np
 
 from slimdeploy import fsutil, runinfo
 from slimdeploy.data import Dataset
-from slimdeploy.dirlock import DirectoryLock
+from slimdeploy.dirlock import DirectoryLock, remove_stale_temporaries
 from slimdeploy.errors import UserError, WorkError
 from slimdeploy.prune import masks as masking
 from slimdeploy.prune.graph import DenseGraph, analyze, find_layer
@@ -249,7 +249,7 @@ def _prepare_mode_dir(mode: ModeDir, settings: PruneSettings, rate: float, seeds
     wanted = PruneStart(settings=settings.to_dict(), rate=rate, seeds=seeds)
     mode_dir = mode.path
     if mode_dir.exists() and resume:
-        fsutil.remove_stale_temporaries(mode_dir)
+        remove_stale_temporaries(mode_dir)
         if mode.settings.is_file():
             saved = fsutil.read_json(mode.settings, PruneStart.WHAT)
             differ = [key for key in wanted.settings if saved.get("settings", {}).get(key) != wanted.settings[key]]
