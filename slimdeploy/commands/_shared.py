@@ -23,9 +23,8 @@ def add_run_data_arguments(parser, use: str, lone_model: str = LONE_MODEL_DATA) 
 def add_adoption_arguments(parser) -> None:
     """What adopting a model file takes besides ``--data``: the split, and training settings
     that its saved compile config does not give (or that override it)."""
-    from slimdeploy.commands.train import validation_size
     from slimdeploy.config import OPTIMIZERS
-    from slimdeploy.parsers import non_negative_int, positive_float, positive_int
+    from slimdeploy.parsers import non_negative_int, positive_float, positive_int, validation_size
 
     group = parser.add_argument_group("adopting a model file (MODEL.keras or a legacy MODEL.h5)")
     group.add_argument("--validation-size", type=validation_size,

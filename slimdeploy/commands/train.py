@@ -6,20 +6,7 @@ import dataclasses
 from pathlib import Path
 
 from slimdeploy.commands._shared import print_json
-from slimdeploy.parsers import non_negative_int, positive_float, positive_int
-
-
-def validation_size(text: str) -> int | float:
-    """``--validation-size``: a count of rows (``500``) or a fraction of them (``0.1``)."""
-    import argparse
-
-    try:
-        value = int(text) if text.strip().isdigit() else float(text)
-    except ValueError:
-        value = None
-    if value is None or not (isinstance(value, int) or 0 < value < 1):
-        raise argparse.ArgumentTypeError(f"expected a count of rows (e.g. 500) or a fraction in (0, 1) (e.g. 0.1), got {text!r}")
-    return value
+from slimdeploy.parsers import non_negative_int, positive_float, positive_int, validation_size
 
 
 def add_parser(subparsers, common):
