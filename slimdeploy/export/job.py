@@ -147,7 +147,7 @@ class ExportJob:
 
     def _artifact_base(self, m: ModelSource, model, facts: ModelFacts) -> dict:
         """The facts every target's artifact of this model shares."""
-        from slimdeploy.export.onnx import INPUT_NAME, OUTPUT_NAME
+        from slimdeploy.export.target import INPUT_NAME, OUTPUT_NAME
         from slimdeploy.models import integer_input_range, model_input_dtype
 
         return {

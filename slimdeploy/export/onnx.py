@@ -14,11 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from slimdeploy.errors import WorkError
-from slimdeploy.export.target import Exported, Target, package_version
+from slimdeploy.export.target import INPUT_NAME, OUTPUT_NAME, Exported, Target, package_version
 from slimdeploy.models import model_input_dtype
 
-INPUT_NAME = "input"
-OUTPUT_NAME = "output"
 BATCH_DIM = "batch"
 
 

@@ -20,9 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
-from slimdeploy.export.settings import CALIBRATION_METHODS
+from slimdeploy.export.target import INPUT_NAME
 from slimdeploy.quiet import openvino_telemetry_off
 
+# Calibration methods: (ONNX Runtime CalibrationMethod, NNCF RangeEstimatorParametersSet).
+CALIBRATION_METHODS = {"minmax": ("MinMax", "MINMAX"), "percentile": ("Percentile", "MEAN_QUANTILE"),
+                       "entropy": ("Entropy", "HISTOGRAM")}
 CHUNK = 64  # images per calibration call at most
 VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
 
@@ -83,8 +86,6 @@ def quantize_onnx(source: Path, target: Path, calibration: Calibration, static_b
     """Static QDQ INT8 of the fp32 ONNX ``source``; the calibration facts."""
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
-
-    from slimdeploy.export.onnx import INPUT_NAME
 
     chunks = equal_chunks(calibration.x, static_batch)
 
