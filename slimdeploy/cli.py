@@ -13,7 +13,8 @@ import argparse
 import importlib
 import sys
 
-from slimdeploy import __version__, interrupts
+from slimdeploy import interrupts
+from slimdeploy._version import __version__
 from slimdeploy.errors import SlimdeployError
 
 COMMANDS = ("train", "prune", "export", "bench", "report", "run")

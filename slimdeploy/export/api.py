@@ -18,7 +18,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from slimdeploy import __version__, environment, fsutil
+from slimdeploy import environment, fsutil
+from slimdeploy._version import __version__
 from slimdeploy.config import refuse_changed_settings
 from slimdeploy.dirlock import DirectoryLock, remove_stale_temporaries, writer_directory
 from slimdeploy.errors import UserError, WorkError
