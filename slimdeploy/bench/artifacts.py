@@ -20,6 +20,9 @@ import numpy as np
 
 from slimdeploy.errors import ModelFileError
 from slimdeploy.irsafety import check_openvino_ir
+from slimdeploy.models import check_h5_model, check_keras_archive, find_in_config
+from slimdeploy.onnxsafety import check_onnx_file
+from slimdeploy.runtimes.registry import RUNTIMES, names
 
 
 @dataclass
@@ -64,8 +67,6 @@ def inspect_artifact(path: str | Path) -> ArtifactInfo:
 def _inspect_onnx(path: Path) -> ArtifactInfo:
     import onnx
     from onnx import numpy_helper
-
-    from slimdeploy.onnxsafety import check_onnx_file
 
     # Refuses external data outside the model's directory before anything follows it.
     model = check_onnx_file(path, "artifact")
@@ -332,8 +333,6 @@ def _inspect_keras(path: Path) -> ArtifactInfo:
     members escaping their directory, NaN weights), so an unsafe or broken file is refused
     before a worker starts, with exit status 2, rather than failing inside it.
     """
-    from slimdeploy.models import check_keras_archive
-
     if not zipfile.is_zipfile(path):
         raise ModelFileError(f"artifact {path} is not a readable .keras archive (corrupt or truncated)")
     # check_keras_archive checks the zip directory (archives.check_zip_members) before any member is read.
@@ -345,8 +344,6 @@ def _inspect_keras(path: Path) -> ArtifactInfo:
 def _inspect_h5(path: Path) -> ArtifactInfo:
     """A legacy ``.h5`` model: its config checked as ``load_model`` checks it (no code, only
     Keras's own classes), read with h5py; nothing is built from it here."""
-    from slimdeploy.models import check_h5_model
-
     return _keras_model_info(path, check_h5_model(path, "artifact"))
 
 
@@ -366,8 +363,6 @@ def _keras_model_info(path: Path, config: dict) -> ArtifactInfo:
 
 def _find_layer_config(config, class_name: str) -> dict | None:
     """The ``config`` of the first layer of ``class_name`` in a Keras config."""
-    from slimdeploy.models import find_in_config
-
     def layer_config(obj: dict) -> dict | None:
         inner = obj.get("config")
         return inner if obj.get("class_name") == class_name and isinstance(inner, dict) else None
@@ -427,7 +422,5 @@ READERS = {
 
 def known_suffixes() -> tuple[str, ...]:
     """Every artifact suffix that can be benchmarked: those read here, then the runtimes' own."""
-    from slimdeploy.runtimes.registry import RUNTIMES, names
-
     runtime_suffixes = [suffix for name in names() for suffix in RUNTIMES[name].suffixes]
     return tuple(dict.fromkeys([*READERS, *runtime_suffixes]))

@@ -5,8 +5,14 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from slimdeploy import fsutil
 from slimdeploy.commands._shared import print_json
+from slimdeploy.config import check_recipe_data, load_recipe
+from slimdeploy.data import load_dataset
 from slimdeploy.parsers import non_negative_int, positive_float, positive_int, validation_size
+from slimdeploy.progress import console, progress_bar
+from slimdeploy.rundir import RunDir
+from slimdeploy.train import train_dense
 
 
 def add_parser(subparsers, common):
@@ -41,13 +47,6 @@ def add_parser(subparsers, common):
 
 
 def run(args) -> int:
-    from slimdeploy import fsutil
-    from slimdeploy.config import check_recipe_data, load_recipe
-    from slimdeploy.data import load_dataset
-    from slimdeploy.progress import console, progress_bar
-    from slimdeploy.rundir import RunDir
-    from slimdeploy.train import train_dense
-
     recipe = load_recipe(args.recipe).with_training(epochs=args.epochs, seed=args.seed)
     check_recipe_data(recipe, args.data)
     for key in ("scale", "validation_size"):
