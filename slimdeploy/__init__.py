@@ -5,15 +5,17 @@ The stages are importable for notebooks (``slimdeploy.api``)::
     from slimdeploy import prune_model, export_models, bench_models, make_report
 """
 
-__version__ = "0.1.0"
+from slimdeploy._version import __version__
 
 API = ("adopt_model", "train_model", "prune_model", "export_models", "bench_models", "make_report")
 __all__ = [*API, "__version__"]
 
 
 def __getattr__(name: str):
-    # Loaded on first use: `import slimdeploy` (and every CLI start) stays cheap.
     if name in API:
+        # lazy: this file runs before any module of the package is imported; importing the API
+        # here would load every stage for `import slimdeploy.errors`, and make the package itself
+        # the top of the import graph that every module sits below.
         from slimdeploy import api
 
         return getattr(api, name)

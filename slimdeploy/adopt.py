@@ -23,13 +23,16 @@ from pathlib import Path
 
 import numpy as np
 
-from slimdeploy import environment, fsutil
+from slimdeploy import environment, fsutil, runinfo
 from slimdeploy.config import OPTIMIZER_CLASSES, OPTIMIZERS, TrainingSettings, keras_loss, training_from_record
-from slimdeploy.data import Dataset
+from slimdeploy.data import Dataset, load_dataset
 from slimdeploy.errors import UserError, WorkError
-from slimdeploy.models import model_format
+from slimdeploy.models import (count_flops, count_params, load_model, model_format, require_single_io, save_model,
+                               save_weights, saved_compile_config)
+from slimdeploy.prune.lottery import check_prune
 from slimdeploy.records.run import AdoptedModel, DataInfo, DenseMetrics
 from slimdeploy.rundir import ModelDir, RunDir
+from slimdeploy.train import check_input_shape, predict, seed_everything, split_accuracies
 
 # The settings a flag may give (``prune MODEL``, ``run --model``); ``seed`` is adoption's own.
 TRAINING_FLAGS = ("optimizer", "learning_rate", "batch_size", "epochs", "loss")
@@ -50,9 +53,6 @@ def adopt_model(model_path, data, out_dir, *, validation_size=None, seed: int = 
     ``Dataset``); required. ``training``: flag values among ``TRAINING_FLAGS`` (None: not
     given). ``progress`` is accepted for symmetry with ``train_dense``; nothing is trained.
     """
-    from slimdeploy.models import count_flops, count_params, save_model, save_weights
-    from slimdeploy.train import split_accuracies
-
     model_path = Path(model_path).expanduser()
     sha256 = fsutil.file_sha256(model_path) if model_path.is_file() else None  # of the very bytes loaded next
     model, dataset = load_for_adoption(model_path, data, validation_size=validation_size, seed=seed, scale=scale)
@@ -85,10 +85,6 @@ def load_for_adoption(model_path: Path, data, *, validation_size=None, seed: int
     """The user's model (safe mode) and the data, checked to fit each other: one-line errors
     for a missing ``data``, a file that is no model, inputs or labels the model cannot take.
     ``limit``: at most that many training and test rows (``data.load_dataset``)."""
-    from slimdeploy.data import load_dataset
-    from slimdeploy.models import load_model, require_single_io
-    from slimdeploy.train import check_input_shape
-
     if data is None:
         raise UserError(f"adopting {model_path} needs --data: the data it was trained on (an .npz, a folder of "
                         "class-named image folders, or the Fashion-MNIST directory)")
@@ -107,17 +103,12 @@ def reinitialised(model, seed: int):
     """The same architecture with fresh weights from its own layers' initializers (seeded)."""
     import keras
 
-    from slimdeploy.train import seed_everything
-
     seed_everything(seed)
     return keras.models.clone_model(model)
 
 
 def _check_same_outputs(model, saved_path: Path, rows: np.ndarray, source: Path) -> None:
     """The re-saved file must be the user's model: the same outputs on a few test rows."""
-    from slimdeploy.models import load_model
-    from slimdeploy.train import predict
-
     if not len(rows):
         return
     again = load_model(saved_path, "re-saved model")
@@ -132,8 +123,6 @@ def _check_same_outputs(model, saved_path: Path, rows: np.ndarray, source: Path)
 def training_settings(model, model_path: Path, flags: dict, seed: int) -> tuple[TrainingSettings, dict, list]:
     """The settings retraining uses, where each came from, and what of the saved compile
     config was left unused (with why)."""
-    from slimdeploy.models import saved_compile_config
-
     values, ignored = _from_compile_config(saved_compile_config(model_path))
     origin = {key: "compile_config" for key in values}
     given = {key: value for key, value in flags.items() if value is not None}
@@ -260,8 +249,6 @@ def adopted_here(run_dir, model_path: Path, dataset: Dataset, flags: dict, *, fo
 
 def _other_adoption(run: RunDir, model_path: Path, dataset: Dataset, flags: dict) -> str | None:
     """How ``run``'s dense model differs from adopting ``model_path`` on ``dataset``, or None."""
-    from slimdeploy import runinfo
-
     metrics = runinfo.dense_metrics(run.root)
     adopted = metrics.adopted
     if not adopted:
@@ -298,8 +285,6 @@ def adopt_for_pruning(model_file, data, run_dir, prune_settings, *, seed: int = 
     """Adopt ``model_file`` into ``run_dir/dense`` (or reuse the same adoption there), check that
     each of ``prune_settings`` can prune it, and return the loaded data. If a check fails before
     pruning starts, nothing this call made is left."""
-    from slimdeploy.prune.lottery import check_prune
-
     model_file = Path(model_file).expanduser()
     flags = training or {}
     _, dataset = load_for_adoption(model_file, data, validation_size=validation_size, seed=seed, scale=scale)

@@ -20,8 +20,26 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from slimdeploy.adopt import TRAINING_FLAGS, adopt_for_pruning, adopt_or_reuse, load_for_adoption
+from slimdeploy.bench.api import run_bench
+from slimdeploy.bench.settings import BenchSettings
+from slimdeploy.config import check_recipe_data, load_recipe
+from slimdeploy.data import load_dataset
 from slimdeploy.dirlock import DirectoryLock
 from slimdeploy.errors import UserError
+from slimdeploy.export.api import export_source
+from slimdeploy.export.settings import ExportSettings
+from slimdeploy.models import model_format
+from slimdeploy.prune.lottery import prune_run
+from slimdeploy.prune.settings import PruneSettings
+from slimdeploy.records.bench import BenchResults
+from slimdeploy.records.export import ExportManifest
+from slimdeploy.records.lottery import LotteryRecord
+from slimdeploy.records.run import DenseMetrics
+from slimdeploy.report.api import make_report as write_report
+from slimdeploy.report.settings import ReportSettings
+from slimdeploy.rundir import RunDir
+from slimdeploy.train import train_dense
 
 
 def adopt_model(model, data, out=None, *, seed: int = 0, validation_size=None, scale=None, force: bool = False,
@@ -31,10 +49,6 @@ def adopt_model(model, data, out=None, *, seed: int = 0, validation_size=None, s
     there is reused, another model is replaced (with what was made from it) only with
     ``force``. ``training``: optimizer, learning_rate, batch_size, epochs, loss for later
     retraining (default: the model's saved compile config). Returns ``records.run.DenseMetrics``."""
-    from slimdeploy.adopt import TRAINING_FLAGS, adopt_or_reuse, load_for_adoption
-    from slimdeploy.records.run import DenseMetrics
-    from slimdeploy.rundir import RunDir
-
     _refuse_unknown(training, TRAINING_FLAGS, "adopt_model")
     out = Path(out) if out is not None else Path("runs") / Path(model).stem
     _, dataset = load_for_adoption(Path(model), data, validation_size=validation_size, seed=seed, scale=scale)
@@ -47,11 +61,6 @@ def train_model(recipe: str = "fashion_mlp", out=None, *, data=None, epochs: int
                 limit: int | None = None, force: bool = False, progress=None):
     """Train a recipe (a name from ``models/`` or a TOML path) into ``out`` (default
     ``runs/<recipe name>``). Returns ``records.run.DenseMetrics``."""
-    from slimdeploy.config import check_recipe_data, load_recipe
-    from slimdeploy.data import load_dataset
-    from slimdeploy.records.run import DenseMetrics
-    from slimdeploy.train import train_dense
-
     chosen = load_recipe(recipe).with_training(epochs=epochs, seed=seed)
     check_recipe_data(chosen, data)
     dataset = load_dataset(data, chosen.dataset.validation_size, chosen.training.seed, limit=limit,
@@ -67,12 +76,6 @@ def prune_model(source, *, data=None, out=None, mode: str = "structured", seed: 
     fields (rounds, rate, target, reset, max_drop, epochs, ...) and, when adopting, the
     training settings (optimizer, learning_rate, batch_size, loss). Returns the
     ``records.lottery.LotteryRecord`` (with mode "both": a dict of them by mode)."""
-    from slimdeploy.adopt import TRAINING_FLAGS, adopt_for_pruning
-    from slimdeploy.models import model_format
-    from slimdeploy.prune.lottery import prune_run
-    from slimdeploy.prune.settings import PruneSettings
-    from slimdeploy.records.lottery import LotteryRecord
-
     modes = ("structured", "unstructured") if mode == "both" else (mode,)
     training = {key: settings.pop(key) for key in TRAINING_FLAGS if key in settings and key != "epochs"}
     _refuse_unknown(settings, _field_names(PruneSettings) - {"mode"}, "prune_model")
@@ -99,10 +102,6 @@ def export_models(source, *, out=None, data=None, force: bool = False, resume: b
                   **settings):
     """Export a run directory or a model file; ``settings``: ``ExportSettings`` fields
     (targets, precision, opset, ...). Returns ``records.export.ExportManifest``."""
-    from slimdeploy.export.api import export_source
-    from slimdeploy.export.settings import ExportSettings
-    from slimdeploy.records.export import ExportManifest
-
     _refuse_unknown(settings, _field_names(ExportSettings), "export_models")
     chosen = ExportSettings(**settings).validated()
     return ExportManifest.from_json(export_source(source, chosen, out, force=force, resume=resume, progress=progress,
@@ -113,10 +112,6 @@ def bench_models(*sources, out=None, force: bool = False, resume: bool = False, 
     """Benchmark run directories, export directories or artifact files (the first is the
     baseline); ``settings``: ``BenchSettings`` fields (runtimes, batches, threads, ...).
     Returns ``records.bench.BenchResults``."""
-    from slimdeploy.bench.api import run_bench
-    from slimdeploy.bench.settings import BenchSettings
-    from slimdeploy.records.bench import BenchResults
-
     if not sources:
         raise UserError("bench_models: give at least one run directory, export directory or artifact")
     _refuse_unknown(settings, _field_names(BenchSettings), "bench_models")
@@ -128,9 +123,6 @@ def bench_models(*sources, out=None, force: bool = False, resume: bool = False, 
 def make_report(source, *, out=None, force: bool = False, **settings) -> list[Path]:
     """Write the report of a run directory or bench.json; ``settings``: ``ReportSettings``
     fields (formats, baseline, ...). Returns the paths written."""
-    from slimdeploy.report.api import make_report as write_report
-    from slimdeploy.report.settings import ReportSettings
-
     _refuse_unknown(settings, _field_names(ReportSettings), "make_report")
     return write_report(source, ReportSettings(**settings).validated(), out, force=force)
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from slimdeploy.errors import UserError
+from slimdeploy.formatting import fmt_bytes
 
 ENV_VAR = "SLIMDEPLOY_ARCHIVE_LIMITS"
 GIB = 1 << 30
@@ -68,12 +69,6 @@ def _parse_limit(raw: str, as_size: bool) -> float | None:
         return None
     scale = 1 << (10 * " KMGT".index(match.group(2).upper() or " "))
     return int(float(match.group(1)) * scale) if as_size else float(match.group(1))
-
-
-def _size(value: float) -> str:
-    from slimdeploy.report.document import fmt_bytes  # imported only to word a refusal
-
-    return fmt_bytes(value)
 
 
 # --- zip (.keras, .npz) -------------------------------------------------------------------------
@@ -227,24 +222,24 @@ def _check_sizes(refused: str, entries: list[tuple[str, int, int]], limits: Arch
         total += inflated
         stored_total += stored
         if inflated > limits.member_bytes:
-            raise error(f"{refused} {kind} {name!r} would inflate to {_size(inflated)}, more than the "
-                        f"{_size(limits.member_bytes)} allowed per member ({_raises('member', 'SIZE')})")
+            raise error(f"{refused} {kind} {name!r} would inflate to {fmt_bytes(inflated)}, more than the "
+                        f"{fmt_bytes(limits.member_bytes)} allowed per member ({_raises('member', 'SIZE')})")
         if inflated > limits.ratio_floor and inflated > limits.ratio * stored:
             ratio = f"{inflated / stored:,.0f}:1" if stored else "nothing stored"
-            raise error(f"{refused} {kind} {name!r} would inflate to {_size(inflated)} from {_size(stored)} stored "
+            raise error(f"{refused} {kind} {name!r} would inflate to {fmt_bytes(inflated)} from {fmt_bytes(stored)} stored "
                         f"({ratio}, above the {limits.ratio:g}:1 allowed for {kind}s over "
-                        f"{_size(limits.ratio_floor)}: {_TOO_COMPRESSED}; {_raises('ratio', 'N')})")
+                        f"{fmt_bytes(limits.ratio_floor)}: {_TOO_COMPRESSED}; {_raises('ratio', 'N')})")
         if total > limits.total_bytes:
-            raise error(f"{refused} its members would inflate to more than the {_size(limits.total_bytes)} "
+            raise error(f"{refused} its members would inflate to more than the {fmt_bytes(limits.total_bytes)} "
                         f"allowed in all, reached at {kind} {name!r} ({_raises('total', 'SIZE')})")
         if stored_at_most is not None and stored_total > stored_at_most:
             raise error(f"{refused} {kind} {name!r} declares more stored bytes than the file holds "
-                        f"({_size(stored_total)} > {_size(stored_at_most)}): a forged or corrupt zip directory")
+                        f"({fmt_bytes(stored_total)} > {fmt_bytes(stored_at_most)}): a forged or corrupt zip directory")
     # Many members each under the floor can still add up to a bomb.
     if total > limits.ratio_floor and total > limits.ratio * stored_total:
         largest = max(entries, key=lambda entry: entry[1])[0]
-        raise error(f"{refused} its members would inflate to {_size(total)} from {_size(stored_total)} stored "
-                    f"(more than the {limits.ratio:g}:1 allowed over {_size(limits.ratio_floor)}; the largest is "
+        raise error(f"{refused} its members would inflate to {fmt_bytes(total)} from {fmt_bytes(stored_total)} stored "
+                    f"(more than the {limits.ratio:g}:1 allowed over {fmt_bytes(limits.ratio_floor)}; the largest is "
                     f"{kind} {largest!r}: {_TOO_COMPRESSED}; {_raises('ratio', 'N')})")
 
 

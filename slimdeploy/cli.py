@@ -1,7 +1,8 @@
 """The command line: parse arguments, call the library, print. No logic of its own.
 
 Each subcommand lives in ``slimdeploy/commands/<name>.py`` with ``add_parser`` and
-``run``; command modules import heavy libraries only inside ``run`` so ``--help`` is fast.
+``run``; command modules, like every module of the package, import heavy libraries (TensorFlow,
+the runtimes) only inside the functions that use them, so ``--help`` loads none of them.
 
 Exit status: 0 success, 1 the work itself failed, 2 the user's input was wrong,
 130 interrupted. Errors are one line on stderr; ``--debug`` adds the traceback.
@@ -13,8 +14,10 @@ import argparse
 import importlib
 import sys
 
-from slimdeploy import __version__, interrupts
+from slimdeploy import interrupts
+from slimdeploy._version import __version__
 from slimdeploy.errors import SlimdeployError
+from slimdeploy.quiet import import_tensorflow
 
 COMMANDS = ("train", "prune", "export", "bench", "report", "run")
 # Commands whose every run starts TensorFlow in this process: it is imported quietly before
@@ -74,8 +77,6 @@ def main(argv: list[str] | None = None) -> int:
     interrupts.install()
     try:
         if args.command in TENSORFLOW_COMMANDS:
-            from slimdeploy.quiet import import_tensorflow
-
             import_tensorflow()
         result = args.handler(args)
     except KeyboardInterrupt:

@@ -1,7 +1,7 @@
 """One writer per directory: the advisory lock every stage holds while it writes.
 
 Two ``slimdeploy export`` into one directory at once used to delete each other's work: each
-removes the temporaries a killed process left (``fsutil.remove_stale_temporaries``), and a
+removes the temporaries a killed process left (``remove_stale_temporaries``), and a
 live writer's temporaries look the same. Now a stage writes only while it holds
 ``DIR/.slimdeploy.lock``::
 
@@ -187,6 +187,25 @@ def holds(directory) -> bool:
     with _registry:
         held = list(_held)
     return any(_inside(Path(directory), Path(key)) for key in held)
+
+
+def remove_stale_temporaries(directory: str | os.PathLike) -> None:
+    """Delete leftovers of writes that were interrupted (they are never read).
+
+    Only a writer holding the directory's lock may do this (``DirectoryLock``): a live
+    writer's temporaries look just like a killed one's."""
+    directory = Path(directory)
+    if not holds(directory):
+        raise RuntimeError(f"remove_stale_temporaries({directory}) without holding its DirectoryLock: "
+                           "it could delete another writer's temporaries")
+    if not directory.is_dir():
+        return
+    for leftover in directory.glob(f".*{fsutil.TMP_MARK}*"):
+        if leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                leftover.unlink()
 
 
 def writer_directory(out_dir, run_dir=None) -> Path:

@@ -181,27 +181,6 @@ def refuse_existing(target: str | os.PathLike, force: bool) -> None:
         raise UserError(f"{target} already exists; pass --force to overwrite it")
 
 
-def remove_stale_temporaries(directory: str | os.PathLike) -> None:
-    """Delete leftovers of writes that were interrupted (they are never read).
-
-    Only a writer holding the directory's lock may do this (``dirlock.DirectoryLock``): a live
-    writer's temporaries look just like a killed one's."""
-    from slimdeploy import dirlock
-
-    directory = Path(directory)
-    if not dirlock.holds(directory):
-        raise RuntimeError(f"remove_stale_temporaries({directory}) without holding its DirectoryLock: "
-                           "it could delete another writer's temporaries")
-    if not directory.is_dir():
-        return
-    for leftover in directory.glob(f".*{TMP_MARK}*"):
-        if leftover.is_dir():
-            shutil.rmtree(leftover, ignore_errors=True)
-        else:
-            with contextlib.suppress(FileNotFoundError):
-                leftover.unlink()
-
-
 def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
     path = Path(path)
     text = _read_text(path, what)

@@ -29,6 +29,17 @@ non_negative_float = _checked_number(float, lambda value: value >= 0, "a non-neg
 positive_float = _checked_number(float, lambda value: 0 < value < float("inf"), "a positive number")
 
 
+def validation_size(text: str) -> int | float:
+    """``--validation-size``: a count of rows (``500``) or a fraction of them (``0.1``)."""
+    try:
+        value = int(text) if text.strip().isdigit() else float(text)
+    except ValueError:
+        value = None
+    if value is None or not (isinstance(value, int) or 0 < value < 1):
+        raise argparse.ArgumentTypeError(f"expected a count of rows (e.g. 500) or a fraction in (0, 1) (e.g. 0.1), got {text!r}")
+    return value
+
+
 def name_list(text: str) -> list[str]:
     names = [part.strip() for part in text.split(",") if part.strip()]
     if not names:

@@ -16,13 +16,27 @@ from pathlib import Path
 from typing import Any
 
 from slimdeploy import dirlock, environment, fsutil
-from slimdeploy.config import DATASET_VALUES, DEFAULT_RECIPE, TRAINING_VALUES
+from slimdeploy.adopt import adopt_model, load_for_adoption
+from slimdeploy.bench.api import run_bench
+from slimdeploy.bench.settings import BenchSettings
+from slimdeploy.config import (DATASET_VALUES, DEFAULT_RECIPE, TRAINING_VALUES, check_recipe_data, keras_loss,
+                               load_recipe, resolve_recipe_path)
+from slimdeploy.data import load_dataset
 from slimdeploy.errors import UserError
-from slimdeploy.prune.settings import default_reset
+from slimdeploy.export.api import ExportFailed, export_source
+from slimdeploy.export.settings import ExportSettings
+from slimdeploy.models import MODEL_SUFFIXES, check_model_file
+from slimdeploy.progress import console
+from slimdeploy.prune.lottery import prune_run
+from slimdeploy.prune.settings import PruneSettings, default_reset
+from slimdeploy.quiet import import_tensorflow
 from slimdeploy.records.pipeline import RunRecord
+from slimdeploy.report.api import make_report
+from slimdeploy.report.settings import ReportSettings
 from slimdeploy.rundir import MODES as PRUNE_MODES
 from slimdeploy.rundir import RunDir
 from slimdeploy.settings_base import Settings, is_int, setting
+from slimdeploy.train import train_dense
 
 
 def _at_least(key: str, low: int):
@@ -41,8 +55,6 @@ def _existing_data(value) -> str | None:
 
 
 def _model_file(value) -> str | None:
-    from slimdeploy.models import MODEL_SUFFIXES
-
     if value is None:
         return None
     if not isinstance(value, str) or Path(value).suffix.lower() not in MODEL_SUFFIXES:
@@ -92,8 +104,6 @@ class TrainStage(Settings):
     loss: str | None = setting(None, check=_loss_name)
 
     def check_together(self) -> None:
-        from slimdeploy.config import resolve_recipe_path
-
         if self.model is not None and self.recipe is not None:
             raise UserError(f"[train] gives both recipe {self.recipe!r} (train a model) and model {self.model!r} "
                             "(adopt a trained one); give one")
@@ -107,8 +117,6 @@ class TrainStage(Settings):
         """The recipe's own checks (Keras names its layers' activations, so this imports
         TensorFlow), or the model file's (safe mode): before the run directory exists, not in
         ``--print-config``."""
-        from slimdeploy.config import check_recipe_data, keras_loss, load_recipe
-
         if self.loss is not None:
             try:
                 keras_loss(self.loss)
@@ -116,8 +124,6 @@ class TrainStage(Settings):
                 raise UserError(f"[train] loss must be a Keras loss name (e.g. sparse_categorical_crossentropy), "
                                 f"got {self.loss!r}") from None
         if self.model is not None:
-            from slimdeploy.models import check_model_file
-
             check_model_file(Path(self.model).expanduser(), "[train] model")
             return
         check_recipe_data(load_recipe(self.recipe), self.data)
@@ -129,11 +135,6 @@ class TrainStage(Settings):
 
 
 def _stage_classes() -> dict[str, type]:
-    from slimdeploy.bench.settings import BenchSettings
-    from slimdeploy.export.settings import ExportSettings
-    from slimdeploy.prune.settings import PruneSettings
-    from slimdeploy.report.settings import ReportSettings
-
     return {"train": TrainStage, "prune": PruneSettings, "export": ExportSettings, "bench": BenchSettings, "report": ReportSettings}
 
 
@@ -281,8 +282,6 @@ def stage_names(config: RunConfig) -> list[str]:
 def run_pipeline(config: RunConfig, *, resume: bool = False, force: bool = False, progress=None) -> dict:
     """Run every stage not yet done; returns the run record (run.json's content). While another
     process writes the run directory (``dirlock``), a ``UserError`` names it."""
-    from slimdeploy.quiet import import_tensorflow
-
     import_tensorflow()  # every run trains or loads a Keras model
     config.stages["train"].check_recipe()
     run_dir = config.run_dir
@@ -297,7 +296,7 @@ def _run_locked(config: RunConfig, run_dir: Path, *, resume: bool, force: bool, 
         raise UserError(f"{run_dir} already exists; pass --resume to continue it or --force to start over")
     if force and not resume:
         dirlock.clear(run_dir)
-    fsutil.remove_stale_temporaries(run_dir)
+    dirlock.remove_stale_temporaries(run_dir)
     state = RunState(RunDir(run_dir), config)
     if resume:
         state.load_for_resume()
@@ -327,8 +326,6 @@ def _run_stage(name: str, config: RunConfig, run_dir: Path, *, resume: bool, pro
     elif name == "adopt":
         _adopt(stages["train"], run_dir)
     elif name.startswith("prune:"):
-        from slimdeploy.prune.lottery import prune_run
-
         mode = name.split(":", 1)[1]
         # --round-to shapes units, which only structured pruning removes.
         settings = dataclasses.replace(stages["prune"], mode=mode,
@@ -338,12 +335,8 @@ def _run_stage(name: str, config: RunConfig, run_dir: Path, *, resume: bool, pro
     elif name == "export":
         _export(stages["export"], run_dir, resume=resume, progress=progress)
     elif name == "bench":
-        from slimdeploy.bench.api import run_bench
-
         run_bench([run_dir], stages["bench"], force=not resume, resume=resume, progress=progress)
     elif name == "report":
-        from slimdeploy.report.api import make_report
-
         make_report(run_dir, stages["report"], force=True)
 
 
@@ -351,9 +344,6 @@ def _export(settings, run_dir: Path, *, resume: bool, progress) -> None:
     """The export stage. An INT8 variant outside its tolerance is left out of the run with a
     notice (export.json keeps it as failed; bench lists it as skipped, and so does the report);
     a float model that fails verification stops the run, as `slimdeploy export` does."""
-    from slimdeploy.export.api import ExportFailed, export_source
-    from slimdeploy.progress import console
-
     def notice(text: str) -> None:
         console.print(f"notice: {text}", markup=False, highlight=False)
 
@@ -369,10 +359,6 @@ def _export(settings, run_dir: Path, *, resume: bool, progress) -> None:
 
 
 def _train(stage: TrainStage, run_dir: Path, progress) -> None:
-    from slimdeploy.config import check_recipe_data, load_recipe
-    from slimdeploy.data import load_dataset
-    from slimdeploy.train import train_dense
-
     recipe = load_recipe(stage.recipe).with_training(seed=stage.seed, **stage.training_flags())
     check_recipe_data(recipe, stage.data)
     dataset_changes = {k: v for k, v in (("validation_size", stage.validation_size), ("scale", stage.scale)) if v is not None}
@@ -383,8 +369,6 @@ def _train(stage: TrainStage, run_dir: Path, progress) -> None:
 
 
 def _adopt(stage: TrainStage, run_dir: Path) -> None:
-    from slimdeploy.adopt import adopt_model, load_for_adoption
-
     seed = stage.seed or 0
     model = Path(stage.model).expanduser()
     _, dataset = load_for_adoption(model, stage.data, validation_size=stage.validation_size, seed=seed,

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from slimdeploy import fsutil
+from slimdeploy.config import recipe_from_record, training_from_record
+from slimdeploy.data import KERAS_SOURCE, load_dataset, locate, split_dataset
 from slimdeploy.errors import UserError
 from slimdeploy.records.run import DataInfo, DenseMetrics
 from slimdeploy.rundir import RunDir
@@ -29,8 +31,6 @@ def dense_metrics(run_dir: str | Path) -> DenseMetrics:
 
 def run_recipe(run_dir: str | Path):
     """The recipe a trained run was built from (an adopted run has none: ``run_training``)."""
-    from slimdeploy.config import recipe_from_record
-
     metrics = dense_metrics(run_dir)
     if metrics.adopted:
         raise UserError(f"{run_dir} holds an adopted model ({metrics.adopted.source}), not one trained from a recipe")
@@ -40,8 +40,6 @@ def run_recipe(run_dir: str | Path):
 def run_training(run_dir: str | Path, metrics: DenseMetrics | None = None):
     """The ``TrainingSettings`` every retraining of the run uses: its recipe's ``[training]``,
     or for an adopted model the settings recorded when it was adopted."""
-    from slimdeploy.config import recipe_from_record, training_from_record
-
     metrics = metrics or dense_metrics(run_dir)
     source = str(RunDir(run_dir).dense_metrics)
     if metrics.adopted:
@@ -61,8 +59,6 @@ def run_dataset(run_dir: str | Path, data: str | Path | None = None, *, data_ove
     sha256. ``data`` names the same data elsewhere (same sha256); other data is refused
     unless ``data_override`` (then the recorded split, seed and scaling are applied to it).
     """
-    from slimdeploy.data import KERAS_SOURCE, locate, split_dataset
-
     run_dir = Path(run_dir)
     metrics = dense_metrics(run_dir)
     recorded = metrics.get("data") or DataInfo()
@@ -93,8 +89,6 @@ def run_dataset(run_dir: str | Path, data: str | Path | None = None, *, data_ove
 
 def _legacy_run_dataset(metrics: DenseMetrics, data):
     """Runs trained before the data was recorded with its sha256: re-derive the split."""
-    from slimdeploy.data import load_dataset
-
     recipe = metrics.recipe
     described = metrics.get("data") or DataInfo()
     limit = None

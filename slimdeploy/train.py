@@ -14,6 +14,8 @@ from slimdeploy.config import OPTIMIZER_CLASSES, Recipe, TrainingSettings
 from slimdeploy.data import Dataset
 from slimdeploy.dirlock import DirectoryLock
 from slimdeploy.errors import UserError
+from slimdeploy.models import build_model, count_flops, count_params, model_input_dtype, save_model, save_weights
+from slimdeploy.progress import keras_epoch_callback
 from slimdeploy.quiet import quiet_environment
 from slimdeploy.records.run import DataInfo, DenseMetrics
 from slimdeploy.rundir import ModelDir, RunDir
@@ -79,8 +81,6 @@ def check_input_shape(model, data: Dataset, what: str = "model") -> None:
         e is None or e == d for e, d in zip(expected, data.input_shape))
     if not fits:
         raise UserError(f"{what} expects inputs of shape {expected} but the data has {data.input_shape}")
-    from slimdeploy.models import model_input_dtype
-
     wanted = np.dtype(model_input_dtype(model))
     if np.issubdtype(wanted, np.integer) and not np.issubdtype(np.dtype(data.input_dtype), np.integer):
         raise UserError(f"{what} takes {wanted.name} inputs (integer ids) but the data holds {data.input_dtype} values "
@@ -106,8 +106,6 @@ def check_labels(model, data: Dataset, what: str = "model") -> None:
 def fit(model, data: Dataset, training: TrainingSettings, *, seed: int, epochs: int | None = None,
         progress=None, description: str = "train", callbacks=(), steps_per_execution: int = STEPS_PER_EXECUTION) -> dict:
     """Compile and fit; return the per-epoch history. The seed fixes the data order."""
-    from slimdeploy.progress import keras_epoch_callback
-
     epochs = training.epochs if epochs is None else epochs
     seed_everything(seed)
     compile_model(model, training, steps_per_execution)
@@ -145,8 +143,6 @@ def train_dense(recipe: Recipe, data: Dataset, out_dir: Path, *, force: bool = F
 
     Returns ``dense/metrics.json`` as written (``DenseMetrics.to_json()``). While another
     process writes ``out_dir`` (``dirlock``), a ``UserError`` names it."""
-    from slimdeploy.models import build_model, count_flops, count_params, save_model, save_weights
-
     training = recipe.training
     seed_everything(training.seed)
     model = build_model(recipe)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -60,6 +61,16 @@ def run_cli_here(*args: str, cwd: Path | None = None) -> subprocess.CompletedPro
         for sig, handler in handlers.items():  # cli.main turns SIGTERM into an interrupt
             signal.signal(sig, handler)
     return subprocess.CompletedProcess(["slimdeploy", *args], code, out.getvalue(), err.getvalue())
+
+
+def executable(name: str) -> str:
+    """The console script `name` installed with this interpreter (the dev extra's), never a guess from PATH."""
+    suffix = ".exe" if os.name == "nt" else ""
+    for folder in (sysconfig.get_path("scripts"), str(Path(sys.executable).parent)):
+        candidate = Path(folder) / f"{name}{suffix}"
+        if candidate.is_file():
+            return str(candidate)
+    pytest.fail(f"{name} is not installed next to {sys.executable}: pip install -e \".[dev]\"")
 
 
 @pytest.fixture(scope="session")

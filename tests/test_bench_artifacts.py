@@ -292,7 +292,7 @@ def test_onnx_checker_refuses_a_graph_whose_tensors_are_well_formed(tmp_path):
 def test_ir_bin_must_hold_exactly_what_the_xml_refers_to(tmp_path, onnx_models):
     """max(offset + size) over the Const layers: a .bin shorter or longer is malformed; an
     IR that OpenVINO saved passes as it is (it writes no padding)."""
-    from slimdeploy.bench.artifacts import check_openvino_ir, ir_weights_extent
+    from slimdeploy.irsafety import check_openvino_ir, ir_weights_extent
 
     xml = onnx_models["structured.xml"]
     weights = xml.with_suffix(".bin").read_bytes()

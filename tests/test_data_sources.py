@@ -176,7 +176,7 @@ def test_the_validation_size_is_a_count_or_a_fraction(tmp_path, size, rows):
 def test_the_validation_option_parses_a_count_or_a_fraction():
     import argparse
 
-    from slimdeploy.commands.train import validation_size
+    from slimdeploy.parsers import validation_size
 
     assert validation_size("500") == 500 and validation_size("0.25") == 0.25
     for bad in ("1.5", "-3", "0.0", "many"):

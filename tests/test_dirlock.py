@@ -165,13 +165,13 @@ def test_a_lock_is_refused_to_another_process_entered_again_by_its_own_and_taken
     capsys.readouterr()
     with DirectoryLock(directory, stage="bench"):
         with DirectoryLock(directory.parent / ".." / "made" / "out", stage="run"):  # entered again, spelt otherwise
-            fsutil.remove_stale_temporaries(directory)  # allowed under the lock only
+            dirlock.remove_stale_temporaries(directory)  # allowed under the lock only
         assert dirlock.contents(directory) == []
     assert not (directory / LOCK_FILE).exists()
     # Told once the work succeeded; a failing writer's error stays its only line.
     assert f"took over a stale lock of pid {holder.pid} (slimdeploy export somewhere, since " in capsys.readouterr().err
     with pytest.raises(RuntimeError, match="without holding its DirectoryLock"):
-        fsutil.remove_stale_temporaries(directory)
+        dirlock.remove_stale_temporaries(directory)
     # A lock on a directory it made leaves nothing when nothing was written there.
     with DirectoryLock(tmp_path / "new" / "dir"):
         assert (tmp_path / "new" / "dir" / LOCK_FILE).is_file()

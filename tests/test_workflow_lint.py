@@ -14,12 +14,11 @@ import json
 import os
 import subprocess
 import sys
-import sysconfig
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO
+from conftest import REPO, executable
 
 WORKFLOWS = sorted(p for p in (REPO / ".github/workflows").iterdir() if p.suffix in {".yml", ".yaml"})
 SEVERITIES = ["Unknown", "Informational", "Low", "Medium", "High"]
@@ -39,16 +38,6 @@ jobs:
       - uses: actions/checkout@v4
       - run: echo "${{ github.event.pull_request.title }}"
 """
-
-
-def executable(name: str) -> str:
-    """The console script `name` installed with this interpreter (the dev extra's), never a guess from PATH."""
-    suffix = ".exe" if os.name == "nt" else ""
-    for folder in (sysconfig.get_path("scripts"), str(Path(sys.executable).parent)):
-        candidate = Path(folder) / f"{name}{suffix}"
-        if candidate.is_file():
-            return str(candidate)
-    pytest.fail(f"{name} is not installed next to {sys.executable}: pip install -e \".[dev]\"")
 
 
 def zizmor(*paths: Path) -> list[dict]:

@@ -11,6 +11,7 @@ from typing import Callable
 
 from slimdeploy import environment, fsutil
 from slimdeploy.bench.compare import compare
+from slimdeploy.bench.crosscheck import longest_crosscheck_seconds
 from slimdeploy.bench.harness import MeasureParams
 from slimdeploy.bench.plan import JobSpec, Plan, make_plan, shown_path
 from slimdeploy.bench.results import base_cell, finish_cell, load_previous, merge_records, unavailable_cell
@@ -22,6 +23,7 @@ from slimdeploy.dirlock import DirectoryLock, writer_directory
 from slimdeploy.errors import UserError
 from slimdeploy.records.bench import BenchResults, Comparison
 from slimdeploy.rundir import BENCH_FILE, RunDir
+from slimdeploy.runtimes.openvino import cpu_has_amx
 from slimdeploy.runtimes.registry import all_availability
 
 
@@ -37,8 +39,6 @@ NO_AMX = "the CPU reports no AMX (amx_int8/amx_tile missing from its flags)"
 def sparse_int8_choice(setting: str, cpu: dict) -> dict:
     """Whether sparse int8 twins are benched (``--sparse-int8``), as bench.json records it:
     the CPU plugin packs sparse int8 weights only on CPUs with AMX."""
-    from slimdeploy.runtimes.openvino import cpu_has_amx
-
     amx = cpu_has_amx(cpu)
     if setting == "off":
         return {"applicable": False, "reason": "--sparse-int8 off", "cpu": cpu.get("model")}
@@ -277,8 +277,6 @@ def _job_fields(settings: BenchSettings, models: dict, input_dims: tuple | None 
 def _stall_timeout(settings: BenchSettings) -> float:
     if not settings.crosscheck:
         return settings.stall_timeout
-    from slimdeploy.bench.crosscheck import longest_crosscheck_seconds
-
     # A worker is silent while benchmark_app runs.
     return settings.stall_timeout + longest_crosscheck_seconds(settings.crosscheck_time)
 

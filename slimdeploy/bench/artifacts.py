@@ -12,7 +12,6 @@ many positions a convolution computes.
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ET
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,10 @@ from pathlib import Path
 import numpy as np
 
 from slimdeploy.errors import ModelFileError
+from slimdeploy.irsafety import check_openvino_ir
+from slimdeploy.models import check_h5_model, check_keras_archive, find_in_config
+from slimdeploy.onnxsafety import check_onnx_file
+from slimdeploy.runtimes.registry import RUNTIMES, names
 
 
 @dataclass
@@ -64,8 +67,6 @@ def inspect_artifact(path: str | Path) -> ArtifactInfo:
 def _inspect_onnx(path: Path) -> ArtifactInfo:
     import onnx
     from onnx import numpy_helper
-
-    from slimdeploy.onnxsafety import check_onnx_file
 
     # Refuses external data outside the model's directory before anything follows it.
     model = check_onnx_file(path, "artifact")
@@ -210,73 +211,6 @@ def _onnx_dtype_name(elem_type: int) -> str | None:
 _IR_DTYPES = {"f32": np.float32, "f16": np.float16, "f64": np.float64}
 
 
-def read_ir_xml(path: Path, what: str = "artifact") -> ET.Element:
-    """The IR's XML tree, parsed as untrusted input: a document type declaration (where XML
-    entities are declared: the "billion laughs" and external-entity attacks) is refused
-    before any entity is read. An OpenVINO IR never has one. pyexpat directly, not
-    ``ET.parse``: a handler's exception stops expat at once only there (defusedxml does the
-    same, and is not a dependency)."""
-    from xml.parsers import expat
-
-    def refuse(*_):
-        raise ModelFileError(f"{what} {path} refused: it has a DOCTYPE declaration, which an OpenVINO IR never has; "
-                             "slimdeploy does not expand XML entities")
-
-    builder = ET.TreeBuilder()
-    parser = expat.ParserCreate()
-    parser.buffer_text = True
-    parser.StartDoctypeDeclHandler = refuse
-    parser.EntityDeclHandler = refuse
-    parser.StartElementHandler = builder.start
-    parser.EndElementHandler = builder.end
-    parser.CharacterDataHandler = builder.data
-    try:
-        with open(path, "rb") as file:
-            parser.ParseFile(file)
-        return builder.close()
-    except (expat.ExpatError, OSError) as exc:
-        raise ModelFileError(f"{what} {path} is not a readable OpenVINO IR ({exc})") from exc
-
-
-def ir_weights_extent(root: ET.Element, path: Path, what: str = "artifact") -> int:
-    """The bytes of ``.bin`` the IR refers to: max(offset + size) over its Const layers
-    (those of sub-graphs included: they share the file)."""
-    needed = 0
-    for layer in root.iter("layer"):
-        data = layer.find("data")
-        if layer.get("type") != "Const" or data is None or (data.get("offset") is None and data.get("size") is None):
-            continue
-        try:
-            offset, size = int(data.get("offset", "")), int(data.get("size", ""))
-        except ValueError:
-            offset = size = -1
-        if offset < 0 or size < 0:
-            raise ModelFileError(f"{what} {path} is malformed: Const layer {layer.get('name')!r} has offset="
-                                 f"{data.get('offset')!r} and size={data.get('size')!r}, not byte counts")
-        needed = max(needed, offset + size)
-    return needed
-
-
-def check_openvino_ir(path: str | Path, what: str = "artifact") -> ET.Element:
-    """Raise ``ModelFileError`` unless ``path`` is a well-formed IR whose ``.bin`` holds exactly
-    the bytes its Const layers refer to; return the XML root. A shorter file is truncated; a
-    longer one is not the file saved with this XML (OpenVINO writes no padding), and reading
-    it would run weights nobody exported."""
-    path = Path(path)
-    root = read_ir_xml(path, what)
-    weights = path.with_suffix(".bin")
-    if not weights.is_file():
-        raise ModelFileError(f"{what} {path}: its weights file {weights.name} is missing")
-    needed, held = ir_weights_extent(root, path, what), weights.stat().st_size
-    if held < needed:
-        raise ModelFileError(f"{what} {path} is malformed: {weights.name} holds {held} bytes but its Const layers "
-                             f"need {needed} (truncated)")
-    if held > needed:
-        raise ModelFileError(f"{what} {path} is malformed: {weights.name} holds {held} bytes but its Const layers "
-                             f"need {needed} ({held - needed} bytes too many: not the weights saved with this .xml)")
-    return root
-
-
 def _inspect_openvino(path: Path) -> ArtifactInfo:
     root = check_openvino_ir(path)
     layers = {layer.get("id"): layer for layer in root.iter("layer")}
@@ -399,8 +333,6 @@ def _inspect_keras(path: Path) -> ArtifactInfo:
     members escaping their directory, NaN weights), so an unsafe or broken file is refused
     before a worker starts, with exit status 2, rather than failing inside it.
     """
-    from slimdeploy.models import check_keras_archive
-
     if not zipfile.is_zipfile(path):
         raise ModelFileError(f"artifact {path} is not a readable .keras archive (corrupt or truncated)")
     # check_keras_archive checks the zip directory (archives.check_zip_members) before any member is read.
@@ -412,8 +344,6 @@ def _inspect_keras(path: Path) -> ArtifactInfo:
 def _inspect_h5(path: Path) -> ArtifactInfo:
     """A legacy ``.h5`` model: its config checked as ``load_model`` checks it (no code, only
     Keras's own classes), read with h5py; nothing is built from it here."""
-    from slimdeploy.models import check_h5_model
-
     return _keras_model_info(path, check_h5_model(path, "artifact"))
 
 
@@ -433,8 +363,6 @@ def _keras_model_info(path: Path, config: dict) -> ArtifactInfo:
 
 def _find_layer_config(config, class_name: str) -> dict | None:
     """The ``config`` of the first layer of ``class_name`` in a Keras config."""
-    from slimdeploy.models import find_in_config
-
     def layer_config(obj: dict) -> dict | None:
         inner = obj.get("config")
         return inner if obj.get("class_name") == class_name and isinstance(inner, dict) else None
@@ -494,7 +422,5 @@ READERS = {
 
 def known_suffixes() -> tuple[str, ...]:
     """Every artifact suffix that can be benchmarked: those read here, then the runtimes' own."""
-    from slimdeploy.runtimes.registry import RUNTIMES, names
-
     runtime_suffixes = [suffix for name in names() for suffix in RUNTIMES[name].suffixes]
     return tuple(dict.fromkeys([*READERS, *runtime_suffixes]))

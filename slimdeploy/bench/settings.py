@@ -8,7 +8,9 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from slimdeploy.errors import UserError
 from slimdeploy.parsers import int_list, name_list, non_negative_float, non_negative_int, number_pair, positive_int
+from slimdeploy.runtimes import registry
 from slimdeploy.settings_base import Settings, is_int, setting
 
 MODES = ("latency", "throughput")
@@ -19,13 +21,11 @@ SPARSE_INT8 = ("auto", "on", "off")
 
 # --- checks: each returns the whole one-line error, naming the option ----------------------
 def _known_runtimes(names) -> str | None:
-    from slimdeploy.runtimes.registry import names as known
-
     if not names:
         return "--runtime: give at least one runtime"
     for name in names:
-        if name not in known():
-            return f"--runtime: unknown runtime {name!r} (choose from {', '.join(known())})"
+        if name not in registry.names():
+            return f"--runtime: unknown runtime {name!r} (choose from {', '.join(registry.names())})"
     return None
 
 
@@ -220,8 +220,6 @@ class BenchSettings(Settings):
         return super().from_dict(raw, source)
 
     def check_together(self) -> None:
-        from slimdeploy.errors import UserError
-
         if self.max_iters and self.max_iters < self.min_iters:
             raise UserError(f"--max-iters: must be 0 (no cap) or at least --min-iters ({self.min_iters})")
 
@@ -233,6 +231,4 @@ class BenchSettings(Settings):
 
     def runtime_options(self, runtime: str) -> dict:
         """The settings that distinguish a cell of this runtime (part of the cell id)."""
-        from slimdeploy.runtimes.registry import runtime_options
-
-        return runtime_options(runtime, self)
+        return registry.runtime_options(runtime, self)

@@ -13,7 +13,9 @@ from pathlib import Path
 from slimdeploy import fsutil
 from slimdeploy.bench.artifacts import ArtifactInfo, inspect_artifact, known_suffixes
 from slimdeploy.errors import UserError
+from slimdeploy.prune.ticket import ticket_entry
 from slimdeploy.rundir import MODES, ExportDir, RunDir, aligned_model_name
+from slimdeploy.runtimes.openvino import SPARSE_RATE_OPTION
 from slimdeploy.runtimes.registry import names as runtime_names, pick_artifact, verifying_runtime
 
 INFO_KEYS = ("params", "nonzero_params", "flops", "nonzero_flops", "widths", "test_accuracy",
@@ -207,8 +209,6 @@ def add_sparse_twins(models: dict, rate: float) -> list[str]:
     """For each int8 variant whose float model has zeros, ``<variant>-sparse``: the same file,
     run by OpenVINO only, whose CPU plugin packs int8 weights sparser than ``rate`` (AMX).
     Added right after its variant, so tables show them side by side."""
-    from slimdeploy.runtimes.openvino import SPARSE_RATE_OPTION
-
     twins = {}
     for name, model in models.items():
         info = model.info
@@ -292,8 +292,6 @@ def _ticket_round(lottery: Path) -> dict | None:
     """The ticket's own figures (``prune.ticket.ticket_entry``); None when the record does not say
     (an unreadable file is an error, as everywhere; a record of another shape only adds nothing).
     Read as a plain object: a partial record still gives what it has, as it always did."""
-    from slimdeploy.prune.ticket import ticket_entry
-
     record = fsutil.read_json(lottery, "lottery record")
     if not isinstance(record, dict) or not isinstance(record.get("rounds"), list):
         return None

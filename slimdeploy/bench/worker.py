@@ -20,7 +20,13 @@ import traceback
 import numpy as np
 
 from slimdeploy import interrupts
+from slimdeploy.bench.crosscheck import crosscheck_session
+from slimdeploy.bench.harness import MeasureParams, measure_alone, measure_interleaved, warm_up
+from slimdeploy.bench.inputs import group_range, make_input
+from slimdeploy.onnxsafety import CHECKED_OPTION
 from slimdeploy.quiet import quiet_environment
+from slimdeploy.runtimes.registry import can_crosscheck, open_session, plugin
+from slimdeploy.runtimes.session import INPUT_DIMS, PROFILE_UNSUPPORTED
 
 
 class Emitter:
@@ -38,13 +44,6 @@ def _one_line(exc: BaseException) -> str:
 
 
 def run_job(job: dict, emit) -> None:
-    from slimdeploy.bench.crosscheck import crosscheck_session
-    from slimdeploy.bench.harness import MeasureParams, measure_alone, measure_interleaved, warm_up
-    from slimdeploy.bench.inputs import group_range, make_input
-    from slimdeploy.onnxsafety import CHECKED_OPTION
-    from slimdeploy.runtimes.registry import can_crosscheck, open_session, plugin
-    from slimdeploy.runtimes.session import INPUT_DIMS
-
     runtime, threads, mode = job["runtime"], int(job["threads"]), job["mode"]
     options = job.get("options", {})
     if job.get("input_dims"):  # how to run an artifact with dynamic dims; not a cell setting
@@ -159,8 +158,6 @@ def _add_profile(record: dict, runtime_plugin, session, layers: bool) -> None:
     """The runtime's per-layer profile (``kernels``; with ``layers`` the time split, ``profile``)
     into the record, from its own profiled pass: never part of the cell's samples. A failed or
     missing profile is noted; the cell's numbers still stand."""
-    from slimdeploy.runtimes.session import PROFILE_UNSUPPORTED
-
     try:
         record.update(runtime_plugin.profile(session, layers=layers) or {})
     except Exception as exc:

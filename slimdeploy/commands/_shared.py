@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import sys
 
+from slimdeploy.config import OPTIMIZERS
 from slimdeploy.errors import UserError
+from slimdeploy.parsers import non_negative_int, positive_float, positive_int, validation_size
 
 
 LONE_MODEL_DATA = "a lone model file uses Fashion-MNIST (see `train --help`) or this Fashion-MNIST directory or .npz"
@@ -23,10 +25,6 @@ def add_run_data_arguments(parser, use: str, lone_model: str = LONE_MODEL_DATA) 
 def add_adoption_arguments(parser) -> None:
     """What adopting a model file takes besides ``--data``: the split, and training settings
     that its saved compile config does not give (or that override it)."""
-    from slimdeploy.commands.train import validation_size
-    from slimdeploy.config import OPTIMIZERS
-    from slimdeploy.parsers import non_negative_int, positive_float, positive_int
-
     group = parser.add_argument_group("adopting a model file (MODEL.keras or a legacy MODEL.h5)")
     group.add_argument("--validation-size", type=validation_size,
                        help="rows held out for validation: a count or a fraction in (0, 1) of the training rows "

@@ -6,8 +6,12 @@ import argparse
 import dataclasses
 import sys
 
+from slimdeploy.bench.api import run_bench
 from slimdeploy.bench.settings import OPENVINO_PRECISIONS, BenchSettings
+from slimdeploy.bench.table import latency_table, problem_lines, verdict_table
 from slimdeploy.commands._shared import print_json
+from slimdeploy.errors import UserError, WorkError
+from slimdeploy.progress import console, progress_bar
 
 
 # ``bench --precision`` was OpenVINO's compute precision while ``export --precision`` is the
@@ -72,13 +76,7 @@ def settings_from_args(args):
 
 
 def run(args) -> int:
-    from slimdeploy.bench.api import run_bench
-    from slimdeploy.bench.table import latency_table, problem_lines, verdict_table
-    from slimdeploy.progress import console, progress_bar
-
     if args.force and args.resume:
-        from slimdeploy.errors import UserError
-
         raise UserError("--force and --resume contradict each other: --force starts over, --resume continues")
     settings = settings_from_args(args)
     with progress_bar(not args.quiet) as progress:
@@ -106,8 +104,6 @@ def run(args) -> int:
 def nothing_measured(results: dict):
     """The one-line error when no cell was measured: a runtime missing here is for the user to
     fix (exit 2); cells that failed are a failure of the work (exit 1). bench.json keeps why."""
-    from slimdeploy.errors import UserError, WorkError
-
     cells = results["cells"]
     failed = [c for c in cells if c["status"] == "error"]
     if not failed:

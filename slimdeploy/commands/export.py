@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from slimdeploy.commands._shared import add_run_data_arguments, print_json
-from slimdeploy.parsers import positive_float
+from slimdeploy.export.api import ExportFailed, export_source
 from slimdeploy.export.settings import TARGET_CHOICES, ExportSettings
+from slimdeploy.parsers import positive_float
+from slimdeploy.progress import console, progress_bar
 
 # The options made from ExportSettings' fields, in the order --help lists them.
 FIELD_OPTIONS = ("precisions", "calibration_size", "calibration_method", "opset", "batch", "openvino_inference_precision", "profile_batches", "trt_opt_batch",
@@ -63,9 +65,6 @@ def settings_from_args(args) -> ExportSettings:
 
 def run(args) -> int:
     from rich.markup import escape
-
-    from slimdeploy.export.api import ExportFailed, export_source
-    from slimdeploy.progress import console, progress_bar
 
     settings = settings_from_args(args)
     try:

@@ -7,8 +7,14 @@ import argparse
 import dataclasses
 from pathlib import Path
 
+from slimdeploy.adopt import adopt_for_pruning
 from slimdeploy.commands._shared import (add_adoption_arguments, add_run_data_arguments, adoption_flags, print_json,
                                          refuse_adoption_options)
+from slimdeploy.dirlock import DirectoryLock
+from slimdeploy.errors import UserError
+from slimdeploy.models import model_format
+from slimdeploy.progress import console, progress_bar
+from slimdeploy.prune.lottery import prune_run, refuse_rewind_on_adopted
 from slimdeploy.prune.settings import PruneSettings
 from slimdeploy.rundir import RunDir
 from slimdeploy.settings_base import show_default
@@ -69,12 +75,6 @@ def _field_help(name: str) -> str:
 def run(args) -> int:
     import logging
 
-    from slimdeploy.adopt import adopt_for_pruning
-    from slimdeploy.dirlock import DirectoryLock
-    from slimdeploy.errors import UserError
-    from slimdeploy.progress import progress_bar
-    from slimdeploy.prune.lottery import prune_run, refuse_rewind_on_adopted
-
     modes = ("structured", "unstructured") if args.mode == "both" else (args.mode,)
     controls = {} if args.controls is None else {"controls": args.controls}
     # With --mode both, --round-to shapes the structured prune's units only (unstructured removes weights).
@@ -118,8 +118,6 @@ def run(args) -> int:
 
 def _model_file(source: str) -> Path | None:
     """The positional as a model file to adopt (a .keras or .h5 path that is no directory), or None."""
-    from slimdeploy.models import model_format
-
     path = Path(source).expanduser()
     return path if model_format(path) is not None and not path.is_dir() else None
 
@@ -128,8 +126,6 @@ def print_summary(record: dict, mode_dir: Path) -> None:
     """One screen: a row per round, the reset comparison, the ticket."""
     from rich import box
     from rich.table import Table
-
-    from slimdeploy.progress import console
 
     several = len(record["seeds"]) > 1
     structured = record["mode"] == "structured"

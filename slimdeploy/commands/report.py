@@ -9,6 +9,12 @@ from pathlib import Path
 
 from slimdeploy.commands._shared import print_json
 from slimdeploy.errors import UserError
+from slimdeploy.progress import console
+from slimdeploy.report import answer, ci
+from slimdeploy.report.api import make_report, write_merged_report
+from slimdeploy.report.gate import FAILED, REGRESSED, check_regressions, gate_markdown
+from slimdeploy.report.load import load_source
+from slimdeploy.report.merge import load_machines
 from slimdeploy.report.settings import MERGED_FORMATS, MERGED_OUT, ReportSettings, parse_formats, parse_fraction
 
 EPILOG = """\
@@ -135,11 +141,6 @@ def _settings(args) -> ReportSettings:
 
 
 def _report(args, settings) -> None:
-    from slimdeploy.progress import console
-    from slimdeploy.report import answer
-    from slimdeploy.report.api import make_report
-    from slimdeploy.report.load import load_source
-
     files = make_report(args.source, settings, args.out, force=args.force)
     if args.json:
         inputs = load_source(args.source)
@@ -158,11 +159,6 @@ def _report(args, settings) -> None:
 
 
 def _merged_report(args, settings) -> None:
-    from slimdeploy.progress import console
-    from slimdeploy.report import answer
-    from slimdeploy.report.api import write_merged_report
-    from slimdeploy.report.merge import load_machines
-
     # Read (and schema-checked) once: the files are written from it, and its answers printed.
     merged = load_machines(args.source, args.label, allow_different_models=args.allow_different_models)
     files = write_merged_report(merged, settings, args.out, force=args.force)
@@ -189,9 +185,6 @@ def _merged_report(args, settings) -> None:
 def _gate(args, settings) -> int:
     from rich.console import Console
     from rich.table import Table
-
-    from slimdeploy.report import ci
-    from slimdeploy.report.gate import FAILED, REGRESSED, check_regressions, gate_markdown
 
     result = check_regressions(args.source, args.baseline, settings.max_regression, settings.confidence)
     if settings.step_summary:

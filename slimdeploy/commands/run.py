@@ -5,6 +5,11 @@ from __future__ import annotations
 import sys
 
 from slimdeploy.commands._shared import print_json
+from slimdeploy.errors import UserError
+from slimdeploy.pipeline import build_config, config_toml, run_pipeline
+from slimdeploy.progress import console, progress_bar
+from slimdeploy.report.settings import FORMAT_FILES
+from slimdeploy.rundir import RunDir
 
 
 def add_parser(subparsers, common):
@@ -40,12 +45,6 @@ def add_parser(subparsers, common):
 
 
 def run(args) -> int:
-    from slimdeploy.errors import UserError
-    from slimdeploy.pipeline import build_config, config_toml, run_pipeline
-    from slimdeploy.progress import console, progress_bar
-    from slimdeploy.report.settings import FORMAT_FILES
-    from slimdeploy.rundir import RunDir
-
     if args.resume and args.force:
         raise UserError("--resume and --force contradict each other: pick one")
     config = build_config(args.config, quick=args.quick, name=args.name, model=args.model, data=args.data)

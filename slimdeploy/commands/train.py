@@ -5,21 +5,14 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from slimdeploy import fsutil
 from slimdeploy.commands._shared import print_json
-from slimdeploy.parsers import non_negative_int, positive_float, positive_int
-
-
-def validation_size(text: str) -> int | float:
-    """``--validation-size``: a count of rows (``500``) or a fraction of them (``0.1``)."""
-    import argparse
-
-    try:
-        value = int(text) if text.strip().isdigit() else float(text)
-    except ValueError:
-        value = None
-    if value is None or not (isinstance(value, int) or 0 < value < 1):
-        raise argparse.ArgumentTypeError(f"expected a count of rows (e.g. 500) or a fraction in (0, 1) (e.g. 0.1), got {text!r}")
-    return value
+from slimdeploy.config import check_recipe_data, load_recipe
+from slimdeploy.data import load_dataset
+from slimdeploy.parsers import non_negative_int, positive_float, positive_int, validation_size
+from slimdeploy.progress import console, progress_bar
+from slimdeploy.rundir import RunDir
+from slimdeploy.train import train_dense
 
 
 def add_parser(subparsers, common):
@@ -54,13 +47,6 @@ def add_parser(subparsers, common):
 
 
 def run(args) -> int:
-    from slimdeploy import fsutil
-    from slimdeploy.config import check_recipe_data, load_recipe
-    from slimdeploy.data import load_dataset
-    from slimdeploy.progress import console, progress_bar
-    from slimdeploy.rundir import RunDir
-    from slimdeploy.train import train_dense
-
     recipe = load_recipe(args.recipe).with_training(epochs=args.epochs, seed=args.seed)
     check_recipe_data(recipe, args.data)
     for key in ("scale", "validation_size"):

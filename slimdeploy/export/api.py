@@ -18,16 +18,21 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from slimdeploy import __version__, environment, fsutil
+from slimdeploy import environment, fsutil
+from slimdeploy._version import __version__
 from slimdeploy.config import refuse_changed_settings
-from slimdeploy.dirlock import DirectoryLock, writer_directory
+from slimdeploy.data import Dataset, load_dataset
+from slimdeploy.dirlock import DirectoryLock, remove_stale_temporaries, writer_directory
 from slimdeploy.errors import UserError, WorkError
 from slimdeploy.export.job import ExportJob, Kept
 from slimdeploy.export.registry import get_target
 from slimdeploy.export.settings import ExportSettings
 from slimdeploy.export.sources import SourcePlan, prepare_out_dir, resolve_source
 from slimdeploy.export.verify import verification_images
+from slimdeploy.models import load_model, require_single_io
 from slimdeploy.records.export import SCHEMA_VERSION, ExportManifest, artifact_fields
+from slimdeploy.runinfo import run_dataset
+from slimdeploy.train import check_input_shape, quiet_tensorflow
 
 # The documented artifact fields, in the order export.json lists them (records.export.Artifact).
 FIELD_ORDER = artifact_fields()
@@ -82,8 +87,6 @@ def export_source(source, settings: ExportSettings | None = None, out_dir=None, 
     or the output directory outside a run), ``ExportFailed`` (a ``WorkError``) when an artifact
     fails verification.
     """
-    from slimdeploy.train import quiet_tensorflow
-
     quiet_tensorflow()
     settings = (settings or ExportSettings()).validated()
     plan = resolve_source(source, out_dir)
@@ -106,7 +109,7 @@ def export_source(source, settings: ExportSettings | None = None, out_dir=None, 
         dataset = _dataset(plan, data, data_override, scale, models)
         _check_input_shapes(plan, models, dataset)
         created = prepare_out_dir(plan.out_dir)
-        fsutil.remove_stale_temporaries(plan.out_dir)
+        remove_stale_temporaries(plan.out_dir)
         # A stale manifest must never describe files this run is about to replace.
         plan.manifest.unlink(missing_ok=True)
         if not resume or force:
@@ -150,8 +153,6 @@ def _refuse_an_existing_export(plan: SourcePlan, targets: list, settings: Export
 
 def _load_models(plan: SourcePlan) -> dict:
     """name -> Keras model, each with one input and one output."""
-    from slimdeploy.models import load_model, require_single_io
-
     models = {m.name: load_model(m.path, what=_what(plan, m)) for m in plan.models}
     for m in plan.models:
         require_single_io(models[m.name], m.path, _what(plan, m))
@@ -159,8 +160,6 @@ def _load_models(plan: SourcePlan) -> dict:
 
 
 def _check_input_shapes(plan: SourcePlan, models: dict, dataset) -> None:
-    from slimdeploy.train import check_input_shape
-
     for m in plan.models:
         check_input_shape(models[m.name], dataset, f"{_what(plan, m)} {m.path}")
 
@@ -228,9 +227,6 @@ def _resumable_artifacts(plan: SourcePlan, settings: ExportSettings, sources_sha
 
 
 def _dataset(plan: SourcePlan, data, data_override: bool, scale: float | None, models: dict):
-    from slimdeploy.data import Dataset, load_dataset
-    from slimdeploy.runinfo import run_dataset
-
     if isinstance(data, Dataset):
         return data
     if plan.run_dir is not None:

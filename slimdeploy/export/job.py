@@ -21,8 +21,14 @@ from typing import Any
 
 from slimdeploy import fsutil, interrupts
 from slimdeploy.errors import SlimdeployError
+from slimdeploy.export.onnx import keras_to_onnx
+from slimdeploy.export.quantize import calibration_images
 from slimdeploy.export.settings import ExportSettings
 from slimdeploy.export.sources import ModelSource, SourcePlan
+from slimdeploy.export.target import INPUT_NAME, OUTPUT_NAME, Tolerance
+from slimdeploy.export.verify import keras_reference, verify
+from slimdeploy.models import (count_flops, count_nonzero_params, count_params, dense_widths, integer_input_range,
+                               model_input_dtype)
 from slimdeploy.records.export import SCHEMA_VERSION, Artifact, ExportManifest, ModelFacts
 
 FAILED_SUFFIX = ".failed"
@@ -104,8 +110,6 @@ class ExportJob:
 
     def export_model(self, m: ModelSource, model) -> None:
         """All variants of one model to all targets, each recorded as it finishes."""
-        from slimdeploy.export.verify import keras_reference
-
         planned = [(m.name + suffix, precision, target) for suffix, precision, target in self.steps()]
         kept = {(v, t.name): self.kept.artifacts[v, t.name] for v, _, t in planned if (v, t.name) in self.kept.artifacts}
         if len(kept) == len(planned):  # nothing left to do for this model
@@ -136,8 +140,6 @@ class ExportJob:
 
     def _calibration(self, model):
         """The INT8 calibration images (once per model: each model's own input dtype)."""
-        from slimdeploy.export.quantize import calibration_images
-
         calibration, notice = calibration_images(self.dataset, model, self.settings)
         if notice and notice not in self.notices:
             self.notices.append(notice)
@@ -147,9 +149,6 @@ class ExportJob:
 
     def _artifact_base(self, m: ModelSource, model, facts: ModelFacts) -> dict:
         """The facts every target's artifact of this model shares."""
-        from slimdeploy.export.onnx import INPUT_NAME, OUTPUT_NAME
-        from slimdeploy.models import integer_input_range, model_input_dtype
-
         return {
             "model": m.name, "source": m.label, "precision": self.settings.float_precision,
             "input_name": INPUT_NAME, "input_dtype": model_input_dtype(model), "input_range": integer_input_range(model),
@@ -160,8 +159,6 @@ class ExportJob:
 
     def _onnx_source(self, m: ModelSource, model) -> OnnxSource:
         """One fp32 ONNX file per model is the input of every target."""
-        from slimdeploy.export.onnx import keras_to_onnx
-
         started = time.perf_counter()
         path = self.staging / f"{m.name}.source.onnx"
         error = None
@@ -201,9 +198,6 @@ class ExportJob:
     def _convert_and_verify(self, target, model_name: str, onnx_source: Path, reference, started: float,
                             calibration=None) -> tuple[dict, Any]:
         """``calibration``: make the INT8 variant (judged by ``Tolerance.int8``), else the float one."""
-        from slimdeploy.export.target import Tolerance
-        from slimdeploy.export.verify import verify
-
         settings = self.settings
         facts: dict = {"converter": None, "runtime": target.runtime, "versions": target.versions()}
         exported = None
@@ -252,8 +246,6 @@ class ExportJob:
 
 
 def model_facts(m: ModelSource, model, reference, source_sha256: str) -> ModelFacts:
-    from slimdeploy.models import count_flops, count_nonzero_params, count_params, dense_widths
-
     return ModelFacts(
         source=m.label, source_sha256=source_sha256, params=count_params(model),
         nonzero_params=count_nonzero_params(model),

@@ -14,11 +14,12 @@ from pathlib import Path
 import numpy as np
 
 from slimdeploy.errors import WorkError
-from slimdeploy.export.target import Exported, Target, package_version
+from slimdeploy.export.onnx_rewrite import (checker_failure, conversion_failure, quiet_conversion,
+                                            rewrite_untranslated_ops)
+from slimdeploy.export.quantize import quantize_onnx
+from slimdeploy.export.target import INPUT_NAME, OUTPUT_NAME, Exported, Target, package_version
 from slimdeploy.models import model_input_dtype
 
-INPUT_NAME = "input"
-OUTPUT_NAME = "output"
 BATCH_DIM = "batch"
 
 
@@ -32,8 +33,6 @@ def keras_to_onnx(model, path: Path, *, opset: int, static_batch: int | None, re
     import onnx
     import tensorflow as tf
     import tf2onnx
-
-    from slimdeploy.export.onnx_rewrite import checker_failure, conversion_failure, quiet_conversion, rewrite_untranslated_ops
 
     input_shape = tuple(model.input_shape[1:])
     # The model's own input dtype: integer token ids stay integer in the graph.
@@ -142,8 +141,6 @@ class OnnxTarget(Target):
     int8_unavailable = None
 
     def quantize(self, onnx_path: Path, staging: Path, model_name: str, settings, calibration) -> Exported:
-        from slimdeploy.export.quantize import quantize_onnx
-
         target = self.files(staging, model_name)[0]
         facts = quantize_onnx(onnx_path, target, calibration, settings.static_batch)
         return Exported(

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from slimdeploy import interrupts
+from slimdeploy.export.quantize import quantize_openvino
 from slimdeploy.quiet import openvino_telemetry_off
 from slimdeploy.errors import WorkError
 from slimdeploy.export.target import Exported, Target, package_version
@@ -77,8 +78,6 @@ class OpenVinoTarget(Target):
 
     def quantize(self, onnx_path: Path, staging: Path, model_name: str, settings, calibration) -> Exported:
         import openvino as ov
-
-        from slimdeploy.export.quantize import quantize_openvino
 
         xml, binary = self.files(staging, model_name)
         try:

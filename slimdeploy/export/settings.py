@@ -8,6 +8,8 @@ import dataclasses
 from dataclasses import dataclass
 
 from slimdeploy.errors import UserError
+from slimdeploy.export.quantize import CALIBRATION_METHODS
+from slimdeploy.export.registry import TARGET_NAMES
 from slimdeploy.parsers import int_list, positive_int
 from slimdeploy.settings_base import Settings, is_int, setting
 
@@ -15,13 +17,9 @@ PRECISIONS = ("fp32", "fp16", "int8")
 FLOAT_PRECISIONS = ("fp32", "fp16")
 ALL_PRECISIONS = ("fp32", "int8")  # what --precision all means: the float model and its INT8 variant
 INT8_VARIANT_SUFFIX = "-int8"  # dense -> dense-int8: the variant's model name and file stem
-# Calibration methods: (ONNX Runtime CalibrationMethod, NNCF RangeEstimatorParametersSet).
-CALIBRATION_METHODS = {"minmax": ("MinMax", "MINMAX"), "percentile": ("Percentile", "MEAN_QUANTILE"),
-                       "entropy": ("Entropy", "HISTOGRAM")}
 OPENVINO_INFERENCE_PRECISIONS = ("f32", "f16", "bf16")
 MIN_OPSET, MAX_OPSET = 13, 18  # tf2onnx 1.17 writes opsets up to 18; 13 is the oldest with the ops we emit
-# slimdeploy.export.registry's names and "all", kept import-free for --help.
-TARGET_CHOICES = ("onnx", "openvino", "tensorrt", "all")
+TARGET_CHOICES = (*TARGET_NAMES, "all")  # --target: every registered target, or all of them
 
 
 def batch_value(text: str):
@@ -41,8 +39,6 @@ def _as_list(targets) -> list:
 
 # --- checks: each returns the whole one-line error (today's wording) -----------------------
 def _targets(value) -> str | None:
-    from slimdeploy.export.registry import TARGET_NAMES
-
     known = (*TARGET_NAMES, "all")
     names = _as_list(value)
     if not names:
@@ -218,8 +214,6 @@ class ExportSettings(Settings):
 
     def resolved_targets(self) -> list[str]:
         """The requested target names in registry order, "all" expanded."""
-        from slimdeploy.export.registry import TARGET_NAMES
-
         targets = _as_list(self.targets)
         wanted = set(TARGET_NAMES) if "all" in targets else set(targets)
         return [name for name in TARGET_NAMES if name in wanted]

@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from slimdeploy import fsutil
+from slimdeploy import fsutil, runinfo
 from slimdeploy.errors import UserError
 from slimdeploy.rundir import MODES, ExportDir, RunDir, aligned_model_name
 
@@ -39,8 +39,6 @@ class SourcePlan:
 
 
 def resolve_source(source: str | os.PathLike, out_dir: str | os.PathLike | None = None) -> SourcePlan:
-    from slimdeploy import runinfo
-
     source = Path(source)
     if not source.exists():
         raise UserError(f"SOURCE {source} does not exist (give a .keras file or a run directory)")

@@ -14,6 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
+from slimdeploy.runtimes.registry import plugin
+from slimdeploy.runtimes.session import INPUT_DIMS
+
+# The graph's input and output names in the ONNX file every target is built from (onnx.py
+# names them), so in every artifact: the quantizer feeds the input by this name.
+INPUT_NAME = "input"
+OUTPUT_NAME = "output"
+
 # Declared tolerances, by the lowest precision involved (weights or arithmetic). Measured on
 # the article MLP: fp16 weights computed in f32 differ from Keras by 6e-4, f16 arithmetic by
 # 2.4e-3, OpenVINO's bf16 by 1.8e-2 (max abs over 15,000 softmax outputs).
@@ -68,9 +76,6 @@ class Runner:
 
     def __init__(self, runtime: str, path: Path, batch: int = 256, options: dict | None = None,
                  inference_precision: str = "f32", input_dims: tuple | None = None):
-        from slimdeploy.runtimes.registry import plugin
-        from slimdeploy.runtimes.session import INPUT_DIMS
-
         self.runtime = runtime
         self.path = Path(path)
         self._plugin = plugin(runtime)

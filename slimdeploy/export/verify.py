@@ -11,7 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from slimdeploy.data import as_model_input
 from slimdeploy.export.target import Runner, Tolerance
+from slimdeploy.models import model_input_dtype
 
 
 @dataclass
@@ -38,9 +40,6 @@ def verification_images(data, limit: int | None = None) -> tuple:
 
 
 def keras_reference(model, data, *, limit: int | None = None, batch: int = 256) -> Reference:
-    from slimdeploy.data import as_model_input
-    from slimdeploy.models import model_input_dtype
-
     x_val, x_test, y_test = verification_images(data, limit)
     # In the model's own input dtype (as Keras feeds it): the artifacts take exactly this.
     x = np.ascontiguousarray(as_model_input(np.concatenate([x_val, x_test]), model_input_dtype(model), data.source))

@@ -7,15 +7,7 @@ seeds, resume: ``prune_run``) and ``record`` (``lottery.json``). TensorFlow is i
 only when a function needs it.
 """
 
+from slimdeploy.prune.lottery import prune_run
 from slimdeploy.prune.settings import PruneSettings
 
 __all__ = ["PruneSettings", "prune_run"]
-
-
-def __getattr__(name: str):
-    # The CLI reads PruneSettings to build its options; the rounds' code (NumPy and up) loads on use.
-    if name == "prune_run":
-        from slimdeploy.prune.lottery import prune_run
-
-        return prune_run
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -23,6 +23,7 @@ import functools
 import numpy as np
 
 from slimdeploy.errors import WorkError
+from slimdeploy.models import integer_input_range
 from slimdeploy.prune import neurons
 from slimdeploy.prune.graph import DenseGraph, find_layer
 
@@ -148,8 +149,6 @@ def _channel_count(layer) -> int:
 
 def probe_inputs(model, rows: int = PROBE_ROWS, seed: int = PROBE_SEED):
     """A fixed batch in the model's input shapes and dtypes: integer ids within its Embedding's range."""
-    from slimdeploy.models import integer_input_range
-
     rng = np.random.default_rng(seed)
     arrays = []
     for tensor in model.inputs:

@@ -35,8 +35,10 @@ import numpy as np
 
 from slimdeploy import fsutil, runinfo
 from slimdeploy.data import Dataset
-from slimdeploy.dirlock import DirectoryLock
+from slimdeploy.dirlock import DirectoryLock, remove_stale_temporaries
 from slimdeploy.errors import UserError, WorkError
+from slimdeploy.models import (count_flops, count_nonzero_params, count_params, dense_widths, load_model,
+                               require_single_io, save_model, save_weights)
 from slimdeploy.prune import masks as masking
 from slimdeploy.prune.graph import DenseGraph, analyze, find_layer
 from slimdeploy.prune.methods import PruningMethod, dense_params, pruning_method
@@ -48,6 +50,7 @@ from slimdeploy.prune.settings import PruneSettings, parse_reset, reset_label
 from slimdeploy.records.lottery import LotteryRecord, PruneStart, Round
 from slimdeploy.records.run import DataInfo, DenseMetrics
 from slimdeploy.rundir import ModeDir, ModelDir, RunDir, SeedDir
+from slimdeploy.train import accuracy, check_input_shape, fit, seed_everything, split_accuracies
 
 # The random-init control draws its weights from this seed offset so they differ from θ0.
 RANDOM_INIT_OFFSET = 10_000
@@ -109,9 +112,6 @@ def refuse_rewind_on_adopted(settings: PruneSettings, source) -> None:
 
 
 def _plan(run_dir, settings: PruneSettings, *, resume: bool, force: bool, data, data_override: bool) -> _Plan:
-    from slimdeploy.models import load_model, require_single_io
-    from slimdeploy.train import check_input_shape
-
     settings = settings.validate()
     if resume and force:
         raise UserError("give --resume (continue the existing prune) or --force (start it over), not both")
@@ -249,7 +249,7 @@ def _prepare_mode_dir(mode: ModeDir, settings: PruneSettings, rate: float, seeds
     wanted = PruneStart(settings=settings.to_dict(), rate=rate, seeds=seeds)
     mode_dir = mode.path
     if mode_dir.exists() and resume:
-        fsutil.remove_stale_temporaries(mode_dir)
+        remove_stale_temporaries(mode_dir)
         if mode.settings.is_file():
             saved = fsutil.read_json(mode.settings, PruneStart.WHAT)
             differ = [key for key in wanted.settings if saved.get("settings", {}).get(key) != wanted.settings[key]]
@@ -311,8 +311,6 @@ class _Bars:
 
 
 def _run_seed(ctx: _Context, seed: int, dense_model) -> None:
-    from slimdeploy.models import load_model
-
     seed_dir = ctx.mode_dir.seed(seed, ctx.dense_seed)
     if dense_model is None:
         dense_model, dense_seconds = _seed_dense(ctx, seed, seed_dir)
@@ -375,9 +373,6 @@ def _seed_dense(ctx: _Context, seed: int, seed_dir: SeedDir):
     """A dense model of another seed: same architecture, data split and schedule, its own θ0 and data order."""
     import keras
 
-    from slimdeploy.models import count_params, load_model, save_model, save_weights
-    from slimdeploy.train import fit, seed_everything, split_accuracies
-
     dense = seed_dir.dense
     if _finished(dense, state=False):
         metrics = DenseMetrics.load(dense.metrics, "dense metrics")
@@ -423,8 +418,6 @@ def _load_state(path: Path) -> dict[str, np.ndarray]:
 
 
 def _save(directory: ModelDir, model, state: dict[str, np.ndarray] | None, entry: Round) -> None:
-    from slimdeploy.models import save_model
-
     directory.path.parent.mkdir(parents=True, exist_ok=True)
     with fsutil.atomic_dir(directory.path, force=True) as staging_path:
         staging = ModelDir(staging_path)
@@ -460,17 +453,12 @@ class _Sources:
         return model
 
     def _random(self):
-        from slimdeploy.train import seed_everything
-
         seed_everything(self.seed + RANDOM_INIT_OFFSET)
         return self._blank()
 
     def _rewind(self):
         """θ_K: the dense training replayed from θ0 for K steps (same seed, same data order), cached."""
         import keras
-
-        from slimdeploy.models import save_weights
-        from slimdeploy.train import fit
 
         steps = self.ctx.settings.rewind_steps
         cache = self.seed_dir.rewind_weights(steps)
@@ -509,8 +497,6 @@ def _reset(ctx: _Context, kind: str, previous, previous_state, new_state, source
 
 def _control(ctx: _Context, name: str, seed: int, seed_dir: SeedDir, sources: _Sources, reference: "_Reference") -> Round:
     """The final round's mask/architecture trained from a fresh random init, or by fine-tuning."""
-    from slimdeploy.models import load_model
-
     directory = seed_dir.control(name)
     if _finished(directory, state=False):
         return Round.load(directory.metrics, "control metrics")
@@ -535,8 +521,6 @@ def _control(ctx: _Context, name: str, seed: int, seed_dir: SeedDir, sources: _S
 
 def _train_and_measure(ctx: _Context, model, state: dict[str, np.ndarray], seed: int, reference: "_Reference", description: str) -> dict:
     """The measurements of ``model`` after retraining it (``Round`` fields, with ``train_seconds``)."""
-    from slimdeploy.train import fit
-
     started = time.perf_counter()
     with ctx.method.training(model, state, description):
         fit(model, ctx.data, ctx.training, seed=seed, epochs=ctx.epochs, progress=ctx.bars.for_training, description=description)
@@ -556,16 +540,11 @@ class _Reference:
 
     @classmethod
     def of(cls, ctx: _Context, model) -> "_Reference":
-        from slimdeploy.models import count_params
-
         return cls(count_params(model), dense_params(model, ctx.graph.dense), masking.kernel_zeros(model, ctx.layers)[1])
 
 
 def _measure(ctx: _Context, model, reference: _Reference) -> dict:
     """``model``'s sizes and accuracies (``Round`` fields)."""
-    from slimdeploy.models import count_flops, count_nonzero_params, count_params, dense_widths
-    from slimdeploy.train import accuracy
-
     params = count_params(model)
     zeros, kernel_total = masking.kernel_zeros(model, ctx.layers)
     remaining = ctx.method.weights_remaining(model, ctx.graph, kernel_total - zeros, reference)
@@ -732,8 +711,6 @@ def _train_aligned(ctx: _Context, ticket: dict | None) -> None:
 
 def _train_candidate(ctx: _Context, name: str, parent: str, widths: dict[str, int]) -> None:
     """Candidate ``name``: ``parent``'s model of each seed narrowed to ``widths`` and fine-tuned."""
-    from slimdeploy.models import load_model
-
     parents = _candidates(ctx)[parent]
     ctx.trained.setdefault(name, {})
     for seed in ctx.seeds:

@@ -20,6 +20,7 @@ import typing
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
+from slimdeploy import fsutil
 from slimdeploy.errors import UserError
 
 R = TypeVar("R", bound="Record")
@@ -79,8 +80,6 @@ class Record:
 
     @classmethod
     def load(cls: type[R], path: str | Path, what: str | None = None) -> R:
-        from slimdeploy import fsutil
-
         return cls.from_json(fsutil.read_json(path, what or cls.WHAT), path)
 
     @classmethod
@@ -103,8 +102,6 @@ class Record:
         return out
 
     def save(self, path: str | Path) -> None:
-        from slimdeploy import fsutil
-
         fsutil.write_json(path, self.to_json())
 
     # --- convenience -----------------------------------------------------------------

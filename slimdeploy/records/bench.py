@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+
+from slimdeploy._version import __version__
 from slimdeploy.records.base import ABSENT, Record
 
 SCHEMA_VERSION = 1
@@ -135,8 +137,6 @@ class BenchResults(Record):
     @classmethod
     def new(cls, config: dict, environment: dict, models: dict, runtimes: dict, notes: list) -> "BenchResults":
         """A document about to be measured: no cells yet, not complete, stamped now."""
-        from slimdeploy import __version__
-
         return cls(tool=f"slimdeploy {__version__}", environment=environment, config=config, models=models,
                    runtimes=runtimes, notes=list(notes),
                    created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))

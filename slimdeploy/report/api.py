@@ -8,7 +8,8 @@ import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
-from slimdeploy import __version__, environment, fsutil
+from slimdeploy import environment, fsutil
+from slimdeploy._version import __version__
 from slimdeploy.dirlock import DirectoryLock, writer_directory
 from slimdeploy.errors import UserError
 from slimdeploy.report import answer, ci, document, facts, html, markdown, merge, plots, timesplit

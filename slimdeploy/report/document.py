@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
 from slimdeploy.bench import stats
+from slimdeploy.formatting import fmt_bytes, fmt_int
 from slimdeploy.report import answer, facts, timesplit, tickets
 from slimdeploy.report.load import ReportInputs
 from slimdeploy.report.settings import ReportSettings
@@ -57,26 +58,12 @@ class Document:
     sections: list[Section] = field(default_factory=list)
 
 
-def fmt_int(value) -> str:
-    return f"{round(value):,}" if isinstance(value, (int, float)) and not isinstance(value, bool) else "–"
-
-
 def fmt_num(value, digits: int = 3) -> str:
     value = facts.number(value)
     return "–" if value is None else f"{value:.{digits}g}"
 
 
 fmt_pct = facts.fmt_pct
-
-
-def fmt_bytes(value) -> str:
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
-        return "–"
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:,.0f} {unit}" if unit == "B" else f"{value:,.1f} {unit}"
-        value /= 1024
-    return "–"  # pragma: no cover
 
 
 def fmt_delta_points(value, base) -> str:

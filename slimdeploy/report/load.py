@@ -14,6 +14,7 @@ from importlib import resources
 from pathlib import Path
 
 from slimdeploy import fsutil
+from slimdeploy.bench.stats import summarize
 from slimdeploy.errors import UserError
 from slimdeploy.records.base import Record, check_schema_version
 from slimdeploy.records.bench import BenchResults
@@ -148,8 +149,6 @@ def load_bench(path: str | Path) -> dict:
                 raise UserError(f"{where} is ok but has no samples_ms")
             if not isinstance(cell.get("stats"), dict) or "p50_ms" not in cell["stats"]:
                 # Older or hand-made files: the statistics follow from the raw samples.
-                from slimdeploy.bench.stats import summarize
-
                 cell["stats"] = summarize(samples, int(cell["batch"]))
     comparisons = doc.setdefault("comparisons", [])
     if not isinstance(comparisons, list):

@@ -12,6 +12,7 @@ import io
 from collections import defaultdict
 
 from slimdeploy.report import facts
+from slimdeploy.runtimes.session import is_matmul
 
 MODEL_COLORS = {"dense": "#4d4d4d", "structured": "#1f77b4", "unstructured": "#ff7f0e"}
 EXTRA_COLORS = ("#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
@@ -340,8 +341,6 @@ def time_split_plot(stacks: dict[str, list[dict]], outside: str, dpi: int = 110)
     dense's total at the same batch (100%), so a bar's height is its time relative to dense and its
     segments show where that time went. ``stacks``: ``timesplit.stacks``; ``outside``: the name of
     the time outside the layers (drawn hatched)."""
-    from slimdeploy.runtimes.session import is_matmul
-
     stacks = {rt: bars for rt, bars in stacks.items() if bars}
     if not stacks:
         return None

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from slimdeploy.onnxsafety import CHECKED_OPTION, check_onnx_file
 from slimdeploy.runtimes.session import (PROFILE_RUNS, PROFILE_WARMUP, Availability, RuntimePlugin, Session, layer_profile,
                                          package_availability)
 
@@ -44,8 +45,6 @@ class OnnxRuntimeSession(Session):
     def batch_bounds(cls, artifact):
         import onnx
 
-        from slimdeploy.onnxsafety import check_onnx_file
-
         check_onnx_file(artifact)
         # The graph only: the input's batch dimension needs no weights.
         first = onnx.load(str(artifact), load_external_data=False).graph.input[0]
@@ -55,8 +54,6 @@ class OnnxRuntimeSession(Session):
     def __init__(self, artifact, batch, threads, options=None, mode="latency"):
         super().__init__(artifact, batch, threads, options, mode)
         import onnxruntime as ort
-
-        from slimdeploy.onnxsafety import CHECKED_OPTION, check_onnx_file
 
         # External data outside its directory: refused, never read. The full check only where the
         # caller has not made it (the bench worker's timed load has: CHECKED_OPTION).

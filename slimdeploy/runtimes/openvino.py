@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from slimdeploy.irsafety import check_openvino_ir
+from slimdeploy.onnxsafety import CHECKED_OPTION, check_onnx_file
 from slimdeploy.runtimes.session import (PROFILE_RUNS, PROFILE_WARMUP, Availability, RuntimePlugin, Session, layer_profile,
                                          package_availability)
 
@@ -46,13 +48,9 @@ def _read_model(core, artifact, checked: bool = False):
     ``checked``: the caller made them on this file (the bench worker, whose load is timed:
     ``onnxsafety.CHECKED_OPTION``); only an ONNX file's external data paths are checked again."""
     if str(artifact).endswith(".onnx"):
-        from slimdeploy.onnxsafety import check_onnx_file
-
         # External data outside its directory (always), malformed tensors: refused, never read.
         check_onnx_file(artifact, full=not checked)
     elif str(artifact).endswith(".xml") and not checked:
-        from slimdeploy.bench.artifacts import check_openvino_ir
-
         check_openvino_ir(artifact, "OpenVINO IR")  # a DOCTYPE, a .bin of another length: refused
     return core.read_model(str(artifact))
 
@@ -77,8 +75,6 @@ class OpenVinoSession(Session):
         if precision not in PRECISIONS:
             raise ValueError(f"unknown OpenVINO precision {precision!r}")
         core = ov.Core()
-        from slimdeploy.onnxsafety import CHECKED_OPTION
-
         model = _read_model(core, self.artifact, checked=bool(self.options.get(CHECKED_OPTION)))
         if len(model.inputs) != 1:
             raise ValueError(f"{self.artifact} has {len(model.inputs)} inputs; slimdeploy benchmarks single-input models")

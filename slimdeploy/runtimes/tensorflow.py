@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from slimdeploy.models import count_flops, count_nonzero_params, count_params, dense_widths, load_model
+from slimdeploy.quiet import import_tensorflow
 from slimdeploy.runtimes.session import Availability, RuntimePlugin, Session, package_availability
 
 
@@ -32,12 +34,8 @@ class TensorFlowSession(Session):
 
     def __init__(self, artifact, batch, threads, options=None, mode="latency"):
         super().__init__(artifact, batch, threads, options, mode)
-        from slimdeploy.quiet import import_tensorflow
-
         import_tensorflow()
         import tensorflow as tf
-
-        from slimdeploy.models import load_model
 
         _set_threads(tf, self.threads)
         self._tf = tf
@@ -68,8 +66,6 @@ class TensorFlowSession(Session):
         }
 
     def describe_model(self) -> dict:
-        from slimdeploy.models import count_flops, count_nonzero_params, count_params, dense_widths
-
         return {
             "params": count_params(self.model),
             "nonzero_params": count_nonzero_params(self.model),
