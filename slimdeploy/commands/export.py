@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from slimdeploy.commands._shared import add_run_data_arguments, print_json
 from slimdeploy.parsers import positive_float
-from slimdeploy.export.settings import TARGET_CHOICES, ExportSettings
+from slimdeploy.export.settings import ExportSettings, target_choices
 
 # The options made from ExportSettings' fields, in the order --help lists them.
 FIELD_OPTIONS = ("precisions", "calibration_size", "calibration_method", "opset", "batch", "openvino_inference_precision", "profile_batches", "trt_opt_batch",
@@ -12,6 +12,7 @@ FIELD_OPTIONS = ("precisions", "calibration_size", "calibration_method", "opset"
 
 
 def add_parser(subparsers, common):
+    choices = target_choices()  # the export registry's targets (plug-ins too) and "all"
     parser = subparsers.add_parser(
         "export",
         parents=[common],
@@ -36,7 +37,7 @@ def add_parser(subparsers, common):
         ),
     )
     parser.add_argument("source", metavar="SOURCE", help="a .keras file or a run directory (from `slimdeploy train`/`prune`)")
-    parser.add_argument("--target", action="append", choices=TARGET_CHOICES, metavar="{onnx,openvino,tensorrt,all}",
+    parser.add_argument("--target", action="append", choices=choices, metavar="{" + ",".join(choices) + "}",
                         help="what to export; repeat for several (default: all — every target this machine can build)")
     parser.add_argument("--out", metavar="DIR", help="output directory (default: RUN_DIR/exports, or exports/ beside the .keras file)")
     ExportSettings.add_arguments(parser, only=FIELD_OPTIONS)

@@ -20,8 +20,13 @@ CALIBRATION_METHODS = {"minmax": ("MinMax", "MINMAX"), "percentile": ("Percentil
                        "entropy": ("Entropy", "HISTOGRAM")}
 OPENVINO_INFERENCE_PRECISIONS = ("f32", "f16", "bf16")
 MIN_OPSET, MAX_OPSET = 13, 18  # tf2onnx 1.17 writes opsets up to 18; 13 is the oldest with the ops we emit
-# slimdeploy.export.registry's names and "all", kept import-free for --help.
-TARGET_CHOICES = ("onnx", "openvino", "tensorrt", "all")
+
+
+def target_choices() -> tuple[str, ...]:
+    """What ``--target`` takes: every registered target (slimdeploy.export.registry) and "all"."""
+    from slimdeploy.export.registry import names
+
+    return (*names(), "all")
 
 
 def batch_value(text: str):
@@ -41,9 +46,7 @@ def _as_list(targets) -> list:
 
 # --- checks: each returns the whole one-line error (today's wording) -----------------------
 def _targets(value) -> str | None:
-    from slimdeploy.export.registry import TARGET_NAMES
-
-    known = (*TARGET_NAMES, "all")
+    known = target_choices()
     names = _as_list(value)
     if not names:
         return f"export targets must name at least one of {', '.join(known)}"
@@ -218,8 +221,8 @@ class ExportSettings(Settings):
 
     def resolved_targets(self) -> list[str]:
         """The requested target names in registry order, "all" expanded."""
-        from slimdeploy.export.registry import TARGET_NAMES
+        from slimdeploy.export.registry import names
 
         targets = _as_list(self.targets)
-        wanted = set(TARGET_NAMES) if "all" in targets else set(targets)
-        return [name for name in TARGET_NAMES if name in wanted]
+        wanted = set(names()) if "all" in targets else set(targets)
+        return [name for name in names() if name in wanted]

@@ -87,14 +87,12 @@ def pick_artifact(name: str, paths) -> Path | None:
     return None
 
 
-# The runtime export verifies each target's files in, so an artifact's test_accuracy is that
-# runtime's ("keras": files older than the targets listed the Keras model itself).
-VERIFYING_RUNTIME = {"onnx": "onnxruntime", "openvino": "openvino", "tensorrt": "tensorrt", "keras": "tensorflow"}
-
-
 def verifying_runtime(target: str | None) -> str | None:
-    """The runtime an export target's artifact was verified in (None: unknown target)."""
-    return VERIFYING_RUNTIME.get(target)
+    """The runtime an export target's artifact was verified in, so an artifact's test_accuracy is
+    that runtime's (None: unknown target). The export registry answers: each target names it."""
+    from slimdeploy.export.registry import verifying_runtime as target_runtime
+
+    return target_runtime(target)
 
 
 def display_name(name: str) -> str:
@@ -136,6 +134,12 @@ def names() -> tuple[str, ...]:
     """Every registered runtime, in registry (sort) order."""
     _load_plugins()
     return tuple(RUNTIMES)
+
+
+def builtin_names() -> tuple[str, ...]:
+    """The runtimes slimdeploy itself defines, in order: what the bench tries by default (a
+    plug-in is benched when asked for by name)."""
+    return tuple(importlib.import_module(module).PLUGIN.name for module in BUILTIN)
 
 
 for _module in BUILTIN:
