@@ -1,8 +1,9 @@
 """SOURCE arguments -> the models to benchmark and each model's artifact files.
 
-A source is a run directory (its ``exports/export.json`` lists the valid ONNX, OpenVINO
-and TensorRT artifacts, and its Keras models are what TensorFlow runs) or an artifact
-file (``.onnx``, ``.xml``, ``.keras``, ``.engine``: the model's name is the file stem).
+A source is a run directory (its ``exports/export.json`` lists the valid artifacts of every
+target: ONNX, OpenVINO, TensorRT, LiteRT, and its Keras models are what TensorFlow runs) or an
+artifact file (any suffix a registered runtime runs: ``.onnx``, ``.xml``, ``.keras``, ``.engine``,
+``.tflite``...; the model's name is the file stem).
 """
 
 from __future__ import annotations

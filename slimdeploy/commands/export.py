@@ -16,11 +16,11 @@ def add_parser(subparsers, common):
     parser = subparsers.add_parser(
         "export",
         parents=[common],
-        help="export models to ONNX, OpenVINO IR and TensorRT, each verified against Keras",
+        help="export models to ONNX, OpenVINO IR, TensorRT and LiteRT, each verified against Keras",
         description=(
             "Export SOURCE — a .keras file, or a run directory (its dense model and every ticket: "
-            "RUN_DIR/<mode>/ticket.keras) — to ONNX (tf2onnx), OpenVINO IR (.xml + .bin) and TensorRT "
-            "engines; with --precision fp32,int8 (or all) also a post-training static INT8 variant of "
+            "RUN_DIR/<mode>/ticket.keras) — to ONNX (tf2onnx), OpenVINO IR (.xml + .bin), TensorRT "
+            "engines and LiteRT (.tflite, TensorFlow's converter); with --precision fp32,int8 (or all) also a post-training static INT8 variant of "
             "each model (<model>-int8: ONNX Runtime QDQ quantization, NNCF for OpenVINO, calibrated on "
             "the first --calibration-size validation images; `slimdeploy run` makes them by default). Every artifact is loaded in its own runtime and "
             "checked against Keras on the validation and test images: fp32 must match within 1e-4 and "
@@ -33,7 +33,7 @@ def add_parser(subparsers, common):
         epilog=(
             "TensorRT needs the tensorrt package (pip install 'slimdeploy[tensorrt]') and an NVIDIA GPU; "
             "where they are missing, --target tensorrt says what is missing and --target all skips it "
-            "and records why. Exit status: 0 all verified, 1 an artifact failed verification, 2 bad input."
+            "and records why. LiteRT needs ai-edge-litert (pip install 'slimdeploy[litert]'), likewise. Exit status: 0 all verified, 1 an artifact failed verification, 2 bad input."
         ),
     )
     parser.add_argument("source", metavar="SOURCE", help="a .keras file or a run directory (from `slimdeploy train`/`prune`)")

@@ -27,6 +27,7 @@ BUILTIN = (
     "slimdeploy.export.onnx",
     "slimdeploy.export.openvino",
     "slimdeploy.export.tensorrt",
+    "slimdeploy.export.litert",
 )
 
 TARGETS: dict[str, Target] = {}

@@ -33,6 +33,7 @@ BUILTIN = (
     # OpenVINO reads ONNX too; an IR is preferred when both exist.
     "slimdeploy.runtimes.openvino",
     "slimdeploy.runtimes.tensorrt",
+    "slimdeploy.runtimes.litert",
 )
 
 RUNTIMES: dict[str, RuntimePlugin] = {}
