@@ -22,8 +22,6 @@ from slimdeploy.runtimes.session import PROFILE_UNSUPPORTED, Availability, Runti
 
 LIBRARY = "ai_edge_litert"
 INSTALL_HINT = "pip install 'slimdeploy[litert]'"
-# The input and output names a .tflite made by slimdeploy carries in its serving signature.
-SIGNATURE = "serving_default"
 
 
 def availability() -> Availability:
