@@ -71,13 +71,13 @@ def import_problem(module: str) -> str | None:
 
 def runtime_states(names: list[str] | None = None) -> dict[str, str | None]:
     """Runtime name -> None when it can bench here, else why not (slimdeploy's own availability
-    first: not installed, no GPU; then a real import, since the built-in runtimes' names are the
-    modules they import). ``names``: the runtimes to consider (None: every registered one)."""
-    from slimdeploy.runtimes.registry import all_availability
+    first: not installed, no GPU; then a real import of the module its sessions import,
+    ``RuntimePlugin.import_name``). ``names``: the runtimes to consider (None: every registered one)."""
+    from slimdeploy.runtimes.registry import all_availability, plugin
 
     states = {}
     for name, state in all_availability(names).items():
-        states[name] = import_problem(name) if state["available"] else state.get("reason", "unavailable")
+        states[name] = import_problem(plugin(name).import_name) if state["available"] else state.get("reason", "unavailable")
     return states
 
 

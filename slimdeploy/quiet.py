@@ -30,21 +30,29 @@ def quiet_environment(env: MutableMapping[str, str] | None = None) -> MutableMap
     return env
 
 
-def import_tensorflow() -> None:
-    """Import TensorFlow (once) with its start-up lines kept off stderr."""
-    if "tensorflow" in sys.modules:
-        return
-    quiet_environment()
+@contextlib.contextmanager
+def native_stderr_muted():
+    """File descriptor 2 points to /dev/null inside (what C++ code prints there is dropped);
+    Python's exceptions, which carry the libraries' error messages, still surface."""
     sys.stderr.flush()
     saved = os.dup(2)
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)
     try:
-        import tensorflow
+        yield
     finally:
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
+
+
+def import_tensorflow() -> None:
+    """Import TensorFlow (once) with its start-up lines kept off stderr."""
+    if "tensorflow" in sys.modules:
+        return
+    quiet_environment()
+    with native_stderr_muted():
+        import tensorflow
     # Retracing notices are advice for TF developers; each pruning round builds new
     # models, so they would fill the user's terminal.
     tensorflow.get_logger().setLevel("ERROR")

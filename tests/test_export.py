@@ -107,9 +107,11 @@ def artifact(manifest, model, target):
 
 def test_run_directory_exports_every_model_to_every_available_target(exported, ticket_run):
     from slimdeploy.export.tensorrt import missing_requirements
+    from slimdeploy.runtimes.litert import availability as litert_availability
 
     built = {(a["model"], a["target"]) for a in exported["artifacts"]}
-    expected_targets = {"onnx", "openvino"} | ({"tensorrt"} if not missing_requirements() else set())
+    expected_targets = ({"onnx", "openvino"} | ({"tensorrt"} if not missing_requirements() else set())
+                        | ({"litert"} if litert_availability().available else set()))
     assert built == {(m, t) for m in ("dense", "structured", "unstructured") for t in expected_targets}
     assert (ticket_run / "exports" / "export.json").is_file()
     on_disk = json.loads((ticket_run / "exports" / "export.json").read_text())
@@ -154,10 +156,14 @@ def test_manifest_records_documented_fields_and_true_file_facts(exported, ticket
 def test_tensorrt_is_skipped_with_the_reason_when_unavailable(exported, ticket_run):
     from slimdeploy.export.tensorrt import missing_requirements
 
+    from slimdeploy.runtimes.litert import availability as litert_availability
+
     missing = missing_requirements()
     if not missing:
         pytest.skip("TensorRT and a GPU are present here: nothing is skipped")
-    assert exported["skipped"] == [{"target": "tensorrt", "reason": " and ".join(missing)}]
+    litert = litert_availability()
+    assert exported["skipped"] == [{"target": "tensorrt", "reason": " and ".join(missing)}] + (
+        [] if litert.available else [{"target": "litert", "reason": litert.reason}])
     assert not list((ticket_run / "exports").glob("*.engine"))
 
 
@@ -198,6 +204,8 @@ def test_structured_ticket_graph_has_the_narrower_weights(exported, ticket_run):
     assert ov_shapes == [[30, 784], [15, 30], [10, 15]]
     assert artifact(exported, "structured", "onnx")["matmul_weight_shapes"] == [[784, 30], [30, 15], [15, 10]]
     assert artifact(exported, "dense", "onnx")["matmul_weight_shapes"] == [[784, 300], [300, 150], [150, 10]]
+    if any(a["target"] == "litert" for a in exported["artifacts"]):  # made from the Keras model, not the ONNX
+        assert artifact(exported, "structured", "litert")["matmul_weight_shapes"] == [[784, 30], [30, 15], [15, 10]]
 
 
 def test_sizes_follow_parameters_and_zeros(exported, ticket_run):
@@ -482,7 +490,7 @@ def test_settings_are_validated():
         with pytest.raises(UserError, match=message):
             ExportSettings(**bad).validate()
     assert ExportSettings(targets="onnx").validate().resolved_targets() == ["onnx"]
-    assert ExportSettings().resolved_targets() == ["onnx", "openvino", "tensorrt"]
+    assert ExportSettings().resolved_targets() == ["onnx", "openvino", "tensorrt", "litert"]
 
 
 def test_every_target_module_is_registered_and_declares_a_tolerance():

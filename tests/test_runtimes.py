@@ -30,7 +30,7 @@ def test_listing_runtimes_does_not_import_them():
     import sys
 
     code = ("import sys; from slimdeploy.runtimes.registry import all_availability; all_availability(); "
-            "print(sorted(m for m in ('tensorflow', 'onnxruntime', 'openvino', 'tensorrt') if m in sys.modules))")
+            "print(sorted(m for m in ('tensorflow', 'onnxruntime', 'openvino', 'tensorrt', 'ai_edge_litert') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 

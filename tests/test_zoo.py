@@ -32,6 +32,16 @@ QUICK_BENCH = ("--batch", "1", "--runtime", ",".join(RUNTIMES), "--min-iters", "
 RESIDUAL = ("residual_mlp", "legacy_h5")  # legacy_h5 is the residual MLP saved as .h5
 
 
+def litert_available() -> bool:
+    from slimdeploy.runtimes.registry import availability
+
+    return availability("litert").available
+
+
+# `export --target all`: every target this machine builds (TensorRT needs a GPU; LiteRT ai-edge-litert).
+EXPORTED = ("onnx", "openvino", *(("litert",) if litert_available() else ()))
+
+
 @dataclass
 class ZooRun:
     """One zoo model's way through the CLI; each stage runs on first use and must succeed."""
@@ -203,7 +213,7 @@ def test_every_artifact_is_verified_with_the_input_dtype_kept(zoo, name):
     # Verified on the run's own data (the adopted .npz), not on a default dataset.
     assert manifest["data"]["sha256"] == hashlib.sha256(run.npz.read_bytes()).hexdigest()
     artifacts = {(a["model"], a["target"]): a for a in manifest["artifacts"]}
-    assert set(artifacts) == {(model, target) for model in MODELS for target in ("onnx", "openvino")}
+    assert set(artifacts) == {(model, target) for model in MODELS for target in EXPORTED}
     for artifact in artifacts.values():
         assert artifact["valid"], artifact["error"]
         assert artifact["precision"] == "fp32" and artifact["inference_precision"] == "f32"
@@ -215,6 +225,10 @@ def test_every_artifact_is_verified_with_the_input_dtype_kept(zoo, name):
         if artifact["target"] == "onnx":
             onnx_input = onnx.load(str(path)).graph.input[0]
             assert onnx.helper.tensor_dtype_to_np_dtype(onnx_input.type.tensor_type.elem_type).name == dtype
+        elif artifact["target"] == "litert":
+            from ai_edge_litert.interpreter import Interpreter
+
+            assert np.dtype(Interpreter(model_path=str(path)).get_input_details()[0]["dtype"]).name == dtype
         else:
             assert ov.Core().read_model(str(path)).inputs[0].get_element_type().to_dtype().name == dtype
     skipped = {s["target"]: s["reason"] for s in manifest["skipped"]}
@@ -225,11 +239,13 @@ def test_every_artifact_is_verified_with_the_input_dtype_kept(zoo, name):
 def test_flops_read_from_every_artifact_are_keras_own(zoo, name):
     """A per-time-step Dense computes its kernel once per step, a convolution once per output
     position, a masked weight not at all: each file must say so, as its Keras model does."""
-    from slimdeploy.bench.artifacts import inspect_artifact
+    from slimdeploy.bench.artifacts import READERS, inspect_artifact
 
     run = zoo(name)
     manifest = run.manifest()
     for artifact in manifest["artifacts"]:
+        if Path(artifact["path"]).suffix not in READERS:  # a .tflite: only LiteRT reads it; export.json has its counts
+            continue
         facts = manifest["models"][artifact["model"]]
         info = inspect_artifact(run.run / "exports" / artifact["path"])
         assert (info.flops, info.nonzero_flops) == (facts["flops"], facts["nonzero_flops"]), artifact["path"]
@@ -284,8 +300,10 @@ def test_a_variable_length_sequence_model_exports_and_benchmarks_at_a_given_leng
     model = keras.Sequential([keras.Input((None,), dtype="int32", name="input"), *fixed.layers])
     model.save(tmp_path / "var.keras")
     out = tmp_path / "exports"
+    litert = ("litert",) if litert_available() else ()  # LiteRT resizes both dynamic dims
     result = run_cli_here("export", str(tmp_path / "var.keras"), "--data", str(npz), "--target", "onnx",
-                          "--target", "openvino", "--out", str(out), "--quiet")
+                          "--target", "openvino", *(arg for t in litert for arg in ("--target", t)), "--out", str(out),
+                          "--quiet")
     assert result.returncode == 0, result.stderr
     for artifact in _json(out / "export.json")["artifacts"]:
         assert artifact["valid"] and artifact["input_shape"] == [None, None], artifact
@@ -295,10 +313,11 @@ def test_a_variable_length_sequence_model_exports_and_benchmarks_at_a_given_leng
     assert result.returncode == 2 and "--input-shape" in result.stderr, result.stderr
     assert not (tmp_path / "b.json").exists()
     result = run_cli_here("bench", str(out), "--out", str(tmp_path / "b.json"), "--input-shape", str(STEPS),
-                          *QUICK_BENCH)
+                          *QUICK_BENCH, "--runtime", ",".join((*RUNTIMES, *litert)))
     assert result.returncode == 0, result.stderr
     results = _json(tmp_path / "b.json")
     assert results["config"]["input_dims"] == [STEPS]
+    assert {cell["runtime"] for cell in results["cells"]} == {*RUNTIMES, *litert}
     for cell in results["cells"]:
         assert cell["status"] == "ok", cell["error"]
         assert cell["input"] == {"dtype": "int32", "low": 0, "high": TOKENS, "range_from": "model"}

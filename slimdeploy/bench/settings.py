@@ -29,6 +29,10 @@ def _known_runtimes(names) -> str | None:
     return None
 
 
+def _builtin_runtimes() -> tuple[str, ...]:
+    return registry.builtin_names()
+
+
 def _positive_ints(option: str):
     def check(values) -> str | None:
         if not values:
@@ -96,8 +100,9 @@ def _rule(ok, message: str):
 @dataclass(frozen=True)
 class BenchSettings(Settings):
     # Which runtimes to try; unavailable ones are listed with their reason, never a crash.
+    # Default: every built-in runtime (runtimes.registry.BUILTIN), in its order.
     runtimes: tuple[str, ...] = setting(
-        ("tensorflow", "onnxruntime", "openvino", "tensorrt"), flag="--runtime", parse=name_list, metavar="LIST",
+        default_factory=_builtin_runtimes, flag="--runtime", parse=name_list, metavar="LIST",
         help="comma-separated runtimes; unavailable ones are listed with the reason", check=_known_runtimes)
     batches: tuple[int, ...] = setting((1, 64, 256), flag="--batch", parse=int_list, metavar="LIST",
                                        help="batch sizes", check=_positive_ints("--batch"))

@@ -1,8 +1,9 @@
 """SOURCE arguments -> the models to benchmark and each model's artifact files.
 
-A source is a run directory (its ``exports/export.json`` lists the valid ONNX, OpenVINO
-and TensorRT artifacts, and its Keras models are what TensorFlow runs) or an artifact
-file (``.onnx``, ``.xml``, ``.keras``, ``.engine``: the model's name is the file stem).
+A source is a run directory (its ``exports/export.json`` lists the valid artifacts of every
+target: ONNX, OpenVINO, TensorRT, LiteRT, and its Keras models are what TensorFlow runs) or an
+artifact file (any suffix a registered runtime runs: ``.onnx``, ``.xml``, ``.keras``, ``.engine``,
+``.tflite``...; the model's name is the file stem).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from slimdeploy.errors import UserError
 from slimdeploy.prune.ticket import ticket_entry
 from slimdeploy.rundir import MODES, ExportDir, RunDir, aligned_model_name
 from slimdeploy.runtimes.openvino import SPARSE_RATE_OPTION
-from slimdeploy.runtimes.registry import names as runtime_names, pick_artifact, verifying_runtime
+from slimdeploy.export.registry import verifying_runtime
+from slimdeploy.runtimes.registry import names as runtime_names, pick_artifact
 
 INFO_KEYS = ("params", "nonzero_params", "flops", "nonzero_flops", "widths", "test_accuracy",
              "keras_test_accuracy", "weights_remaining", "input_range", "variant_of", "precision")

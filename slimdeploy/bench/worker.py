@@ -165,7 +165,8 @@ def _add_profile(record: dict, runtime_plugin, session, layers: bool) -> None:
         record["profile_error"] = _one_line(exc)
         return
     if layers and "profile" not in record:
-        record["profile_error"] = PROFILE_UNSUPPORTED
+        # The runtime's own reason where it gives one (a plug-in built before the field: the default).
+        record["profile_error"] = getattr(runtime_plugin, "profile_unsupported", PROFILE_UNSUPPORTED)
 
 
 # The highest peak read so far in this process (see ``peak_rss_mb``).

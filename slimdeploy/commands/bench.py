@@ -12,6 +12,7 @@ from slimdeploy.bench.table import latency_table, problem_lines, verdict_table
 from slimdeploy.commands._shared import print_json
 from slimdeploy.errors import UserError, WorkError
 from slimdeploy.progress import console, progress_bar
+from slimdeploy.runtimes.registry import builtin_names, display_name, plugin
 
 
 # ``bench --precision`` was OpenVINO's compute precision while ``export --precision`` is the
@@ -28,10 +29,11 @@ class _OldSpelling(argparse.Action):
 
 
 def add_parser(subparsers, common):
+    builtin = builtin_names()
     parser = subparsers.add_parser(
         "bench",
         parents=[common],
-        help="benchmark dense vs pruned models on TensorFlow, ONNX Runtime, OpenVINO, TensorRT",
+        help=f"benchmark dense vs pruned models on {', '.join(display_name(name) for name in builtin)}",
         description=(
             "Measure each model on each runtime at each batch size, each runtime in its own process "
             "with its thread count set through the runtime's own options. Per cell: warm-up, then at "
@@ -44,7 +46,7 @@ def add_parser(subparsers, common):
         ),
         epilog=(
             "SOURCE is a run directory (RUN_DIR/exports/export.json and its Keras models) or artifact files "
-            "(.onnx, .xml, .keras, .engine; the model's name is the file stem). "
+            f"({', '.join(plugin(name).suffixes[0] for name in builtin)}; the model's name is the file stem). "
             "Example: slimdeploy bench runs/fashion_mlp --batch 1,64,256 --crosscheck"
         ),
     )

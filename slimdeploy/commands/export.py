@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from slimdeploy.commands._shared import add_run_data_arguments, print_json
 from slimdeploy.export.api import ExportFailed, export_source
-from slimdeploy.export.settings import TARGET_CHOICES, ExportSettings
+from slimdeploy.export.settings import ExportSettings, target_choices
 from slimdeploy.parsers import positive_float
 from slimdeploy.progress import console, progress_bar
 
@@ -14,14 +14,15 @@ FIELD_OPTIONS = ("precisions", "calibration_size", "calibration_method", "opset"
 
 
 def add_parser(subparsers, common):
+    choices = target_choices()  # the export registry's targets (plug-ins too) and "all"
     parser = subparsers.add_parser(
         "export",
         parents=[common],
-        help="export models to ONNX, OpenVINO IR and TensorRT, each verified against Keras",
+        help="export models to ONNX, OpenVINO IR, TensorRT and LiteRT, each verified against Keras",
         description=(
             "Export SOURCE — a .keras file, or a run directory (its dense model and every ticket: "
-            "RUN_DIR/<mode>/ticket.keras) — to ONNX (tf2onnx), OpenVINO IR (.xml + .bin) and TensorRT "
-            "engines; with --precision fp32,int8 (or all) also a post-training static INT8 variant of "
+            "RUN_DIR/<mode>/ticket.keras) — to ONNX (tf2onnx), OpenVINO IR (.xml + .bin), TensorRT "
+            "engines and LiteRT (.tflite, TensorFlow's converter); with --precision fp32,int8 (or all) also a post-training static INT8 variant of "
             "each model (<model>-int8: ONNX Runtime QDQ quantization, NNCF for OpenVINO, calibrated on "
             "the first --calibration-size validation images; `slimdeploy run` makes them by default). Every artifact is loaded in its own runtime and "
             "checked against Keras on the validation and test images: fp32 must match within 1e-4 and "
@@ -34,11 +35,11 @@ def add_parser(subparsers, common):
         epilog=(
             "TensorRT needs the tensorrt package (pip install 'slimdeploy[tensorrt]') and an NVIDIA GPU; "
             "where they are missing, --target tensorrt says what is missing and --target all skips it "
-            "and records why. Exit status: 0 all verified, 1 an artifact failed verification, 2 bad input."
+            "and records why. LiteRT needs ai-edge-litert (pip install 'slimdeploy[litert]'), likewise. Exit status: 0 all verified, 1 an artifact failed verification, 2 bad input."
         ),
     )
     parser.add_argument("source", metavar="SOURCE", help="a .keras file or a run directory (from `slimdeploy train`/`prune`)")
-    parser.add_argument("--target", action="append", choices=TARGET_CHOICES, metavar="{onnx,openvino,tensorrt,all}",
+    parser.add_argument("--target", action="append", choices=choices, metavar="{" + ",".join(choices) + "}",
                         help="what to export; repeat for several (default: all — every target this machine can build)")
     parser.add_argument("--out", metavar="DIR", help="output directory (default: RUN_DIR/exports, or exports/ beside the .keras file)")
     ExportSettings.add_arguments(parser, only=FIELD_OPTIONS)

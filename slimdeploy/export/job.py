@@ -123,7 +123,8 @@ class ExportJob:
         # The facts go in first: the partial record must never hold an artifact without its model's facts.
         self.model_facts[m.name] = facts = model_facts(m, model, reference, self.sources_sha256[m.name])
         base = self._artifact_base(m, model, facts)
-        onnx = self._onnx_source(m, model)
+        # The fp32 ONNX file, for the targets made from it (not made when none is).
+        onnx = self._onnx_source(m, model) if any(target.from_onnx for _, _, target in planned) else None
         calibration = self._calibration(model) if settings.int8 else None
         for variant, precision, target in planned:
             if self.progress is not None:
@@ -134,9 +135,10 @@ class ExportJob:
                 entry = {**base, "model": variant, "precision": precision}
                 if precision == "int8":
                     entry["variant_of"] = m.name
-                self.record(self._export_target(target, entry, onnx, reference, calibration))
+                self.record(self._export_target(target, entry, onnx, model, reference, calibration))
             self._advance()
-        onnx.path.unlink(missing_ok=True)
+        if onnx is not None:
+            onnx.path.unlink(missing_ok=True)
 
     def _calibration(self, model):
         """The INT8 calibration images (once per model: each model's own input dtype)."""
@@ -168,26 +170,30 @@ class ExportJob:
             error = str(exc)
         return OnnxSource(path, error, time.perf_counter() - started)
 
-    def _export_target(self, target, entry: dict, onnx: OnnxSource, reference, calibration) -> Artifact:
+    def _export_target(self, target, entry: dict, onnx: OnnxSource | None, model, reference, calibration) -> Artifact:
+        """``onnx``: the fp32 ONNX file a target ``from_onnx`` is made from; ``model``: the Keras
+        model, which the other targets convert themselves."""
         entry = {**entry, "target": target.name}
-        if onnx.error:
+        if target.from_onnx and onnx.error:
             entry.update(failed_facts(onnx.error))
         else:
-            entry.update(self._export_one(target, entry, onnx.path, reference, calibration))
+            entry.update(self._export_one(target, entry, onnx.path if target.from_onnx else None, model, reference,
+                                          calibration))
             if target.name == "onnx":
                 entry["seconds"] = round(entry["seconds"] + onnx.seconds, 3)
-        entry["onnx_conversion_seconds"] = round(onnx.seconds, 3)
+        if target.from_onnx:
+            entry["onnx_conversion_seconds"] = round(onnx.seconds, 3)
         # The documented fields first, in their fixed order; target-specific facts after them.
         return Artifact.from_json(entry)
 
     # --- one artifact ----------------------------------------------------------------------
-    def _export_one(self, target, entry: dict, onnx_source: Path, reference, calibration) -> dict:
+    def _export_one(self, target, entry: dict, onnx_source: Path | None, model, reference, calibration) -> dict:
         """Convert (or quantize), verify, then move the files to their final names (or NAME.failed)."""
         started = time.perf_counter()
         model_name = entry["model"]
         int8 = entry["precision"] == "int8"
         facts, exported = self._convert_and_verify(target, model_name, onnx_source, reference, started,
-                                                   calibration if int8 else None)
+                                                   calibration if int8 else None, model=model)
         facts.setdefault("inference_precision", None)
         facts["seconds"] = round(time.perf_counter() - started, 3)
         staged = [p for p in (exported.files if exported else []) if p.is_file()]
@@ -195,17 +201,20 @@ class ExportJob:
         facts.update(self._place(target, model_name, staged, bool(facts.get("valid"))))
         return facts
 
-    def _convert_and_verify(self, target, model_name: str, onnx_source: Path, reference, started: float,
-                            calibration=None) -> tuple[dict, Any]:
-        """``calibration``: make the INT8 variant (judged by ``Tolerance.int8``), else the float one."""
+    def _convert_and_verify(self, target, model_name: str, onnx_source: Path | None, reference, started: float,
+                            calibration=None, model=None) -> tuple[dict, Any]:
+        """``calibration``: make the INT8 variant (judged by ``Tolerance.int8``), else the float one:
+        from ``onnx_source`` (a target ``from_onnx``) or from the Keras ``model``."""
         settings = self.settings
         facts: dict = {"converter": None, "runtime": target.runtime, "versions": target.versions()}
         exported = None
         try:
             if calibration is not None:
                 exported = target.quantize(onnx_source, self.staging, model_name, settings, calibration)
-            else:
+            elif target.from_onnx:
                 exported = target.export(onnx_source, self.staging, model_name, settings)
+            else:
+                exported = target.export_keras(model, self.staging, model_name, settings)
             facts["converter"] = exported.converter
             facts.update(exported.details)
             convert_done = time.perf_counter()

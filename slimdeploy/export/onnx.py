@@ -120,6 +120,7 @@ def matmul_weight_shapes(path: Path) -> list[list[int]]:
 
 class OnnxTarget(Target):
     name = "onnx"
+    display_name = "ONNX"
     suffixes = (".onnx",)
     runtime = "onnxruntime"
 
@@ -152,3 +153,5 @@ class OnnxTarget(Target):
     def versions(self) -> dict[str, str]:
         return {name: package_version(name) for name in ("tf2onnx", "onnx", "onnxruntime", "tensorflow", "keras")}
 
+
+TARGET = OnnxTarget()

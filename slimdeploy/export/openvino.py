@@ -44,6 +44,7 @@ def matmul_weight_shapes(xml: Path) -> list[list[int]]:
 
 class OpenVinoTarget(Target):
     name = "openvino"
+    display_name = "OpenVINO IR"
     suffixes = (".xml", ".bin")
     runtime = "openvino"
 
@@ -99,3 +100,6 @@ class OpenVinoTarget(Target):
 
     def versions(self) -> dict[str, str]:
         return {name: package_version(name) for name in ("tf2onnx", "onnx", "openvino", "nncf")}
+
+
+TARGET = OpenVinoTarget()

@@ -1,16 +1,86 @@
-"""Every export target by name. Adding a target is one module here and one line below."""
+"""Every export target by name. Adding a target is one module here (defining ``TARGET``) and one
+line in BUILTIN.
+
+Every other module asks this registry: which targets exist (``names``, the order artifacts are
+built and listed in), a target by name (``get_target``), its name for people (``display_name``)
+and the runtime its artifacts are verified in (``verifying_runtime``).
+
+Plug-ins from outside the package, as for runtimes (``slimdeploy.runtimes.registry``):
+``SLIMDEPLOY_EXPORT_PLUGINS`` names modules (comma-separated, importable from ``sys.path``), each
+calling ``register(target)`` when imported. They are imported when this registry is first
+imported and on each later use (for a name added since), and are listed after the built-in
+targets. A backend that brings both a runtime and a target can be one module named in both
+variables.
+"""
 
 from __future__ import annotations
 
-from slimdeploy.export.onnx import OnnxTarget
-from slimdeploy.export.openvino import OpenVinoTarget
-from slimdeploy.export.target import Target
-from slimdeploy.export.tensorrt import TensorRtTarget
+import importlib
+import os
 
-# Order matters: it is the order artifacts are built and listed in.
-TARGETS: dict[str, Target] = {target.name: target for target in (OnnxTarget(), OpenVinoTarget(), TensorRtTarget())}
-TARGET_NAMES: tuple[str, ...] = tuple(TARGETS)
+from slimdeploy.export.target import Target
+
+PLUGINS_ENV = "SLIMDEPLOY_EXPORT_PLUGINS"
+
+# Each module defines ``TARGET``. Order matters: it is the order artifacts are built and listed in.
+BUILTIN = (
+    "slimdeploy.export.onnx",
+    "slimdeploy.export.openvino",
+    "slimdeploy.export.tensorrt",
+    "slimdeploy.export.litert",
+)
+
+TARGETS: dict[str, Target] = {}
+
+# export.json files older than the targets listed the Keras model itself, run by TensorFlow.
+LEGACY = {"keras": ("Keras", "tensorflow")}
+
+
+def register(target: Target) -> Target:
+    """Add (or replace) a target; its position is the order of first registration."""
+    TARGETS[target.name] = target
+    return target
+
+
+def _load_plugins() -> None:
+    """Import the modules named in SLIMDEPLOY_EXPORT_PLUGINS (each registers itself once)."""
+    for module in filter(None, (m.strip() for m in os.environ.get(PLUGINS_ENV, "").split(","))):
+        importlib.import_module(module)
+
+
+def names() -> tuple[str, ...]:
+    """Every registered target, in build (and listing) order."""
+    _load_plugins()
+    return tuple(TARGETS)
 
 
 def get_target(name: str) -> Target:
+    _load_plugins()
     return TARGETS[name]
+
+
+def _known(name: str | None) -> Target | None:
+    _load_plugins()
+    return TARGETS.get(name) if name is not None else None
+
+
+def display_name(name: str | None) -> str:
+    """For people: "OpenVINO IR"; an unknown name is shown as it is."""
+    known = _known(name)
+    if known is not None:
+        return known.display_name or known.name
+    return LEGACY[name][0] if name in LEGACY else str(name)
+
+
+def verifying_runtime(name: str | None) -> str | None:
+    """The runtime a target's artifacts are verified in, so an artifact's test_accuracy is that
+    runtime's (None: an unknown target)."""
+    known = _known(name)
+    if known is not None:
+        return known.runtime
+    return LEGACY[name][1] if name in LEGACY else None
+
+
+for _module in BUILTIN:
+    register(importlib.import_module(_module).TARGET)
+_load_plugins()

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from slimdeploy.errors import UserError
 from slimdeploy.export.quantize import CALIBRATION_METHODS
-from slimdeploy.export.registry import TARGET_NAMES
+from slimdeploy.export.registry import names
 from slimdeploy.parsers import int_list, positive_int
 from slimdeploy.settings_base import Settings, is_int, setting
 
@@ -19,7 +19,11 @@ ALL_PRECISIONS = ("fp32", "int8")  # what --precision all means: the float model
 INT8_VARIANT_SUFFIX = "-int8"  # dense -> dense-int8: the variant's model name and file stem
 OPENVINO_INFERENCE_PRECISIONS = ("f32", "f16", "bf16")
 MIN_OPSET, MAX_OPSET = 13, 18  # tf2onnx 1.17 writes opsets up to 18; 13 is the oldest with the ops we emit
-TARGET_CHOICES = (*TARGET_NAMES, "all")  # --target: every registered target, or all of them
+
+
+def target_choices() -> tuple[str, ...]:
+    """What ``--target`` takes: every registered target (slimdeploy.export.registry) and "all"."""
+    return (*names(), "all")
 
 
 def batch_value(text: str):
@@ -39,7 +43,7 @@ def _as_list(targets) -> list:
 
 # --- checks: each returns the whole one-line error (today's wording) -----------------------
 def _targets(value) -> str | None:
-    known = (*TARGET_NAMES, "all")
+    known = target_choices()
     names = _as_list(value)
     if not names:
         return f"export targets must name at least one of {', '.join(known)}"
@@ -215,5 +219,5 @@ class ExportSettings(Settings):
     def resolved_targets(self) -> list[str]:
         """The requested target names in registry order, "all" expanded."""
         targets = _as_list(self.targets)
-        wanted = set(TARGET_NAMES) if "all" in targets else set(targets)
-        return [name for name in TARGET_NAMES if name in wanted]
+        wanted = set(names()) if "all" in targets else set(targets)
+        return [name for name in names() if name in wanted]

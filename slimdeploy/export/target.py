@@ -1,9 +1,12 @@
 """What every export target provides: a converter, a tolerance, and (``open``) its artifact
 in the runtime's own benchmark ``Session`` for verification.
 
-A target module (``onnx.py``, ``openvino.py``, ``tensorrt.py``) subclasses ``Target`` and is
-listed in ``registry.py``. Heavy libraries are imported inside methods, so importing a
-target module is cheap and a missing optional library is reported, never a crash.
+A target module (``onnx.py``, ``openvino.py``, ``tensorrt.py``, ``litert.py``) subclasses
+``Target``, defines ``TARGET`` and is listed in ``registry.py``. Most targets are made from the
+model's fp32 ONNX file (``export``); one whose converter reads the Keras model itself sets
+``from_onnx = False`` and implements ``export_keras`` (LiteRT). Heavy libraries are imported
+inside methods, so importing a target module is cheap and a missing optional library is
+reported, never a crash.
 """
 
 from __future__ import annotations
@@ -119,8 +122,11 @@ class Runner:
 
 class Target:
     name: str = ""
+    display_name: str = ""  # for people: report tables ("OpenVINO IR"); "" shows the name
     suffixes: tuple[str, ...] = ()  # one artifact's files, primary first
     runtime: str = ""  # where it is verified
+    # Made from the model's fp32 ONNX file (``export``), or from the Keras model (``export_keras``).
+    from_onnx: bool = True
 
     def unavailable_reason(self) -> str | None:
         """None when this machine can build and run the target; else what is missing."""
@@ -145,6 +151,10 @@ class Target:
 
     def export(self, onnx_path: Path, staging: Path, model_name: str, settings) -> Exported:  # pragma: no cover
         """Convert the fp32 ONNX at ``onnx_path`` into this target's files in ``staging``."""
+        raise NotImplementedError
+
+    def export_keras(self, model, staging: Path, model_name: str, settings) -> Exported:  # pragma: no cover
+        """``from_onnx = False``: convert the loaded Keras ``model`` into this target's files in ``staging``."""
         raise NotImplementedError
 
     def session_options(self, settings) -> dict:

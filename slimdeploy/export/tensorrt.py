@@ -107,6 +107,7 @@ def build_engine(onnx_path: Path, engine_path: Path, settings) -> dict:
 
 class TensorRtTarget(Target):
     name = "tensorrt"
+    display_name = "TensorRT engine"
     suffixes = (".engine",)
     runtime = "tensorrt"
     # TensorRT could build one from the Q/DQ ONNX variant (explicit quantization), but nothing
@@ -124,3 +125,6 @@ class TensorRtTarget(Target):
 
     def versions(self) -> dict[str, str]:
         return {name: package_version(name) for name in ("tf2onnx", "onnx", "tensorrt", "cuda-python")}
+
+
+TARGET = TensorRtTarget()

@@ -261,7 +261,7 @@ def _models_section(inputs: ReportInputs) -> Section:
     headers += [f"Accuracy, {facts.runtime_name(rt)}" for rt in runtimes]
     sizes = _sizes(inputs)
     targets = sorted({t for (_, t) in sizes})
-    headers += [f"{facts.TARGET_NAMES.get(t, t)} file (raw / gzip)" for t in targets]
+    headers += [f"{facts.target_name(t)} file (raw / gzip)" for t in targets]
     int8 = facts.has_int8(info)
     if int8:
         headers.append("Precision")
@@ -309,12 +309,12 @@ def _exports_section(inputs: ReportInputs) -> Section:
         if runs and _precision(runs) != _precision(precision):
             precision += f" (runs {runs})"
         verified = "yes" if a.get("valid") else f"NO: {a.get('error') or 'failed'}"
-        rows.append([a.get("model", "–"), facts.TARGET_NAMES.get(a.get("target"), str(a.get("target"))), str(a.get("path", "–")),
+        rows.append([a.get("model", "–"), facts.target_name(a.get("target")), str(a.get("path", "–")),
                      precision, fmt_bytes(a.get("bytes")), fmt_bytes(a.get("gzip_bytes")), fmt_pct(a.get("test_accuracy")),
                      "–" if a.get("model") == facts.BASELINE else fmt_delta_points(a.get("test_accuracy"), base_acc.get(a.get("target"))),
                      fmt_pct(a.get("top1_agreement")), fmt_num(a.get("max_abs_diff"), 2), verified])
     blocks: list = [Table(headers, rows)]
-    skipped = [f"{facts.TARGET_NAMES.get(s.get('target'), s.get('target'))} not exported: {s.get('reason')}"
+    skipped = [f"{facts.target_name(s.get('target'))} not exported: {s.get('reason')}"
                for s in inputs.export.get("skipped", []) if isinstance(s, dict)]
     if skipped:
         blocks.append(Bullets(skipped))

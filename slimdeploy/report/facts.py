@@ -13,14 +13,19 @@ from slimdeploy.bench.compare import ALIGNED_WIDTHS, INT8_ON_PRUNED, PRUNING_ON_
 from slimdeploy.report.load import ReportInputs
 from slimdeploy.prune.ticket import aligned_multiple, ticket_entry
 from slimdeploy.rundir import aligned_model_name
-from slimdeploy.runtimes.registry import display_name, verifying_runtime
+from slimdeploy.export.registry import display_name as target_display_name, verifying_runtime
+from slimdeploy.runtimes.registry import display_name
 
-TARGET_NAMES = {"onnx": "ONNX", "openvino": "OpenVINO IR", "tensorrt": "TensorRT engine", "keras": "Keras"}
 BASELINE = "dense"
 
 
 def runtime_name(runtime: str) -> str:
     return display_name(runtime)
+
+
+def target_name(target) -> str:
+    """An export target for people ("OpenVINO IR"), as the export registry names it."""
+    return target_display_name(target)
 
 
 def fmt_pct(value) -> str:

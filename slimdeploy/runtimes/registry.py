@@ -33,6 +33,7 @@ BUILTIN = (
     # OpenVINO reads ONNX too; an IR is preferred when both exist.
     "slimdeploy.runtimes.openvino",
     "slimdeploy.runtimes.tensorrt",
+    "slimdeploy.runtimes.litert",
 )
 
 RUNTIMES: dict[str, RuntimePlugin] = {}
@@ -87,16 +88,6 @@ def pick_artifact(name: str, paths) -> Path | None:
     return None
 
 
-# The runtime export verifies each target's files in, so an artifact's test_accuracy is that
-# runtime's ("keras": files older than the targets listed the Keras model itself).
-VERIFYING_RUNTIME = {"onnx": "onnxruntime", "openvino": "openvino", "tensorrt": "tensorrt", "keras": "tensorflow"}
-
-
-def verifying_runtime(target: str | None) -> str | None:
-    """The runtime an export target's artifact was verified in (None: unknown target)."""
-    return VERIFYING_RUNTIME.get(target)
-
-
 def display_name(name: str) -> str:
     """For people: "ONNX Runtime"; an unknown name is shown as it is."""
     known = _known(name)
@@ -136,6 +127,12 @@ def names() -> tuple[str, ...]:
     """Every registered runtime, in registry (sort) order."""
     _load_plugins()
     return tuple(RUNTIMES)
+
+
+def builtin_names() -> tuple[str, ...]:
+    """The runtimes slimdeploy itself defines, in order: what the bench tries by default (a
+    plug-in is benched when asked for by name)."""
+    return tuple(importlib.import_module(module).PLUGIN.name for module in BUILTIN)
 
 
 for _module in BUILTIN:

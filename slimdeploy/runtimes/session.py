@@ -143,6 +143,12 @@ class Session:
         self.close()
 
 
+# Profiled calls per cell (after a few untimed ones): per-layer times are per-call averages.
+PROFILE_RUNS = 20
+PROFILE_WARMUP = 5
+PROFILE_UNSUPPORTED = "no per-layer profiler wired for this runtime"
+
+
 @dataclass(frozen=True)
 class RuntimePlugin:
     """Everything the rest of slimdeploy knows about one runtime; its module defines ``PLUGIN``."""
@@ -163,6 +169,15 @@ class RuntimePlugin:
     # Whether an external tool can re-measure its cells (OpenVINO's benchmark_app).
     can_crosscheck: bool = False
     module: str = ""  # the defining module (set by its module; used by tests and errors)
+    # The Python module a session imports (a check that it loads: benchmarks/machine_setup.py);
+    # "" means the runtime's name ("onnxruntime", "openvino", ...).
+    library: str = ""
+    # What a profiled cell records when ``profile`` gives nothing: why there is no time split.
+    profile_unsupported: str = PROFILE_UNSUPPORTED
+
+    @property
+    def import_name(self) -> str:
+        return self.library or self.name
 
     def options(self, settings) -> dict:
         """This runtime's cell options, read from a BenchSettings."""
@@ -175,14 +190,10 @@ class RuntimePlugin:
         """A per-layer profile of an open session, from a separate profiled copy so the measured
         one stays unprofiled: ``layers=True`` asks for the time split (``{"profile": ...}``, see
         ``layer_profile``), ``runs`` for how many profiled calls after ``warmup``. None where the
-        runtime has no per-layer profiler; ``PROFILE_UNSUPPORTED`` then says so."""
+        runtime has no per-layer profiler; ``profile_unsupported`` then says so."""
         return None
 
 
-# Profiled calls per cell (after a few untimed ones): per-layer times are per-call averages.
-PROFILE_RUNS = 20
-PROFILE_WARMUP = 5
-PROFILE_UNSUPPORTED = "no per-layer profiler wired for this runtime"
 # Op types of the Dense layers' matrix products, as runtimes name them (fused and quantized
 # forms included: ORT's FusedGemm, MatMulInteger, QLinearMatMul, MatMulIntegerToFloat, QGemm;
 # OpenVINO's FullyConnected and its quantized variants).
