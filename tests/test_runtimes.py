@@ -107,6 +107,23 @@ def test_openvino_static_shape_explicit_precision_and_engine_latency(onnx_models
         assert session.applied_settings()["inference_precision"] in ("bf16", "f32")  # f32 where bf16 is absent
 
 
+def test_an_isa_limit_below_bf16_makes_openvino_compute_in_f32(onnx_models, monkeypatch):  # noqa: F811
+    """ONEDNN_MAX_CPU_ISA=AVX2 on a bf16 CPU: the plugin would still pick bf16 (and fail to build it);
+    the session asks for f32, as on a CPU without bf16, and export's capabilities lose BF16."""
+    from slimdeploy.export.openvino import device_capabilities
+    from slimdeploy.runtimes.openvino import isa_limit_excludes
+
+    assert isa_limit_excludes("bf16", "AVX2") and isa_limit_excludes("f16", "avx512_core_vnni")
+    assert not isa_limit_excludes("bf16", "AVX512_CORE_BF16") and not isa_limit_excludes("bf16", "avx2_vnni_2")
+    assert isa_limit_excludes("f16", "AVX512_CORE_BF16") and not isa_limit_excludes("f16", "AVX10_1_512")
+    assert not any(isa_limit_excludes(p, limit) for p in ("bf16", "f16", "f32") for limit in ("", "ALL", "DEFAULT", "x"))
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert "BF16" not in device_capabilities() and "FP32" in device_capabilities()
+    with registry.open_session("openvino", onnx_models["dense.xml"], 4, 1, {"precision": "bf16"}) as session:
+        assert session.applied_settings()["inference_precision"] == "f32"
+        assert session.infer(np.zeros((4, 28, 28), np.float32)).shape == (4, 10)
+
+
 def test_openvino_throughput_mode_uses_an_async_queue(onnx_models):  # noqa: F811
     x = np.random.default_rng(0).random((8, 28, 28), dtype=np.float32)
     with registry.open_session("openvino", onnx_models["dense.xml"], 8, 1, {}, mode="throughput") as session:

@@ -14,6 +14,7 @@ from slimdeploy.export.quantize import quantize_openvino
 from slimdeploy.quiet import openvino_telemetry_off
 from slimdeploy.errors import WorkError
 from slimdeploy.export.target import Exported, Target, package_version
+from slimdeploy.runtimes.openvino import within_isa_limit
 
 DEVICE = "CPU"
 
@@ -21,7 +22,7 @@ DEVICE = "CPU"
 def device_capabilities() -> list[str]:
     import openvino as ov
 
-    return list(ov.Core().get_property(DEVICE, "OPTIMIZATION_CAPABILITIES"))
+    return within_isa_limit(ov.Core().get_property(DEVICE, "OPTIMIZATION_CAPABILITIES"))
 
 
 def matmul_weight_shapes(xml: Path) -> list[list[int]]:

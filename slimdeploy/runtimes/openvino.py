@@ -16,6 +16,8 @@ shape, a new tensor and a conversion per call) costs more than pruning saves.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from slimdeploy.irsafety import check_openvino_ir
@@ -30,6 +32,35 @@ AMX_FLAGS = ("amx_int8", "amx_tile")
 # Profiled node types (and their variants, e.g. FullyConnectedQuantizedLegacy for an NNCF IR)
 # that hold the weights a sparse kernel could skip.
 WEIGHT_NODE_TYPES = ("FullyConnected", "MatMul")
+
+
+# ONEDNN_MAX_CPU_ISA caps the kernels the CPU plugin takes from oneDNN, not the plugin's own
+# choice of bf16/f16 arithmetic (made from cpuid): capped at AVX2 on a bf16 CPU it still reports
+# BF16 and fails to build a bf16 primitive. slimdeploy applies the cap to both, so a capped
+# machine behaves as a CPU without those instructions (which computes in f32).
+ISA_LIMIT_ENV = "ONEDNN_MAX_CPU_ISA"
+ONEDNN_ISA_BITS = {"SSE41": 0x1, "AVX": 0x3, "AVX2": 0x7, "AVX2_VNNI": 0xF, "AVX2_VNNI_2": 0x1F, "AVX512_CORE": 0x27,
+                   "AVX512_CORE_VNNI": 0x67, "AVX512_CORE_BF16": 0xE7, "AVX10_1_512": 0x1EF, "AVX512_CORE_FP16": 0x1EF,
+                   "AVX10_1_512_AMX": 0xFEF, "AVX512_CORE_AMX": 0xFEF, "AVX10_1_512_AMX_FP16": 0x1FEF,
+                   "AVX512_CORE_AMX_FP16": 0x1FEF}  # oneDNN's dnnl_cpu_isa_t
+# The ISAs that compute a precision: AVX2_VNNI_2 (bf16/f16 conversions), AVX-512 BF16, AVX-512 FP16.
+PRECISION_ISAS = {"bf16": (0x1F, 0xE7), "f16": (0x1F, 0x1EF)}
+CAPABILITY_PRECISIONS = {"BF16": "bf16", "FP16": "f16"}  # OPTIMIZATION_CAPABILITIES names
+
+
+def isa_limit_excludes(precision: str, limit: str | None = None) -> bool:
+    """Whether ONEDNN_MAX_CPU_ISA (or ``limit``) names an ISA that cannot compute ``precision``
+    (an unset, ALL/DEFAULT or unknown limit excludes nothing)."""
+    limit = os.environ.get(ISA_LIMIT_ENV, "") if limit is None else limit
+    bits = ONEDNN_ISA_BITS.get(limit.strip().upper())
+    if bits is None or precision not in PRECISION_ISAS:
+        return False
+    return not any(bits & needed == needed for needed in PRECISION_ISAS[precision])
+
+
+def within_isa_limit(capabilities) -> list[str]:
+    """The CPU plugin's OPTIMIZATION_CAPABILITIES less the precisions ONEDNN_MAX_CPU_ISA excludes."""
+    return [c for c in capabilities if not isa_limit_excludes(CAPABILITY_PRECISIONS.get(c, ""))]
 
 
 def cpu_has_amx(cpu: dict) -> bool:
@@ -74,6 +105,8 @@ class OpenVinoSession(Session):
         precision = self.options.get("precision", "f32")
         if precision not in PRECISIONS:
             raise ValueError(f"unknown OpenVINO precision {precision!r}")
+        if isa_limit_excludes(precision):
+            precision = "f32"  # what the plugin computes in on a CPU without it (read back below)
         core = ov.Core()
         model = _read_model(core, self.artifact, checked=bool(self.options.get(CHECKED_OPTION)))
         if len(model.inputs) != 1:
