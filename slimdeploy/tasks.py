@@ -39,12 +39,17 @@ class Task:
     # the words people read, and its direction.
     metric: str = ""
     metric_label: str = ""
+    metric_short: str = ""  # in a narrow console column
     higher_is_better: bool = True
-    # How a runtime's outputs are compared with Keras's, in words.
+    # How a runtime's outputs are compared with Keras's, in words; what it counts.
     agreement_label: str = ""
+    agreement_items: str = ""
+    # A better value as a comparative, as in "nothing both faster and more accurate".
+    more_words: str = ""
     # The budget (``--max-drop``): a drop of the metric, times ``points_per_unit``, in ``budget_unit``.
     points_per_unit: float = 100
     budget_unit: str = "points"
+    budget_unit_short: str = "pts"
     # An INT8 variant is judged on what it is for, not on output parity: its test score at
     # most ``int8_max_drop`` (metric units) below the float Keras model's, and agreement with
     # it on at least ``int8_min_agreement`` of the images.
@@ -120,9 +125,24 @@ class Task:
         return "highest" if self.higher_is_better else "lowest"
 
     @property
+    def better_word(self) -> str:
+        """A better value, in words: "higher" (or "lower")."""
+        return "higher" if self.higher_is_better else "lower"
+
+    @property
     def worse_word(self) -> str:
         """A worse value, in words: "lower" (or "higher")."""
         return "lower" if self.higher_is_better else "higher"
+
+    @property
+    def metric_title(self) -> str:
+        """The metric's words at the start of a heading: "Accuracy"."""
+        return self.metric_label[:1].upper() + self.metric_label[1:]
+
+    @property
+    def agreement_title(self) -> str:
+        """The agreement's words at the start of a heading: "Top-1 agreement"."""
+        return self.agreement_label[:1].upper() + self.agreement_label[1:]
 
     @property
     def budget_words(self) -> str:
@@ -144,7 +164,10 @@ class MulticlassTask(Task):
     name = "multiclass"
     metric = "accuracy"
     metric_label = "accuracy"
+    metric_short = "acc"
     agreement_label = "top-1 agreement"
+    agreement_items = "top-1 labels"
+    more_words = "more accurate"
     int8_max_drop = 0.01
     int8_min_agreement = 0.97
 

@@ -99,7 +99,10 @@ def test_the_words_people_read():
     task = MULTICLASS
     assert (task.metric_label, task.agreement_label, task.budget_unit) == ("accuracy", "top-1 agreement", "points")
     assert task.budget_words == "accuracy points"
-    assert (task.best_word, task.worse_word) == ("highest", "lower")
+    assert (task.best_word, task.better_word, task.worse_word, task.more_words) == (
+        "highest", "higher", "lower", "more accurate")
+    assert (task.metric_title, task.agreement_title) == ("Accuracy", "Top-1 agreement")
+    assert (task.metric_short, task.budget_unit_short, task.agreement_items) == ("acc", "pts", "top-1 labels")
     assert task.format(0.86274) == "86.27%" and task.format(1) == "100.00%" and task.format(None) == "–"
     assert task.format_points(0.5) == "0.5 points" and task.format_points(1.2345, ".2f") == "1.23 points"
 
@@ -116,5 +119,6 @@ def test_a_new_task_is_one_class():
     task = LowerIsBetter()
     assert task.drop(0.10, 0.12) == pytest.approx(0.02) and task.drop_points(0.10, 0.08) == -2.0
     assert task.rank(0.1) > task.rank(0.2) and task.budget_floor(0.1, 1) == pytest.approx(0.11)
-    assert (task.best_word, task.worse_word, task.compile_metrics()) == ("lowest", "higher", ["mae"])
+    assert (task.best_word, task.better_word, task.worse_word) == ("lowest", "lower", "higher")
+    assert task.compile_metrics() == ["mae"] and task.metric_title == "Mean absolute error"
     assert task.score(np.array([[1.0], [3.0]]), np.array([2.0, 2.0])) == 1.0
