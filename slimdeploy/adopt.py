@@ -309,5 +309,5 @@ def validation_origin(dataset: Dataset) -> str:
     if dataset.validation_given:
         return "x_val, y_val as given in the data"
     return (f"{dataset.validation_size} rows drawn (seed {dataset.seed}) from x_train: the adopted model may have "
-            "been trained on them, so validation accuracy (the reset winner, --max-drop) can favour it; "
+            f"been trained on them, so validation {dataset.task.metric_label} (the reset winner, --max-drop) can favour it; "
             "give x_val, y_val in the .npz to hold them out")

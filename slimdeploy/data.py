@@ -33,6 +33,7 @@ import numpy as np
 from slimdeploy.archives import check_zip_members
 from slimdeploy.errors import DataError
 from slimdeploy.fsutil import file_sha256
+from slimdeploy.tasks import DEFAULT_TASK, Task
 
 IDX_FILES = {
     "x_train": "train-images-idx3-ubyte.gz",
@@ -71,6 +72,7 @@ class RawData:
     kind: str  # idx, npz, image_folder or keras
     # of the .npz file; of the four IDX files or of the images (a sha256sum listing); of the arrays
     sha256: str
+    task: Task = DEFAULT_TASK  # what the labels are (checked against it)
 
     @property
     def validation_given(self) -> bool:
@@ -94,6 +96,7 @@ class Dataset:
     limit: int | None = None
     scale: float | None = None
     validation_given: bool = False  # the source held its own validation split (x_val, y_val)
+    task: Task = DEFAULT_TASK  # what the labels are and how a model is scored on them (not in describe())
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -257,20 +260,16 @@ def _arrays_sha256(arrays: dict[str, np.ndarray]) -> str:
     return digest.hexdigest()
 
 
-def _validated(arrays: dict[str, np.ndarray], source: str) -> dict[str, np.ndarray]:
+def _validated(arrays: dict[str, np.ndarray], source: str, task: Task) -> dict[str, np.ndarray]:
     splits = ("train", "test", "val") if "x_val" in arrays else ("train", "test")
     for split in splits:
         x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
         if x.ndim < 2 or len(x) == 0:
             raise DataError(f"{source}: x_{split} must hold at least one image, got shape {x.shape}")
-        if y.ndim != 1:
-            raise DataError(f"{source}: y_{split} must be one label per image, got shape {y.shape}")
+        task.check_label_shape(y, split, source)
         if len(x) != len(y):
             raise DataError(f"{source}: {len(x)} {split} images but {len(y)} {split} labels")
-        if not np.issubdtype(y.dtype, np.integer):
-            raise DataError(f"{source}: y_{split} must hold integer class labels, got {y.dtype}")
-        if len(y) and y.min() < 0:
-            raise DataError(f"{source}: y_{split} must hold class labels 0, 1, 2, …, got {y.min()}")
+        task.check_label_values(y, split, source)
         if not np.issubdtype(x.dtype, np.number) or not np.all(np.isfinite(x)):
             raise DataError(f"{source}: x_{split} must hold finite numbers")
     for split in splits[1:]:
@@ -280,13 +279,13 @@ def _validated(arrays: dict[str, np.ndarray], source: str) -> dict[str, np.ndarr
     return arrays
 
 
-def _from_npz(path: Path) -> RawData:
-    return RawData(_validated(_read_npz(path), str(path)), str(path.resolve()), "npz", file_sha256(path))
+def _from_npz(path: Path, task: Task) -> RawData:
+    return RawData(_validated(_read_npz(path), str(path), task), str(path.resolve()), "npz", file_sha256(path), task)
 
 
-def _from_idx_dir(directory: Path) -> RawData:
-    arrays = _validated(_read_idx_dir(directory), str(directory))
-    return RawData(arrays, str(directory.resolve()), "idx", _idx_sha256(directory))
+def _from_idx_dir(directory: Path, task: Task) -> RawData:
+    arrays = _validated(_read_idx_dir(directory), str(directory), task)
+    return RawData(arrays, str(directory.resolve()), "idx", _idx_sha256(directory), task)
 
 
 def _class_folders(directory: Path) -> list[str]:
@@ -367,7 +366,7 @@ def _unreadable_image(directory: Path) -> str | None:
     return None
 
 
-def _from_image_folder(directory: Path, input_shape=None) -> RawData:
+def _from_image_folder(directory: Path, input_shape, task: Task) -> RawData:
     layout = _image_layout(directory)
     class_names = _class_folders(next(iter(layout.values())))
     for tree in layout.values():
@@ -390,8 +389,8 @@ def _from_image_folder(directory: Path, input_shape=None) -> RawData:
         trees = _held_out_test(*trees["all"])
     arrays = {"x_train": trees["train"][0], "y_train": trees["train"][1],
               "x_test": trees["test"][0], "y_test": trees["test"][1]}
-    return RawData(_validated(arrays, str(directory)), str(directory.resolve()), "image_folder",
-                   _listing_sha256(directory, files))
+    return RawData(_validated(arrays, str(directory), task), str(directory.resolve()), "image_folder",
+                   _listing_sha256(directory, files), task)
 
 
 def _refuse_conversions(directory: Path, files: list[str], image_size, color_mode: str) -> None:
@@ -420,22 +419,23 @@ def _held_out_test(x: np.ndarray, y: np.ndarray) -> dict[str, tuple[np.ndarray, 
     return {"train": (x[train_idx], y[train_idx]), "test": (x[test_idx], y[test_idx])}
 
 
-def locate(data: str | os.PathLike | None = None, allow_download: bool = True, input_shape=None) -> RawData:
+def locate(data: str | os.PathLike | None = None, allow_download: bool = True, input_shape=None,
+           task: Task = DEFAULT_TASK) -> RawData:
     """Find and read the raw arrays, with where they came from and their sha256.
 
     ``input_shape``: the model's, which sets the size and colour mode images of a folder are
-    read with (else the first image's own)."""
+    read with (else the first image's own). ``task``: what the labels must be (``tasks``)."""
     if data is not None:
         path = Path(data).expanduser()
         if path.is_file():
-            return _from_npz(path)
+            return _from_npz(path, task)
         if path.is_dir():
             if _is_image_folder(path):
-                return _from_image_folder(path, input_shape)
+                return _from_image_folder(path, input_shape, task)
             missing = _missing_files(path)
             if missing:
                 raise DataError(f"--data {path}: missing {', '.join(missing)}; {FIX_HINT}")
-            return _from_idx_dir(path)
+            return _from_idx_dir(path, task)
         raise DataError(f"--data {path}: no such file or directory; {FIX_HINT}")
 
     tried = []
@@ -449,18 +449,19 @@ def locate(data: str | os.PathLike | None = None, allow_download: bool = True, i
     candidates.append(("Debian package", DEBIAN_DIR))
     for label, directory in candidates:
         if directory.is_file() and directory.suffix == ".npz":
-            return _from_npz(directory)
+            return _from_npz(directory, task)
         missing = _missing_files(directory) if directory.is_dir() else None
         if missing == []:
-            return _from_idx_dir(directory)
+            return _from_idx_dir(directory, task)
         tried.append(f"{directory} ({label}: {'not found' if missing is None else 'missing ' + ', '.join(missing)})")
     if allow_download:
         try:
             import keras
 
             (x_train, y_train), (x_test, y_test) = keras.datasets.fashion_mnist.load_data()
-            arrays = _validated({"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}, "keras download")
-            return RawData(arrays, KERAS_SOURCE, "keras", _arrays_sha256(arrays))
+            arrays = _validated({"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test},
+                                "keras download", task)
+            return RawData(arrays, KERAS_SOURCE, "keras", _arrays_sha256(arrays), task)
         except Exception as exc:  # any network or cache failure: report it with the rest
             tried.append(f"keras.datasets.fashion_mnist download ({type(exc).__name__}: {str(exc)[:80]})")
     raise DataError(f"Fashion-MNIST not found; tried: {'; '.join(tried)}; {FIX_HINT}")
@@ -477,6 +478,7 @@ def load_dataset(
     allow_download: bool = True,
     scale: float | None = None,
     input_shape=None,
+    task: Task = DEFAULT_TASK,
 ) -> Dataset:
     """Load, scale where asked and split off a seeded validation set.
 
@@ -485,10 +487,11 @@ def load_dataset(
     the source holds its own ``x_val, y_val``. ``scale``: divide the inputs by this number
     (they become float32); None means the source's own convention (IDX pixels: 255; anything
     else: unchanged, dtype kept). ``input_shape``: the model's, for reading a folder of images.
+    ``task``: what the labels must be and how models are scored on them (``Dataset.task``).
     ``limit`` keeps at most that many training and test images (for quick runs and
     tests); the validation split is then at most a tenth of the kept training images.
     """
-    raw = locate(data, allow_download, input_shape)
+    raw = locate(data, allow_download, input_shape, task)
     if validation_size is None:
         validation_size = min(DEFAULT_VALIDATION, len(raw.arrays["x_train"]) // 10)
     return split_dataset(raw, validation_size, seed, limit, DEFAULT_SCALE[raw.kind] if scale is None else scale)
@@ -526,11 +529,11 @@ def split_dataset(raw: RawData, validation_size: int | float, seed: int, limit: 
         x_train, y_train, x_val, y_val = _drawn_validation(x_train, y_train, validation_size, seed, limit, raw.source)
     return Dataset(
         x_train=_scaled(x_train, scale),
-        y_train=y_train.astype(np.int64),
+        y_train=raw.task.labels(y_train),
         x_val=_scaled(x_val, scale),
-        y_val=y_val.astype(np.int64),
+        y_val=raw.task.labels(y_val),
         x_test=_scaled(x_test, scale),
-        y_test=y_test.astype(np.int64),
+        y_test=raw.task.labels(y_test),
         source=raw.source,
         kind=raw.kind,
         sha256=raw.sha256,
@@ -539,6 +542,7 @@ def split_dataset(raw: RawData, validation_size: int | float, seed: int, limit: 
         limit=limit,
         scale=float(scale) if scale is not None else None,
         validation_given=raw.validation_given,
+        task=raw.task,
     )
 
 

@@ -139,8 +139,10 @@ def progress_bar(enabled: bool = True) -> Iterator[Progress | PlainProgress | No
         yield progress
 
 
-def keras_epoch_callback(progress: Progress | PlainProgress | None, description: str, epochs: int, steps_per_epoch: int):
-    """A Keras callback that drives one bar per epoch (batches) and a line per finished epoch."""
+def keras_epoch_callback(progress: Progress | PlainProgress | None, description: str, epochs: int, steps_per_epoch: int,
+                         metric: str):
+    """A Keras callback that drives one bar per epoch (batches) and a line per finished epoch
+    (the loss, and ``metric``, the task's compile metric, on training and validation data)."""
     import keras
 
     class EpochBar(keras.callbacks.Callback):
@@ -150,7 +152,7 @@ def keras_epoch_callback(progress: Progress | PlainProgress | None, description:
 
         def on_train_batch_end(self, batch, logs=None):
             # The last batch's update is on_epoch_end's, with the epoch's figures: a plain log
-            # prints an epoch's line when it completes, and it should carry its accuracy.
+            # prints an epoch's line when it completes, and it should carry its metric.
             if progress is not None and batch + 1 < steps_per_epoch:
                 info = f"loss {logs['loss']:.4f}" if logs and "loss" in logs else ""
                 progress.update(self.task, completed=batch + 1, info=info)
@@ -158,7 +160,7 @@ def keras_epoch_callback(progress: Progress | PlainProgress | None, description:
         def on_epoch_end(self, epoch, logs=None):
             if progress is not None:
                 logs = logs or {}
-                info = " ".join(f"{k} {logs[k]:.4f}" for k in ("loss", "accuracy", "val_accuracy") if k in logs)
+                info = " ".join(f"{k} {logs[k]:.4f}" for k in ("loss", metric, f"val_{metric}") if k in logs)
                 progress.update(self.task, completed=steps_per_epoch, info=info)
 
     return EpochBar()

@@ -19,6 +19,7 @@ from slimdeploy.progress import keras_epoch_callback
 from slimdeploy.quiet import quiet_environment
 from slimdeploy.records.run import DataInfo, DenseMetrics
 from slimdeploy.rundir import ModelDir, RunDir
+from slimdeploy.tasks import DEFAULT_TASK, Task
 
 # Several batches per call into TensorFlow: same numbers, about 2x faster on small MLPs.
 STEPS_PER_EXECUTION = 64
@@ -63,11 +64,12 @@ def make_loss(training: TrainingSettings):
     return training.loss
 
 
-def compile_model(model, training: TrainingSettings, steps_per_execution: int = STEPS_PER_EXECUTION) -> None:
+def compile_model(model, training: TrainingSettings, steps_per_execution: int = STEPS_PER_EXECUTION,
+                  task: Task = DEFAULT_TASK) -> None:
     model.compile(
         optimizer=make_optimizer(training),
         loss=make_loss(training),
-        metrics=["accuracy"],
+        metrics=task.compile_metrics(),
         steps_per_execution=steps_per_execution,
     )
 
@@ -90,17 +92,10 @@ def check_input_shape(model, data: Dataset, what: str = "model") -> None:
 
 
 def check_labels(model, data: Dataset, what: str = "model") -> None:
-    """Refuse labels the model has no output unit for, and a single-unit (binary) output: accuracy
-    here is the highest of the class outputs, which for one unit is always class 0 — a wrong number."""
+    """Refuse a model whose outputs the data's task cannot score against its labels
+    (``Task.check_outputs``: for multiclass, a single output unit or too few units)."""
     units = model.output_shape[-1] if isinstance(model.output_shape, tuple) else None
-    if units == 1:
-        raise UserError(f"{what} has a single output unit (a binary sigmoid or logit): slimdeploy measures accuracy "
-                        "as the highest of two or more class outputs; give the model 2 output units "
-                        "(softmax, sparse categorical cross-entropy) for a binary task")
-    highest = max((int(y.max()) for y in (data.y_train, data.y_val, data.y_test) if len(y)), default=0)
-    if units and units > 1 and highest >= units:
-        raise UserError(f"{what} has {units} output units (classes 0..{units - 1}) but the labels of {data.source} "
-                        f"go up to {highest}")
+    data.task.check_outputs(units, (data.y_train, data.y_val, data.y_test), data.source, what)
 
 
 def fit(model, data: Dataset, training: TrainingSettings, *, seed: int, epochs: int | None = None,
@@ -108,9 +103,9 @@ def fit(model, data: Dataset, training: TrainingSettings, *, seed: int, epochs: 
     """Compile and fit; return the per-epoch history. The seed fixes the data order."""
     epochs = training.epochs if epochs is None else epochs
     seed_everything(seed)
-    compile_model(model, training, steps_per_execution)
+    compile_model(model, training, steps_per_execution, data.task)
     steps = math.ceil(len(data.x_train) / training.batch_size)
-    bar = keras_epoch_callback(progress, description, epochs, steps)
+    bar = keras_epoch_callback(progress, description, epochs, steps, data.task.metric)
     history = model.fit(
         data.x_train, data.y_train,
         batch_size=training.batch_size,
@@ -123,15 +118,16 @@ def fit(model, data: Dataset, training: TrainingSettings, *, seed: int, epochs: 
     return {key: [float(v) for v in values] for key, values in history.history.items()}
 
 
-def accuracy(model, x: np.ndarray, y: np.ndarray, batch_size: int = 1024) -> float:
-    probs = predict(model, x, batch_size)
-    return float(np.mean(np.argmax(probs, axis=1) == y))
+def accuracy(model, x: np.ndarray, y: np.ndarray, batch_size: int = 1024, task: Task = DEFAULT_TASK) -> float:
+    """The task's score of ``model`` on ``x`` against ``y`` (multiclass: top-1 accuracy)."""
+    return task.score(predict(model, x, batch_size), y)
 
 
 def split_accuracies(model, data: Dataset) -> dict:
-    """``test_accuracy`` and ``val_accuracy`` (None without a validation split), as records hold them."""
-    return {"test_accuracy": accuracy(model, data.x_test, data.y_test),
-            "val_accuracy": accuracy(model, data.x_val, data.y_val) if len(data.x_val) else None}
+    """The data's task's score on the test and validation splits (None without a validation
+    split), under the field names records hold them (``test_accuracy``, ``val_accuracy``)."""
+    return {"test_accuracy": accuracy(model, data.x_test, data.y_test, task=data.task),
+            "val_accuracy": accuracy(model, data.x_val, data.y_val, task=data.task) if len(data.x_val) else None}
 
 
 def predict(model, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:

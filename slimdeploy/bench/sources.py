@@ -189,7 +189,7 @@ def _add_export(export_json: Path, models: dict, notes: list, keras_sources: dic
                 model.info.setdefault(key, entry[key])
         runtime = verifying_runtime(entry.get("target"))
         if runtime is not None and entry.get("test_accuracy") is not None:
-            # Int8 accuracy differs per runtime: each artifact's own, by the runtime that runs it.
+            # An int8 variant's test score differs per runtime: each artifact's own, by the runtime that runs it.
             model.info.setdefault("runtime_test_accuracy", {}).setdefault(runtime, entry["test_accuracy"])
         found_any = True
     return found_any
@@ -274,7 +274,7 @@ def _add_run_dir(run_dir: Path, models: dict, notes: list) -> tuple | None:
 
 
 def _add_run_metrics(run: RunDir, models: dict, dense_metrics: dict) -> None:
-    """Accuracy and widths from the run's own records, where export.json lacks them."""
+    """The test score (``test_accuracy``) and widths from the run's own records, where export.json lacks them."""
     if "dense" in models:
         for key in ("test_accuracy", "params", "flops", "widths"):
             if dense_metrics.get(key) is not None:

@@ -7,6 +7,7 @@ from slimdeploy.export.api import ExportFailed, export_source
 from slimdeploy.export.settings import ExportSettings, target_choices
 from slimdeploy.parsers import positive_float
 from slimdeploy.progress import console, progress_bar
+from slimdeploy.tasks import DEFAULT_TASK
 
 # The options made from ExportSettings' fields, in the order --help lists them.
 FIELD_OPTIONS = ("precisions", "calibration_size", "calibration_method", "opset", "batch", "openvino_inference_precision", "profile_batches", "trt_opt_batch",
@@ -26,8 +27,10 @@ def add_parser(subparsers, common):
             "each model (<model>-int8: ONNX Runtime QDQ quantization, NNCF for OpenVINO, calibrated on "
             "the first --calibration-size validation images; `slimdeploy run` makes them by default). Every artifact is loaded in its own runtime and "
             "checked against Keras on the validation and test images: fp32 must match within 1e-4 and "
-            "agree on >= 99.9% of top-1 labels; fp16/bf16 within their declared tolerance and >= 99%; "
-            "INT8 must keep test accuracy within 1 point of Keras's and agree on >= 97% of top-1 labels. "
+            f"agree on >= 99.9% of {DEFAULT_TASK.agreement_items}; fp16/bf16 within their declared tolerance and >= 99%; "
+            f"INT8 must keep test {DEFAULT_TASK.metric_label} within "
+            f"{DEFAULT_TASK.points(DEFAULT_TASK.int8_max_drop):g} point of Keras's and agree on "
+            f">= {DEFAULT_TASK.int8_min_agreement:.0%} of {DEFAULT_TASK.agreement_items}. "
             "Writes DIR/export.json. "
             "An artifact that fails is kept only as NAME.failed, marked valid: false, and the exit "
             "status is 1."
@@ -98,14 +101,14 @@ def _report(manifest: dict, args, console) -> None:
 
 
 def summary_table(manifest: dict):
-    """One row per artifact; sizes in MB; accuracy in the artifact's runtime beside Keras's."""
+    """One row per artifact; sizes in MB; the task's test score in the artifact's runtime beside Keras's."""
     from rich import box
     from rich.table import Table
 
     precisions = manifest["settings"].get("precisions") or [manifest["settings"].get("precision")]
     table = Table(title=f"{len(manifest['artifacts'])} artifacts: {', '.join(map(str, precisions))}",
                   box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False, collapse_padding=True)
-    for column in ("model", "target", "math", "MB", "gzip", "max|Δ|", "agree", "acc", "Keras", "ok"):
+    for column in ("model", "target", "math", "MB", "gzip", "max|Δ|", "agree", DEFAULT_TASK.metric_short, "Keras", "ok"):
         table.add_column(column, justify="left" if column in ("model", "target", "math", "ok") else "right", no_wrap=True)
     for a in manifest["artifacts"]:
         table.add_row(

@@ -18,6 +18,7 @@ from slimdeploy.prune.lottery import prune_run, refuse_rewind_on_adopted
 from slimdeploy.prune.settings import PruneSettings
 from slimdeploy.rundir import RunDir
 from slimdeploy.settings_base import show_default
+from slimdeploy.tasks import task_for
 
 
 def add_parser(subparsers, common):
@@ -127,18 +128,21 @@ def print_summary(record: dict, mode_dir: Path) -> None:
     from rich import box
     from rich.table import Table
 
+    task = task_for()  # no record names its task yet: the default (multiclass)
     several = len(record["seeds"]) > 1
     structured = record["mode"] == "structured"
     table = Table(title=f"{record['mode']} pruning: rate {record['rate']:.3f} per round, seed(s) {','.join(map(str, record['seeds']))}",
                   box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True, show_edge=False)
-    columns = ("round", "widths" if structured else "non-zero", "params", "kept", "val acc", "test acc", "drop pts", "s")
+    val, test = f"val {task.metric_short}", f"test {task.metric_short}"
+    columns = ("round", "widths" if structured else "non-zero", "params", "kept", val, test,
+               f"drop {task.budget_unit_short}", "s")
     for column in columns:
-        table.add_column(column, justify="right", no_wrap=column in ("widths", "val acc", "test acc"))
+        table.add_column(column, justify="right", no_wrap=column in ("widths", val, test))
     for entry in record["rounds"]:
         size = _widths(entry["widths"]) if structured else f"{entry['prunable_weights'] - entry['zero_weights']:,.0f}"
         table.add_row(
             str(entry["round"]), size, f"{entry['params']:,.0f}", f"{entry['weights_remaining']:.1%}",
-            _accuracy(entry, "val_accuracy", several), _accuracy(entry, "test_accuracy", several),
+            _score(entry, "val_accuracy", several), _score(entry, "test_accuracy", several),
             "" if entry.get("test_drop_points") is None else f"{entry['test_drop_points']:+.2f}",
             "" if entry.get("seconds") is None else f"{entry['seconds']:.0f}",
         )
@@ -150,10 +154,11 @@ def print_summary(record: dict, mode_dir: Path) -> None:
                  for name, value in resets.items() if isinstance(value, dict)]
         # With one reset trained (--no-controls) there is nothing to pick a winner from.
         winner = f" -> winner by validation: [bold]{resets['winner']}[/bold]" if resets.get("winner") else ""
-        console.print(f"final round, test accuracy by reset: {'; '.join(parts)}{winner}")
+        console.print(f"final round, test {task.metric_label} by reset: {'; '.join(parts)}{winner}")
     drop = record.get("accuracy_drop") or {}
     if drop.get("first_round_beyond") is not None:
-        console.print(f"test accuracy first falls more than {drop['threshold_points']:g} points below dense at round "
+        console.print(f"test {task.metric_label} first falls more than {task.format_points(drop['threshold_points'])} "
+                      f"below dense at round "
                       f"{drop['first_round_beyond']} ({drop['weights_remaining']:.1%} of the prunable weights)")
     for item in record.get("unprunable") or []:
         console.print(f"left unpruned: {item['layer']} ({item['reason']})")
@@ -165,14 +170,14 @@ def print_summary(record: dict, mode_dir: Path) -> None:
     if ticket:
         console.print(f"ticket: {ticket.get('candidate', 'round ' + str(ticket['round']))} ({ticket['reason']}), "
                       f"{ticket['weights_remaining']:.1%} of the prunable weights, "
-                      f"test accuracy {ticket['test_accuracy']:.4f} -> {mode_dir / ticket['path']}")
+                      f"test {task.metric_label} {ticket['test_accuracy']:.4f} -> {mode_dir / ticket['path']}")
 
 
 def _widths(widths) -> str:
     return "-".join(f"{width:.0f}" for width in widths)
 
 
-def _accuracy(entry: dict, key: str, several: bool) -> str:
+def _score(entry: dict, key: str, several: bool) -> str:
     value = entry.get(key)
     if value is None:
         return ""

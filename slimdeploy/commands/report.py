@@ -16,6 +16,7 @@ from slimdeploy.report.gate import FAILED, REGRESSED, check_regressions, gate_ma
 from slimdeploy.report.load import load_source
 from slimdeploy.report.merge import load_machines
 from slimdeploy.report.settings import MERGED_FORMATS, MERGED_OUT, ReportSettings, parse_formats, parse_fraction
+from slimdeploy.tasks import DEFAULT_TASK
 
 EPILOG = """\
 examples:
@@ -75,9 +76,9 @@ def add_parser(subparsers, common):
         description=(
             "Turn a run directory (or a bench JSON alone) into a report that says, at the top and in plain "
             "words, how much faster each pruned model is on each runtime (speedup with its 95% interval and "
-            "verdict) and what it costs in accuracy; then tables (models, exported files, latency, "
+            f"verdict) and what it costs in {DEFAULT_TASK.metric_label}; then tables (models, exported files, latency, "
             "comparisons, environment) and three plots: speedup vs ideal, latency vs batch size, and the "
-            "lottery-ticket accuracy curve. Files go to RUN_DIR/report/ (or report/ beside a bench JSON). "
+            f"lottery-ticket {DEFAULT_TASK.metric_label} curve. Files go to RUN_DIR/report/ (or report/ beside a bench JSON). "
             "An existing report directory is regenerated only with --force, and only if it holds nothing but "
             "report files. With --baseline, compares the benchmark with an older one instead and writes "
             "report files only when --out is also given. Several SOURCEs (one per machine) make one merged report: "

@@ -12,6 +12,7 @@ from slimdeploy.data import load_dataset
 from slimdeploy.parsers import non_negative_int, positive_float, positive_int, validation_size
 from slimdeploy.progress import console, progress_bar
 from slimdeploy.rundir import RunDir
+from slimdeploy.tasks import task_for
 from slimdeploy.train import train_dense
 
 
@@ -65,8 +66,9 @@ def run(args) -> int:
     if args.json:
         print_json(metrics)
     elif not args.quiet:
+        metric = task_for().metric_label  # no record names its task yet: the default (multiclass)
         console.print(
-            f"dense model: test accuracy {metrics['test_accuracy']:.4f}, val accuracy {metrics['val_accuracy']:.4f}, "
+            f"dense model: test {metric} {metrics['test_accuracy']:.4f}, val {metric} {metrics['val_accuracy']:.4f}, "
             f"{metrics['params']:,} params, {metrics['flops']:,} FLOPs, {metrics['train_seconds']:.1f} s -> {dense_dir}"
         )
     return 0

@@ -203,8 +203,8 @@ class ExportJob:
 
     def _convert_and_verify(self, target, model_name: str, onnx_source: Path | None, reference, started: float,
                             calibration=None, model=None) -> tuple[dict, Any]:
-        """``calibration``: make the INT8 variant (judged by ``Tolerance.int8``), else the float one:
-        from ``onnx_source`` (a target ``from_onnx``) or from the Keras ``model``."""
+        """``calibration``: make the INT8 variant (judged by the task's ``Tolerance.int8``), else the float
+        one: from ``onnx_source`` (a target ``from_onnx``) or from the Keras ``model``."""
         settings = self.settings
         facts: dict = {"converter": None, "runtime": target.runtime, "versions": target.versions()}
         exported = None
@@ -220,7 +220,7 @@ class ExportJob:
             convert_done = time.perf_counter()
             runner = target.open(exported.files[0], settings, input_dims=reference.x.shape[1:])
             try:
-                tolerance = Tolerance.int8() if calibration is not None else target.tolerance(settings, runner.inference_precision)
+                tolerance = Tolerance.int8(reference.task) if calibration is not None else target.tolerance(settings, runner.inference_precision)
                 facts["inference_precision"] = runner.inference_precision
                 facts.update(verify(runner, reference, tolerance, settings.verify_batch))
             finally:

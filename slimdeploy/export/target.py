@@ -19,6 +19,7 @@ import numpy as np
 
 from slimdeploy.runtimes.registry import plugin
 from slimdeploy.runtimes.session import INPUT_DIMS
+from slimdeploy.tasks import DEFAULT_TASK, Task
 
 # The graph's input and output names in the ONNX file every target is built from (onnx.py
 # names them), so in every artifact: the quantizer feeds the input by this name.
@@ -35,21 +36,21 @@ TOLERANCES = {
 }
 
 
-# INT8 is judged on what it is for, not on output parity: test accuracy within one point of
-# the float Keras model and top-1 agreement with it on at least 97% of the images.
-INT8_MAX_ACCURACY_DROP = 0.01
-INT8_MIN_TOP1_AGREEMENT = 0.97
-
-
 @dataclass(frozen=True)
 class Tolerance:
+    """What an artifact must keep of the Keras model's outputs. The field names are
+    export.json's; their meaning is the task's (``tasks``: agreement and score)."""
+
     atol: float | None  # None: outputs may differ by any amount (INT8)
     min_top1_agreement: float
-    max_accuracy_drop: float | None = None  # test accuracy at most this far below Keras's
+    max_accuracy_drop: float | None = None  # the test score at most this far below Keras's (metric units)
 
     @classmethod
-    def int8(cls) -> "Tolerance":
-        return cls(None, INT8_MIN_TOP1_AGREEMENT, INT8_MAX_ACCURACY_DROP)
+    def int8(cls, task: Task = DEFAULT_TASK) -> "Tolerance":
+        """INT8 is judged on what it is for, not on output parity: the task's INT8 tolerance
+        (multiclass: test accuracy within one point of the float Keras model, top-1 agreement
+        with it on at least 97% of the images)."""
+        return cls(None, task.int8_min_agreement, task.int8_max_drop)
 
     @classmethod
     def for_precisions(cls, weights: str, arithmetic: str) -> "Tolerance":

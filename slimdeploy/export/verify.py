@@ -2,7 +2,9 @@
 
 The images are the validation split and the test split (the same split the model was
 trained with, for a run directory). Recorded: max and mean absolute difference of the
-outputs, top-1 agreement, and test accuracy in the artifact's runtime beside Keras's.
+outputs, the task's agreement with Keras's outputs, and the task's test score in the
+artifact's runtime beside Keras's (``tasks``: for multiclass, top-1 agreement and test
+accuracy, under the field names ``top1_agreement``, ``test_accuracy``, ``keras_test_accuracy``).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import numpy as np
 from slimdeploy.data import as_model_input
 from slimdeploy.export.target import Runner, Tolerance
 from slimdeploy.models import model_input_dtype
+from slimdeploy.tasks import DEFAULT_TASK, Task
 
 
 @dataclass
@@ -25,6 +28,7 @@ class Reference:
     n_validation: int
     y_test: np.ndarray
     keras_test_accuracy: float
+    task: Task = DEFAULT_TASK  # how outputs are scored and compared
 
     @property
     def test_outputs(self) -> np.ndarray:
@@ -44,12 +48,14 @@ def keras_reference(model, data, *, limit: int | None = None, batch: int = 256) 
     # In the model's own input dtype (as Keras feeds it): the artifacts take exactly this.
     x = np.ascontiguousarray(as_model_input(np.concatenate([x_val, x_test]), model_input_dtype(model), data.source))
     outputs = np.asarray(model.predict(x, batch_size=batch, verbose=0), dtype=np.float32)
-    keras_accuracy = float(np.mean(np.argmax(outputs[len(x_val):], axis=1) == y_test))
-    return Reference(x=x, outputs=outputs, n_validation=len(x_val), y_test=y_test, keras_test_accuracy=keras_accuracy)
+    keras_score = data.task.score(outputs[len(x_val):], y_test)
+    return Reference(x=x, outputs=outputs, n_validation=len(x_val), y_test=y_test, keras_test_accuracy=keras_score,
+                     task=data.task)
 
 
 def compare(reference: Reference, outputs: np.ndarray, tolerance: Tolerance) -> dict:
     """The parity figures and whether they are within ``tolerance``; ``error`` says why not."""
+    task = reference.task
     outputs = np.asarray(outputs, dtype=np.float32)
     result = {
         "max_abs_diff": None, "mean_abs_diff": None, "top1_agreement": None, "test_accuracy": None,
@@ -66,23 +72,24 @@ def compare(reference: Reference, outputs: np.ndarray, tolerance: Tolerance) -> 
         result["error"] = f"{int(np.sum(~np.isfinite(outputs)))} outputs are NaN or infinite"
         return result
     diff = np.abs(outputs.astype(np.float64) - reference.outputs.astype(np.float64))
-    agreement = float(np.mean(np.argmax(outputs, axis=1) == np.argmax(reference.outputs, axis=1)))
+    agreement = task.agreement(outputs, reference.outputs)
     test_outputs = outputs[reference.n_validation:]
     result.update(
         max_abs_diff=float(diff.max()),
         mean_abs_diff=float(diff.mean()),
         top1_agreement=agreement,
-        test_accuracy=float(np.mean(np.argmax(test_outputs, axis=1) == reference.y_test)),
+        test_accuracy=task.score(test_outputs, reference.y_test),
     )
     problems = []
     if tolerance.atol is not None and result["max_abs_diff"] > tolerance.atol:
         problems.append(f"max abs diff {result['max_abs_diff']:.3g} exceeds the tolerance {tolerance.atol:g}")
     if agreement < tolerance.min_top1_agreement:
-        problems.append(f"top-1 agreement {agreement:.4%} is below {tolerance.min_top1_agreement:.1%}")
-    drop = reference.keras_test_accuracy - result["test_accuracy"]
-    if tolerance.max_accuracy_drop is not None and drop > tolerance.max_accuracy_drop + 1e-12:
-        problems.append(f"test accuracy {result['test_accuracy']:.4f} is {drop * 100:.2f} points below Keras's "
-                        f"{reference.keras_test_accuracy:.4f} (at most {tolerance.max_accuracy_drop * 100:g} allowed)")
+        problems.append(f"{task.agreement_label} {agreement:.4%} is below {tolerance.min_top1_agreement:.1%}")
+    drop = task.drop(reference.keras_test_accuracy, result["test_accuracy"])
+    if tolerance.max_accuracy_drop is not None and task.exceeds(drop, tolerance.max_accuracy_drop):
+        problems.append(f"test {task.metric_label} {result['test_accuracy']:.4f} is "
+                        f"{task.format_points(task.points(drop), '.2f')} below Keras's "
+                        f"{reference.keras_test_accuracy:.4f} (at most {task.points(tolerance.max_accuracy_drop):g} allowed)")
     result["valid"] = not problems
     result["error"] = "; ".join(problems) or None
     return result

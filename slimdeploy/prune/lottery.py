@@ -193,13 +193,14 @@ def _prune(plan: _Plan, *, resume: bool, force: bool, progress, data_override: b
             _run_seed(ctx, seed, dense_model if seed == ctx.dense_seed else None)
         search = _search_widths(ctx)
         rows = _candidate_rows(ctx)
-        chosen = ticket_rules.choose(rows, settings.max_drop, settings.rounds, reset_label(settings.reset))
+        chosen = ticket_rules.choose(rows, settings.max_drop, settings.rounds, reset_label(settings.reset), task=ctx.data.task)
         _train_aligned(ctx, chosen)
     finally:
         bars.close()
     rows = _candidate_rows(ctx)
     record = _record(ctx, complete=True)
-    record = record.replace(ticket=_write_tickets(ctx, rows, chosen), candidates=ticket_rules.verdicts(rows, chosen),
+    record = record.replace(ticket=_write_tickets(ctx, rows, chosen),
+                            candidates=ticket_rules.verdicts(rows, chosen, task=ctx.data.task),
                             search=search, seconds=round(time.perf_counter() - started, 3),
                             train_seconds_total=round(_total_seconds(ctx), 3))
     record.save(mode_dir.lottery)
@@ -366,7 +367,8 @@ def _path_label(ctx: _Context, path: Path) -> str:
 
 def _record(ctx: _Context, complete: bool) -> LotteryRecord:
     return build_record(ctx.settings, rate=ctx.rate, seeds=ctx.seeds, per_seed=ctx.per_seed, prunable=ctx.layers,
-                        unprunable=ctx.method.unprunable(ctx.graph), complete=complete, extra=ctx.extra)
+                        unprunable=ctx.method.unprunable(ctx.graph), complete=complete, extra=ctx.extra,
+                        task=ctx.data.task)
 
 
 def _seed_dense(ctx: _Context, seed: int, seed_dir: SeedDir):
@@ -544,7 +546,7 @@ class _Reference:
 
 
 def _measure(ctx: _Context, model, reference: _Reference) -> dict:
-    """``model``'s sizes and accuracies (``Round`` fields)."""
+    """``model``'s sizes and the task's scores (``Round`` fields)."""
     params = count_params(model)
     zeros, kernel_total = masking.kernel_zeros(model, ctx.layers)
     remaining = ctx.method.weights_remaining(model, ctx.graph, kernel_total - zeros, reference)
@@ -559,8 +561,8 @@ def _measure(ctx: _Context, model, reference: _Reference) -> dict:
         "zero_weights": zeros,
         "prunable_weights": kernel_total,
         "widths": dense_widths(model),
-        "val_accuracy": accuracy(model, data.x_val, data.y_val) if len(data.x_val) else None,
-        "test_accuracy": accuracy(model, data.x_test, data.y_test),
+        "val_accuracy": accuracy(model, data.x_val, data.y_val, task=data.task) if len(data.x_val) else None,
+        "test_accuracy": accuracy(model, data.x_test, data.y_test, task=data.task),
     }
 
 
@@ -622,7 +624,8 @@ def _candidate_rows(ctx: _Context) -> list[dict]:
             continue
         first = per_seed[ctx.seeds[0]]
         rows.append(ticket_rules.candidate_row(name, first.kind, first.reset, first.round,
-                                               [c.entry.to_json() for c in per_seed.values()], dense, ctx.settings.max_drop))
+                                               [c.entry.to_json() for c in per_seed.values()], dense, ctx.settings.max_drop,
+                                               task=ctx.data.task))
     return rows
 
 
@@ -643,7 +646,7 @@ def _searchable(ctx: _Context) -> str | None:
     if ctx.settings.mode != "structured":
         return "unstructured pruning has no widths to search"
     if ctx.settings.max_drop is None:
-        return "no accuracy budget (--max-drop) to search within"
+        return f"no {ctx.data.task.metric_label} budget (--max-drop) to search within"
     if ctx.settings.criterion != "l1":
         return "--criterion bias-threshold chooses the widths itself"
     if not len(ctx.data.x_val):
@@ -658,7 +661,8 @@ def _search_widths(ctx: _Context) -> dict:
     if why_not:
         return {"ran": False, "reason": why_not}
     rows = _candidate_rows(ctx)
-    inside = ticket_rules.choose(rows, ctx.settings.max_drop, ctx.settings.rounds, reset_label(ctx.settings.reset))
+    inside = ticket_rules.choose(rows, ctx.settings.max_drop, ctx.settings.rounds, reset_label(ctx.settings.reset),
+                                 task=ctx.data.task)
     outside = ticket_rules.search_bounds(rows, inside)
     if outside is None:
         return {"ran": False, "reason": "no more-pruned candidate falls outside the budget" if inside and inside.get("within_budget")

@@ -12,6 +12,9 @@ from datetime import datetime, timezone
 from slimdeploy import environment
 from slimdeploy.prune.settings import DEFAULT_DROP_POINTS, PruneSettings, reset_label
 from slimdeploy.records.lottery import SCHEMA_VERSION, LotteryRecord, Round
+from slimdeploy.tasks import DEFAULT_TASK, Task
+
+# The task's scores, under the field names a Round holds them (averaged with a ``_std``).
 ACCURACIES = ("val_accuracy", "test_accuracy")
 # Controls as named in a round's "controls" -> their name among the resets.
 CONTROL_RESETS = {"random_init": "random", "finetune": "finetune"}
@@ -27,7 +30,7 @@ def _spread(values: list[float]) -> float:
 
 
 def aggregate(entries: list[dict]) -> dict:
-    """Mean over seeds of every number (with ``<key>_std`` for accuracies); the rest from the first seed."""
+    """Mean over seeds of every number (with ``<key>_std`` for the scores); the rest from the first seed."""
     if len(entries) == 1:
         return dict(entries[0])
     result = dict(entries[0])
@@ -48,25 +51,27 @@ def aggregate(entries: list[dict]) -> dict:
     return result
 
 
-def drop_points(dense, entry, key: str = "test_accuracy") -> float | None:
-    """Accuracy points ``entry`` (a Round or a dict) lost against ``dense``."""
+def drop_points(dense, entry, key: str = "test_accuracy", *, task: Task = DEFAULT_TASK) -> float | None:
+    """The budget's points (``Task.drop_points``) ``entry`` (a Round or a dict) lost against ``dense``."""
     if dense.get(key) is None or entry.get(key) is None:
         return None
-    return round((dense.get(key) - entry.get(key)) * 100, 4)
+    return task.drop_points(dense.get(key), entry.get(key))
 
 
-def aggregate_rounds(per_seed: dict[int, list[Round]]) -> list[Round]:
+def aggregate_rounds(per_seed: dict[int, list[Round]], *, task: Task = DEFAULT_TASK) -> list[Round]:
     """Round r averaged over every seed that has finished it."""
     longest = max((len(rounds) for rounds in per_seed.values()), default=0)
     rounds = []
     for index in range(longest):
         entries = [seed_rounds[index].to_json() for seed_rounds in per_seed.values() if len(seed_rounds) > index]
         rounds.append(Round.from_json(aggregate(entries)))
-    return [entry.replace(test_drop_points=drop_points(rounds[0], entry)) for entry in rounds]
+    return [entry.replace(test_drop_points=drop_points(rounds[0], entry, task=task)) for entry in rounds]
 
 
-def compare_resets(settings: PruneSettings, per_seed: dict[int, list[Round]], dense: Round) -> dict | None:
-    """The final round's reset next to its controls, averaged over seeds, with the winner by validation accuracy."""
+def compare_resets(settings: PruneSettings, per_seed: dict[int, list[Round]], dense: Round, *,
+                   task: Task = DEFAULT_TASK) -> dict | None:
+    """The final round's reset next to its controls, averaged over seeds, with the winner by the
+    task's validation score."""
     finals = {seed: rounds[-1] for seed, rounds in per_seed.items() if len(rounds) == settings.rounds + 1}
     if not finals or len(finals) != len(per_seed):
         return None
@@ -80,27 +85,28 @@ def compare_resets(settings: PruneSettings, per_seed: dict[int, list[Round]], de
             continue
         summary = aggregate([{key: value.get(key) for key in ACCURACIES} for _, value in pairs])
         summary.pop("seeds", None)
-        summary["test_drop_points"] = drop_points(dense, summary)
+        summary["test_drop_points"] = drop_points(dense, summary, task=task)
         summary["per_seed"] = {str(seed): {key: value.get(key) for key in ACCURACIES} for seed, value in pairs}
         comparison[name] = summary
     if len(comparison) < 2:
         return comparison or None
-    comparison["winner"] = _best(comparison, "val_accuracy")
-    comparison["winner_by_test"] = _best(comparison, "test_accuracy")
+    comparison["winner"] = _best(comparison, "val_accuracy", task)
+    comparison["winner_by_test"] = _best(comparison, "test_accuracy", task)
     return comparison
 
 
-def _best(comparison: dict, key: str) -> str | None:
-    scored = [(value[key], name) for name, value in comparison.items() if isinstance(value, dict) and value.get(key) is not None]
+def _best(comparison: dict, key: str, task: Task) -> str | None:
+    scored = [(task.rank(value[key]), name) for name, value in comparison.items()
+              if isinstance(value, dict) and value.get(key) is not None]
     return max(scored)[1] if scored else None
 
 
-def first_drop(rounds: list[Round], threshold: float) -> dict:
-    """Where mean test accuracy first falls more than ``threshold`` points below dense."""
+def first_drop(rounds: list[Round], threshold: float, *, task: Task = DEFAULT_TASK) -> dict:
+    """Where the mean test score first falls more than ``threshold`` budget points below dense."""
     result = {"threshold_points": threshold, "first_round_beyond": None, "weights_remaining": None,
               "last_round_within": 0 if rounds else None}
     for entry in rounds[1:]:
-        if entry.get("test_drop_points") is not None and entry.test_drop_points > threshold:
+        if entry.get("test_drop_points") is not None and not task.within_budget(entry.test_drop_points, threshold):
             result["first_round_beyond"] = entry.round
             result["weights_remaining"] = entry.weights_remaining
             break
@@ -115,9 +121,10 @@ DENSE_KEYS = ("params", "nonzero_params", "flops", "val_accuracy", "test_accurac
 
 def build_record(settings: PruneSettings, *, rate: float, seeds: list[int], per_seed: dict[int, list[Round]],
                  prunable: list[str], unprunable: dict[str, str], complete: bool, ticket: dict | None = None,
-                 extra: dict | None = None) -> LotteryRecord:
-    """``extra``: the run-level fields (``run_dir``, ``random_init_seed_offset``, ``data``)."""
-    rounds = aggregate_rounds(per_seed)
+                 extra: dict | None = None, task: Task = DEFAULT_TASK) -> LotteryRecord:
+    """``extra``: the run-level fields (``run_dir``, ``random_init_seed_offset``, ``data``); ``task``:
+    the data's (drops are in its budget points)."""
+    rounds = aggregate_rounds(per_seed, task=task)
     dense = rounds[0].to_json() if rounds else {}
     return LotteryRecord(
         schema_version=SCHEMA_VERSION,
@@ -131,9 +138,10 @@ def build_record(settings: PruneSettings, *, rate: float, seeds: list[int], per_
         prunable=list(prunable),
         unprunable=[{"layer": layer, "reason": reason} for layer, reason in unprunable.items()],
         rounds=rounds,
-        accuracy_drop=first_drop(rounds, settings.max_drop if settings.max_drop is not None else DEFAULT_DROP_POINTS),
+        accuracy_drop=first_drop(rounds, settings.max_drop if settings.max_drop is not None else DEFAULT_DROP_POINTS,
+                                 task=task),
         ticket=ticket,
-        resets=compare_resets(settings, per_seed, rounds[0]) if complete and rounds else None,
+        resets=compare_resets(settings, per_seed, rounds[0], task=task) if complete and rounds else None,
         **({"per_seed": {str(seed): [entry.to_json() for entry in rounds_] for seed, rounds_ in per_seed.items()}}
            if len(per_seed) > 1 else {}),
         **(extra or {}),

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from slimdeploy.errors import UserError
 from slimdeploy.parsers import non_negative_float, non_negative_int, positive_int
 from slimdeploy.settings_base import Settings, is_int, is_number, setting
+from slimdeploy.tasks import DEFAULT_TASK
 
 MODES = ("structured", "unstructured")
 SCOPES = ("layer", "global")
@@ -17,7 +18,7 @@ CRITERIA = ("l1", "bias-threshold")
 RESET_HELP = "init | rewind:K | trained | random"
 # The lottery-ticket paper prunes the output layer at half the rate of the hidden layers.
 OUTPUT_RATE_FACTOR = 0.5
-# How far below dense (in accuracy points) a round may fall before the record marks it.
+# How far below dense (in the task's budget points: accuracy points) a round may fall before the record marks it.
 DEFAULT_DROP_POINTS = 0.5
 
 
@@ -109,7 +110,7 @@ def _check_seeds(value) -> str | None:
 def _check_max_drop(value) -> str | None:
     if value is None or (is_number(value) and value >= 0):
         return None
-    return f"--max-drop must be a non-negative number of accuracy points, got {value!r}"
+    return f"--max-drop must be a non-negative number of {DEFAULT_TASK.budget_words}, got {value!r}"
 
 
 def _check_search_steps(value) -> str | None:
@@ -147,10 +148,11 @@ class PruneSettings(Settings):
                 an adopted model, which has no true θ0 (its "init" re-initialises it, seeded).
     controls:   also train the final round from a fresh random init and by fine-tuning.
     seeds:      training seeds; empty means the dense run's own seed. Other seeds train their own dense model.
-    max_drop:   the accuracy budget: the ticket is the most-pruned candidate (a round, or the final
-                round trained with another reset, or a width found by the search) whose validation
-                accuracy is within this many points of dense; the random-init control is never one
-                (``prune.ticket``). None: the final round with ``reset``.
+    max_drop:   the budget, in the task's points (``tasks``: accuracy points): the ticket is the
+                most-pruned candidate (a round, or the final round trained with another reset, or a
+                width found by the search) whose validation score is within this many points of
+                dense; the random-init control is never one (``prune.ticket``). None: the final
+                round with ``reset``.
     search_steps: structured, with max_drop: bisection steps over the widths between the ticket and
                 the next more-pruned candidate outside the budget (each fine-tuned from the ticket).
     round_to:   structured: keep a multiple of this many units in every pruned layer (rounded down,
@@ -197,7 +199,7 @@ class PruneSettings(Settings):
         None, flag="--max-drop", parse=non_negative_float, metavar="POINTS", check=_check_max_drop,
         shown="the final round",
         help="ticket = the most-pruned candidate (a round, the final round fine-tuned, a width-search step) whose "
-             "validation accuracy is within POINTS accuracy points (e.g. 0.5) of dense")
+             f"validation {DEFAULT_TASK.metric_label} is within POINTS {DEFAULT_TASK.budget_words} (e.g. 0.5) of dense")
     search_steps: int = setting(
         3, flag="--search-steps", parse=non_negative_int, metavar="N", check=_check_search_steps,
         help="structured, with --max-drop: bisection steps between the ticket's widths and the next more-pruned "

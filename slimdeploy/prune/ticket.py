@@ -1,5 +1,5 @@
-"""Choosing the ticket: every model a prune trained is a candidate, judged on validation accuracy
-within the accuracy budget, never on test.
+"""Choosing the ticket: every model a prune trained is a candidate, judged on its validation score
+(the task's metric: accuracy for multiclass) within the budget, never on test.
 
 Candidates (``lottery.json`` ``candidates``, averaged over seeds):
 
@@ -12,14 +12,16 @@ Candidates (``lottery.json`` ``candidates``, averaged over seeds):
   from it: benchmarked beside the ticket as ``<mode>-rN``, never the ticket itself;
 - ``control_random``: the random re-initialisation, a control that is never a ticket.
 
-With a budget, the ticket is the most-pruned eligible candidate whose validation accuracy is
-within ``max_drop`` points of dense; at equal size the higher validation accuracy wins, which
-is how the winning reset is chosen. Without one (``max_drop`` None) it is the final round.
+With a budget, the ticket is the most-pruned eligible candidate whose validation score is
+within ``max_drop`` points of dense (``Task.drop_points``, ``Task.within_budget``); at equal size
+the better validation score wins, which is how the winning reset is chosen. Without one
+(``max_drop`` None) it is the final round. Field names (``val_accuracy``, ...) are lottery.json's.
 """
 
 from __future__ import annotations
 
 from slimdeploy.prune.record import aggregate, drop_points
+from slimdeploy.tasks import DEFAULT_TASK, Task
 
 ROUND, CONTROL, SEARCH, ALIGNED = "round", "control", "search", "aligned"
 # Kinds that may become the ticket; the random-init control is left out by name.
@@ -43,20 +45,21 @@ KEPT_FIELDS = ("widths", "params", "nonzero_params", "params_fraction", "flops",
 
 
 def candidate_row(name: str, kind: str, reset: str, round_index: int | None, entries: list[dict], dense: dict,
-                  max_drop: float | None) -> dict:
+                  max_drop: float | None, *, task: Task = DEFAULT_TASK) -> dict:
     """One candidate's entry in ``lottery.json``: its measurements averaged over seeds and the budget verdict."""
     mean = aggregate(entries)
     row = {"name": name, "kind": kind, "reset": reset, "round": round_index,
            **{key: mean[key] for key in KEPT_FIELDS if key in mean}}
-    row["val_drop_points"] = drop_points(dense, mean, "val_accuracy")
-    row["test_drop_points"] = drop_points(dense, mean, "test_accuracy")
+    row["val_drop_points"] = drop_points(dense, mean, "val_accuracy", task=task)
+    row["test_drop_points"] = drop_points(dense, mean, "test_accuracy", task=task)
     row["eligible"] = kind in ELIGIBLE_KINDS and name != RANDOM_CONTROL
     row["within_budget"] = (None if max_drop is None or row["val_drop_points"] is None
-                            else row["val_drop_points"] <= max_drop)
+                            else task.within_budget(row["val_drop_points"], max_drop))
     return row
 
 
-def choose(rows: list[dict], max_drop: float | None, final_round: int, main_reset: str) -> dict | None:
+def choose(rows: list[dict], max_drop: float | None, final_round: int, main_reset: str, *,
+           task: Task = DEFAULT_TASK) -> dict | None:
     """The ticket among ``rows`` with the reason it won (a copy of its row, with ``reason``)."""
     eligible = [row for row in rows if row["eligible"]]
     if not eligible:
@@ -67,12 +70,13 @@ def choose(rows: list[dict], max_drop: float | None, final_round: int, main_rese
         return {**final, "reason": f"{why}, reset {main_reset}"}
     within = [row for row in eligible if row["within_budget"]]
     if within:
-        best = min(within, key=lambda row: (row["weights_remaining"], -row["val_accuracy"]))
-        return {**best, "reason": f"most-pruned candidate with validation accuracy within {max_drop:g} points of dense "
-                                  f"(reset {best['reset']}, the best validation accuracy at its size)"}
-    best = max(eligible, key=lambda row: (row["val_accuracy"], -row["weights_remaining"]))
-    return {**best, "reason": f"no candidate within {max_drop:g} validation points of dense; the closest: "
-                              "the highest validation accuracy"}
+        best = min(within, key=lambda row: (row["weights_remaining"], -task.rank(row["val_accuracy"])))
+        return {**best, "reason": f"most-pruned candidate with validation {task.metric_label} within "
+                                  f"{task.format_points(max_drop)} of dense "
+                                  f"(reset {best['reset']}, the best validation {task.metric_label} at its size)"}
+    best = max(eligible, key=lambda row: (task.rank(row["val_accuracy"]), -row["weights_remaining"]))
+    return {**best, "reason": f"no candidate within {max_drop:g} validation {task.budget_unit} of dense; the closest: "
+                              f"the {task.best_word} validation {task.metric_label}"}
 
 
 def search_bounds(rows: list[dict], ticket: dict | None) -> dict | None:
@@ -92,7 +96,7 @@ def same_size_alternatives(rows: list[dict], ticket: dict) -> dict:
             and row["kind"] in (ROUND, CONTROL) and row["weights_remaining"] == ticket["weights_remaining"]}
 
 
-def verdicts(rows: list[dict], ticket: dict | None) -> list[dict]:
+def verdicts(rows: list[dict], ticket: dict | None, *, task: Task = DEFAULT_TASK) -> list[dict]:
     """``rows`` with ``why``: a short reason each candidate is or is not the ticket."""
     out = []
     for row in rows:
@@ -103,11 +107,11 @@ def verdicts(rows: list[dict], ticket: dict | None) -> list[dict]:
         elif row["kind"] == ALIGNED:
             why = "aligned widths: benchmarked beside the ticket, never the ticket"
         elif row["within_budget"] is False:
-            why = f"outside the budget ({row['val_drop_points']:.2f} validation points below dense)"
+            why = f"outside the budget ({row['val_drop_points']:.2f} validation {task.budget_unit} below dense)"
         elif ticket is not None and row["weights_remaining"] > ticket["weights_remaining"]:
             why = "within the budget, less pruned than the ticket"
         elif ticket is not None and row["weights_remaining"] == ticket["weights_remaining"]:
-            why = "the ticket's size, lower validation accuracy"
+            why = f"the ticket's size, {task.worse_word} validation {task.metric_label}"
         else:
             why = "not chosen"
         out.append({**row, "why": why})
@@ -115,7 +119,7 @@ def verdicts(rows: list[dict], ticket: dict | None) -> list[dict]:
 
 
 def ticket_entry(lottery: dict, *, final_round_otherwise: bool = False) -> dict | None:
-    """The ticket's sizes and accuracies from a ``lottery.json`` object: the ticket itself where
+    """The ticket's sizes and scores from a ``lottery.json`` object: the ticket itself where
     it records them (a candidate, which may be a control or a width-search step), else the round
     it names (older records); with ``final_round_otherwise`` the last round when none is named."""
     rounds = [r for r in lottery.get("rounds") or [] if isinstance(r, dict)]

@@ -1,12 +1,13 @@
 """The answer in plain words: which model to ship, how much faster each one is, and what it costs.
 
-First the decision: per runtime, the fastest model within the accuracy budget (``max_drop``
-points below dense in that runtime) at the smallest and the largest batch measured; then
+First the decision: per runtime, the fastest model within the budget (``max_drop`` points of
+the task's metric below dense in that runtime) at the smallest and the largest batch measured; then
 whether pruning and INT8 stacked (the stacking comparisons' verdicts) and what the sparse
 INT8 kernel did. Then one sentence per runtime and pruned model ("On ONNX Runtime, the structured model is
 faster than dense at every batch size measured: ...; it costs 0.65 points of test
 accuracy ...") and one short line over all runtimes. Markdown, HTML and report.json
-all carry exactly these sentences.
+all carry exactly these sentences. The metric, its budget and their words are the task's
+(``ReportInputs.task``, ``slimdeploy.tasks``).
 """
 
 from __future__ import annotations
@@ -16,14 +17,11 @@ from collections import defaultdict
 from slimdeploy.bench.stats import FASTER, NO_DIFFERENCE, SLOWER
 from slimdeploy.report import facts, tickets
 from slimdeploy.report.load import ReportInputs
+from slimdeploy.tasks import DEFAULT_TASK, Task
 
 
 def fmt_speedup(value: float) -> str:
     return f"{value:.2f}x"
-
-
-def fmt_percent(value: float) -> str:
-    return f"{value * 100:.2f}%"
 
 
 def _join(words: list[str]) -> str:
@@ -70,16 +68,18 @@ def interval_clause(comps: list[dict], level: float, threads: bool, mode: bool, 
     return ", ".join(pieces)
 
 
-def accuracy_clause(model_acc: float | None, base_acc: float | None, baseline: str) -> str:
+def accuracy_clause(model_acc: float | None, base_acc: float | None, baseline: str, task: Task = DEFAULT_TASK) -> str:
+    """What ``model_acc`` (the task's test score) costs against ``base_acc``, in the budget's points."""
+    metric = f"test {task.metric_label}"
     if model_acc is None or base_acc is None:
-        return "its test accuracy was not measured in this run"
-    points = (model_acc - base_acc) * 100
-    compared = f"({fmt_percent(model_acc)} vs {fmt_percent(base_acc)} for {baseline})"
-    if abs(points) < 0.005:
-        return f"its test accuracy is unchanged {compared}"
-    if points < 0:
-        return f"it costs {-points:.2f} points of test accuracy {compared}"
-    return f"its test accuracy is {points:.2f} points higher {compared}"
+        return f"its {metric} was not measured in this run"
+    drop = task.points(task.drop(base_acc, model_acc))
+    compared = f"({task.format(model_acc)} vs {task.format(base_acc)} for {baseline})"
+    if abs(drop) < 0.005:
+        return f"its {metric} is unchanged {compared}"
+    if drop > 0:
+        return f"it costs {task.format_points(drop, '.2f')} of {metric} {compared}"
+    return f"its {metric} is {task.format_points(-drop, '.2f')} {task.better_word} {compared}"
 
 
 def runtime_sentences(inputs: ReportInputs) -> list[dict]:
@@ -95,19 +95,21 @@ def runtime_sentences(inputs: ReportInputs) -> list[dict]:
         base_acc = facts.accuracy_of(baseline, runtime, info, by_runtime)
         text = (
             f"On {facts.runtime_name(runtime)}, the {model} model {speed_clause(comps, baseline, threads, mode, settings)}: "
-            f"{interval_clause(comps, level, threads, mode, settings)}; {accuracy_clause(model_acc, base_acc, baseline)}."
+            f"{interval_clause(comps, level, threads, mode, settings)}; "
+            f"{accuracy_clause(model_acc, base_acc, baseline, inputs.task)}."
         )
         sentences.append({
             "runtime": runtime, "model": model, "baseline": baseline, "sentence": text,
             "verdicts": [c["verdict"] for c in comps],
             "accuracy": model_acc, "baseline_accuracy": base_acc,
-            "accuracy_delta_points": None if model_acc is None or base_acc is None else (model_acc - base_acc) * 100,
+            "accuracy_delta_points": None if model_acc is None or base_acc is None else inputs.task.points(model_acc - base_acc),
         })
     return sentences
 
 
 def in_short(inputs: ReportInputs) -> str:
-    """One line over all runtimes: which pruned model is faster where, and its accuracy cost (shown after "In short:")."""
+    """One line over all runtimes: which pruned model is faster where, and what it costs in the task's
+    metric (shown after "In short:")."""
     info = facts.models(inputs)
     # The float models: the decision above already weighs the INT8 variants.
     groups = {key: comps for key, comps in facts.vs_dense_groups(inputs).items() if not facts.variant_of(key[1], info)}
@@ -133,7 +135,7 @@ def in_short(inputs: ReportInputs) -> str:
             speed += f", but slower on {_join([facts.runtime_name(rt) for rt in slower])} at some batch sizes"
         model_acc = facts.number(info.get(model, {}).get("test_accuracy"))
         base_acc = facts.dense_accuracy_for(model, info) if baseline == facts.BASELINE else facts.number(info.get(baseline, {}).get("test_accuracy"))
-        clauses.append(f"the {model} model {speed}; {accuracy_clause(model_acc, base_acc, baseline)}")
+        clauses.append(f"the {model} model {speed}; {accuracy_clause(model_acc, base_acc, baseline, inputs.task)}")
     return "; ".join(clauses)[0].upper() + "; ".join(clauses)[1:] + "."
 
 
@@ -148,16 +150,13 @@ def _no_comparison(inputs: ReportInputs, info: dict) -> str:
     for model, values in info.items():
         if model != facts.BASELINE and facts.number(values.get("test_accuracy")) is not None:
             base_acc = facts.dense_accuracy_for(model, info)
-            accuracy.append(f"the {model} model: {accuracy_clause(facts.number(values['test_accuracy']), base_acc, facts.BASELINE)}")
+            clause = accuracy_clause(facts.number(values["test_accuracy"]), base_acc, facts.BASELINE, inputs.task)
+            accuracy.append(f"the {model} model: {clause}")
     tail = ("; " + "; ".join(accuracy)) if accuracy else ""
     return f"Speed is not known because {reason}{tail}."
 
 
-# --- the decision: the fastest model within the accuracy budget ----------------------------
-
-def fmt_points(points: float) -> str:
-    return f"{points:g}"
-
+# --- the decision: the fastest model within the budget --------------------------------------
 
 def _group_label(key: tuple, several: bool) -> str:
     """' (4 threads, throughput mode)' when a runtime was measured in several ways, else ''."""
@@ -185,7 +184,7 @@ def decisions(inputs: ReportInputs, max_drop: float) -> list[dict]:
         picks = [_fastest_at(inputs, cells, batch, accuracy, max_drop) for batch in _end_batches(cells)]
         out.append({"runtime": runtime, "threads": key[1], "mode": key[2], "settings": key[3], "max_drop": max_drop,
                     "dense_accuracy": accuracy.get(facts.BASELINE), "picks": picks,
-                    "sentence": _decision_sentence(where, picks, accuracy, max_drop)})
+                    "sentence": _decision_sentence(where, picks, accuracy, max_drop, inputs.task)})
     return out
 
 
@@ -194,9 +193,10 @@ def _end_batches(cells: list[dict]) -> list[int]:
     return batches[:1] + batches[-1:] if len(batches) > 1 else batches
 
 
-def within_budget(model_acc: float | None, dense_acc: float | None, max_drop: float) -> bool:
+def within_budget(model_acc: float | None, dense_acc: float | None, max_drop: float, task: Task = DEFAULT_TASK) -> bool:
     # A hair of slack so that exactly max_drop points below still counts despite float rounding.
-    return model_acc is not None and dense_acc is not None and (dense_acc - model_acc) * 100 <= max_drop + 1e-9
+    return (model_acc is not None and dense_acc is not None
+            and task.within_budget(task.points(task.drop(dense_acc, model_acc)), max_drop + 1e-9))
 
 
 def _fastest_at(inputs: ReportInputs, cells: list[dict], batch: int, accuracy: dict, max_drop: float) -> dict:
@@ -206,10 +206,10 @@ def _fastest_at(inputs: ReportInputs, cells: list[dict], batch: int, accuracy: d
     dense = next((c for c in here if c["model"] == facts.BASELINE), None)
     # A model displaces dense only when the bench found it faster: a median a hair lower is noise.
     allowed = [c for c in here if c["model"] == facts.BASELINE or (
-        within_budget(accuracy.get(c["model"]), dense_acc, max_drop) and _beats_dense(inputs, c, dense))]
+        within_budget(accuracy.get(c["model"]), dense_acc, max_drop, inputs.task) and _beats_dense(inputs, c, dense))]
     best = allowed[0] if allowed else None
     faster_out = [c["model"] for c in here if best is not None and c["stats"]["p50_ms"] < best["stats"]["p50_ms"]
-                  and not within_budget(accuracy.get(c["model"]), dense_acc, max_drop)]
+                  and not within_budget(accuracy.get(c["model"]), dense_acc, max_drop, inputs.task)]
     return {"batch": batch, "model": best["model"] if best else None,
             "p50_ms": best["stats"]["p50_ms"] if best else None,
             "speedup": _speedup_vs_dense(inputs, best, dense),
@@ -234,17 +234,18 @@ def _speedup_vs_dense(inputs: ReportInputs, cell: dict | None, dense: dict | Non
     return dense["stats"]["p50_ms"] / cell["stats"]["p50_ms"]
 
 
-def _decision_sentence(where: str, picks: list[dict], accuracy: dict, max_drop: float) -> str:
+def _decision_sentence(where: str, picks: list[dict], accuracy: dict, max_drop: float, task: Task) -> str:
     dense_acc = accuracy.get(facts.BASELINE)
-    budget = f"within {fmt_points(max_drop)} points of dense's accuracy"
+    budget = f"within {task.format_points(max_drop)} of dense's {task.metric_label}"
     if dense_acc is None:
-        return f"{where}, the fastest model within the accuracy budget cannot be named: dense's test accuracy in this runtime is not known."
+        return (f"{where}, the fastest model within the {task.metric_label} budget cannot be named: "
+                f"dense's test {task.metric_label} in this runtime is not known.")
     if all(p["model"] == facts.BASELINE for p in picks):
         others = [m for m in accuracy if m != facts.BASELINE]
-        fits = [m for m in others if within_budget(accuracy[m], dense_acc, max_drop)]
-        why = ("no other model stays " + budget + f" ({fmt_percent(dense_acc)})") if not fits else (
+        fits = [m for m in others if within_budget(accuracy[m], dense_acc, max_drop, task)]
+        why = ("no other model stays " + budget + f" ({task.format(dense_acc)})") if not fits else (
             "no model " + budget + " is measurably faster")
-        return f"{where}, only dense qualifies: {why}{_outside_clause(picks, accuracy, dense_acc)}."
+        return f"{where}, only dense qualifies: {why}{_outside_clause(picks, accuracy, dense_acc, task)}."
     one_model = len({p["model"] for p in picks}) == 1
     parts = []
     for index, pick in enumerate(picks):
@@ -252,22 +253,22 @@ def _decision_sentence(where: str, picks: list[dict], accuracy: dict, max_drop: 
             parts.append(f"dense itself at batch {pick['batch']}")
             continue
         speed = f"{fmt_speedup(pick['speedup'])} dense" if pick["speedup"] is not None else "speedup not measured"
-        acc = f", {fmt_percent(pick['accuracy'])} vs {fmt_percent(dense_acc)}"
+        acc = f", {task.format(pick['accuracy'])} vs {task.format(dense_acc)}"
         if one_model:  # name it once, its accuracy once
             parts.append(f"{pick['model'] + ' ' if index == 0 else ''}at batch {pick['batch']} ({speed}"
                          f"{acc if index == len(picks) - 1 else ''})")
         else:
             parts.append(f"{pick['model']} at batch {pick['batch']} ({speed}{acc})")
-    return f"{where}, the fastest model {budget} is {_join(parts)}{_outside_clause(picks, accuracy, dense_acc)}."
+    return f"{where}, the fastest model {budget} is {_join(parts)}{_outside_clause(picks, accuracy, dense_acc, task)}."
 
 
-def _outside_clause(picks: list[dict], accuracy: dict, dense_acc: float) -> str:
-    """Who was faster but cost too much accuracy, so a reader sees why it was not chosen."""
+def _outside_clause(picks: list[dict], accuracy: dict, dense_acc: float, task: Task) -> str:
+    """Who was faster but cost too much of the metric, so a reader sees why it was not chosen."""
     seen = list(dict.fromkeys(m for p in picks for m in p["faster_outside_budget"]))
     if not seen:
         return ""
-    words = [f"{m} ({(dense_acc - accuracy[m]) * 100:.2f} points below dense)" if accuracy.get(m) is not None
-             else f"{m} (accuracy not measured)" for m in seen]
+    words = [f"{m} ({task.format_points(task.points(task.drop(dense_acc, accuracy[m])), '.2f')} below dense)"
+             if accuracy.get(m) is not None else f"{m} ({task.metric_label} not measured)" for m in seen]
     return f"; faster but outside the budget: {_join(words)}"
 
 

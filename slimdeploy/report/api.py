@@ -185,13 +185,17 @@ def build(inputs: ReportInputs, settings: ReportSettings) -> tuple[document.Docu
     figures: dict[str, document.Figure] = {}
     if not {"md", "html"} & set(settings.formats):
         return document.build_document(inputs, figures, settings.title, settings.max_drop), figures  # no view shows pictures
-    png = plots.accuracy_latency_plot(facts.accuracy_latency_panels(inputs, settings.max_drop), settings.dpi)
+    task = inputs.task
+    png = plots.accuracy_latency_plot(facts.accuracy_latency_panels(inputs, settings.max_drop), settings.dpi, task)
     if png:
         figures["accuracy_vs_latency.png"] = document.Figure(
-            "accuracy_vs_latency.png", png, "Scatter plot of test accuracy against median latency, one panel per runtime, every model and INT8 variant labelled",
-            f"Test accuracy in each runtime against median latency at the largest batch measured (log scale): up and to "
-            f"the left is better. The dashed line is the budget, dense's accuracy minus {settings.max_drop:g} points; the "
-            "green line joins the Pareto front, the models that no other model beats on both speed and accuracy.")
+            "accuracy_vs_latency.png", png,
+            f"Scatter plot of test {task.metric_label} against median latency, one panel per runtime, every model and "
+            "INT8 variant labelled",
+            f"Test {task.metric_label} in each runtime against median latency at the largest batch measured (log scale): "
+            f"up and to the left is better. The dashed line is the budget, dense's {task.metric_label} minus "
+            f"{task.format_points(settings.max_drop)}; the green line joins the Pareto front, the models that no other "
+            f"model beats on both speed and {task.metric_label}.")
     comparisons = [c for group in facts.vs_dense_groups(inputs).values() for c in group]
     png = plots.speedup_plot(comparisons, settings.dpi)
     if png:
@@ -206,12 +210,14 @@ def build(inputs: ReportInputs, settings: ReportSettings) -> tuple[document.Docu
             "Median latency per call against batch size, log scales; the band reaches the 99th percentile.")
     if inputs.lotteries:
         dense_acc = facts.number(facts.models(inputs).get(facts.BASELINE, {}).get("test_accuracy"))
-        png = plots.lottery_plot(inputs.lotteries, dense_acc, settings.dpi)
+        png = plots.lottery_plot(inputs.lotteries, dense_acc, settings.dpi, task)
         if png:
             figures["accuracy_vs_weights.png"] = document.Figure(
-                "accuracy_vs_weights.png", png, "Line chart of test accuracy against the fraction of weights remaining for each pruning round",
-                "Test accuracy of each pruning round against the weights remaining (log scale, pruning proceeds to the "
-                "right): the ticket (retrained from its reset), the random re-initialisation and fine-tuning controls, and the dense model.")
+                "accuracy_vs_weights.png", png,
+                f"Line chart of test {task.metric_label} against the fraction of weights remaining for each pruning round",
+                f"Test {task.metric_label} of each pruning round against the weights remaining (log scale, pruning "
+                "proceeds to the right): the ticket (retrained from its reset), the random re-initialisation and "
+                "fine-tuning controls, and the dense model.")
     png = plots.time_split_plot(timesplit.stacks(inputs), timesplit.OUTSIDE, settings.dpi)
     if png:
         figures[document.TIME_SPLIT_PNG] = document.Figure(

@@ -16,6 +16,7 @@ from slimdeploy.formatting import fmt_bytes, fmt_int
 from slimdeploy.report import answer, facts, timesplit, tickets
 from slimdeploy.report.load import ReportInputs
 from slimdeploy.report.settings import ReportSettings
+from slimdeploy.tasks import DEFAULT_TASK, Task
 
 
 @dataclass
@@ -66,11 +67,12 @@ def fmt_num(value, digits: int = 3) -> str:
 fmt_pct = facts.fmt_pct
 
 
-def fmt_delta_points(value, base) -> str:
+def fmt_delta_points(value, base, task: Task = DEFAULT_TASK) -> str:
+    """``value`` minus ``base`` (scores of the task's metric) in the budget's points: "+0.25"."""
     value, base = facts.number(value), facts.number(base)
     if value is None or base is None:
         return "–"
-    return f"{(value - base) * 100:+.2f}"
+    return f"{task.points(value - base):+.2f}"
 
 
 def build_document(inputs: ReportInputs, figures: dict[str, Figure], title: str | None = None,
@@ -119,7 +121,7 @@ def decision_blocks(inputs: ReportInputs, max_drop: float) -> list:
         # One paragraph (one Markdown line), so the lines that follow keep their place.
         blocks.append(Paragraph(" ".join(lines["fastest"]), lead="Which model to ship:"))
     if lines["tickets"]:
-        blocks.append(Paragraph("chosen on validation accuracy, never on test", lead="Tickets:"))
+        blocks.append(Paragraph(f"chosen on validation {inputs.task.metric_label}, never on test", lead="Tickets:"))
         blocks.append(Bullets(lines["tickets"]))
     if lines["stacking"]:
         blocks.append(Paragraph("did pruning and INT8 add up? (each compared with the model it was built on)",
@@ -254,11 +256,13 @@ def _time_split_section(inputs: ReportInputs, figure: Figure | None) -> Section 
 
 
 def _models_section(inputs: ReportInputs) -> Section:
+    task = inputs.task
     info = facts.models(inputs)
     by_runtime = facts.runtime_accuracy(inputs)
     runtimes = sorted({rt for _, rt in by_runtime if rt != "tensorflow"})
-    headers = ["Model", "Params", "Nonzero params", "FLOPs", "Widths", "Weights remaining", "Test accuracy (Keras)", "Δ vs dense (points)"]
-    headers += [f"Accuracy, {facts.runtime_name(rt)}" for rt in runtimes]
+    headers = ["Model", "Params", "Nonzero params", "FLOPs", "Widths", "Weights remaining",
+               f"Test {task.metric_label} (Keras)", f"Δ vs dense ({task.budget_unit})"]
+    headers += [f"{task.metric_title}, {facts.runtime_name(rt)}" for rt in runtimes]
     sizes = _sizes(inputs)
     targets = sorted({t for (_, t) in sizes})
     headers += [f"{facts.target_name(t)} file (raw / gzip)" for t in targets]
@@ -270,9 +274,10 @@ def _models_section(inputs: ReportInputs) -> Section:
         widths = values.get("widths")
         row = [name, fmt_int(values.get("params")), fmt_int(values.get("nonzero_params")), fmt_int(values.get("flops")),
                "/".join(str(w) for w in widths) if isinstance(widths, list) else "–",
-               fmt_pct(values.get("weights_remaining")), fmt_pct(values.get("test_accuracy")),
-               "–" if name == facts.BASELINE else fmt_delta_points(values.get("test_accuracy"), facts.dense_accuracy_for(name, info))]
-        row += [fmt_pct(by_runtime.get((name, rt))) for rt in runtimes]
+               fmt_pct(values.get("weights_remaining")), facts.fmt_score(task, values.get("test_accuracy")),
+               "–" if name == facts.BASELINE
+               else fmt_delta_points(values.get("test_accuracy"), facts.dense_accuracy_for(name, info), task)]
+        row += [facts.fmt_score(task, by_runtime.get((name, rt))) for rt in runtimes]
         for target in targets:
             size = sizes.get((name, target))
             row.append(f"{fmt_bytes(size[0])} / {fmt_bytes(size[1])}" if size else "–")
@@ -283,8 +288,9 @@ def _models_section(inputs: ReportInputs) -> Section:
     if not rows:
         return Section("Models", [Paragraph("No model information in this run.")])
     return Section("Models", [Table(headers, rows), Paragraph(
-        "Weights remaining: nonzero parameters as a share of the dense model's. Accuracy per runtime is the test "
-        "accuracy of the exported file run by that runtime (export.json); gzip size shows what zeros save on disk.")],
+        f"Weights remaining: nonzero parameters as a share of the dense model's. {task.metric_title} per runtime is "
+        f"the test {task.metric_label} of the exported file run by that runtime (export.json); gzip size shows what "
+        "zeros save on disk.")],
         detail=True)
 
 
@@ -299,9 +305,10 @@ def _sizes(inputs: ReportInputs) -> dict[tuple[str, str], tuple]:
 
 
 def _exports_section(inputs: ReportInputs) -> Section:
+    task = inputs.task
     base_acc = {a.get("target"): a.get("test_accuracy") for a in inputs.export["artifacts"] if a.get("model") == facts.BASELINE}
-    headers = ["Model", "Target", "File", "Precision", "Size", "gzip", "Test accuracy", "Δ vs dense (points)",
-               "Top-1 agreement with Keras", "Max |diff|", "Verified"]
+    headers = ["Model", "Target", "File", "Precision", "Size", "gzip", f"Test {task.metric_label}",
+               f"Δ vs dense ({task.budget_unit})", f"{task.agreement_title} with Keras", "Max |diff|", "Verified"]
     rows = []
     for a in sorted(inputs.export["artifacts"], key=lambda a: (facts.model_order(a.get("model", "")), str(a.get("target")))):
         precision = a.get("precision") or "–"
@@ -310,8 +317,10 @@ def _exports_section(inputs: ReportInputs) -> Section:
             precision += f" (runs {runs})"
         verified = "yes" if a.get("valid") else f"NO: {a.get('error') or 'failed'}"
         rows.append([a.get("model", "–"), facts.target_name(a.get("target")), str(a.get("path", "–")),
-                     precision, fmt_bytes(a.get("bytes")), fmt_bytes(a.get("gzip_bytes")), fmt_pct(a.get("test_accuracy")),
-                     "–" if a.get("model") == facts.BASELINE else fmt_delta_points(a.get("test_accuracy"), base_acc.get(a.get("target"))),
+                     precision, fmt_bytes(a.get("bytes")), fmt_bytes(a.get("gzip_bytes")),
+                     facts.fmt_score(task, a.get("test_accuracy")),
+                     "–" if a.get("model") == facts.BASELINE
+                     else fmt_delta_points(a.get("test_accuracy"), base_acc.get(a.get("target")), task),
                      fmt_pct(a.get("top1_agreement")), fmt_num(a.get("max_abs_diff"), 2), verified])
     blocks: list = [Table(headers, rows)]
     skipped = [f"{facts.target_name(s.get('target'))} not exported: {s.get('reason')}"
@@ -365,12 +374,13 @@ def _unstable_note(cell: dict) -> str:
 
 
 def _lottery_section(inputs: ReportInputs, figure: Figure | None) -> Section:
+    task = inputs.task
     blocks: list = []
     if figure is not None:
         blocks.append(figure)
     for mode, lottery in sorted(inputs.lotteries.items(), key=lambda kv: facts.model_order(kv[0])):
         reset = reset_name(lottery)
-        headers = ["Round", "Weights remaining", "Widths", "Params (nonzero)", f"Test accuracy (ticket, reset: {reset})",
+        headers = ["Round", "Weights remaining", "Widths", "Params (nonzero)", f"Test {task.metric_label} (ticket, reset: {reset})",
                    "Control: random re-init", "Control: fine-tune"]
         rows = []
         for r in lottery.get("rounds", []):
@@ -378,18 +388,18 @@ def _lottery_section(inputs: ReportInputs, figure: Figure | None) -> Section:
             widths = r.get("widths")
             rows.append([str(r.get("round", "–")), fmt_pct(r.get("weights_remaining")),
                          "/".join(str(w) for w in widths) if isinstance(widths, list) else "–",
-                         fmt_int(r.get("nonzero_params", r.get("params"))), fmt_pct(r.get("test_accuracy")),
-                         fmt_pct((controls.get("random_init") or {}).get("test_accuracy")),
-                         fmt_pct((controls.get("finetune") or {}).get("test_accuracy"))])
+                         fmt_int(r.get("nonzero_params", r.get("params"))), facts.fmt_score(task, r.get("test_accuracy")),
+                         facts.fmt_score(task, (controls.get("random_init") or {}).get("test_accuracy")),
+                         facts.fmt_score(task, (controls.get("finetune") or {}).get("test_accuracy"))])
         blocks.append(Table(headers, rows, caption=f"{mode} pruning"))
-        resets = _resets_table(lottery)
+        resets = _resets_table(lottery, task)
         if resets is not None:
             blocks.append(resets)
         notes = []
-        candidates = tickets.candidate_rows(lottery)
+        candidates = tickets.candidate_rows(lottery, task)
         if candidates:
             blocks.append(Paragraph(f"Ticket candidates, {mode} (averaged over seeds; the budget is judged on validation):"))
-            blocks.append(Table(tickets.CANDIDATE_HEADERS, candidates))
+            blocks.append(Table(tickets.candidate_headers(task), candidates))
         ticket = lottery.get("ticket") or {}
         if ticket:
             chosen = tickets.candidate_words(ticket) if ticket.get("candidate") else f"round {ticket.get('round')}"
@@ -397,14 +407,15 @@ def _lottery_section(inputs: ReportInputs, figure: Figure | None) -> Section:
         resets_info = lottery.get("resets") or {}
         if resets_info.get("winner"):
             by_test = resets_info.get("winner_by_test")
-            notes.append(f"Best way to train the pruned network, by validation accuracy: {resets_info['winner']}"
-                         + (f" (by test accuracy: {by_test})." if by_test and by_test != resets_info["winner"] else "."))
+            notes.append(f"Best way to train the pruned network, by validation {task.metric_label}: {resets_info['winner']}"
+                         + (f" (by test {task.metric_label}: {by_test})." if by_test and by_test != resets_info["winner"]
+                            else "."))
         unprunable = [f"{u.get('layer')} ({u.get('reason')})" for u in lottery.get("unprunable", []) if isinstance(u, dict)]
         if unprunable:
             notes.append("Not pruned: " + ", ".join(unprunable) + ".")
         if notes:
             blocks.append(Bullets(notes))
-    return Section("Accuracy of the pruning rounds", blocks, detail=True)
+    return Section(f"{task.metric_title} of the pruning rounds", blocks, detail=True)
 
 
 def reset_name(lottery: dict) -> str:
@@ -413,7 +424,7 @@ def reset_name(lottery: dict) -> str:
     return "θ0" if reset == "init" else reset
 
 
-def _resets_table(lottery: dict) -> Table | None:
+def _resets_table(lottery: dict, task: Task) -> Table | None:
     """The final round's reset against its controls, mean ± std over seeds."""
     resets = {k: v for k, v in (lottery.get("resets") or {}).items() if isinstance(v, dict) and "test_accuracy" in v}
     if not resets:
@@ -424,10 +435,10 @@ def _resets_table(lottery: dict) -> Table | None:
         cells = []
         for key in ("val_accuracy", "test_accuracy"):
             std = facts.spread(values, key)
-            cells.append(fmt_pct(values.get(key)) + (f" ± {std * 100:.2f}" if std else ""))
+            cells.append(facts.fmt_score(task, values.get(key)) + (f" ± {task.points(std):.2f}" if std else ""))
         rows.append([label, *cells])
     seeds = lottery.get("seeds") or []
-    return Table(["Final round trained as", "Validation accuracy", "Test accuracy"], rows,
+    return Table(["Final round trained as", f"Validation {task.metric_label}", f"Test {task.metric_label}"], rows,
                  caption=f"{lottery.get('mode', '')} pruning: which reset wins ({len(seeds) or 1} seed{'s' if len(seeds) > 1 else ''})")
 
 

@@ -1,7 +1,8 @@
 """The numbers a report shows, derived from the run's files; no formatting here.
 
 Every view (Markdown, HTML, JSON, CSV, plots) reads these helpers, so they cannot
-disagree about a model's accuracy or which comparison belongs to which runtime.
+disagree about a model's score (the task's metric: accuracy) or which comparison belongs to
+which runtime. The score's field names (``test_accuracy``, ...) are the files'.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from slimdeploy.prune.ticket import aligned_multiple, ticket_entry
 from slimdeploy.rundir import aligned_model_name
 from slimdeploy.export.registry import display_name as target_display_name, verifying_runtime
 from slimdeploy.runtimes.registry import display_name
+from slimdeploy.tasks import Task
 
 BASELINE = "dense"
 
@@ -32,6 +34,11 @@ def fmt_pct(value) -> str:
     """A fraction as a percentage with two decimals ("–" when not a number)."""
     value = number(value)
     return "–" if value is None else f"{value * 100:.2f}%"
+
+
+def fmt_score(task: Task, value) -> str:
+    """A value of the task's metric for people (``Task.format``: "86.27%"; "–" when not a number)."""
+    return task.format(number(value))
 
 
 def number(value) -> float | None:
@@ -135,7 +142,7 @@ def ticket_round(lottery: dict) -> dict | None:
 
 
 def runtime_accuracy(inputs: ReportInputs) -> dict[tuple[str, str], float]:
-    """(model, runtime) -> test accuracy of the exported file that runtime ran."""
+    """(model, runtime) -> test score (``test_accuracy``) of the exported file that runtime ran."""
     accuracy: dict[tuple[str, str], float] = {}
     for artifact in (inputs.export or {}).get("artifacts", []):
         model, target = artifact.get("model"), artifact.get("target")
@@ -155,7 +162,7 @@ def runtime_accuracy(inputs: ReportInputs) -> dict[tuple[str, str], float]:
 
 
 def dense_accuracy_for(model: str, info: dict[str, dict]) -> float | None:
-    """The dense accuracy a model's (Keras) accuracy should be compared with."""
+    """The dense score a model's (Keras) score should be compared with."""
     own = number(info.get(model, {}).get("dense_test_accuracy"))
     return own if own is not None else number(info.get(BASELINE, {}).get("test_accuracy"))
 
@@ -242,7 +249,7 @@ def has_int8(info: dict[str, dict]) -> bool:
 
 def accuracy_latency_panels(inputs: ReportInputs, max_drop: float) -> list[dict]:
     """Per runtime (and threads/mode/settings when they varied): each model's median latency at the
-    largest batch measured beside its test accuracy in that runtime, and the accuracy budget."""
+    largest batch measured beside its test score in that runtime, and the budget (``Task.budget_floor``)."""
     info = models(inputs)
     by_runtime = runtime_accuracy(inputs)
     groups = cell_groups(inputs)
@@ -259,5 +266,5 @@ def accuracy_latency_panels(inputs: ReportInputs, max_drop: float) -> list[dict]
         dense = accuracy_of(BASELINE, runtime, info, by_runtime)
         title = runtime_name(runtime) + (f" ({threads}t, {mode}{', ' + options if options else ''})" if runtime in several else "")
         panels.append({"title": title, "runtime": runtime, "batch": batch, "max_drop": max_drop, "points": points,
-                       "budget": None if dense is None else dense - max_drop / 100})
+                       "budget": None if dense is None else inputs.task.budget_floor(dense, max_drop)})
     return panels

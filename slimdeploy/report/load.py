@@ -22,6 +22,7 @@ from slimdeploy.records.export import ExportManifest
 from slimdeploy.records.lottery import LotteryRecord
 from slimdeploy.records.run import DenseMetrics
 from slimdeploy.rundir import MODES, RunDir
+from slimdeploy.tasks import Task, task_for
 
 CELL_STATUSES = ("ok", "error", "unavailable", "pending")
 PRUNING_MODES = MODES
@@ -37,6 +38,9 @@ class ReportInputs:
     export: dict | None = None
     dense_metrics: dict | None = None
     notes: list[str] = field(default_factory=list)  # what is missing, in plain words
+    # What the models predict and how they are scored; no file records it yet, so every run is
+    # the default (multiclass) task.
+    task: Task = field(default_factory=task_for)
 
     def ok_cells(self) -> list[dict]:
         return [c for c in (self.bench or {}).get("cells", []) if c.get("status") == "ok"]
@@ -77,7 +81,7 @@ def _load_run_dir(run_dir: Path) -> ReportInputs:
     if not inputs.lotteries:
         inputs.notes.append(
             f"No pruning rounds: no {run_dir}/<mode>/lottery.json (run `slimdeploy prune {run_dir}`); "
-            "the accuracy-vs-weights plot is left out."
+            f"the {inputs.task.metric_label}-vs-weights plot is left out."
         )
     export_path = run.export_manifest
     if export_path.is_file():
@@ -85,7 +89,8 @@ def _load_run_dir(run_dir: Path) -> ReportInputs:
         if not isinstance(inputs.export.get("artifacts"), list):
             raise UserError(f"export manifest {export_path} has no 'artifacts' list")
     else:
-        inputs.notes.append(f"No exported files: {export_path} is missing, so file sizes and per-runtime accuracy are not shown.")
+        inputs.notes.append(f"No exported files: {export_path} is missing, so file sizes and per-runtime "
+                            f"{inputs.task.metric_label} are not shown.")
     metrics_path = run.dense_metrics
     if metrics_path.is_file():
         metrics = fsutil.read_json(metrics_path, "dense metrics")

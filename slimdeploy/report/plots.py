@@ -1,5 +1,5 @@
-"""The pictures: speedup vs ideal, latency vs batch, the lottery-ticket curve, accuracy vs latency, the time split,
-speedup per machine (a merged report).
+"""The pictures: speedup vs ideal, latency vs batch, the lottery-ticket curve, the score (the task's metric:
+accuracy) vs latency, the time split, speedup per machine (a merged report). Scores are drawn in percent.
 
 matplotlib's object API with the Agg renderer (no pyplot, no display, no global state),
 so plotting works on a headless CI machine and in threads. Each function returns PNG
@@ -13,6 +13,7 @@ from collections import defaultdict
 
 from slimdeploy.report import facts
 from slimdeploy.runtimes.session import is_matmul
+from slimdeploy.tasks import DEFAULT_TASK, Task
 
 MODEL_COLORS = {"dense": "#4d4d4d", "structured": "#1f77b4", "unstructured": "#ff7f0e"}
 EXTRA_COLORS = ("#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
@@ -186,8 +187,9 @@ def latency_plot(cells: list[dict], dpi: int = 110) -> bytes | None:
     return _png(fig, dpi)
 
 
-def lottery_plot(lotteries: dict[str, dict], dense_accuracy: float | None, dpi: int = 110) -> bytes | None:
-    """Test accuracy vs fraction of weights remaining per round, with both controls and the dense line."""
+def lottery_plot(lotteries: dict[str, dict], dense_accuracy: float | None, dpi: int = 110,
+                 task: Task = DEFAULT_TASK) -> bytes | None:
+    """The test score vs fraction of weights remaining per round, with both controls and the dense line."""
     series = []
     for mode, lottery in sorted(lotteries.items(), key=lambda kv: facts.model_order(kv[0])):
         rounds = [r for r in lottery.get("rounds", []) if facts.number(r.get("weights_remaining"))]
@@ -240,8 +242,8 @@ def lottery_plot(lotteries: dict[str, dict], dense_accuracy: float | None, dpi: 
     ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
     ax.set_xticks(_percent_ticks(low / 1.3, 1.15))
     ax.set_xlabel("weights remaining (% of the dense model's parameters, log scale)")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title("Accuracy vs weights remaining per pruning round (lottery-ticket curve)")
+    ax.set_ylabel(f"test {task.metric_label} (%)")
+    ax.set_title(f"{task.metric_title} vs weights remaining per pruning round (lottery-ticket curve)")
     ax.grid(True, which="both", alpha=0.25)
     fig.legend(fontsize=8, loc="outside lower center", ncol=2)
     return _png(fig, dpi)
@@ -260,11 +262,11 @@ def _percent_ticks(low: float, high: float) -> list[float]:
     return ticks if len(ticks) <= 9 else [t for t in coarse if low <= t <= high]
 
 
-def accuracy_latency_plot(panels: list[dict], dpi: int = 110) -> bytes | None:
-    """Test accuracy against median latency, one panel per runtime, with the budget line and the Pareto front.
+def accuracy_latency_plot(panels: list[dict], dpi: int = 110, task: Task = DEFAULT_TASK) -> bytes | None:
+    """The test score against median latency, one panel per runtime, with the budget line and the Pareto front.
 
-    Each panel: ``title``, ``batch``, ``budget`` (accuracy, 0..1, or None) and ``points``: dicts with
-    ``model``, ``p50_ms``, ``accuracy`` (0..1) and ``base`` (the float model an INT8 variant came from).
+    Each panel: ``title``, ``batch``, ``budget`` (a score, 0..1, or None) and ``points``: dicts with
+    ``model``, ``p50_ms``, ``accuracy`` (the score, 0..1) and ``base`` (the float model an INT8 variant came from).
     """
     panels = [p for p in panels if p["points"]]
     if not panels:
@@ -274,32 +276,33 @@ def accuracy_latency_plot(panels: list[dict], dpi: int = 110) -> bytes | None:
     fig = _figure(4.6 * columns + 0.4, 4.0 * rows + 0.5)
     axes = fig.subplots(rows, columns, squeeze=False)
     for ax, panel in zip(axes.flat, panels):
-        points = sorted(panel["points"], key=lambda p: (p["p50_ms"], -p["accuracy"]))
+        points = sorted(panel["points"], key=lambda p: (p["p50_ms"], -task.rank(p["accuracy"])))
         for p in points:
             int8 = p["base"] != p["model"]
             ax.scatter(p["p50_ms"], p["accuracy"] * 100, s=46, color=model_color(p["base"]), marker="D" if int8 else "o",
                        facecolors="none" if int8 else model_color(p["base"]), linewidths=1.6, zorder=3)
             ax.annotate(p["model"], (p["p50_ms"], p["accuracy"] * 100), xytext=(7, _label_offset(p, points)),
                         textcoords="offset points", fontsize=8, va="center")
-        front = pareto_front(points)
+        front = pareto_front(points, task)
         ax.plot([p["p50_ms"] for p in front], [p["accuracy"] * 100 for p in front], "-", color="#2ca02c",
-                linewidth=1.3, alpha=0.8, zorder=2, label="Pareto front (nothing both faster and more accurate)")
+                linewidth=1.3, alpha=0.8, zorder=2, label=f"Pareto front (nothing both faster and {task.more_words})")
         if panel.get("budget") is not None:
             ax.axhline(panel["budget"] * 100, color="#d62728", linestyle="--", linewidth=1.1,
-                       label=f"budget: dense − {panel['max_drop']:g} points ({panel['budget'] * 100:.2f}%)")
+                       label=f"budget: dense − {task.format_points(panel['max_drop'])} ({task.format(panel['budget'])})")
         _plain_log_axis(ax)
         low, high = min(p["p50_ms"] for p in points), max(p["p50_ms"] for p in points)
         ax.set_xlim(low / 1.5, high * 2.2)  # room for the labels on the right
         ax.set_title(f"{panel['title']}, batch {panel['batch']}")
         ax.set_xlabel("median latency per call (ms, log scale; left is faster)")
-        ax.set_ylabel("test accuracy in this runtime (%)")
+        ax.set_ylabel(f"test {task.metric_label} in this runtime (%)")
         ax.grid(True, which="both", alpha=0.25)
     for ax in list(axes.flat)[len(panels):]:
         ax.set_visible(False)
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, [label.split(" (")[0] if len(panels) > 1 and label.startswith("budget") else label for label in labels],
                fontsize=8, loc="outside lower center", ncol=2)
-    fig.suptitle("Accuracy vs latency: filled circles are float models, hollow diamonds their INT8 variants (same colour)")
+    fig.suptitle(f"{task.metric_title} vs latency: filled circles are float models, hollow diamonds their INT8 variants "
+                 "(same colour)")
     return _png(fig, dpi)
 
 
@@ -324,11 +327,11 @@ def _plain_log_axis(ax) -> None:
         lambda v, _: f"{v:g}" if v > 0 and round(v / 10 ** math.floor(math.log10(v))) in (2, 5) else ""))
 
 
-def pareto_front(points: list[dict]) -> list[dict]:
-    """The points no other point beats on both latency and accuracy, fastest first."""
+def pareto_front(points: list[dict], task: Task = DEFAULT_TASK) -> list[dict]:
+    """The points no other point beats on both latency and the task's score, fastest first."""
     front: list[dict] = []
-    for p in sorted(points, key=lambda p: (p["p50_ms"], -p["accuracy"])):
-        if not front or p["accuracy"] > front[-1]["accuracy"]:
+    for p in sorted(points, key=lambda p: (p["p50_ms"], -task.rank(p["accuracy"]))):
+        if not front or task.rank(p["accuracy"]) > task.rank(front[-1]["accuracy"]):
             front.append(p)
     return front
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from slimdeploy.errors import UserError
 from slimdeploy.parsers import non_negative_float
 from slimdeploy.settings_base import Settings, setting
+from slimdeploy.tasks import DEFAULT_TASK
 
 # Every format the report can write; each is a view of the same bench results.
 FORMATS = ("md", "html", "json", "csv", "gab")
@@ -57,7 +58,7 @@ def _check_confidence(value) -> str | None:
 
 def _check_max_drop(value) -> str | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 100:
-        return f"--max-drop must be a number of accuracy points in [0, 100] (0.5 = half a point), got {value!r}"
+        return f"--max-drop must be a number of {DEFAULT_TASK.budget_words} in [0, 100] (0.5 = half a point), got {value!r}"
     return None
 
 
@@ -77,8 +78,8 @@ class ReportSettings(Settings):
     confidence: the gate's bootstrap interval (0.95 = 95%).
     step_summary: append the Markdown to $GITHUB_STEP_SUMMARY when that variable is set.
     dpi: resolution of the PNG plots.
-    max_drop: the accuracy budget, in points: a variant may be named fastest only when its test
-        accuracy in a runtime is at least dense's accuracy in that runtime minus this.
+    max_drop: the budget, in the task's points (``tasks``: accuracy points): a variant may be named
+        fastest only when its test score in a runtime is within this of dense's in that runtime.
     """
 
     formats: tuple[str, ...] = setting(
@@ -96,8 +97,8 @@ class ReportSettings(Settings):
     dpi: int = setting(110, check=_check_dpi)
     max_drop: float = setting(
         0.5, flag="--max-drop", parse=non_negative_float, metavar="POINTS", check=_check_max_drop,
-        help="accuracy budget of the decision: the fastest model named must be within POINTS accuracy points "
-             "of dense's test accuracy in the same runtime")
+        help=f"{DEFAULT_TASK.metric_label} budget of the decision: the fastest model named must be within POINTS "
+             f"{DEFAULT_TASK.budget_words} of dense's test {DEFAULT_TASK.metric_label} in the same runtime")
 
     def normalized(self) -> "ReportSettings":
         """Text forms read as values (``"md,json"``, ``"10%"``); each format once, in order."""

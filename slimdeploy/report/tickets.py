@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from slimdeploy.report import facts
 from slimdeploy.report.load import ReportInputs
+from slimdeploy.tasks import DEFAULT_TASK, Task
 
 RESET_WORDS = {"init": "θ0", "finetune": "fine-tuning", "random": "random re-initialisation (control)"}
 KIND_WORDS = {"search": "width-search step", "aligned": "aligned widths"}
@@ -37,7 +38,7 @@ def _kept(mode: str, ticket: dict) -> str:
     return f"{ticket['weights_remaining'] * 100:.1f}% of the {what}"
 
 
-def ticket_sentence(mode: str, lottery: dict) -> str | None:
+def ticket_sentence(mode: str, lottery: dict, task: Task = DEFAULT_TASK) -> str | None:
     """One sentence: which candidate is the ticket, how it was trained, and why it won."""
     ticket = lottery.get("ticket") or {}
     if not ticket.get("candidate"):  # files from before candidates were recorded
@@ -47,47 +48,53 @@ def ticket_sentence(mode: str, lottery: dict) -> str | None:
     # Unstructured pruning keeps every unit: its widths say nothing about what was pruned.
     shape = f"widths {widths_text(ticket.get('widths'))}, " if mode == "structured" else ""
     where = f"{candidate_words(ticket)}, {shape}{_kept(mode, ticket)}, trained by {reset_words(ticket.get('reset'))}"
-    accuracy = _accuracy_pair(ticket, dense, "val_accuracy")
+    accuracy = _accuracy_pair(ticket, dense, "val_accuracy", task)
     if budget is None or ticket.get("within_budget") is None:
-        why = "no accuracy budget was given" if budget is None else "no validation set to judge the budget on"
+        why = (f"no {task.metric_label} budget was given" if budget is None
+               else "no validation set to judge the budget on")
         chosen = f"the final round ({why}); validation {accuracy}"
     elif ticket.get("within_budget"):
-        chosen = f"chosen on validation as the most-pruned candidate within {budget:g} points of dense ({accuracy})"
+        chosen = (f"chosen on validation as the most-pruned candidate within {task.format_points(budget)} of dense "
+                  f"({accuracy})")
     else:
-        chosen = (f"no candidate came within {budget:g} validation points of dense; this is the closest ({accuracy}), "
-                  "and it is outside the budget")
+        chosen = (f"no candidate came within {budget:g} validation {task.budget_unit} of dense; this is the closest "
+                  f"({accuracy}), and it is outside the budget")
     others = ticket.get("same_size_alternatives") or {}
-    losing = "; ".join(f"{reset_words(reset)} {facts.fmt_pct(value.get('val_accuracy'))}"
+    losing = "; ".join(f"{reset_words(reset)} {facts.fmt_score(task, value.get('val_accuracy'))}"
                        for reset, value in others.items() if value.get("val_accuracy") is not None)
     alternatives = f" At the same size, on validation: {losing}." if losing else ""
-    test = _accuracy_pair(ticket, dense, "test_accuracy")
-    return (f"{mode.capitalize()} ticket: {where}; {chosen}.{alternatives} Test accuracy {test}.")
+    test = _accuracy_pair(ticket, dense, "test_accuracy", task)
+    return (f"{mode.capitalize()} ticket: {where}; {chosen}.{alternatives} Test {task.metric_label} {test}.")
 
 
-def _accuracy_pair(entry: dict, dense: dict, key: str) -> str:
+def _accuracy_pair(entry: dict, dense: dict, key: str, task: Task) -> str:
     value, base = facts.number(entry.get(key)), facts.number(dense.get(key))
     if value is None or base is None:
         return "not measured"
-    return f"{facts.fmt_pct(value)} vs {facts.fmt_pct(base)} for dense, {(value - base) * 100:+.2f} points"
+    return (f"{facts.fmt_score(task, value)} vs {facts.fmt_score(task, base)} for dense, "
+            f"{task.format_points(task.points(value - base), '+.2f')}")
 
 
 def ticket_sentences(inputs: ReportInputs) -> list[str]:
-    sentences = [ticket_sentence(mode, lottery)
+    sentences = [ticket_sentence(mode, lottery, inputs.task)
                  for mode, lottery in sorted(inputs.lotteries.items(), key=lambda kv: facts.model_order(kv[0]))]
     return [s for s in sentences if s]
 
 
-CANDIDATE_HEADERS = ["Candidate", "Trained by", "Widths", "Kept", "Validation accuracy", "Δ validation (points)",
-                     "Test accuracy", "Verdict"]
+def candidate_headers(task: Task = DEFAULT_TASK) -> list[str]:
+    """The candidates table's headers."""
+    metric = task.metric_label
+    return ["Candidate", "Trained by", "Widths", "Kept", f"Validation {metric}", f"Δ validation ({task.budget_unit})",
+            f"Test {metric}", "Verdict"]
 
 
-def candidate_rows(lottery: dict) -> list[list[str]]:
+def candidate_rows(lottery: dict, task: Task = DEFAULT_TASK) -> list[list[str]]:
     """The candidates table of one prune (empty for files from before candidates were recorded)."""
     rows = []
     for row in lottery.get("candidates") or []:
         drop = facts.number(row.get("val_drop_points"))
         rows.append([candidate_words(row), reset_words(row.get("reset")), widths_text(row.get("widths")),
-                     facts.fmt_pct(row.get("weights_remaining")), facts.fmt_pct(row.get("val_accuracy")),
-                     "–" if drop is None else f"{-drop:+.2f}", facts.fmt_pct(row.get("test_accuracy")),
+                     facts.fmt_pct(row.get("weights_remaining")), facts.fmt_score(task, row.get("val_accuracy")),
+                     "–" if drop is None else f"{-drop:+.2f}", facts.fmt_score(task, row.get("test_accuracy")),
                      str(row.get("why") or "")])
     return rows
