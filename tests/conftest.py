@@ -91,3 +91,23 @@ def tiny_run(tmp_path_factory) -> Path:
     result = run_cli("train", "--epochs", "2", "--limit", "3000", "--out", str(run_dir), "--quiet")
     assert result.returncode == 0, result.stderr
     return run_dir
+
+
+def install_plugin_module(tmp_path: Path, monkeypatch, name: str, source: str, variables) -> None:
+    """Write module ``name`` (``source``) where this process and its bench workers import it, and
+    name it in each environment variable of ``variables`` (the registries' plug-in lists)."""
+    directory = tmp_path / "plugins"
+    directory.mkdir()
+    (directory / f"{name}.py").write_text(source)
+    for variable in variables:
+        monkeypatch.setenv(variable, name)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(directory), os.environ.get("PYTHONPATH")])))
+    monkeypatch.syspath_prepend(str(directory))
+
+
+def forget_plugin_module(name: str) -> None:
+    """The module gone from this process, so the next test imports (and registers) it afresh."""
+    import importlib
+
+    sys.modules.pop(name, None)
+    importlib.invalidate_caches()

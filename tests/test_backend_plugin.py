@@ -11,15 +11,12 @@ bench workers (separate processes) load it as any outside plug-in.
 
 from __future__ import annotations
 
-import importlib
 import json
-import os
 import shutil
-import sys
 
 import pytest
 
-from conftest import run_cli_here
+from conftest import forget_plugin_module, install_plugin_module, run_cli_here
 from test_export import add_tickets
 
 from slimdeploy.export import registry as targets
@@ -56,20 +53,13 @@ TARGET = targets.register(MirrorTarget())
 
 @pytest.fixture
 def fake_backend(tmp_path, monkeypatch):
-    directory = tmp_path / "plugins"
-    directory.mkdir()
-    (directory / f"{PLUGIN_MODULE}.py").write_text(PLUGIN_SOURCE)
-    monkeypatch.setenv(runtimes.PLUGINS_ENV, PLUGIN_MODULE)
-    monkeypatch.setenv(targets.PLUGINS_ENV, PLUGIN_MODULE)
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(directory), os.environ.get("PYTHONPATH")])))
-    monkeypatch.syspath_prepend(str(directory))
+    install_plugin_module(tmp_path, monkeypatch, PLUGIN_MODULE, PLUGIN_SOURCE, (runtimes.PLUGINS_ENV, targets.PLUGINS_ENV))
     try:
         yield targets.get_target("mirror")  # first use imports the module named in the variables
     finally:
         runtimes.RUNTIMES.pop("mirrort", None)
         targets.TARGETS.pop("mirror", None)
-        sys.modules.pop(PLUGIN_MODULE, None)
-        importlib.invalidate_caches()
+        forget_plugin_module(PLUGIN_MODULE)
 
 
 def test_the_fake_backend_answers_every_registry_question(fake_backend):

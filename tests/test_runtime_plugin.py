@@ -8,14 +8,11 @@ is named in SLIMDEPLOY_RUNTIME_PLUGINS and importable from PYTHONPATH.
 
 from __future__ import annotations
 
-import importlib
 import json
-import os
-import sys
 
 import pytest
 
-from conftest import run_cli_here
+from conftest import forget_plugin_module, install_plugin_module, run_cli_here
 from slimdeploy.runtimes import registry
 from test_bench_artifacts import onnx_mlp, random_layers
 
@@ -32,18 +29,12 @@ PLUGIN = registry.register(replace(onnxruntime.PLUGIN, name="fakert", display_na
 
 @pytest.fixture
 def fake_runtime(tmp_path, monkeypatch):
-    directory = tmp_path / "plugins"
-    directory.mkdir()
-    (directory / f"{PLUGIN_MODULE}.py").write_text(PLUGIN_SOURCE)
-    monkeypatch.setenv(registry.PLUGINS_ENV, PLUGIN_MODULE)
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(directory), os.environ.get("PYTHONPATH")])))
-    monkeypatch.syspath_prepend(str(directory))
+    install_plugin_module(tmp_path, monkeypatch, PLUGIN_MODULE, PLUGIN_SOURCE, (registry.PLUGINS_ENV,))
     try:
         yield registry.plugin("fakert")  # first use imports the module named in the variable
     finally:
         registry.RUNTIMES.pop("fakert", None)
-        sys.modules.pop(PLUGIN_MODULE, None)
-        importlib.invalidate_caches()
+        forget_plugin_module(PLUGIN_MODULE)
 
 
 def test_a_registered_plugin_answers_every_registry_question(fake_runtime):

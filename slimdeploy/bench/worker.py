@@ -26,7 +26,7 @@ from slimdeploy.bench.inputs import group_range, make_input
 from slimdeploy.onnxsafety import CHECKED_OPTION
 from slimdeploy.quiet import quiet_environment
 from slimdeploy.runtimes.registry import can_crosscheck, open_session, plugin
-from slimdeploy.runtimes.session import INPUT_DIMS, PROFILE_UNSUPPORTED
+from slimdeploy.runtimes.session import INPUT_DIMS
 
 
 class Emitter:
@@ -165,8 +165,7 @@ def _add_profile(record: dict, runtime_plugin, session, layers: bool) -> None:
         record["profile_error"] = _one_line(exc)
         return
     if layers and "profile" not in record:
-        # The runtime's own reason where it gives one (a plug-in built before the field: the default).
-        record["profile_error"] = getattr(runtime_plugin, "profile_unsupported", PROFILE_UNSUPPORTED)
+        record["profile_error"] = runtime_plugin.profile_unsupported  # the runtime's own reason
 
 
 # The highest peak read so far in this process (see ``peak_rss_mb``).

@@ -16,9 +16,9 @@ variables.
 from __future__ import annotations
 
 import importlib
-import os
 
 from slimdeploy.export.target import Target
+from slimdeploy.runtimes.registry import import_plugin_modules
 
 PLUGINS_ENV = "SLIMDEPLOY_EXPORT_PLUGINS"
 
@@ -43,9 +43,7 @@ def register(target: Target) -> Target:
 
 
 def _load_plugins() -> None:
-    """Import the modules named in SLIMDEPLOY_EXPORT_PLUGINS (each registers itself once)."""
-    for module in filter(None, (m.strip() for m in os.environ.get(PLUGINS_ENV, "").split(","))):
-        importlib.import_module(module)
+    import_plugin_modules(PLUGINS_ENV)
 
 
 def names() -> tuple[str, ...]:

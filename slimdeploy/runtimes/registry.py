@@ -45,10 +45,15 @@ def register(plugin: RuntimePlugin) -> RuntimePlugin:
     return plugin
 
 
-def _load_plugins() -> None:
-    """Import the modules named in SLIMDEPLOY_RUNTIME_PLUGINS (each registers itself once)."""
-    for module in filter(None, (m.strip() for m in os.environ.get(PLUGINS_ENV, "").split(","))):
+def import_plugin_modules(variable: str) -> None:
+    """Import the modules the environment variable names (comma-separated; each registers itself
+    once): the runtime and the export registries' plug-ins alike."""
+    for module in filter(None, (m.strip() for m in os.environ.get(variable, "").split(","))):
         importlib.import_module(module)
+
+
+def _load_plugins() -> None:
+    import_plugin_modules(PLUGINS_ENV)
 
 
 def plugin(name: str) -> RuntimePlugin:
