@@ -20,6 +20,7 @@ from slimdeploy.bench.plan import CellSpec
 from slimdeploy.bench.results import finish_cell, validate
 from slimdeploy.bench.settings import BenchSettings
 from slimdeploy.bench.table import problem_lines
+from slimdeploy.records.bench import BenchResults
 from slimdeploy.report.ci import gab_entries
 from test_bench_artifacts import onnx_models  # noqa: F401  (shared fixture)
 
@@ -76,7 +77,7 @@ def test_the_flag_is_explained_by_its_evidence():
             "stability": stability, "stats": stats.summarize(samples, 1), "samples_ms": samples}
     line = next(line for line in problem_lines({"cells": [cell]}) if "unstable" in line)
     assert "interleaved rounds disagreed" in line and f"round spread {stability['round_spread']:.0%}" in line
-    assert "interleaved rounds disagreed" in gab_entries({"cells": [cell]})[0]["extra"]
+    assert "interleaved rounds disagreed" in gab_entries(BenchResults.from_json({"cells": [cell]}))[0]["extra"]
     old = {**cell, "stability": None}  # a bench.json from before round stability
     assert "per-call cv" in problem_lines({"cells": [old]})[0]
 

@@ -10,6 +10,7 @@ import pytest
 
 from conftest import run_cli_here
 from slimdeploy.prune import ticket as rules
+from slimdeploy.records.lottery import LotteryRecord
 from slimdeploy.report import tickets
 
 
@@ -96,7 +97,7 @@ def test_search_and_aligned_widths_on_a_real_prune(tiny_run, tmp_path):
         widths = _hidden_widths(aligned)
         assert all(w % 5 == 0 and w <= t for w, t in zip(widths, ticket["widths"])), widths
         assert rows["aligned_r5"]["kind"] == "aligned" and not rows["aligned_r5"]["eligible"]
-    sentence = tickets.ticket_sentence("structured", lottery)
+    sentence = tickets.ticket_sentence("structured", LotteryRecord.from_json(lottery))
     assert sentence.startswith("Structured ticket: ") and "trained by fine-tuning" in sentence
     assert ("most-pruned candidate within 20 points of dense" if ticket["within_budget"] else "outside the budget") in sentence
 

@@ -260,14 +260,17 @@ def test_nothing_to_report_and_bad_options(tmp_path):
 
 
 def test_mixed_verdicts_read_as_one_sentence():
+    from slimdeploy.records.bench import Comparison
     from slimdeploy.report.answer import interval_clause, speed_clause
 
-    comps = [{"batch": 1, "verdict": "no significant difference", "speedup": 1.01, "ci_low": 0.97, "ci_high": 1.04},
-             {"batch": 64, "verdict": "faster", "speedup": 3.8, "ci_low": 3.7, "ci_high": 3.9},
-             {"batch": 256, "verdict": "faster", "speedup": 4.0, "ci_low": 3.9, "ci_high": 4.1}]
+    comps = [Comparison.from_json({"model": "structured", "baseline": "dense", "runtime": "onnxruntime", "threads": 1,
+                                   "mode": "latency", **c}) for c in (
+        {"batch": 1, "verdict": "no significant difference", "speedup": 1.01, "ci_low": 0.97, "ci_high": 1.04},
+        {"batch": 64, "verdict": "faster", "speedup": 3.8, "ci_low": 3.7, "ci_high": 3.9},
+        {"batch": 256, "verdict": "faster", "speedup": 4.0, "ci_low": 3.9, "ci_high": 4.1})]
     assert speed_clause(comps, "dense", False, False) == \
         "is faster than dense at batch 64 and 256, with no significant difference at batch 1"
     assert interval_clause(comps, 0.95, False, False) == \
         "1.01x at batch 1 (95% interval 0.97–1.04x), 3.80x at batch 64 (3.70–3.90x), 4.00x at batch 256 (3.90–4.10x)"
-    comps[0]["verdict"] = "slower"
+    comps[0] = comps[0].replace(verdict="slower")
     assert speed_clause(comps, "dense", False, False) == "is faster than dense at batch 64 and 256, slower at batch 1"

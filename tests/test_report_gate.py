@@ -101,9 +101,15 @@ def test_no_cells_in_common_is_a_one_line_error(benches):
     assert len(lines) == 1 and "no cells in common" in lines[0]
 
 
-def test_threshold_and_significance_both_matter():
-    from slimdeploy.report.gate import compare_benches
+def compare_benches(new: dict, old: dict, max_regression: float) -> dict:
+    """The gate on two bench.json documents, read as records."""
+    from slimdeploy.records.bench import BenchResults
+    from slimdeploy.report import gate
 
+    return gate.compare_benches(BenchResults.from_json(new), BenchResults.from_json(old), max_regression)
+
+
+def test_threshold_and_significance_both_matter():
     new = make_bench(0, **SMALL)
     # 30% slower: beyond 10% and far beyond the noise -> regressed.
     assert compare_benches(new, doctored_faster(new, 1.3), 0.10)["counts"]["regressed"] == 12
@@ -115,8 +121,6 @@ def test_threshold_and_significance_both_matter():
 
 
 def test_a_cell_that_crashes_now_fails_the_gate():
-    from slimdeploy.report.gate import compare_benches
-
     old = make_bench(0, **SMALL)
     new = copy.deepcopy(old)
     crashed = new["cells"][0]
@@ -137,8 +141,6 @@ def _bursty_bench(levels: list, rng) -> dict:
 
 
 def test_a_burst_of_load_in_some_rounds_is_judged_on_the_rounds():
-    from slimdeploy.report.gate import compare_benches
-
     rng = np.random.default_rng(0)
     old = _bursty_bench([1.0] * 20, rng)
     # The machine was busy for 12 of the 20 rounds: calls within a round agree, so a

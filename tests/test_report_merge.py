@@ -221,11 +221,16 @@ def test_an_older_bench_json_merges_with_a_new_one_on_what_it_holds(tmp_path):
 
 
 def test_ideal_differs_per_machine_is_shown_per_machine():
-    from slimdeploy.report.merge import ideal_words
+    from slimdeploy.records.bench import Comparison
+    from slimdeploy.report.merge import Failed, ideal_words
 
-    assert ideal_words({"a": {"ideal_speedup": 1.5}, "b": {"ideal_speedup": 1.5}}, ["a", "b"]) == "1.50x"
-    assert ideal_words({"a": {"ideal_speedup": 1.5}, "b": {"ideal_speedup": 2.0}}, ["a", "b"]) == "differs: a 1.50x; b 2.00x"
-    assert ideal_words({"b": {"failed": "x"}}, ["a", "b"]) == "–"
+    def c(ideal):
+        return Comparison(model="m", baseline="dense", runtime="onnxruntime", batch=1, threads=1, mode="latency",
+                          ideal_speedup=ideal)
+
+    assert ideal_words({"a": c(1.5), "b": c(1.5)}, ["a", "b"]) == "1.50x"
+    assert ideal_words({"a": c(1.5), "b": c(2.0)}, ["a", "b"]) == "differs: a 1.50x; b 2.00x"
+    assert ideal_words({"b": Failed("x")}, ["a", "b"]) == "–"
 
 
 def test_a_merge_of_different_models_is_refused(benches, tmp_path):

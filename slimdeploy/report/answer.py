@@ -1,13 +1,9 @@
 """The answer in plain words: which model to ship, how much faster each one is, and what it costs.
 
-First the decision: per runtime, the fastest model within the budget (``max_drop`` points of
-the task's metric below dense in that runtime) at the smallest and the largest batch measured; then
-whether pruning and INT8 stacked (the stacking comparisons' verdicts) and what the sparse
-INT8 kernel did. Then one sentence per runtime and pruned model ("On ONNX Runtime, the structured model is
-faster than dense at every batch size measured: ...; it costs 0.65 points of test
-accuracy ...") and one short line over all runtimes. Markdown, HTML and report.json
-all carry exactly these sentences. The metric, its budget and their words are the task's
-(``ReportInputs.task``, ``slimdeploy.tasks``).
+First the decision: per runtime, the fastest model within the budget (``max_drop`` of the task's
+points below dense in that runtime) at the smallest and the largest batch measured; then whether
+pruning and INT8 stacked and what the sparse INT8 kernel did; then one sentence per runtime and
+pruned model, and one short line over all runtimes. Every view carries exactly these sentences.
 """
 
 from __future__ import annotations
@@ -15,6 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from slimdeploy.bench.stats import FASTER, NO_DIFFERENCE, SLOWER
+from slimdeploy.records.bench import Cell, Comparison
 from slimdeploy.report import facts, tickets
 from slimdeploy.report.load import ReportInputs
 from slimdeploy.tasks import DEFAULT_TASK, Task
@@ -30,15 +27,19 @@ def _join(words: list[str]) -> str:
     return ", ".join(words[:-1]) + " and " + words[-1]
 
 
-def _batches(comps: list[dict], threads: bool, mode: bool, settings: bool = False) -> str:
+def _batches(comps: list[Comparison], threads: bool, mode: bool, settings: bool = False) -> str:
     labels = [facts.cell_label(c, threads=threads, mode=mode, settings=settings) for c in comps]
     if not threads and not mode and not settings and len(labels) > 1:
-        return "batch " + _join([str(c["batch"]) for c in comps])
+        return "batch " + _join([str(c.batch) for c in comps])
     return _join(labels)
 
 
-def speed_clause(comps: list[dict], baseline: str, threads: bool, mode: bool, settings: bool = False) -> str:
-    by_verdict = {v: [c for c in comps if c["verdict"] == v] for v in (FASTER, SLOWER, NO_DIFFERENCE)}
+def _by_verdict(comps: list[Comparison]) -> dict[str, list[Comparison]]:
+    return {v: [c for c in comps if c.verdict == v] for v in (FASTER, SLOWER, NO_DIFFERENCE)}
+
+
+def speed_clause(comps: list[Comparison], baseline: str, threads: bool, mode: bool, settings: bool = False) -> str:
+    by_verdict = _by_verdict(comps)
     faster, slower, same = by_verdict[FASTER], by_verdict[SLOWER], by_verdict[NO_DIFFERENCE]
     if len(faster) == len(comps):
         return f"is faster than {baseline} at every batch size measured"
@@ -56,15 +57,15 @@ def speed_clause(comps: list[dict], baseline: str, threads: bool, mode: bool, se
     return ", ".join(parts)
 
 
-def interval_clause(comps: list[dict], level: float, threads: bool, mode: bool, settings: bool = False) -> str:
+def interval_clause(comps: list[Comparison], level: float, threads: bool, mode: bool, settings: bool = False) -> str:
     pieces = []
     for index, c in enumerate(comps):
         where = facts.cell_label(c, threads=threads, mode=mode, settings=settings)
         interval = ""
-        if c.get("ci_low") is not None and c.get("ci_high") is not None:
+        if c.ci_low is not None and c.ci_high is not None:
             prefix = f"{level * 100:.0f}% interval " if index == 0 else ""
-            interval = f" ({prefix}{c['ci_low']:.2f}–{c['ci_high']:.2f}x)"
-        pieces.append(f"{fmt_speedup(c['speedup'])} at {where}{interval}")
+            interval = f" ({prefix}{c.ci_low:.2f}–{c.ci_high:.2f}x)"
+        pieces.append(f"{fmt_speedup(c.speedup)} at {where}{interval}")
     return ", ".join(pieces)
 
 
@@ -100,7 +101,7 @@ def runtime_sentences(inputs: ReportInputs) -> list[dict]:
         )
         sentences.append({
             "runtime": runtime, "model": model, "baseline": baseline, "sentence": text,
-            "verdicts": [c["verdict"] for c in comps],
+            "verdicts": [c.verdict for c in comps],
             "accuracy": model_acc, "baseline_accuracy": base_acc,
             "accuracy_delta_points": None if model_acc is None or base_acc is None else inputs.task.points(model_acc - base_acc),
         })
@@ -108,21 +109,20 @@ def runtime_sentences(inputs: ReportInputs) -> list[dict]:
 
 
 def in_short(inputs: ReportInputs) -> str:
-    """One line over all runtimes: which pruned model is faster where, and what it costs in the task's
-    metric (shown after "In short:")."""
+    """One line over all runtimes (after "In short:"): which pruned model is faster where, and what it costs."""
     info = facts.models(inputs)
     # The float models: the decision above already weighs the INT8 variants.
     groups = {key: comps for key, comps in facts.vs_dense_groups(inputs).items() if not facts.variant_of(key[1], info)}
     if not groups:
         return _no_comparison(inputs, info)
-    per_model: dict[tuple[str, str], list[tuple[str, list[dict]]]] = {}
+    per_model: dict[tuple[str, str], list[tuple[str, list[Comparison]]]] = {}
     for (runtime, model, baseline), comps in groups.items():
         per_model.setdefault((model, baseline), []).append((runtime, comps))
     clauses = []
     for (model, baseline), runs in per_model.items():
-        faster = [(rt, max(c["speedup"] for c in comps if c["verdict"] == FASTER))
-                  for rt, comps in runs if any(c["verdict"] == FASTER for c in comps)]
-        slower = [rt for rt, comps in runs if any(c["verdict"] == SLOWER for c in comps)]
+        faster = [(rt, max(c.speedup for c in comps if c.verdict == FASTER))
+                  for rt, comps in runs if any(c.verdict == FASTER for c in comps)]
+        slower = [rt for rt, comps in runs if any(c.verdict == SLOWER for c in comps)]
         if faster:
             best = max(s for _, s in faster)
             where = "every runtime measured" if len(faster) == len(runs) else _join([facts.runtime_name(rt) for rt, _ in faster])
@@ -133,8 +133,8 @@ def in_short(inputs: ReportInputs) -> str:
             speed = f"is not measurably faster than {baseline} on any runtime measured"
         if slower:
             speed += f", but slower on {_join([facts.runtime_name(rt) for rt in slower])} at some batch sizes"
-        model_acc = facts.number(info.get(model, {}).get("test_accuracy"))
-        base_acc = facts.dense_accuracy_for(model, info) if baseline == facts.BASELINE else facts.number(info.get(baseline, {}).get("test_accuracy"))
+        model_acc = facts.score(model, info)
+        base_acc = facts.dense_accuracy_for(model, info) if baseline == facts.BASELINE else facts.score(baseline, info)
         clauses.append(f"the {model} model {speed}; {accuracy_clause(model_acc, base_acc, baseline, inputs.task)}")
     return "; ".join(clauses)[0].upper() + "; ".join(clauses)[1:] + "."
 
@@ -147,10 +147,10 @@ def _no_comparison(inputs: ReportInputs, info: dict) -> str:
     else:
         reason = "the benchmark compared no pruned model with dense"
     accuracy = []
-    for model, values in info.items():
-        if model != facts.BASELINE and facts.number(values.get("test_accuracy")) is not None:
-            base_acc = facts.dense_accuracy_for(model, info)
-            clause = accuracy_clause(facts.number(values["test_accuracy"]), base_acc, facts.BASELINE, inputs.task)
+    for model in info:
+        if model != facts.BASELINE and facts.score(model, info) is not None:
+            clause = accuracy_clause(facts.score(model, info), facts.dense_accuracy_for(model, info), facts.BASELINE,
+                                     inputs.task)
             accuracy.append(f"the {model} model: {clause}")
     tail = ("; " + "; ".join(accuracy)) if accuracy else ""
     return f"Speed is not known because {reason}{tail}."
@@ -179,7 +179,7 @@ def decisions(inputs: ReportInputs, max_drop: float) -> list[dict]:
     out = []
     for key, cells in groups.items():
         runtime = key[0]
-        accuracy = {m: facts.accuracy_of(m, runtime, info, by_runtime) for m in {c["model"] for c in cells}}
+        accuracy = {m: facts.accuracy_of(m, runtime, info, by_runtime) for m in {c.model for c in cells}}
         where = f"On {facts.runtime_name(runtime)}{_group_label(key, per_runtime[runtime] > 1)}"
         picks = [_fastest_at(inputs, cells, batch, accuracy, max_drop) for batch in _end_batches(cells)]
         out.append({"runtime": runtime, "threads": key[1], "mode": key[2], "settings": key[3], "max_drop": max_drop,
@@ -188,8 +188,8 @@ def decisions(inputs: ReportInputs, max_drop: float) -> list[dict]:
     return out
 
 
-def _end_batches(cells: list[dict]) -> list[int]:
-    batches = sorted({int(c["batch"]) for c in cells})
+def _end_batches(cells: list[Cell]) -> list[int]:
+    batches = sorted({int(c.batch) for c in cells})
     return batches[:1] + batches[-1:] if len(batches) > 1 else batches
 
 
@@ -199,39 +199,37 @@ def within_budget(model_acc: float | None, dense_acc: float | None, max_drop: fl
             and task.within_budget(task.points(task.drop(dense_acc, model_acc)), max_drop + 1e-9))
 
 
-def _fastest_at(inputs: ReportInputs, cells: list[dict], batch: int, accuracy: dict, max_drop: float) -> dict:
+def _fastest_at(inputs: ReportInputs, cells: list[Cell], batch: int, accuracy: dict, max_drop: float) -> dict:
     """The fastest (median latency) model at one batch among those within budget, and who was faster but not."""
-    here = sorted((c for c in cells if c["batch"] == batch), key=lambda c: c["stats"]["p50_ms"])
+    here = sorted((c for c in cells if c.batch == batch), key=facts.p50)
     dense_acc = accuracy.get(facts.BASELINE)
-    dense = next((c for c in here if c["model"] == facts.BASELINE), None)
+    dense = next((c for c in here if c.model == facts.BASELINE), None)
     # A model displaces dense only when the bench found it faster: a median a hair lower is noise.
-    allowed = [c for c in here if c["model"] == facts.BASELINE or (
-        within_budget(accuracy.get(c["model"]), dense_acc, max_drop, inputs.task) and _beats_dense(inputs, c, dense))]
+    allowed = [c for c in here if c.model == facts.BASELINE or (
+        within_budget(accuracy.get(c.model), dense_acc, max_drop, inputs.task) and _beats_dense(inputs, c, dense))]
     best = allowed[0] if allowed else None
-    faster_out = [c["model"] for c in here if best is not None and c["stats"]["p50_ms"] < best["stats"]["p50_ms"]
-                  and not within_budget(accuracy.get(c["model"]), dense_acc, max_drop, inputs.task)]
-    return {"batch": batch, "model": best["model"] if best else None,
-            "p50_ms": best["stats"]["p50_ms"] if best else None,
+    faster_out = [c.model for c in here if best is not None and facts.p50(c) < facts.p50(best)
+                  and not within_budget(accuracy.get(c.model), dense_acc, max_drop, inputs.task)]
+    return {"batch": batch, "model": best.model if best else None, "p50_ms": facts.p50(best) if best else None,
             "speedup": _speedup_vs_dense(inputs, best, dense),
-            "accuracy": accuracy.get(best["model"]) if best else None,
-            "faster_outside_budget": faster_out}
+            "accuracy": accuracy.get(best.model) if best else None, "faster_outside_budget": faster_out}
 
 
-def _beats_dense(inputs: ReportInputs, cell: dict, dense: dict | None) -> bool:
+def _beats_dense(inputs: ReportInputs, cell: Cell, dense: Cell | None) -> bool:
     comparison = facts.vs_dense_comparison(inputs, cell)
     if comparison is not None:
-        return comparison["verdict"] == FASTER
-    return dense is not None and cell["stats"]["p50_ms"] < dense["stats"]["p50_ms"]  # no comparison: the medians
+        return comparison.verdict == FASTER
+    return dense is not None and facts.p50(cell) < facts.p50(dense)  # no comparison: the medians
 
 
-def _speedup_vs_dense(inputs: ReportInputs, cell: dict | None, dense: dict | None) -> float | None:
+def _speedup_vs_dense(inputs: ReportInputs, cell: Cell | None, dense: Cell | None) -> float | None:
     """The bench's own comparison when it made one, else the ratio of the two medians."""
-    if cell is None or dense is None or cell["model"] == facts.BASELINE:
+    if cell is None or dense is None or cell.model == facts.BASELINE:
         return None
     comparison = facts.vs_dense_comparison(inputs, cell)
-    if comparison is not None and facts.number(comparison.get("speedup")) is not None:
-        return facts.number(comparison["speedup"])
-    return dense["stats"]["p50_ms"] / cell["stats"]["p50_ms"]
+    if comparison is not None and facts.number(comparison.speedup) is not None:
+        return facts.number(comparison.speedup)
+    return facts.p50(dense) / facts.p50(cell)
 
 
 def _decision_sentence(where: str, picks: list[dict], accuracy: dict, max_drop: float, task: Task) -> str:
@@ -278,9 +276,9 @@ STACKING_WORDS = {facts.INT8_ON_PRUNED: "INT8 on top of {mode} pruning",
                   facts.PRUNING_ON_INT8: "{Mode} pruning on top of INT8"}
 
 
-def verdict_clause(comps: list[dict]) -> str:
+def verdict_clause(comps: list[Comparison]) -> str:
     """'faster at batch 64, slower at batch 1 and 256' from the comparisons' verdicts."""
-    by_verdict = {v: [c for c in comps if c["verdict"] == v] for v in (FASTER, SLOWER, NO_DIFFERENCE)}
+    by_verdict = _by_verdict(comps)
     for verdict, words in ((FASTER, "faster"), (SLOWER, "slower")):
         if len(by_verdict[verdict]) == len(comps):
             return f"{words} at every batch size measured"
@@ -304,15 +302,14 @@ def stacking_sentences(inputs: ReportInputs) -> list[dict]:
         pruned = baseline if question == facts.INT8_ON_PRUNED else (facts.variant_of(model, info) or model)
         what = STACKING_WORDS[question].format(mode=pruned, Mode=pruned[:1].upper() + pruned[1:])
         out.append({"runtime": runtime, "model": model, "baseline": baseline, "question": question,
-                    "verdicts": [c["verdict"] for c in comps],
+                    "verdicts": [c.verdict for c in comps],
                     "sentence": f"{what} ({model} vs {baseline}): {verdict_clause(comps)} ({facts.runtime_name(runtime)})."})
     return out
 
 
 def sparse_sentence(inputs: ReportInputs) -> str | None:
     """Whether the sparse INT8 kernel made unstructured-int8 faster; None for files from before INT8."""
-    bench = inputs.bench or {}
-    sparse = bench.get("sparse_int8")
+    sparse = inputs.bench.sparse_int8 if inputs.bench else None
     if not isinstance(sparse, dict):
         return None
     if not sparse.get("applicable"):

@@ -203,14 +203,13 @@ def build(inputs: ReportInputs, settings: ReportSettings) -> tuple[document.Docu
             "speedup.png", png, "Bar chart of measured speedup of each pruned model over dense, per runtime and batch size, beside the ideal FLOP ratio",
             "Measured speedup over dense (bars with their 95% interval) beside the ideal speedup, the FLOP ratio "
             "(dashed outlines). Above the line at 1 the pruned model is faster.")
-    png = plots.latency_plot((inputs.bench or {}).get("cells", []), settings.dpi)
+    png = plots.latency_plot(inputs.cells, settings.dpi)
     if png:
         figures["latency_vs_batch.png"] = document.Figure(
             "latency_vs_batch.png", png, "Line chart of latency per call against batch size, one panel per runtime, dense and pruned models",
             "Median latency per call against batch size, log scales; the band reaches the 99th percentile.")
     if inputs.lotteries:
-        dense_acc = facts.number(facts.models(inputs).get(facts.BASELINE, {}).get("test_accuracy"))
-        png = plots.lottery_plot(inputs.lotteries, dense_acc, settings.dpi, task)
+        png = plots.lottery_plot(inputs.lotteries, facts.score(facts.BASELINE, facts.models(inputs)), settings.dpi, task)
         if png:
             figures["accuracy_vs_weights.png"] = document.Figure(
                 "accuracy_vs_weights.png", png,
@@ -237,16 +236,16 @@ def report_json(inputs: ReportInputs, settings: ReportSettings, doc: document.Do
         "decision": {**answer.decision_lines(inputs, settings.max_drop), "max_drop": settings.max_drop,
                      "fastest_within_budget": answer.decisions(inputs, settings.max_drop),
                      "stacking_comparisons": answer.stacking_sentences(inputs),
-                     "sparse_int8": (inputs.bench or {}).get("sparse_int8")},
+                     "sparse_int8": facts.present(inputs.bench.sparse_int8) if inputs.bench else None},
         "in_short": answer.in_short(inputs),
         "answers": answer.runtime_sentences(inputs),
-        "comparisons": [c for group in facts.comparison_groups(inputs).values() for c in group],
+        "comparisons": [c.to_json() for group in facts.comparison_groups(inputs).values() for c in group],
         "models": info,
         "runtime_accuracy": [{"model": m, "runtime": r, "test_accuracy": a} for (m, r), a in sorted(facts.runtime_accuracy(inputs).items())],
         "plots": sorted(figures),
         "notes": inputs.notes,
         "settings": settings.to_dict(),
-        "bench_environment": (inputs.bench or {}).get("environment"),
+        "bench_environment": inputs.bench.environment if inputs.bench else None,
         "versions": _versions(),
     }
 

@@ -8,10 +8,10 @@ import json
 import os
 from pathlib import Path
 
-from slimdeploy.bench.cellkey import CellKey
 from slimdeploy.bench.stats import stability_words
 from slimdeploy.errors import UserError
-from slimdeploy.report import markdown
+from slimdeploy.records.bench import BenchResults, Cell
+from slimdeploy.report import facts, markdown
 from slimdeploy.report.document import Document
 
 # GitHub refuses a job summary over 1 MiB; stay a little below it.
@@ -19,20 +19,20 @@ STEP_SUMMARY_LIMIT = 1024 * 1024
 STEP_SUMMARY_MARGIN = 4096
 
 
-def gab_entries(bench: dict | None) -> list[dict]:
+def gab_entries(bench: BenchResults | None) -> list[dict]:
     """github-action-benchmark `customSmallerIsBetter`: one entry per cell that ran, value = p50 in ms."""
     entries = []
-    for cell in (bench or {}).get("cells", []):
-        if cell.get("status") != "ok":
+    for cell in bench.cells if bench else []:
+        if not cell.ok:
             continue
-        s = cell["stats"]
+        s = cell.stats
         extra = [f"p90 {s.get('p90_ms', float('nan')):.4g} ms", f"p99 {s.get('p99_ms', float('nan')):.4g} ms",
                  f"throughput {s.get('throughput_per_s', float('nan')):.4g} images/s",
-                 f"cv {s.get('cv', float('nan')):.3f}", f"samples {s.get('n', len(cell.get('samples_ms', [])))}"]
-        if cell.get("unstable"):
+                 f"cv {s.get('cv', float('nan')):.3f}", f"samples {s.get('n', len(cell.samples_ms))}"]
+        if cell.unstable:
             extra.append(unstable_reason(cell))
         entries.append({
-            "name": CellKey.of(cell).name,  # github-action-benchmark matches runs by name
+            "name": facts.cell_key(cell).name,  # github-action-benchmark matches runs by name
             "unit": "ms",
             "value": float(s["p50_ms"]),
             "range": f"± {float(s.get('stdev_ms', 0.0)):.4g}",
@@ -41,15 +41,15 @@ def gab_entries(bench: dict | None) -> list[dict]:
     return entries
 
 
-def unstable_reason(cell: dict) -> str:
+def unstable_reason(cell: Cell) -> str:
     """Why a cell is flagged: its rounds disagreed (by how much), or, in a bench.json from
     before round stability, its per-call cv."""
-    if cell.get("stability"):
-        return f"unstable: interleaved rounds disagreed ({stability_words(cell['stability'])})"
+    if cell.stability:
+        return f"unstable: interleaved rounds disagreed ({stability_words(cell.stability)})"
     return "unstable: per-call cv above 10% (older bench.json)"
 
 
-def gab_json(bench: dict | None) -> str:
+def gab_json(bench: BenchResults | None) -> str:
     return json.dumps(gab_entries(bench), indent=2) + "\n"
 
 
@@ -58,24 +58,25 @@ CSV_COLUMNS = ("id", "model", "runtime", "batch", "threads", "mode", "settings",
                "baseline", "speedup", "ci_low", "ci_high", "ideal_speedup", "efficiency", "verdict", "error")
 
 
-def cells_csv(bench: dict | None) -> str:
+def cells_csv(bench: BenchResults | None) -> str:
     """One row per cell; a pruned model's row also carries its comparison with dense."""
     # Only each model against the baseline: the stacking comparisons (INT8 vs its float model, ...)
     # share the model's key.
-    comparisons = {CellKey.of(c): c for c in (bench or {}).get("comparisons", [])
-                   if c.get("question", "vs_baseline") == "vs_baseline"}
+    comparisons = {facts.cell_key(c): c for c in (bench.comparisons if bench else [])
+                   if facts.present(c.question, facts.VS_BASELINE) == facts.VS_BASELINE}
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, lineterminator="\n")
     writer.writeheader()
-    for cell in (bench or {}).get("cells", []):
-        stats = cell.get("stats") or {}
-        row = {k: cell.get(k) for k in ("id", "model", "runtime", "batch", "threads", "mode", "status", "unstable", "error")}
-        row["settings"] = json.dumps(cell.get("settings") or {}, sort_keys=True)
+    for cell in bench.cells if bench else []:
+        stats = cell.stats or {}
+        row = facts.fields(cell, "id", "model", "runtime", "batch", "threads", "mode", "status", "unstable", "error")
+        row["settings"] = json.dumps(cell.settings or {}, sort_keys=True)
         row.update({k: stats.get(k) for k in CSV_COLUMNS if k.endswith("_ms") or k in ("cv", "throughput_per_s")})
-        row["samples"] = len(cell.get("samples_ms") or [])
-        comparison = comparisons.get(CellKey.of(cell))
+        row["samples"] = len(cell.samples_ms or [])
+        comparison = comparisons.get(facts.cell_key(cell))
         if comparison:
-            row.update({k: comparison.get(k) for k in ("baseline", "speedup", "ci_low", "ci_high", "ideal_speedup", "efficiency", "verdict")})
+            row.update(facts.fields(comparison, "baseline", "speedup", "ci_low", "ci_high", "ideal_speedup", "efficiency",
+                                    "verdict"))
         writer.writerow(row)
     return out.getvalue()
 

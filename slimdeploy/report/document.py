@@ -1,8 +1,7 @@
-"""The report as a neutral list of blocks; markdown.py and html.py render the same blocks.
+"""The report as a neutral list of blocks, which markdown.py and html.py render.
 
-The answer comes first (the "in short" line and one sentence per runtime and pruned
-model), then the speedup picture, then the tables. Sections marked ``detail`` fold
-into <details> where space is short (the GitHub job summary).
+The answer comes first, then the speedup picture, then the tables. Sections marked ``detail``
+fold into <details> where space is short (the GitHub job summary).
 """
 
 from __future__ import annotations
@@ -13,6 +12,9 @@ from pathlib import PurePosixPath
 
 from slimdeploy.bench import stats
 from slimdeploy.formatting import fmt_bytes, fmt_int
+from slimdeploy.records.bench import Cell, Comparison
+from slimdeploy.records.lottery import LotteryRecord
+from slimdeploy.records.run import AdoptedModel
 from slimdeploy.report import answer, facts, timesplit, tickets
 from slimdeploy.report.load import ReportInputs
 from slimdeploy.report.settings import ReportSettings
@@ -96,7 +98,7 @@ def build_document(inputs: ReportInputs, figures: dict[str, Figure], title: str 
     if split is not None:
         doc.sections.append(split)
     doc.sections.append(_models_section(inputs))
-    if inputs.export:
+    if inputs.export is not None:
         doc.sections.append(_exports_section(inputs))
     doc.sections.append(_latency_section(inputs, figures.get("latency_vs_batch.png")))
     resources = timesplit.resource_rows(inputs)
@@ -113,8 +115,6 @@ def build_document(inputs: ReportInputs, figures: dict[str, Figure], title: str 
 
 
 def decision_blocks(inputs: ReportInputs, max_drop: float) -> list:
-    """The report's first lines: the fastest model within budget, the tickets chosen, then
-    stacking, aligned widths and the sparse kernel."""
     lines = answer.decision_lines(inputs, max_drop)
     blocks: list = []
     if lines["fastest"]:
@@ -144,13 +144,13 @@ ADOPTED_RESET_WORDS = {
 
 def adopted_note(inputs: ReportInputs) -> str | None:
     """Where an adopted dense model came from, and what pruning reset it to (it has no θ0)."""
-    adopted = (inputs.dense_metrics or {}).get("adopted")
-    if not isinstance(adopted, dict):
+    adopted = inputs.dense_metrics.adopted if inputs.dense_metrics else None
+    if not isinstance(adopted, AdoptedModel):
         return None
-    resets = sorted({str((lottery.get("adopted") or {}).get("reset")) for lottery in inputs.lotteries.values()
-                     if (lottery.get("adopted") or {}).get("reset")})
-    sha = str(adopted.get("sha256") or "")
-    text = (f"the dense model is {PurePosixPath(str(adopted.get('source'))).name} (sha256 {sha[:12]}…), trained "
+    resets = sorted({str((lottery.adopted or {}).get("reset")) for lottery in inputs.lotteries.values()
+                     if (lottery.adopted or {}).get("reset")})
+    sha = str(adopted.sha256 or "")
+    text = (f"the dense model is {PurePosixPath(str(facts.present(adopted.source))).name} (sha256 {sha[:12]}…), trained "
             "outside slimdeploy and adopted as it is; the accuracies are measured on the run's own test split.")
     if resets:
         words = " or ".join(f"{ADOPTED_RESET_WORDS.get(reset, reset)} (reset {reset})" for reset in resets)
@@ -164,31 +164,30 @@ def default_title(inputs: ReportInputs) -> str:
 
 def model_name(inputs: ReportInputs) -> str | None:
     """What the run is called: its recipe, the adopted file, the run directory or the bench's first source."""
-    dense = inputs.dense_metrics or {}
-    recipe = (dense.get("recipe") or {}).get("name")
-    adopted = (dense.get("adopted") or {}).get("source")
-    sources = ((inputs.bench or {}).get("config") or {}).get("sources") or []
+    dense = inputs.dense_metrics
+    recipe = (dense.recipe or {}).get("name") if dense else None
+    adopted = dense.adopted.source if dense and dense.adopted else None
+    sources = (inputs.bench.config.get("sources") if inputs.bench else None) or []
     return recipe or (PurePosixPath(str(adopted)).stem if adopted else None) or (inputs.run_dir.name if inputs.run_dir else None) or (
         PurePosixPath(str(sources[0]).rstrip("/")).name if sources else None)
 
 
 def _unavailable_runtimes(inputs: ReportInputs) -> list[str]:
     lines = []
-    for runtime, status in sorted(((inputs.bench or {}).get("runtimes") or {}).items()):
+    for runtime, status in sorted((inputs.bench.runtimes if inputs.bench else {}).items()):
         if isinstance(status, dict) and status.get("available") is False:
             lines.append(f"{facts.runtime_name(runtime)} was not measured: {status.get('reason') or 'unavailable'}.")
     return lines
 
 
-def speedup_text(c: dict) -> str:
-    """A comparison's speedup with its interval: ``2.99x (2.66–3.42)``."""
-    interval = f" ({c['ci_low']:.2f}–{c['ci_high']:.2f})" if c.get("ci_low") is not None and c.get("ci_high") is not None else ""
-    return f"{c['speedup']:.2f}x{interval}"
+def speedup_text(c: Comparison) -> str:
+    """``2.99x (2.66–3.42)``: the speedup with its interval."""
+    interval = f" ({c.ci_low:.2f}–{c.ci_high:.2f})" if c.ci_low is not None and c.ci_high is not None else ""
+    return f"{c.speedup:.2f}x{interval}"
 
 
-def verdict_text(c: dict) -> str:
-    """A comparison's verdict, marked when one of its cells was flagged unstable."""
-    return c["verdict"] + (" (unstable cell)" if c.get("unstable") else "")
+def verdict_text(c: Comparison) -> str:
+    return c.verdict + (" (unstable cell)" if c.unstable else "")
 
 
 def _comparisons_section(inputs: ReportInputs) -> Section:
@@ -198,7 +197,7 @@ def _comparisons_section(inputs: ReportInputs) -> Section:
     level = f"{facts.confidence(inputs) * 100:.0f}%"
     threads, mode, settings = (facts.varying(comps, k) for k in ("threads", "mode", "settings"))
     # Zeros still cost a dense kernel time; the nonzero ratio is what a sparse kernel could reach.
-    sparse = any(facts.number(c.get("nonzero_ideal_speedup")) not in (None, facts.number(c.get("ideal_speedup"))) for c in comps)
+    sparse = any(facts.number(c.nonzero_ideal_speedup) not in (None, facts.number(c.ideal_speedup)) for c in comps)
     headers = ["Runtime", "Model", "Batch"] + (["Threads"] if threads else []) + (["Mode"] if mode else []) + (
         ["Settings"] if settings else []) + [
         f"Speedup ({level} interval)", "Ideal (FLOP ratio)"] + (["Ideal for sparse kernels (nonzero FLOPs)"] if sparse else []) + [
@@ -206,14 +205,12 @@ def _comparisons_section(inputs: ReportInputs) -> Section:
     rows = []
     for c in comps:
         rows.append(
-            [facts.runtime_name(c["runtime"]), f"{c['model']} vs {c.get('baseline', 'dense')}", str(c["batch"])]
-            + ([str(c.get("threads", "–"))] if threads else []) + ([str(c.get("mode", "–"))] if mode else [])
+            [facts.runtime_name(c.runtime), f"{c.model} vs {c.baseline}", str(c.batch)]
+            + ([str(c.threads)] if threads else []) + ([str(c.mode)] if mode else [])
             + ([facts.settings_text(c) or "–"] if settings else [])
-            + [speedup_text(c),
-               f"{c['ideal_speedup']:.2f}x" if facts.number(c.get("ideal_speedup")) else "–"]
-            + ([f"{c['nonzero_ideal_speedup']:.2f}x" if facts.number(c.get("nonzero_ideal_speedup")) else "–"] if sparse else [])
-            + [fmt_pct(c.get("efficiency")), verdict_text(c),
-               fmt_num(c.get("baseline_p50_ms")), fmt_num(c.get("model_p50_ms"))]
+            + [speedup_text(c), f"{c.ideal_speedup:.2f}x" if facts.number(c.ideal_speedup) else "–"]
+            + ([f"{c.nonzero_ideal_speedup:.2f}x" if facts.number(c.nonzero_ideal_speedup) else "–"] if sparse else [])
+            + [fmt_pct(c.efficiency), verdict_text(c), fmt_num(c.baseline_p50_ms), fmt_num(c.model_p50_ms)]
         )
     explain = Paragraph(
         facts.rule_text(comps) + " "
@@ -221,8 +218,8 @@ def _comparisons_section(inputs: ReportInputs) -> Section:
         "efficiency is measured / ideal."
     )
     blocks = [Table(headers, rows), explain]
-    assumes = sorted({str(c["ideal_assumes"]) for c in comps if c.get("ideal_assumes")})
-    if any(c.get("baseline", facts.BASELINE) != facts.BASELINE for c in comps) or assumes:
+    assumes = sorted({str(c.ideal_assumes) for c in comps if c.ideal_assumes})
+    if any(c.baseline != facts.BASELINE for c in comps) or assumes:
         blocks.append(Paragraph(
             "A row 'A vs B' gives B's latency over A's (above 1: A is faster): INT8 variants are also compared with the float model they "
             "were quantized from, and pruned INT8 variants with dense-int8, to show whether pruning and INT8 add up."
@@ -259,7 +256,7 @@ def _models_section(inputs: ReportInputs) -> Section:
     task = inputs.task
     info = facts.models(inputs)
     by_runtime = facts.runtime_accuracy(inputs)
-    runtimes = sorted({rt for _, rt in by_runtime if rt != "tensorflow"})
+    runtimes = sorted({rt for _, rt in by_runtime if rt != facts.keras_runtime()})
     headers = ["Model", "Params", "Nonzero params", "FLOPs", "Widths", "Weights remaining",
                f"Test {task.metric_label} (Keras)", f"Δ vs dense ({task.budget_unit})"]
     headers += [f"{task.metric_title}, {facts.runtime_name(rt)}" for rt in runtimes]
@@ -300,60 +297,56 @@ def _precision(name: str) -> str:
 
 
 def _sizes(inputs: ReportInputs) -> dict[tuple[str, str], tuple]:
-    return {(a.get("model"), a.get("target")): (a.get("bytes"), a.get("gzip_bytes"))
-            for a in (inputs.export or {}).get("artifacts", []) if a.get("model") and a.get("target")}
+    return {(a.model, a.target): (a.bytes, a.gzip_bytes)
+            for a in (inputs.export.artifacts if inputs.export else []) if a.model and a.target}
 
 
 def _exports_section(inputs: ReportInputs) -> Section:
     task = inputs.task
-    base_acc = {a.get("target"): a.get("test_accuracy") for a in inputs.export["artifacts"] if a.get("model") == facts.BASELINE}
+    base_acc = {a.target: a.test_accuracy for a in inputs.export.artifacts if a.model == facts.BASELINE}
     headers = ["Model", "Target", "File", "Precision", "Size", "gzip", f"Test {task.metric_label}",
                f"Δ vs dense ({task.budget_unit})", f"{task.agreement_title} with Keras", "Max |diff|", "Verified"]
     rows = []
-    for a in sorted(inputs.export["artifacts"], key=lambda a: (facts.model_order(a.get("model", "")), str(a.get("target")))):
-        precision = a.get("precision") or "–"
-        runs = a.get("inference_precision")
+    for a in sorted(inputs.export.artifacts, key=lambda a: (facts.model_order(a.model or ""), str(a.target))):
+        precision = a.precision or "–"
+        runs = a.inference_precision
         if runs and _precision(runs) != _precision(precision):
             precision += f" (runs {runs})"
-        verified = "yes" if a.get("valid") else f"NO: {a.get('error') or 'failed'}"
-        rows.append([a.get("model", "–"), facts.target_name(a.get("target")), str(a.get("path", "–")),
-                     precision, fmt_bytes(a.get("bytes")), fmt_bytes(a.get("gzip_bytes")),
-                     facts.fmt_score(task, a.get("test_accuracy")),
-                     "–" if a.get("model") == facts.BASELINE
-                     else fmt_delta_points(a.get("test_accuracy"), base_acc.get(a.get("target")), task),
-                     fmt_pct(a.get("top1_agreement")), fmt_num(a.get("max_abs_diff"), 2), verified])
+        verified = "yes" if a.valid else f"NO: {a.error or 'failed'}"
+        rows.append([a.model or "–", facts.target_name(a.target), str(a.path), precision, fmt_bytes(a.bytes),
+                     fmt_bytes(a.gzip_bytes), facts.fmt_score(task, a.test_accuracy),
+                     "–" if a.model == facts.BASELINE else fmt_delta_points(a.test_accuracy, base_acc.get(a.target), task),
+                     fmt_pct(a.top1_agreement), fmt_num(a.max_abs_diff, 2), verified])
     blocks: list = [Table(headers, rows)]
     skipped = [f"{facts.target_name(s.get('target'))} not exported: {s.get('reason')}"
-               for s in inputs.export.get("skipped", []) if isinstance(s, dict)]
+               for s in inputs.export.skipped or [] if isinstance(s, dict)]
     if skipped:
         blocks.append(Bullets(skipped))
     return Section("Exported files", blocks, detail=True)
 
 
 def _latency_section(inputs: ReportInputs, figure: Figure | None) -> Section:
-    cells = (inputs.bench or {}).get("cells", [])
+    cells = inputs.cells
     if not cells:
         return Section("Latency and throughput", [Paragraph("No benchmark cells.")], detail=True)
     threads, mode, settings = (facts.varying(cells, k) for k in ("threads", "mode", "settings"))
-    ordered = sorted(cells, key=lambda c: (c["runtime"], c.get("threads") or 0, str(c.get("mode")), facts.settings_text(c),
-                                           c["batch"], facts.model_order(c["model"])))
+    ordered = sorted(cells, key=lambda c: (c.runtime, c.threads or 0, str(c.mode), facts.settings_text(c), c.batch,
+                                           facts.model_order(c.model)))
     headers = ["Runtime", "Batch"] + (["Threads"] if threads else []) + (["Mode"] if mode else []) + (
         ["Settings"] if settings else []) + [
         "Model", "p50 (ms)", "p99 (ms)", "Throughput (images/s)", "CV", "Samples", "Note"]
     rows, failed = [], []
     for c in ordered:
-        if c["status"] != "ok":
-            failed.append(f"{facts.runtime_name(c['runtime'])}, {c['model']}, batch {c['batch']}: {c['status']}"
-                          f"{' — ' + str(c.get('error')) if c.get('error') else ''}")
+        if not c.ok:
+            failed.append(f"{facts.runtime_name(c.runtime)}, {c.model}, batch {c.batch}: {c.status}"
+                          f"{' — ' + str(c.error) if c.error else ''}")
             continue
-        s = c["stats"]
-        note = _unstable_note(c)
-        rows.append([facts.runtime_name(c["runtime"]), str(c["batch"])]
-                    + ([str(c.get("threads", "–"))] if threads else []) + ([str(c.get("mode", "–"))] if mode else [])
-                    + ([facts.settings_text(c) or "–"] if settings else [])
-                    + [c["model"], fmt_num(s.get("p50_ms")), fmt_num(s.get("p99_ms")),
+        s = c.stats
+        rows.append([facts.runtime_name(c.runtime), str(c.batch)] + ([str(c.threads)] if threads else [])
+                    + ([str(c.mode)] if mode else []) + ([facts.settings_text(c) or "–"] if settings else [])
+                    + [c.model, fmt_num(s.get("p50_ms")), fmt_num(s.get("p99_ms")),
                        fmt_int(round(s["throughput_per_s"])) if facts.number(s.get("throughput_per_s")) is not None else "–",
-                       fmt_pct(s.get("cv")), fmt_int(s.get("n", len(c.get("samples_ms", [])))), note])
+                       fmt_pct(s.get("cv")), fmt_int(s.get("n", len(c.samples_ms))), _unstable_note(c)])
     blocks: list = []
     if figure is not None:
         blocks.append(figure)
@@ -364,12 +357,12 @@ def _latency_section(inputs: ReportInputs, figure: Figure | None) -> Section:
     return Section("Latency and throughput", blocks, detail=True)
 
 
-def _unstable_note(cell: dict) -> str:
+def _unstable_note(cell: Cell) -> str:
     """Why a cell is flagged: its rounds' spread (bench.stats), or per-call CV in an older bench.json."""
-    if not cell.get("unstable"):
+    if not cell.unstable:
         return ""
-    if cell.get("stability"):
-        return f"unstable ({stats.stability_words(cell['stability'])})"
+    if cell.stability:
+        return f"unstable ({stats.stability_words(cell.stability)})"
     return "unstable (per-call cv, an older bench.json)"
 
 
@@ -379,18 +372,17 @@ def _lottery_section(inputs: ReportInputs, figure: Figure | None) -> Section:
     if figure is not None:
         blocks.append(figure)
     for mode, lottery in sorted(inputs.lotteries.items(), key=lambda kv: facts.model_order(kv[0])):
-        reset = reset_name(lottery)
+        reset = facts.reset_label(lottery.settings.get("reset") if lottery.settings else None)
         headers = ["Round", "Weights remaining", "Widths", "Params (nonzero)", f"Test {task.metric_label} (ticket, reset: {reset})",
                    "Control: random re-init", "Control: fine-tune"]
         rows = []
-        for r in lottery.get("rounds", []):
-            controls = r.get("controls") or {}
-            widths = r.get("widths")
-            rows.append([str(r.get("round", "–")), fmt_pct(r.get("weights_remaining")),
-                         "/".join(str(w) for w in widths) if isinstance(widths, list) else "–",
-                         fmt_int(r.get("nonzero_params", r.get("params"))), facts.fmt_score(task, r.get("test_accuracy")),
-                         facts.fmt_score(task, (controls.get("random_init") or {}).get("test_accuracy")),
-                         facts.fmt_score(task, (controls.get("finetune") or {}).get("test_accuracy"))])
+        for r in lottery.rounds:
+            controls = [(r.controls or {}).get(name) for name in ("random_init", "finetune")]
+            rows.append([str(facts.present(r.round, "–")), fmt_pct(r.weights_remaining),
+                         "/".join(str(w) for w in r.widths) if isinstance(r.widths, list) else "–",
+                         fmt_int(facts.present(r.nonzero_params, facts.present(r.params))),
+                         facts.fmt_score(task, r.test_accuracy),
+                         *(facts.fmt_score(task, control.test_accuracy if control else None) for control in controls)])
         blocks.append(Table(headers, rows, caption=f"{mode} pruning"))
         resets = _resets_table(lottery, task)
         if resets is not None:
@@ -400,17 +392,17 @@ def _lottery_section(inputs: ReportInputs, figure: Figure | None) -> Section:
         if candidates:
             blocks.append(Paragraph(f"Ticket candidates, {mode} (averaged over seeds; the budget is judged on validation):"))
             blocks.append(Table(tickets.candidate_headers(task), candidates))
-        ticket = lottery.get("ticket") or {}
+        ticket = lottery.ticket or {}
         if ticket:
             chosen = tickets.candidate_words(ticket) if ticket.get("candidate") else f"round {ticket.get('round')}"
             notes.append(f"Ticket kept for export: {chosen} ({ticket.get('reason', 'chosen')}).")
-        resets_info = lottery.get("resets") or {}
+        resets_info = lottery.resets or {}
         if resets_info.get("winner"):
             by_test = resets_info.get("winner_by_test")
             notes.append(f"Best way to train the pruned network, by validation {task.metric_label}: {resets_info['winner']}"
                          + (f" (by test {task.metric_label}: {by_test})." if by_test and by_test != resets_info["winner"]
                             else "."))
-        unprunable = [f"{u.get('layer')} ({u.get('reason')})" for u in lottery.get("unprunable", []) if isinstance(u, dict)]
+        unprunable = [f"{u.get('layer')} ({u.get('reason')})" for u in lottery.unprunable or [] if isinstance(u, dict)]
         if unprunable:
             notes.append("Not pruned: " + ", ".join(unprunable) + ".")
         if notes:
@@ -418,33 +410,28 @@ def _lottery_section(inputs: ReportInputs, figure: Figure | None) -> Section:
     return Section(f"{task.metric_title} of the pruning rounds", blocks, detail=True)
 
 
-def reset_name(lottery: dict) -> str:
-    """How the ticket's surviving weights were reset: θ0 (init), rewind:K, ..."""
-    reset = str((lottery.get("settings") or {}).get("reset") or "init")
-    return "θ0" if reset == "init" else reset
-
-
-def _resets_table(lottery: dict, task: Task) -> Table | None:
+def _resets_table(lottery: LotteryRecord, task: Task) -> Table | None:
     """The final round's reset against its controls, mean ± std over seeds."""
-    resets = {k: v for k, v in (lottery.get("resets") or {}).items() if isinstance(v, dict) and "test_accuracy" in v}
+    resets = {k: v for k, v in (lottery.resets or {}).items() if isinstance(v, dict) and "test_accuracy" in v}
     if not resets:
         return None
     rows = []
     for name, values in resets.items():
-        label = {"random": "random re-init (control)", "finetune": "fine-tune (control)"}.get(name, f"ticket, reset {reset_name({'settings': {'reset': name}})}")
+        label = {"random": "random re-init (control)", "finetune": "fine-tune (control)"}.get(
+            name, f"ticket, reset {facts.reset_label(name)}")
         cells = []
         for key in ("val_accuracy", "test_accuracy"):
-            std = facts.spread(values, key)
+            std = facts.spread(values.get(key), values.get(f"{key}_std"))
             cells.append(facts.fmt_score(task, values.get(key)) + (f" ± {task.points(std):.2f}" if std else ""))
         rows.append([label, *cells])
-    seeds = lottery.get("seeds") or []
+    seeds = lottery.seeds or []
     return Table(["Final round trained as", f"Validation {task.metric_label}", f"Test {task.metric_label}"], rows,
-                 caption=f"{lottery.get('mode', '')} pruning: which reset wins ({len(seeds) or 1} seed{'s' if len(seeds) > 1 else ''})")
+                 caption=f"{facts.present(lottery.mode, '')} pruning: which reset wins ({len(seeds) or 1} seed{'s' if len(seeds) > 1 else ''})")
 
 
 def _environment_section(inputs: ReportInputs) -> Section:
-    bench = inputs.bench or {}
-    env = bench.get("environment") or (inputs.export or {}).get("environment") or {}
+    bench = inputs.bench
+    env = (bench.environment if bench else None) or (inputs.export.environment if inputs.export else None) or {}
     cpu = env.get("cpu") or {}
     rows = [
         ["CPU", str(cpu.get("model", "–"))],
@@ -455,15 +442,16 @@ def _environment_section(inputs: ReportInputs) -> Section:
         ["git commit", str(env.get("git_commit") or "–")],
         ["Runtimes measured", ", ".join(
             f"{facts.runtime_name(rt)} {st.get('version', '')}".strip()
-            for rt, st in sorted((bench.get("runtimes") or {}).items()) if isinstance(st, dict) and st.get("available")) or "–"],
-        ["Benchmark made", str(bench.get("created", "–"))],
-        ["Tool", str(bench.get("tool", "–"))],
+            for rt, st in sorted((bench.runtimes if bench else {}).items()) if isinstance(st, dict) and st.get("available"))
+         or "–"],
+        ["Benchmark made", str(bench.created if bench else "–")],
+        ["Tool", str(bench.tool if bench else "–")],
     ]
     blocks: list = [Table(["Item", "Value"], rows)]
     libraries = env.get("libraries") or {}
     if libraries:
         blocks.append(Table(["Library", "Version"], [[k, str(v)] for k, v in sorted(libraries.items())]))
-    config = bench.get("config") or {}
+    config = bench.config if bench else {}
     if config:
         blocks.append(Table(["Benchmark setting", "Value"], [[k, json.dumps(v) if not isinstance(v, str) else v] for k, v in config.items()]))
     return Section("Environment", blocks, detail=True)

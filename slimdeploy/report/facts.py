@@ -1,8 +1,7 @@
-"""The numbers a report shows, derived from the run's files; no formatting here.
+"""The numbers a report shows, derived from the run's records; no formatting here.
 
-Every view (Markdown, HTML, JSON, CSV, plots) reads these helpers, so they cannot
-disagree about a model's score (the task's metric: accuracy) or which comparison belongs to
-which runtime. The score's field names (``test_accuracy``, ...) are the files'.
+Every view reads these helpers, so they cannot disagree about a model's score (the task's
+metric) or which comparison belongs to which runtime.
 """
 
 from __future__ import annotations
@@ -11,23 +10,19 @@ from collections import defaultdict
 
 from slimdeploy.bench import cellkey, stats
 from slimdeploy.bench.compare import ALIGNED_WIDTHS, INT8_ON_PRUNED, PRUNING_ON_INT8, SPARSE_KERNEL, VS_BASELINE  # noqa: F401 (re-exported)
-from slimdeploy.report.load import ReportInputs
+from slimdeploy.export.registry import display_name as target_name, verifying_runtime
 from slimdeploy.prune.ticket import aligned_multiple, ticket_entry
+from slimdeploy.records.base import ABSENT
+from slimdeploy.records.bench import Cell, Comparison
+from slimdeploy.records.lottery import LotteryRecord
+from slimdeploy.report.load import ReportInputs
 from slimdeploy.rundir import aligned_model_name
-from slimdeploy.export.registry import display_name as target_display_name, verifying_runtime
-from slimdeploy.runtimes.registry import display_name
+from slimdeploy.runtimes.registry import display_name as runtime_name
 from slimdeploy.tasks import Task
 
 BASELINE = "dense"
-
-
-def runtime_name(runtime: str) -> str:
-    return display_name(runtime)
-
-
-def target_name(target) -> str:
-    """An export target for people ("OpenVINO IR"), as the export registry names it."""
-    return target_display_name(target)
+# The runtime a Keras model's own score is recorded under (export.json's legacy "keras" target).
+KERAS = "keras"
 
 
 def fmt_pct(value) -> str:
@@ -37,7 +32,6 @@ def fmt_pct(value) -> str:
 
 
 def fmt_score(task: Task, value) -> str:
-    """A value of the task's metric for people (``Task.format``: "86.27%"; "–" when not a number)."""
     return task.format(number(value))
 
 
@@ -50,30 +44,42 @@ def number(value) -> float | None:
     return float(value)
 
 
-def spread(record: dict, key: str) -> float | None:
-    """The standard deviation across seeds of ``record[key]``, when the file has one."""
-    value = record.get(key)
-    if isinstance(value, dict):
-        return number(value.get("std"))
-    return number(record.get(f"{key}_std"))
+def spread(value, std=None) -> float | None:
+    """The standard deviation across seeds: a {"mean", "std"} summary's, else ``std``."""
+    return number(value.get("std")) if isinstance(value, dict) else number(std)
+
+
+def fields(record, *names: str) -> dict:
+    return {name: getattr(record, name) for name in names}
+
+
+def present(value, default=None):
+    """A record field's value, ``default`` where the file did not have it."""
+    return default if value is ABSENT else value
+
+
+def reset_label(reset: str | None) -> str:
+    """How a ticket's surviving weights were reset: θ0 (init), rewind:K, ..."""
+    reset = str(reset or "init")
+    return "θ0" if reset == "init" else reset
 
 
 def confidence(inputs: ReportInputs) -> float:
     """The level of the speedup intervals, as the bench file states it (95% by default)."""
-    for comparison in (inputs.bench or {}).get("comparisons", []):
-        if number(comparison.get("confidence")):
-            return number(comparison["confidence"])
-    return number(((inputs.bench or {}).get("config") or {}).get("confidence")) or 0.95
+    for comparison in inputs.comparisons:
+        if number(comparison.confidence):
+            return number(comparison.confidence)
+    return number(inputs.bench.config.get("confidence") if inputs.bench else None) or 0.95
 
 
-def rule_text(comparisons: list[dict]) -> str:
-    """How these comparisons' speedups and verdicts were made, in words: the paired rule, or the
-    older one for files whose comparisons predate ``p50_speedup``."""
-    thresholds = {number(c.get("threshold")) for c in comparisons} - {None}
+def rule_text(comparisons: list[Comparison]) -> str:
+    """How these comparisons' speedups and verdicts were made: the paired rule, or the older one
+    for files whose comparisons predate ``p50_speedup``."""
+    thresholds = {number(c.threshold) for c in comparisons} - {None}
     threshold = thresholds.pop() if len(thresholds) == 1 else stats.DEFAULT_THRESHOLD
-    if not all("p50_speedup" in c for c in comparisons):
+    if any(c.p50_speedup is ABSENT for c in comparisons):
         return stats.rule_text(threshold, stats.LEGACY_RULE)
-    return stats.rule_text(threshold, stats.PAIRED_RULE if all(c.get("rounds") for c in comparisons) else stats.MEDIANS_RULE)
+    return stats.rule_text(threshold, stats.PAIRED_RULE if all(c.rounds for c in comparisons) else stats.MEDIANS_RULE)
 
 
 def models(inputs: ReportInputs) -> dict[str, dict]:
@@ -82,22 +88,21 @@ def models(inputs: ReportInputs) -> dict[str, dict]:
 
     def put(name: str, values: dict):
         for key, value in values.items():
-            if value is not None:
+            if value is not None and value is not ABSENT:
                 merged[name][key] = value
 
-    if inputs.dense_metrics:
-        m = inputs.dense_metrics
-        put(BASELINE, {k: m.get(k) for k in ("params", "flops", "test_accuracy", "val_accuracy")})
-        put(BASELINE, {"nonzero_params": m.get("params")})
-    for artifact in (inputs.export or {}).get("artifacts", []):
-        name = artifact.get("model")
-        if name:
-            put(name, {k: artifact.get(k) for k in ("params", "nonzero_params", "flops", "variant_of", "precision")})
-            # An INT8 variant's keras_test_accuracy is its float model's: it has no Keras accuracy of its own.
-            if "test_accuracy" not in merged[name] and not artifact.get("variant_of"):
-                put(name, {"test_accuracy": artifact.get("keras_test_accuracy")})
+    m = inputs.dense_metrics
+    if m is not None:
+        put(BASELINE, fields(m, "params", "flops", "test_accuracy", "val_accuracy"))
+        put(BASELINE, {"nonzero_params": m.params})
+    for artifact in inputs.export.artifacts if inputs.export else []:
+        if artifact.model:
+            put(artifact.model, fields(artifact, "params", "nonzero_params", "flops", "variant_of", "precision"))
+            # An INT8 variant's keras_test_accuracy is its float model's: it has no Keras score of its own.
+            if "test_accuracy" not in merged[artifact.model] and not artifact.variant_of:
+                put(artifact.model, {"test_accuracy": artifact.keras_test_accuracy})
     for mode, lottery in inputs.lotteries.items():
-        dense = lottery.get("dense") or {}
+        dense = lottery.dense or {}
         put(BASELINE, {k: dense.get(k) for k in ("params", "flops", "widths")})
         put(BASELINE, {k: number(dense.get(k)) for k in ("test_accuracy", "val_accuracy")})
         ticket = ticket_round(lottery)
@@ -106,21 +111,21 @@ def models(inputs: ReportInputs) -> dict[str, dict]:
             put(mode, {k: number(ticket.get(k)) for k in ("test_accuracy", "val_accuracy", "weights_remaining")})
             # The lottery's own dense model (its seeds) is the fair reference for its ticket.
             put(mode, {"round": ticket.get("round"), "dense_test_accuracy": number(dense.get("test_accuracy"))})
-        for row in lottery.get("candidates") or []:
+        for row in lottery.candidates or []:
             if row.get("kind") == "aligned":  # exported and benchmarked as <mode>-rN
                 put(aligned_model_name(mode, aligned_multiple(str(row["name"]))),
                     {**{k: row.get(k) for k in ("params", "nonzero_params", "flops", "nonzero_flops", "widths")},
                      **{k: number(row.get(k)) for k in ("test_accuracy", "val_accuracy")},
                      "dense_test_accuracy": number(dense.get("test_accuracy"))})
-    for name, info in ((inputs.bench or {}).get("models") or {}).items():
+    for name, info in (inputs.bench.models if inputs.bench else {}).items():
         if isinstance(info, dict):
             if number(info.get("test_accuracy")) not in (None, merged[name].get("test_accuracy")):
                 merged[name].pop("dense_test_accuracy", None)
             put(name, {k: (number(v) if k.endswith("accuracy") else v) for k, v in info.items()})
-    for name in {c["model"] for c in (inputs.bench or {}).get("cells", [])}:
-        merged[name]  # a model measured but described nowhere still gets a row
+    for cell in inputs.cells:
+        merged[cell.model]  # a model measured but described nowhere still gets a row
     dense_params = merged.get(BASELINE, {}).get("params")
-    for name, info in merged.items():
+    for info in merged.values():
         # From the counts shown beside it when known, so the row agrees with itself.
         kept = info.get("nonzero_params", info.get("params"))
         if kept is not None and dense_params:
@@ -136,70 +141,85 @@ def model_order(name: str):
     return (MODEL_ORDER.index(name) if name in MODEL_ORDER else len(MODEL_ORDER), name)
 
 
-def ticket_round(lottery: dict) -> dict | None:
-    """The ticket's sizes and accuracies (``prune.ticket.ticket_entry``), else the final round."""
-    return ticket_entry(lottery, final_round_otherwise=True)
+def ticket_round(lottery: LotteryRecord) -> dict | None:
+    """The ticket's sizes and scores (``prune.ticket.ticket_entry``), else the final round."""
+    return ticket_entry(lottery.to_json(), final_round_otherwise=True)
+
+
+def keras_runtime() -> str:
+    return verifying_runtime(KERAS)
 
 
 def runtime_accuracy(inputs: ReportInputs) -> dict[tuple[str, str], float]:
-    """(model, runtime) -> test score (``test_accuracy``) of the exported file that runtime ran."""
+    """(model, runtime) -> test score of the exported file that runtime ran."""
     accuracy: dict[tuple[str, str], float] = {}
-    for artifact in (inputs.export or {}).get("artifacts", []):
-        model, target = artifact.get("model"), artifact.get("target")
-        runtime = verifying_runtime(target) or target
-        value = number(artifact.get("test_accuracy"))
-        if model and runtime and value is not None and artifact.get("valid", True):
+    for artifact in inputs.export.artifacts if inputs.export else []:
+        model = artifact.model
+        runtime = verifying_runtime(artifact.target) or artifact.target
+        value = number(artifact.test_accuracy)
+        if model and runtime and value is not None and artifact.valid in (True, None):
             accuracy[(model, runtime)] = value
-        keras = number(artifact.get("keras_test_accuracy"))
-        if model and keras is not None and not artifact.get("variant_of"):  # a variant's is its float model's
-            accuracy.setdefault((model, "tensorflow"), keras)
+        keras = number(artifact.keras_test_accuracy)
+        if model and keras is not None and not artifact.variant_of:  # a variant's is its float model's
+            accuracy.setdefault((model, keras_runtime()), keras)
     # bench.json's own record, for a bench file without its export.json.
-    for model, info in ((inputs.bench or {}).get("models") or {}).items():
+    for model, info in (inputs.bench.models if inputs.bench else {}).items():
         for runtime, value in ((info or {}).get("runtime_test_accuracy") or {}).items():
             if number(value) is not None:
                 accuracy.setdefault((model, runtime), number(value))
     return accuracy
 
 
+def score(model: str, info: dict[str, dict]) -> float | None:
+    """A model's (Keras) test score, from ``models``."""
+    return number(info.get(model, {}).get("test_accuracy"))
+
+
 def dense_accuracy_for(model: str, info: dict[str, dict]) -> float | None:
     """The dense score a model's (Keras) score should be compared with."""
     own = number(info.get(model, {}).get("dense_test_accuracy"))
-    return own if own is not None else number(info.get(BASELINE, {}).get("test_accuracy"))
+    return own if own is not None else score(BASELINE, info)
 
 
 def accuracy_of(model: str, runtime: str | None, info: dict[str, dict], by_runtime: dict) -> float | None:
     if runtime is not None and (model, runtime) in by_runtime:
         return by_runtime[(model, runtime)]
-    return number(info.get(model, {}).get("test_accuracy"))
+    return score(model, info)
 
 
-def comparison_groups(inputs: ReportInputs) -> dict[tuple[str, str, str], list[dict]]:
+def p50(cell: Cell) -> float:
+    return cell.stats["p50_ms"]
+
+
+def comparison_groups(inputs: ReportInputs) -> dict[tuple[str, str, str], list[Comparison]]:
     """(runtime, model, baseline) -> its comparisons, ordered by threads, mode and batch."""
-    groups: dict[tuple[str, str, str], list[dict]] = defaultdict(list)
-    for c in (inputs.bench or {}).get("comparisons", []):
-        groups[(c["runtime"], c["model"], c.get("baseline", BASELINE))].append(c)
+    groups: dict[tuple[str, str, str], list[Comparison]] = defaultdict(list)
+    for c in inputs.comparisons:
+        groups[(c.runtime, c.model, c.baseline)].append(c)
     for items in groups.values():
-        items.sort(key=lambda c: (c.get("threads") or 0, str(c.get("mode")), settings_text(c), c["batch"]))
+        items.sort(key=lambda c: (c.threads or 0, str(c.mode), settings_text(c), c.batch))
     return dict(sorted(groups.items(), key=lambda item: (item[0][0], model_order(item[0][1]))))
 
 
-def settings_text(record: dict) -> str:
+def cell_key(record: Cell | Comparison) -> cellkey.CellKey:
+    return cellkey.CellKey.from_parts(record.model, record.runtime, record.batch, record.threads, record.mode,
+                                      record.settings)
+
+
+def settings_text(record: Cell | Comparison) -> str:
     """A cell's runtime settings as 'key=value,...' ('' when none)."""
-    return cellkey.settings_text(record.get("settings"))
+    return cellkey.settings_text(record.settings)
 
 
-def varying(records: list[dict], key: str) -> bool:
-    if key == "settings":
+def varying(records: list, name: str) -> bool:
+    if name == "settings":
         return len({settings_text(r) for r in records}) > 1
-    return len({r.get(key) for r in records}) > 1
+    return len({getattr(r, name) for r in records}) > 1
 
 
-def cell_label(record: dict, *, threads: bool, mode: bool, settings: bool = False) -> str:
+def cell_label(record: Cell | Comparison, *, threads: bool, mode: bool, settings: bool = False) -> str:
     """'batch 64', plus threads, mode and settings only when the benchmark varied them."""
-    return cellkey.CellKey.of(record).label(threads=threads, mode=mode, settings=settings)
-
-
-# What a comparison asks is bench.json's `question` (bench.compare); older files ask only "vs_baseline".
+    return cell_key(record).label(threads=threads, mode=mode, settings=settings)
 
 
 def variant_of(model: str, info: dict[str, dict]) -> str | None:
@@ -208,11 +228,11 @@ def variant_of(model: str, info: dict[str, dict]) -> str | None:
     return str(value) if value else None
 
 
-def question(comparison: dict, info: dict[str, dict]) -> str:
-    """The comparison's question, inferred from the models when an older file does not say."""
-    if comparison.get("question"):
-        return str(comparison["question"])
-    model, baseline = comparison["model"], comparison.get("baseline", BASELINE)
+def question(comparison: Comparison, info: dict[str, dict]) -> str:
+    """The comparison's question (bench.compare), inferred from the models when an older file does not say."""
+    if comparison.question:
+        return str(comparison.question)
+    model, baseline = comparison.model, comparison.baseline
     if baseline == BASELINE:
         return VS_BASELINE
     if variant_of(model, info) == baseline:
@@ -222,28 +242,26 @@ def question(comparison: dict, info: dict[str, dict]) -> str:
     return VS_BASELINE
 
 
-def vs_dense_comparison(inputs: ReportInputs, cell: dict) -> dict | None:
+def vs_dense_comparison(inputs: ReportInputs, cell: Cell) -> Comparison | None:
     """The bench's comparison of this cell's model with dense in the same runtime, batch and settings."""
-    key = cellkey.CellKey.of(cell)
-    return next((c for c in (inputs.bench or {}).get("comparisons", [])
-                 if c.get("baseline", BASELINE) == BASELINE and cellkey.CellKey.of(c) == key), None)
+    key = cell_key(cell)
+    return next((c for c in inputs.comparisons if c.baseline == BASELINE and cell_key(c) == key), None)
 
 
-def vs_dense_groups(inputs: ReportInputs) -> dict[tuple[str, str, str], list[dict]]:
+def vs_dense_groups(inputs: ReportInputs) -> dict[tuple[str, str, str], list[Comparison]]:
     """The comparison groups that set a model against dense (what the per-model sentences say)."""
     return {key: comps for key, comps in comparison_groups(inputs).items() if key[2] == BASELINE}
 
 
-def cell_groups(inputs: ReportInputs) -> dict[tuple, list[dict]]:
+def cell_groups(inputs: ReportInputs) -> dict[tuple, list[Cell]]:
     """(runtime, threads, mode, settings text) -> its measured cells: the models raced against each other."""
-    groups: dict[tuple, list[dict]] = defaultdict(list)
+    groups: dict[tuple, list[Cell]] = defaultdict(list)
     for cell in inputs.ok_cells():
-        groups[(cell["runtime"], cell.get("threads") or 0, str(cell.get("mode")), settings_text(cell))].append(cell)
+        groups[(cell.runtime, cell.threads or 0, str(cell.mode), settings_text(cell))].append(cell)
     return dict(sorted(groups.items()))
 
 
 def has_int8(info: dict[str, dict]) -> bool:
-    """Whether the run holds INT8 variants (files from before INT8 do not)."""
     return any(values.get("variant_of") or values.get("precision") == "int8" for values in info.values())
 
 
@@ -256,13 +274,13 @@ def accuracy_latency_panels(inputs: ReportInputs, max_drop: float) -> list[dict]
     several = {rt for rt in {k[0] for k in groups} if sum(k[0] == rt for k in groups) > 1}
     panels = []
     for (runtime, threads, mode, options), cells in groups.items():
-        batch = max(c["batch"] for c in cells)
+        batch = max(c.batch for c in cells)
         points = []
-        for cell in sorted((c for c in cells if c["batch"] == batch), key=lambda c: model_order(c["model"])):
-            accuracy = accuracy_of(cell["model"], runtime, info, by_runtime)
+        for cell in sorted((c for c in cells if c.batch == batch), key=lambda c: model_order(c.model)):
+            accuracy = accuracy_of(cell.model, runtime, info, by_runtime)
             if accuracy is not None:
-                points.append({"model": cell["model"], "p50_ms": cell["stats"]["p50_ms"], "accuracy": accuracy,
-                               "base": variant_of(cell["model"], info) or cell["model"]})
+                points.append({"model": cell.model, "p50_ms": p50(cell), "accuracy": accuracy,
+                               "base": variant_of(cell.model, info) or cell.model})
         dense = accuracy_of(BASELINE, runtime, info, by_runtime)
         title = runtime_name(runtime) + (f" ({threads}t, {mode}{', ' + options if options else ''})" if runtime in several else "")
         panels.append({"title": title, "runtime": runtime, "batch": batch, "max_drop": max_drop, "points": points,

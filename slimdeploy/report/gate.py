@@ -1,26 +1,17 @@
 """The regression gate: is a new benchmark slower than a baseline, beyond doubt and beyond a threshold?
 
-Cells are matched on their ``CellKey`` (model, runtime, batch, threads, mode, settings).
-For each pair measured in both, the speedup is s = median(old) / median(new) (s < 1: new
-is slower), and its bootstrap interval [low, high] is ``compare.verdict_interval``'s union:
-the per-call interval on thinned samples, united with the process/round interval when both
-runs recorded matching blocks. (Within one bench the comparisons judge on the paired round
-estimate alone; across two runs rounds are not paired, so the gate keeps the wider union.) The per-call interval
-alone treats every call as independent, which on a busy machine is too narrow. Across
-two runs, round k of each did not run side by side, so the round ratios cancel no drift;
-resampling whole rounds and processes still keeps a burst of load together, which is what
-makes the interval honest.
-With threshold t (``--max-regression 10%`` -> t = 0.10):
+Cells are matched on their ``CellKey``. For each pair measured in both, the speedup is
+s = median(old) / median(new), and its bootstrap interval [low, high] is
+``compare.verdict_interval``'s union of the per-call interval and, when both runs recorded blocks,
+the process/round interval (across two runs rounds are not paired, so the wider union is kept).
+With threshold t (``--max-regression 10%`` -> t = 0.10) a cell is:
 
 - **regressed** when high < 1 / (1 + t): at the stated confidence, the new median is more
-  than t slower than the old one. Both conditions of asv's rule (an effect beyond the
-  threshold AND a significant one) hold, because the whole interval lies past the threshold;
-  a slowdown of about t that the noise cannot separate from t does not fail CI;
+  than t slower (asv's rule: an effect beyond the threshold AND a significant one);
 - **improved** when low > 1 + t (reported, never fails);
-- **unchanged** otherwise (within the threshold, or not significant);
-- **failed** when the cell ran in the baseline but errored in the new run: counted as a
-  regression, because a crash is worse than any slowdown. A cell that is "unavailable"
-  in either run (runtime not installed) is skipped and listed.
+- **unchanged** otherwise;
+- **failed** when it ran in the baseline but errored now (worse than any slowdown); a cell
+  "unavailable" in either run is skipped and listed.
 
 The gate fails (exit 1) when any cell regressed or failed.
 """
@@ -31,15 +22,16 @@ from pathlib import Path
 
 import numpy as np
 
-from slimdeploy.bench.cellkey import CellKey
 from slimdeploy.bench.compare import verdict_interval
 from slimdeploy.errors import UserError
+from slimdeploy.records.bench import BenchResults
+from slimdeploy.report.facts import cell_key, p50
 from slimdeploy.report.load import load_source
 
 REGRESSED, FAILED, IMPROVED, UNCHANGED, SKIPPED = "regressed", "failed", "improved", "unchanged", "skipped"
 
 
-def _bench_of(source: str | Path, role: str) -> dict:
+def _bench_of(source: str | Path, role: str) -> BenchResults:
     inputs = load_source(source)
     if inputs.bench is None:
         raise UserError(f"{role} {source} has no benchmark results (bench.json)")
@@ -48,7 +40,6 @@ def _bench_of(source: str | Path, role: str) -> dict:
 
 def check_regressions(new_source: str | Path, baseline_source: str | Path, max_regression: float = 0.10,
                       confidence: float = 0.95) -> dict:
-    """Compare a run (or bench JSON) with a baseline; see the module docstring for the rule."""
     new = _bench_of(new_source, "benchmark")
     old = _bench_of(baseline_source, "baseline")
     result = compare_benches(new, old, max_regression, confidence)
@@ -56,11 +47,11 @@ def check_regressions(new_source: str | Path, baseline_source: str | Path, max_r
     return result
 
 
-def compare_benches(new: dict, old: dict, max_regression: float = 0.10, confidence: float = 0.95) -> dict:
+def compare_benches(new: BenchResults, old: BenchResults, max_regression: float = 0.10, confidence: float = 0.95) -> dict:
     if not max_regression > 0:
         raise UserError(f"max regression must be above 0, got {max_regression}")
-    old_cells = {CellKey.of(c): c for c in old.get("cells", [])}
-    new_cells = {CellKey.of(c): c for c in new.get("cells", [])}
+    old_cells = {cell_key(c): c for c in old.cells}
+    new_cells = {cell_key(c): c for c in new.cells}
     common = [key for key in new_cells if key in old_cells]
     if not common:
         raise UserError(
@@ -72,15 +63,15 @@ def compare_benches(new: dict, old: dict, max_regression: float = 0.10, confiden
     for key in common:
         old_cell, new_cell = old_cells[key], new_cells[key]
         row = {"name": key.name, "model": key.model, "runtime": key.runtime, "batch": key.batch, "threads": key.threads,
-               "mode": key.mode, "settings": new_cell.get("settings") or {},
+               "mode": key.mode, "settings": new_cell.settings or {},
                "old_p50_ms": None, "new_p50_ms": None, "change": None, "speedup": None, "ci_low": None, "ci_high": None}
-        if "unavailable" in (old_cell["status"], new_cell["status"]) or old_cell["status"] != "ok":
-            row.update(status=SKIPPED, reason=f"baseline {old_cell['status']}, new {new_cell['status']}")
-        elif new_cell["status"] != "ok":
-            row.update(status=FAILED, reason=f"ran in the baseline, {new_cell['status']} now: {new_cell.get('error') or ''}".strip(" :"))
+        if "unavailable" in (old_cell.status, new_cell.status) or not old_cell.ok:
+            row.update(status=SKIPPED, reason=f"baseline {old_cell.status}, new {new_cell.status}")
+        elif not new_cell.ok:
+            row.update(status=FAILED, reason=f"ran in the baseline, {new_cell.status} now: {new_cell.error or ''}".strip(" :"))
         else:
-            speedup = float(np.median(old_cell["samples_ms"]) / np.median(new_cell["samples_ms"]))
-            interval = verdict_interval(old_cell, new_cell, confidence=confidence)
+            speedup = float(np.median(old_cell.samples_ms) / np.median(new_cell.samples_ms))
+            interval = verdict_interval(old_cell.to_json(), new_cell.to_json(), confidence=confidence)
             low, high = interval.low, interval.high
             if high < limit:
                 status = REGRESSED
@@ -89,7 +80,7 @@ def compare_benches(new: dict, old: dict, max_regression: float = 0.10, confiden
             else:
                 status = UNCHANGED
             row.update(status=status, reason=None, speedup=speedup, ci_low=low, ci_high=high,
-                       old_p50_ms=old_cell["stats"]["p50_ms"], new_p50_ms=new_cell["stats"]["p50_ms"],
+                       old_p50_ms=p50(old_cell), new_p50_ms=p50(new_cell),
                        change=1.0 / speedup - 1.0)
         rows.append(row)
     if all(r["status"] == SKIPPED for r in rows):

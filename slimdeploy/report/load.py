@@ -1,13 +1,13 @@
 """Read what a report is made of: a run directory or a bench JSON alone.
 
-A run directory (``slimdeploy.rundir.RunDir``) may hold bench.json, <mode>/lottery.json,
-exports/export.json and dense/metrics.json; each is optional, but at least one of them
-must be there. Any file that is present must be readable and of a known schema version:
-a report built from half a file would give a wrong answer.
+bench.json, <mode>/lottery.json, exports/export.json and dense/metrics.json are each optional, but
+one of the first three must be there; a file that is present must load whole (a report built from
+half a file would give a wrong answer).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from importlib import resources
@@ -16,34 +16,40 @@ from pathlib import Path
 from slimdeploy import fsutil
 from slimdeploy.bench.stats import summarize
 from slimdeploy.errors import UserError
-from slimdeploy.records.base import Record, check_schema_version
-from slimdeploy.records.bench import BenchResults
+from slimdeploy.records.base import ABSENT, Record, check_schema_version
+from slimdeploy.records.bench import BenchResults, Cell, Comparison
 from slimdeploy.records.export import ExportManifest
-from slimdeploy.records.lottery import LotteryRecord
+from slimdeploy.records.lottery import LotteryRecord, Round
 from slimdeploy.records.run import DenseMetrics
-from slimdeploy.rundir import MODES, RunDir
+from slimdeploy.rundir import RunDir
 from slimdeploy.tasks import Task, task_for
 
 CELL_STATUSES = ("ok", "error", "unavailable", "pending")
-PRUNING_MODES = MODES
 
 
 @dataclass
 class ReportInputs:
     source: Path
     run_dir: Path | None = None
-    bench: dict | None = None
+    bench: BenchResults | None = None
     bench_path: Path | None = None
-    lotteries: dict[str, dict] = field(default_factory=dict)  # mode -> lottery.json
-    export: dict | None = None
-    dense_metrics: dict | None = None
+    lotteries: dict[str, LotteryRecord] = field(default_factory=dict)  # by mode
+    export: ExportManifest | None = None
+    dense_metrics: DenseMetrics | None = None
     notes: list[str] = field(default_factory=list)  # what is missing, in plain words
-    # What the models predict and how they are scored; no file records it yet, so every run is
-    # the default (multiclass) task.
+    # No file records the task yet: every run is the default (multiclass) one.
     task: Task = field(default_factory=task_for)
 
-    def ok_cells(self) -> list[dict]:
-        return [c for c in (self.bench or {}).get("cells", []) if c.get("status") == "ok"]
+    @property
+    def cells(self) -> list[Cell]:
+        return self.bench.cells if self.bench else []
+
+    @property
+    def comparisons(self) -> list[Comparison]:
+        return self.bench.comparisons if self.bench else []
+
+    def ok_cells(self) -> list[Cell]:
+        return [c for c in self.cells if c.ok]
 
 
 def load_source(source: str | Path) -> ReportInputs:
@@ -72,12 +78,13 @@ def _load_run_dir(run_dir: Path) -> ReportInputs:
         inputs.notes += bench_notes(inputs.bench)
     else:
         inputs.notes.append(f"No benchmark results: {bench_path} is missing (run `slimdeploy bench {run_dir}`).")
-    for lottery_path in _lottery_files(run):
-        lottery = _load_versioned(lottery_path, "lottery file", LotteryRecord)
-        mode = str(lottery.get("mode") or lottery_path.parent.name)
-        if not isinstance(lottery.get("rounds"), list):
+    # Every mode directory the run holds, not only the two it writes.
+    for lottery_path in sorted(run.root.glob(run.relative(run.mode("*").lottery))):
+        raw = _load_versioned(lottery_path, "lottery file", LotteryRecord)
+        if not isinstance(raw.get("rounds"), list):
             raise UserError(f"lottery file {lottery_path} has no 'rounds' list")
-        inputs.lotteries[mode] = lottery
+        lottery = LotteryRecord.from_json(_partial_lottery(raw), lottery_path)
+        inputs.lotteries[str(lottery.mode or lottery_path.parent.name)] = lottery
     if not inputs.lotteries:
         inputs.notes.append(
             f"No pruning rounds: no {run_dir}/<mode>/lottery.json (run `slimdeploy prune {run_dir}`); "
@@ -85,9 +92,10 @@ def _load_run_dir(run_dir: Path) -> ReportInputs:
         )
     export_path = run.export_manifest
     if export_path.is_file():
-        inputs.export = _load_versioned(export_path, "export manifest", ExportManifest)
-        if not isinstance(inputs.export.get("artifacts"), list):
+        raw = _load_versioned(export_path, "export manifest", ExportManifest)
+        if not isinstance(raw.get("artifacts"), list):
             raise UserError(f"export manifest {export_path} has no 'artifacts' list")
+        inputs.export = ExportManifest.from_json(raw, export_path)
     else:
         inputs.notes.append(f"No exported files: {export_path} is missing, so file sizes and per-runtime "
                             f"{inputs.task.metric_label} are not shown.")
@@ -96,8 +104,7 @@ def _load_run_dir(run_dir: Path) -> ReportInputs:
         metrics = fsutil.read_json(metrics_path, "dense metrics")
         if not isinstance(metrics, dict):
             raise UserError(f"dense metrics {metrics_path} is not a JSON object")
-        # Read as the train stage's record; the views below index its keys.
-        inputs.dense_metrics = DenseMetrics.from_json(metrics, metrics_path).to_json()
+        inputs.dense_metrics = DenseMetrics.from_json(metrics, metrics_path)
     if inputs.bench is None and not inputs.lotteries and inputs.export is None:
         raise UserError(
             f"nothing to report in {run_dir}: no bench.json, <mode>/lottery.json or exports/export.json "
@@ -106,20 +113,31 @@ def _load_run_dir(run_dir: Path) -> ReportInputs:
     return inputs
 
 
-def _lottery_files(run: RunDir) -> list[Path]:
-    """The lottery.json of every mode directory the run holds (not only the two it writes)."""
-    return sorted(run.root.glob(run.relative(run.mode("*").lottery)))
+def _partial_lottery(raw: dict) -> dict:
+    """``raw`` with the fields a lottery record requires but hand-made files lack read as ABSENT
+    (the report reads what they hold)."""
+
+    def fill(cls: type[Record], doc):
+        if not isinstance(doc, dict):
+            return doc
+        return {**{f.name: ABSENT for f in dataclasses.fields(cls)
+                   if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}, **doc}
+
+    rounds = [fill(Round, r) for r in raw["rounds"]]
+    for r in rounds:
+        if isinstance(r, dict) and isinstance(r.get("controls"), dict):
+            r["controls"] = {name: fill(Round, c) for name, c in r["controls"].items()}
+    return fill(LotteryRecord, {**raw, "rounds": rounds})
 
 
-def bench_notes(bench: dict) -> list[str]:
+def bench_notes(bench: BenchResults) -> list[str]:
     """What the bench file itself says is missing: an unfinished run, its own notes."""
     notes = []
-    if bench.get("complete") is False:
-        pending = sum(c.get("status") == "pending" for c in bench.get("cells", []))
+    if bench.complete is False:
+        pending = sum(c.status == "pending" for c in bench.cells)
         notes.append(f"The benchmark did not finish ({pending} cells pending): resume it with `slimdeploy bench --resume`; "
                      "this report shows the cells measured so far.")
-    notes += [str(n) for n in bench.get("notes") or [] if n]
-    return notes
+    return notes + [str(n) for n in bench.notes or [] if n]
 
 
 def _load_versioned(path: Path, what: str, record: type[Record]) -> dict:
@@ -131,7 +149,7 @@ def _load_versioned(path: Path, what: str, record: type[Record]) -> dict:
     return doc
 
 
-def load_bench(path: str | Path) -> dict:
+def load_bench(path: str | Path) -> BenchResults:
     """A bench results file, checked enough that every view can trust its shape."""
     path = Path(path)
     doc = _load_versioned(path, "bench results", BenchResults)
@@ -165,7 +183,7 @@ def load_bench(path: str | Path) -> dict:
     for key in ("models", "environment", "config", "runtimes"):
         if not isinstance(doc.get(key) or {}, dict):
             raise UserError(f"bench results {path}: '{key}' is not an object")
-    return doc
+    return BenchResults.from_json(doc, path)
 
 
 def _validate_with_schema(doc: dict, path: Path) -> None:
@@ -177,7 +195,7 @@ def _validate_with_schema(doc: dict, path: Path) -> None:
         schema = json.loads(schema_file.read_text(encoding="utf-8"))
     except (OSError, ValueError, ModuleNotFoundError):
         return
-    import jsonschema
+    import jsonschema  # lazy: only when the schema is shipped
 
     validator = jsonschema.validators.validator_for(schema)(schema)
     error = jsonschema.exceptions.best_match(validator.iter_errors(doc))

@@ -1,15 +1,15 @@
 """One report from benchmarks made on several machines (``slimdeploy report A.json B.json``).
 
-Each source keeps its own numbers: a cell is never averaged across machines, and a speedup is
-shown beside the same comparison (model vs baseline, runtime, batch, threads, mode, settings)
-measured on the other machines, nothing else. The sources must have measured the same models:
-for every model named in two files, the sha256 of the artifact each runtime ran
-(bench.json ``models[m].artifact_sha256``) must match; files from before that was recorded
-are compared on what they hold (model names, parameter and FLOP counts), and the report says so.
+Each source keeps its own numbers: nothing is averaged across machines, and a speedup is shown
+beside the same comparison measured on the others. The sources must have measured the same
+models: the sha256 of the artifact each runtime ran (bench.json ``models[m].artifact_sha256``)
+must match; older files are compared on model names, parameter and FLOP counts, and the report
+says so.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +19,7 @@ from slimdeploy.bench.cellkey import CellKey
 from slimdeploy.bench.sources import ARTIFACT_SHA256_KEY
 from slimdeploy.environment import ARM64, CPUINFO_NAMES
 from slimdeploy.errors import UserError
+from slimdeploy.records.bench import BenchResults, Comparison
 from slimdeploy.report import answer, document, facts
 from slimdeploy.report.document import Bullets, Figure, Paragraph, Section, Table
 from slimdeploy.report.load import ReportInputs, load_source
@@ -35,8 +36,14 @@ CPU_NOISE = re.compile(r"\((?:R|TM|tm|r)\)|\bCPU\b|\bProcessor\b|\b\d+-Core\b|@\
 MAX_CPU_CHARS = 40
 # What platform.processor()/machine() answer where the OS gives no brand string: not a CPU's name.
 NOT_A_CPU_NAME = ("", "x86_64", "amd64", "i386", "i686", "arm", *ARM64)
-# A row's cell that ran on a machine and errored there (bench.json status "error").
 FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Failed:
+    """A row's cell that ran on a machine and errored there (bench.json status "error")."""
+
+    error: str
 
 
 @dataclass
@@ -45,8 +52,8 @@ class Machine:
     inputs: ReportInputs
 
     @property
-    def bench(self) -> dict:
-        return self.inputs.bench or {}
+    def bench(self) -> BenchResults:
+        return self.inputs.bench
 
     @property
     def source(self) -> Path:
@@ -76,7 +83,7 @@ def load_machines(sources, labels=None, allow_different_models: bool = False) ->
             raise UserError(f"report source {source} has no benchmark results (run slimdeploy bench {source} first); "
                             "a report of several sources sets their benchmarks side by side")
         machines.append(Machine("", inputs))
-    names = labels or [machine_name(m.bench.get("environment")) for m in machines]
+    names = labels or [machine_name(m.bench.environment) for m in machines]
     for machine, name in zip(machines, numbered(names)):
         machine.label = name
     compared, differences = check_same_models(machines, allow_different_models)
@@ -124,9 +131,13 @@ def cpu_name(cpu: dict, environment: dict) -> str:
     """The CPU's brand string, shortened; OpenVINO's device name where the OS gave only the arch."""
     model = str(cpu.get("model") or "").strip()
     if model == cpu.get("arch") or model.lower() in NOT_A_CPU_NAME:
-        device = ((environment.get("devices") or {}).get("openvino") or {}).get("FULL_DEVICE_NAME")
-        model = str(device or model or cpu.get("arch") or "unknown CPU")
+        model = str(device_name(environment) or model or cpu.get("arch") or "unknown CPU")
     return short_cpu_model(model)
+
+
+def device_name(environment: dict) -> str | None:
+    """The CPU as OpenVINO names it (bench.json ``environment.devices``)."""
+    return ((environment.get("devices") or {}).get("openvino") or {}).get("FULL_DEVICE_NAME")
 
 
 def short_cpu_model(model: str) -> str:
@@ -160,7 +171,7 @@ def check_same_models(machines: list[Machine], allow: bool) -> tuple[str, list[s
     differences: list[str] = []
     for i, first in enumerate(machines):
         for second in machines[i + 1:]:
-            found, compared = model_differences(first.bench.get("models") or {}, second.bench.get("models") or {})
+            found, compared = model_differences(first.bench.models or {}, second.bench.models or {})
             how |= compared
             if found and not allow:
                 more = f" and {len(found) - 1} more" if len(found) > 1 else ""
@@ -224,7 +235,7 @@ class PairRows:
 
     model: str
     baseline: str
-    rows: dict = field(default_factory=dict)  # row key -> {machine label: comparison}
+    rows: dict = field(default_factory=dict)  # row key -> {machine label: Comparison or Failed}
 
 
 def pair_rows(merged: MergedInputs) -> list[PairRows]:
@@ -233,7 +244,7 @@ def pair_rows(merged: MergedInputs) -> list[PairRows]:
         for (_, model, baseline), comps in facts.comparison_groups(machine.inputs).items():
             pair = pairs.setdefault((model, baseline), PairRows(model, baseline))
             for c in comps:
-                pair.rows.setdefault(CellKey.of({**c, "model": None}), {})[machine.label] = c
+                pair.rows.setdefault(_row_key(c), {})[machine.label] = c
     for pair in pairs.values():
         _mark_failed(pair, merged.machines)
         pair.rows = dict(sorted(pair.rows.items(), key=lambda kv: _row_order(kv[0])))
@@ -241,15 +252,19 @@ def pair_rows(merged: MergedInputs) -> list[PairRows]:
     return sorted(pairs.values(), key=lambda p: (p.baseline != facts.BASELINE, facts.model_order(p.model), p.baseline))
 
 
+def _row_key(record) -> CellKey:
+    return dataclasses.replace(facts.cell_key(record), model=None)
+
+
 def _mark_failed(pair: PairRows, machines: list[Machine]) -> None:
     """A machine without the row's comparison because its model's or baseline's cell errored
     there says so ("failed"), not "not measured": it was asked, and the error is the finding."""
     for machine in machines:
-        for cell in (machine.bench.get("cells") or []):
-            if cell.get("status") == "error" and cell.get("model") in (pair.model, pair.baseline):
-                row = pair.rows.get(CellKey.of({**cell, "model": None}))
+        for cell in machine.bench.cells:
+            if cell.status == "error" and cell.model in (pair.model, pair.baseline):
+                row = pair.rows.get(_row_key(cell))
                 if row is not None and machine.label not in row:
-                    row[machine.label] = {FAILED: f"{cell['model']}: {cell.get('error') or 'error'}"}
+                    row[machine.label] = Failed(f"{cell.model}: {cell.error or 'error'}")
 
 
 def _row_order(key: CellKey) -> tuple:
@@ -271,10 +286,10 @@ def _varying(pair: PairRows) -> dict:
             for what in ("threads", "mode", "settings")}
 
 
-def speedup_words(c: dict | None) -> str:
+def speedup_words(c: Comparison | Failed | None) -> str:
     if c is None:
         return "not measured"
-    if FAILED in c:
+    if isinstance(c, Failed):
         return FAILED
     return f"{document.speedup_text(c)} {document.verdict_text(c)}"
 
@@ -294,7 +309,7 @@ def pair_table(pair: PairRows, machines: list[str]) -> Table:
 
 def ideal_words(by_machine: dict, machines: list[str]) -> str:
     """The FLOP ratio; per machine when they differ (only --allow-different-models merges such files)."""
-    ideals = {m: facts.number(by_machine[m].get("ideal_speedup")) for m in machines if m in by_machine}
+    ideals = {m: facts.number(getattr(by_machine[m], "ideal_speedup", None)) for m in machines if m in by_machine}
     shown = {m: f"{v:.2f}x" for m, v in ideals.items() if v}
     if len(set(shown.values())) > 1:
         return "differs: " + "; ".join(f"{m} {v}" for m, v in shown.items())
@@ -312,11 +327,10 @@ def plot_panels(pairs: list[PairRows], machines: list[str]) -> list[dict]:
     return panels
 
 
-def _bar(c: dict | None) -> tuple | None:
-    if c is None or FAILED in c:
+def _bar(c: Comparison | Failed | None) -> tuple | None:
+    if c is None or isinstance(c, Failed):
         return None
-    return (c["speedup"], c.get("ci_low") if c.get("ci_low") is not None else c["speedup"],
-            c.get("ci_high") if c.get("ci_high") is not None else c["speedup"])
+    return (c.speedup, c.speedup if c.ci_low is None else c.ci_low, c.speedup if c.ci_high is None else c.ci_high)
 
 
 # --- the document ------------------------------------------------------------------------
@@ -340,7 +354,8 @@ def build_document(merged: MergedInputs, figures: dict[str, Figure], title: str 
     blocks.append(Paragraph(
         "Each machine's own measurement, never averaged across machines: a row sets the same comparison (model vs "
         "baseline, runtime, batch, threads, mode and settings) side by side; 'not measured' marks a machine that "
-        "did not run it, 'failed' one where the model's or its baseline's cell errored. " + facts.rule_text([c for m in merged.machines for c in (m.inputs.bench or {}).get("comparisons", [])])))
+        "did not run it, 'failed' one where the model's or its baseline's cell errored. "
+        + facts.rule_text([c for m in merged.machines for c in m.inputs.comparisons])))
     doc.sections.append(Section("Speedup per machine", blocks))
     doc.sections.append(Section("Answers per machine", [Bullets(
         [f"{m.label}: {s['sentence']}" for m in merged.machines for s in answer.runtime_sentences(m.inputs)]
@@ -361,15 +376,15 @@ MACHINE_HEADERS = ["Machine", "Source", "CPU", "Arch", "Cores (logical / usable)
 def machines_table(merged: MergedInputs) -> Table:
     rows = []
     for m in merged.machines:
-        env = m.bench.get("environment") or {}
+        env = m.bench.environment or {}
         cpu = env.get("cpu") or {}
-        device = ((env.get("devices") or {}).get("openvino") or {}).get("FULL_DEVICE_NAME")
-        versions = m.bench.get("runtimes") or {}
-        measured = sorted({c["runtime"] for c in m.inputs.ok_cells()}, key=sort_key)
+        device = device_name(env)
+        versions = m.bench.runtimes or {}
+        measured = sorted({c.runtime for c in m.inputs.ok_cells()}, key=sort_key)
         runtimes = ", ".join(f"{facts.runtime_name(rt)} {(versions.get(rt) or {}).get('version', '')}".strip() for rt in measured)
         rows.append([m.label, str(m.source), str(cpu.get("model") or "–"), str(cpu.get("arch") or "–"),
                      f"{cpu.get('logical_cores', '–')} / {cpu.get('usable_cores', '–')}", ", ".join(isa_of(cpu)) or "–",
-                     str(device or "–"), str(env.get("os") or "–"), runtimes or "–", str(m.bench.get("created") or "–")])
+                     str(device or "–"), str(env.get("os") or "–"), runtimes or "–", str(m.bench.created or "–")])
     return Table(MACHINE_HEADERS, rows)
 
 
@@ -379,14 +394,14 @@ def report_json(merged: MergedInputs, max_drop: float) -> dict:
     for pair in pair_rows(merged):
         for key, by_machine in pair.rows.items():
             for label, c in by_machine.items():
-                figures = ({"status": FAILED, "error": c[FAILED]} if FAILED in c else
-                           {k: c.get(k) for k in ("speedup", "ci_low", "ci_high", "verdict", "ideal_speedup", "unstable")})
+                figures = ({"status": FAILED, "error": c.error} if isinstance(c, Failed) else
+                           facts.fields(c, "speedup", "ci_low", "ci_high", "verdict", "ideal_speedup", "unstable"))
                 speedups.append({"model": pair.model, "baseline": pair.baseline, "runtime": key.runtime, "batch": key.batch,
                                  "threads": key.threads, "mode": key.mode, "settings": key.settings_dict, "machine": label,
                                  **figures})
     return {
         "sources": [str(m.source) for m in merged.machines],
-        "machines": [{"label": m.label, "source": str(m.source), "environment": m.bench.get("environment"),
+        "machines": [{"label": m.label, "source": str(m.source), "environment": m.bench.environment,
                       "decision": answer.decision_lines(m.inputs, max_drop)["fastest"],
                       "in_short": answer.in_short(m.inputs),
                       "answers": [s["sentence"] for s in answer.runtime_sentences(m.inputs)]} for m in merged.machines],

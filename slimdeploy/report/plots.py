@@ -1,16 +1,18 @@
-"""The pictures: speedup vs ideal, latency vs batch, the lottery-ticket curve, the score (the task's metric:
-accuracy) vs latency, the time split, speedup per machine (a merged report). Scores are drawn in percent.
+"""The pictures: speedup vs ideal, latency vs batch, the lottery-ticket curve, the task's score vs
+latency, the time split, speedup per machine (a merged report). Scores are drawn in percent.
 
-matplotlib's object API with the Agg renderer (no pyplot, no display, no global state),
-so plotting works on a headless CI machine and in threads. Each function returns PNG
-bytes, or None when its data is missing; the caller writes or embeds them.
+matplotlib's object API (no pyplot, no display, no global state), so plotting works headless and
+in threads. Each function returns PNG bytes, or None when its data is missing.
 """
 
 from __future__ import annotations
 
 import io
+import math
 from collections import defaultdict
 
+from slimdeploy.records.bench import Cell, Comparison
+from slimdeploy.records.lottery import LotteryRecord
 from slimdeploy.report import facts
 from slimdeploy.runtimes.session import is_matmul
 from slimdeploy.tasks import DEFAULT_TASK, Task
@@ -28,7 +30,7 @@ def model_color(name: str, _cache: dict = {}) -> str:  # noqa: B006 - a delibera
 
 
 def _figure(width: float, height: float):
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # lazy: heavy
 
     return Figure(figsize=(width, height), layout="constrained")
 
@@ -39,14 +41,14 @@ def _png(fig, dpi: int) -> bytes:
     return buffer.getvalue()
 
 
-def speedup_plot(comparisons: list[dict], dpi: int = 110) -> bytes | None:
+def speedup_plot(comparisons: list[Comparison], dpi: int = 110) -> bytes | None:
     """Measured speedup (bars, 95% interval) beside the ideal FLOP ratio, per runtime and batch."""
     if not comparisons:
         return None
     threads, mode = facts.varying(comparisons, "threads"), facts.varying(comparisons, "mode")
-    models = sorted({c["model"] for c in comparisons}, key=facts.model_order)
-    varied = {rt for rt in {c["runtime"] for c in comparisons}
-              if facts.varying([c for c in comparisons if c["runtime"] == rt], "settings")}
+    models = sorted({c.model for c in comparisons}, key=facts.model_order)
+    varied = {rt for rt in {c.runtime for c in comparisons}
+              if facts.varying([c for c in comparisons if c.runtime == rt], "settings")}
     slots = sorted({_slot(c) for c in comparisons})
     index = {slot: i for i, slot in enumerate(slots)}
     width = 0.8 / len(models)
@@ -54,23 +56,23 @@ def speedup_plot(comparisons: list[dict], dpi: int = 110) -> bytes | None:
     ax = fig.add_subplot()
     top = 1.0
     for k, model in enumerate(models):
-        mine = [c for c in comparisons if c["model"] == model]
+        mine = [c for c in comparisons if c.model == model]
         xs = [index[_slot(c)] - 0.4 + width * (k + 0.5) for c in mine]
-        ideal = [c.get("ideal_speedup") for c in mine]
+        ideal = [c.ideal_speedup for c in mine]
         if any(v is not None for v in ideal):
             ax.bar([x for x, v in zip(xs, ideal) if v is not None], [v for v in ideal if v is not None], width * 0.92,
                    fill=False, edgecolor=model_color(model), linestyle="--", linewidth=1.2,
                    label=f"{model}: ideal (FLOP ratio)")
             top = max([top] + [v for v in ideal if v is not None])
-        speedups = [c["speedup"] for c in mine]
-        low = [c["speedup"] - c["ci_low"] if c.get("ci_low") is not None else 0 for c in mine]
-        high = [c["ci_high"] - c["speedup"] if c.get("ci_high") is not None else 0 for c in mine]
+        speedups = [c.speedup for c in mine]
+        low = [c.speedup - c.ci_low if c.ci_low is not None else 0 for c in mine]
+        high = [c.ci_high - c.speedup if c.ci_high is not None else 0 for c in mine]
         ax.bar(xs, speedups, width * 0.92, color=model_color(model), alpha=0.85, yerr=[low, high], capsize=3,
                label=f"{model}: measured (95% interval)")
         for x, value in zip(xs, speedups):
             ax.annotate(f"{value:.1f}x", (x, value), xytext=(0, 3), textcoords="offset points",
                         ha="center", va="bottom", fontsize=8)
-        top = max([top] + [c.get("ci_high") or c["speedup"] for c in mine])
+        top = max([top] + [c.ci_high or c.speedup for c in mine])
     ax.axhline(1.0, color="black", linewidth=0.9, label="1x: same speed as dense")
     labels = []
     for runtime, thread_count, mode_name, options, batch in slots:
@@ -140,16 +142,16 @@ def machine_speedup_plot(panels: list[dict], machines: list[str], dpi: int = 110
     return _png(fig, dpi)
 
 
-def _slot(c: dict) -> tuple:
-    return (c["runtime"], c.get("threads") or 0, str(c.get("mode")), facts.settings_text(c), c["batch"])
+def _slot(c: Comparison) -> tuple:
+    return (c.runtime, c.threads or 0, str(c.mode), facts.settings_text(c), c.batch)
 
 
-def latency_plot(cells: list[dict], dpi: int = 110) -> bytes | None:
+def latency_plot(cells: list[Cell], dpi: int = 110) -> bytes | None:
     """Median latency per call vs batch size, one panel per runtime, dense vs pruned, log-log."""
-    ok = [c for c in cells if c.get("status") == "ok"]
+    ok = [c for c in cells if c.ok]
     if not ok:
         return None
-    runtimes = sorted({c["runtime"] for c in ok})
+    runtimes = sorted({c.runtime for c in ok})
     threads, mode = facts.varying(ok, "threads"), facts.varying(ok, "mode")
     columns = min(len(runtimes), 3)
     rows = -(-len(runtimes) // columns)
@@ -157,17 +159,17 @@ def latency_plot(cells: list[dict], dpi: int = 110) -> bytes | None:
     axes = fig.subplots(rows, columns, squeeze=False)
     for ax, runtime in zip(axes.flat, runtimes):
         lines: dict[tuple, list[dict]] = defaultdict(list)
-        settings = facts.varying([c for c in ok if c["runtime"] == runtime], "settings")
+        settings = facts.varying([c for c in ok if c.runtime == runtime], "settings")
         for c in ok:
-            if c["runtime"] == runtime:
-                lines[(c["model"], c.get("threads"), c.get("mode"), facts.settings_text(c))].append(c)
+            if c.runtime == runtime:
+                lines[(c.model, c.threads, c.mode, facts.settings_text(c))].append(c)
         styles = ("-", "--", ":", "-.")
         seen_models: dict[str, int] = defaultdict(int)
         for (model, thread_count, mode_name, options), points in sorted(lines.items(), key=lambda kv: (facts.model_order(kv[0][0]), str(kv[0][1:]))):
-            points.sort(key=lambda c: c["batch"])
-            batches = [c["batch"] for c in points]
-            p50 = [c["stats"]["p50_ms"] for c in points]
-            p99 = [c["stats"].get("p99_ms", c["stats"]["p50_ms"]) for c in points]
+            points.sort(key=lambda c: c.batch)
+            batches = [c.batch for c in points]
+            p50 = [facts.p50(c) for c in points]
+            p99 = [c.stats.get("p99_ms", facts.p50(c)) for c in points]
             label = model + (f", {thread_count}t" if threads else "") + (f", {mode_name}" if mode else "") + (
                 f", {options}" if settings and options else "")
             style = styles[seen_models[model] % len(styles)]
@@ -187,13 +189,13 @@ def latency_plot(cells: list[dict], dpi: int = 110) -> bytes | None:
     return _png(fig, dpi)
 
 
-def lottery_plot(lotteries: dict[str, dict], dense_accuracy: float | None, dpi: int = 110,
+def lottery_plot(lotteries: dict[str, LotteryRecord], dense_accuracy: float | None, dpi: int = 110,
                  task: Task = DEFAULT_TASK) -> bytes | None:
     """The test score vs fraction of weights remaining per round, with both controls and the dense line."""
     series = []
     for mode, lottery in sorted(lotteries.items(), key=lambda kv: facts.model_order(kv[0])):
-        rounds = [r for r in lottery.get("rounds", []) if facts.number(r.get("weights_remaining"))]
-        rounds.sort(key=lambda r: -facts.number(r["weights_remaining"]))
+        rounds = [r for r in lottery.rounds if facts.number(r.weights_remaining)]
+        rounds.sort(key=lambda r: -facts.number(r.weights_remaining))
         if rounds:
             series.append((mode, rounds, lottery))
     if not series:
@@ -204,25 +206,25 @@ def lottery_plot(lotteries: dict[str, dict], dense_accuracy: float | None, dpi: 
     for mode, rounds, lottery in series:
         color = model_color(mode)
         for key, label, style, marker in (
-            ("ticket", f"{mode}: ticket (reset: {_reset(lottery)})", "-", "o"),
+            ("ticket", f"{mode}: ticket (reset: {facts.reset_label((lottery.settings or {}).get('reset'))})", "-", "o"),
             ("random_init", f"{mode}: control, random re-init", "--", "x"),
             ("finetune", f"{mode}: control, fine-tune", ":", "s"),
         ):
             xs, ys, errs = [], [], []
             for r in rounds:
-                record = r if key == "ticket" else ((r.get("controls") or {}).get(key) or {})
-                value = facts.number(record.get("test_accuracy"))
+                record = r if key == "ticket" else (r.controls or {}).get(key)
+                value = facts.number(record.test_accuracy) if record else None
                 if value is None:
                     continue
-                xs.append(facts.number(r["weights_remaining"]))
+                xs.append(facts.number(r.weights_remaining))
                 ys.append(value * 100)
-                errs.append((facts.spread(record, "test_accuracy") or 0.0) * 100)
+                errs.append((facts.spread(record.test_accuracy, record.test_accuracy_std) or 0.0) * 100)
             if xs:
                 ax.errorbar(xs, ys, yerr=errs if any(errs) else None, linestyle=style, marker=marker,
                             color=color, label=label, capsize=2, markersize=5)
                 remaining_all += xs
     # Each lottery trains its own dense model(s) over its seeds; one line when they agree.
-    dense_lines = {mode: facts.number((lottery.get("dense") or {}).get("test_accuracy")) for mode, _, lottery in series}
+    dense_lines = {mode: facts.number((lottery.dense or {}).get("test_accuracy")) for mode, _, lottery in series}
     dense_lines = {mode: value for mode, value in dense_lines.items() if value is not None}
     if len({round(v, 9) for v in dense_lines.values()}) > 1:
         for mode, value in dense_lines.items():
@@ -233,7 +235,7 @@ def lottery_plot(lotteries: dict[str, dict], dense_accuracy: float | None, dpi: 
         if value is not None:
             ax.axhline(value * 100, color=MODEL_COLORS["dense"], linewidth=1.2, linestyle="-.",
                        label=f"dense model ({value * 100:.2f}%)")
-    from matplotlib.ticker import FuncFormatter
+    from matplotlib.ticker import FuncFormatter  # lazy: heavy
 
     ax.set_xscale("log")
     low = min(remaining_all)
@@ -247,11 +249,6 @@ def lottery_plot(lotteries: dict[str, dict], dense_accuracy: float | None, dpi: 
     ax.grid(True, which="both", alpha=0.25)
     fig.legend(fontsize=8, loc="outside lower center", ncol=2)
     return _png(fig, dpi)
-
-
-def _reset(lottery: dict) -> str:
-    reset = str((lottery.get("settings") or {}).get("reset") or "init")
-    return "θ0" if reset == "init" else reset
 
 
 def _percent_ticks(low: float, high: float) -> list[float]:
@@ -317,9 +314,7 @@ def _label_offset(point: dict, points: list[dict]) -> float:
 
 def _plain_log_axis(ax) -> None:
     """Log x axis labelled 0.2, 0.5, 1, 2 ... rather than in powers of ten."""
-    import math
-
-    from matplotlib.ticker import FuncFormatter
+    from matplotlib.ticker import FuncFormatter  # lazy: heavy
 
     ax.set_xscale("log")
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
@@ -373,7 +368,7 @@ def time_split_plot(stacks: dict[str, list[dict]], outside: str, dpi: int = 110)
         ax.grid(axis="y", alpha=0.3)
     for ax in list(axes.flat)[len(stacks):]:
         ax.set_visible(False)
-    from matplotlib.patches import Patch
+    from matplotlib.patches import Patch  # lazy: heavy
 
     handles = [Patch(facecolor=colors[op], hatch="//" if op == outside else None,
                      label=op + (" (matmul)" if is_matmul(op) else "")) for op in ops]

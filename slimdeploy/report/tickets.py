@@ -1,9 +1,9 @@
 """Which ticket each prune chose, in words: the candidate, its reset, the budget it met on
-validation and the other resets at its size (``lottery.json`` ``ticket`` and ``candidates``,
-written by ``prune.ticket``)."""
+validation and the other resets at its size (lottery.json's ``ticket`` and ``candidates``)."""
 
 from __future__ import annotations
 
+from slimdeploy.records.lottery import LotteryRecord
 from slimdeploy.report import facts
 from slimdeploy.report.load import ReportInputs
 from slimdeploy.tasks import DEFAULT_TASK, Task
@@ -38,12 +38,12 @@ def _kept(mode: str, ticket: dict) -> str:
     return f"{ticket['weights_remaining'] * 100:.1f}% of the {what}"
 
 
-def ticket_sentence(mode: str, lottery: dict, task: Task = DEFAULT_TASK) -> str | None:
+def ticket_sentence(mode: str, lottery: LotteryRecord, task: Task = DEFAULT_TASK) -> str | None:
     """One sentence: which candidate is the ticket, how it was trained, and why it won."""
-    ticket = lottery.get("ticket") or {}
+    ticket = lottery.ticket or {}
     if not ticket.get("candidate"):  # files from before candidates were recorded
         return None
-    dense = lottery.get("dense") or {}
+    dense = lottery.dense or {}
     budget = ticket.get("max_drop")
     # Unstructured pruning keeps every unit: its widths say nothing about what was pruned.
     shape = f"widths {widths_text(ticket.get('widths'))}, " if mode == "structured" else ""
@@ -82,16 +82,15 @@ def ticket_sentences(inputs: ReportInputs) -> list[str]:
 
 
 def candidate_headers(task: Task = DEFAULT_TASK) -> list[str]:
-    """The candidates table's headers."""
     metric = task.metric_label
     return ["Candidate", "Trained by", "Widths", "Kept", f"Validation {metric}", f"Δ validation ({task.budget_unit})",
             f"Test {metric}", "Verdict"]
 
 
-def candidate_rows(lottery: dict, task: Task = DEFAULT_TASK) -> list[list[str]]:
+def candidate_rows(lottery: LotteryRecord, task: Task = DEFAULT_TASK) -> list[list[str]]:
     """The candidates table of one prune (empty for files from before candidates were recorded)."""
     rows = []
-    for row in lottery.get("candidates") or []:
+    for row in lottery.candidates or []:
         drop = facts.number(row.get("val_drop_points"))
         rows.append([candidate_words(row), reset_words(row.get("reset")), widths_text(row.get("widths")),
                      facts.fmt_pct(row.get("weights_remaining")), facts.fmt_score(task, row.get("val_accuracy")),

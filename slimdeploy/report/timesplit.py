@@ -1,64 +1,68 @@
-"""Where the time goes: the arithmetic of the report's time split (``bench --profile`` cells).
+"""Where the time goes: the report's time split of ``bench --profile`` cells.
 
-A cell's ``profile`` holds per-call layer times from a separate profiled pass. Against the
-cell's measured median (wall clock per call) the time splits into three parts:
-
-- matmuls: the Dense layers' matrix products (``profile.matmul_us``);
-- other layers: every other node the runtime executed (bias, activation, reshape, softmax);
-- outside the layers: median − the layers' sum (runtime dispatch, the Python call); 0 when the
-  profiled layers took longer than the median (profiling adds its own cost).
-
-Pruning shrinks the matmuls only. If dense spends a share ``f`` of its call outside its
-matmuls and that part stays the same, a model with R times fewer FLOPs is at most
-``1 / (f + (1 − f) / R)`` times faster (Amdahl's law; R is the comparison's ideal speedup, the
-FLOP ratio). That is the cap the report states beside the measured speedup.
+Against a cell's measured median per call, its profile's layer times split into matmuls (the
+Dense layers' products), other layers, and outside the layers (median − the layers' sum: dispatch,
+the Python call; 0 when profiling made the layers longer than the median). Pruning shrinks the
+matmuls only: with a share ``f`` of dense's call outside them, a model with R times fewer FLOPs is
+at most ``1 / (f + (1 − f) / R)`` times faster (Amdahl's law), the cap the report states.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from slimdeploy.records.bench import Cell
 from slimdeploy.report import facts
 from slimdeploy.report.load import ReportInputs
 from slimdeploy.runtimes.session import is_matmul
 
 
-def profiled_cells(inputs: ReportInputs) -> list[dict]:
-    return [c for c in inputs.ok_cells() if isinstance(c.get("profile"), dict) and c["profile"].get("layers") is not None]
+def profiled_cells(inputs: ReportInputs) -> list[Cell]:
+    return [c for c in inputs.ok_cells() if isinstance(c.profile, dict) and c.profile.get("layers") is not None]
 
 
-def split(cell: dict) -> dict:
-    """The cell's time per call in microseconds: matmuls, other layers, outside the layers; the
-    share outside the matmuls; and the matmul kernels that ran."""
-    profile = cell["profile"]
+@dataclass(frozen=True)
+class Split:
+    """A cell's time per call in microseconds, and the matmul kernels that ran."""
+
+    matmul_us: float
+    other_us: float
+    outside_us: float
+    wall_us: float
+    outside_matmul_share: float | None
+    matmul_kernels: list[str]
+    by_op_type: dict
+
+
+def split(cell: Cell) -> Split:
+    profile = cell.profile
     matmul = float(profile.get("matmul_us") or 0.0)
     layers = float(profile.get("total_us") or 0.0)
-    wall = max(float(cell["stats"]["p50_ms"]) * 1000.0, layers)
+    wall = max(float(facts.p50(cell)) * 1000.0, layers)
     kernels = sorted({name for op, names in (profile.get("kernels") or {}).items() if is_matmul(op) for name in names})
-    return {"matmul_us": matmul, "other_us": layers - matmul, "outside_us": wall - layers, "wall_us": wall,
-            "outside_matmul_share": (wall - matmul) / wall if wall > 0 else None, "matmul_kernels": kernels,
-            "by_op_type": dict(profile.get("by_op_type") or {})}
+    return Split(matmul, layers - matmul, wall - layers, wall, (wall - matmul) / wall if wall > 0 else None, kernels,
+                 dict(profile.get("by_op_type") or {}))
 
 
 def amdahl_cap(outside_share: float, flop_ratio: float) -> float:
-    """The most a model with ``flop_ratio`` times fewer FLOPs can gain when only the matmuls shrink
-    and ``outside_share`` of the baseline's time stays: 1 / (f + (1 − f) / R)."""
     return 1.0 / (outside_share + (1.0 - outside_share) / flop_ratio)
 
 
-def shown_batches(cells: list[dict]) -> list[int]:
+def shown_batches(cells: list[Cell]) -> list[int]:
     """Batch 1 (or the smallest) and the largest profiled."""
-    batches = sorted({c["batch"] for c in cells})
+    batches = sorted({c.batch for c in cells})
     return sorted({batches[0], batches[-1]}) if batches else []
 
 
-def _groups(inputs: ReportInputs) -> dict[tuple, dict[str, dict]]:
+def _groups(inputs: ReportInputs) -> dict[tuple, dict[str, Cell]]:
     """(runtime, batch, threads, mode, settings) -> model -> profiled cell, at the shown batches."""
     cells = profiled_cells(inputs)
     keep = set(shown_batches(cells))
-    groups: dict[tuple, dict[str, dict]] = {}
+    groups: dict[tuple, dict[str, Cell]] = {}
     for c in cells:
-        if c["batch"] in keep:
-            key = (c["runtime"], c["batch"], c.get("threads") or 0, str(c.get("mode")), facts.settings_text(c))
-            groups.setdefault(key, {})[c["model"]] = c
+        if c.batch in keep:
+            key = (c.runtime, c.batch, c.threads or 0, str(c.mode), facts.settings_text(c))
+            groups.setdefault(key, {})[c.model] = c
     return dict(sorted(groups.items(), key=lambda kv: (facts.runtime_name(kv[0][0]), kv[0][1:])))
 
 
@@ -68,9 +72,9 @@ def table_rows(inputs: ReportInputs) -> list[list[str]]:
     for (runtime, batch, *_), models in _groups(inputs).items():
         for name in sorted(models, key=facts.model_order):
             s = split(models[name])
-            rows.append([facts.runtime_name(runtime), str(batch), name, f"{s['wall_us']:.1f}", f"{s['matmul_us']:.1f}",
-                         f"{s['other_us']:.1f}", f"{s['outside_us']:.1f}", _pct(s["outside_matmul_share"]),
-                         ", ".join(s["matmul_kernels"]) or "–"])
+            rows.append([facts.runtime_name(runtime), str(batch), name, f"{s.wall_us:.1f}", f"{s.matmul_us:.1f}",
+                         f"{s.other_us:.1f}", f"{s.outside_us:.1f}", _pct(s.outside_matmul_share),
+                         ", ".join(s.matmul_kernels) or "–"])
     return rows
 
 
@@ -91,27 +95,27 @@ def runtime_sentences(inputs: ReportInputs) -> list[str]:
             continue
         runtime, batch = key[0], key[1]
         dense = split(models[facts.BASELINE])
-        f = dense["outside_matmul_share"] or 0.0
-        head = (f"{facts.runtime_name(runtime)}, batch {batch}: {f * 100:.0f}% of dense's {dense['wall_us']:.1f} µs per "
-                f"call is outside its matmuls ({', '.join(dense['matmul_kernels']) or 'no matmul kernel named'}).")
+        f = dense.outside_matmul_share or 0.0
+        head = (f"{facts.runtime_name(runtime)}, batch {batch}: {f * 100:.0f}% of dense's {dense.wall_us:.1f} µs per "
+                f"call is outside its matmuls ({', '.join(dense.matmul_kernels) or 'no matmul kernel named'}).")
         clauses = [_model_clause(inputs, name, models[name], dense, f)
                    for name in sorted(models, key=facts.model_order) if name != facts.BASELINE]
         sentences.append(" ".join([head, *clauses]))
     return sentences
 
 
-def _model_clause(inputs: ReportInputs, name: str, cell: dict, dense: dict, f: float) -> str:
+def _model_clause(inputs: ReportInputs, name: str, cell: Cell, dense: Split, f: float) -> str:
     """``name`` against dense: the matmul kernels and times, and for a model with fewer FLOPs the
     Amdahl estimate (only its matmuls shrink) beside the measured speedup."""
     mine = split(cell)
-    comp = facts.vs_dense_comparison(inputs, cell) or {}
-    ideal, measured = facts.number(comp.get("ideal_speedup")), facts.number(comp.get("speedup"))
-    same = bool(dense["matmul_kernels"]) and mine["matmul_kernels"] == dense["matmul_kernels"]
-    kernels = "the same matmul kernels as dense" if same else ", ".join(mine["matmul_kernels"]) or "no matmul kernel named"
-    ratio = f"{dense['matmul_us'] / mine['matmul_us']:.2f}×" if mine["matmul_us"] else "–"
-    text = f"{name}: {kernels}, matmuls {mine['matmul_us']:.1f} µs vs {dense['matmul_us']:.1f} µs ({ratio} as fast)"
+    comp = facts.vs_dense_comparison(inputs, cell)
+    ideal, measured = (facts.number(comp.ideal_speedup), facts.number(comp.speedup)) if comp else (None, None)
+    same = bool(dense.matmul_kernels) and mine.matmul_kernels == dense.matmul_kernels
+    kernels = "the same matmul kernels as dense" if same else ", ".join(mine.matmul_kernels) or "no matmul kernel named"
+    ratio = f"{dense.matmul_us / mine.matmul_us:.2f}×" if mine.matmul_us else "–"
+    text = f"{name}: {kernels}, matmuls {mine.matmul_us:.1f} µs vs {dense.matmul_us:.1f} µs ({ratio} as fast)"
     # Without a matmul in dense's profile (OpenVINO fused them into a Subgraph) there is no split to reason from.
-    if ideal and ideal > 1 and measured and dense["matmul_us"] > 0:
+    if ideal and ideal > 1 and measured and dense.matmul_us > 0:
         estimate = amdahl_cap(f, ideal)
         if measured < estimate:
             why = (f"below the {estimate:.2f}× that {f * 100:.0f}% outside the matmuls would allow (Amdahl: "
@@ -119,8 +123,8 @@ def _model_clause(inputs: ReportInputs, name: str, cell: dict, dense: dict, f: f
         else:
             why = f"above the {estimate:.2f}× Amdahl estimate: the rest of the call shrank with the model too"
         text += f"; measured {measured:.2f}× of the {ideal:.2f}× FLOP ideal, {why}"
-    elif not same and mine["outside_matmul_share"] is not None:
-        text += f"; {mine['outside_matmul_share'] * 100:.0f}% of its call outside them"
+    elif not same and mine.outside_matmul_share is not None:
+        text += f"; {mine.outside_matmul_share * 100:.0f}% of its call outside them"
     return text + "."
 
 
@@ -131,9 +135,9 @@ def stacks(inputs: ReportInputs) -> dict[str, list[dict]]:
     for (runtime, batch, *_), models in _groups(inputs).items():
         for name in sorted(models, key=facts.model_order):
             s = split(models[name])
-            parts = {op: us for op, us in s["by_op_type"].items() if us > 0}
-            if s["outside_us"] > 0:
-                parts[OUTSIDE] = s["outside_us"]
+            parts = {op: us for op, us in s.by_op_type.items() if us > 0}
+            if s.outside_us > 0:
+                parts[OUTSIDE] = s.outside_us
             out.setdefault(runtime, []).append({"model": name, "batch": batch, "parts": parts})
     return out
 
@@ -144,14 +148,14 @@ OUTSIDE = "outside the layers"
 def resource_rows(inputs: ReportInputs) -> list[list[str]]:
     """Per model and runtime: load time, peak RSS and its growth on load (smallest batch's cell,
     where load costs least depend on the batch)."""
-    first: dict[tuple, dict] = {}
-    for c in sorted(inputs.ok_cells(), key=lambda c: c["batch"]):
-        if c.get("peak_rss_mb") is not None or c.get("load_seconds") is not None:
-            first.setdefault((c["runtime"], c["model"]), c)
+    first: dict[tuple, Cell] = {}
+    for c in sorted(inputs.ok_cells(), key=lambda c: c.batch):
+        if facts.present(c.peak_rss_mb) is not None or c.load_seconds is not None:
+            first.setdefault((c.runtime, c.model), c)
     rows = []
     for (runtime, model), c in sorted(first.items(), key=lambda kv: (facts.runtime_name(kv[0][0]), facts.model_order(kv[0][1]))):
-        rows.append([facts.runtime_name(runtime), model, str(c["batch"]), _num(c.get("load_seconds"), 1000, "{:.1f}"),
-                     _num(c.get("load_rss_growth_mb"), 1, "{:.1f}"), _num(c.get("peak_rss_mb"), 1, "{:.0f}")])
+        rows.append([facts.runtime_name(runtime), model, str(c.batch), _num(c.load_seconds, 1000, "{:.1f}"),
+                     _num(c.load_rss_growth_mb, 1, "{:.1f}"), _num(c.peak_rss_mb, 1, "{:.0f}")])
     return rows
 
 
