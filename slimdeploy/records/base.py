@@ -22,6 +22,7 @@ from typing import Any, ClassVar, TypeVar
 
 from slimdeploy import fsutil
 from slimdeploy.errors import UserError
+from slimdeploy.records.schema import json_schema
 
 R = TypeVar("R", bound="Record")
 
@@ -58,6 +59,8 @@ class Record:
     SCHEMA_VERSION: ClassVar[int | None] = None
     # What the file is called in error messages ("lottery.json").
     WHAT: ClassVar[str] = "record"
+    # What to do about a file from a newer schema.
+    REMEDY: ClassVar[str] = "upgrade slimdeploy"
 
     # --- reading ---------------------------------------------------------------------
     @classmethod
@@ -68,7 +71,7 @@ class Record:
         if not isinstance(raw, dict):
             raise UserError(f"{where} is not a {cls.WHAT} (expected a JSON object, found {type(raw).__name__})")
         cls._check_schema(raw, where)
-        hints = _field_types(cls)
+        hints = field_types(cls)
         values: dict[str, Any] = {}
         for field in dataclasses.fields(cls):
             if field.name in _NOT_KEYS or field.name not in raw:
@@ -84,7 +87,22 @@ class Record:
 
     @classmethod
     def load(cls: type[R], path: str | Path, what: str | None = None) -> R:
-        return cls.from_json(fsutil.read_json(path, what or cls.WHAT), path, keep_order=True)
+        """The one reading of a record's file: JSON, its schema version (required of a versioned
+        file), the JSON Schema generated from the record, the record's own checks; one-line errors."""
+        what = what or cls.WHAT
+        where = f"{what} {path}"
+        raw = fsutil.read_json(path, what)
+        if not isinstance(raw, dict):
+            raise UserError(f"{where} is not a JSON object")
+        if cls.SCHEMA_VERSION is not None:
+            check_schema_version(raw, where, cls.SCHEMA_VERSION, required=True, remedy=cls.REMEDY)
+        _validate(raw, cls, where)
+        cls.check(raw, where)
+        return cls.from_json(raw, path, keep_order=True)
+
+    @classmethod
+    def check(cls, raw: dict, where: str) -> None:
+        """What the file must hold beyond its schema (a record overrides it); raise UserError."""
 
     @classmethod
     def _check_schema(cls, raw: dict, where: str) -> None:
@@ -136,6 +154,16 @@ def check_schema_version(raw: dict, where: str, newest: int, *, required: bool =
         raise UserError(f"{where} has schema_version {version!r}; this slimdeploy reads version {readable} ({remedy})")
 
 
+def _validate(raw: dict, cls: type[Record], where: str) -> None:
+    import jsonschema  # lazy: only reading a file needs it
+
+    schema = json_schema(cls)
+    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(raw))
+    if error is not None:
+        at = "/".join(str(p) for p in error.absolute_path) or "top level"
+        raise UserError(f"{where} does not match the {cls.WHAT} schema at {at}: {error.message[:200]}")
+
+
 def _encode(value: Any) -> Any:
     if isinstance(value, Record):
         return value.to_json()
@@ -149,7 +177,13 @@ def _encode(value: Any) -> Any:
 _HINTS: dict[type, dict] = {}
 
 
-def _field_types(cls: type) -> dict:
+def constraint(default: Any = dataclasses.MISSING, **schema: Any) -> Any:
+    """A field with JSON Schema constraints beyond its type (``enum``, ``minimum``...), for
+    ``records.schema``: ``status: str = constraint("pending", enum=CELL_STATUSES)``."""
+    return dataclasses.field(default=default, metadata={"schema": schema})
+
+
+def field_types(cls: type) -> dict:
     if cls not in _HINTS:
         _HINTS[cls] = typing.get_type_hints(cls)
     return _HINTS[cls]

@@ -9,10 +9,14 @@ import dataclasses
 import datetime as _dt
 
 from slimdeploy._version import __version__
-from slimdeploy.records.base import ABSENT, Record
+from slimdeploy.errors import UserError
+from slimdeploy.records.base import ABSENT, Record, constraint
 from slimdeploy.records.environment import Environment
 
 SCHEMA_VERSION = 1
+CELL_STATUSES = ("ok", "error", "unavailable", "pending")
+VERDICTS = ("faster", "slower", "no significant difference")
+QUESTIONS = ("vs_baseline", "int8_on_pruned", "pruning_on_int8", "sparse_kernel", "aligned_widths")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -131,12 +135,12 @@ class Cell(Record):
     id: str
     model: str
     runtime: str
-    batch: int
-    threads: int
+    batch: int = constraint(minimum=1)
+    threads: int = constraint(minimum=1)
     mode: str
     settings: dict = dataclasses.field(default_factory=dict)
     artifact: str | None = None
-    status: str = "pending"  # pending | ok | error | unavailable
+    status: str = constraint("pending", enum=list(CELL_STATUSES))
     error: str | None = None
     load_seconds: float | None = None
     first_inference_seconds: float | None = None
@@ -203,7 +207,7 @@ class Comparison(Record):
     rounds: int = 0
     # baseline p50 / model p50 over all samples; files before the paired estimate lack it.
     p50_speedup: float = ABSENT
-    verdict: str | None = None
+    verdict: str | None = constraint(None, enum=[*VERDICTS, None])
     threshold: float | None = None
     baseline_p50_ms: float | None = None
     model_p50_ms: float | None = None
@@ -213,7 +217,7 @@ class Comparison(Record):
     bootstrap_samples: list | None = None
     # What it asks: vs_baseline | int8_on_pruned | pruning_on_int8 | sparse_kernel (files
     # before INT8 variants have only vs_baseline comparisons and no key).
-    question: str = ABSENT
+    question: str = constraint(ABSENT, enum=list(QUESTIONS))
     # What ideal_speedup assumes, where the FLOP ratio alone does not say it (an int8 side).
     ideal_assumes: str = ABSENT
 
@@ -302,7 +306,7 @@ class BenchConfig(Record):
     seed: int = ABSENT
     stall_timeout: float = ABSENT
     sources: list = ABSENT
-    input_dims: dict = ABSENT
+    input_dims: list | dict = ABSENT  # older files: the input's dimensions as a list
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -312,7 +316,7 @@ class BenchResults(Record):
     SCHEMA_VERSION = SCHEMA_VERSION
     WHAT = "bench.json"
 
-    schema_version: int = SCHEMA_VERSION
+    schema_version: int = constraint(SCHEMA_VERSION, minimum=1, maximum=SCHEMA_VERSION)
     tool: str = ""
     created: str = ""
     complete: bool = False
@@ -333,6 +337,14 @@ class BenchResults(Record):
         return cls(tool=f"slimdeploy {__version__}", environment=environment, config=config, models=models,
                    runtimes=runtimes, notes=list(notes),
                    created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+
+    @classmethod
+    def check(cls, raw: dict, where: str) -> None:
+        for index, cell in enumerate(raw.get("cells") or []):
+            samples = cell.get("samples_ms")
+            if cell.get("status") == "ok" and (not isinstance(samples, list) or not samples
+                                               or not all(isinstance(s, (int, float)) for s in samples)):
+                raise UserError(f"{where}: cell {index} is ok but has no samples_ms")
 
     def finished_cells(self) -> dict[str, Cell]:
         """The measured cells, by id (what ``--resume`` may keep)."""

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from slimdeploy.records.base import ABSENT, Record
+from slimdeploy.environment import ISA_FEATURES
+from slimdeploy.records.base import ABSENT, Record, constraint
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -16,7 +17,7 @@ class Cpu(Record):
     flags: list = ABSENT
     logical_cores: int | None = ABSENT
     arch: str = ABSENT
-    isa: list = ABSENT
+    isa: list = constraint(ABSENT, items={"enum": list(ISA_FEATURES)})
     isa_note: str = ABSENT
     usable_cores: int = ABSENT
 
