@@ -35,7 +35,7 @@ def test_records_are_typed_where_the_readers_need_them():
     assert all(isinstance(c, Cell) for c in results.cells)
     assert all(isinstance(c, Comparison) for c in results.comparisons)
     first = results.cells[0]
-    assert first.ok and first.runtime == "onnxruntime" and first.stats["n"] == len(first.samples_ms)
+    assert first.ok and first.runtime == "onnxruntime" and first.stats.n == len(first.samples_ms)
     assert set(results.finished_cells()) == {c["id"] for c in previous_raw()["cells"]}
 
 

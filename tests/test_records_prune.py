@@ -40,7 +40,7 @@ def test_lottery_json_round_trips(mode):
     record = assert_round_trips(LotteryRecord, f"{mode}/lottery.json")
     assert all(isinstance(entry, Round) for entry in record.rounds)
     assert [entry.round for entry in record.rounds] == [0, 1, 2]
-    assert record.mode == mode and record.complete and record.ticket["path"] == "ticket.keras"
+    assert record.mode == mode and record.complete and record.ticket.path == "ticket.keras"
     assert isinstance(record.data, DataInfo) and record.data.override is False
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-from importlib import resources
 from pathlib import Path
 
 from slimdeploy import fsutil
@@ -11,6 +9,7 @@ from slimdeploy.bench import stats
 from slimdeploy.bench.plan import CellSpec
 from slimdeploy.errors import UserError
 from slimdeploy.records.bench import SCHEMA_VERSION, BenchResults, Cell  # noqa: F401 - SCHEMA_VERSION re-exported
+from slimdeploy.records.schema import json_schema
 
 
 def base_cell(spec: CellSpec) -> Cell:
@@ -68,8 +67,7 @@ def unavailable_cell(spec: CellSpec, reason: str) -> Cell:
 
 
 def schema() -> dict:
-    text = resources.files("slimdeploy").joinpath("schemas/bench.schema.json").read_text()
-    return json.loads(text)
+    return json_schema(BenchResults)
 
 
 def validate(results: dict) -> None:

@@ -22,6 +22,7 @@ from typing import Any, ClassVar, TypeVar
 
 from slimdeploy import fsutil
 from slimdeploy.errors import UserError
+from slimdeploy.records.schema import json_schema
 
 R = TypeVar("R", bound="Record")
 
@@ -44,43 +45,64 @@ class _Absent:
 
 
 ABSENT: Any = _Absent()
+_NOT_KEYS = {"extra", "_order"}
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Record:
     # Keys of the file this record does not model, kept so a round trip loses nothing.
     extra: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)
+    # The key order of the file this record was read from: a file written back keeps its layout.
+    _order: tuple = dataclasses.field(default=(), compare=False, repr=False)
 
     # The newest schema_version this code reads (None: the file has no version).
     SCHEMA_VERSION: ClassVar[int | None] = None
     # What the file is called in error messages ("lottery.json").
     WHAT: ClassVar[str] = "record"
+    # What to do about a file from a newer schema.
+    REMEDY: ClassVar[str] = "upgrade slimdeploy"
 
     # --- reading ---------------------------------------------------------------------
     @classmethod
-    def from_json(cls: type[R], raw: Any, source: str | Path | None = None) -> R:
-        """The record held by ``raw`` (a parsed JSON object); ``source`` names it in errors."""
+    def from_json(cls: type[R], raw: Any, source: str | Path | None = None, *, keep_order: bool = False) -> R:
+        """The record held by ``raw`` (a parsed JSON object); ``source`` names it in errors.
+        ``keep_order``: write it back with the file's key order (a file read, not facts being built)."""
         where = str(source) if source is not None else cls.WHAT
         if not isinstance(raw, dict):
             raise UserError(f"{where} is not a {cls.WHAT} (expected a JSON object, found {type(raw).__name__})")
         cls._check_schema(raw, where)
-        hints = _field_types(cls)
+        hints = field_types(cls)
         values: dict[str, Any] = {}
         for field in dataclasses.fields(cls):
-            if field.name == "extra" or field.name not in raw:
+            if field.name in _NOT_KEYS or field.name not in raw:
                 continue
-            values[field.name] = _decode(hints[field.name], raw[field.name], f"{where}: {field.name}")
-        missing = [f.name for f in dataclasses.fields(cls) if f.name not in values and f.name != "extra"
+            values[field.name] = _decode(hints[field.name], raw[field.name], f"{where}: {field.name}", keep_order)
+        missing = [f.name for f in dataclasses.fields(cls) if f.name not in values and f.name not in _NOT_KEYS
                    and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
         if missing:
             raise UserError(f"{where} is not a complete {cls.WHAT}: missing {', '.join(missing)}")
-        known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        known = {f.name for f in dataclasses.fields(cls)} - _NOT_KEYS
         values["extra"] = {k: v for k, v in raw.items() if k not in known}
-        return cls(**values)
+        return cls(**values, _order=tuple(raw) if keep_order else ())
 
     @classmethod
     def load(cls: type[R], path: str | Path, what: str | None = None) -> R:
-        return cls.from_json(fsutil.read_json(path, what or cls.WHAT), path)
+        """The one reading of a record's file: JSON, its schema version (required of a versioned
+        file), the JSON Schema generated from the record, the record's own checks; one-line errors."""
+        what = what or cls.WHAT
+        where = f"{what} {path}"
+        raw = fsutil.read_json(path, what)
+        if not isinstance(raw, dict):
+            raise UserError(f"{where} is not a JSON object")
+        if cls.SCHEMA_VERSION is not None:
+            check_schema_version(raw, where, cls.SCHEMA_VERSION, required=True, remedy=cls.REMEDY)
+        _validate(raw, cls, where)
+        cls.check(raw, where)
+        return cls.from_json(raw, path, keep_order=True)
+
+    @classmethod
+    def check(cls, raw: dict, where: str) -> None:
+        """What the file must hold beyond its schema (a record overrides it); raise UserError."""
 
     @classmethod
     def _check_schema(cls, raw: dict, where: str) -> None:
@@ -91,7 +113,7 @@ class Record:
     def to_json(self) -> dict:
         out: dict[str, Any] = {}
         for field in dataclasses.fields(self):
-            if field.name == "extra":
+            if field.name in _NOT_KEYS:
                 continue
             value = getattr(self, field.name)
             if value is ABSENT:
@@ -99,6 +121,8 @@ class Record:
             out[field.name] = _encode(value)
         for key, value in self.extra.items():
             out.setdefault(key, value)
+        if self._order:
+            out = {**{k: out[k] for k in self._order if k in out}, **out}
         return out
 
     def save(self, path: str | Path) -> None:
@@ -130,6 +154,16 @@ def check_schema_version(raw: dict, where: str, newest: int, *, required: bool =
         raise UserError(f"{where} has schema_version {version!r}; this slimdeploy reads version {readable} ({remedy})")
 
 
+def _validate(raw: dict, cls: type[Record], where: str) -> None:
+    import jsonschema  # lazy: only reading a file needs it
+
+    schema = json_schema(cls)
+    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(raw))
+    if error is not None:
+        at = "/".join(str(p) for p in error.absolute_path) or "top level"
+        raise UserError(f"{where} does not match the {cls.WHAT} schema at {at}: {error.message[:200]}")
+
+
 def _encode(value: Any) -> Any:
     if isinstance(value, Record):
         return value.to_json()
@@ -143,7 +177,13 @@ def _encode(value: Any) -> Any:
 _HINTS: dict[type, dict] = {}
 
 
-def _field_types(cls: type) -> dict:
+def constraint(default: Any = dataclasses.MISSING, **schema: Any) -> Any:
+    """A field with JSON Schema constraints beyond its type (``enum``, ``minimum``...), for
+    ``records.schema``: ``status: str = constraint("pending", enum=CELL_STATUSES)``."""
+    return dataclasses.field(default=default, metadata={"schema": schema})
+
+
+def field_types(cls: type) -> dict:
     if cls not in _HINTS:
         _HINTS[cls] = typing.get_type_hints(cls)
     return _HINTS[cls]
@@ -161,28 +201,28 @@ def _record_type(hint: Any) -> type | None:
     return None
 
 
-def _decode(hint: Any, value: Any, where: str) -> Any:
+def _decode(hint: Any, value: Any, where: str, keep_order: bool) -> Any:
     record = _record_type(hint)
     if record is not None:
-        return value if value is None else record.from_json(value, where)
+        return value if value is None else record.from_json(value, where, keep_order=keep_order)
     origin = typing.get_origin(hint)
     if isinstance(hint, types.UnionType) or origin is typing.Union:
         # ``list[Round] | None`` and the like: decode with the first container that fits.
         for arg in typing.get_args(hint):
             arg_origin = typing.get_origin(arg)
             if arg_origin in (list, tuple) and isinstance(value, list):
-                return _decode(arg, value, where)
+                return _decode(arg, value, where, keep_order)
             if arg_origin is dict and isinstance(value, dict):
-                return _decode(arg, value, where)
+                return _decode(arg, value, where, keep_order)
         return value
     args = typing.get_args(hint)
     if origin in (list, tuple) and isinstance(value, list) and args:
         inner = _record_type(args[0])
         if inner is not None:
-            items = [v if v is None else inner.from_json(v, f"{where}[{i}]") for i, v in enumerate(value)]
+            items = [v if v is None else inner.from_json(v, f"{where}[{i}]", keep_order=keep_order) for i, v in enumerate(value)]
             return tuple(items) if origin is tuple else items
     if origin is dict and isinstance(value, dict) and len(args) == 2:
         inner = _record_type(args[1])
         if inner is not None:
-            return {k: v if v is None else inner.from_json(v, f"{where}.{k}") for k, v in value.items()}
+            return {k: v if v is None else inner.from_json(v, f"{where}.{k}", keep_order=keep_order) for k, v in value.items()}
     return value

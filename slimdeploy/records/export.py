@@ -15,6 +15,8 @@ import dataclasses
 from typing import Any
 
 from slimdeploy.records.base import ABSENT, Record
+from slimdeploy.records.environment import Environment
+from slimdeploy.records.run import DataInfo
 
 SCHEMA_VERSION = 1
 
@@ -91,7 +93,18 @@ class Artifact(Record):
 
 def artifact_fields() -> tuple[str, ...]:
     """The documented artifact keys, in the order they are written."""
-    return tuple(f.name for f in dataclasses.fields(Artifact) if f.name != "extra")
+    return tuple(f.name for f in dataclasses.fields(Artifact) if f.name not in ("extra", "_order"))
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Skipped(Record):
+    """A target this machine could not build (with ``precision``: a target that makes no variant of it)."""
+
+    WHAT = "skipped target"
+
+    target: str = ABSENT
+    precision: str = ABSENT
+    reason: str = ABSENT
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -107,12 +120,11 @@ class ExportManifest(Record):
     source: str | None = None  # the SOURCE given to `slimdeploy export`
     settings: dict = dataclasses.field(default_factory=dict)  # ExportSettings.to_dict()
     sources_sha256: dict = ABSENT  # export.partial.json only: model -> sha256 of its .keras file
-    environment: dict = ABSENT
-    data: dict = ABSENT
+    environment: Environment = ABSENT
+    data: DataInfo = ABSENT
     models: dict[str, ModelFacts] = dataclasses.field(default_factory=dict)
     artifacts: list[Artifact] = dataclasses.field(default_factory=list)
-    skipped: list = ABSENT  # {"target", "reason"} of each target this machine could not build
-    # ({"target", "precision": "int8", "reason"}: a target that makes no INT8 variant)
+    skipped: list[Skipped] = ABSENT
     notes: list = ABSENT  # notices the export gave (e.g. fewer calibration images than asked for)
     seconds: float = ABSENT
 

@@ -35,6 +35,8 @@ class DataInfo(Record):
     validation: int = ABSENT
     test: int = ABSENT
     override: bool = ABSENT
+    verification: dict = ABSENT  # export.json only: split -> images verified on
+    input_contract: str = ABSENT  # export.json only: what the exported input expects
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
