@@ -125,22 +125,27 @@ def make_lottery(mode: str, seed: int = 0) -> dict:
             widths, params = WIDTHS["dense"], dense["params"]
             nonzero, flops = int(params * remaining), dense["flops"]
         accuracy = 0.864 - 0.006 * (1 - remaining) + rng.normal(0, 0.0007)
-        controls = None if k == 0 else {
-            "random_init": {"test_accuracy": accuracy - 0.004 * k, "val_accuracy": accuracy - 0.004 * k},
-            "finetune": {"test_accuracy": accuracy + 0.001, "val_accuracy": accuracy + 0.001},
-        }
-        rounds.append({"round": k, "params": params, "nonzero_params": nonzero, "flops": flops, "nonzero_flops": flops,
-                       "weights_remaining": nonzero / dense["params"], "widths": widths,
-                       "val_accuracy": accuracy + 0.002, "test_accuracy": accuracy, "test_accuracy_std": 0.0015, "seconds": 3.0,
-                       "path": f"round_{k}/model.keras", "controls": controls})
+        # The sizes every round and control records (lottery.json's Round).
+        sizes = {"params": params, "nonzero_params": nonzero, "params_fraction": params / dense["params"], "flops": flops,
+                 "nonzero_flops": flops, "weights_remaining": nonzero / dense["params"], "zero_weights": params - nonzero,
+                 "prunable_weights": params, "widths": widths}
+        controls = {} if k == 0 else {"controls": {
+            "random_init": {**sizes, "val_accuracy": accuracy - 0.004 * k, "test_accuracy": accuracy - 0.004 * k},
+            "finetune": {**sizes, "val_accuracy": accuracy + 0.001, "test_accuracy": accuracy + 0.001},
+        }}
+        rounds.append({"round": k, **sizes, "val_accuracy": accuracy + 0.002, "test_accuracy": accuracy,
+                       "test_accuracy_std": 0.0015, "seconds": 3.0, "path": f"round_{k}/model.keras", **controls})
     final = rounds[-1]
     resets = {"init": {"val_accuracy": final["val_accuracy"], "test_accuracy": final["test_accuracy"], "test_accuracy_std": 0.0015},
-              **{name: {**values, "test_accuracy_std": 0.002} for name, values in final["controls"].items()},
+              **{name: {"val_accuracy": values["val_accuracy"], "test_accuracy": values["test_accuracy"],
+                        "test_accuracy_std": 0.002} for name, values in final["controls"].items()},
               "winner": "finetune", "winner_by_test": "finetune"}
-    return {"schema_version": 1, "mode": mode, "settings": {"rounds": 5, "target": 0.1, "reset": "init"}, "seeds": [seed, seed + 1],
+    return {"schema_version": 1, "mode": mode, "complete": True, "settings": {"rounds": 5, "target": 0.1, "reset": "init"},
+            "rate": 0.36, "seeds": [seed, seed + 1],
             "dense": {**{k: dense[k] for k in ("params", "flops", "widths")}, "test_accuracy": 0.864, "val_accuracy": 0.87},
-            "unprunable": [{"layer": "dense_2", "reason": "output layer"}],
-            "rounds": rounds, "ticket": {"round": 5, "path": "ticket.keras", "reason": "final round"},
+            "prunable": ["dense", "dense_1"], "unprunable": [{"layer": "dense_2", "reason": "output layer"}],
+            "rounds": rounds, "accuracy_drop": {"threshold_points": 0.5, "first_round_beyond": None},
+            "ticket": {"round": 5, "path": "ticket.keras", "reason": "final round"},
             "resets": resets, "versions": environment.library_versions()}
 
 

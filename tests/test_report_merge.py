@@ -23,7 +23,9 @@ from conftest import run_cli_here
 from errors_doc import check
 from test_bench_artifacts import NARROW_WIDTHS, onnx_mlp, random_layers
 
-from slimdeploy.report.merge import machine_name, numbered
+from slimdeploy.records.environment import Environment
+from slimdeploy.report import merge
+from slimdeploy.report.merge import numbered
 
 QUICK_BENCH = ("--runtime", "onnxruntime", "--batch", "1,8", "--min-iters", "20", "--min-time", "0.05", "--warmup", "3",
                "--instances", "1", "--processes", "1", "--quiet")
@@ -37,6 +39,11 @@ def arm_environment(here: dict) -> dict:
             "os": "Linux 6.1.0-28-cloud-arm64", "python": here.get("python", "3.11.2"),
             "libraries": here.get("libraries", {}), "git_commit": here.get("git_commit"),
             "devices": {"openvino": {"FULL_DEVICE_NAME": "ARM CPU", "OPTIMIZATION_CAPABILITIES": ["FP32", "FP16"]}}}
+
+
+def machine_name(environment: dict) -> str:
+    """``merge.machine_name`` of an environment as bench.json records it."""
+    return merge.machine_name(Environment.from_json(environment))
 
 
 def write_json(path, doc):

@@ -310,10 +310,10 @@ def stacking_sentences(inputs: ReportInputs) -> list[dict]:
 def sparse_sentence(inputs: ReportInputs) -> str | None:
     """Whether the sparse INT8 kernel made unstructured-int8 faster; None for files from before INT8."""
     sparse = inputs.bench.sparse_int8 if inputs.bench else None
-    if not isinstance(sparse, dict):
+    if not sparse:
         return None
-    if not sparse.get("applicable"):
-        return f"Sparse INT8 kernels: not applicable ({sparse.get('reason') or 'no reason given'})."
+    if not sparse.applicable:
+        return f"Sparse INT8 kernels: not applicable ({sparse.reason or 'no reason given'})."
     info = facts.models(inputs)
     clauses = [f"{model} vs {baseline}: {verdict_clause(comps)} ({facts.runtime_name(runtime)})"
                for (runtime, model, baseline), comps in facts.comparison_groups(inputs).items()

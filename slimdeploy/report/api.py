@@ -236,7 +236,7 @@ def report_json(inputs: ReportInputs, settings: ReportSettings, doc: document.Do
         "decision": {**answer.decision_lines(inputs, settings.max_drop), "max_drop": settings.max_drop,
                      "fastest_within_budget": answer.decisions(inputs, settings.max_drop),
                      "stacking_comparisons": answer.stacking_sentences(inputs),
-                     "sparse_int8": facts.present(inputs.bench.sparse_int8) if inputs.bench else None},
+                     "sparse_int8": inputs.bench.sparse_int8.to_json() if inputs.bench and inputs.bench.sparse_int8 else None},
         "in_short": answer.in_short(inputs),
         "answers": answer.runtime_sentences(inputs),
         "comparisons": [c.to_json() for group in facts.comparison_groups(inputs).values() for c in group],
@@ -245,7 +245,7 @@ def report_json(inputs: ReportInputs, settings: ReportSettings, doc: document.Do
         "plots": sorted(figures),
         "notes": inputs.notes,
         "settings": settings.to_dict(),
-        "bench_environment": inputs.bench.environment if inputs.bench else None,
+        "bench_environment": inputs.bench.environment.to_json() if inputs.bench else None,
         "versions": _versions(),
     }
 

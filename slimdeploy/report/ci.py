@@ -10,7 +10,7 @@ from pathlib import Path
 
 from slimdeploy.bench.stats import stability_words
 from slimdeploy.errors import UserError
-from slimdeploy.records.bench import BenchResults, Cell
+from slimdeploy.records.bench import BenchResults, Cell, Stats
 from slimdeploy.report import facts, markdown
 from slimdeploy.report.document import Document
 
@@ -26,26 +26,30 @@ def gab_entries(bench: BenchResults | None) -> list[dict]:
         if not cell.ok:
             continue
         s = cell.stats
-        extra = [f"p90 {s.get('p90_ms', float('nan')):.4g} ms", f"p99 {s.get('p99_ms', float('nan')):.4g} ms",
-                 f"throughput {s.get('throughput_per_s', float('nan')):.4g} images/s",
-                 f"cv {s.get('cv', float('nan')):.3f}", f"samples {s.get('n', len(cell.samples_ms))}"]
+        extra = [f"p90 {_nan(s.p90_ms):.4g} ms", f"p99 {_nan(s.p99_ms):.4g} ms",
+                 f"throughput {_nan(s.throughput_per_s):.4g} images/s", f"cv {_nan(s.cv):.3f}",
+                 f"samples {facts.sample_count(cell)}"]
         if cell.unstable:
             extra.append(unstable_reason(cell))
         entries.append({
             "name": facts.cell_key(cell).name,  # github-action-benchmark matches runs by name
             "unit": "ms",
-            "value": float(s["p50_ms"]),
-            "range": f"± {float(s.get('stdev_ms', 0.0)):.4g}",
+            "value": float(s.p50_ms),
+            "range": f"± {float(s.stdev_ms or 0.0):.4g}",
             "extra": "\n".join(extra),
         })
     return entries
+
+
+def _nan(value) -> float:
+    return float("nan") if value is None else value
 
 
 def unstable_reason(cell: Cell) -> str:
     """Why a cell is flagged: its rounds disagreed (by how much), or, in a bench.json from
     before round stability, its per-call cv."""
     if cell.stability:
-        return f"unstable: interleaved rounds disagreed ({stability_words(cell.stability)})"
+        return f"unstable: interleaved rounds disagreed ({stability_words(cell.stability.to_json())})"
     return "unstable: per-call cv above 10% (older bench.json)"
 
 
@@ -68,11 +72,9 @@ def cells_csv(bench: BenchResults | None) -> str:
     writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, lineterminator="\n")
     writer.writeheader()
     for cell in bench.cells if bench else []:
-        stats = cell.stats or {}
-        row = facts.fields(cell, "id", "model", "runtime", "batch", "threads", "mode", "status", "unstable", "error")
-        row["settings"] = json.dumps(cell.settings or {}, sort_keys=True)
-        row.update({k: stats.get(k) for k in CSV_COLUMNS if k.endswith("_ms") or k in ("cv", "throughput_per_s")})
-        row["samples"] = len(cell.samples_ms or [])
+        row = {**facts.fields(cell, "id", "model", "runtime", "batch", "threads", "mode", "status", "unstable", "error"),
+               "settings": json.dumps(cell.settings or {}, sort_keys=True), "samples": len(cell.samples_ms or [])}
+        row.update(facts.fields(cell.stats or Stats(), *(k for k in CSV_COLUMNS if k.endswith("_ms") or k in ("cv", "throughput_per_s"))))
         comparison = comparisons.get(facts.cell_key(cell))
         if comparison:
             row.update(facts.fields(comparison, "baseline", "speedup", "ci_low", "ci_high", "ideal_speedup", "efficiency",

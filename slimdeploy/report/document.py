@@ -12,7 +12,9 @@ from pathlib import PurePosixPath
 
 from slimdeploy.bench import stats
 from slimdeploy.formatting import fmt_bytes, fmt_int
+from slimdeploy.records.base import ABSENT
 from slimdeploy.records.bench import Cell, Comparison
+from slimdeploy.records.environment import Cpu, Environment
 from slimdeploy.records.lottery import LotteryRecord
 from slimdeploy.records.run import AdoptedModel
 from slimdeploy.report import answer, facts, timesplit, tickets
@@ -147,8 +149,8 @@ def adopted_note(inputs: ReportInputs) -> str | None:
     adopted = inputs.dense_metrics.adopted if inputs.dense_metrics else None
     if not isinstance(adopted, AdoptedModel):
         return None
-    resets = sorted({str((lottery.adopted or {}).get("reset")) for lottery in inputs.lotteries.values()
-                     if (lottery.adopted or {}).get("reset")})
+    resets = sorted({str(lottery.adopted.reset) for lottery in inputs.lotteries.values()
+                     if lottery.adopted and lottery.adopted.reset})
     sha = str(adopted.sha256 or "")
     text = (f"the dense model is {PurePosixPath(str(facts.present(adopted.source))).name} (sha256 {sha[:12]}…), trained "
             "outside slimdeploy and adopted as it is; the accuracies are measured on the run's own test split.")
@@ -167,7 +169,7 @@ def model_name(inputs: ReportInputs) -> str | None:
     dense = inputs.dense_metrics
     recipe = (dense.recipe or {}).get("name") if dense else None
     adopted = dense.adopted.source if dense and dense.adopted else None
-    sources = (inputs.bench.config.get("sources") if inputs.bench else None) or []
+    sources = (inputs.bench.config.sources if inputs.bench else None) or []
     return recipe or (PurePosixPath(str(adopted)).stem if adopted else None) or (inputs.run_dir.name if inputs.run_dir else None) or (
         PurePosixPath(str(sources[0]).rstrip("/")).name if sources else None)
 
@@ -175,8 +177,8 @@ def model_name(inputs: ReportInputs) -> str | None:
 def _unavailable_runtimes(inputs: ReportInputs) -> list[str]:
     lines = []
     for runtime, status in sorted((inputs.bench.runtimes if inputs.bench else {}).items()):
-        if isinstance(status, dict) and status.get("available") is False:
-            lines.append(f"{facts.runtime_name(runtime)} was not measured: {status.get('reason') or 'unavailable'}.")
+        if status.available is False:
+            lines.append(f"{facts.runtime_name(runtime)} was not measured: {status.reason or 'unavailable'}.")
     return lines
 
 
@@ -318,8 +320,8 @@ def _exports_section(inputs: ReportInputs) -> Section:
                      "–" if a.model == facts.BASELINE else fmt_delta_points(a.test_accuracy, base_acc.get(a.target), task),
                      fmt_pct(a.top1_agreement), fmt_num(a.max_abs_diff, 2), verified])
     blocks: list = [Table(headers, rows)]
-    skipped = [f"{facts.target_name(s.get('target'))} not exported: {s.get('reason')}"
-               for s in inputs.export.skipped or [] if isinstance(s, dict)]
+    skipped = [f"{facts.target_name(facts.present(s.target))} not exported: {facts.present(s.reason)}"
+               for s in inputs.export.skipped or []]
     if skipped:
         blocks.append(Bullets(skipped))
     return Section("Exported files", blocks, detail=True)
@@ -344,9 +346,9 @@ def _latency_section(inputs: ReportInputs, figure: Figure | None) -> Section:
         s = c.stats
         rows.append([facts.runtime_name(c.runtime), str(c.batch)] + ([str(c.threads)] if threads else [])
                     + ([str(c.mode)] if mode else []) + ([facts.settings_text(c) or "–"] if settings else [])
-                    + [c.model, fmt_num(s.get("p50_ms")), fmt_num(s.get("p99_ms")),
-                       fmt_int(round(s["throughput_per_s"])) if facts.number(s.get("throughput_per_s")) is not None else "–",
-                       fmt_pct(s.get("cv")), fmt_int(s.get("n", len(c.samples_ms))), _unstable_note(c)])
+                    + [c.model, fmt_num(s.p50_ms), fmt_num(s.p99_ms),
+                       fmt_int(round(s.throughput_per_s)) if facts.number(s.throughput_per_s) is not None else "–",
+                       fmt_pct(s.cv), fmt_int(facts.sample_count(c)), _unstable_note(c)])
     blocks: list = []
     if figure is not None:
         blocks.append(figure)
@@ -362,7 +364,7 @@ def _unstable_note(cell: Cell) -> str:
     if not cell.unstable:
         return ""
     if cell.stability:
-        return f"unstable ({stats.stability_words(cell.stability)})"
+        return f"unstable ({stats.stability_words(cell.stability.to_json())})"
     return "unstable (per-call cv, an older bench.json)"
 
 
@@ -372,7 +374,7 @@ def _lottery_section(inputs: ReportInputs, figure: Figure | None) -> Section:
     if figure is not None:
         blocks.append(figure)
     for mode, lottery in sorted(inputs.lotteries.items(), key=lambda kv: facts.model_order(kv[0])):
-        reset = facts.reset_label(lottery.settings.get("reset") if lottery.settings else None)
+        reset = facts.reset_label(lottery.settings.get("reset"))
         headers = ["Round", "Weights remaining", "Widths", "Params (nonzero)", f"Test {task.metric_label} (ticket, reset: {reset})",
                    "Control: random re-init", "Control: fine-tune"]
         rows = []
@@ -392,17 +394,15 @@ def _lottery_section(inputs: ReportInputs, figure: Figure | None) -> Section:
         if candidates:
             blocks.append(Paragraph(f"Ticket candidates, {mode} (averaged over seeds; the budget is judged on validation):"))
             blocks.append(Table(tickets.candidate_headers(task), candidates))
-        ticket = lottery.ticket or {}
+        ticket = lottery.ticket
         if ticket:
-            chosen = tickets.candidate_words(ticket) if ticket.get("candidate") else f"round {ticket.get('round')}"
-            notes.append(f"Ticket kept for export: {chosen} ({ticket.get('reason', 'chosen')}).")
-        resets_info = lottery.resets or {}
-        if resets_info.get("winner"):
-            by_test = resets_info.get("winner_by_test")
-            notes.append(f"Best way to train the pruned network, by validation {task.metric_label}: {resets_info['winner']}"
-                         + (f" (by test {task.metric_label}: {by_test})." if by_test and by_test != resets_info["winner"]
-                            else "."))
-        unprunable = [f"{u.get('layer')} ({u.get('reason')})" for u in lottery.unprunable or [] if isinstance(u, dict)]
+            chosen = tickets.candidate_words(ticket) if ticket.candidate else f"round {facts.present(ticket.round)}"
+            notes.append(f"Ticket kept for export: {chosen} ({facts.present(ticket.reason, 'chosen')}).")
+        winner, by_test = (lottery.resets.winner, lottery.resets.winner_by_test) if lottery.resets else (None, None)
+        if winner:
+            notes.append(f"Best way to train the pruned network, by validation {task.metric_label}: {winner}"
+                         + (f" (by test {task.metric_label}: {by_test})." if by_test and by_test != winner else "."))
+        unprunable = [f"{facts.present(u.layer)} ({facts.present(u.reason)})" for u in lottery.unprunable]
         if unprunable:
             notes.append("Not pruned: " + ", ".join(unprunable) + ".")
         if notes:
@@ -412,7 +412,7 @@ def _lottery_section(inputs: ReportInputs, figure: Figure | None) -> Section:
 
 def _resets_table(lottery: LotteryRecord, task: Task) -> Table | None:
     """The final round's reset against its controls, mean ± std over seeds."""
-    resets = {k: v for k, v in (lottery.resets or {}).items() if isinstance(v, dict) and "test_accuracy" in v}
+    resets = {k: v for k, v in (lottery.resets.scores if lottery.resets else {}).items() if v.test_accuracy is not ABSENT}
     if not resets:
         return None
     rows = []
@@ -420,38 +420,37 @@ def _resets_table(lottery: LotteryRecord, task: Task) -> Table | None:
         label = {"random": "random re-init (control)", "finetune": "fine-tune (control)"}.get(
             name, f"ticket, reset {facts.reset_label(name)}")
         cells = []
-        for key in ("val_accuracy", "test_accuracy"):
-            std = facts.spread(values.get(key), values.get(f"{key}_std"))
-            cells.append(facts.fmt_score(task, values.get(key)) + (f" ± {task.points(std):.2f}" if std else ""))
+        for value, std in ((values.val_accuracy, values.val_accuracy_std), (values.test_accuracy, values.test_accuracy_std)):
+            std = facts.spread(value, std)
+            cells.append(facts.fmt_score(task, value) + (f" ± {task.points(std):.2f}" if std else ""))
         rows.append([label, *cells])
     seeds = lottery.seeds or []
     return Table(["Final round trained as", f"Validation {task.metric_label}", f"Test {task.metric_label}"], rows,
-                 caption=f"{facts.present(lottery.mode, '')} pruning: which reset wins ({len(seeds) or 1} seed{'s' if len(seeds) > 1 else ''})")
+                 caption=f"{lottery.mode} pruning: which reset wins ({len(seeds) or 1} seed{'s' if len(seeds) > 1 else ''})")
 
 
 def _environment_section(inputs: ReportInputs) -> Section:
     bench = inputs.bench
-    env = (bench.environment if bench else None) or (inputs.export.environment if inputs.export else None) or {}
-    cpu = env.get("cpu") or {}
+    env = (bench.environment if bench else None) or (inputs.export.environment if inputs.export else None) or Environment()
+    cpu = env.cpu or Cpu()
     rows = [
-        ["CPU", str(cpu.get("model", "–"))],
-        ["Cores (logical / usable)", f"{cpu.get('logical_cores', '–')} / {cpu.get('usable_cores', '–')}"],
-        ["CPU flags", ", ".join(cpu.get("flags") or []) or "–"],
-        ["OS", str(env.get("os", "–"))],
-        ["Python", str(env.get("python", "–"))],
-        ["git commit", str(env.get("git_commit") or "–")],
-        ["Runtimes measured", ", ".join(
-            f"{facts.runtime_name(rt)} {st.get('version', '')}".strip()
-            for rt, st in sorted((bench.runtimes if bench else {}).items()) if isinstance(st, dict) and st.get("available"))
+        ["CPU", str(facts.present(cpu.model, "–"))],
+        ["Cores (logical / usable)", f"{facts.present(cpu.logical_cores, '–')} / {facts.present(cpu.usable_cores, '–')}"],
+        ["CPU flags", ", ".join(cpu.flags or []) or "–"],
+        ["OS", str(facts.present(env.os, "–"))],
+        ["Python", str(facts.present(env.python, "–"))],
+        ["git commit", str(env.git_commit or "–")],
+        ["Runtimes measured", ", ".join(f"{facts.runtime_name(rt)} {facts.present(st.version, '')}".strip()
+                                        for rt, st in sorted((bench.runtimes if bench else {}).items()) if st.available)
          or "–"],
         ["Benchmark made", str(bench.created if bench else "–")],
         ["Tool", str(bench.tool if bench else "–")],
     ]
     blocks: list = [Table(["Item", "Value"], rows)]
-    libraries = env.get("libraries") or {}
+    libraries = env.libraries or {}
     if libraries:
         blocks.append(Table(["Library", "Version"], [[k, str(v)] for k, v in sorted(libraries.items())]))
-    config = bench.config if bench else {}
+    config = bench.config.to_json() if bench else {}
     if config:
         blocks.append(Table(["Benchmark setting", "Value"], [[k, json.dumps(v) if not isinstance(v, str) else v] for k, v in config.items()]))
     return Section("Environment", blocks, detail=True)

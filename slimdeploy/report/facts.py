@@ -11,10 +11,10 @@ from collections import defaultdict
 from slimdeploy.bench import cellkey, stats
 from slimdeploy.bench.compare import ALIGNED_WIDTHS, INT8_ON_PRUNED, PRUNING_ON_INT8, SPARSE_KERNEL, VS_BASELINE  # noqa: F401 (re-exported)
 from slimdeploy.export.registry import display_name as target_name, verifying_runtime
-from slimdeploy.prune.ticket import aligned_multiple, ticket_entry
+from slimdeploy.prune.ticket import aligned_multiple
 from slimdeploy.records.base import ABSENT
 from slimdeploy.records.bench import Cell, Comparison
-from slimdeploy.records.lottery import LotteryRecord
+from slimdeploy.records.lottery import LotteryRecord, Round, Ticket
 from slimdeploy.report.load import ReportInputs
 from slimdeploy.rundir import aligned_model_name
 from slimdeploy.runtimes.registry import display_name as runtime_name
@@ -69,7 +69,7 @@ def confidence(inputs: ReportInputs) -> float:
     for comparison in inputs.comparisons:
         if number(comparison.confidence):
             return number(comparison.confidence)
-    return number(inputs.bench.config.get("confidence") if inputs.bench else None) or 0.95
+    return number(inputs.bench.config.confidence if inputs.bench else None) or 0.95
 
 
 def rule_text(comparisons: list[Comparison]) -> str:
@@ -102,26 +102,24 @@ def models(inputs: ReportInputs) -> dict[str, dict]:
             if "test_accuracy" not in merged[artifact.model] and not artifact.variant_of:
                 put(artifact.model, {"test_accuracy": artifact.keras_test_accuracy})
     for mode, lottery in inputs.lotteries.items():
-        dense = lottery.dense or {}
-        put(BASELINE, {k: dense.get(k) for k in ("params", "flops", "widths")})
-        put(BASELINE, {k: number(dense.get(k)) for k in ("test_accuracy", "val_accuracy")})
-        ticket = ticket_round(lottery)
-        if ticket is not None:
-            put(mode, {k: ticket.get(k) for k in ("params", "nonzero_params", "flops", "nonzero_flops", "widths")})
-            put(mode, {k: number(ticket.get(k)) for k in ("test_accuracy", "val_accuracy", "weights_remaining")})
-            # The lottery's own dense model (its seeds) is the fair reference for its ticket.
-            put(mode, {"round": ticket.get("round"), "dense_test_accuracy": number(dense.get("test_accuracy"))})
-        for row in lottery.candidates or []:
-            if row.get("kind") == "aligned":  # exported and benchmarked as <mode>-rN
-                put(aligned_model_name(mode, aligned_multiple(str(row["name"]))),
-                    {**{k: row.get(k) for k in ("params", "nonzero_params", "flops", "nonzero_flops", "widths")},
-                     **{k: number(row.get(k)) for k in ("test_accuracy", "val_accuracy")},
-                     "dense_test_accuracy": number(dense.get("test_accuracy"))})
+        dense = lottery.dense
+        put(BASELINE, fields(dense, "params", "flops", "widths"))
+        put(BASELINE, {"test_accuracy": number(dense.test_accuracy), "val_accuracy": number(dense.val_accuracy)})
+        # The ticket, and the aligned candidates exported and benchmarked as <mode>-rN; the lottery's
+        # own dense model (its seeds) is the fair reference for them.
+        entries = [(mode, ticket_round(lottery))] + [(aligned_model_name(mode, aligned_multiple(str(c.name))), c)
+                                                     for c in lottery.candidates or [] if c.kind == "aligned"]
+        for name, entry in entries:
+            if entry is None:
+                continue
+            ticket = name == mode
+            put(name, fields(entry, "params", "nonzero_params", "flops", "nonzero_flops", "widths"))
+            put(name, {k: number(getattr(entry, k)) for k in ("test_accuracy", "val_accuracy", "weights_remaining")[:3 if ticket else 2]})
+            put(name, {"round": entry.round if ticket else None, "dense_test_accuracy": number(dense.test_accuracy)})
     for name, info in (inputs.bench.models if inputs.bench else {}).items():
-        if isinstance(info, dict):
-            if number(info.get("test_accuracy")) not in (None, merged[name].get("test_accuracy")):
-                merged[name].pop("dense_test_accuracy", None)
-            put(name, {k: (number(v) if k.endswith("accuracy") else v) for k, v in info.items()})
+        if number(info.test_accuracy) not in (None, merged[name].get("test_accuracy")):
+            merged[name].pop("dense_test_accuracy", None)
+        put(name, {k: (number(v) if k.endswith("accuracy") else v) for k, v in info.to_json().items()})
     for cell in inputs.cells:
         merged[cell.model]  # a model measured but described nowhere still gets a row
     dense_params = merged.get(BASELINE, {}).get("params")
@@ -141,9 +139,15 @@ def model_order(name: str):
     return (MODEL_ORDER.index(name) if name in MODEL_ORDER else len(MODEL_ORDER), name)
 
 
-def ticket_round(lottery: LotteryRecord) -> dict | None:
-    """The ticket's sizes and scores (``prune.ticket.ticket_entry``), else the final round."""
-    return ticket_entry(lottery.to_json(), final_round_otherwise=True)
+def ticket_round(lottery: LotteryRecord) -> Ticket | Round | None:
+    """The ticket's sizes and scores where it records them (a candidate), else the round it names,
+    else the final round (``prune.ticket.ticket_entry``)."""
+    ticket = lottery.ticket
+    if ticket and ticket.candidate and present(ticket.widths) is not None:
+        return ticket
+    chosen = present(ticket.round) if ticket else None
+    named = next((r for r in lottery.rounds if chosen is not None and present(r.round) == chosen), None)
+    return named if named is not None or not lottery.rounds else lottery.rounds[-1]
 
 
 def keras_runtime() -> str:
@@ -164,7 +168,7 @@ def runtime_accuracy(inputs: ReportInputs) -> dict[tuple[str, str], float]:
             accuracy.setdefault((model, keras_runtime()), keras)
     # bench.json's own record, for a bench file without its export.json.
     for model, info in (inputs.bench.models if inputs.bench else {}).items():
-        for runtime, value in ((info or {}).get("runtime_test_accuracy") or {}).items():
+        for runtime, value in (info.runtime_test_accuracy or {}).items():
             if number(value) is not None:
                 accuracy.setdefault((model, runtime), number(value))
     return accuracy
@@ -188,7 +192,11 @@ def accuracy_of(model: str, runtime: str | None, info: dict[str, dict], by_runti
 
 
 def p50(cell: Cell) -> float:
-    return cell.stats["p50_ms"]
+    return cell.stats.p50_ms
+
+
+def sample_count(cell: Cell) -> int:
+    return len(cell.samples_ms) if cell.stats.n is None else cell.stats.n
 
 
 def comparison_groups(inputs: ReportInputs) -> dict[tuple[str, str, str], list[Comparison]]:

@@ -16,10 +16,10 @@ from pathlib import Path
 
 from slimdeploy.bench import cellkey
 from slimdeploy.bench.cellkey import CellKey
-from slimdeploy.bench.sources import ARTIFACT_SHA256_KEY
 from slimdeploy.environment import ARM64, CPUINFO_NAMES
 from slimdeploy.errors import UserError
-from slimdeploy.records.bench import BenchResults, Comparison
+from slimdeploy.records.bench import BenchModel, BenchResults, Comparison
+from slimdeploy.records.environment import Cpu, Environment
 from slimdeploy.report import answer, document, facts
 from slimdeploy.report.document import Bullets, Figure, Paragraph, Section, Table
 from slimdeploy.report.load import ReportInputs, load_source
@@ -117,27 +117,26 @@ def numbered(names: list[str]) -> list[str]:
 
 # --- naming a machine from bench.json's environment --------------------------------------
 
-def machine_name(environment: dict | None) -> str:
+def machine_name(environment: Environment) -> str:
     """'AMD EPYC 7B13 · 2 cores · avx2': CPU, the cores the benchmark could use, kernel-deciding ISA."""
-    environment = environment or {}
-    cpu = environment.get("cpu") or {}
-    cores = cpu.get("usable_cores") or cpu.get("logical_cores")
+    cpu = environment.cpu or Cpu()
+    cores = cpu.usable_cores or cpu.logical_cores
     isa = shown_isa(isa_of(cpu))
     parts = [cpu_name(cpu, environment), f"{cores} core{'s' if cores != 1 else ''}" if cores else "", "+".join(isa)]
     return " · ".join(p for p in parts if p)
 
 
-def cpu_name(cpu: dict, environment: dict) -> str:
+def cpu_name(cpu: Cpu, environment: Environment) -> str:
     """The CPU's brand string, shortened; OpenVINO's device name where the OS gave only the arch."""
-    model = str(cpu.get("model") or "").strip()
-    if model == cpu.get("arch") or model.lower() in NOT_A_CPU_NAME:
-        model = str(device_name(environment) or model or cpu.get("arch") or "unknown CPU")
+    model = str(cpu.model or "").strip()
+    if model == cpu.arch or model.lower() in NOT_A_CPU_NAME:
+        model = str(device_name(environment) or model or cpu.arch or "unknown CPU")
     return short_cpu_model(model)
 
 
-def device_name(environment: dict) -> str | None:
+def device_name(environment: Environment) -> str | None:
     """The CPU as OpenVINO names it (bench.json ``environment.devices``)."""
-    return ((environment.get("devices") or {}).get("openvino") or {}).get("FULL_DEVICE_NAME")
+    return ((environment.devices or {}).get("openvino") or {}).get("FULL_DEVICE_NAME")
 
 
 def short_cpu_model(model: str) -> str:
@@ -148,13 +147,13 @@ def short_cpu_model(model: str) -> str:
     return short
 
 
-def isa_of(cpu: dict) -> list[str]:
+def isa_of(cpu: Cpu) -> list[str]:
     """bench.json's ``cpu.isa`` where recorded; older files: derived from ``cpu.flags`` and the arch."""
-    if isinstance(cpu.get("isa"), list):
-        found = {str(f) for f in cpu["isa"]}
+    if isinstance(cpu.isa, list):
+        found = {str(f) for f in cpu.isa}
     else:
-        found = {CPUINFO_NAMES[f] for f in cpu.get("flags") or [] if f in CPUINFO_NAMES}
-        if str(cpu.get("arch") or "").lower() in ARM64:
+        found = {CPUINFO_NAMES[f] for f in cpu.flags or [] if f in CPUINFO_NAMES}
+        if str(cpu.arch or "").lower() in ARM64:
             found.add("neon")  # every arm64 CPU has it
     return sorted(found, key=lambda f: (ISA_ORDER.index(f) if f in ISA_ORDER else len(ISA_ORDER), f))
 
@@ -183,7 +182,7 @@ def check_same_models(machines: list[Machine], allow: bool) -> tuple[str, list[s
     return compared_words(how), differences
 
 
-def model_differences(a: dict, b: dict) -> tuple[list[str], set[str]]:
+def model_differences(a: dict[str, BenchModel], b: dict[str, BenchModel]) -> tuple[list[str], set[str]]:
     """What differs between two bench.json ``models`` blocks, and what was compared: the artifact
     sha256 per runtime where both files record it for a model, else its counts."""
     common = [name for name in a if name in b]
@@ -192,11 +191,11 @@ def model_differences(a: dict, b: dict) -> tuple[list[str], set[str]]:
     found: list[str] = []
     compared = {"names"}
     for name in common:
-        hashes_a, hashes_b = (m[name].get(ARTIFACT_SHA256_KEY) or {} for m in (a, b))
+        hashes_a, hashes_b = (m[name].artifact_sha256 or {} for m in (a, b))
         shared = [rt for rt in hashes_a if rt in hashes_b]
         # The files a runtime measured in both, where there are any: the model's other files
         # (a .keras nobody benched) do not change what was measured.
-        measured = [rt for rt in shared if all(rt in (m[name].get("artifacts") or {}) for m in (a, b))]
+        measured = [rt for rt in shared if all(rt in (m[name].artifacts or {}) for m in (a, b))]
         runtimes = measured or shared
         if runtimes:
             compared.add("sha256")
@@ -204,7 +203,7 @@ def model_differences(a: dict, b: dict) -> tuple[list[str], set[str]]:
                       for rt in runtimes if hashes_a[rt] != hashes_b[rt]]
             continue
         for key in COUNT_KEYS:
-            values = [facts.number(m[name].get(key)) for m in (a, b)]
+            values = [facts.number(getattr(m[name], key)) for m in (a, b)]
             if None not in values:
                 compared.add(key)
                 if values[0] != values[1]:
@@ -376,15 +375,17 @@ MACHINE_HEADERS = ["Machine", "Source", "CPU", "Arch", "Cores (logical / usable)
 def machines_table(merged: MergedInputs) -> Table:
     rows = []
     for m in merged.machines:
-        env = m.bench.environment or {}
-        cpu = env.get("cpu") or {}
+        env = m.bench.environment
+        cpu = env.cpu or Cpu()
         device = device_name(env)
         versions = m.bench.runtimes or {}
         measured = sorted({c.runtime for c in m.inputs.ok_cells()}, key=sort_key)
-        runtimes = ", ".join(f"{facts.runtime_name(rt)} {(versions.get(rt) or {}).get('version', '')}".strip() for rt in measured)
-        rows.append([m.label, str(m.source), str(cpu.get("model") or "–"), str(cpu.get("arch") or "–"),
-                     f"{cpu.get('logical_cores', '–')} / {cpu.get('usable_cores', '–')}", ", ".join(isa_of(cpu)) or "–",
-                     str(device or "–"), str(env.get("os") or "–"), runtimes or "–", str(m.bench.created or "–")])
+        runtimes = ", ".join(f"{facts.runtime_name(rt)} {facts.present(versions[rt].version, '') if rt in versions else ''}"
+                             .strip() for rt in measured)
+        rows.append([m.label, str(m.source), str(cpu.model or "–"), str(cpu.arch or "–"),
+                     f"{facts.present(cpu.logical_cores, '–')} / {facts.present(cpu.usable_cores, '–')}",
+                     ", ".join(isa_of(cpu)) or "–", str(device or "–"), str(env.os or "–"), runtimes or "–",
+                     str(m.bench.created or "–")])
     return Table(MACHINE_HEADERS, rows)
 
 
@@ -401,7 +402,7 @@ def report_json(merged: MergedInputs, max_drop: float) -> dict:
                                  **figures})
     return {
         "sources": [str(m.source) for m in merged.machines],
-        "machines": [{"label": m.label, "source": str(m.source), "environment": m.bench.environment,
+        "machines": [{"label": m.label, "source": str(m.source), "environment": m.bench.environment.to_json(),
                       "decision": answer.decision_lines(m.inputs, max_drop)["fastest"],
                       "in_short": answer.in_short(m.inputs),
                       "answers": [s["sentence"] for s in answer.runtime_sentences(m.inputs)]} for m in merged.machines],

@@ -169,7 +169,7 @@ def latency_plot(cells: list[Cell], dpi: int = 110) -> bytes | None:
             points.sort(key=lambda c: c.batch)
             batches = [c.batch for c in points]
             p50 = [facts.p50(c) for c in points]
-            p99 = [c.stats.get("p99_ms", facts.p50(c)) for c in points]
+            p99 = [facts.p50(c) if c.stats.p99_ms is None else c.stats.p99_ms for c in points]
             label = model + (f", {thread_count}t" if threads else "") + (f", {mode_name}" if mode else "") + (
                 f", {options}" if settings and options else "")
             style = styles[seen_models[model] % len(styles)]
@@ -224,7 +224,7 @@ def lottery_plot(lotteries: dict[str, LotteryRecord], dense_accuracy: float | No
                             color=color, label=label, capsize=2, markersize=5)
                 remaining_all += xs
     # Each lottery trains its own dense model(s) over its seeds; one line when they agree.
-    dense_lines = {mode: facts.number((lottery.dense or {}).get("test_accuracy")) for mode, _, lottery in series}
+    dense_lines = {mode: facts.number(lottery.dense.test_accuracy) for mode, _, lottery in series}
     dense_lines = {mode: value for mode, value in dense_lines.items() if value is not None}
     if len({round(v, 9) for v in dense_lines.values()}) > 1:
         for mode, value in dense_lines.items():

@@ -18,7 +18,7 @@ from slimdeploy.runtimes.session import is_matmul
 
 
 def profiled_cells(inputs: ReportInputs) -> list[Cell]:
-    return [c for c in inputs.ok_cells() if isinstance(c.profile, dict) and c.profile.get("layers") is not None]
+    return [c for c in inputs.ok_cells() if c.profile and facts.present(c.profile.layers) is not None]
 
 
 @dataclass(frozen=True)
@@ -36,12 +36,12 @@ class Split:
 
 def split(cell: Cell) -> Split:
     profile = cell.profile
-    matmul = float(profile.get("matmul_us") or 0.0)
-    layers = float(profile.get("total_us") or 0.0)
+    matmul = float(profile.matmul_us or 0.0)
+    layers = float(profile.total_us or 0.0)
     wall = max(float(facts.p50(cell)) * 1000.0, layers)
-    kernels = sorted({name for op, names in (profile.get("kernels") or {}).items() if is_matmul(op) for name in names})
+    kernels = sorted({name for op, names in (profile.kernels or {}).items() if is_matmul(op) for name in names})
     return Split(matmul, layers - matmul, wall - layers, wall, (wall - matmul) / wall if wall > 0 else None, kernels,
-                 dict(profile.get("by_op_type") or {}))
+                 dict(profile.by_op_type or {}))
 
 
 def amdahl_cap(outside_share: float, flop_ratio: float) -> float:
