@@ -7,6 +7,9 @@ import argparse
 import dataclasses
 from pathlib import Path
 
+from rich.console import Console
+from rich.table import Table
+
 from slimdeploy.commands._shared import print_json
 from slimdeploy.errors import UserError
 from slimdeploy.progress import console
@@ -14,7 +17,7 @@ from slimdeploy.report import answer, ci
 from slimdeploy.report.api import make_report, write_merged_report
 from slimdeploy.report.gate import FAILED, REGRESSED, check_regressions, gate_markdown
 from slimdeploy.report.load import load_source
-from slimdeploy.report.merge import load_machines
+from slimdeploy.report.merge import load_machines, machine_answers
 from slimdeploy.report.settings import MERGED_FORMATS, MERGED_OUT, ReportSettings, parse_formats, parse_fraction
 from slimdeploy.tasks import DEFAULT_TASK
 
@@ -47,10 +50,8 @@ long tables folded into <details>, the file kept under GitHub's 1 MiB limit.
 
 
 def _intermixed(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """``parser``, made to take options between its SOURCEs (`report a.json --format md b.json`):
-    argparse's own nargs="+" stops at the first option, leaving the later SOURCEs unrecognized.
-    Its class (cli's one-line errors) is kept; the subcommand's parse goes through
-    ``parse_known_intermixed_args``, which itself calls the plain parse twice."""
+    """``parser`` (its class kept: cli's one-line errors), taking options between its SOURCEs: argparse's
+    nargs="+" stops at the first option; ``parse_known_intermixed_args`` calls the plain parse twice."""
 
     class Intermixed(type(parser)):
         _inside = False
@@ -143,18 +144,21 @@ def _settings(args) -> ReportSettings:
 
 def _report(args, settings) -> None:
     files = make_report(args.source, settings, args.out, force=args.force)
-    if args.json:
-        inputs = load_source(args.source)
-        print_json({"out_dir": str(files[0].parent) if files else args.out, "files": [str(f) for f in files],
-                    "in_short": answer.in_short(inputs), "answers": [s["sentence"] for s in answer.runtime_sentences(inputs)]})
-        return
-    if args.quiet:
+    if args.quiet and not args.json:
         return
     inputs = load_source(args.source)
+    if args.json:
+        print_json({"out_dir": str(files[0].parent) if files else args.out, "files": [str(f) for f in files],
+                    "in_short": answer.in_short(inputs), "answers": answer.sentences(inputs)})
+        return
     print(f"In short: {answer.in_short(inputs)}")
-    for sentence in answer.runtime_sentences(inputs):
-        print(f"- {sentence['sentence']}")
-    console.print(f"report: {len(files)} files -> {files[0].parent if files else args.out}")
+    for sentence in answer.sentences(inputs):
+        print(f"- {sentence}")
+    _print_files(files, files[0].parent if files else args.out)
+
+
+def _print_files(files: list[Path], out_dir) -> None:
+    console.print(f"report: {len(files)} files -> {out_dir}")
     for path in files:
         console.print(f"  {Path(path).name}", highlight=False)
 
@@ -165,10 +169,7 @@ def _merged_report(args, settings) -> None:
     files = write_merged_report(merged, settings, args.out, force=args.force)
     if args.quiet and not args.json:
         return
-    machines = [{"label": m.label, "source": str(m.source),
-                 "decision": answer.decision_lines(m.inputs, settings.max_drop)["fastest"],
-                 "in_short": answer.in_short(m.inputs),
-                 "answers": [s["sentence"] for s in answer.runtime_sentences(m.inputs)]} for m in merged.machines]
+    machines = [machine_answers(m, settings.max_drop) for m in merged.machines]
     if args.json:
         print_json({"out_dir": str(files[0].parent), "files": [str(f) for f in files], "machines": machines,
                     "same_models": merged.compared, "differences": merged.differences})
@@ -178,15 +179,10 @@ def _merged_report(args, settings) -> None:
     print(f"Same models: compared {merged.compared}.")
     for difference in merged.differences:
         console.print(f"notice: models differ (--allow-different-models): {difference}", highlight=False)
-    console.print(f"report: {len(files)} files -> {files[0].parent}")
-    for path in files:
-        console.print(f"  {Path(path).name}", highlight=False)
+    _print_files(files, files[0].parent)
 
 
 def _gate(args, settings) -> int:
-    from rich.console import Console
-    from rich.table import Table
-
     result = check_regressions(args.source, args.baseline, settings.max_regression, settings.confidence)
     if settings.step_summary:
         ci.append_text_to_step_summary(gate_markdown(result))

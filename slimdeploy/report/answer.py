@@ -8,7 +8,7 @@ pruned model, and one short line over all runtimes. Every view carries exactly t
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter
 
 from slimdeploy.bench.stats import FASTER, NO_DIFFERENCE, SLOWER
 from slimdeploy.records.bench import Cell, Comparison
@@ -22,9 +22,7 @@ def fmt_speedup(value: float) -> str:
 
 
 def _join(words: list[str]) -> str:
-    if len(words) <= 1:
-        return "".join(words)
-    return ", ".join(words[:-1]) + " and " + words[-1]
+    return ", ".join(words[:-1]) + " and " + words[-1] if len(words) > 1 else "".join(words)
 
 
 def _batches(comps: list[Comparison], threads: bool, mode: bool, settings: bool = False) -> str:
@@ -91,7 +89,7 @@ def runtime_sentences(inputs: ReportInputs) -> list[dict]:
     sentences = []
     for (runtime, model, baseline), comps in facts.vs_dense_groups(inputs).items():
         # Name threads, mode or settings only where this runtime's cells differ in them.
-        threads, mode, settings = (facts.varying(comps, k) for k in ("threads", "mode", "settings"))
+        threads, mode, settings = facts.varied(comps)
         model_acc = facts.accuracy_of(model, runtime, info, by_runtime)
         base_acc = facts.accuracy_of(baseline, runtime, info, by_runtime)
         text = (
@@ -106,6 +104,10 @@ def runtime_sentences(inputs: ReportInputs) -> list[dict]:
             "accuracy_delta_points": None if model_acc is None or base_acc is None else inputs.task.points(model_acc - base_acc),
         })
     return sentences
+
+
+def sentences(inputs: ReportInputs) -> list[str]:
+    return [s["sentence"] for s in runtime_sentences(inputs)]
 
 
 def in_short(inputs: ReportInputs) -> str:
@@ -146,17 +148,11 @@ def _no_comparison(inputs: ReportInputs, info: dict) -> str:
         reason = "no benchmark cell ran successfully"
     else:
         reason = "the benchmark compared no pruned model with dense"
-    accuracy = []
-    for model in info:
-        if model != facts.BASELINE and facts.score(model, info) is not None:
-            clause = accuracy_clause(facts.score(model, info), facts.dense_accuracy_for(model, info), facts.BASELINE,
-                                     inputs.task)
-            accuracy.append(f"the {model} model: {clause}")
-    tail = ("; " + "; ".join(accuracy)) if accuracy else ""
-    return f"Speed is not known because {reason}{tail}."
+    accuracy = [f"the {model} model: "
+                + accuracy_clause(facts.score(model, info), facts.dense_accuracy_for(model, info), facts.BASELINE, inputs.task)
+                for model in info if model != facts.BASELINE and facts.score(model, info) is not None]
+    return f"Speed is not known because {reason}{''.join('; ' + clause for clause in accuracy)}."
 
-
-# --- the decision: the fastest model within the budget --------------------------------------
 
 def _group_label(key: tuple, several: bool) -> str:
     """' (4 threads, throughput mode)' when a runtime was measured in several ways, else ''."""
@@ -173,9 +169,7 @@ def decisions(inputs: ReportInputs, max_drop: float) -> list[dict]:
     info = facts.models(inputs)
     by_runtime = facts.runtime_accuracy(inputs)
     groups = facts.cell_groups(inputs)
-    per_runtime = defaultdict(int)
-    for runtime, *_ in groups:
-        per_runtime[runtime] += 1
+    per_runtime = Counter(runtime for runtime, *_ in groups)
     out = []
     for key, cells in groups.items():
         runtime = key[0]
@@ -270,8 +264,6 @@ def _outside_clause(picks: list[dict], accuracy: dict, dense_acc: float, task: T
     return f"; faster but outside the budget: {_join(words)}"
 
 
-# --- did pruning and INT8 stack; did the sparse kernel help --------------------------------
-
 STACKING_WORDS = {facts.INT8_ON_PRUNED: "INT8 on top of {mode} pruning",
                   facts.PRUNING_ON_INT8: "{Mode} pruning on top of INT8"}
 
@@ -284,21 +276,25 @@ def verdict_clause(comps: list[Comparison]) -> str:
             return f"{words} at every batch size measured"
     if len(by_verdict[NO_DIFFERENCE]) == len(comps):
         return "no significant difference at any batch size"
-    threads, mode, settings = (facts.varying(comps, k) for k in ("threads", "mode", "settings"))
+    threads, mode, settings = facts.varied(comps)
     parts = [f"{words} at {_batches(by_verdict[v], threads, mode, settings)}"
              for v, words in ((FASTER, "faster"), (SLOWER, "slower"), (NO_DIFFERENCE, "no significant difference"))
              if by_verdict[v]]
     return ", ".join(parts)
 
 
+def _asking(inputs: ReportInputs, *questions: str) -> list[tuple[str, str, str, list[Comparison], str]]:
+    """(runtime, model, baseline, comparisons, question) of the comparison groups asking one of ``questions``."""
+    info = facts.models(inputs)
+    groups = [(*key, comps, facts.question(comps[0], info)) for key, comps in facts.comparison_groups(inputs).items()]
+    return [group for group in groups if group[-1] in questions]
+
+
 def stacking_sentences(inputs: ReportInputs) -> list[dict]:
     """One entry per (runtime, stacking comparison): INT8 on a pruned model, pruning on an INT8 model."""
     info = facts.models(inputs)
     out = []
-    for (runtime, model, baseline), comps in facts.comparison_groups(inputs).items():
-        question = facts.question(comps[0], info)
-        if question not in STACKING_WORDS:
-            continue
+    for runtime, model, baseline, comps, question in _asking(inputs, *STACKING_WORDS):
         pruned = baseline if question == facts.INT8_ON_PRUNED else (facts.variant_of(model, info) or model)
         what = STACKING_WORDS[question].format(mode=pruned, Mode=pruned[:1].upper() + pruned[1:])
         out.append({"runtime": runtime, "model": model, "baseline": baseline, "question": question,
@@ -314,10 +310,8 @@ def sparse_sentence(inputs: ReportInputs) -> str | None:
         return None
     if not sparse.applicable:
         return f"Sparse INT8 kernels: not applicable ({sparse.reason or 'no reason given'})."
-    info = facts.models(inputs)
     clauses = [f"{model} vs {baseline}: {verdict_clause(comps)} ({facts.runtime_name(runtime)})"
-               for (runtime, model, baseline), comps in facts.comparison_groups(inputs).items()
-               if facts.question(comps[0], info) == facts.SPARSE_KERNEL]
+               for runtime, model, baseline, comps, _ in _asking(inputs, facts.SPARSE_KERNEL)]
     if not clauses:
         return "Sparse INT8 kernels: applicable, but no sparse-kernel comparison was measured."
     return "Sparse INT8 kernel (did it make the unstructured INT8 model faster?): " + "; ".join(clauses) + "."
@@ -327,9 +321,7 @@ def aligned_sentences(inputs: ReportInputs) -> list[str]:
     """Per runtime and aligned model: did rounding the ticket's widths to a multiple run faster?"""
     info = facts.models(inputs)
     out = []
-    for (runtime, model, baseline), comps in facts.comparison_groups(inputs).items():
-        if facts.question(comps[0], info) != facts.ALIGNED_WIDTHS:
-            continue
+    for runtime, model, baseline, comps, _ in _asking(inputs, facts.ALIGNED_WIDTHS):
         widths = [tickets.widths_text(info.get(name, {}).get("widths")) for name in (model, baseline)]
         shape = f", widths {widths[0]} vs {widths[1]}" if all(widths) else ""
         out.append(f"Aligned widths ({model} vs {baseline}{shape}): {verdict_clause(comps)} ({facts.runtime_name(runtime)}).")

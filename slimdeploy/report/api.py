@@ -1,11 +1,12 @@
-"""`make_report`: one call from a run directory (or bench JSON) to the report files;
-`make_merged_report`: one report of benchmarks from several machines."""
+"""`make_report`: a run directory (or bench JSON) to the report files; `make_merged_report`: one
+report of benchmarks from several machines."""
 
 from __future__ import annotations
 
 import os
 import tempfile
 from datetime import datetime, timezone
+from importlib.metadata import version
 from pathlib import Path
 
 from slimdeploy import environment, fsutil
@@ -38,15 +39,10 @@ def make_report(source: str | Path, settings: ReportSettings | None = None, out_
     out = Path(out_dir) if out_dir is not None else default_out_dir(inputs)
     _check_out_dir(out, force)
     doc, figures = build(inputs, settings)
-    try:
-        with _writer_lock(out):
-            _check_out_dir(out, force)  # again under the lock: another writer may have made it meanwhile
-            written = _write_views(inputs, settings, doc, figures, out)
-    except OSError as exc:
-        raise UserError(f"cannot write the report to {out}: {exc.strerror or exc}") from exc
-    if settings.step_summary:
-        ci.append_step_summary(doc)
-    return [out / name for name in written]
+    views = {"md": lambda: markdown.render(doc), "html": lambda: html.render(doc),
+             "json": lambda: report_json(inputs, settings, doc, figures),
+             "csv": lambda: ci.cells_csv(inputs.bench), "gab": lambda: ci.gab_json(inputs.bench)}
+    return _publish(out, force, settings, doc, figures, {f: views[f] for f in settings.formats})
 
 
 def make_merged_report(sources, settings: ReportSettings | None = None, out_dir: str | Path | None = None, *,
@@ -70,13 +66,17 @@ def write_merged_report(inputs: merge.MergedInputs, settings: ReportSettings, ou
     _check_out_dir(out, force)
     doc, figures = build_merged(inputs, settings, formats)
     views = {"md": lambda: markdown.render(doc), "html": lambda: html.render(doc),
-             "json": lambda: {**_json_header(), "kind": "merged", "title": doc.title, **merge.report_json(inputs, settings.max_drop),
-                              "plots": sorted(figures), "settings": settings.to_dict(),
-                              "versions": _versions()}}
+             "json": lambda: {**_json_header(), "kind": "merged", "title": doc.title,
+                              **merge.report_json(inputs, settings.max_drop), "plots": sorted(figures),
+                              "settings": settings.to_dict(), "versions": _versions()}}
+    return _publish(out, force, settings, doc, figures, {f: views[f] for f in formats})
+
+
+def _publish(out: Path, force: bool, settings: ReportSettings, doc, figures: dict, views: dict) -> list[Path]:
     try:
         with _writer_lock(out):
             _check_out_dir(out, force)  # again under the lock: another writer may have made it meanwhile
-            written = _write_files(out, figures, {f: views[f] for f in formats})
+            written = _write_files(out, figures, views)
     except OSError as exc:
         raise UserError(f"cannot write the report to {out}: {exc.strerror or exc}") from exc
     if settings.step_summary:
@@ -92,30 +92,28 @@ def _merged_formats(settings: ReportSettings) -> list[str]:
     return formats
 
 
+def _add_figure(figures: dict, name: str, png: bytes | None, alt: str, caption: str) -> None:
+    if png:
+        figures[name] = document.Figure(name, png, alt, caption)
+
+
 def build_merged(inputs: merge.MergedInputs, settings: ReportSettings, formats=MERGED_FORMATS):
     """A merged report's document and its figure, in memory."""
     figures: dict[str, document.Figure] = {}
     if {"md", "html"} & set(formats):
         machines = [m.label for m in inputs.machines]
-        png = plots.machine_speedup_plot(merge.plot_panels(merge.pair_rows(inputs), machines), machines, settings.dpi)
-        if png:
-            figures[MACHINE_PLOT] = document.Figure(
-                MACHINE_PLOT, png, "Grouped bar chart of speedup per machine, one panel per compared pair, a group per runtime and batch",
-                "Speedup of each model over its baseline on each machine (bars, with the bootstrap interval as whiskers), "
-                "grouped by runtime and batch: each machine's own measurement, never averaged. Above the line at 1, faster.")
+        _add_figure(
+            figures, MACHINE_PLOT,
+            plots.machine_speedup_plot(merge.plot_panels(merge.pair_rows(inputs), machines), machines, settings.dpi),
+            "Grouped bar chart of speedup per machine, one panel per compared pair, a group per runtime and batch",
+            "Speedup of each model over its baseline on each machine (bars, with the bootstrap interval as whiskers), "
+            "grouped by runtime and batch: each machine's own measurement, never averaged. Above the line at 1, faster.")
     return merge.build_document(inputs, figures, settings.title, settings.max_drop), figures
 
 
-def _write_views(inputs: ReportInputs, settings: ReportSettings, doc, figures: dict, out: Path) -> list[str]:
-    views = {"md": lambda: markdown.render(doc), "html": lambda: html.render(doc),
-             "json": lambda: report_json(inputs, settings, doc, figures),
-             "csv": lambda: ci.cells_csv(inputs.bench), "gab": lambda: ci.gab_json(inputs.bench)}
-    return _write_files(out, figures, {f: views[f] for f in settings.formats})
-
-
 def _write_files(out: Path, figures: dict, views: dict) -> list[str]:
-    """Write each view (format -> a function that makes its text, or its JSON object) and, beside
-    the Markdown, the figures, in a directory built aside and moved into place whole."""
+    """Write each view (format -> a function making its text or JSON object), the figures beside the
+    Markdown, in a directory built aside and moved into place whole."""
     written: list[str] = []
     with fsutil.atomic_dir(out, force=True) as staging:
         for fmt in FORMAT_FILES:  # one order whatever the order asked in
@@ -136,10 +134,8 @@ def _write_files(out: Path, figures: dict, views: dict) -> list[str]:
 
 
 def _writer_lock(out: Path) -> DirectoryLock:
-    """The lock held while the report is written: of the directory its temporary is built in
-    (``out``'s parent, or the run directory enclosing it), so that ``run``, which removes stale
-    temporaries there under that lock, never deletes a live report's. Not ``out`` itself: it is
-    replaced whole, lock file and all."""
+    """The lock of the directory the report's temporary is built in (``out``'s parent, or its run
+    directory), under which ``run`` removes stale temporaries; not ``out``, which is replaced whole."""
     return DirectoryLock(writer_directory(out.parent), stage="report")
 
 
@@ -183,52 +179,50 @@ def _check_out_dir(out: Path, force: bool) -> None:
 def build(inputs: ReportInputs, settings: ReportSettings) -> tuple[document.Document, dict[str, document.Figure]]:
     """The document and its figures, in memory (what make_report writes)."""
     figures: dict[str, document.Figure] = {}
-    if not {"md", "html"} & set(settings.formats):
-        return document.build_document(inputs, figures, settings.title, settings.max_drop), figures  # no view shows pictures
-    task = inputs.task
-    png = plots.accuracy_latency_plot(facts.accuracy_latency_panels(inputs, settings.max_drop), settings.dpi, task)
-    if png:
-        figures["accuracy_vs_latency.png"] = document.Figure(
-            "accuracy_vs_latency.png", png,
-            f"Scatter plot of test {task.metric_label} against median latency, one panel per runtime, every model and "
-            "INT8 variant labelled",
-            f"Test {task.metric_label} in each runtime against median latency at the largest batch measured (log scale): "
-            f"up and to the left is better. The dashed line is the budget, dense's {task.metric_label} minus "
-            f"{task.format_points(settings.max_drop)}; the green line joins the Pareto front, the models that no other "
-            f"model beats on both speed and {task.metric_label}.")
-    comparisons = [c for group in facts.vs_dense_groups(inputs).values() for c in group]
-    png = plots.speedup_plot(comparisons, settings.dpi)
-    if png:
-        figures["speedup.png"] = document.Figure(
-            "speedup.png", png, "Bar chart of measured speedup of each pruned model over dense, per runtime and batch size, beside the ideal FLOP ratio",
-            "Measured speedup over dense (bars with their 95% interval) beside the ideal speedup, the FLOP ratio "
-            "(dashed outlines). Above the line at 1 the pruned model is faster.")
-    png = plots.latency_plot(inputs.cells, settings.dpi)
-    if png:
-        figures["latency_vs_batch.png"] = document.Figure(
-            "latency_vs_batch.png", png, "Line chart of latency per call against batch size, one panel per runtime, dense and pruned models",
-            "Median latency per call against batch size, log scales; the band reaches the 99th percentile.")
-    if inputs.lotteries:
-        png = plots.lottery_plot(inputs.lotteries, facts.score(facts.BASELINE, facts.models(inputs)), settings.dpi, task)
-        if png:
-            figures["accuracy_vs_weights.png"] = document.Figure(
-                "accuracy_vs_weights.png", png,
-                f"Line chart of test {task.metric_label} against the fraction of weights remaining for each pruning round",
-                f"Test {task.metric_label} of each pruning round against the weights remaining (log scale, pruning "
-                "proceeds to the right): the ticket (retrained from its reset), the random re-initialisation and "
-                "fine-tuning controls, and the dense model.")
-    png = plots.time_split_plot(timesplit.stacks(inputs), timesplit.OUTSIDE, settings.dpi)
-    if png:
-        figures[document.TIME_SPLIT_PNG] = document.Figure(
-            document.TIME_SPLIT_PNG, png, "Stacked bar chart of time per call by op type, one panel per runtime, dense and each variant",
-            "Time per call by op type from the profiled pass, stacked, relative to dense's total at the same batch "
-            "(100%); hatched: time outside the profiled layers (runtime dispatch, the call itself).")
+    if {"md", "html"} & set(settings.formats):  # else no view shows pictures
+        _add_figures(inputs, settings, figures)
     return document.build_document(inputs, figures, settings.title, settings.max_drop), figures
+
+
+def _add_figures(inputs: ReportInputs, settings: ReportSettings, figures: dict) -> None:
+    task, dpi = inputs.task, settings.dpi
+    _add_figure(
+        figures, "accuracy_vs_latency.png",
+        plots.accuracy_latency_plot(facts.accuracy_latency_panels(inputs, settings.max_drop), dpi, task),
+        f"Scatter plot of test {task.metric_label} against median latency, one panel per runtime, every model and "
+        "INT8 variant labelled",
+        f"Test {task.metric_label} in each runtime against median latency at the largest batch measured (log scale): "
+        f"up and to the left is better. The dashed line is the budget, dense's {task.metric_label} minus "
+        f"{task.format_points(settings.max_drop)}; the green line joins the Pareto front, the models that no other "
+        f"model beats on both speed and {task.metric_label}.")
+    _add_figure(
+        figures, "speedup.png",
+        plots.speedup_plot([c for group in facts.vs_dense_groups(inputs).values() for c in group], dpi),
+        "Bar chart of measured speedup of each pruned model over dense, per runtime and batch size, beside the ideal FLOP ratio",
+        "Measured speedup over dense (bars with their 95% interval) beside the ideal speedup, the FLOP ratio "
+        "(dashed outlines). Above the line at 1 the pruned model is faster.")
+    _add_figure(
+        figures, "latency_vs_batch.png", plots.latency_plot(inputs.cells, dpi),
+        "Line chart of latency per call against batch size, one panel per runtime, dense and pruned models",
+        "Median latency per call against batch size, log scales; the band reaches the 99th percentile.")
+    if inputs.lotteries:
+        _add_figure(
+            figures, "accuracy_vs_weights.png",
+            plots.lottery_plot(inputs.lotteries, facts.score(facts.BASELINE, facts.models(inputs)), dpi, task),
+            f"Line chart of test {task.metric_label} against the fraction of weights remaining for each pruning round",
+            f"Test {task.metric_label} of each pruning round against the weights remaining (log scale, pruning "
+            "proceeds to the right): the ticket (retrained from its reset), the random re-initialisation and "
+            "fine-tuning controls, and the dense model.")
+    _add_figure(
+        figures, document.TIME_SPLIT_PNG, plots.time_split_plot(timesplit.stacks(inputs), timesplit.OUTSIDE, dpi),
+        "Stacked bar chart of time per call by op type, one panel per runtime, dense and each variant",
+        "Time per call by op type from the profiled pass, stacked, relative to dense's total at the same batch "
+        "(100%); hatched: time outside the profiled layers (runtime dispatch, the call itself).")
 
 
 def report_json(inputs: ReportInputs, settings: ReportSettings, doc: document.Document, figures: dict) -> dict:
     """The report's conclusions as data, for scripts (the bench JSON stays the raw data)."""
-    info = facts.models(inputs)
+    bench = inputs.bench
     return {
         **_json_header(),
         "source": str(inputs.source),
@@ -236,16 +230,17 @@ def report_json(inputs: ReportInputs, settings: ReportSettings, doc: document.Do
         "decision": {**answer.decision_lines(inputs, settings.max_drop), "max_drop": settings.max_drop,
                      "fastest_within_budget": answer.decisions(inputs, settings.max_drop),
                      "stacking_comparisons": answer.stacking_sentences(inputs),
-                     "sparse_int8": inputs.bench.sparse_int8.to_json() if inputs.bench and inputs.bench.sparse_int8 else None},
+                     "sparse_int8": bench.sparse_int8.to_json() if bench and bench.sparse_int8 else None},
         "in_short": answer.in_short(inputs),
         "answers": answer.runtime_sentences(inputs),
         "comparisons": [c.to_json() for group in facts.comparison_groups(inputs).values() for c in group],
-        "models": info,
-        "runtime_accuracy": [{"model": m, "runtime": r, "test_accuracy": a} for (m, r), a in sorted(facts.runtime_accuracy(inputs).items())],
+        "models": facts.models(inputs),
+        "runtime_accuracy": [{"model": m, "runtime": r, "test_accuracy": a}
+                             for (m, r), a in sorted(facts.runtime_accuracy(inputs).items())],
         "plots": sorted(figures),
         "notes": inputs.notes,
         "settings": settings.to_dict(),
-        "bench_environment": inputs.bench.environment.to_json() if inputs.bench else None,
+        "bench_environment": bench.environment.to_json() if bench else None,
         "versions": _versions(),
     }
 
@@ -256,15 +251,10 @@ def _json_header() -> dict:
 
 
 def _versions() -> dict:
-    return {**environment.library_versions(), "matplotlib": _matplotlib_version()}
-
-
-def _matplotlib_version() -> str | None:
     try:
-        from importlib.metadata import version
-
-        return version("matplotlib")
+        matplotlib = version("matplotlib")
     except Exception:  # pragma: no cover - matplotlib is a dependency
-        return None
+        matplotlib = None
+    return {**environment.library_versions(), "matplotlib": matplotlib}
 
 

@@ -84,10 +84,8 @@ def cells_csv(bench: BenchResults | None) -> str:
 
 
 def summary_markdown(doc: Document, budget: int) -> str:
-    """The report for the job summary: answer and speedups visible, tables folded, within ``budget`` bytes.
-
-    Folded sections are dropped from the end until it fits; as a last resort the text is cut.
-    """
+    """The report for the job summary, tables folded, within ``budget`` bytes: the largest folded
+    sections are dropped until it fits; as a last resort the text is cut."""
     sections = list(doc.sections)
     while True:
         text = markdown.render(doc, images=False, fold_details=True, sections=sections)
@@ -105,14 +103,25 @@ def summary_markdown(doc: Document, budget: int) -> str:
 
 def append_step_summary(doc: Document, path: str | os.PathLike | None = None) -> Path | None:
     """Append to $GITHUB_STEP_SUMMARY (or ``path``), keeping the whole file under 1 MiB."""
+    return _append_within_limit(path, lambda budget: summary_markdown(doc, budget))
+
+
+def append_text_to_step_summary(text: str, path: str | os.PathLike | None = None) -> Path | None:
+    """Append plain Markdown (the gate's verdict) to $GITHUB_STEP_SUMMARY within the same limit."""
+
+    def fit(budget: int) -> str:
+        data = text.encode("utf-8")
+        return text if len(data) <= budget else data[: budget - 64].decode("utf-8", errors="ignore") + "\n\n*(cut to fit)*\n"
+
+    return _append_within_limit(path, fit)
+
+
+def _append_within_limit(path, make_text) -> Path | None:
+    """Append ``make_text(budget)`` so that the file stays under GitHub's limit; skip when no room is left."""
     target = path or os.environ.get("GITHUB_STEP_SUMMARY")
     if not target:
         return None
-    return append_text_within_limit(Path(target), lambda budget: summary_markdown(doc, budget))
-
-
-def append_text_within_limit(target: Path, make_text) -> Path | None:
-    """Append ``make_text(budget)`` so that the file stays under GitHub's limit; skip when no room is left."""
+    target = Path(target)
     try:
         used = target.stat().st_size if target.exists() else 0
     except OSError as exc:
@@ -128,16 +137,3 @@ def append_text_within_limit(target: Path, make_text) -> Path | None:
     except OSError as exc:
         raise UserError(f"cannot append to GITHUB_STEP_SUMMARY file {target}: {exc.strerror or exc}") from exc
     return target
-
-
-def append_text_to_step_summary(text: str, path: str | os.PathLike | None = None) -> Path | None:
-    """Append plain Markdown (the gate's verdict) to $GITHUB_STEP_SUMMARY within the same limit."""
-    target = path or os.environ.get("GITHUB_STEP_SUMMARY")
-    if not target:
-        return None
-
-    def fit(budget: int) -> str:
-        data = text.encode("utf-8")
-        return text if len(data) <= budget else data[: budget - 64].decode("utf-8", errors="ignore") + "\n\n*(cut to fit)*\n"
-
-    return append_text_within_limit(Path(target), fit)

@@ -13,7 +13,7 @@ from pathlib import PurePosixPath
 from slimdeploy.bench import stats
 from slimdeploy.formatting import fmt_bytes, fmt_int
 from slimdeploy.records.base import ABSENT
-from slimdeploy.records.bench import Cell, Comparison
+from slimdeploy.records.bench import Cell, Comparison, RuntimeInfo
 from slimdeploy.records.environment import Cpu, Environment
 from slimdeploy.records.lottery import LotteryRecord
 from slimdeploy.records.run import AdoptedModel
@@ -81,59 +81,46 @@ def fmt_delta_points(value, base, task: Task = DEFAULT_TASK) -> str:
 
 def build_document(inputs: ReportInputs, figures: dict[str, Figure], title: str | None = None,
                    max_drop: float | None = None) -> Document:
-    sentences = answer.runtime_sentences(inputs)
-    lead: list = decision_blocks(inputs, ReportSettings().max_drop if max_drop is None else max_drop)
-    lead.append(Paragraph(answer.in_short(inputs), lead="In short:"))
-    if sentences:
-        lead.append(Bullets([s["sentence"] for s in sentences]))
+    sentences = answer.sentences(inputs)
     adopted = adopted_note(inputs)
-    if adopted:
-        lead.append(Paragraph(adopted, lead="Your model:"))
-    for name in ("accuracy_vs_latency.png", "speedup.png"):  # the decision's picture first
-        if name in figures:
-            lead.append(figures[name])
+    lead: list = [*decision_blocks(inputs, ReportSettings().max_drop if max_drop is None else max_drop),
+                  Paragraph(answer.in_short(inputs), lead="In short:"), *([Bullets(sentences)] if sentences else []),
+                  *([Paragraph(adopted, lead="Your model:")] if adopted else []),
+                  # The decision's picture first.
+                  *(figures[name] for name in ("accuracy_vs_latency.png", "speedup.png") if name in figures)]
     doc = Document(title=title or default_title(inputs), lead=lead)
-    if inputs.notes or _unavailable_runtimes(inputs):
-        doc.sections.append(Section("What this report could not show", [Bullets(inputs.notes + _unavailable_runtimes(inputs))]))
-    doc.sections.append(_comparisons_section(inputs))
-    split = _time_split_section(inputs, figures.get(TIME_SPLIT_PNG))
-    if split is not None:
-        doc.sections.append(split)
-    doc.sections.append(_models_section(inputs))
-    if inputs.export is not None:
-        doc.sections.append(_exports_section(inputs))
-    doc.sections.append(_latency_section(inputs, figures.get("latency_vs_batch.png")))
+    missing = inputs.notes + _unavailable_runtimes(inputs)
     resources = timesplit.resource_rows(inputs)
-    if resources:
-        doc.sections.append(Section("Load time and memory", [Table(timesplit.RESOURCE_HEADERS, resources), Paragraph(
+    doc.sections += [
+        *([Section("What this report could not show", [Bullets(missing)])] if missing else []),
+        _comparisons_section(inputs),
+        *filter(None, [_time_split_section(inputs, figures.get(TIME_SPLIT_PNG))]),
+        _models_section(inputs),
+        *([_exports_section(inputs)] if inputs.export is not None else []),
+        _latency_section(inputs, figures.get("latency_vs_batch.png")),
+        *([Section("Load time and memory", [Table(timesplit.RESOURCE_HEADERS, resources), Paragraph(
             "Load and compile: opening the model in the runtime (read, optimise, compile), the first worker process's. "
             "Peak RSS growth on load: how much opening this model's sessions raised the worker's peak resident memory "
             "(the models loaded before it stay loaded, so this is roughly its footprint). Worker peak RSS: the worker "
-            "process's peak after loading and measuring all models of the group.")], detail=True))
-    if inputs.lotteries:
-        doc.sections.append(_lottery_section(inputs, figures.get("accuracy_vs_weights.png")))
-    doc.sections.append(_environment_section(inputs))
+            "process's peak after loading and measuring all models of the group.")], detail=True)] if resources else []),
+        *([_lottery_section(inputs, figures.get("accuracy_vs_weights.png"))] if inputs.lotteries else []),
+        _environment_section(inputs)]
     return doc
 
 
 def decision_blocks(inputs: ReportInputs, max_drop: float) -> list:
     lines = answer.decision_lines(inputs, max_drop)
     blocks: list = []
-    if lines["fastest"]:
-        # One paragraph (one Markdown line), so the lines that follow keep their place.
+    if lines["fastest"]:  # one paragraph (one Markdown line), so the lines that follow keep their place
         blocks.append(Paragraph(" ".join(lines["fastest"]), lead="Which model to ship:"))
     if lines["tickets"]:
-        blocks.append(Paragraph(f"chosen on validation {inputs.task.metric_label}, never on test", lead="Tickets:"))
-        blocks.append(Bullets(lines["tickets"]))
+        blocks += [Paragraph(f"chosen on validation {inputs.task.metric_label}, never on test", lead="Tickets:"),
+                   Bullets(lines["tickets"])]
     if lines["stacking"]:
-        blocks.append(Paragraph("did pruning and INT8 add up? (each compared with the model it was built on)",
-                                lead="Stacking:"))
-        blocks.append(Bullets(lines["stacking"]))
-    if lines["aligned"]:
-        blocks.append(Bullets(lines["aligned"]))
-    if lines["sparse"]:
-        blocks.append(Paragraph(lines["sparse"]))
-    return blocks
+        blocks += [Paragraph("did pruning and INT8 add up? (each compared with the model it was built on)", lead="Stacking:"),
+                   Bullets(lines["stacking"])]
+    return blocks + ([Bullets(lines["aligned"])] if lines["aligned"] else []) + (
+        [Paragraph(lines["sparse"])] if lines["sparse"] else [])
 
 
 # What a reset does to an adopted model's survivors (it has no θ0), as the report says it.
@@ -170,16 +157,19 @@ def model_name(inputs: ReportInputs) -> str | None:
     recipe = (dense.recipe or {}).get("name") if dense else None
     adopted = dense.adopted.source if dense and dense.adopted else None
     sources = (inputs.bench.config.sources if inputs.bench else None) or []
-    return recipe or (PurePosixPath(str(adopted)).stem if adopted else None) or (inputs.run_dir.name if inputs.run_dir else None) or (
-        PurePosixPath(str(sources[0]).rstrip("/")).name if sources else None)
+    return (recipe or (PurePosixPath(str(adopted)).stem if adopted else None) or (inputs.run_dir.name if inputs.run_dir else None)
+            or (PurePosixPath(str(sources[0]).rstrip("/")).name if sources else None))
 
 
 def _unavailable_runtimes(inputs: ReportInputs) -> list[str]:
-    lines = []
-    for runtime, status in sorted((inputs.bench.runtimes if inputs.bench else {}).items()):
-        if status.available is False:
-            lines.append(f"{facts.runtime_name(runtime)} was not measured: {status.reason or 'unavailable'}.")
-    return lines
+    return [f"{facts.runtime_name(runtime)} was not measured: {status.reason or 'unavailable'}."
+            for runtime, status in sorted((inputs.bench.runtimes if inputs.bench else {}).items()) if status.available is False]
+
+
+def runtime_versions(runtimes: dict[str, RuntimeInfo], names) -> list[str]:
+    """'ONNX Runtime 1.19.2' for each runtime named (without a version where bench.json has none)."""
+    return [f"{facts.runtime_name(rt)} {facts.present(runtimes[rt].version, '') if rt in runtimes else ''}".strip()
+            for rt in names]
 
 
 def speedup_text(c: Comparison) -> str:
@@ -196,30 +186,20 @@ def _comparisons_section(inputs: ReportInputs) -> Section:
     comps = [c for group in facts.comparison_groups(inputs).values() for c in group]
     if not comps:
         return Section("Speedup of pruned models over dense", [Paragraph("No comparisons: the benchmark has no pruned model measured beside dense.")])
-    level = f"{facts.confidence(inputs) * 100:.0f}%"
-    threads, mode, settings = (facts.varying(comps, k) for k in ("threads", "mode", "settings"))
+    vary = facts.varied(comps)
     # Zeros still cost a dense kernel time; the nonzero ratio is what a sparse kernel could reach.
     sparse = any(facts.number(c.nonzero_ideal_speedup) not in (None, facts.number(c.ideal_speedup)) for c in comps)
-    headers = ["Runtime", "Model", "Batch"] + (["Threads"] if threads else []) + (["Mode"] if mode else []) + (
-        ["Settings"] if settings else []) + [
-        f"Speedup ({level} interval)", "Ideal (FLOP ratio)"] + (["Ideal for sparse kernels (nonzero FLOPs)"] if sparse else []) + [
-        "Efficiency", "Verdict", "Baseline p50 (ms)", "Model p50 (ms)"]
-    rows = []
-    for c in comps:
-        rows.append(
-            [facts.runtime_name(c.runtime), f"{c.model} vs {c.baseline}", str(c.batch)]
-            + ([str(c.threads)] if threads else []) + ([str(c.mode)] if mode else [])
-            + ([facts.settings_text(c) or "–"] if settings else [])
-            + [speedup_text(c), f"{c.ideal_speedup:.2f}x" if facts.number(c.ideal_speedup) else "–"]
-            + ([f"{c.nonzero_ideal_speedup:.2f}x" if facts.number(c.nonzero_ideal_speedup) else "–"] if sparse else [])
-            + [fmt_pct(c.efficiency), verdict_text(c), fmt_num(c.baseline_p50_ms), fmt_num(c.model_p50_ms)]
-        )
-    explain = Paragraph(
-        facts.rule_text(comps) + " "
-        "Ideal is the FLOP ratio, what a runtime that turned every saved operation into time would reach; "
-        "efficiency is measured / ideal."
-    )
-    blocks = [Table(headers, rows), explain]
+    headers = ["Runtime", "Model", "Batch", *facts.optional(vary, facts.VARIED_HEADERS),
+               f"Speedup ({facts.confidence(inputs) * 100:.0f}% interval)", "Ideal (FLOP ratio)",
+               *(["Ideal for sparse kernels (nonzero FLOPs)"] if sparse else []),
+               "Efficiency", "Verdict", "Baseline p50 (ms)", "Model p50 (ms)"]
+    rows = [[facts.runtime_name(c.runtime), f"{c.model} vs {c.baseline}", str(c.batch),
+             *facts.optional(vary, facts.varied_values(c)), speedup_text(c), _times(c.ideal_speedup),
+             *([_times(c.nonzero_ideal_speedup)] if sparse else []),
+             fmt_pct(c.efficiency), verdict_text(c), fmt_num(c.baseline_p50_ms), fmt_num(c.model_p50_ms)] for c in comps]
+    blocks = [Table(headers, rows), Paragraph(
+        facts.rule_text(comps) + " Ideal is the FLOP ratio, what a runtime that turned every saved operation into time "
+        "would reach; efficiency is measured / ideal.")]
     assumes = sorted({str(c.ideal_assumes) for c in comps if c.ideal_assumes})
     if any(c.baseline != facts.BASELINE for c in comps) or assumes:
         blocks.append(Paragraph(
@@ -227,6 +207,10 @@ def _comparisons_section(inputs: ReportInputs) -> Section:
             "were quantized from, and pruned INT8 variants with dense-int8, to show whether pruning and INT8 add up."
             + "".join(f" Ideal for INT8 rows: {a}." for a in assumes)))
     return Section("Speedup of pruned models over dense", blocks)
+
+
+def _times(value) -> str:
+    return f"{value:.2f}x" if facts.number(value) else "–"
 
 
 TIME_SPLIT_PNG = "time_split.png"
@@ -237,11 +221,8 @@ def _time_split_section(inputs: ReportInputs, figure: Figure | None) -> Section 
     rows = timesplit.table_rows(inputs)
     if not rows:
         return None
-    blocks: list = [Bullets(timesplit.runtime_sentences(inputs))]
-    if figure is not None:
-        blocks.append(figure)
-    blocks.append(Table(timesplit.TABLE_HEADERS, rows))
-    blocks.append(Paragraph(
+    return Section("Where the time goes", [Bullets(timesplit.runtime_sentences(inputs)), *filter(None, [figure]),
+                                           Table(timesplit.TABLE_HEADERS, rows), Paragraph(
         "From one profiled pass per cell after measuring (OpenVINO's PERF_COUNT counters, ONNX Runtime's profiler; "
         "never part of the latency figures): each node's median time over the profiled calls. Matmuls: the Dense layers' MatMul/Gemm/FullyConnected "
         "nodes (fused and quantized forms included); outside the layers: the measured median minus the profiled "
@@ -250,8 +231,7 @@ def _time_split_section(inputs: ReportInputs, figure: Figure | None) -> Section 
         "estimate each sentence states (f from dense's cell at the same batch, R from the comparison); below it, the "
         "matmuls themselves ran less than R times faster; above it, the rest of the call shrank too. The kernel names "
         "are OpenVINO's exec types and ONNX Runtime's provider:op. OpenVINO may fuse a narrow model's small layers "
-        "into one Subgraph node, counted under other layers although it may hold matmuls."))
-    return Section("Where the time goes", blocks)
+        "into one Subgraph node, counted under other layers although it may hold matmuls.")])
 
 
 def _models_section(inputs: ReportInputs) -> Section:
@@ -259,31 +239,26 @@ def _models_section(inputs: ReportInputs) -> Section:
     info = facts.models(inputs)
     by_runtime = facts.runtime_accuracy(inputs)
     runtimes = sorted({rt for _, rt in by_runtime if rt != facts.keras_runtime()})
-    headers = ["Model", "Params", "Nonzero params", "FLOPs", "Widths", "Weights remaining",
-               f"Test {task.metric_label} (Keras)", f"Δ vs dense ({task.budget_unit})"]
-    headers += [f"{task.metric_title}, {facts.runtime_name(rt)}" for rt in runtimes]
-    sizes = _sizes(inputs)
+    sizes = {(a.model, a.target): (a.bytes, a.gzip_bytes)
+             for a in (inputs.export.artifacts if inputs.export else []) if a.model and a.target}
     targets = sorted({t for (_, t) in sizes})
-    headers += [f"{facts.target_name(t)} file (raw / gzip)" for t in targets]
     int8 = facts.has_int8(info)
-    if int8:
-        headers.append("Precision")
+    headers = ["Model", "Params", "Nonzero params", "FLOPs", "Widths", "Weights remaining",
+               f"Test {task.metric_label} (Keras)", f"Δ vs dense ({task.budget_unit})",
+               *(f"{task.metric_title}, {facts.runtime_name(rt)}" for rt in runtimes),
+               *(f"{facts.target_name(t)} file (raw / gzip)" for t in targets), *(["Precision"] if int8 else [])]
     rows = []
     for name, values in info.items():
-        widths = values.get("widths")
-        row = [name, fmt_int(values.get("params")), fmt_int(values.get("nonzero_params")), fmt_int(values.get("flops")),
-               "/".join(str(w) for w in widths) if isinstance(widths, list) else "–",
-               fmt_pct(values.get("weights_remaining")), facts.fmt_score(task, values.get("test_accuracy")),
-               "–" if name == facts.BASELINE
-               else fmt_delta_points(values.get("test_accuracy"), facts.dense_accuracy_for(name, info), task)]
-        row += [facts.fmt_score(task, by_runtime.get((name, rt))) for rt in runtimes]
-        for target in targets:
-            size = sizes.get((name, target))
-            row.append(f"{fmt_bytes(size[0])} / {fmt_bytes(size[1])}" if size else "–")
-        if int8:
-            base = facts.variant_of(name, info)
-            row.append(f"{values.get('precision') or 'int8'} (quantized from {base})" if base else str(values.get("precision") or "fp32"))
-        rows.append(row)
+        size = [sizes.get((name, target)) for target in targets]
+        base = facts.variant_of(name, info)
+        precision = f"{values.get('precision') or 'int8'} (quantized from {base})" if base else str(values.get("precision") or "fp32")
+        rows.append([name, fmt_int(values.get("params")), fmt_int(values.get("nonzero_params")), fmt_int(values.get("flops")),
+                     _widths(values.get("widths")), fmt_pct(values.get("weights_remaining")),
+                     facts.fmt_score(task, values.get("test_accuracy")),
+                     "–" if name == facts.BASELINE
+                     else fmt_delta_points(values.get("test_accuracy"), facts.dense_accuracy_for(name, info), task),
+                     *(facts.fmt_score(task, by_runtime.get((name, rt))) for rt in runtimes),
+                     *(f"{fmt_bytes(s[0])} / {fmt_bytes(s[1])}" if s else "–" for s in size), *([precision] if int8 else [])])
     if not rows:
         return Section("Models", [Paragraph("No model information in this run.")])
     return Section("Models", [Table(headers, rows), Paragraph(
@@ -293,14 +268,13 @@ def _models_section(inputs: ReportInputs) -> Section:
         detail=True)
 
 
+def _widths(widths) -> str:
+    return "/".join(str(w) for w in widths) if isinstance(widths, list) else "–"
+
+
 def _precision(name: str) -> str:
     # export.json says "fp32" for the file and OpenVINO's "f32" for how it runs: the same thing.
     return str(name).lower().replace("fp", "f")
-
-
-def _sizes(inputs: ReportInputs) -> dict[tuple[str, str], tuple]:
-    return {(a.model, a.target): (a.bytes, a.gzip_bytes)
-            for a in (inputs.export.artifacts if inputs.export else []) if a.model and a.target}
 
 
 def _exports_section(inputs: ReportInputs) -> Section:
@@ -331,32 +305,19 @@ def _latency_section(inputs: ReportInputs, figure: Figure | None) -> Section:
     cells = inputs.cells
     if not cells:
         return Section("Latency and throughput", [Paragraph("No benchmark cells.")], detail=True)
-    threads, mode, settings = (facts.varying(cells, k) for k in ("threads", "mode", "settings"))
+    vary = facts.varied(cells)
     ordered = sorted(cells, key=lambda c: (c.runtime, c.threads or 0, str(c.mode), facts.settings_text(c), c.batch,
                                            facts.model_order(c.model)))
-    headers = ["Runtime", "Batch"] + (["Threads"] if threads else []) + (["Mode"] if mode else []) + (
-        ["Settings"] if settings else []) + [
-        "Model", "p50 (ms)", "p99 (ms)", "Throughput (images/s)", "CV", "Samples", "Note"]
-    rows, failed = [], []
-    for c in ordered:
-        if not c.ok:
-            failed.append(f"{facts.runtime_name(c.runtime)}, {c.model}, batch {c.batch}: {c.status}"
-                          f"{' — ' + str(c.error) if c.error else ''}")
-            continue
-        s = c.stats
-        rows.append([facts.runtime_name(c.runtime), str(c.batch)] + ([str(c.threads)] if threads else [])
-                    + ([str(c.mode)] if mode else []) + ([facts.settings_text(c) or "–"] if settings else [])
-                    + [c.model, fmt_num(s.p50_ms), fmt_num(s.p99_ms),
-                       fmt_int(round(s.throughput_per_s)) if facts.number(s.throughput_per_s) is not None else "–",
-                       fmt_pct(s.cv), fmt_int(facts.sample_count(c)), _unstable_note(c)])
-    blocks: list = []
-    if figure is not None:
-        blocks.append(figure)
-    blocks.append(Table(headers, rows))
-    if failed:
-        blocks.append(Paragraph("Cells that did not run:"))
-        blocks.append(Bullets(failed))
-    return Section("Latency and throughput", blocks, detail=True)
+    headers = ["Runtime", "Batch", *facts.optional(vary, facts.VARIED_HEADERS), "Model", "p50 (ms)", "p99 (ms)",
+               "Throughput (images/s)", "CV", "Samples", "Note"]
+    rows = [[facts.runtime_name(c.runtime), str(c.batch), *facts.optional(vary, facts.varied_values(c)), c.model,
+             fmt_num(c.stats.p50_ms), fmt_num(c.stats.p99_ms),
+             fmt_int(round(c.stats.throughput_per_s)) if facts.number(c.stats.throughput_per_s) is not None else "–",
+             fmt_pct(c.stats.cv), fmt_int(facts.sample_count(c)), _unstable_note(c)] for c in ordered if c.ok]
+    failed = [f"{facts.runtime_name(c.runtime)}, {c.model}, batch {c.batch}: {c.status}{' — ' + str(c.error) if c.error else ''}"
+              for c in ordered if not c.ok]
+    return Section("Latency and throughput", [*filter(None, [figure]), Table(headers, rows), *(
+        [Paragraph("Cells that did not run:"), Bullets(failed)] if failed else [])], detail=True)
 
 
 def _unstable_note(cell: Cell) -> str:
@@ -370,9 +331,7 @@ def _unstable_note(cell: Cell) -> str:
 
 def _lottery_section(inputs: ReportInputs, figure: Figure | None) -> Section:
     task = inputs.task
-    blocks: list = []
-    if figure is not None:
-        blocks.append(figure)
+    blocks: list = [*filter(None, [figure])]
     for mode, lottery in sorted(inputs.lotteries.items(), key=lambda kv: facts.model_order(kv[0])):
         reset = facts.reset_label(lottery.settings.get("reset"))
         headers = ["Round", "Weights remaining", "Widths", "Params (nonzero)", f"Test {task.metric_label} (ticket, reset: {reset})",
@@ -380,20 +339,16 @@ def _lottery_section(inputs: ReportInputs, figure: Figure | None) -> Section:
         rows = []
         for r in lottery.rounds:
             controls = [(r.controls or {}).get(name) for name in ("random_init", "finetune")]
-            rows.append([str(facts.present(r.round, "–")), fmt_pct(r.weights_remaining),
-                         "/".join(str(w) for w in r.widths) if isinstance(r.widths, list) else "–",
+            rows.append([str(facts.present(r.round, "–")), fmt_pct(r.weights_remaining), _widths(r.widths),
                          fmt_int(facts.present(r.nonzero_params, facts.present(r.params))),
                          facts.fmt_score(task, r.test_accuracy),
                          *(facts.fmt_score(task, control.test_accuracy if control else None) for control in controls)])
-        blocks.append(Table(headers, rows, caption=f"{mode} pruning"))
-        resets = _resets_table(lottery, task)
-        if resets is not None:
-            blocks.append(resets)
-        notes = []
+        blocks += [Table(headers, rows, caption=f"{mode} pruning"), *filter(None, [_resets_table(lottery, task)])]
         candidates = tickets.candidate_rows(lottery, task)
         if candidates:
-            blocks.append(Paragraph(f"Ticket candidates, {mode} (averaged over seeds; the budget is judged on validation):"))
-            blocks.append(Table(tickets.candidate_headers(task), candidates))
+            blocks += [Paragraph(f"Ticket candidates, {mode} (averaged over seeds; the budget is judged on validation):"),
+                       Table(tickets.candidate_headers(task), candidates)]
+        notes = []
         ticket = lottery.ticket
         if ticket:
             chosen = tickets.candidate_words(ticket) if ticket.candidate else f"round {facts.present(ticket.round)}"
@@ -421,7 +376,7 @@ def _resets_table(lottery: LotteryRecord, task: Task) -> Table | None:
             name, f"ticket, reset {facts.reset_label(name)}")
         cells = []
         for value, std in ((values.val_accuracy, values.val_accuracy_std), (values.test_accuracy, values.test_accuracy_std)):
-            std = facts.spread(value, std)
+            std = facts.number(std)
             cells.append(facts.fmt_score(task, value) + (f" ± {task.points(std):.2f}" if std else ""))
         rows.append([label, *cells])
     seeds = lottery.seeds or []
@@ -440,9 +395,8 @@ def _environment_section(inputs: ReportInputs) -> Section:
         ["OS", str(facts.present(env.os, "–"))],
         ["Python", str(facts.present(env.python, "–"))],
         ["git commit", str(env.git_commit or "–")],
-        ["Runtimes measured", ", ".join(f"{facts.runtime_name(rt)} {facts.present(st.version, '')}".strip()
-                                        for rt, st in sorted((bench.runtimes if bench else {}).items()) if st.available)
-         or "–"],
+        ["Runtimes measured", ", ".join(runtime_versions(bench.runtimes, sorted(rt for rt, st in bench.runtimes.items()
+                                                                                  if st.available)) if bench else []) or "–"],
         ["Benchmark made", str(bench.created if bench else "–")],
         ["Tool", str(bench.tool if bench else "–")],
     ]
@@ -452,5 +406,6 @@ def _environment_section(inputs: ReportInputs) -> Section:
         blocks.append(Table(["Library", "Version"], [[k, str(v)] for k, v in sorted(libraries.items())]))
     config = bench.config.to_json() if bench else {}
     if config:
-        blocks.append(Table(["Benchmark setting", "Value"], [[k, json.dumps(v) if not isinstance(v, str) else v] for k, v in config.items()]))
+        blocks.append(Table(["Benchmark setting", "Value"],
+                            [[k, json.dumps(v) if not isinstance(v, str) else v] for k, v in config.items()]))
     return Section("Environment", blocks, detail=True)

@@ -1,8 +1,5 @@
-"""The numbers a report shows, derived from the run's records; no formatting here.
-
-Every view reads these helpers, so they cannot disagree about a model's score (the task's
-metric) or which comparison belongs to which runtime.
-"""
+"""The numbers a report shows, derived from the run's records: every view reads these helpers, so
+they cannot disagree about a model's score or which comparison belongs to which runtime."""
 
 from __future__ import annotations
 
@@ -11,22 +8,20 @@ from collections import defaultdict
 from slimdeploy.bench import cellkey, stats
 from slimdeploy.bench.compare import ALIGNED_WIDTHS, INT8_ON_PRUNED, PRUNING_ON_INT8, SPARSE_KERNEL, VS_BASELINE  # noqa: F401 (re-exported)
 from slimdeploy.export.registry import display_name as target_name, verifying_runtime
+from slimdeploy.export.settings import INT8_VARIANT_SUFFIX
 from slimdeploy.prune.ticket import aligned_multiple
 from slimdeploy.records.base import ABSENT
 from slimdeploy.records.bench import Cell, Comparison
 from slimdeploy.records.lottery import LotteryRecord, Round, Ticket
 from slimdeploy.report.load import ReportInputs
-from slimdeploy.rundir import aligned_model_name
+from slimdeploy.rundir import MODES, aligned_model_name
 from slimdeploy.runtimes.registry import display_name as runtime_name
 from slimdeploy.tasks import Task
 
 BASELINE = "dense"
-# The runtime a Keras model's own score is recorded under (export.json's legacy "keras" target).
-KERAS = "keras"
 
 
 def fmt_pct(value) -> str:
-    """A fraction as a percentage with two decimals ("–" when not a number)."""
     value = number(value)
     return "–" if value is None else f"{value * 100:.2f}%"
 
@@ -36,17 +31,8 @@ def fmt_score(task: Task, value) -> str:
 
 
 def number(value) -> float | None:
-    """A number, or the mean of a {"mean", "std"} summary (several seeds); None otherwise."""
-    if isinstance(value, dict):
-        value = value.get("mean")
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value)
-
-
-def spread(value, std=None) -> float | None:
-    """The standard deviation across seeds: a {"mean", "std"} summary's, else ``std``."""
-    return number(value.get("std")) if isinstance(value, dict) else number(std)
+    """A number as a float; None for anything else (None, ABSENT, a bool)."""
+    return None if isinstance(value, bool) or not isinstance(value, (int, float)) else float(value)
 
 
 def fields(record, *names: str) -> dict:
@@ -73,8 +59,7 @@ def confidence(inputs: ReportInputs) -> float:
 
 
 def rule_text(comparisons: list[Comparison]) -> str:
-    """How these comparisons' speedups and verdicts were made: the paired rule, or the older one
-    for files whose comparisons predate ``p50_speedup``."""
+    """How these comparisons' speedups and verdicts were made (files before ``p50_speedup``: the older rule)."""
     thresholds = {number(c.threshold) for c in comparisons} - {None}
     threshold = thresholds.pop() if len(thresholds) == 1 else stats.DEFAULT_THRESHOLD
     if any(c.p50_speedup is ABSENT for c in comparisons):
@@ -132,7 +117,7 @@ def models(inputs: ReportInputs) -> dict[str, dict]:
 
 
 # Float models first, then their INT8 variants in the same order.
-MODEL_ORDER = ("dense", "structured", "unstructured", "dense-int8", "structured-int8", "unstructured-int8")
+MODEL_ORDER = (BASELINE, *MODES, *(f"{name}{INT8_VARIANT_SUFFIX}" for name in (BASELINE, *MODES)))
 
 
 def model_order(name: str):
@@ -151,7 +136,8 @@ def ticket_round(lottery: LotteryRecord) -> Ticket | Round | None:
 
 
 def keras_runtime() -> str:
-    return verifying_runtime(KERAS)
+    """The runtime a Keras model's own score is recorded under (export.json's legacy "keras" target)."""
+    return verifying_runtime("keras")
 
 
 def runtime_accuracy(inputs: ReportInputs) -> dict[tuple[str, str], float]:
@@ -214,15 +200,33 @@ def cell_key(record: Cell | Comparison) -> cellkey.CellKey:
                                       record.settings)
 
 
-def settings_text(record: Cell | Comparison) -> str:
+def settings_text(record: Cell | Comparison | cellkey.CellKey) -> str:
     """A cell's runtime settings as 'key=value,...' ('' when none)."""
-    return cellkey.settings_text(record.settings)
+    return cellkey.settings_text(dict(record.settings or {}))
+
+
+# What a benchmark may vary besides model, runtime and batch: a table shows a column for each it varied.
+VARIED = ("threads", "mode", "settings")
+VARIED_HEADERS = ("Threads", "Mode", "Settings")
 
 
 def varying(records: list, name: str) -> bool:
     if name == "settings":
         return len({settings_text(r) for r in records}) > 1
     return len({getattr(r, name) for r in records}) > 1
+
+
+def varied(records: list) -> tuple[bool, bool, bool]:
+    return tuple(varying(records, name) for name in VARIED)
+
+
+def optional(vary, items) -> list:
+    """The items (one per ``VARIED``) whose flag in ``vary`` is set."""
+    return [item for flag, item in zip(vary, items) if flag]
+
+
+def varied_values(record) -> tuple[str, str, str]:
+    return str(record.threads), str(record.mode), settings_text(record) or "–"
 
 
 def cell_label(record: Cell | Comparison, *, threads: bool, mode: bool, settings: bool = False) -> str:

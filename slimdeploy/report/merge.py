@@ -1,10 +1,8 @@
 """One report from benchmarks made on several machines (``slimdeploy report A.json B.json``).
 
-Each source keeps its own numbers: nothing is averaged across machines, and a speedup is shown
-beside the same comparison measured on the others. The sources must have measured the same
-models: the sha256 of the artifact each runtime ran (bench.json ``models[m].artifact_sha256``)
-must match; older files are compared on model names, parameter and FLOP counts, and the report
-says so.
+Nothing is averaged across machines: a speedup is shown beside the same comparison measured on the
+others. The sources must have measured the same models: the sha256 of the artifact each runtime ran
+(``BenchModel.artifact_sha256``) must match; older files are compared on names and counts.
 """
 
 from __future__ import annotations
@@ -14,7 +12,6 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from slimdeploy.bench import cellkey
 from slimdeploy.bench.cellkey import CellKey
 from slimdeploy.environment import ARM64, CPUINFO_NAMES
 from slimdeploy.errors import UserError
@@ -41,9 +38,7 @@ FAILED = "failed"
 
 @dataclass(frozen=True)
 class Failed:
-    """A row's cell that ran on a machine and errored there (bench.json status "error")."""
-
-    error: str
+    error: str  # a row's cell that errored on a machine
 
 
 @dataclass
@@ -69,8 +64,7 @@ class MergedInputs:
 
 
 def load_machines(sources, labels=None, allow_different_models: bool = False) -> MergedInputs:
-    """Read every source (run directory or bench JSON), name its machine and check that all
-    measured the same models; one-line errors for what cannot be merged."""
+    """Read every source, name its machine and check that all measured the same models."""
     sources = [Path(s) for s in sources]
     labels = list(labels or [])
     if labels and len(labels) != len(sources):
@@ -98,8 +92,7 @@ def load_machines(sources, labels=None, allow_different_models: bool = False) ->
 
 
 def numbered(names: list[str]) -> list[str]:
-    """The names, each repeat given "#2", "#3"... so that every machine has its own column; a
-    number already taken (a label "a #2" beside two "a") is skipped."""
+    """The names, each repeat given "#2", "#3"... (skipping a number already taken as a label)."""
     seen: dict[str, int] = {}
     used: set[str] = set()
     out = []
@@ -114,8 +107,6 @@ def numbered(names: list[str]) -> list[str]:
         out.append(candidate)
     return out
 
-
-# --- naming a machine from bench.json's environment --------------------------------------
 
 def machine_name(environment: Environment) -> str:
     """'AMD EPYC 7B13 · 2 cores · avx2': CPU, the cores the benchmark could use, kernel-deciding ISA."""
@@ -162,8 +153,6 @@ def shown_isa(isa: list[str]) -> list[str]:
     return [f for f in isa if not (f == "avx2" and "avx512f" in isa)]
 
 
-# --- the same models? --------------------------------------------------------------------
-
 def check_same_models(machines: list[Machine], allow: bool) -> tuple[str, list[str]]:
     """How the sources were compared (words) and how they differ; refuses a difference unless ``allow``."""
     how: set[str] = set()
@@ -183,8 +172,8 @@ def check_same_models(machines: list[Machine], allow: bool) -> tuple[str, list[s
 
 
 def model_differences(a: dict[str, BenchModel], b: dict[str, BenchModel]) -> tuple[list[str], set[str]]:
-    """What differs between two bench.json ``models`` blocks, and what was compared: the artifact
-    sha256 per runtime where both files record it for a model, else its counts."""
+    """What differs between two bench.json ``models``, and what was compared: the artifact sha256 per
+    runtime where both files record it for a model, else its counts."""
     common = [name for name in a if name in b]
     if not common:
         return [f"no model in common: {', '.join(a) or 'none'} vs {', '.join(b) or 'none'}"], {"names"}
@@ -193,8 +182,7 @@ def model_differences(a: dict[str, BenchModel], b: dict[str, BenchModel]) -> tup
     for name in common:
         hashes_a, hashes_b = (m[name].artifact_sha256 or {} for m in (a, b))
         shared = [rt for rt in hashes_a if rt in hashes_b]
-        # The files a runtime measured in both, where there are any: the model's other files
-        # (a .keras nobody benched) do not change what was measured.
+        # The files a runtime measured in both, if any: a .keras nobody benched changes nothing measured.
         measured = [rt for rt in shared if all(rt in (m[name].artifacts or {}) for m in (a, b))]
         runtimes = measured or shared
         if runtimes:
@@ -225,12 +213,9 @@ def compared_words(compared: set[str]) -> str:
     return "; ".join(words) or "nothing (a single source)"
 
 
-# --- the speedups side by side -----------------------------------------------------------
-
 @dataclass
 class PairRows:
-    """One compared pair (structured vs dense, ...): each row a runtime/batch/threads/mode/settings,
-    each machine's comparison for it (None where that machine did not measure it)."""
+    """One compared pair (structured vs dense, ...) with each machine's comparison per row."""
 
     model: str
     baseline: str
@@ -256,8 +241,7 @@ def _row_key(record) -> CellKey:
 
 
 def _mark_failed(pair: PairRows, machines: list[Machine]) -> None:
-    """A machine without the row's comparison because its model's or baseline's cell errored
-    there says so ("failed"), not "not measured": it was asked, and the error is the finding."""
+    """A machine whose model's or baseline's cell errored says "failed", not "not measured"."""
     for machine in machines:
         for cell in machine.bench.cells:
             if cell.status == "error" and cell.model in (pair.model, pair.baseline):
@@ -276,13 +260,12 @@ def row_label(key: CellKey, **vary: bool) -> str:
 
 
 def _varying(pair: PairRows) -> dict:
-    """Whether threads, mode or settings vary within one runtime's rows: judged per runtime,
-    since two runtimes always have different settings (that is not a choice the reader must see)."""
+    """Whether threads, mode or settings vary within one runtime's rows (two runtimes always have
+    different settings: not a choice the reader must see)."""
     by_runtime: dict = {}
     for key in pair.rows:
         by_runtime.setdefault(key.runtime, []).append(key)
-    return {what: any(len({getattr(k, what) for k in keys}) > 1 for keys in by_runtime.values())
-            for what in ("threads", "mode", "settings")}
+    return {what: any(len({getattr(k, what) for k in keys}) > 1 for keys in by_runtime.values()) for what in facts.VARIED}
 
 
 def speedup_words(c: Comparison | Failed | None) -> str:
@@ -294,15 +277,11 @@ def speedup_words(c: Comparison | Failed | None) -> str:
 
 
 def pair_table(pair: PairRows, machines: list[str]) -> Table:
-    vary = _varying(pair)
-    headers = ["Runtime", "Batch"] + (["Threads"] if vary["threads"] else []) + (["Mode"] if vary["mode"] else []) + (
-        ["Settings"] if vary["settings"] else []) + machines + ["Ideal (FLOP ratio)"]
-    rows = []
-    for key, by_machine in pair.rows.items():
-        options = cellkey.settings_text(key.settings_dict)
-        rows.append([facts.runtime_name(str(key.runtime)), str(key.batch)] + ([str(key.threads)] if vary["threads"] else [])
-                    + ([str(key.mode)] if vary["mode"] else []) + ([options or "–"] if vary["settings"] else [])
-                    + [speedup_words(by_machine.get(m)) for m in machines] + [ideal_words(by_machine, machines)])
+    vary = _varying(pair).values()
+    headers = ["Runtime", "Batch", *facts.optional(vary, facts.VARIED_HEADERS), *machines, "Ideal (FLOP ratio)"]
+    rows = [[facts.runtime_name(str(key.runtime)), str(key.batch), *facts.optional(vary, facts.varied_values(key)),
+             *(speedup_words(by_machine.get(m)) for m in machines), ideal_words(by_machine, machines)]
+            for key, by_machine in pair.rows.items()]
     return Table(headers, rows, caption=f"{pair.model} vs {pair.baseline}: speedup (bootstrap interval) and verdict on each machine")
 
 
@@ -332,15 +311,11 @@ def _bar(c: Comparison | Failed | None) -> tuple | None:
     return (c.speedup, c.speedup if c.ci_low is None else c.ci_low, c.speedup if c.ci_high is None else c.ci_high)
 
 
-# --- the document ------------------------------------------------------------------------
-
 def build_document(merged: MergedInputs, figures: dict[str, Figure], title: str | None, max_drop: float) -> document.Document:
     """The decision per machine first, the speedups side by side, then what each machine is."""
     machines = [m.label for m in merged.machines]
-    lead: list = []
-    for machine in merged.machines:
-        fastest = answer.decision_lines(machine.inputs, max_drop)["fastest"]
-        lead.append(Paragraph(" ".join(fastest) or answer.in_short(machine.inputs), lead=f"{machine.label}:"))
+    lead: list = [Paragraph(" ".join(answer.decision_lines(m.inputs, max_drop)["fastest"]) or answer.in_short(m.inputs),
+                            lead=f"{m.label}:") for m in merged.machines]
     lead.append(Paragraph(f"compared {merged.compared}.", lead="Same models:"))
     if MACHINE_PLOT in figures:
         lead.append(figures[MACHINE_PLOT])
@@ -357,10 +332,18 @@ def build_document(merged: MergedInputs, figures: dict[str, Figure], title: str 
         + facts.rule_text([c for m in merged.machines for c in m.inputs.comparisons])))
     doc.sections.append(Section("Speedup per machine", blocks))
     doc.sections.append(Section("Answers per machine", [Bullets(
-        [f"{m.label}: {s['sentence']}" for m in merged.machines for s in answer.runtime_sentences(m.inputs)]
+        [f"{m.label}: {s}" for m in merged.machines for s in answer.sentences(m.inputs)]
         or ["No comparisons with dense were measured."])], detail=True))
     doc.sections.append(Section("Machines", [machines_table(merged)], detail=True))
     return doc
+
+
+def machine_answers(m: Machine, max_drop: float, environment: bool = False) -> dict:
+    """A machine's answers, as report.json and ``report --json`` give them."""
+    return {"label": m.label, "source": str(m.source),
+            **({"environment": m.bench.environment.to_json()} if environment else {}),
+            "decision": answer.decision_lines(m.inputs, max_drop)["fastest"], "in_short": answer.in_short(m.inputs),
+            "answers": answer.sentences(m.inputs)}
 
 
 def default_title(merged: MergedInputs) -> str:
@@ -377,15 +360,11 @@ def machines_table(merged: MergedInputs) -> Table:
     for m in merged.machines:
         env = m.bench.environment
         cpu = env.cpu or Cpu()
-        device = device_name(env)
-        versions = m.bench.runtimes or {}
-        measured = sorted({c.runtime for c in m.inputs.ok_cells()}, key=sort_key)
-        runtimes = ", ".join(f"{facts.runtime_name(rt)} {facts.present(versions[rt].version, '') if rt in versions else ''}"
-                             .strip() for rt in measured)
+        runtimes = sorted({c.runtime for c in m.inputs.ok_cells()}, key=sort_key)
         rows.append([m.label, str(m.source), str(cpu.model or "–"), str(cpu.arch or "–"),
                      f"{facts.present(cpu.logical_cores, '–')} / {facts.present(cpu.usable_cores, '–')}",
-                     ", ".join(isa_of(cpu)) or "–", str(device or "–"), str(env.os or "–"), runtimes or "–",
-                     str(m.bench.created or "–")])
+                     ", ".join(isa_of(cpu)) or "–", str(device_name(env) or "–"), str(env.os or "–"),
+                     ", ".join(document.runtime_versions(m.bench.runtimes, runtimes)) or "–", str(m.bench.created or "–")])
     return Table(MACHINE_HEADERS, rows)
 
 
@@ -402,10 +381,7 @@ def report_json(merged: MergedInputs, max_drop: float) -> dict:
                                  **figures})
     return {
         "sources": [str(m.source) for m in merged.machines],
-        "machines": [{"label": m.label, "source": str(m.source), "environment": m.bench.environment.to_json(),
-                      "decision": answer.decision_lines(m.inputs, max_drop)["fastest"],
-                      "in_short": answer.in_short(m.inputs),
-                      "answers": [s["sentence"] for s in answer.runtime_sentences(m.inputs)]} for m in merged.machines],
+        "machines": [machine_answers(m, max_drop, environment=True) for m in merged.machines],
         "same_models": {"compared": merged.compared, "differences": merged.differences},
         "speedups": speedups,
         "notes": merged.notes,

@@ -35,6 +35,17 @@ def _figure(width: float, height: float):
     return Figure(figsize=(width, height), layout="constrained")
 
 
+def _grid(count: int, column_width: float, extra_width: float, row_height: float, extra_height: float):
+    """A figure of ``count`` panels, up to 3 a row (the cells left over hidden), and its axes."""
+    columns = min(count, 3)
+    rows = -(-count // columns)
+    fig = _figure(column_width * columns + extra_width, row_height * rows + extra_height)
+    axes = fig.subplots(rows, columns, squeeze=False)
+    for ax in list(axes.flat)[count:]:
+        ax.set_visible(False)
+    return fig, axes
+
+
 def _png(fig, dpi: int) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi, metadata={"Software": "slimdeploy (matplotlib)"})
@@ -74,16 +85,9 @@ def speedup_plot(comparisons: list[Comparison], dpi: int = 110) -> bytes | None:
                         ha="center", va="bottom", fontsize=8)
         top = max([top] + [c.ci_high or c.speedup for c in mine])
     ax.axhline(1.0, color="black", linewidth=0.9, label="1x: same speed as dense")
-    labels = []
-    for runtime, thread_count, mode_name, options, batch in slots:
-        label = f"{facts.runtime_name(runtime)}\nbatch {batch}"
-        if threads:
-            label += f", {thread_count}t"
-        if mode:
-            label += f"\n{mode_name}"
-        if runtime in varied and options:
-            label += f"\n{options}"
-        labels.append(label)
+    labels = [f"{facts.runtime_name(runtime)}\nbatch {batch}" + (f", {thread_count}t" if threads else "")
+              + (f"\n{mode_name}" if mode else "") + (f"\n{options}" if runtime in varied and options else "")
+              for runtime, thread_count, mode_name, options, batch in slots]
     ax.set_xticks(range(len(slots)), labels, fontsize=8)
     ax.set_xlim(-0.6, len(slots) - 0.4)
     ax.set_ylim(0, top * 1.18)
@@ -153,10 +157,7 @@ def latency_plot(cells: list[Cell], dpi: int = 110) -> bytes | None:
         return None
     runtimes = sorted({c.runtime for c in ok})
     threads, mode = facts.varying(ok, "threads"), facts.varying(ok, "mode")
-    columns = min(len(runtimes), 3)
-    rows = -(-len(runtimes) // columns)
-    fig = _figure(4.2 * columns + 0.4, 3.6 * rows)
-    axes = fig.subplots(rows, columns, squeeze=False)
+    fig, axes = _grid(len(runtimes), 4.2, 0.4, 3.6, 0)
     for ax, runtime in zip(axes.flat, runtimes):
         lines: dict[tuple, list[dict]] = defaultdict(list)
         settings = facts.varying([c for c in ok if c.runtime == runtime], "settings")
@@ -183,8 +184,6 @@ def latency_plot(cells: list[Cell], dpi: int = 110) -> bytes | None:
         ax.set_ylabel("latency per call (ms, log scale)")
         ax.grid(True, which="both", alpha=0.25)
         ax.legend(fontsize=8)
-    for ax in list(axes.flat)[len(runtimes):]:
-        ax.set_visible(False)
     fig.suptitle("Latency vs batch size, dense vs pruned (line: median; band: median to p99)")
     return _png(fig, dpi)
 
@@ -218,7 +217,7 @@ def lottery_plot(lotteries: dict[str, LotteryRecord], dense_accuracy: float | No
                     continue
                 xs.append(facts.number(r.weights_remaining))
                 ys.append(value * 100)
-                errs.append((facts.spread(record.test_accuracy, record.test_accuracy_std) or 0.0) * 100)
+                errs.append((facts.number(record.test_accuracy_std) or 0.0) * 100)
             if xs:
                 ax.errorbar(xs, ys, yerr=errs if any(errs) else None, linestyle=style, marker=marker,
                             color=color, label=label, capsize=2, markersize=5)
@@ -260,18 +259,12 @@ def _percent_ticks(low: float, high: float) -> list[float]:
 
 
 def accuracy_latency_plot(panels: list[dict], dpi: int = 110, task: Task = DEFAULT_TASK) -> bytes | None:
-    """The test score against median latency, one panel per runtime, with the budget line and the Pareto front.
-
-    Each panel: ``title``, ``batch``, ``budget`` (a score, 0..1, or None) and ``points``: dicts with
-    ``model``, ``p50_ms``, ``accuracy`` (the score, 0..1) and ``base`` (the float model an INT8 variant came from).
-    """
+    """The test score against median latency, one panel per runtime (``facts.accuracy_latency_panels``),
+    with the budget line and the Pareto front."""
     panels = [p for p in panels if p["points"]]
     if not panels:
         return None
-    columns = min(len(panels), 3)
-    rows = -(-len(panels) // columns)
-    fig = _figure(4.6 * columns + 0.4, 4.0 * rows + 0.5)
-    axes = fig.subplots(rows, columns, squeeze=False)
+    fig, axes = _grid(len(panels), 4.6, 0.4, 4.0, 0.5)
     for ax, panel in zip(axes.flat, panels):
         points = sorted(panel["points"], key=lambda p: (p["p50_ms"], -task.rank(p["accuracy"])))
         for p in points:
@@ -293,8 +286,6 @@ def accuracy_latency_plot(panels: list[dict], dpi: int = 110, task: Task = DEFAU
         ax.set_xlabel("median latency per call (ms, log scale; left is faster)")
         ax.set_ylabel(f"test {task.metric_label} in this runtime (%)")
         ax.grid(True, which="both", alpha=0.25)
-    for ax in list(axes.flat)[len(panels):]:
-        ax.set_visible(False)
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, [label.split(" (")[0] if len(panels) > 1 and label.startswith("budget") else label for label in labels],
                fontsize=8, loc="outside lower center", ncol=2)
@@ -335,21 +326,15 @@ OP_COLORS = ("#1f77b4", "#aec7e8", "#ff7f0e", "#ffbb78", "#2ca02c", "#98df8a", "
 
 
 def time_split_plot(stacks: dict[str, list[dict]], outside: str, dpi: int = 110) -> bytes | None:
-    """Time per call by op type, stacked, one panel per runtime: a bar per (batch, model), scaled to
-    dense's total at the same batch (100%), so a bar's height is its time relative to dense and its
-    segments show where that time went. ``stacks``: ``timesplit.stacks``; ``outside``: the name of
-    the time outside the layers (drawn hatched)."""
+    """Time per call by op type (``timesplit.stacks``), stacked, one panel per runtime: a bar per (batch, model)
+    relative to dense's total at the same batch; ``outside`` (the time outside the layers) hatched."""
     stacks = {rt: bars for rt, bars in stacks.items() if bars}
     if not stacks:
         return None
     ops = sorted({op for bars in stacks.values() for bar in bars for op in bar["parts"]},
                  key=lambda op: (op == outside, not is_matmul(op), op))
     colors = {op: ("#dddddd" if op == outside else OP_COLORS[i % len(OP_COLORS)]) for i, op in enumerate(ops)}
-    columns = min(len(stacks), 3)
-    rows = -(-len(stacks) // columns)
-    widest = max(len(bars) for bars in stacks.values())
-    fig = _figure(max(4.6, 0.75 * widest + 1.2) * columns, 4.2 * rows + 0.6)
-    axes = fig.subplots(rows, columns, squeeze=False)
+    fig, axes = _grid(len(stacks), max(4.6, 0.75 * max(len(bars) for bars in stacks.values()) + 1.2), 0, 4.2, 0.6)
     for ax, (runtime, bars) in zip(axes.flat, sorted(stacks.items(), key=lambda kv: facts.runtime_name(kv[0]))):
         dense_total = {bar["batch"]: sum(bar["parts"].values()) for bar in bars if bar["model"] == facts.BASELINE}
         for x, bar in enumerate(bars):
@@ -366,8 +351,6 @@ def time_split_plot(stacks: dict[str, list[dict]], outside: str, dpi: int = 110)
         ax.set_ylabel("time per call (% of dense's at that batch)")
         ax.set_title(facts.runtime_name(runtime))
         ax.grid(axis="y", alpha=0.3)
-    for ax in list(axes.flat)[len(stacks):]:
-        ax.set_visible(False)
     from matplotlib.patches import Patch  # lazy: heavy
 
     handles = [Patch(facecolor=colors[op], hatch="//" if op == outside else None,

@@ -10,16 +10,9 @@ from slimdeploy.parsers import non_negative_float
 from slimdeploy.settings_base import Settings, setting
 from slimdeploy.tasks import DEFAULT_TASK
 
-# Every format the report can write; each is a view of the same bench results.
 FORMATS = ("md", "html", "json", "csv", "gab")
 # What each format writes (the PNG plots go beside the Markdown).
-FORMAT_FILES = {
-    "md": "report.md",
-    "html": "report.html",
-    "json": "report.json",
-    "csv": "report.csv",
-    "gab": "gab.json",
-}
+FORMAT_FILES = {"md": "report.md", "html": "report.html", "json": "report.json", "csv": "report.csv", "gab": "gab.json"}
 MACHINE_PLOT = "speedup_by_machine.png"  # a merged report's (several machines)
 PLOT_FILES = ("speedup.png", "latency_vs_batch.png", "accuracy_vs_weights.png", "accuracy_vs_latency.png", "time_split.png",
               MACHINE_PLOT)
@@ -30,8 +23,7 @@ MERGED_OUT = "merged-report"
 
 
 def _check_formats(value) -> str | None:
-    """Text (``md,json``, as --format gives it) or a list of format names."""
-    if isinstance(value, str):
+    if isinstance(value, str):  # as --format gives it
         return _refusal(parse_formats, value)
     unknown = [str(f) for f in value if f not in FORMATS]
     if unknown:
@@ -42,8 +34,7 @@ def _check_formats(value) -> str | None:
 
 
 def _check_max_regression(value) -> str | None:
-    """A fraction, or text (``10%``, ``0.1``) as a TOML string may give it."""
-    if isinstance(value, str):
+    if isinstance(value, str):  # "10%" or "0.1", as a TOML string may give it
         return _refusal(parse_fraction, value, "max_regression")
     if not (isinstance(value, (int, float)) and 0 < value < 10):
         return f"max_regression must be a fraction above 0 (0.10 = 10%), got {value!r}"
@@ -70,17 +61,7 @@ def _check_dpi(value) -> str | None:
 
 @dataclass(frozen=True)
 class ReportSettings(Settings):
-    """How `slimdeploy report` renders a run.
-
-    formats: which views to write (md, html, json, csv, gab).
-    title: the report's heading; None picks one from the run.
-    max_regression: the regression gate's threshold as a fraction (0.10 = 10% slower).
-    confidence: the gate's bootstrap interval (0.95 = 95%).
-    step_summary: append the Markdown to $GITHUB_STEP_SUMMARY when that variable is set.
-    dpi: resolution of the PNG plots.
-    max_drop: the budget, in the task's points (``tasks``: accuracy points): a variant may be named
-        fastest only when its test score in a runtime is within this of dense's in that runtime.
-    """
+    """How `slimdeploy report` renders a run."""
 
     formats: tuple[str, ...] = setting(
         FORMATS, flag="--format", metavar="LIST", shown="", check=_check_formats,
@@ -91,10 +72,10 @@ class ReportSettings(Settings):
     max_regression: float = setting(
         0.10, flag="--max-regression", metavar="PCT", shown="10%%", check=_check_max_regression,
         help="slowdown that fails the gate, as 10%% or 0.1")
-    confidence: float = setting(0.95, check=_check_confidence)
-    # The CLI turns it off with --no-step-summary (commands/report.py).
+    confidence: float = setting(0.95, check=_check_confidence)  # the gate's bootstrap interval
+    # Append the Markdown to $GITHUB_STEP_SUMMARY when set (the CLI's --no-step-summary turns it off).
     step_summary: bool = setting(True)
-    dpi: int = setting(110, check=_check_dpi)
+    dpi: int = setting(110, check=_check_dpi)  # of the PNG plots
     max_drop: float = setting(
         0.5, flag="--max-drop", parse=non_negative_float, metavar="POINTS", check=_check_max_drop,
         help=f"{DEFAULT_TASK.metric_label} budget of the decision: the fastest model named must be within POINTS "
@@ -110,7 +91,6 @@ class ReportSettings(Settings):
 
     @classmethod
     def from_dict(cls, raw: dict, source: str = "[report]") -> "ReportSettings":
-        """Read the settings from a TOML table; unknown keys are a mistake, not ignored."""
         return super().from_dict(raw, source)
 
 

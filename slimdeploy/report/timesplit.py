@@ -1,11 +1,6 @@
-"""Where the time goes: the report's time split of ``bench --profile`` cells.
-
-Against a cell's measured median per call, its profile's layer times split into matmuls (the
-Dense layers' products), other layers, and outside the layers (median − the layers' sum: dispatch,
-the Python call; 0 when profiling made the layers longer than the median). Pruning shrinks the
-matmuls only: with a share ``f`` of dense's call outside them, a model with R times fewer FLOPs is
-at most ``1 / (f + (1 − f) / R)`` times faster (Amdahl's law), the cap the report states.
-"""
+"""Where the time goes (``bench --profile`` cells): a cell's median per call splits into matmuls, other
+layers and outside the layers (median − the layers' sum). Pruning shrinks the matmuls only: with a share
+``f`` of dense's call outside them, R times fewer FLOPs are at most ``1 / (f + (1 − f) / R)`` times faster."""
 
 from __future__ import annotations
 
@@ -66,16 +61,16 @@ def _groups(inputs: ReportInputs) -> dict[tuple, dict[str, Cell]]:
     return dict(sorted(groups.items(), key=lambda kv: (facts.runtime_name(kv[0][0]), kv[0][1:])))
 
 
+def _splits(inputs: ReportInputs) -> list[tuple[str, int, str, Split]]:
+    """(runtime, batch, model, its split) of every profiled cell shown."""
+    return [(runtime, batch, name, split(models[name])) for (runtime, batch, *_), models in _groups(inputs).items()
+            for name in sorted(models, key=facts.model_order)]
+
+
 def table_rows(inputs: ReportInputs) -> list[list[str]]:
-    """Runtime, batch, model, median, matmuls, other layers, outside, share outside matmuls, kernels."""
-    rows = []
-    for (runtime, batch, *_), models in _groups(inputs).items():
-        for name in sorted(models, key=facts.model_order):
-            s = split(models[name])
-            rows.append([facts.runtime_name(runtime), str(batch), name, f"{s.wall_us:.1f}", f"{s.matmul_us:.1f}",
-                         f"{s.other_us:.1f}", f"{s.outside_us:.1f}", _pct(s.outside_matmul_share),
-                         ", ".join(s.matmul_kernels) or "–"])
-    return rows
+    return [[facts.runtime_name(runtime), str(batch), name, f"{s.wall_us:.1f}", f"{s.matmul_us:.1f}", f"{s.other_us:.1f}",
+             f"{s.outside_us:.1f}", _pct(s.outside_matmul_share), ", ".join(s.matmul_kernels) or "–"]
+            for runtime, batch, name, s in _splits(inputs)]
 
 
 TABLE_HEADERS = ["Runtime", "Batch", "Model", "Median per call (µs)", "Matmuls (µs)", "Other layers (µs)",
@@ -132,13 +127,11 @@ def stacks(inputs: ReportInputs) -> dict[str, list[dict]]:
     """For the plot, per runtime: one bar per (batch, model), microseconds per op type plus the
     time outside the layers."""
     out: dict[str, list[dict]] = {}
-    for (runtime, batch, *_), models in _groups(inputs).items():
-        for name in sorted(models, key=facts.model_order):
-            s = split(models[name])
-            parts = {op: us for op, us in s.by_op_type.items() if us > 0}
-            if s.outside_us > 0:
-                parts[OUTSIDE] = s.outside_us
-            out.setdefault(runtime, []).append({"model": name, "batch": batch, "parts": parts})
+    for runtime, batch, name, s in _splits(inputs):
+        parts = {op: us for op, us in s.by_op_type.items() if us > 0}
+        if s.outside_us > 0:
+            parts[OUTSIDE] = s.outside_us
+        out.setdefault(runtime, []).append({"model": name, "batch": batch, "parts": parts})
     return out
 
 
@@ -152,11 +145,10 @@ def resource_rows(inputs: ReportInputs) -> list[list[str]]:
     for c in sorted(inputs.ok_cells(), key=lambda c: c.batch):
         if facts.present(c.peak_rss_mb) is not None or c.load_seconds is not None:
             first.setdefault((c.runtime, c.model), c)
-    rows = []
-    for (runtime, model), c in sorted(first.items(), key=lambda kv: (facts.runtime_name(kv[0][0]), facts.model_order(kv[0][1]))):
-        rows.append([facts.runtime_name(runtime), model, str(c.batch), _num(c.load_seconds, 1000, "{:.1f}"),
-                     _num(c.load_rss_growth_mb, 1, "{:.1f}"), _num(c.peak_rss_mb, 1, "{:.0f}")])
-    return rows
+    return [[facts.runtime_name(runtime), model, str(c.batch), _num(c.load_seconds, 1000, "{:.1f}"),
+             _num(c.load_rss_growth_mb, 1, "{:.1f}"), _num(c.peak_rss_mb, 1, "{:.0f}")]
+            for (runtime, model), c in sorted(first.items(), key=lambda kv: (facts.runtime_name(kv[0][0]),
+                                                                            facts.model_order(kv[0][1])))]
 
 
 RESOURCE_HEADERS = ["Runtime", "Model", "Batch", "Load and compile (ms)", "Peak RSS growth on load (MB)",
