@@ -98,7 +98,6 @@ def _add_figure(figures: dict, name: str, png: bytes | None, alt: str, caption: 
 
 
 def build_merged(inputs: merge.MergedInputs, settings: ReportSettings, formats=MERGED_FORMATS):
-    """A merged report's document and its figure, in memory."""
     figures: dict[str, document.Figure] = {}
     if {"md", "html"} & set(formats):
         machines = [m.label for m in inputs.machines]
@@ -177,7 +176,6 @@ def _check_out_dir(out: Path, force: bool) -> None:
 
 
 def build(inputs: ReportInputs, settings: ReportSettings) -> tuple[document.Document, dict[str, document.Figure]]:
-    """The document and its figures, in memory (what make_report writes)."""
     figures: dict[str, document.Figure] = {}
     if {"md", "html"} & set(settings.formats):  # else no view shows pictures
         _add_figures(inputs, settings, figures)

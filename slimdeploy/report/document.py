@@ -242,7 +242,7 @@ def _models_section(inputs: ReportInputs) -> Section:
     sizes = {(a.model, a.target): (a.bytes, a.gzip_bytes)
              for a in (inputs.export.artifacts if inputs.export else []) if a.model and a.target}
     targets = sorted({t for (_, t) in sizes})
-    int8 = facts.has_int8(info)
+    int8 = any(values.get("variant_of") or values.get("precision") == "int8" for values in info.values())
     headers = ["Model", "Params", "Nonzero params", "FLOPs", "Widths", "Weights remaining",
                f"Test {task.metric_label} (Keras)", f"Δ vs dense ({task.budget_unit})",
                *(f"{task.metric_title}, {facts.runtime_name(rt)}" for rt in runtimes),

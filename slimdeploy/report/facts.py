@@ -273,10 +273,6 @@ def cell_groups(inputs: ReportInputs) -> dict[tuple, list[Cell]]:
     return dict(sorted(groups.items()))
 
 
-def has_int8(info: dict[str, dict]) -> bool:
-    return any(values.get("variant_of") or values.get("precision") == "int8" for values in info.values())
-
-
 def accuracy_latency_panels(inputs: ReportInputs, max_drop: float) -> list[dict]:
     """Per runtime (and threads/mode/settings when they varied): each model's median latency at the
     largest batch measured beside its test score in that runtime, and the budget (``Task.budget_floor``)."""

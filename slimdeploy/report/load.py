@@ -24,7 +24,6 @@ class ReportInputs:
     source: Path
     run_dir: Path | None = None
     bench: BenchResults | None = None
-    bench_path: Path | None = None
     lotteries: dict[str, LotteryRecord] = field(default_factory=dict)  # by mode
     export: ExportManifest | None = None
     dense_metrics: DenseMetrics | None = None
@@ -50,7 +49,7 @@ def load_source(source: str | Path) -> ReportInputs:
     if not source.exists():
         raise UserError(f"report source {source} does not exist (give a run directory or a bench JSON file)")
     if source.is_file():
-        inputs = ReportInputs(source=source, bench=load_bench(source), bench_path=source)
+        inputs = ReportInputs(source=source, bench=load_bench(source))
         inputs.notes += bench_notes(inputs.bench)
         inputs.notes.append(
             "Made from a bench JSON alone: the pruning rounds (lottery.json) and exported files "
@@ -65,7 +64,6 @@ def _load_run_dir(run_dir: Path) -> ReportInputs:
     run = RunDir(run_dir)
     if run.bench_json.is_file():
         inputs.bench = load_bench(run.bench_json)
-        inputs.bench_path = run.bench_json
         inputs.notes += bench_notes(inputs.bench)
     else:
         inputs.notes.append(f"No benchmark results: {run.bench_json} is missing (run `slimdeploy bench {run_dir}`).")

@@ -26,7 +26,6 @@ from slimdeploy.runtimes.registry import sort_key
 # Shown in a machine's name, in this order; avx2 is left out where avx512f implies it.
 ISA_ORDER = ("avx2", "avx512f", "avx512_vnni", "amx", "neon")
 # bench.json ``models`` counts that identify a model when no artifact sha256 is recorded.
-COUNT_KEYS = ("params", "nonzero_params", "flops")
 COUNT_WORDS = {"params": "parameter counts", "nonzero_params": "nonzero parameter counts", "flops": "FLOPs"}
 # Words for what make a CPU brand string long without telling machines apart.
 CPU_NOISE = re.compile(r"\((?:R|TM|tm|r)\)|\bCPU\b|\bProcessor\b|\b\d+-Core\b|@\s*[\d.]+\s*GHz|\bwith Radeon.*$")
@@ -190,7 +189,7 @@ def model_differences(a: dict[str, BenchModel], b: dict[str, BenchModel]) -> tup
             found += [f"{name}'s {facts.runtime_name(rt)} artifact has sha256 {hashes_a[rt][:12]}… vs {hashes_b[rt][:12]}…"
                       for rt in runtimes if hashes_a[rt] != hashes_b[rt]]
             continue
-        for key in COUNT_KEYS:
+        for key in COUNT_WORDS:
             values = [facts.number(getattr(m[name], key)) for m in (a, b)]
             if None not in values:
                 compared.add(key)
@@ -203,7 +202,7 @@ def compared_words(compared: set[str]) -> str:
     words = []
     if "sha256" in compared:
         words.append("the sha256 of each model's artifact per runtime")
-    counts = [COUNT_WORDS[k] for k in COUNT_KEYS if k in compared]
+    counts = [words for key, words in COUNT_WORDS.items() if key in compared]
     if counts:
         # Only where no sha256 was recorded in both files: say why, so a reader knows it was weaker.
         words.append(f"model names, {', '.join(counts)} where a file records no artifact sha256 (a bench.json "
