@@ -44,14 +44,11 @@ class Failed:
 class Machine:
     label: str
     inputs: ReportInputs
+    bench: BenchResults = field(init=False)
+    source: Path = field(init=False)
 
-    @property
-    def bench(self) -> BenchResults:
-        return self.inputs.bench
-
-    @property
-    def source(self) -> Path:
-        return self.inputs.source
+    def __post_init__(self):
+        self.bench, self.source = self.inputs.bench, self.inputs.source
 
 
 @dataclass

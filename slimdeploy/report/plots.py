@@ -89,10 +89,8 @@ def speedup_plot(comparisons: list[Comparison], dpi: int = 110) -> bytes | None:
               + (f"\n{mode_name}" if mode else "") + (f"\n{options}" if runtime in varied and options else "")
               for runtime, thread_count, mode_name, options, batch in slots]
     ax.set_xticks(range(len(slots)), labels, fontsize=8)
-    ax.set_xlim(-0.6, len(slots) - 0.4)
-    ax.set_ylim(0, top * 1.18)
-    ax.set_ylabel("speedup over dense (×, higher is faster)")
-    ax.set_title("How much faster is the pruned model? Measured vs ideal speedup")
+    ax.set(xlim=(-0.6, len(slots) - 0.4), ylim=(0, top * 1.18), ylabel="speedup over dense (×, higher is faster)",
+           title="How much faster is the pruned model? Measured vs ideal speedup")
     fig.legend(fontsize=8, loc="outside lower center", ncol=min(3, 2 * len(models) + 1))
     ax.grid(axis="y", alpha=0.3)
     return _png(fig, dpi)
@@ -132,9 +130,7 @@ def machine_speedup_plot(panels: list[dict], machines: list[str], dpi: int = 110
             top = max([top] + [bar[2] for _, bar in points])
         ax.axhline(1.0, color="black", linewidth=0.9)
         ax.set_xticks(range(len(panel["slots"])), panel["slots"], fontsize=8)
-        ax.set_xlim(-0.6, len(panel["slots"]) - 0.4)
-        ax.set_ylim(0, top * 1.2)
-        ax.set_ylabel("speedup (×)")
+        ax.set(xlim=(-0.6, len(panel["slots"]) - 0.4), ylim=(0, top * 1.2), ylabel="speedup (×)")
         ax.set_title(f"{panel['title']}: above 1, faster", fontsize=10)
         ax.grid(axis="y", alpha=0.3)
     fig.suptitle("Speedup on each machine (whiskers: bootstrap interval), never averaged", fontsize=11)
@@ -178,10 +174,8 @@ def latency_plot(cells: list[Cell], dpi: int = 110) -> bytes | None:
             ax.plot(batches, p50, style, marker="o", color=model_color(model), label=label)
             ax.fill_between(batches, p50, p99, color=model_color(model), alpha=0.15, linewidth=0)
         ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
-        ax.set_title(f"{facts.runtime_name(runtime)}")
-        ax.set_xlabel("batch size (images per call)")
-        ax.set_ylabel("latency per call (ms, log scale)")
+        ax.set(yscale="log", title=facts.runtime_name(runtime), xlabel="batch size (images per call)",
+               ylabel="latency per call (ms, log scale)")
         ax.grid(True, which="both", alpha=0.25)
         ax.legend(fontsize=8)
     fig.suptitle("Latency vs batch size, dense vs pruned (line: median; band: median to p99)")
@@ -242,9 +236,8 @@ def lottery_plot(lotteries: dict[str, LotteryRecord], dense_accuracy: float | No
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v * 100:g}%"))
     ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
     ax.set_xticks(_percent_ticks(low / 1.3, 1.15))
-    ax.set_xlabel("weights remaining (% of the dense model's parameters, log scale)")
-    ax.set_ylabel(f"test {task.metric_label} (%)")
-    ax.set_title(f"{task.metric_title} vs weights remaining per pruning round (lottery-ticket curve)")
+    ax.set(xlabel="weights remaining (% of the dense model's parameters, log scale)", ylabel=f"test {task.metric_label} (%)",
+           title=f"{task.metric_title} vs weights remaining per pruning round (lottery-ticket curve)")
     ax.grid(True, which="both", alpha=0.25)
     fig.legend(fontsize=8, loc="outside lower center", ncol=2)
     return _png(fig, dpi)
@@ -281,10 +274,9 @@ def accuracy_latency_plot(panels: list[dict], dpi: int = 110, task: Task = DEFAU
                        label=f"budget: dense − {task.format_points(panel['max_drop'])} ({task.format(panel['budget'])})")
         _plain_log_axis(ax)
         low, high = min(p["p50_ms"] for p in points), max(p["p50_ms"] for p in points)
-        ax.set_xlim(low / 1.5, high * 2.2)  # room for the labels on the right
-        ax.set_title(f"{panel['title']}, batch {panel['batch']}")
-        ax.set_xlabel("median latency per call (ms, log scale; left is faster)")
-        ax.set_ylabel(f"test {task.metric_label} in this runtime (%)")
+        ax.set(xlim=(low / 1.5, high * 2.2),  # room for the labels on the right
+               title=f"{panel['title']}, batch {panel['batch']}", xlabel="median latency per call (ms, log scale; left is faster)",
+               ylabel=f"test {task.metric_label} in this runtime (%)")
         ax.grid(True, which="both", alpha=0.25)
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, [label.split(" (")[0] if len(panels) > 1 and label.startswith("budget") else label for label in labels],
@@ -348,8 +340,7 @@ def time_split_plot(stacks: dict[str, list[dict]], outside: str, dpi: int = 110)
                     bottom += height
         ax.set_xticks(range(len(bars)), [f"{bar['model']}\nbatch {bar['batch']}" for bar in bars], fontsize=7, rotation=30,
                       ha="right")
-        ax.set_ylabel("time per call (% of dense's at that batch)")
-        ax.set_title(facts.runtime_name(runtime))
+        ax.set(ylabel="time per call (% of dense's at that batch)", title=facts.runtime_name(runtime))
         ax.grid(axis="y", alpha=0.3)
     from matplotlib.patches import Patch  # lazy: heavy
 
