@@ -177,10 +177,11 @@ def _encode(value: Any) -> Any:
 _HINTS: dict[type, dict] = {}
 
 
-def constraint(default: Any = dataclasses.MISSING, **schema: Any) -> Any:
+def constraint(default: Any = dataclasses.MISSING, *, required: bool = False, **schema: Any) -> Any:
     """A field with JSON Schema constraints beyond its type (``enum``, ``minimum``...), for
-    ``records.schema``: ``status: str = constraint("pending", enum=CELL_STATUSES)``."""
-    return dataclasses.field(default=default, metadata={"schema": schema})
+    ``records.schema``: ``status: str = constraint("pending", enum=CELL_STATUSES)``; ``required``:
+    a file must have the key although code building the record may leave it to its default."""
+    return dataclasses.field(default=default, metadata={"schema": schema, "required": required})
 
 
 def field_types(cls: type) -> dict:

@@ -267,7 +267,7 @@ class SparseInt8(Record):
     reason: str = ABSENT
     amx: bool = ABSENT
     cpu: str | None = ABSENT
-    models: dict = ABSENT  # model -> its sparse twin
+    models: list = ABSENT  # the sparse twins benched
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -309,6 +309,10 @@ class BenchConfig(Record):
     input_dims: list | dict = ABSENT  # older files: the input's dimensions as a list
 
 
+def _required(factory):
+    return dataclasses.field(default_factory=factory, metadata={"required": True})
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class BenchResults(Record):
     """The whole bench.json."""
@@ -316,16 +320,16 @@ class BenchResults(Record):
     SCHEMA_VERSION = SCHEMA_VERSION
     WHAT = "bench.json"
 
-    schema_version: int = constraint(SCHEMA_VERSION, minimum=1, maximum=SCHEMA_VERSION)
-    tool: str = ""
-    created: str = ""
-    complete: bool = False
-    environment: Environment = dataclasses.field(default_factory=Environment)
-    config: BenchConfig = dataclasses.field(default_factory=BenchConfig)
-    models: dict[str, BenchModel] = dataclasses.field(default_factory=dict)
-    cells: list[Cell] = dataclasses.field(default_factory=list)
+    schema_version: int = constraint(SCHEMA_VERSION, required=True, minimum=1, maximum=SCHEMA_VERSION)
+    tool: str = constraint("", required=True, pattern="^slimdeploy ")
+    created: str = constraint("", required=True)
+    complete: bool = constraint(False, required=True)
+    environment: Environment = _required(Environment)
+    config: BenchConfig = _required(BenchConfig)
+    models: dict[str, BenchModel] = _required(dict)
+    cells: list[Cell] = _required(list)
     comparisons: list[Comparison] = dataclasses.field(default_factory=list)
-    runtimes: dict[str, RuntimeInfo] = dataclasses.field(default_factory=dict)
+    runtimes: dict[str, RuntimeInfo] = _required(dict)
     sparse_int8: SparseInt8 = ABSENT
     notes: list = dataclasses.field(default_factory=list)
     wall_seconds: float | None = None

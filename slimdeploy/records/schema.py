@@ -30,7 +30,8 @@ def _object(record: type, outer: tuple) -> dict:
         if field.name == "extra" or field.name.startswith("_"):
             continue
         properties[field.name] = {**_of(hints[field.name], outer), **field.metadata.get("schema", {})}
-        if field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
+        if field.metadata.get("required") or (field.default is dataclasses.MISSING
+                                              and field.default_factory is dataclasses.MISSING):
             required.append(field.name)
     schema: dict[str, Any] = {"type": "object", "properties": properties}
     if required:
