@@ -32,7 +32,6 @@ from slimdeploy.export.settings import ExportSettings
 from slimdeploy.models import model_format
 from slimdeploy.prune.lottery import prune_run
 from slimdeploy.prune.settings import PruneSettings
-from slimdeploy.records.bench import BenchResults
 from slimdeploy.records.export import ExportManifest
 from slimdeploy.records.lottery import LotteryRecord
 from slimdeploy.records.run import DenseMetrics
@@ -116,8 +115,7 @@ def bench_models(*sources, out=None, force: bool = False, resume: bool = False, 
         raise UserError("bench_models: give at least one run directory, export directory or artifact")
     _refuse_unknown(settings, _field_names(BenchSettings), "bench_models")
     chosen = BenchSettings(**settings).validated()
-    return BenchResults.from_json(run_bench([str(source) for source in sources], chosen, out, force=force,
-                                            resume=resume, progress=progress))
+    return run_bench([str(source) for source in sources], chosen, out, force=force, resume=resume, progress=progress)
 
 
 def make_report(source, *, out=None, force: bool = False, **settings) -> list[Path]:

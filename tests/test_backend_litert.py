@@ -236,7 +236,7 @@ def test_without_ai_edge_litert_litert_is_unavailable_never_a_crash(without_lite
     onnx_mlp(onnx, random_layers((16, 10)))
     settings = BenchSettings(runtimes=("onnxruntime", "litert"), batches=(1,), min_iters=5, min_time=0.0, warmup_iters=1,
                              instances=1, processes=1)
-    results = run_bench([onnx, tflite], settings, tmp_path / "both.json")
+    results = run_bench([onnx, tflite], settings, tmp_path / "both.json").to_json()
     unavailable = [c for c in results["cells"] if c["runtime"] == "litert"]
     assert unavailable and all(c["status"] == "unavailable" and c["error"] == reason for c in unavailable)
     assert results["runtimes"]["litert"] == {"available": False, "reason": reason}

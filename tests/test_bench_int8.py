@@ -61,7 +61,7 @@ def accept_int8_artifacts(manifest_path):
 @pytest.fixture(scope="module")
 def results(int8_run, tmp_path_factory):
     out = tmp_path_factory.mktemp("int8_bench") / "bench.json"
-    return run_bench([int8_run], QUICK, out)
+    return run_bench([int8_run], QUICK, out).to_json()
 
 
 def test_variants_are_models_but_never_run_the_float_keras_file(results):
@@ -112,7 +112,7 @@ def test_stacking_comparisons_have_their_own_baselines_and_questions(results):
     assert {c["question"] for c in results["comparisons"] if c["runtime"] == "tensorflow"} == {"vs_baseline"}
     # The records read them back, and the table shows each row's baseline.
     assert BenchResults.from_json(results).to_json()["comparisons"] == results["comparisons"]
-    assert any(column.header == "vs" for column in verdict_table(results).columns)
+    assert any(column.header == "vs" for column in verdict_table(BenchResults.from_json(results)).columns)
 
 
 def test_sparse_int8_auto_follows_this_cpu(results):
@@ -124,25 +124,25 @@ def test_sparse_int8_auto_follows_this_cpu(results):
         assert sparse["applicable"] is True and sparse["amx"] is True and sparse["reason"] == "the CPU reports AMX"
         assert sparse["models"] and all(name.endswith("-sparse") and results["models"][name]["variant_of"]
                                         for name in sparse["models"])
-        assert not any("sparse int8: not benched" in line for line in problem_lines(results))
+        assert not any("sparse int8: not benched" in line for line in problem_lines(BenchResults.from_json(results)))
         return
     assert results["sparse_int8"] == {"applicable": False, "reason": NO_AMX, "cpu": cpu["model"]}
     assert not any(name.endswith("-sparse") for name in results["models"])
-    assert f"sparse int8: not benched — {NO_AMX}" in problem_lines(results)
+    assert f"sparse int8: not benched — {NO_AMX}" in problem_lines(BenchResults.from_json(results))
 
 
 def test_the_sparse_choice_follows_the_setting_and_the_flags():
-    assert sparse_int8_choice("auto", {"model": "x", "flags": ["avx2", "amx_int8"]})["applicable"] is True
-    assert sparse_int8_choice("auto", {"model": "x", "flags": ["avx2"]})["applicable"] is False
-    assert sparse_int8_choice("off", {"model": "x", "flags": ["amx_tile"]})["applicable"] is False
+    assert sparse_int8_choice("auto", {"model": "x", "flags": ["avx2", "amx_int8"]}).applicable is True
+    assert sparse_int8_choice("auto", {"model": "x", "flags": ["avx2"]}).applicable is False
+    assert sparse_int8_choice("off", {"model": "x", "flags": ["amx_tile"]}).applicable is False
     forced = sparse_int8_choice("on", {"model": "x", "flags": ["avx2"]})
-    assert forced["applicable"] is True and forced["amx"] is False and forced["rate"] == 0.5
+    assert forced.applicable is True and forced.amx is False and forced.rate == 0.5
 
 
 def test_sparse_int8_on_measures_the_sparse_twin_on_openvino_only(int8_run, tmp_path):
     settings = dataclasses.replace(QUICK, runtimes=("onnxruntime", "openvino"), sparse_int8="on", processes=1,
                                    models=("dense", "unstructured", "dense-int8", "unstructured-int8"))
-    results = run_bench([int8_run], settings, tmp_path / "bench.json")
+    results = run_bench([int8_run], settings, tmp_path / "bench.json").to_json()
     validate(results)
     twin = "unstructured-int8-sparse"
     assert results["sparse_int8"]["applicable"] is True and results["sparse_int8"]["models"] == [twin]

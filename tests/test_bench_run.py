@@ -15,6 +15,7 @@ from slimdeploy.bench import crosscheck, stats
 from slimdeploy.bench.api import run_bench
 from slimdeploy.bench.results import merge_records, schema, validate
 from slimdeploy.bench.settings import BenchSettings
+from slimdeploy.records.bench import Stability
 from slimdeploy.errors import UserError
 from slimdeploy.runtimes.registry import availability
 from test_bench_artifacts import bench_run, onnx_models  # noqa: F401  (shared fixtures)
@@ -31,7 +32,7 @@ def quick(**changes) -> BenchSettings:
 def full_results(bench_run, tmp_path_factory):  # noqa: F811
     out = tmp_path_factory.mktemp("bench_out") / "bench.json"
     results = run_bench([bench_run], quick(runtimes=("tensorflow", "onnxruntime", "openvino", "tensorrt"),
-                                           batches=(1, 32)), out)
+                                           batches=(1, 32)), out).to_json()
     return results, out
 
 
@@ -102,7 +103,7 @@ def test_every_cell_is_measured_with_raw_samples_and_statistics(full_results):
         assert_each_process_met_time_or_cap(cell, QUICK)
         assert cell["stats"]["p50_ms"] > 0 and cell["stats"]["min_ms"] <= cell["stats"]["p50_ms"] <= cell["stats"]["max_ms"]
         assert cell["stability"]["rounds"] == len(cell["blocks"])
-        assert cell["unstable"] == stats.is_unstable(cell["stability"])
+        assert cell["unstable"] == stats.is_unstable(Stability.from_json(cell["stability"]))
         assert cell["load_seconds"] > 0 and cell["first_inference_seconds"] > 0
         assert cell["instances"] == 2  # sessions rotated per round
         assert sum(cell["blocks"]) == cell["iterations"]
@@ -148,7 +149,7 @@ def test_an_existing_result_is_not_overwritten_and_resume_keeps_finished_cells(f
         run_bench([bench_run], quick(runtimes=("onnxruntime",), batches=(1, 32)), out)
     events = []
     resumed = run_bench([bench_run], quick(runtimes=("tensorflow", "onnxruntime", "openvino", "tensorrt"),
-                                           batches=(1, 32)), out, resume=True, on_event=events.append)
+                                           batches=(1, 32)), out, resume=True, on_event=events.append).to_json()
     assert events == []  # nothing was measured again
     before = {c["id"]: c["samples_ms"] for c in results["cells"]}
     assert {c["id"]: c["samples_ms"] for c in resumed["cells"]} == before
@@ -176,7 +177,7 @@ def test_a_worker_killed_while_measuring_loses_only_that_cell_group(onnx_models,
     sources = [onnx_models[n] for n in ("dense", "structured", "unstructured")] + [onnx_models["dense.xml"]]
     hook = _killer("onnxruntime", lambda e: e["event"] == "measuring" and e["group"] == 1)
     results = run_bench(sources, quick(runtimes=("onnxruntime", "openvino"), batches=(1, 2, 4)),
-                        tmp_path / "bench.json", on_event=hook)
+                        tmp_path / "bench.json", on_event=hook).to_json()
     status = {c["id"]: (c["status"], c["error"]) for c in results["cells"]}
     for model in ("dense", "structured", "unstructured"):
         killed = status[f"{model}|onnxruntime|b2|t1|latency|opt=all"]
@@ -197,7 +198,7 @@ def test_a_model_that_kills_its_worker_while_loading_is_not_tried_again(onnx_mod
     sources = [onnx_models[n + ".xml"] for n in ("dense", "structured", "unstructured")]
     hook = _killer("openvino", lambda e: e["event"] == "model_loading" and e["model"] == "structured")
     results = run_bench(sources, quick(runtimes=("openvino",), batches=(1, 2)), tmp_path / "bench.json",
-                        on_event=hook)
+                        on_event=hook).to_json()
     status = {c["id"]: (c["status"], c["error"]) for c in results["cells"]}
     first = status["structured|openvino|b1|t1|latency|precision=f32"]
     assert first[0] == "error" and "SIGKILL" in first[1] and "structured.xml at batch 1" in first[1]
@@ -216,7 +217,7 @@ def test_an_unavailable_runtime_is_listed_with_its_reason(onnx_models, tmp_path)
     engine = tmp_path / "dense.engine"
     engine.write_bytes(b"a TensorRT engine would be here")
     results = run_bench([engine, onnx_models["dense"]], quick(runtimes=("tensorrt", "onnxruntime"), batches=(1,)),
-                        tmp_path / "bench.json")
+                        tmp_path / "bench.json").to_json()
     cells = {c["runtime"]: c for c in results["cells"]}
     assert cells["tensorrt"]["status"] == "unavailable"
     assert cells["tensorrt"]["error"] == results["runtimes"]["tensorrt"]["reason"]
@@ -242,7 +243,7 @@ def test_records_of_a_cells_processes_merge_in_order_and_an_error_in_any_is_the_
 def test_crosscheck_records_benchmark_app_beside_the_engine_median(onnx_models, tmp_path):  # noqa: F811
     sources = [onnx_models["dense.xml"]]
     results = run_bench(sources, quick(runtimes=("openvino",), batches=(16,), crosscheck=True, crosscheck_time=1),
-                        tmp_path / "bench.json")
+                        tmp_path / "bench.json").to_json()
     cross = results["cells"][0]["crosscheck"]
     assert cross["status"] == "ok", cross["error"]
     assert cross["median_ms"] > 0 and cross["engine_median_ms"] > 0
@@ -272,7 +273,7 @@ def test_resume_measures_again_only_the_unfinished_cell_groups(onnx_models, tmp_
     out = tmp_path / "bench.json"
     sources = [onnx_models["dense"], onnx_models["structured"]]
     settings = quick(runtimes=("onnxruntime",), batches=(1, 2))
-    first = run_bench(sources, settings, out)
+    first = run_bench(sources, settings, out).to_json()
     # As an interrupted run leaves it: one cell of batch 2 not finished.
     data = json.loads(out.read_text())
     for cell in data["cells"]:
@@ -281,7 +282,7 @@ def test_resume_measures_again_only_the_unfinished_cell_groups(onnx_models, tmp_
     data["complete"] = False
     out.write_text(json.dumps(data))
     events = []
-    resumed = run_bench(sources, settings, out, resume=True, on_event=events.append)
+    resumed = run_bench(sources, settings, out, resume=True, on_event=events.append).to_json()
     measured = {e["batch"] for e in events if e["event"] == "group_start"}
     assert measured == {2}  # the whole batch-2 group again (it is measured interleaved), batch 1 kept
     assert resumed["complete"] is True

@@ -37,8 +37,8 @@ def test_agreeing_rounds_are_stable_however_heavy_tailed_the_calls():
     samples, blocks = heavy_tailed_rounds([1.0] * 40)
     stability = stats.round_stability(samples, blocks, [20, 20])
     assert stats.summarize(samples, 1)["cv"] > 0.10  # the old rule would have flagged it
-    assert stability["basis"] == "round medians" and stability["rounds"] == 40
-    assert stability["round_spread"] < 0.2 and stability["process_spread"] < 0.1
+    assert stability.basis == "round medians" and stability.rounds == 40
+    assert stability.round_spread < 0.2 and stability.process_spread < 0.1
     assert not stats.is_unstable(stability)
 
 
@@ -46,7 +46,7 @@ def test_rounds_that_disagree_are_unstable():
     # Every other round slowed 1.8x: a machine loaded in bursts.
     samples, blocks = heavy_tailed_rounds([1.0, 1.8] * 20)
     stability = stats.round_stability(samples, blocks, [20, 20])
-    assert stability["round_spread"] > stats.UNSTABLE_SPREAD
+    assert stability.round_spread > stats.UNSTABLE_SPREAD
     assert stats.is_unstable(stability)
 
 
@@ -54,19 +54,19 @@ def test_a_process_slower_than_the_other_is_unstable():
     # Each process steady, but the second ran 1.6x slower throughout.
     samples, blocks = heavy_tailed_rounds([1.0] * 10 + [1.6] * 30)
     stability = stats.round_stability(samples, blocks, [10, 30])
-    assert stability["process_spread"] == pytest.approx(0.6, abs=0.1)
+    assert stability.process_spread == pytest.approx(0.6, abs=0.1)
     assert stats.is_unstable(stability)
     # The same rounds as one process: only the round spread can tell.
-    assert stats.round_stability(samples, blocks, [40])["process_spread"] is None
+    assert stats.round_stability(samples, blocks, [40]).process_spread is None
 
 
 def test_one_round_has_no_spread_and_is_not_flagged():
     samples, blocks = heavy_tailed_rounds([1.0])
     stability = stats.round_stability(samples, blocks, [1])
-    assert stability["round_spread"] is None and stability["process_spread"] is None
-    assert stability["note"] == "one round: no spread to judge"
+    assert stability.round_spread is None and stability.process_spread is None
+    assert stability.note == "one round: no spread to judge"
     assert not stats.is_unstable(stability)
-    assert stats.round_stability(samples, None)["note"] == "no rounds recorded: not judged"
+    assert stats.round_stability(samples, None).note == "no rounds recorded: not judged"
 
 
 def test_the_flag_is_explained_by_its_evidence():
@@ -74,12 +74,12 @@ def test_the_flag_is_explained_by_its_evidence():
     stability = stats.round_stability(samples, blocks, [20, 20])
     cell = {"id": "dense|onnxruntime|b1|t1|latency", "model": "dense", "runtime": "onnxruntime", "batch": 1,
             "threads": 1, "mode": "latency", "settings": {}, "status": "ok", "unstable": True,
-            "stability": stability, "stats": stats.summarize(samples, 1), "samples_ms": samples}
-    line = next(line for line in problem_lines({"cells": [cell]}) if "unstable" in line)
-    assert "interleaved rounds disagreed" in line and f"round spread {stability['round_spread']:.0%}" in line
+            "stability": stability.to_json(), "stats": stats.summarize(samples, 1), "samples_ms": samples}
+    line = next(line for line in problem_lines(BenchResults.from_json({"cells": [cell]})) if "unstable" in line)
+    assert "interleaved rounds disagreed" in line and f"round spread {stability.round_spread:.0%}" in line
     assert "interleaved rounds disagreed" in gab_entries(BenchResults.from_json({"cells": [cell]}))[0]["extra"]
-    old = {**cell, "stability": None}  # a bench.json from before round stability
-    assert "per-call cv" in problem_lines({"cells": [old]})[0]
+    old = {key: value for key, value in cell.items() if key != "stability"}  # a bench.json from before round stability
+    assert "per-call cv" in problem_lines(BenchResults.from_json({"cells": [old]}))[0]
 
 
 # --- under real load ------------------------------------------------------------------------------
@@ -136,7 +136,7 @@ def measured_under_bursts(sources: list, tmp_path: Path) -> dict:
         loops = [subprocess.Popen([sys.executable, "-c", BURSTS.format(seconds=180, cycle=cycle, busy=busy, cpu=cpu)])
                  for _ in range(BUSY_LOOPS)]
         try:
-            return run_bench(sources, settings, tmp_path / "bench.json")
+            return run_bench(sources, settings, tmp_path / "bench.json").to_json()
         finally:
             for process in loops:
                 process.kill()
@@ -170,4 +170,4 @@ def test_rounds_recorded_under_load_are_flagged_and_quiet_ones_are_not():
                         artifact_shown=name)
         cell = finish_cell(spec, {"status": "ok", **{k: record[k] for k in ("samples_ms", "blocks", "processes")}})
         assert cell.unstable is record["under_load"], (name, cell.stability)
-        assert cell.stability["rounds"] == len(record["blocks"]) and cell.stability["threshold"] == stats.UNSTABLE_SPREAD
+        assert cell.stability.rounds == len(record["blocks"]) and cell.stability.threshold == stats.UNSTABLE_SPREAD

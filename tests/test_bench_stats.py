@@ -13,6 +13,7 @@ from slimdeploy.bench.compare import MAX_BOOTSTRAP_SAMPLES, compare, thin
 from slimdeploy.bench.plan import cell_id
 from slimdeploy.bench.settings import BenchSettings
 from slimdeploy.errors import UserError
+from slimdeploy.records.bench import BenchModel, Cell
 
 
 def latencies(median_ms: float, n: int = 400, seed: int = 0, spread: float = 0.05) -> np.ndarray:
@@ -113,6 +114,12 @@ def test_thinning_keeps_every_part_of_the_run_and_caps_the_size():
     assert list(thin(np.arange(10.0))) == list(range(10))
 
 
+def compare_records(cells: list[dict], models: dict, baseline: str) -> list[dict]:
+    """``compare`` on records made from hand-written cells and models, as bench.json would hold them."""
+    records = {name: BenchModel.from_json(info) for name, info in models.items()}
+    return [c.to_json() for c in compare([Cell.from_json(c) for c in cells], records, baseline)]
+
+
 def _cell(model, runtime, batch, samples, status="ok"):
     samples = list(samples)
     return {"id": cell_id(model, runtime, batch, 1, "latency", {}), "model": model, "runtime": runtime,
@@ -132,7 +139,7 @@ def test_comparisons_pair_each_model_with_the_baseline_of_its_own_cell_group():
         _cell("sparse", "openvino", 1, [], status="error"),  # an error cell: no comparison
         _cell("narrow", "tensorflow", 1, latencies(0.5, seed=6)),  # no baseline here: no comparison
     ]
-    result = {(c["runtime"], c["model"]): c for c in compare(cells, models, "dense")}
+    result = {(c["runtime"], c["model"]): c for c in compare_records(cells, models, "dense")}
     assert set(result) == {("onnxruntime", "narrow"), ("onnxruntime", "sparse"), ("openvino", "narrow")}
     narrow = result[("onnxruntime", "narrow")]
     assert narrow["speedup"] == pytest.approx(4.0, rel=0.05)
@@ -165,7 +172,7 @@ def test_with_rounds_the_comparison_is_the_paired_estimate_not_the_ratio_of_medi
     cand = [(100 if b else 50) * 1e-3 * rng.lognormal(0, 0.03, 6) for b in busy]
     cells = [_interleaved_cell("dense", base, [60, 60]), _interleaved_cell("dense-int8", cand, [60, 60])]
     models = {"dense": {"flops": 100}, "dense-int8": {"flops": 100, "precision": "int8", "variant_of": "dense"}}
-    (comparison,) = compare(cells, models, "dense")
+    (comparison,) = compare_records(cells, models, "dense")
     speedup, low, high, rounds = stats.process_round_interval([(base[:60], cand[:60]), (base[60:], cand[60:])])
     assert comparison["speedup"] == speedup == comparison["round_speedup"] and rounds == comparison["rounds"] == 120
     assert [comparison["ci_low"], comparison["ci_high"]] == [low, high] == comparison["round_interval"]

@@ -230,7 +230,7 @@ def test_bench_feeds_token_ids_in_the_embedding_range(token_model, tmp_path):
     export_source(path, ExportSettings(targets=["onnx", "openvino"]), tmp_path / "exports", data=npz)
     sources = [tmp_path / "exports" / "emb.onnx", tmp_path / "exports" / "emb.xml", path]
     results = run_bench(sources, _bench_quick(runtimes=("onnxruntime", "openvino", "tensorflow")),
-                        tmp_path / "bench.json")
+                        tmp_path / "bench.json").to_json()
     cells = results["cells"]
     assert {c["runtime"] for c in cells} == {"onnxruntime", "openvino", "tensorflow"} and len(cells) == 6
     for cell in cells:
@@ -265,14 +265,14 @@ def test_bench_of_a_hand_built_integer_onnx_measures_every_cell(tmp_path):
     from slimdeploy.bench.api import run_bench
 
     artifact = integer_onnx(tmp_path / "ids.onnx")
-    results = run_bench([artifact], _bench_quick(runtimes=("onnxruntime", "openvino")), tmp_path / "bench.json")
+    results = run_bench([artifact], _bench_quick(runtimes=("onnxruntime", "openvino")), tmp_path / "bench.json").to_json()
     assert len(results["cells"]) == 4
     for cell in results["cells"]:
         assert cell["status"] == "ok", cell["error"]
         assert cell["input"]["dtype"] == "int64" and (cell["input"]["low"], cell["input"]["high"]) == (0, 50)
     # --input-range narrows the ids (and says so).
     results = run_bench([artifact], _bench_quick(runtimes=("onnxruntime",), batches=(4,), input_range=(0, 7)),
-                        tmp_path / "narrow.json")
+                        tmp_path / "narrow.json").to_json()
     assert results["cells"][0]["input"] == {"dtype": "int64", "low": 0, "high": 7, "range_from": "--input-range"}
 
 

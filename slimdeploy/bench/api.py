@@ -21,7 +21,8 @@ from slimdeploy.bench.sources import is_lone_export, resolve_sources
 from slimdeploy.config import refuse_changed_settings
 from slimdeploy.dirlock import DirectoryLock, writer_directory
 from slimdeploy.errors import UserError
-from slimdeploy.records.bench import BenchResults, Comparison
+from slimdeploy.records.bench import BenchConfig, BenchModel, BenchResults, RuntimeInfo, SparseInt8
+from slimdeploy.records.environment import Environment
 from slimdeploy.rundir import BENCH_FILE, RunDir
 from slimdeploy.runtimes.openvino import cpu_has_amx
 from slimdeploy.runtimes.registry import all_availability
@@ -36,16 +37,16 @@ SPARSE_INT8_RATE = 0.5
 NO_AMX = "the CPU reports no AMX (amx_int8/amx_tile missing from its flags)"
 
 
-def sparse_int8_choice(setting: str, cpu: dict) -> dict:
+def sparse_int8_choice(setting: str, cpu: dict) -> SparseInt8:
     """Whether sparse int8 twins are benched (``--sparse-int8``), as bench.json records it:
-    the CPU plugin packs sparse int8 weights only on CPUs with AMX."""
+    the CPU plugin packs sparse int8 weights only on CPUs with AMX (``cpu``: environment.cpu_info())."""
     amx = cpu_has_amx(cpu)
     if setting == "off":
-        return {"applicable": False, "reason": "--sparse-int8 off", "cpu": cpu.get("model")}
+        return SparseInt8(applicable=False, reason="--sparse-int8 off", cpu=cpu.get("model"))
     if setting == "auto" and not amx:
-        return {"applicable": False, "reason": NO_AMX, "cpu": cpu.get("model")}
+        return SparseInt8(applicable=False, reason=NO_AMX, cpu=cpu.get("model"))
     reason = "the CPU reports AMX" if amx else f"--sparse-int8 on, although {NO_AMX}: the plugin keeps dense kernels"
-    return {"applicable": True, "rate": SPARSE_INT8_RATE, "reason": reason, "amx": amx, "cpu": cpu.get("model")}
+    return SparseInt8(applicable=True, rate=SPARSE_INT8_RATE, reason=reason, amx=amx, cpu=cpu.get("model"))
 
 
 def prepare(sources, settings: BenchSettings | None = None):
@@ -54,17 +55,17 @@ def prepare(sources, settings: BenchSettings | None = None):
     if isinstance(sources, (str, os.PathLike)):
         sources = [sources]
     sparse = sparse_int8_choice(settings.sparse_int8, environment.cpu_info())
-    resolved = resolve_sources(list(sources), settings.models, sparse.get("rate"), runtimes=settings.runtimes)
-    resolved.sparse_int8 = {**sparse, "models": resolved.sparse_twins} if sparse["applicable"] else sparse
+    resolved = resolve_sources(list(sources), settings.models, sparse.rate or None, runtimes=settings.runtimes)
+    resolved.sparse_int8 = sparse.replace(models=resolved.sparse_twins) if sparse.applicable else sparse
     if settings.baseline_model is None:  # recorded in bench.json's config as the name used
         settings = dataclasses.replace(settings, baseline_model=resolved.default_baseline())
-    availability = all_availability()
+    availability = {name: RuntimeInfo.from_json(info, keep_order=True) for name, info in all_availability().items()}
     plan = make_plan(resolved, settings, availability)
     return settings, resolved, availability, plan
 
 
 def run_bench(sources, settings: BenchSettings | None = None, out=None, *, force: bool = False,
-              resume: bool = False, progress=None, on_event=None) -> dict:
+              resume: bool = False, progress=None, on_event=None) -> BenchResults:
     """Benchmark every model of ``sources`` on every available runtime; write and return bench.json.
 
     ``sources``: run directories and/or artifact files. ``out``: default RUN_DIR/bench.json
@@ -72,7 +73,7 @@ def run_bench(sources, settings: BenchSettings | None = None, out=None, *, force
     ``resume`` (keep its finished cell groups, measure the rest); a second writer of its
     directory (the run directory, or ``out``'s own) is refused (``dirlock``). ``progress``: a rich
     Progress. ``on_event``: called with each worker event (dict), for tools and tests.
-    The result is bench.json's content (a dict, as ``BenchResults.to_json`` writes it).
+    The result is bench.json's record.
     """
     started = time.perf_counter()
     given_out = out
@@ -103,7 +104,7 @@ def _foreseen_writer_directory(sources, out) -> Path:
 
 
 def _run_locked(out: Path, settings: BenchSettings, resolved, availability: dict, plan: Plan, sources, started: float, *,
-                force: bool, resume: bool, progress, on_event) -> dict:
+                force: bool, resume: bool, progress, on_event) -> BenchResults:
     """``run_bench`` once it holds the output's lock."""
     previous = _previous_results(out, settings, force=force, resume=resume)
     for leftover in out.parent.glob(f".{out.name}{fsutil.TMP_MARK}*"):
@@ -127,7 +128,7 @@ def _run_locked(out: Path, settings: BenchSettings, resolved, availability: dict
         document.compare(settings)
     finally:
         document.save(wall_seconds=time.perf_counter() - started)
-    return document.results.to_json()
+    return document.results
 
 
 def _previous_results(out: Path, settings: BenchSettings, *, force: bool, resume: bool) -> BenchResults | None:
@@ -164,23 +165,28 @@ class BenchDocument:
             models[spec.model]["artifacts"][spec.runtime] = spec.artifact_shown
         config = {**settings.to_dict(), "sources": [shown_path(Path(s), None) for s in sources],
                   "input_dims": list(plan.input_dims) if plan.input_dims else None}
-        results = BenchResults.new(config, environment.describe(settings.runtimes), models, availability, resolved.notes)
+        results = BenchResults.new(BenchConfig.from_json(config, keep_order=True),
+                                   Environment.from_json(environment.describe(settings.runtimes), keep_order=True),
+                                   {}, availability, resolved.notes)
         results = results.replace(sparse_int8=resolved.sparse_int8)
         cells = {spec.id: base_cell(spec) for spec in plan.cells}
         for spec in plan.unavailable:
-            cells[spec.id] = unavailable_cell(spec, availability[spec.runtime].get("reason", "unavailable"))
+            cells[spec.id] = unavailable_cell(spec, availability[spec.runtime].reason or "unavailable")
         return cls(out, results, models, cells)
 
+    def model_records(self) -> dict[str, BenchModel]:
+        # Workers add to a model's facts as they load it, so they are records only when written.
+        return {name: BenchModel.from_json(info, keep_order=True) for name, info in self.models.items()}
+
     def compare(self, settings: BenchSettings) -> None:
-        cells = [cell.to_json() for cell in self.cells.values()]
-        comparisons = compare(cells, self.models, settings.baseline_model, threshold=settings.threshold,
-                              confidence=settings.confidence, resamples=settings.bootstrap_resamples,
-                              seed=settings.seed)
-        self.results = self.results.replace(comparisons=[Comparison.from_json(c) for c in comparisons],
+        comparisons = compare(list(self.cells.values()), self.model_records(), settings.baseline_model,
+                              threshold=settings.threshold, confidence=settings.confidence,
+                              resamples=settings.bootstrap_resamples, seed=settings.seed)
+        self.results = self.results.replace(comparisons=comparisons,
                                             complete=all(c.status != "pending" for c in self.cells.values()))
 
     def save(self, **changes) -> None:
-        self.results = self.results.replace(models=self.models, cells=list(self.cells.values()), **changes)
+        self.results = self.results.replace(models=self.model_records(), cells=list(self.cells.values()), **changes)
         self.results.save(self.out)
 
 
@@ -293,7 +299,7 @@ MEASUREMENT_KEYS = ("mode", "min_iters", "min_time", "max_iters", "warmup_iters"
 
 
 def _check_same_measurement(previous: BenchResults, settings: BenchSettings, out: Path) -> None:
-    old = previous.config or {}
+    old = previous.config.to_json()
     # Keys an older file does not record are not held against it.
     refuse_changed_settings(out, "measured", old, settings.to_dict(), [k for k in MEASUREMENT_KEYS if k in old])
 

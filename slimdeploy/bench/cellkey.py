@@ -41,10 +41,9 @@ class CellKey:
         return cls(model, runtime, batch, threads, mode, tuple(sorted((settings or {}).items())))
 
     @classmethod
-    def of(cls, cell: dict) -> CellKey:
-        """The key of a cell or comparison record (bench.json)."""
-        return cls.from_parts(cell.get("model"), cell.get("runtime"), cell["batch"], cell.get("threads"),
-                              cell.get("mode"), cell.get("settings"))
+    def of(cls, cell) -> CellKey:
+        """The key of a ``Cell`` or ``Comparison`` record (bench.json)."""
+        return cls.from_parts(cell.model, cell.runtime, cell.batch, cell.threads, cell.mode, cell.settings)
 
     @property
     def settings_dict(self) -> dict:

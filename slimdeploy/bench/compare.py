@@ -45,7 +45,8 @@ import numpy as np
 
 from slimdeploy.bench import stats
 from slimdeploy.bench.cellkey import CellKey
-from slimdeploy.bench.sources import SPARSE_RATE_KEY
+from slimdeploy.records.base import ABSENT
+from slimdeploy.records.bench import QUESTIONS, BenchModel, Cell, Comparison
 from slimdeploy.rundir import aligned_source
 from slimdeploy.runtimes.registry import sort_key
 
@@ -56,7 +57,6 @@ INT8_ON_PRUNED = "int8_on_pruned"
 PRUNING_ON_INT8 = "pruning_on_int8"
 SPARSE_KERNEL = "sparse_kernel"
 ALIGNED_WIDTHS = "aligned_widths"
-QUESTIONS = (VS_BASELINE, INT8_ON_PRUNED, PRUNING_ON_INT8, SPARSE_KERNEL, ALIGNED_WIDTHS)  # the order of the table
 INT8_IDEAL = "FLOP ratio only: no INT8 speedup is assumed"
 
 
@@ -66,19 +66,19 @@ def thin(samples, limit: int = MAX_BOOTSTRAP_SAMPLES) -> np.ndarray:
     return samples[::step]
 
 
-def _blocks_by_process(cell: dict) -> list[list]:
+def _blocks_by_process(cell: Cell) -> list[list]:
     """A cell's interleaved blocks, one list per worker process (one process when not recorded)."""
-    blocks = stats.split_blocks(cell["samples_ms"], cell["blocks"])
-    counts = cell.get("processes") or [len(blocks)]
+    blocks = stats.split_blocks(cell.samples_ms, cell.blocks)
+    counts = cell.processes or [len(blocks)]
     if sum(counts) != len(blocks):
         raise ValueError("process block counts do not add up to the blocks")
     edges = np.cumsum([0, *counts])
     return [blocks[a:b] for a, b in zip(edges[:-1], edges[1:])]
 
 
-def _round_interval(base: dict, cell: dict, confidence: float, resamples: int, seed: int):
+def _round_interval(base: Cell, cell: Cell, confidence: float, resamples: int, seed: int):
     """(speedup, low, high, rounds) from the cells' interleaved blocks; None without blocks."""
-    if not base.get("blocks") or not cell.get("blocks"):
+    if not base.blocks or not cell.blocks:
         return None
     try:
         base_parts, cell_parts = _blocks_by_process(base), _blocks_by_process(cell)
@@ -101,12 +101,12 @@ class SpeedupInterval:
     rounds: tuple[float, float, float, int] | None  # (speedup, low, high, rounds); None without blocks
 
 
-def verdict_interval(base: dict, cell: dict, *, confidence: float = 0.95, resamples: int = 2000,
+def verdict_interval(base: Cell, cell: Cell, *, confidence: float = 0.95, resamples: int = 2000,
                      seed: int = 0) -> SpeedupInterval:
     """Both intervals for two cell records (see the module docstring): ``rounds`` carries the
     paired estimate and interval the comparisons judge on; ``low``/``high`` unite it with the
     thinned per-call interval, which the regression gate judges on across two runs."""
-    _, s_low, s_high = stats.speedup_interval(thin(base["samples_ms"]), thin(cell["samples_ms"]),
+    _, s_low, s_high = stats.speedup_interval(thin(base.samples_ms), thin(cell.samples_ms),
                                               confidence=confidence, resamples=resamples, seed=seed)
     rounds = _round_interval(base, cell, confidence, resamples, seed)
     low, high = s_low, s_high
@@ -119,26 +119,26 @@ def _ratio(a, b):
     return a / b if a and b else None
 
 
-def _is_int8(info: dict) -> bool:
-    return info.get("precision") == "int8"
+def _is_int8(info: BenchModel) -> bool:
+    return info.precision == "int8"
 
 
-def comparison_pairs(names, models: dict, baseline: str) -> list[tuple[str, str, str]]:
+def comparison_pairs(names, models: dict[str, BenchModel], baseline: str) -> list[tuple[str, str, str]]:
     """(model, its baseline, question) for the models measured in one group (``names``)."""
     present = set(names)
+    info = {name: models.get(name, BenchModel()) for name in names}
     pairs = [(name, baseline, VS_BASELINE) for name in names if name != baseline] if baseline in present else []
     # The baseline's own int8 variant (dense-int8), which pruned int8 variants are held against.
-    baseline_int8 = next((n for n in names if _is_int8(models.get(n, {})) and models[n].get("variant_of") == baseline
-                          and not models[n].get(SPARSE_RATE_KEY)), None)
+    baseline_int8 = next((n for n in names if _is_int8(info[n]) and info[n].variant_of == baseline
+                          and not info[n].sparse_weights_decompression_rate), None)
     for name in names:
-        info = models.get(name, {})
         aligned_of = aligned_source(name)
-        if aligned_of in present and not _is_int8(info):
+        if aligned_of in present and not _is_int8(info[name]):
             pairs.append((name, aligned_of, ALIGNED_WIDTHS))
-        source = info.get("variant_of")
-        if not _is_int8(info) or source not in present:
+        source = info[name].variant_of
+        if not _is_int8(info[name]) or source not in present:
             continue
-        if info.get(SPARSE_RATE_KEY):  # the sparse twin of an int8 variant
+        if info[name].sparse_weights_decompression_rate:  # the sparse twin of an int8 variant
             pairs.append((name, source, SPARSE_KERNEL))
         elif source != baseline:
             pairs.append((name, source, INT8_ON_PRUNED))
@@ -147,57 +147,42 @@ def comparison_pairs(names, models: dict, baseline: str) -> list[tuple[str, str,
     return pairs
 
 
-def compare(cells: list, models: dict, baseline: str, *, threshold: float = stats.DEFAULT_THRESHOLD,
-            confidence: float = 0.95, resamples: int = 2000, seed: int = 0) -> list:
-    ok = [c for c in cells if c.get("status") == "ok" and c.get("samples_ms")]
+def compare(cells: list[Cell], models: dict[str, BenchModel], baseline: str, *,
+            threshold: float = stats.DEFAULT_THRESHOLD, confidence: float = 0.95, resamples: int = 2000,
+            seed: int = 0) -> list[Comparison]:
     by_key: dict[tuple, dict] = {}
-    for cell in ok:
-        by_key.setdefault(CellKey.of(cell).group, {})[cell["model"]] = cell
+    for cell in cells:
+        if cell.ok and cell.samples_ms:
+            by_key.setdefault(CellKey.of(cell).group, {})[cell.model] = cell
     comparisons = []
-    for key, group in by_key.items():
+    for group in by_key.values():
         for name, against, question in comparison_pairs(sorted(group), models, baseline):
-            base, cell = group[against], group[name]
-            base_info = models.get(against, {})
-            interval = verdict_interval(base, cell, confidence=confidence, resamples=resamples, seed=seed)
-            p50_speedup = base["stats"]["p50_ms"] / cell["stats"]["p50_ms"]
-            rounds = interval.rounds
-            speedup, low, high = rounds[:3] if rounds else (p50_speedup, *interval.sample_interval)
-            info = models.get(name, {})
-            ideal = _ratio(base_info.get("flops"), info.get("flops"))
-            record = {
-                "model": name,
-                "baseline": against,
-                "runtime": cell["runtime"],
-                "batch": cell["batch"],
-                "threads": cell["threads"],
-                "mode": cell["mode"],
-                "settings": cell.get("settings") or {},
-                "speedup": speedup,
-                "ci_low": low,
-                "ci_high": high,
-                "confidence": confidence,
-                "ideal_speedup": ideal,
-                "efficiency": speedup / ideal if ideal else None,
-                # What a sparse kernel could reach; dense kernels do not get it.
-                "nonzero_ideal_speedup": _ratio(base_info.get("flops"), info.get("nonzero_flops")),
-                "sample_interval": list(interval.sample_interval),
-                "round_interval": [rounds[1], rounds[2]] if rounds else None,
-                "round_speedup": rounds[0] if rounds else None,
-                "rounds": rounds[3] if rounds else 0,
-                "p50_speedup": p50_speedup,
-                "verdict": stats.verdict(speedup, low, high, threshold),
-                "threshold": threshold,
-                "baseline_p50_ms": base["stats"]["p50_ms"],
-                "model_p50_ms": cell["stats"]["p50_ms"],
-                "baseline_cell": base["id"],
-                "model_cell": cell["id"],
-                "unstable": bool(base.get("unstable") or cell.get("unstable")),
-                "bootstrap_samples": [int(thin(base["samples_ms"]).size), int(thin(cell["samples_ms"]).size)],
-                "question": question,
-            }
-            if _is_int8(info) or _is_int8(base_info):
-                record["ideal_assumes"] = INT8_IDEAL
-            comparisons.append(record)
-    comparisons.sort(key=lambda c: (sort_key(c["runtime"]), c["runtime"], c["threads"], c["batch"],
-                                    QUESTIONS.index(c["question"]), c["model"]))
+            comparisons.append(_comparison(group[against], group[name], models.get(against, BenchModel()),
+                                           models.get(name, BenchModel()), question, threshold, confidence,
+                                           resamples, seed))
+    comparisons.sort(key=lambda c: (sort_key(c.runtime), c.runtime, c.threads, c.batch, QUESTIONS.index(c.question),
+                                    c.model))
     return comparisons
+
+
+def _comparison(base: Cell, cell: Cell, base_info: BenchModel, info: BenchModel, question: str, threshold: float,
+                confidence: float, resamples: int, seed: int) -> Comparison:
+    interval = verdict_interval(base, cell, confidence=confidence, resamples=resamples, seed=seed)
+    p50_speedup = base.stats.p50_ms / cell.stats.p50_ms
+    rounds = interval.rounds
+    speedup, low, high = rounds[:3] if rounds else (p50_speedup, *interval.sample_interval)
+    ideal = _ratio(base_info.flops, info.flops)
+    return Comparison(
+        model=cell.model, baseline=base.model, runtime=cell.runtime, batch=cell.batch, threads=cell.threads,
+        mode=cell.mode, settings=cell.settings or {}, speedup=speedup, ci_low=low, ci_high=high,
+        confidence=confidence, ideal_speedup=ideal, efficiency=speedup / ideal if ideal else None,
+        # What a sparse kernel could reach; dense kernels do not get it.
+        nonzero_ideal_speedup=_ratio(base_info.flops, info.nonzero_flops),
+        sample_interval=list(interval.sample_interval),
+        round_interval=[rounds[1], rounds[2]] if rounds else None, round_speedup=rounds[0] if rounds else None,
+        rounds=rounds[3] if rounds else 0, p50_speedup=p50_speedup,
+        verdict=stats.verdict(speedup, low, high, threshold), threshold=threshold,
+        baseline_p50_ms=base.stats.p50_ms, model_p50_ms=cell.stats.p50_ms, baseline_cell=base.id, model_cell=cell.id,
+        unstable=bool(base.unstable or cell.unstable),
+        bootstrap_samples=[int(thin(base.samples_ms).size), int(thin(cell.samples_ms).size)], question=question,
+        ideal_assumes=INT8_IDEAL if _is_int8(info) or _is_int8(base_info) else ABSENT)

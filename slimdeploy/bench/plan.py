@@ -136,7 +136,7 @@ def make_plan(sources: Sources, settings: BenchSettings, availability: dict) -> 
                                                 session_options=dict(model.session_options),
                                                 profile=_profile_request(settings, model.info)))
                 job.groups.append(group)
-            if availability.get(runtime, {}).get("available"):
+            if runtime in availability and availability[runtime].available:
                 jobs.append(job)
             else:
                 unavailable += [c for g in job.groups for c in g.cells]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from slimdeploy import fsutil
 from slimdeploy.bench import stats
 from slimdeploy.bench.plan import CellSpec
 from slimdeploy.errors import UserError
@@ -25,24 +24,22 @@ _COPIED_KEYS = ("load_seconds", "first_inference_seconds", "applied_settings", "
 
 
 def finish_cell(spec: CellSpec, record: dict) -> Cell:
-    """A worker's record -> a bench.json cell with statistics."""
+    """A worker's record (a message across the process boundary) -> a bench.json cell with statistics."""
     values = {key: record[key] for key in _COPIED_KEYS if record.get(key) is not None}
     values.update(status=record.get("status", "error"), error=record.get("error"))
-    if values["status"] != "ok":
-        return base_cell(spec).replace(**values)
     samples = record.get("samples_ms") or []
-    if not samples:
-        return base_cell(spec).replace(**{**values, "status": "error", "error": "no samples were recorded"})
-    summary = stats.summarize(samples, spec.batch)
-    stability = stats.round_stability(samples, record.get("blocks"), record.get("processes"))
-    values.update(samples_ms=samples, iterations=int(record.get("iterations", len(samples))),
-                  seconds=float(record.get("seconds", sum(samples) / 1000.0)), stats=summary,
-                  unstable=stats.is_unstable(stability), stability=stability)
-    engine = record.get("engine_samples_ms")
-    if engine:
-        engine_stats = stats.summarize(engine, spec.batch)
-        values.update(engine_stats=engine_stats, engine_latency_ms=engine_stats["p50_ms"])
-    return base_cell(spec).replace(**values)
+    if values["status"] == "ok" and not samples:
+        values.update(status="error", error="no samples were recorded")
+    elif values["status"] == "ok":
+        stability = stats.round_stability(samples, record.get("blocks"), record.get("processes"))
+        values.update(samples_ms=samples, iterations=int(record.get("iterations", len(samples))),
+                      seconds=float(record.get("seconds", sum(samples) / 1000.0)),
+                      stats=stats.summarize(samples, spec.batch), unstable=stats.is_unstable(stability),
+                      stability=stability.to_json())
+        if record.get("engine_samples_ms"):
+            engine = stats.summarize(record["engine_samples_ms"], spec.batch)
+            values.update(engine_stats=engine, engine_latency_ms=engine["p50_ms"])
+    return Cell.from_json({**base_cell(spec).to_json(), **values})
 
 
 def merge_records(parts: list[dict]) -> dict:
@@ -78,16 +75,10 @@ def validate(results: dict) -> None:
 
 
 def load_previous(path: Path) -> BenchResults:
-    """A bench.json to resume from: only its finished cells are kept."""
-    data = fsutil.read_json(path, "bench results")
-    refused = UserError(f"{path} is not a slimdeploy bench.json (schema_version {SCHEMA_VERSION}); "
-                        "cannot --resume from it (use --force to start over)")
-    if not isinstance(data, dict) or data.get("schema_version") != SCHEMA_VERSION or not isinstance(data.get("cells"), list):
-        raise refused
-    # Only finished cells are kept, so only they need to be whole records; comparisons are made anew.
-    data = {**data, "cells": [c for c in data["cells"] if isinstance(c, dict) and c.get("status") == "ok"],
-            "comparisons": []}
+    """A bench.json to resume from: only its finished cells are kept (comparisons are made anew)."""
     try:
-        return BenchResults.from_json(data, path)
-    except (TypeError, UserError) as exc:  # a cell without its identity keys
-        raise refused from exc
+        previous = BenchResults.load(path, "bench results")
+    except UserError as exc:
+        raise UserError(f"{path} is not a slimdeploy bench.json (schema_version {SCHEMA_VERSION}); "
+                        "cannot --resume from it (use --force to start over)") from exc
+    return previous.replace(cells=[c for c in previous.cells if c.ok], comparisons=[])

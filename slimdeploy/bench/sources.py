@@ -15,6 +15,10 @@ from slimdeploy import fsutil
 from slimdeploy.bench.artifacts import ArtifactInfo, inspect_artifact, known_suffixes
 from slimdeploy.errors import UserError
 from slimdeploy.prune.ticket import ticket_entry
+from slimdeploy.records.base import ABSENT
+from slimdeploy.records.export import ExportManifest
+from slimdeploy.records.lottery import LotteryRecord
+from slimdeploy.records.run import DenseMetrics
 from slimdeploy.rundir import MODES, ExportDir, RunDir, aligned_model_name
 from slimdeploy.runtimes.openvino import SPARSE_RATE_OPTION
 from slimdeploy.export.registry import verifying_runtime
@@ -160,37 +164,32 @@ def artifact_sha256(path: Path) -> str:
 def _add_export(export_json: Path, models: dict, notes: list, keras_sources: dict, base: Path) -> bool:
     """The valid artifacts an ``export.json`` lists; whether it listed any. ``keras_sources``
     collects each model's Keras file, read relative to ``base``."""
-    manifest = fsutil.read_json(export_json, "export manifest")
-    artifacts = manifest.get("artifacts") if isinstance(manifest, dict) else None
-    if not isinstance(artifacts, list):
-        raise UserError(f"{export_json} is not a slimdeploy export manifest (no 'artifacts' list)")
+    manifest = ExportManifest.load(export_json, "export manifest")
     found_any = False
-    for entry in artifacts:
-        if not isinstance(entry, dict) or "model" not in entry or "path" not in entry:
+    for entry in manifest.artifacts:
+        if entry.model is None or entry.path is None and entry.valid:
             raise UserError(f"{export_json}: every artifact needs 'model' and 'path'")
-        name = str(entry["model"])
+        name = str(entry.model)
         # A variant's source is the float model it was quantized from: TensorFlow would run
         # that fp32 file under the variant's name, so a variant never gets a Keras source.
-        if entry.get("source") and not entry.get("variant_of"):
-            keras_sources.setdefault(name, base / entry["source"])
-        if not entry.get("valid", False):
-            note = (f"skipped {name}/{entry.get('target')}: not valid in {export_json.name} "
-                    f"({entry.get('error') or 'verification failed'})")
+        if entry.source and not entry.variant_of:
+            keras_sources.setdefault(name, base / entry.source)
+        if not entry.valid:
+            note = (f"skipped {name}/{entry.target}: not valid in {export_json.name} "
+                    f"({entry.error or 'verification failed'})")
             if note not in notes:
                 notes.append(note)
             continue
-        path = export_json.parent / entry["path"]
+        path = export_json.parent / entry.path
         if not path.is_file():
-            raise UserError(f"{export_json} lists {entry['path']} but {path} does not exist")
+            raise UserError(f"{export_json} lists {entry.path} but {path} does not exist")
         model = models.setdefault(name, ModelSource(name))
         model.add(path, str(export_json))
-        for key in INFO_KEYS:
-            if entry.get(key) is not None:
-                model.info.setdefault(key, entry[key])
-        runtime = verifying_runtime(entry.get("target"))
-        if runtime is not None and entry.get("test_accuracy") is not None:
+        _fill(model.info, entry, INFO_KEYS)
+        runtime = verifying_runtime(entry.target)
+        if runtime is not None and entry.test_accuracy is not None:
             # An int8 variant's test score differs per runtime: each artifact's own, by the runtime that runs it.
-            model.info.setdefault("runtime_test_accuracy", {}).setdefault(runtime, entry["test_accuracy"])
+            model.info.setdefault("runtime_test_accuracy", {}).setdefault(runtime, entry.test_accuracy)
         found_any = True
     return found_any
 
@@ -266,38 +265,30 @@ def _add_run_dir(run_dir: Path, models: dict, notes: list) -> tuple | None:
     if not found_any:
         raise UserError(f"run directory {run_dir} has no exports/export.json and no Keras models "
                         f"(run `slimdeploy train`, `prune` and `export` first)")
-    metrics = fsutil.read_json(run.dense_metrics, "dense metrics") if run.dense_metrics.is_file() else None
-    metrics = metrics if isinstance(metrics, dict) else {}
+    metrics = DenseMetrics.load(run.dense_metrics) if run.dense_metrics.is_file() else DenseMetrics()
     _add_run_metrics(run, models, metrics)
-    shape = (metrics.get("recipe") or {}).get("input_shape")
+    shape = (metrics.recipe or {}).get("input_shape")
     return tuple(shape) if isinstance(shape, list) else None
 
 
-def _add_run_metrics(run: RunDir, models: dict, dense_metrics: dict) -> None:
+def _add_run_metrics(run: RunDir, models: dict, dense: DenseMetrics) -> None:
     """The test score (``test_accuracy``) and widths from the run's own records, where export.json lacks them."""
     if "dense" in models:
-        for key in ("test_accuracy", "params", "flops", "widths"):
-            if dense_metrics.get(key) is not None:
-                models["dense"].info.setdefault(key, dense_metrics[key])
+        _fill(models["dense"].info, dense, ("test_accuracy", "params", "flops", "widths"))
     for mode in MODES:
         lottery = run.mode(mode).lottery
-        if mode not in models or not lottery.is_file():
-            continue
-        chosen = _ticket_round(lottery)
-        # Counts come from the artifacts themselves (several seeds' rounds are averaged here).
-        for key in ("test_accuracy", "widths", "weights_remaining"):
-            if chosen is not None and chosen.get(key) is not None:
-                models[mode].info.setdefault(key, chosen.get(key))
+        if mode in models and lottery.is_file():
+            # Counts come from the artifacts themselves (several seeds' rounds are averaged here).
+            _fill(models[mode].info, ticket_entry(LotteryRecord.load(lottery)),
+                  ("test_accuracy", "widths", "weights_remaining"))
 
 
-def _ticket_round(lottery: Path) -> dict | None:
-    """The ticket's own figures (``prune.ticket.ticket_entry``); None when the record does not say
-    (an unreadable file is an error, as everywhere; a record of another shape only adds nothing).
-    Read as a plain object: a partial record still gives what it has, as it always did."""
-    record = fsutil.read_json(lottery, "lottery record")
-    if not isinstance(record, dict) or not isinstance(record.get("rounds"), list):
-        return None
-    return ticket_entry(record)
+def _fill(info: dict, record, keys) -> None:
+    """``info`` (a model's facts being gathered) takes each of ``keys`` the record has and it lacks."""
+    for key in keys:
+        value = getattr(record, key, None)
+        if value is not None and value is not ABSENT:
+            info.setdefault(key, value)
 
 
 def expected_input_shape(sources: Sources, requested: tuple | None, baseline: str) -> tuple[tuple | None, str]:

@@ -10,18 +10,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from slimdeploy.records.base import ABSENT
+from slimdeploy.records.bench import Stability
+
 FASTER = "faster"
 SLOWER = "slower"
 NO_DIFFERENCE = "no significant difference"
 DEFAULT_THRESHOLD = 0.05
-# A cell is flagged unstable when its interleaved rounds disagree: the spread of its round
-# medians, (p90 - p10) / median, or the spread of its worker processes' medians (slowest /
-# fastest - 1) exceeds this. Per-call CV cannot say it: microsecond calls are heavy-tailed, so
-# every cell of a quiet machine had CV 11-229%. Measured on the 2-core test machine (article
-# MLPs, ONNX Runtime and OpenVINO, batches 1/64/256, 1 s cells): quiet, 16 of 18 cells had
-# round spreads of 0.11-0.39 (3-call blocks alone give 0.10-0.17); with two processes loading
-# both cores in 20-100 ms bursts, 15 of 18 exceeded 0.40 (up to 4.1). The test machine's host
-# also slows it for seconds at a time (rounds 1.3-1.6x the others): such cells are flagged too.
+# Round or process spread beyond which a cell is flagged unstable (per-call CV cannot say it:
+# microsecond calls are heavy-tailed); how it was chosen: docs/ARCHITECTURE.md, "Statistics".
 UNSTABLE_SPREAD = 0.40
 STABILITY_BASIS = "round medians"
 # Bootstrap indices drawn per slice (8 bytes each): bounds the memory of an interval.
@@ -49,28 +46,25 @@ def summarize(samples_ms, batch: int) -> dict:
     }
 
 
-def round_stability(samples_ms, block_sizes, processes=None, threshold: float = UNSTABLE_SPREAD) -> dict:
+def round_stability(samples_ms, block_sizes, processes=None, threshold: float = UNSTABLE_SPREAD) -> Stability:
     """Whether a cell's interleaved rounds agree: the evidence behind its ``unstable`` flag.
 
-    Each round's median is one reading of the model's speed at that moment; the readings
-    disagree when the machine's speed changed during the cell (another process, frequency
-    steps), which moves the cell's median whatever its per-call CV. ``round_spread`` is
-    (p90 - p10) / median of the round medians (robust to a few odd rounds); ``process_spread``
-    is the slowest process's median of round medians over the fastest's, minus 1 (None with
-    fewer than two processes). One round has no spread: it is not judged.
+    Each round's median is one reading of the model's speed at that moment; they disagree when the
+    machine's speed changed during the cell. ``round_spread`` is (p90 - p10) / median of the round
+    medians; ``process_spread`` the slowest process's median of round medians over the fastest's,
+    minus 1 (None with fewer than two processes). One round has no spread: it is not judged.
     """
-    stability = {"basis": STABILITY_BASIS, "rounds": len(block_sizes or []), "round_spread": None,
-                 "process_spread": None, "threshold": threshold}
-    if stability["rounds"] < 2:
-        note = "one round: no spread to judge" if stability["rounds"] == 1 else "no rounds recorded: not judged"
-        return {**stability, "note": note}
+    rounds = len(block_sizes or [])
+    stability = Stability(basis=STABILITY_BASIS, rounds=rounds, round_spread=None, process_spread=None,
+                          threshold=threshold)
+    if rounds < 2:
+        return stability.replace(note="one round: no spread to judge" if rounds == 1 else "no rounds recorded: not judged")
     medians = np.array([np.median(block) for block in split_blocks(samples_ms, block_sizes)])
     p10, p50, p90 = np.percentile(medians, [10, 50, 90])
-    stability["round_spread"] = float((p90 - p10) / p50) if p50 > 0 else 0.0
     process_medians = [np.median(part) for part in _process_rounds(medians, processes) if part.size]
-    if len(process_medians) >= 2 and min(process_medians) > 0:
-        stability["process_spread"] = float(max(process_medians) / min(process_medians) - 1.0)
-    return stability
+    two = len(process_medians) >= 2 and min(process_medians) > 0
+    return stability.replace(round_spread=float((p90 - p10) / p50) if p50 > 0 else 0.0,
+                             process_spread=float(max(process_medians) / min(process_medians) - 1.0) if two else None)
 
 
 def _process_rounds(medians: np.ndarray, processes) -> list[np.ndarray]:
@@ -81,17 +75,18 @@ def _process_rounds(medians: np.ndarray, processes) -> list[np.ndarray]:
     return [medians[a:b] for a, b in zip(edges[:-1], edges[1:])]
 
 
-def is_unstable(stability: dict) -> bool:
+def is_unstable(stability: Stability) -> bool:
     """True when the rounds or the processes disagree beyond the threshold (``round_stability``)."""
-    spreads = [stability.get(key) for key in ("round_spread", "process_spread")]
-    return any(spread is not None and spread > stability["threshold"] for spread in spreads)
+    return any(spread is not None and spread > stability.threshold
+               for spread in (stability.round_spread, stability.process_spread) if spread is not ABSENT)
 
 
-def stability_words(stability: dict) -> str:
+def stability_words(stability: Stability) -> str:
     """For people: ``round spread 52%, process spread 8%`` (the spreads that were measured)."""
-    parts = [f"{name} spread {stability[key]:.0%}" for name, key in (("round", "round_spread"), ("process", "process_spread"))
-             if stability.get(key) is not None]
-    return ", ".join(parts) or stability.get("note", "not judged")
+    parts = [f"{name} spread {spread:.0%}" for name, spread in (("round", stability.round_spread),
+                                                                  ("process", stability.process_spread))
+             if spread is not None and spread is not ABSENT]
+    return ", ".join(parts) or stability.note or "not judged"
 
 
 def speedup_interval(baseline_ms, candidate_ms, *, confidence: float = 0.95, resamples: int = 2000,

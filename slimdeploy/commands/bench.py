@@ -12,6 +12,7 @@ from slimdeploy.bench.table import latency_table, problem_lines, verdict_table
 from slimdeploy.commands._shared import print_json
 from slimdeploy.errors import UserError, WorkError
 from slimdeploy.progress import console, progress_bar
+from slimdeploy.records.bench import BenchResults
 from slimdeploy.runtimes.registry import builtin_names, display_name, plugin
 
 
@@ -42,7 +43,7 @@ def add_parser(subparsers, common):
             "model: speedup (the median of the per-round ratios) with a bootstrap 95% interval, the FLOP "
             "ratio it could reach, and a verdict ('faster': speedup above 1.05x and the whole interval "
             "above 1.0). Writes bench.json "
-            "(schema: slimdeploy/schemas/bench.schema.json) and prints a verdict table."
+            "(its record: slimdeploy/records/bench.py) and prints a verdict table."
         ),
         epilog=(
             "SOURCE is a run directory (RUN_DIR/exports/export.json and its Keras models) or artifact files "
@@ -84,33 +85,33 @@ def run(args) -> int:
     with progress_bar(not args.quiet) as progress:
         results = run_bench(args.sources, settings, args.out, force=args.force, resume=args.resume, progress=progress)
     if args.json:
-        print_json(results)
+        print_json(results.to_json())
     if not args.quiet:
-        for note in results.get("notes", []):
+        for note in results.notes:
             console.print(f"note: {note}")
-        if results["comparisons"]:
+        if results.comparisons:
             console.print(verdict_table(results, console.width))
         else:  # one model: nothing to compare, its latencies still answer
             console.print(latency_table(results))
         for line in problem_lines(results):
             console.print(line, markup=False)
-        errors = sum(1 for c in results["cells"] if c["status"] == "error")
-        ok = sum(1 for c in results["cells"] if c["status"] == "ok")
-        console.print(f"{ok} cells measured, {errors} errors, {len(results['comparisons'])} comparisons, "
-                      f"{results['wall_seconds']:.0f} s")
-    if not any(c["status"] == "ok" for c in results["cells"]):
+        errors = sum(1 for c in results.cells if c.status == "error")
+        ok = sum(1 for c in results.cells if c.ok)
+        console.print(f"{ok} cells measured, {errors} errors, {len(results.comparisons)} comparisons, "
+                      f"{results.wall_seconds:.0f} s")
+    if not any(c.ok for c in results.cells):
         raise nothing_measured(results)
     return 0
 
 
-def nothing_measured(results: dict):
+def nothing_measured(results: BenchResults):
     """The one-line error when no cell was measured: a runtime missing here is for the user to
     fix (exit 2); cells that failed are a failure of the work (exit 1). bench.json keeps why."""
-    cells = results["cells"]
-    failed = [c for c in cells if c["status"] == "error"]
+    cells = results.cells
+    failed = [c for c in cells if c.status == "error"]
     if not failed:
-        reasons = {c["runtime"]: c.get("error") or "unavailable" for c in cells if c["status"] == "unavailable"}
+        reasons = {c.runtime: c.error or "unavailable" for c in cells if c.status == "unavailable"}
         detail = "; ".join(f"{runtime}: {reason}" for runtime, reason in reasons.items())
         return UserError(f"nothing could be measured, no requested runtime is available here ({detail})")
     first = failed[0]
-    return WorkError(f"no cell was measured: {len(failed)} of {len(cells)} cells failed; first {first['id']}: {first.get('error')}")
+    return WorkError(f"no cell was measured: {len(failed)} of {len(cells)} cells failed; first {first.id}: {first.error}")

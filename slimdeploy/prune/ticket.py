@@ -21,6 +21,8 @@ the better validation score wins, which is how the winning reset is chosen. With
 from __future__ import annotations
 
 from slimdeploy.prune.record import aggregate, drop_points
+from slimdeploy.records.base import ABSENT
+from slimdeploy.records.lottery import LotteryRecord, Round, Ticket
 from slimdeploy.tasks import DEFAULT_TASK, Task
 
 ROUND, CONTROL, SEARCH, ALIGNED = "round", "control", "search", "aligned"
@@ -118,15 +120,13 @@ def verdicts(rows: list[dict], ticket: dict | None, *, task: Task = DEFAULT_TASK
     return out
 
 
-def ticket_entry(lottery: dict, *, final_round_otherwise: bool = False) -> dict | None:
-    """The ticket's sizes and scores from a ``lottery.json`` object: the ticket itself where
-    it records them (a candidate, which may be a control or a width-search step), else the round
-    it names (older records); with ``final_round_otherwise`` the last round when none is named."""
-    rounds = [r for r in lottery.get("rounds") or [] if isinstance(r, dict)]
-    ticket = lottery.get("ticket") if isinstance(lottery.get("ticket"), dict) else {}
-    if ticket.get("candidate") and ticket.get("widths") is not None:
+def ticket_entry(lottery: LotteryRecord, *, final_round_otherwise: bool = False) -> Ticket | Round | None:
+    """The ticket's sizes and scores: the ticket itself where it records them (a candidate, which may
+    be a control or a width-search step), else the round it names (older records); with
+    ``final_round_otherwise`` the last round when none is named."""
+    ticket = lottery.ticket
+    if ticket and ticket.candidate and ticket.widths not in (None, ABSENT):
         return ticket
-    named = next((r for r in rounds if ticket.get("round") is not None and r.get("round") == ticket.get("round")), None)
-    if named is None and final_round_otherwise and rounds:
-        return rounds[-1]
-    return named
+    chosen = ticket.round if ticket and ticket.round is not ABSENT else None
+    named = next((r for r in lottery.rounds if chosen is not None and r.round == chosen), None)
+    return lottery.rounds[-1] if named is None and final_round_otherwise and lottery.rounds else named

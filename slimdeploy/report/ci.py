@@ -8,6 +8,7 @@ import json
 import os
 from pathlib import Path
 
+from slimdeploy.bench.cellkey import CellKey
 from slimdeploy.bench.stats import stability_words
 from slimdeploy.errors import UserError
 from slimdeploy.records.bench import BenchResults, Cell, Stats
@@ -32,7 +33,7 @@ def gab_entries(bench: BenchResults | None) -> list[dict]:
         if cell.unstable:
             extra.append(unstable_reason(cell))
         entries.append({
-            "name": facts.cell_key(cell).name,  # github-action-benchmark matches runs by name
+            "name": CellKey.of(cell).name,  # github-action-benchmark matches runs by name
             "unit": "ms",
             "value": float(s.p50_ms),
             "range": f"± {float(s.stdev_ms or 0.0):.4g}",
@@ -49,7 +50,7 @@ def unstable_reason(cell: Cell) -> str:
     """Why a cell is flagged: its rounds disagreed (by how much), or, in a bench.json from
     before round stability, its per-call cv."""
     if cell.stability:
-        return f"unstable: interleaved rounds disagreed ({stability_words(cell.stability.to_json())})"
+        return f"unstable: interleaved rounds disagreed ({stability_words(cell.stability)})"
     return "unstable: per-call cv above 10% (older bench.json)"
 
 
@@ -66,7 +67,7 @@ def cells_csv(bench: BenchResults | None) -> str:
     """One row per cell; a pruned model's row also carries its comparison with dense."""
     # Only each model against the baseline: the stacking comparisons (INT8 vs its float model, ...)
     # share the model's key.
-    comparisons = {facts.cell_key(c): c for c in (bench.comparisons if bench else [])
+    comparisons = {CellKey.of(c): c for c in (bench.comparisons if bench else [])
                    if facts.present(c.question, facts.VS_BASELINE) == facts.VS_BASELINE}
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, lineterminator="\n")
@@ -75,7 +76,7 @@ def cells_csv(bench: BenchResults | None) -> str:
         row = {**facts.fields(cell, "id", "model", "runtime", "batch", "threads", "mode", "status", "unstable", "error"),
                "settings": json.dumps(cell.settings or {}, sort_keys=True), "samples": len(cell.samples_ms or [])}
         row.update(facts.fields(cell.stats or Stats(), *(k for k in CSV_COLUMNS if k.endswith("_ms") or k in ("cv", "throughput_per_s"))))
-        comparison = comparisons.get(facts.cell_key(cell))
+        comparison = comparisons.get(CellKey.of(cell))
         if comparison:
             row.update(facts.fields(comparison, "baseline", "speedup", "ci_low", "ci_high", "ideal_speedup", "efficiency",
                                     "verdict"))

@@ -325,7 +325,7 @@ def _unstable_note(cell: Cell) -> str:
     if not cell.unstable:
         return ""
     if cell.stability:
-        return f"unstable ({stats.stability_words(cell.stability.to_json())})"
+        return f"unstable ({stats.stability_words(cell.stability)})"
     return "unstable (per-call cv, an older bench.json)"
 
 

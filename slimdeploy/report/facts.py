@@ -6,13 +6,13 @@ from __future__ import annotations
 from collections import defaultdict
 
 from slimdeploy.bench import cellkey, stats
+from slimdeploy.bench.cellkey import CellKey
 from slimdeploy.bench.compare import ALIGNED_WIDTHS, INT8_ON_PRUNED, PRUNING_ON_INT8, SPARSE_KERNEL, VS_BASELINE  # noqa: F401 (re-exported)
-from slimdeploy.export.registry import display_name as target_name, verifying_runtime
+from slimdeploy.export.registry import display_name as target_name, verifying_runtime  # noqa: F401 (re-exported)
 from slimdeploy.export.settings import INT8_VARIANT_SUFFIX
-from slimdeploy.prune.ticket import aligned_multiple
+from slimdeploy.prune.ticket import aligned_multiple, ticket_entry
 from slimdeploy.records.base import ABSENT
 from slimdeploy.records.bench import Cell, Comparison
-from slimdeploy.records.lottery import LotteryRecord, Round, Ticket
 from slimdeploy.report.load import ReportInputs
 from slimdeploy.rundir import MODES, aligned_model_name
 from slimdeploy.runtimes.registry import display_name as runtime_name
@@ -92,7 +92,7 @@ def models(inputs: ReportInputs) -> dict[str, dict]:
         put(BASELINE, {"test_accuracy": number(dense.test_accuracy), "val_accuracy": number(dense.val_accuracy)})
         # The ticket, and the aligned candidates exported and benchmarked as <mode>-rN; the lottery's
         # own dense model (its seeds) is the fair reference for them.
-        entries = [(mode, ticket_round(lottery))] + [(aligned_model_name(mode, aligned_multiple(str(c.name))), c)
+        entries = [(mode, ticket_entry(lottery, final_round_otherwise=True))] + [(aligned_model_name(mode, aligned_multiple(str(c.name))), c)
                                                      for c in lottery.candidates or [] if c.kind == "aligned"]
         for name, entry in entries:
             if entry is None:
@@ -122,17 +122,6 @@ MODEL_ORDER = (BASELINE, *MODES, *(f"{name}{INT8_VARIANT_SUFFIX}" for name in (B
 
 def model_order(name: str):
     return (MODEL_ORDER.index(name) if name in MODEL_ORDER else len(MODEL_ORDER), name)
-
-
-def ticket_round(lottery: LotteryRecord) -> Ticket | Round | None:
-    """The ticket's sizes and scores where it records them (a candidate), else the round it names,
-    else the final round (``prune.ticket.ticket_entry``)."""
-    ticket = lottery.ticket
-    if ticket and ticket.candidate and present(ticket.widths) is not None:
-        return ticket
-    chosen = present(ticket.round) if ticket else None
-    named = next((r for r in lottery.rounds if chosen is not None and present(r.round) == chosen), None)
-    return named if named is not None or not lottery.rounds else lottery.rounds[-1]
 
 
 def keras_runtime() -> str:
@@ -195,11 +184,6 @@ def comparison_groups(inputs: ReportInputs) -> dict[tuple[str, str, str], list[C
     return dict(sorted(groups.items(), key=lambda item: (item[0][0], model_order(item[0][1]))))
 
 
-def cell_key(record: Cell | Comparison) -> cellkey.CellKey:
-    return cellkey.CellKey.from_parts(record.model, record.runtime, record.batch, record.threads, record.mode,
-                                      record.settings)
-
-
 def settings_text(record: Cell | Comparison | cellkey.CellKey) -> str:
     """A cell's runtime settings as 'key=value,...' ('' when none)."""
     return cellkey.settings_text(dict(record.settings or {}))
@@ -231,7 +215,7 @@ def varied_values(record) -> tuple[str, str, str]:
 
 def cell_label(record: Cell | Comparison, *, threads: bool, mode: bool, settings: bool = False) -> str:
     """'batch 64', plus threads, mode and settings only when the benchmark varied them."""
-    return cell_key(record).label(threads=threads, mode=mode, settings=settings)
+    return CellKey.of(record).label(threads=threads, mode=mode, settings=settings)
 
 
 def variant_of(model: str, info: dict[str, dict]) -> str | None:
@@ -256,8 +240,8 @@ def question(comparison: Comparison, info: dict[str, dict]) -> str:
 
 def vs_dense_comparison(inputs: ReportInputs, cell: Cell) -> Comparison | None:
     """The bench's comparison of this cell's model with dense in the same runtime, batch and settings."""
-    key = cell_key(cell)
-    return next((c for c in inputs.comparisons if c.baseline == BASELINE and cell_key(c) == key), None)
+    key = CellKey.of(cell)
+    return next((c for c in inputs.comparisons if c.baseline == BASELINE and CellKey.of(c) == key), None)
 
 
 def vs_dense_groups(inputs: ReportInputs) -> dict[tuple[str, str, str], list[Comparison]]:

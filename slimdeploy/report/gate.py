@@ -25,7 +25,8 @@ import numpy as np
 from slimdeploy.bench.compare import verdict_interval
 from slimdeploy.errors import UserError
 from slimdeploy.records.bench import BenchResults
-from slimdeploy.report.facts import cell_key, p50
+from slimdeploy.bench.cellkey import CellKey
+from slimdeploy.report.facts import p50
 from slimdeploy.report.load import load_source
 
 REGRESSED, FAILED, IMPROVED, UNCHANGED, SKIPPED = "regressed", "failed", "improved", "unchanged", "skipped"
@@ -50,8 +51,8 @@ def check_regressions(new_source: str | Path, baseline_source: str | Path, max_r
 def compare_benches(new: BenchResults, old: BenchResults, max_regression: float = 0.10, confidence: float = 0.95) -> dict:
     if not max_regression > 0:
         raise UserError(f"max regression must be above 0, got {max_regression}")
-    old_cells = {cell_key(c): c for c in old.cells}
-    new_cells = {cell_key(c): c for c in new.cells}
+    old_cells = {CellKey.of(c): c for c in old.cells}
+    new_cells = {CellKey.of(c): c for c in new.cells}
     common = [key for key in new_cells if key in old_cells]
     if not common:
         raise UserError(
@@ -71,7 +72,7 @@ def compare_benches(new: BenchResults, old: BenchResults, max_regression: float 
             row.update(status=FAILED, reason=f"ran in the baseline, {new_cell.status} now: {new_cell.error or ''}".strip(" :"))
         else:
             speedup = float(np.median(old_cell.samples_ms) / np.median(new_cell.samples_ms))
-            interval = verdict_interval(old_cell.to_json(), new_cell.to_json(), confidence=confidence)
+            interval = verdict_interval(old_cell, new_cell, confidence=confidence)
             low, high = interval.low, interval.high
             if high < limit:
                 status = REGRESSED

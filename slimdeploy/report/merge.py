@@ -233,7 +233,7 @@ def pair_rows(merged: MergedInputs) -> list[PairRows]:
 
 
 def _row_key(record) -> CellKey:
-    return dataclasses.replace(facts.cell_key(record), model=None)
+    return dataclasses.replace(CellKey.of(record), model=None)
 
 
 def _mark_failed(pair: PairRows, machines: list[Machine]) -> None:
