@@ -25,7 +25,7 @@ from slimdeploy.records.bench import BenchConfig, BenchModel, BenchResults, Runt
 from slimdeploy.records.environment import Environment
 from slimdeploy.rundir import BENCH_FILE, RunDir
 from slimdeploy.runtimes.openvino import cpu_has_amx
-from slimdeploy.runtimes.registry import all_availability
+from slimdeploy.runtimes.registry import all_availability, describe_environment
 
 
 def default_out(sources) -> Path:
@@ -166,7 +166,7 @@ class BenchDocument:
         config = {**settings.to_dict(), "sources": [shown_path(Path(s), None) for s in sources],
                   "input_dims": list(plan.input_dims) if plan.input_dims else None}
         results = BenchResults.new(BenchConfig.from_json(config, keep_order=True),
-                                   Environment.from_json(environment.describe(settings.runtimes), keep_order=True),
+                                   Environment.from_json(describe_environment(settings.runtimes), keep_order=True),
                                    {}, availability, resolved.notes)
         results = results.replace(sparse_int8=resolved.sparse_int8)
         cells = {spec.id: base_cell(spec) for spec in plan.cells}

@@ -1,10 +1,5 @@
-"""ONNX through tf2onnx, verified in ONNX Runtime.
-
-Keras 3 models are converted as a ``tf.function`` with an explicit input signature:
-``tf2onnx.convert.from_keras`` fails on them (tf2onnx 1.17 with Keras 3: ``KeyError:
-'keras_tensor_4'``). Weights are copied as they are, so the zeros of an unstructured
-ticket stay zeros (and compress).
-"""
+"""ONNX through tf2onnx (a ``tf.function`` with an explicit input signature: ``from_keras`` fails on
+Keras 3 models), verified in ONNX Runtime. Weights are copied as they are: a ticket's zeros stay zeros."""
 
 from __future__ import annotations
 
@@ -24,12 +19,9 @@ BATCH_DIM = "batch"
 
 
 def keras_to_onnx(model, path: Path, *, opset: int, static_batch: int | None, rewrite: bool = True) -> None:
-    """Write ``model`` as an fp32 ONNX file at ``path`` and check it with ``onnx.checker``.
-
-    ``rewrite``: replace the TensorFlow ops tf2onnx leaves untranslated (``onnx_rewrite``);
-    off only to show what happens without it. A node that still fails is a ``WorkError``
-    naming its Keras layer, the layer's activation and the op.
-    """
+    """Write ``model`` as a checked fp32 ONNX file at ``path``. ``rewrite``: replace the TensorFlow ops
+    tf2onnx leaves untranslated (``onnx_rewrite``). A node that still fails is a ``WorkError`` naming
+    its Keras layer."""
     import onnx
     import tensorflow as tf
     import tf2onnx
@@ -74,11 +66,8 @@ def _readable_names(proto) -> None:
 
 
 def to_fp16_weights(source: Path, target: Path) -> None:
-    """Store float initializers as float16, each cast back to float32 by a Cast node.
-
-    Inputs, outputs and arithmetic stay fp32 (ONNX Runtime's CPU kernels are fp32); the
-    file is about half the size and zeros stay zeros.
-    """
+    """Float initializers stored as float16, each cast back to float32 by a Cast node: inputs, outputs
+    and arithmetic stay fp32 (ONNX Runtime's CPU kernels are)."""
     import onnx
     from onnx import helper, numpy_helper
 
@@ -91,7 +80,8 @@ def to_fp16_weights(source: Path, target: Path) -> None:
         half = numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float16), f"{init.name}_fp16")
         graph.initializer.remove(init)
         graph.initializer.append(half)
-        casts.append(helper.make_node("Cast", [half.name], [init.name], to=onnx.TensorProto.FLOAT, name=f"{init.name}_to_fp32"))
+        casts.append(helper.make_node("Cast", [half.name], [init.name], to=onnx.TensorProto.FLOAT,
+                                      name=f"{init.name}_to_fp32"))
     for index, node in enumerate(casts):
         graph.node.insert(index, node)  # before their users: nodes must be in topological order
     onnx.checker.check_model(proto, full_check=True)
@@ -105,8 +95,7 @@ def matmul_weight_shapes(path: Path) -> list[list[int]]:
 
     proto = onnx.load(str(path))
     initializers = {init.name: list(numpy_helper.to_array(init).shape) for init in proto.graph.initializer}
-    # fp16 weights reach the MatMul through a Cast, INT8 ones through a DequantizeLinear: follow
-    # them back to the initializer.
+    # fp16 weights reach the MatMul through a Cast, INT8 ones through a DequantizeLinear.
     cast_source = {node.output[0]: node.input[0] for node in proto.graph.node if node.op_type in ("Cast", "DequantizeLinear")}
     shapes = []
     for node in proto.graph.node:
@@ -123,6 +112,9 @@ class OnnxTarget(Target):
     display_name = "ONNX"
     suffixes = (".onnx",)
     runtime = "onnxruntime"
+    includes_onnx_conversion = True
+    int8_unavailable = None
+    packages = ("tf2onnx", "onnx", "onnxruntime", "tensorflow", "keras")
 
     def inference_precision(self, settings) -> str:
         return "f32"  # fp16 weights are cast up: ONNX Runtime computes in fp32 on CPU
@@ -133,25 +125,15 @@ class OnnxTarget(Target):
             to_fp16_weights(onnx_path, target)
         else:
             shutil.copyfile(onnx_path, target)
-        return Exported(
-            files=[target],
-            converter=f"tf2onnx {package_version('tf2onnx')}",
-            details={"opset": settings.opset, "matmul_weight_shapes": matmul_weight_shapes(target)},
-        )
-
-    int8_unavailable = None
+        return Exported([target], f"tf2onnx {package_version('tf2onnx')}",
+                        {"opset": settings.opset, "matmul_weight_shapes": matmul_weight_shapes(target)})
 
     def quantize(self, onnx_path: Path, staging: Path, model_name: str, settings, calibration) -> Exported:
         target = self.files(staging, model_name)[0]
         facts = quantize_onnx(onnx_path, target, calibration, settings.static_batch)
-        return Exported(
-            files=[target],
-            converter=f"tf2onnx {package_version('tf2onnx')} + onnxruntime.quantization {package_version('onnxruntime')}",
-            details={"opset": settings.opset, "calibration": facts, "matmul_weight_shapes": matmul_weight_shapes(target)},
-        )
-
-    def versions(self) -> dict[str, str]:
-        return {name: package_version(name) for name in ("tf2onnx", "onnx", "onnxruntime", "tensorflow", "keras")}
+        return Exported([target], f"tf2onnx {package_version('tf2onnx')} + onnxruntime.quantization "
+                        f"{package_version('onnxruntime')}",
+                        {"opset": settings.opset, "calibration": facts, "matmul_weight_shapes": matmul_weight_shapes(target)})
 
 
 TARGET = OnnxTarget()

@@ -1,19 +1,10 @@
-"""Runtimes by name. Adding a runtime is one new module here and one line in BUILTIN.
+"""Runtimes by name. Adding a runtime is one new module here (defining ``PLUGIN``, a ``RuntimePlugin``)
+and one line in BUILTIN; every other module asks this registry. Runtime modules import their library
+only when a session is opened, so a missing library is reported as unavailable, never a crash.
 
-A runtime module (``runtimes/<name>.py``) is the only place that knows its runtime: it
-defines ``PLUGIN``, a ``RuntimePlugin`` with its names, artifact suffixes, availability,
-``Session`` class, option fields, and what it allows (reshape, crosscheck, profile). Every
-other module asks this registry.
-
-Runtime modules import their library only when a session is opened, so listing
-runtimes (and ``--help``) never loads TensorFlow, and a missing library is reported as
-unavailable with its reason.
-
-Plug-ins from outside the package: ``SLIMDEPLOY_RUNTIME_PLUGINS`` names modules
-(comma-separated, importable from ``sys.path``), each calling ``register(plugin)`` when
-imported. They are imported when this registry is first imported and on each later use
-(for a name added since), in every process that uses it (bench workers inherit the
-environment), and are listed after the built-in runtimes.
+Plug-ins from outside the package: ``SLIMDEPLOY_RUNTIME_PLUGINS`` names modules (comma-separated,
+importable from ``sys.path``), each calling ``register(plugin)`` when imported; they are imported on
+first and each later use (bench workers inherit the variable) and listed after the built-in runtimes.
 """
 
 from __future__ import annotations
@@ -22,6 +13,7 @@ import importlib
 import os
 from pathlib import Path
 
+from slimdeploy import environment
 from slimdeploy.runtimes.session import Availability, RuntimePlugin, Session
 
 PLUGINS_ENV = "SLIMDEPLOY_RUNTIME_PLUGINS"
@@ -30,7 +22,6 @@ PLUGINS_ENV = "SLIMDEPLOY_RUNTIME_PLUGINS"
 BUILTIN = (
     "slimdeploy.runtimes.tensorflow",
     "slimdeploy.runtimes.onnxruntime",
-    # OpenVINO reads ONNX too; an IR is preferred when both exist.
     "slimdeploy.runtimes.openvino",
     "slimdeploy.runtimes.tensorrt",
     "slimdeploy.runtimes.litert",
@@ -135,9 +126,17 @@ def names() -> tuple[str, ...]:
 
 
 def builtin_names() -> tuple[str, ...]:
-    """The runtimes slimdeploy itself defines, in order: what the bench tries by default (a
-    plug-in is benched when asked for by name)."""
+    """The runtimes slimdeploy itself defines: what the bench tries by default (a plug-in when named)."""
     return tuple(importlib.import_module(module).PLUGIN.name for module in BUILTIN)
+
+
+def describe_environment(runtimes=None) -> dict:
+    """``environment.describe()`` with ``devices``: the runtimes' own facts about their device, for
+    ``runtimes`` (the ones a result measured; None: every registered one)."""
+    _load_plugins()
+    plugins = [RUNTIMES[name] for name in (RUNTIMES if runtimes is None else runtimes) if name in RUNTIMES]
+    facts = {p.name: p.device() for p in plugins if p.device is not None}
+    return {**environment.describe(), "devices": {name: f for name, f in facts.items() if f is not None}}
 
 
 for _module in BUILTIN:
