@@ -213,7 +213,7 @@ def _resumable_artifacts(plan: SourcePlan, settings: ExportSettings, sources_sha
     partial = _read_manifest(path, "interrupted export record",
                              f"{path} is not a slimdeploy export record; use --force to start over")
     _same_settings(partial.settings or {}, settings, path)
-    recorded = partial.get("sources_sha256") or {}
+    recorded = partial.sources_sha256 or {}
     kept = Kept()
     for artifact in partial.artifacts:
         name = artifact.model
