@@ -255,7 +255,7 @@ def _other_adoption(run: RunDir, model_path: Path, dataset: Dataset, flags: dict
         return f"a model trained from a recipe, not {model_path}"
     if adopted.sha256 != fsutil.file_sha256(model_path):
         return f"another model ({adopted.source}, sha256 {adopted.sha256[:12]}…), not {model_path}"
-    recorded, wanted = metrics.get("data") or DataInfo(), dataset.describe()
+    recorded, wanted = metrics.data or DataInfo(), dataset.describe()
     changed = [key for key in SPLIT_KEYS if recorded.get(key) != wanted.get(key)]
     # --epochs is also the prune's own setting (epochs per round), so it may change between prunes.
     changed += [key for key, value in flags.items() if value is not None and key != "epochs"

@@ -8,6 +8,7 @@ from slimdeploy import fsutil
 from slimdeploy.config import recipe_from_record, training_from_record
 from slimdeploy.data import KERAS_SOURCE, load_dataset, locate, split_dataset
 from slimdeploy.errors import UserError
+from slimdeploy.records.base import ABSENT
 from slimdeploy.records.run import DataInfo, DenseMetrics
 from slimdeploy.rundir import RunDir
 
@@ -61,13 +62,13 @@ def run_dataset(run_dir: str | Path, data: str | Path | None = None, *, data_ove
     """
     run_dir = Path(run_dir)
     metrics = dense_metrics(run_dir)
-    recorded = metrics.get("data") or DataInfo()
+    recorded = metrics.data or DataInfo()
     metrics_path = RunDir(run_dir).dense_metrics
-    if not recorded.get("sha256"):
+    if not recorded.sha256:
         return _legacy_run_dataset(metrics, data)
     source = recorded.source
     # A folder of images is read at the size and colour mode the model was trained with.
-    image_shape = recorded.get("input_shape") if recorded.get("kind") == "image_folder" else None
+    image_shape = (recorded.input_shape or None) if recorded.kind == "image_folder" else None
     if data is None:
         if source != KERAS_SOURCE and not Path(source).exists():
             raise UserError(f"the data {run_dir} was trained on, {source}, no longer exists "
@@ -83,16 +84,16 @@ def run_dataset(run_dir: str | Path, data: str | Path | None = None, *, data_ove
             raise UserError(f"--data {given} is not the data {run_dir} was trained on ({source}, sha256 "
                             f"{recorded.sha256[:12]}…); leave --data out to use the run's own data, "
                             "or pass --data-override to use this data anyway")
-    return split_dataset(raw, recorded.validation_size, recorded.seed, recorded.get("limit"),
-                         recorded.get("scale"))
+    return split_dataset(raw, recorded.validation_size, recorded.seed, recorded.limit or None,
+                         recorded.scale or None)
 
 
 def _legacy_run_dataset(metrics: DenseMetrics, data):
     """Runs trained before the data was recorded with its sha256: re-derive the split."""
     recipe = metrics.recipe
-    described = metrics.get("data") or DataInfo()
+    described = metrics.data or DataInfo()
     limit = None
-    if described.get("train") is not None and described.get("validation") is not None:
+    if described.train not in (None, ABSENT) and described.validation not in (None, ABSENT):
         full = described.train + described.validation
         limit = full if full < 60000 else None
     dataset = load_dataset(

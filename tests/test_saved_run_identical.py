@@ -56,3 +56,18 @@ def test_the_report_is_byte_identical(tmp_path):
     expected_created = json.loads((EXPECTED / "report.json").read_text())["created"]
     made_created = json.loads((made / "report.json").read_text())["created"]
     assert (made / "report.json").read_text().replace(made_created, expected_created) == (EXPECTED / "report.json").read_text()
+
+
+def test_the_answer_names_the_runtime_whose_pick_is_fastest(tmp_path):
+    # In this run LiteRT ran the structured-r8 ticket fastest at batch 1, ONNX Runtime its int8 twin at batch 64.
+    from slimdeploy.report import answer
+    from slimdeploy.report.load import load_source
+
+    inputs = load_source(SAVED)
+    decided = answer.decisions(inputs, 0.5)
+    sentence = answer.fastest_runtime_sentence(decided)
+    at_1 = {d["runtime"]: p["p50_ms"] for d in decided for p in d["picks"] if p["batch"] == 1}
+    fastest = min(at_1, key=at_1.get)
+    assert fastest == "litert" and "at batch 1, structured-r8 on LiteRT" in sentence
+    assert sentence in answer.decision_lines(inputs, 0.5)["fastest"]
+    assert answer.fastest_runtime_sentence([d for d in decided if d["runtime"] == "litert"]) is None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from slimdeploy import fsutil
 from slimdeploy.bench import stats
 from slimdeploy.bench.plan import CellSpec
 from slimdeploy.errors import UserError
@@ -76,8 +77,9 @@ def validate(results: dict) -> None:
 
 def load_previous(path: Path) -> BenchResults:
     """A bench.json to resume from: only its finished cells are kept (comparisons are made anew)."""
+    raw = fsutil.read_json(path, "bench results")
     try:
-        previous = BenchResults.load(path, "bench results")
+        previous = BenchResults.validated(raw, path, "bench results")
     except UserError as exc:
         raise UserError(f"{path} is not a slimdeploy bench.json (schema_version {SCHEMA_VERSION}); "
                         "cannot --resume from it (use --force to start over)") from exc

@@ -136,7 +136,7 @@ def _plan(run_dir, settings: PruneSettings, *, resume: bool, force: bool, data, 
     check_input_shape(dense_model, dataset, f"dense model in {run_dir}")
     training = runinfo.run_training(run_dir, metrics)
     rate = _rate(settings, method, dense_model, graph, layers)
-    _check_rewind(settings, dataset, training, metrics.get("epochs") or training.epochs)
+    _check_rewind(settings, dataset, training, metrics.epochs or training.epochs)
     return _Plan(settings=settings, method=method, run=run, metrics=metrics, adopted=adopted, dense_model=dense_model,
                  graph=graph, layers=layers, dataset=dataset, training=training, rate=rate,
                  seeds=list(settings.seeds) or [int(metrics.seed)])
@@ -178,7 +178,7 @@ def _prune(plan: _Plan, *, resume: bool, force: bool, progress, data_override: b
     bars = _Bars(progress, f"{settings.mode}", len(seeds) * (settings.rounds + len(controls)))
     ctx = _Context(
         settings=settings, method=plan.method, run=plan.run, mode_dir=mode_dir, data=plan.dataset,
-        training=plan.training, dense_epochs=metrics.get("epochs") or plan.training.epochs,
+        training=plan.training, dense_epochs=metrics.epochs or plan.training.epochs,
         epochs=settings.epochs or plan.training.epochs, rate=plan.rate, graph=plan.graph, layers=plan.layers,
         dense_seed=int(metrics.seed), dense_model=dense_model,
         original_units={name: int(find_layer(dense_model, name).units) for name in plan.graph.dense}, bars=bars,
@@ -203,6 +203,7 @@ def _prune(plan: _Plan, *, resume: bool, force: bool, progress, data_override: b
                             candidates=ticket_rules.verdicts(rows, chosen, task=ctx.data.task),
                             search=search, seconds=round(time.perf_counter() - started, 3),
                             train_seconds_total=round(_total_seconds(ctx), 3))
+    record = LotteryRecord.from_json(record.to_json())  # the rows above become their records
     record.save(mode_dir.lottery)
     return record.to_json()
 
@@ -252,9 +253,9 @@ def _prepare_mode_dir(mode: ModeDir, settings: PruneSettings, rate: float, seeds
     if mode_dir.exists() and resume:
         remove_stale_temporaries(mode_dir)
         if mode.settings.is_file():
-            saved = fsutil.read_json(mode.settings, PruneStart.WHAT)
-            differ = [key for key in wanted.settings if saved.get("settings", {}).get(key) != wanted.settings[key]]
-            if saved.get("seeds") != seeds and "seeds" not in differ:
+            saved = PruneStart.load(mode.settings)
+            differ = [key for key in wanted.settings if saved.settings.get(key) != wanted.settings[key]]
+            if saved.seeds != seeds and "seeds" not in differ:
                 differ.append("seeds")
             if differ:
                 raise UserError(f"--resume: {mode_dir} was started with different settings ({', '.join(differ)}); "
@@ -318,7 +319,7 @@ def _run_seed(ctx: _Context, seed: int, dense_model) -> None:
         dense = seed_dir.dense
     else:
         dense = ctx.run.dense
-        dense_seconds = runinfo.dense_metrics(ctx.run.root).get("train_seconds")
+        dense_seconds = runinfo.dense_metrics(ctx.run.root).train_seconds or None
     reference = _Reference.of(ctx, dense_model)
     rounds = ctx.per_seed[seed]
     rounds.append(Round(round=0, **_measure(ctx, dense_model, reference), seconds=dense_seconds,
@@ -378,7 +379,7 @@ def _seed_dense(ctx: _Context, seed: int, seed_dir: SeedDir):
     dense = seed_dir.dense
     if _finished(dense, state=False):
         metrics = DenseMetrics.load(dense.metrics, "dense metrics")
-        return load_model(dense.model, f"seed {seed} dense model"), metrics.get("train_seconds")
+        return load_model(dense.model, f"seed {seed} dense model"), (metrics.train_seconds or None)
     seed_dir.path.mkdir(parents=True, exist_ok=True)
     with fsutil.atomic_dir(dense.path, force=True) as staging_path:
         staging = ModelDir(staging_path)
@@ -570,10 +571,10 @@ def _total_seconds(ctx: _Context) -> float:
     total = 0.0
     for rounds in ctx.per_seed.values():
         for entry in rounds[1:]:
-            total += entry.get("seconds") or 0.0
-            total += sum(control.get("seconds") or 0.0 for control in (entry.get("controls") or {}).values())
+            total += entry.seconds or 0.0
+            total += sum(control.seconds or 0.0 for control in (entry.controls or {}).values())
     for per_seed in ctx.trained.values():
-        total += sum(entry.get("seconds") or 0.0 for entry in per_seed.values())
+        total += sum(entry.seconds or 0.0 for entry in per_seed.values())
     return total
 
 
@@ -603,7 +604,7 @@ def _candidates(ctx: _Context) -> dict[str, dict[int, _Candidate]]:
             place = seed_dir.round(entry.round)
             found.setdefault(f"round_{entry.round}", {})[seed] = _Candidate(
                 ticket_rules.ROUND, main, entry.round, entry, place.model, place.state)
-        for control, entry in (rounds[-1].get("controls") or {}).items() if len(rounds) > ctx.settings.rounds else ():
+        for control, entry in (rounds[-1].controls or {}).items() if len(rounds) > ctx.settings.rounds else ():
             reset = CONTROL_RESETS[control]
             found.setdefault(f"control_{reset}", {})[seed] = _Candidate(
                 ticket_rules.CONTROL, reset, ctx.settings.rounds, entry, seed_dir.control(control).model, final.state)

@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 
 from slimdeploy import environment
 from slimdeploy.prune.settings import DEFAULT_DROP_POINTS, PruneSettings, reset_label
+from slimdeploy.records.base import ABSENT
 from slimdeploy.records.lottery import SCHEMA_VERSION, LotteryRecord, Round
 from slimdeploy.tasks import DEFAULT_TASK, Task
 
@@ -51,11 +52,17 @@ def aggregate(entries: list[dict]) -> dict:
     return result
 
 
+def score(entry, key: str) -> float | None:
+    """A score of a Round record or of a candidate row being built (None where it has none)."""
+    value = entry.get(key) if isinstance(entry, dict) else getattr(entry, key, None)
+    return None if value is ABSENT else value
+
+
 def drop_points(dense, entry, key: str = "test_accuracy", *, task: Task = DEFAULT_TASK) -> float | None:
-    """The budget's points (``Task.drop_points``) ``entry`` (a Round or a dict) lost against ``dense``."""
-    if dense.get(key) is None or entry.get(key) is None:
+    """The budget's points (``Task.drop_points``) ``entry`` (a Round or a row) lost against ``dense``."""
+    if score(dense, key) is None or score(entry, key) is None:
         return None
-    return task.drop_points(dense.get(key), entry.get(key))
+    return task.drop_points(score(dense, key), score(entry, key))
 
 
 def aggregate_rounds(per_seed: dict[int, list[Round]], *, task: Task = DEFAULT_TASK) -> list[Round]:
@@ -77,16 +84,16 @@ def compare_resets(settings: PruneSettings, per_seed: dict[int, list[Round]], de
         return None
     results: dict[str, list[tuple[int, dict]]] = {reset_label(settings.reset): [(seed, entry) for seed, entry in finals.items()]}
     for seed, entry in finals.items():
-        for control, entry_control in (entry.get("controls") or {}).items():
+        for control, entry_control in (entry.controls or {}).items():
             results.setdefault(CONTROL_RESETS[control], []).append((seed, entry_control))
     comparison = {}
     for name, pairs in results.items():
         if len(pairs) != len(finals):
             continue
-        summary = aggregate([{key: value.get(key) for key in ACCURACIES} for _, value in pairs])
+        summary = aggregate([{key: score(value, key) for key in ACCURACIES} for _, value in pairs])
         summary.pop("seeds", None)
         summary["test_drop_points"] = drop_points(dense, summary, task=task)
-        summary["per_seed"] = {str(seed): {key: value.get(key) for key in ACCURACIES} for seed, value in pairs}
+        summary["per_seed"] = {str(seed): {key: score(value, key) for key in ACCURACIES} for seed, value in pairs}
         comparison[name] = summary
     if len(comparison) < 2:
         return comparison or None
@@ -106,7 +113,7 @@ def first_drop(rounds: list[Round], threshold: float, *, task: Task = DEFAULT_TA
     result = {"threshold_points": threshold, "first_round_beyond": None, "weights_remaining": None,
               "last_round_within": 0 if rounds else None}
     for entry in rounds[1:]:
-        if entry.get("test_drop_points") is not None and not task.within_budget(entry.test_drop_points, threshold):
+        if entry.test_drop_points not in (None, ABSENT) and not task.within_budget(entry.test_drop_points, threshold):
             result["first_round_beyond"] = entry.round
             result["weights_remaining"] = entry.weights_remaining
             break
@@ -126,7 +133,7 @@ def build_record(settings: PruneSettings, *, rate: float, seeds: list[int], per_
     the data's (drops are in its budget points)."""
     rounds = aggregate_rounds(per_seed, task=task)
     dense = rounds[0].to_json() if rounds else {}
-    return LotteryRecord(
+    record = LotteryRecord(
         schema_version=SCHEMA_VERSION,
         mode=settings.mode,
         complete=complete,
@@ -148,3 +155,5 @@ def build_record(settings: PruneSettings, *, rate: float, seeds: list[int], per_
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         versions=environment.library_versions(),
     )
+    # The ticket, resets, drop and candidates are built as rows; read back, each block is its record.
+    return LotteryRecord.from_json(record.to_json())

@@ -87,11 +87,16 @@ class Record:
 
     @classmethod
     def load(cls: type[R], path: str | Path, what: str | None = None) -> R:
-        """The one reading of a record's file: JSON, its schema version (required of a versioned
-        file), the JSON Schema generated from the record, the record's own checks; one-line errors."""
+        """The record a file holds (``validated``); one-line errors name the file."""
         what = what or cls.WHAT
-        where = f"{what} {path}"
-        raw = fsutil.read_json(path, what)
+        return cls.validated(fsutil.read_json(path, what), path, what)
+
+    @classmethod
+    def validated(cls: type[R], raw: Any, path: str | Path, what: str | None = None) -> R:
+        """The one check of a file's content: a JSON object, its schema version (required of a versioned
+        file), the JSON Schema generated from the record, the record's own ``check``; then the record,
+        keeping the file's key order."""
+        where = f"{what or cls.WHAT} {path}"
         if not isinstance(raw, dict):
             raise UserError(f"{where} is not a JSON object")
         if cls.SCHEMA_VERSION is not None:
@@ -129,13 +134,6 @@ class Record:
         fsutil.write_json(path, self.to_json())
 
     # --- convenience -----------------------------------------------------------------
-    def get(self, key: str, default: Any = None) -> Any:
-        """A field or extra key as a dict would give it (``ABSENT`` reads as ``default``)."""
-        if key != "extra" and key in {f.name for f in dataclasses.fields(self)}:
-            value = getattr(self, key)
-            return default if value is ABSENT else value
-        return self.extra.get(key, default)
-
     def replace(self: R, **changes: Any) -> R:
         return dataclasses.replace(self, **changes)
 

@@ -328,9 +328,38 @@ def aligned_sentences(inputs: ReportInputs) -> list[str]:
     return out
 
 
+def fastest_runtime_sentence(decided: list[dict]) -> str | None:
+    """Across runtimes (per thread count and mode): whose pick ran fastest at each batch of the decision,
+    the answer when the runtime itself is the choice; None with fewer than two runtimes."""
+    picks: dict[tuple, dict[str, tuple]] = {}
+    for decision in decided:
+        for pick in decision["picks"]:
+            if pick["model"] is not None and pick["p50_ms"] is not None:
+                here = picks.setdefault((decision["threads"], decision["mode"], pick["batch"]), {})
+                here[decision["runtime"]] = min(here.get(decision["runtime"], (float("inf"),)), (pick["p50_ms"], pick["model"]))
+    parts = []
+    for (_, _, batch), by_runtime in picks.items():
+        if len(by_runtime) < 2:
+            continue
+        best, *others = sorted(by_runtime, key=by_runtime.get)
+        (best_ms, model) = by_runtime[best]
+        rest = ", ".join(f"{facts.runtime_name(r)} {_per_call(by_runtime[r][0])}" for r in others)
+        parts.append(f"at batch {batch}, {model} on {facts.runtime_name(best)} ({_per_call(best_ms)} per call; {rest})")
+    if not parts:
+        return None
+    return ("Across runtimes (their medians were measured apart, so small gaps are not significant), the fastest pick: "
+            + _join(parts) + ".")
+
+
+def _per_call(ms: float) -> str:
+    return f"{ms * 1000:.3g} µs" if ms < 1 else f"{ms:.3g} ms"
+
+
 def decision_lines(inputs: ReportInputs, max_drop: float) -> dict:
     """The report's first lines, as every view shows them."""
-    return {"fastest": [d["sentence"] for d in decisions(inputs, max_drop)],
+    decided = decisions(inputs, max_drop)
+    across = fastest_runtime_sentence(decided)
+    return {"fastest": [d["sentence"] for d in decided] + ([across] if across else []),
             "tickets": tickets.ticket_sentences(inputs),
             "stacking": [s["sentence"] for s in stacking_sentences(inputs)],
             "aligned": aligned_sentences(inputs),
