@@ -51,13 +51,10 @@ def _readable_names(proto) -> None:
     graph = proto.graph
     if len(graph.output) == 1 and graph.output[0].name != OUTPUT_NAME:
         old = graph.output[0].name
-        for node in graph.node:
-            for i, name in enumerate(node.output):
+        for names in (names for node in graph.node for names in (node.output, node.input)):
+            for i, name in enumerate(names):
                 if name == old:
-                    node.output[i] = OUTPUT_NAME
-            for i, name in enumerate(node.input):
-                if name == old:
-                    node.input[i] = OUTPUT_NAME
+                    names[i] = OUTPUT_NAME
         graph.output[0].name = OUTPUT_NAME
     for value in (*graph.input, *graph.output):
         dims = value.type.tensor_type.shape.dim

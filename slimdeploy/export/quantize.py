@@ -1,12 +1,5 @@
-"""Post-training static INT8: the calibration images, and the two quantizers.
-
-- ONNX: ``onnxruntime.quantization.quantize_static`` (QDQ format, per-channel int8 weights,
-  uint8 activations), from the fp32 ONNX file every target starts from.
-- OpenVINO: ``nncf.quantize`` on the model OpenVINO reads from that same ONNX file.
-
-Both calibrate on the same images: the first N of the validation split, in the model's
-input dtype, exactly as verification feeds them (never the test split, which judges them).
-"""
+"""Post-training static INT8 from the fp32 ONNX file: ONNX Runtime's ``quantize_static`` (QDQ) and NNCF
+for OpenVINO, both calibrated on the first N validation images as verification feeds them."""
 
 from __future__ import annotations
 
@@ -34,12 +27,9 @@ VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
 
 
 def reduce_range_reason() -> str | None:
-    """Why ONNX Runtime's INT8 weights should use 7 bits here (None: they need not).
-
-    Without VNNI, ONNX Runtime multiplies u8 activations by s8 weights with ``vpmaddubsw``, whose
-    16-bit sums saturate; its documentation advises ``reduce_range`` on such CPUs. Measured on
-    an avx2-only EPYC: a 3-epoch structured ticket's top-1 agreement rose from 96.4% to 97.7%."""
-    flags = cpu_info().get("flags") or []
+    """Why ONNX Runtime's INT8 weights should use 7 bits here (None: they need not): without VNNI its u8*s8
+    products (``vpmaddubsw``) saturate, and its documentation advises ``reduce_range``."""
+    flags = cpu_info()["flags"]
     if any(flag in flags for flag in VNNI_FLAGS) or not flags:
         return None
     return "this CPU has no VNNI (avx512_vnni, avx_vnni or amx_int8), where 8-bit u8*s8 products can saturate"
@@ -47,7 +37,6 @@ def reduce_range_reason() -> str | None:
 
 @dataclass(frozen=True)
 class Calibration:
-    """The images every INT8 variant of one export is calibrated on."""
 
     x: np.ndarray
     requested: int
@@ -59,8 +48,8 @@ class Calibration:
 
 
 def calibration_images(dataset, model, settings) -> tuple[Calibration, str | None]:
-    """The first ``settings.calibration_size`` validation images in the model's input dtype, and
-    a notice when the split holds fewer (then all of them are used)."""
+    """The first ``settings.calibration_size`` validation images in the model's input dtype, and a notice
+    when the split holds fewer."""
     available = len(dataset.x_val)
     wanted = settings.calibration_size
     notice = None
@@ -72,9 +61,8 @@ def calibration_images(dataset, model, settings) -> tuple[Calibration, str | Non
 
 
 def equal_chunks(x: np.ndarray, static_batch: int | None) -> list[np.ndarray]:
-    """``x`` in chunks of one size: ONNX Runtime's histogram calibrators cannot stack chunks of
-    different sizes, and a static-batch model takes only its own batch (the remainder that does
-    not fill one is left out, and the recorded sample count says so)."""
+    """``x`` in chunks of one size (ONNX Runtime's histogram calibrators cannot stack others); a static
+    batch's remainder is left out (the recorded sample count says so)."""
     n = len(x)
     size = static_batch or max(d for d in range(1, min(CHUNK, n) + 1) if n % d == 0)
     return [x[i:i + size] for i in range(0, n - n % size if static_batch else n, size)]
@@ -109,18 +97,15 @@ def quantize_onnx(source: Path, target: Path, calibration: Calibration, static_b
 
 
 def load_nncf():
-    """NNCF with its telemetry off. On import NNCF's telemetry (openvino_telemetry) sends usage
-    events from a forked process; offline, that child can hang in getaddrinfo with a lock it
-    inherited, and the parent then waits for it at exit forever (seen: `slimdeploy run` never
-    returning after its report was written). Users of slimdeploy have not opted in to it either.
-    ``NNCF_CI`` is the switch NNCF reads, once, when it is first imported."""
+    """NNCF with its telemetry off (``NNCF_CI``, read on first import): offline, its forked sender can hang
+    and the parent then waits for it at exit for ever."""
     os.environ.setdefault("NNCF_CI", "1")
     return importlib.import_module("nncf")
 
 
 def quantize_openvino(source: Path, calibration: Calibration, static_batch: int | None):
     """NNCF's INT8 of the model OpenVINO reads from the fp32 ONNX ``source``: (model, facts)."""
-    import openvino as ov
+    import openvino as ov  # lazy: heavy
 
     nncf = load_nncf()
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
@@ -135,18 +120,13 @@ def quantize_openvino(source: Path, calibration: Calibration, static_batch: int 
             model, nncf.Dataset(items), subset_size=len(items),
             advanced_parameters=AdvancedQuantizationParameters(
                 activations_range_estimator_params=getattr(RangeEstimatorParametersSet, estimator)))
-    tool = f"nncf.quantize {_version('nncf')} (OpenVINO model, RangeEstimatorParametersSet.{estimator}, default preset)"
+    tool = f"nncf.quantize {package_version('nncf')} (OpenVINO model, RangeEstimatorParametersSet.{estimator}, default preset)"
     return quantized, {**calibration.facts(tool), "samples": sum(len(i) for i in items)}
-
-
-def _version(name: str) -> str:
-    return package_version(name)
 
 
 @contextlib.contextmanager
 def _quiet():
-    """NNCF and ONNX Runtime's quantizer log and draw progress bars on their own: keep them out
-    of slimdeploy's output (their warnings about tiny calibration sets included)."""
+    """Keep NNCF's and ONNX Runtime's quantizer logs and progress bars out of slimdeploy's output."""
     loggers = [logging.getLogger(name) for name in ("nncf", "root")]
     levels = [logger.level for logger in loggers]
     for logger in loggers:

@@ -3,6 +3,7 @@ each ticket's aligned-width copies ``<mode>-rN``)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,7 +64,6 @@ def resolve_source(source: str | os.PathLike, out_dir: str | os.PathLike | None 
 
 
 def _ticket_names(run: RunDir) -> list[str]:
-    """Every directory of the run holding a ticket: the pruning modes first, then the others alphabetically."""
     not_tickets = (run.dense.path, run.exports_dir)
     names = [d.name for d in run.root.iterdir() if d.is_dir() and d not in not_tickets and run.mode(d.name).ticket.is_file()]
     return sorted(names, key=lambda name: (KNOWN_TICKETS.index(name) if name in KNOWN_TICKETS else len(KNOWN_TICKETS), name))
@@ -81,13 +81,8 @@ def prepare_out_dir(out_dir: Path) -> bool:
     reason = fsutil.check_writable_dir(out_dir)
     if reason is not None:
         if created:
-            _remove_empty(out_dir)
+            with contextlib.suppress(OSError):
+                out_dir.rmdir()
         raise UserError(f"output directory {out_dir} is not writable: {reason}")
     return created
 
-
-def _remove_empty(directory: Path) -> None:
-    try:
-        directory.rmdir()
-    except OSError:
-        pass

@@ -25,11 +25,7 @@ INPUT_NAME = "input"
 OUTPUT_NAME = "output"
 
 # (atol, min agreement) by the lowest precision involved (weights or arithmetic).
-TOLERANCES = {
-    "f32": (1e-4, 0.999),
-    "f16": (1e-2, 0.99),
-    "bf16": (5e-2, 0.99),
-}
+TOLERANCES = {"f32": (1e-4, 0.999), "f16": (1e-2, 0.99), "bf16": (5e-2, 0.99)}
 
 
 @dataclass(frozen=True)

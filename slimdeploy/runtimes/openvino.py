@@ -97,14 +97,14 @@ class OpenVinoSession(Session):
 
     @classmethod
     def batch_bounds(cls, artifact):
-        import openvino as ov
+        import openvino as ov  # lazy: heavy
 
         batch = _read_model(ov.Core(), artifact).inputs[0].get_partial_shape()[0]
         return (batch.get_length() if batch.is_static else None), None
 
     def __init__(self, artifact, batch, threads, options=None, mode="latency"):
         super().__init__(artifact, batch, threads, options, mode)
-        import openvino as ov
+        import openvino as ov  # lazy: heavy
         import openvino.properties as props
         import openvino.properties.hint as hints
 
@@ -142,11 +142,10 @@ class OpenVinoSession(Session):
             count = int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
             self._queue = ov.AsyncInferQueue(self.compiled, max(1, count))
             self.parallelism = len(self._queue)
-        self._tensors = []
+        self._tensors = []  # the arrays the tensors share memory with, kept alive
 
     def set_input(self, array):
         array = self._fitting_input(array)
-        # Keep the arrays alive: the tensors share their memory.
         self._tensors = [array]
         self.request.set_input_tensor(self._ov.Tensor(array, shared_memory=True))
         if self._queue is not None:
@@ -213,17 +212,13 @@ class OpenVinoSession(Session):
         return calls
 
     def layer_kernels(self, infos=None) -> list[dict]:
-        """The kernel the plugin chose for each weight layer (of one profiled call)."""
         infos = self.profiled_calls()[-1] if infos is None else infos
         return [{"node_name": info.node_name, "node_type": info.node_type, "exec_type": info.exec_type,
                  "sparse": "sparse" in info.exec_type.lower()}
                 for info in infos if info.node_type.startswith(WEIGHT_NODE_TYPES)]
 
     def close(self):
-        self._queue = None
-        self._core = self._model = None
-        self.request = None
-        self.compiled = None
+        self._queue = self._core = self._model = self.request = self.compiled = None
         self._tensors = []
 
 
@@ -252,7 +247,6 @@ class OpenVinoPlugin(RuntimePlugin):
 
 PLUGIN = OpenVinoPlugin(
     name="openvino", display_name="OpenVINO", short_name="OV",
-    # It reads ONNX too; an IR is preferred when both exist.
     suffixes=(".xml", ".onnx"), targets=("openvino", "onnx"), session=SESSION, availability=availability,
     option_fields=(("precision", "openvino_precision"),),
     accepts_reshape=True,  # the input shape is made static per batch before compiling

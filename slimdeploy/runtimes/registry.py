@@ -86,14 +86,12 @@ def pick_artifact(name: str, paths) -> Path | None:
 
 def display_name(name: str) -> str:
     """For people: "ONNX Runtime"; an unknown name is shown as it is."""
-    known = _known(name)
-    return known.display_name if known else name
+    return getattr(_known(name), "display_name", name)
 
 
 def short_name(name: str) -> str:
     """For narrow columns: "ORT"; an unknown name is shown as it is."""
-    known = _known(name)
-    return known.short_name if known else name
+    return getattr(_known(name), "short_name", name)
 
 
 def sort_key(name: str) -> int:
@@ -104,13 +102,11 @@ def sort_key(name: str) -> int:
 
 
 def accepts_reshape(name: str) -> bool:
-    known = _known(name)
-    return bool(known and known.accepts_reshape)
+    return getattr(_known(name), "accepts_reshape", False)
 
 
 def can_crosscheck(name: str) -> bool:
-    known = _known(name)
-    return bool(known and known.can_crosscheck)
+    return getattr(_known(name), "can_crosscheck", False)
 
 
 def runtime_options(name: str, settings) -> dict:
