@@ -72,8 +72,7 @@ _ZIP64_LOCATOR = struct.Struct("<4sLQL")
 _ZIP64_EOCD = struct.Struct("<4sQ2H2L4Q")
 # The smallest central directory entry (APPNOTE 4.3.12): N bytes of directory hold at most N / 46 members.
 _CENTRAL_HEADER_SIZE = 46
-# The local file header before each member's data (APPNOTE 4.3.7).
-_LOCAL_HEADER = struct.Struct("<4s5H3L2H")
+_LOCAL_HEADER = struct.Struct("<4s5H3L2H")  # the local file header before each member's data (APPNOTE 4.3.7)
 
 
 def _declared_directory(path: Path) -> tuple[int, int] | None:

@@ -145,7 +145,8 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
     check_zip_members(path, "data", error=DataError)
     try:
         with np.load(path, allow_pickle=False) as npz:
-            wanted = list(IDX_FILES) + _validation_keys(npz.files, path)
+            # x_val, y_val when it holds either (then the other one is reported missing when absent).
+            wanted = list(IDX_FILES) + (list(VALIDATION_KEYS) if set(VALIDATION_KEYS) & set(npz.files) else [])
             missing = [key for key in wanted if key not in npz.files]
             if missing:
                 raise DataError(f"{path}: .npz lacks {', '.join(missing)} (needs x_train, y_train, x_test, y_test; "
@@ -155,12 +156,9 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
             return {key: np.asarray(npz[key]) for key in wanted}
     except DataError:
         raise
-    except ValueError as exc:
-        if "pickle" in str(exc):
-            raise DataError(f"{path}: {PICKLED}") from exc
-        raise DataError(f"{path}: not a readable .npz file ({exc})") from exc
-    except (OSError, zipfile.BadZipFile, EOFError, zlib.error) as exc:
-        raise DataError(f"{path}: not a readable .npz file ({exc})") from exc
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError, zlib.error) as exc:
+        pickled = isinstance(exc, ValueError) and "pickle" in str(exc)
+        raise DataError(f"{path}: {PICKLED}" if pickled else f"{path}: not a readable .npz file ({exc})") from exc
 
 
 def _check_npy_header(archive: zipfile.ZipFile, key: str, path: Path) -> None:
@@ -190,13 +188,6 @@ def _check_npy_header(archive: zipfile.ZipFile, key: str, path: Path) -> None:
     if declared > data_bytes:
         raise DataError(f"{path}: {name} declares shape {shape} of {dtype} ({declared:,} bytes) but holds "
                         f"{data_bytes:,} bytes of data (corrupt or forged)")
-
-
-def _validation_keys(keys: list[str], path: Path) -> list[str]:
-    present = [key for key in VALIDATION_KEYS if key in keys]
-    if present and len(present) < len(VALIDATION_KEYS):
-        return list(VALIDATION_KEYS)  # the other one is then reported missing
-    return present
 
 
 def _missing_files(directory: Path) -> list[str]:
@@ -242,8 +233,8 @@ def _from_npz(path: Path, task: Task) -> RawData:
 
 
 def _from_idx_dir(directory: Path, task: Task) -> RawData:
-    arrays = _validated(_read_idx_dir(directory), str(directory), task)
-    return RawData(arrays, str(directory.resolve()), "idx", _listing_sha256(directory, IDX_FILES.values()), task)
+    return RawData(_validated(_read_idx_dir(directory), str(directory), task), str(directory.resolve()), "idx",
+                   _listing_sha256(directory, IDX_FILES.values()), task)
 
 
 def _class_folders(directory: Path) -> list[str]:
@@ -286,7 +277,6 @@ def _image_format(first_image: Path, input_shape) -> tuple[tuple[int, int], str,
 
 
 def _image_header(path: Path) -> tuple[tuple[int, int], int]:
-    """((height, width), bands) of an image, from its header."""
     from PIL import Image  # lazy: only image folders need Pillow
 
     try:
@@ -345,8 +335,7 @@ def _from_image_folder(directory: Path, input_shape, task: Task) -> RawData:
         trees = {split: (x[..., 0], y) for split, (x, y) in trees.items()}
     if "all" in trees:
         trees = _held_out_test(*trees["all"])
-    arrays = {"x_train": trees["train"][0], "y_train": trees["train"][1],
-              "x_test": trees["test"][0], "y_test": trees["test"][1]}
+    arrays = {f"{xy}_{split}": trees[split][i] for split in ("train", "test") for i, xy in enumerate("xy")}
     return RawData(_validated(arrays, str(directory), task), str(directory.resolve()), "image_folder",
                    _listing_sha256(directory, files), task)
 
@@ -386,15 +375,10 @@ def locate(data: str | os.PathLike | None = None, allow_download: bool = True, i
             return _from_idx_dir(path, task)
         raise DataError(f"--data {path}: no such file or directory; {FIX_HINT}")
 
-    tried = []
     env_dir = os.environ.get("SLIMDEPLOY_DATA")
-    candidates = []
-    if env_dir:
-        candidates.append(("$SLIMDEPLOY_DATA", Path(env_dir).expanduser()))
-    else:
-        tried.append("$SLIMDEPLOY_DATA (not set)")
-    candidates.append(("keras cache", Path.home() / ".keras" / "datasets" / "fashion-mnist"))
-    candidates.append(("Debian package", DEBIAN_DIR))
+    tried = [] if env_dir else ["$SLIMDEPLOY_DATA (not set)"]
+    candidates = [("$SLIMDEPLOY_DATA", Path(env_dir).expanduser())] if env_dir else []
+    candidates += [("keras cache", Path.home() / ".keras" / "datasets" / "fashion-mnist"), ("Debian package", DEBIAN_DIR)]
     for label, directory in candidates:
         if directory.is_file() and directory.suffix == ".npz":
             return _from_npz(directory, task)

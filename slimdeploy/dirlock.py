@@ -42,8 +42,7 @@ LOCK_FILE = ".slimdeploy.lock"
 DEFAULT_HINT = "wait for it or choose another --out"
 # A refused writer waits this long for the holder's details: the holder writes them just after locking.
 HOLDER_WAIT_SECONDS = 1.0
-# Opening and locking start again when a releasing holder removed the file in between.
-ATTEMPTS = 20
+ATTEMPTS = 20  # opening and locking start again when a releasing holder removed the file in between
 COMMAND_CHARS = 200
 
 _held: dict[str, "_Held"] = {}

@@ -12,23 +12,17 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-LIBRARIES = (
-    "slimdeploy", "tensorflow", "tensorflow-cpu", "keras", "tf2onnx", "onnx",
-    "onnxruntime", "openvino", "numpy", "scipy", "tensorrt",
-)
+LIBRARIES = ("slimdeploy", "tensorflow", "tensorflow-cpu", "keras", "tf2onnx", "onnx", "onnxruntime", "openvino", "numpy",
+             "scipy", "tensorrt")
 
 # The instruction-set features that decide which kernels a runtime picks (``cpu.isa``).
 ISA_FEATURES = ("amx", "avx2", "avx512_vnni", "avx512f", "neon")
 # Linux /proc/cpuinfo names -> ISA_FEATURES names (x86 "flags", arm64 "Features": asimd is NEON).
-CPUINFO_NAMES = {
-    "avx2": "avx2", "avx512f": "avx512f", "avx512_vnni": "avx512_vnni",
-    "amx_tile": "amx", "amx_int8": "amx", "amx_bf16": "amx", "asimd": "neon",
-}
+CPUINFO_NAMES = {"avx2": "avx2", "avx512f": "avx512f", "avx512_vnni": "avx512_vnni", "amx_tile": "amx", "amx_int8": "amx",
+                 "amx_bf16": "amx", "asimd": "neon"}
 # macOS sysctl keys (Intel Macs report avx*; Apple silicon reports neon) -> ISA_FEATURES names.
-SYSCTL_NAMES = {
-    "hw.optional.avx2_0": "avx2", "hw.optional.avx512f": "avx512f",
-    "hw.optional.avx512vnni": "avx512_vnni", "hw.optional.neon": "neon",
-}
+SYSCTL_NAMES = {"hw.optional.avx2_0": "avx2", "hw.optional.avx512f": "avx512f", "hw.optional.avx512vnni": "avx512_vnni",
+                "hw.optional.neon": "neon"}
 # Windows IsProcessorFeaturePresent codes (winnt.h); it has none for VNNI or AMX.
 WINDOWS_FEATURES = {"avx2": 40, "avx512f": 41, "neon": 19}
 WINDOWS_NOTE = "Windows: avx512_vnni and amx are not detected (IsProcessorFeaturePresent has no flag for them)"
@@ -146,12 +140,8 @@ def sysctl_isa() -> set[str]:
         out = subprocess.run(["sysctl", "hw.optional"], capture_output=True, text=True, timeout=5).stdout
     except (OSError, subprocess.SubprocessError):
         return set()
-    found = set()
-    for line in out.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() in SYSCTL_NAMES and value.strip() == "1":
-            found.add(SYSCTL_NAMES[key.strip()])
-    return found
+    pairs = (line.partition(":") for line in out.splitlines())
+    return {SYSCTL_NAMES[key.strip()] for key, _, value in pairs if key.strip() in SYSCTL_NAMES and value.strip() == "1"}
 
 
 def windows_isa() -> set[str]:

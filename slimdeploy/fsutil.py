@@ -210,7 +210,6 @@ def remove_if_created(directory: Path, on: tuple[type[BaseException], ...] = (Ba
 
 
 def file_sha256(path: str | os.PathLike) -> str:
-    """The sha256 of a file's bytes, read in 1 MiB blocks."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):

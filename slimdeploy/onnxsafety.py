@@ -17,12 +17,10 @@ from pathlib import Path
 from slimdeploy.errors import ModelFileError
 
 # Bits per element of each tensor type, by TensorProto name.
-_BITS_BY_NAME = {
-    "FLOAT": 32, "UINT8": 8, "INT8": 8, "UINT16": 16, "INT16": 16, "INT32": 32, "INT64": 64, "BOOL": 8,
-    "FLOAT16": 16, "DOUBLE": 64, "UINT32": 32, "UINT64": 64, "COMPLEX64": 64, "COMPLEX128": 128, "BFLOAT16": 16,
-    "FLOAT8E4M3FN": 8, "FLOAT8E4M3FNUZ": 8, "FLOAT8E5M2": 8, "FLOAT8E5M2FNUZ": 8, "FLOAT8E8M0": 8,
-    "UINT4": 4, "INT4": 4, "FLOAT4E2M1": 4, "UINT2": 2, "INT2": 2,
-}
+_BITS_BY_NAME = {"FLOAT": 32, "UINT8": 8, "INT8": 8, "UINT16": 16, "INT16": 16, "INT32": 32, "INT64": 64, "BOOL": 8,
+                 "FLOAT16": 16, "DOUBLE": 64, "UINT32": 32, "UINT64": 64, "COMPLEX64": 64, "COMPLEX128": 128,
+                 "BFLOAT16": 16, "FLOAT8E4M3FN": 8, "FLOAT8E4M3FNUZ": 8, "FLOAT8E5M2": 8, "FLOAT8E5M2FNUZ": 8,
+                 "FLOAT8E8M0": 8, "UINT4": 4, "INT4": 4, "FLOAT4E2M1": 4, "UINT2": 2, "INT2": 2}
 # A session option: the caller fully checked this very file (the bench parent), so opening it checks only
 # where external data lies (``full=False``): the worker's timed load does not pay for onnx.checker.
 CHECKED_OPTION = "artifact_checked"
@@ -81,7 +79,6 @@ def _elements(tensor) -> int | None:
 
 @functools.cache
 def _type_name(data_type: int) -> str | None:
-    """TensorProto's name of a data type (None: one this onnx does not know)."""
     import onnx  # lazy: heavy
 
     try:

@@ -15,8 +15,7 @@ console = Console(stderr=True)
 # In a log, a summary line wrapped at 80 columns splits its figures across lines; tables keep their width.
 console.soft_wrap = not console.is_terminal
 
-# At most one line per task this often (seconds), besides its start and finish lines.
-PLAIN_LINE_INTERVAL = 20.0
+PLAIN_LINE_INTERVAL = 20.0  # at most one line per task this often (seconds), besides its start and finish lines
 
 
 @dataclasses.dataclass

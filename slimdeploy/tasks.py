@@ -14,8 +14,7 @@ import numpy as np
 
 from slimdeploy.errors import DataError, UserError
 
-# What ``Task.format`` shows for a value that is not there (the report's dash).
-MISSING = "–"
+MISSING = "–"  # what ``Task.format`` shows for a value that is not there (the report's dash)
 
 
 class Task:
@@ -28,11 +27,9 @@ class Task:
     metric_label: str = ""
     metric_short: str = ""  # in a narrow console column
     higher_is_better: bool = True
-    # How a runtime's outputs are compared with Keras's, in words; what it counts.
-    agreement_label: str = ""
-    agreement_items: str = ""
-    # A better value as a comparative, as in "nothing both faster and more accurate".
-    more_words: str = ""
+    agreement_label: str = ""  # how a runtime's outputs are compared with Keras's, in words
+    agreement_items: str = ""  # what the agreement counts
+    more_words: str = ""  # a better value as a comparative, as in "nothing both faster and more accurate"
     # The budget (``--max-drop``): a drop of the metric, times ``points_per_unit``, in ``budget_unit``.
     points_per_unit: float = 100
     budget_unit: str = "points"

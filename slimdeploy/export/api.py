@@ -140,8 +140,7 @@ def _load_models(plan: SourcePlan) -> dict:
     return models
 
 
-def _what(plan: SourcePlan, m) -> str:
-    # A lone file is "model FILE"; a run directory's models are "dense model FILE", ...
+def _what(plan: SourcePlan, m) -> str:  # "model FILE" (a lone file), "dense model FILE" (a run's)
     return "model" if plan.run_dir is None else f"{m.name} model"
 
 
@@ -155,16 +154,14 @@ def _checked(manifest: ExportManifest, manifest_path: Path) -> dict:
     return manifest.to_json()
 
 
-def _same_settings(recorded: dict, settings: ExportSettings, path: Path) -> None:
-    refuse_changed_settings(path, "made", recorded, settings.to_dict(), settings.to_dict())
-
-
-def _read_manifest(path: Path, what: str, not_ours: str) -> ExportManifest:
-    """export.json or export.partial.json; ``not_ours``: the error when it is some other JSON."""
+def _read_manifest(path: Path, what: str, not_ours: str, settings: ExportSettings) -> ExportManifest:
+    """export.json or export.partial.json, made with ``settings``; ``not_ours``: the error for some other JSON."""
     raw = fsutil.read_json(path, what)
     if not isinstance(raw, dict) or not isinstance(raw.get("artifacts"), list):
         raise UserError(not_ours)
-    return ExportManifest.from_json(raw, path)
+    manifest = ExportManifest.from_json(raw, path)
+    refuse_changed_settings(path, "made", manifest.settings or {}, settings.to_dict(), settings.to_dict())
+    return manifest
 
 
 def _finished_export(manifest_path: Path, settings: ExportSettings, sources_sha256: dict) -> ExportManifest | None:
@@ -173,8 +170,7 @@ def _finished_export(manifest_path: Path, settings: ExportSettings, sources_sha2
     if not manifest_path.is_file():
         return None
     manifest = _read_manifest(manifest_path, "export manifest",
-                              f"{manifest_path} is not a slimdeploy export.json; use --force to export again")
-    _same_settings(manifest.settings or {}, settings, manifest_path)
+                              f"{manifest_path} is not a slimdeploy export.json; use --force to export again", settings)
     recorded = {name: facts.source_sha256 if facts else None for name, facts in (manifest.models or {}).items()}
     return manifest if recorded == sources_sha256 else None
 
@@ -184,8 +180,7 @@ def _resumable_artifacts(plan: SourcePlan, settings: ExportSettings, sources_sha
     if not path.exists():
         return Kept()
     partial = _read_manifest(path, "interrupted export record",
-                             f"{path} is not a slimdeploy export record; use --force to start over")
-    _same_settings(partial.settings or {}, settings, path)
+                             f"{path} is not a slimdeploy export record; use --force to start over", settings)
     recorded = partial.sources_sha256 or {}
     kept = Kept()
     for artifact in partial.artifacts:

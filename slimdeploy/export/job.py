@@ -154,31 +154,27 @@ class ExportJob:
 
     def _export_target(self, target, artifact: Artifact, onnx: OnnxSource | None, model, reference,
                        calibration) -> Artifact:
-        """Made from ``onnx`` (a target ``from_onnx``) or from the Keras ``model``."""
+        """Convert (from ``onnx`` for a target ``from_onnx``, else from the Keras ``model``) or quantize, verify,
+        then move the files to their final names (or NAME.failed)."""
         if target.from_onnx and onnx.error:  # never made
             artifact = artifact.replace(files=[], valid=False, error=onnx.error, seconds=0.0)
         else:
-            artifact = self._export_one(target, artifact, onnx.path if target.from_onnx else None, model, reference,
-                                        calibration if artifact.precision == "int8" else None)
+            started = time.perf_counter()
+            artifact, exported = self._convert_and_verify(target, artifact, onnx.path if target.from_onnx else None,
+                                                          reference, started, calibration, model)
+            staged = [p for p in (exported.files if exported else []) if p.is_file()]
+            artifact = with_facts(artifact.replace(seconds=round(time.perf_counter() - started, 3)), file_facts(staged))
+            artifact = self._place(target, artifact, staged)
             if target.includes_onnx_conversion:
                 artifact = artifact.replace(seconds=round(artifact.seconds + onnx.seconds, 3))
         return with_facts(artifact, {"onnx_conversion_seconds": round(onnx.seconds, 3)}) if target.from_onnx else artifact
-
-    def _export_one(self, target, artifact: Artifact, onnx_source: Path | None, model, reference,
-                    calibration) -> Artifact:
-        """Convert (or quantize), verify, then move the files to their final names (or NAME.failed)."""
-        started = time.perf_counter()
-        artifact, exported = self._convert_and_verify(target, artifact, onnx_source, reference, started, calibration,
-                                                      model)
-        staged = [p for p in (exported.files if exported else []) if p.is_file()]
-        artifact = with_facts(artifact.replace(seconds=round(time.perf_counter() - started, 3)), file_facts(staged))
-        return self._place(target, artifact, staged)
 
     def _convert_and_verify(self, target, artifact: Artifact, onnx_source: Path | None, reference, started: float,
                             calibration, model) -> tuple[Artifact, Any]:
         """``calibration``: make the INT8 variant (judged by the task's ``Tolerance.int8``), else the float one."""
         settings, name = self.settings, artifact.model
         artifact = artifact.replace(runtime=target.runtime, versions=target.versions())
+        calibration = calibration if artifact.precision == "int8" else None
         exported = None
         try:
             if calibration is not None:

@@ -50,12 +50,9 @@ class Calibration:
 def calibration_images(dataset, model, settings) -> tuple[Calibration, str | None]:
     """The first ``settings.calibration_size`` validation images in the model's input dtype, and a notice
     when the split holds fewer."""
-    available = len(dataset.x_val)
-    wanted = settings.calibration_size
-    notice = None
-    if wanted > available:
-        notice = (f"--calibration-size {wanted}: the validation split has {available} images; "
-                  f"calibrating INT8 on all {available}")
+    available, wanted = len(dataset.x_val), settings.calibration_size
+    notice = (f"--calibration-size {wanted}: the validation split has {available} images; "
+              f"calibrating INT8 on all {available}") if wanted > available else None
     x = as_model_input(dataset.x_val[:wanted], model_input_dtype(model), dataset.source)
     return Calibration(np.ascontiguousarray(x), wanted, settings.calibration_method), notice
 

@@ -12,8 +12,7 @@ from slimdeploy import fsutil, runinfo
 from slimdeploy.errors import UserError
 from slimdeploy.rundir import MODES, ExportDir, RunDir, aligned_model_name
 
-# Pruning modes first, in this order; any other ticket directory follows alphabetically.
-KNOWN_TICKETS = MODES
+KNOWN_TICKETS = MODES  # pruning modes first, in this order; any other ticket directory follows alphabetically
 
 
 @dataclass
@@ -29,14 +28,8 @@ class SourcePlan:
     run_dir: Path | None  # None for a lone .keras file
     models: list[ModelSource]
     out_dir: Path
-
-    @property
-    def manifest(self) -> Path:
-        return ExportDir(self.out_dir).manifest
-
-    @property
-    def partial_manifest(self) -> Path:
-        return ExportDir(self.out_dir).partial_manifest
+    manifest = property(lambda self: ExportDir(self.out_dir).manifest)
+    partial_manifest = property(lambda self: ExportDir(self.out_dir).partial_manifest)
 
 
 def resolve_source(source: str | os.PathLike, out_dir: str | os.PathLike | None = None) -> SourcePlan:

@@ -117,8 +117,7 @@ class Target:
     includes_onnx_conversion: bool = False
     # Why this target makes no INT8 variant (None: it makes one with ``quantize``).
     int8_unavailable: str | None = "this target has no INT8 quantizer"
-    # The packages whose versions an artifact records.
-    packages: tuple[str, ...] = ()
+    packages: tuple[str, ...] = ()  # the packages whose versions an artifact records
 
     def unavailable_reason(self) -> str | None:
         """None when this machine can build and run the target; else what is missing."""
@@ -131,7 +130,6 @@ class Target:
         return Tolerance.for_precisions(settings.float_precision, inference_precision)
 
     def quantize(self, onnx_path: Path, staging: Path, model_name: str, settings, calibration) -> Exported:  # pragma: no cover
-        """The INT8 variant of the fp32 ONNX at ``onnx_path``, calibrated on ``calibration``."""
         raise NotImplementedError
 
     def files(self, directory: Path, model_name: str) -> list[Path]:
@@ -144,7 +142,6 @@ class Target:
         raise NotImplementedError
 
     def session_options(self, settings) -> dict:
-        """Options for the runtime's Session when verifying (see runtimes/<runtime>.py)."""
         return {}
 
     def open(self, path: Path, settings, input_dims: tuple | None = None) -> Runner:

@@ -27,10 +27,7 @@ class Reference:
 
 
 def verification_images(data, limit: int | None = None) -> tuple:
-    x_val, x_test, y_test = data.x_val, data.x_test, data.y_test
-    if limit is not None:
-        x_val, x_test, y_test = x_val[:limit], x_test[:limit], y_test[:limit]
-    return x_val, x_test, y_test
+    return data.x_val[:limit], data.x_test[:limit], data.y_test[:limit]
 
 
 def keras_reference(model, data, *, limit: int | None = None, batch: int = 256) -> Reference:

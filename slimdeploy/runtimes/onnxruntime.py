@@ -46,17 +46,8 @@ class OnnxRuntimeSession(Session):
         import onnxruntime as ort  # lazy: heavy
 
         check_onnx_file(self.artifact, full=not self.options.get(CHECKED_OPTION))
-        level = self.options.get("graph_optimization", "all")
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = self.threads
-        # One operator at a time: an MLP is a chain, and a second pool would only compete.
-        so.inter_op_num_threads = 1
-        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, OPT_LEVELS[level])
-        so.log_severity_level = 3
-        self._level = level
-        self._options = so  # kept to open a profiled copy
-        self.session = ort.InferenceSession(str(self.artifact), so, providers=CPU)
+        self._level = self.options.get("graph_optimization", "all")
+        self.session = ort.InferenceSession(str(self.artifact), self._session_options(ort), providers=CPU)
         inputs = self.session.get_inputs()
         self._single_input(len(inputs))
         self._input_name = inputs[0].name
@@ -69,6 +60,15 @@ class OnnxRuntimeSession(Session):
         out_dims = self.session.get_outputs()[0].shape
         if len(self._outputs) == 1 and out_dims and all(isinstance(d, int) for d in out_dims[1:]):
             self._out_shape = (self.batch, *out_dims[1:])
+
+    def _session_options(self, ort):
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = self.threads
+        so.inter_op_num_threads = 1  # one operator at a time: an MLP is a chain, a second pool would only compete
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, OPT_LEVELS[self._level])
+        so.log_severity_level = 3
+        return so
 
     def set_input(self, array):
         array = self._fitting_input(array)
@@ -96,10 +96,7 @@ class OnnxRuntimeSession(Session):
         import onnxruntime as ort  # lazy: heavy
 
         with tempfile.TemporaryDirectory(prefix="slimdeploy-ort-profile-") as tmp:
-            so = ort.SessionOptions()
-            for name in ("intra_op_num_threads", "inter_op_num_threads", "execution_mode", "graph_optimization_level",
-                         "log_severity_level"):
-                setattr(so, name, getattr(self._options, name))
+            so = self._session_options(ort)
             so.enable_profiling = True
             so.profile_file_prefix = str(Path(tmp) / "profile")
             session = ort.InferenceSession(str(self.artifact), so, providers=CPU)

@@ -184,16 +184,12 @@ class OpenVinoSession(Session):
         for long, short in {"float32": "f32", "bfloat16": "bf16", "float16": "f16"}.items():
             if precision and long in precision:
                 precision = short
-        return {
-            "inference_precision": precision,
-            "performance_hint": read("PERFORMANCE_HINT"),
-            "num_streams": read("NUM_STREAMS"),
-            "inference_num_threads": read("INFERENCE_NUM_THREADS"),
-            "enable_cpu_pinning": read("ENABLE_CPU_PINNING"),
-            "infer_requests": self.parallelism,
-            "static_input_shape": list(self._shape),
-            **({SPARSE_RATE_OPTION: read("CPU_SPARSE_WEIGHTS_DECOMPRESSION_RATE")} if self._sparse_rate is not None else {}),
-        }
+        return {"inference_precision": precision, "performance_hint": read("PERFORMANCE_HINT"),
+                "num_streams": read("NUM_STREAMS"), "inference_num_threads": read("INFERENCE_NUM_THREADS"),
+                "enable_cpu_pinning": read("ENABLE_CPU_PINNING"), "infer_requests": self.parallelism,
+                "static_input_shape": list(self._shape),
+                **({SPARSE_RATE_OPTION: read("CPU_SPARSE_WEIGHTS_DECOMPRESSION_RATE")} if self._sparse_rate is not None
+                   else {})}
 
     def profiled_calls(self, runs: int = 1, warmup: int = 0) -> list:
         """Per-node counters of ``runs`` calls after ``warmup`` (one list of ProfilingInfo per call), from

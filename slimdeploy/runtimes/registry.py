@@ -116,7 +116,6 @@ def runtime_options(name: str, settings) -> dict:
 
 
 def names() -> tuple[str, ...]:
-    """Every registered runtime, in registry (sort) order."""
     _load_plugins()
     return tuple(RUNTIMES)
 
@@ -137,5 +136,4 @@ def describe_environment(runtimes=None) -> dict:
 
 for _module in BUILTIN:
     register(importlib.import_module(_module).PLUGIN)
-# Also here, for callers that read RUNTIMES directly; the functions above load any named later.
-_load_plugins()
+_load_plugins()  # also here, for callers that read RUNTIMES directly; the functions above load any named later

@@ -17,8 +17,7 @@ from typing import Callable
 
 import numpy as np
 
-# The option giving the non-batch input dimensions a dynamic-shape artifact is run at.
-INPUT_DIMS = "input_dims"
+INPUT_DIMS = "input_dims"  # the option giving the non-batch input dimensions a dynamic-shape artifact is run at
 
 
 @dataclass(frozen=True)
@@ -48,8 +47,7 @@ class Session:
     """One loaded artifact, ready to run a fixed input shape."""
 
     runtime = "?"
-    # Calls one timed step makes in throughput mode (async runtimes run several at once).
-    parallelism = 1
+    parallelism = 1  # calls one timed step makes in throughput mode (async runtimes run several at once)
     # The full static input shape (batch included) and element type; set when the artifact is opened.
     _shape: tuple[int, ...] = ()
     _dtype: np.dtype = np.dtype(np.float32)
@@ -152,10 +150,8 @@ class RuntimePlugin:
     availability: Callable[[], Availability]
     # (cell option, BenchSettings attribute): the settings that distinguish its cells.
     option_fields: tuple[tuple[str, str], ...] = ()
-    # Whether a benchmark may reshape the artifact to another static batch.
-    accepts_reshape: bool = False
-    # Whether an external tool can re-measure its cells (OpenVINO's benchmark_app).
-    can_crosscheck: bool = False
+    accepts_reshape: bool = False  # whether a benchmark may reshape the artifact to another static batch
+    can_crosscheck: bool = False  # whether an external tool can re-measure its cells (OpenVINO's benchmark_app)
     module: str = ""  # the defining module
     # The Python module a session imports (benchmarks/machine_setup.py checks it loads); "": the name.
     library: str = ""
