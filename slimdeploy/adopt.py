@@ -30,6 +30,7 @@ from slimdeploy.errors import UserError, WorkError
 from slimdeploy.models import (count_flops, count_params, load_model, model_format, require_single_io, save_model,
                                save_weights, saved_compile_config)
 from slimdeploy.prune.lottery import check_prune
+from slimdeploy.records.base import present
 from slimdeploy.records.run import AdoptedModel, DataInfo, DenseMetrics
 from slimdeploy.rundir import ModelDir, RunDir
 from slimdeploy.train import check_input_shape, predict, seed_everything, split_accuracies
@@ -255,8 +256,8 @@ def _other_adoption(run: RunDir, model_path: Path, dataset: Dataset, flags: dict
         return f"a model trained from a recipe, not {model_path}"
     if adopted.sha256 != fsutil.file_sha256(model_path):
         return f"another model ({adopted.source}, sha256 {adopted.sha256[:12]}…), not {model_path}"
-    recorded, wanted = metrics.data or DataInfo(), dataset.describe()
-    changed = [key for key in SPLIT_KEYS if recorded.get(key) != wanted.get(key)]
+    recorded, wanted = metrics.data or DataInfo(), DataInfo.from_json(dataset.describe())
+    changed = [key for key in SPLIT_KEYS if present(getattr(recorded, key)) != present(getattr(wanted, key))]
     # --epochs is also the prune's own setting (epochs per round), so it may change between prunes.
     changed += [key for key, value in flags.items() if value is not None and key != "epochs"
                 and (adopted.training or {}).get(key) != value]
