@@ -127,8 +127,7 @@ _OPTIMIZER_NAMES = {class_name: name for name, class_name in OPTIMIZER_CLASSES.i
 
 def _from_compile_config(config: dict | None) -> tuple[dict, list]:
     """TrainingSettings values a saved compile config gives, and notes on what it could not give."""
-    values: dict = {}
-    ignored: list[str] = []
+    values, ignored = {}, []
     if not isinstance(config, dict):
         return values, ignored
     optimizer = config.get("optimizer")
@@ -204,22 +203,6 @@ def _logits_from_last_layer(model) -> bool | None:
     return {"softmax": False, "sigmoid": False, "linear": True}.get(activation)
 
 
-def adopted_here(run_dir, model_path: Path, dataset: Dataset, train: TrainSettings, *, force: bool) -> bool:
-    """Whether ``RUN_DIR/dense`` already holds this very adoption (the same model and data
-    sha256, split and training flags): then it is reused, with or without ``force``. A dense
-    model of another kind or origin is a one-line error, unless ``force`` (then False: the
-    caller adopts again)."""
-    run = RunDir(run_dir)
-    if not run.dense.path.exists():
-        return False
-    problem = _other_adoption(run, model_path, dataset, train)
-    if problem is None:
-        return True
-    if force:
-        return False
-    raise UserError(f"{run.dense.path} holds {problem}; pass --force to replace it, or give another --out")
-
-
 def _other_adoption(run: RunDir, model_path: Path, dataset: Dataset, train: TrainSettings) -> str | None:
     """How ``run``'s dense model differs from adopting ``model_path`` on ``dataset``, or None."""
     metrics = runinfo.dense_metrics(run.root)
@@ -238,19 +221,6 @@ def _other_adoption(run: RunDir, model_path: Path, dataset: Dataset, train: Trai
     return None
 
 
-def replace_derived(run_dir) -> None:
-    """Before another model is adopted into ``run_dir`` (``--force``): remove what the stages
-    after ``dense/`` made from the model it replaces, so no result describes the wrong model."""
-    run = RunDir(run_dir)
-    if not run.dense.path.exists():
-        return
-    for path in run.derived_paths():
-        if path.is_dir():
-            shutil.rmtree(path)
-        elif path.exists():
-            path.unlink()
-
-
 def adopt_for_pruning(model_file, run_dir, prune_settings, train: TrainSettings, *, resume: bool = False,
                       force: bool = False) -> Dataset:
     """Adopt ``model_file`` into ``run_dir/dense`` (or reuse the same adoption there), check that
@@ -267,11 +237,22 @@ def adopt_for_pruning(model_file, run_dir, prune_settings, train: TrainSettings,
 
 
 def adopt_or_reuse(model_file, dataset: Dataset, run_dir, train: TrainSettings, *, force: bool = False) -> None:
-    """Adopt ``model_file`` into ``run_dir``, unless the same adoption is there already; with
-    ``force``, another model there is replaced together with everything made from it."""
-    if not adopted_here(Path(run_dir), Path(model_file), dataset, train, force=force):
-        replace_derived(run_dir)
-        adopt(model_file, dataclasses.replace(train, data=dataset), run_dir, force=force)
+    """Adopt ``model_file`` into ``run_dir``, unless this very adoption (the same model and data
+    sha256, split and training flags) is there already. Another dense model there is a one-line
+    error, or with ``force`` replaced together with everything made from it."""
+    run = RunDir(run_dir)
+    if run.dense.path.exists():
+        problem = _other_adoption(run, Path(model_file), dataset, train)
+        if problem is None:
+            return
+        if not force:
+            raise UserError(f"{run.dense.path} holds {problem}; pass --force to replace it, or give another --out")
+        for path in run.derived_paths():  # no result may describe the model it replaces
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+    adopt(model_file, dataclasses.replace(train, data=dataset), run_dir, force=force)
 
 
 def validation_origin(dataset: Dataset) -> str:

@@ -43,11 +43,10 @@ from slimdeploy.train import RETRAINING, TrainSettings, train_dense
 
 def adopt_model(model, data, out=None, *, seed: int = 0, validation_size=None, scale=None, force: bool = False,
                 **training):
-    """Make ``out`` (default ``runs/<model stem>``) a run directory whose dense model is the
-    trained ``model`` file (.keras or legacy .h5), evaluated on ``data``; the same adoption
-    there is reused, another model is replaced (with what was made from it) only with
-    ``force``. ``training``: optimizer, learning_rate, batch_size, epochs, loss for later
-    retraining (default: the model's saved compile config). Returns ``records.run.DenseMetrics``."""
+    """Make ``out`` (default ``runs/<model stem>``) a run directory whose dense model is the trained
+    ``model`` file (.keras or legacy .h5), evaluated on ``data``; the same adoption there is reused,
+    another model is replaced only with ``force``. ``training``: the ``RETRAINING`` settings (default:
+    the model's saved compile config). Returns ``records.run.DenseMetrics``."""
     _refuse_unknown(training, RETRAINING, "adopt_model")
     out = Path(out) if out is not None else Path("runs") / Path(model).stem
     train = TrainSettings(data=data, seed=seed, validation_size=validation_size, scale=scale, **training)
@@ -68,11 +67,9 @@ def train_model(recipe: str = DEFAULT_RECIPE, out=None, *, force: bool = False, 
 
 def prune_model(source, *, data=None, out=None, mode: str = "structured", seed: int = 0, validation_size=None,
                 scale=None, resume: bool = False, force: bool = False, progress=None, **settings):
-    """Prune a run directory, or adopt a trained model file (with ``data``) into ``out`` and
-    prune it. ``mode``: structured, unstructured or both; ``settings``: ``PruneSettings``
-    fields (rounds, rate, target, reset, max_drop, epochs, ...) and, when adopting, the
-    training settings (optimizer, learning_rate, batch_size, loss). Returns the
-    ``records.lottery.LotteryRecord`` (with mode "both": a dict of them by mode)."""
+    """Prune a run directory, or adopt a trained model file (with ``data``) into ``out`` and prune it.
+    ``mode``: structured, unstructured or both; ``settings``: ``PruneSettings`` fields and, when
+    adopting, the ``RETRAINING`` ones. Returns the ``records.lottery.LotteryRecord`` (mode "both": by mode)."""
     modes = ("structured", "unstructured") if mode == "both" else (mode,)
     training = {key: settings.pop(key) for key in RETRAINING if key in settings and key != "epochs"}
     _refuse_unknown(settings, _field_names(PruneSettings) - {"mode"}, "prune_model")

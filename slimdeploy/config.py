@@ -21,32 +21,15 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_RECIPE = "fashion_mlp"
 
 
-@dataclass(frozen=True)
-class LayerType:
-    """The keys a layer table needs and may have, besides ``type`` and ``name``."""
-    required: tuple[str, ...] = ()
-    optional: tuple[str, ...] = ()
-
-    @property
-    def allowed(self) -> list[str]:
-        return sorted({"type", "name", *self.required, *self.optional})
-
-
 # What users set on the kernel layers of their Sequential models.
 _KERNEL_KEYS = ("activation", "kernel_initializer", "kernel_regularizer", "use_bias")
-LAYER_TYPES = {
-    "flatten": LayerType(),
-    "reshape": LayerType(("target_shape",)),
-    "dense": LayerType(("units",), _KERNEL_KEYS),
-    "conv2d": LayerType(("filters", "kernel_size"), (*_KERNEL_KEYS, "padding")),
-    "maxpool2d": LayerType((), ("pool_size",)),
-    "dropout": LayerType(("rate",)),
-    "batchnorm": LayerType(),
-    "layer_normalization": LayerType(),
-    "activation": LayerType(("activation",)),
-    "embedding": LayerType(("input_dim", "output_dim")),
-    "global_average_pooling1d": LayerType(),
-    "global_average_pooling2d": LayerType(),
+# Per layer type: the keys its table needs, and those it may have besides ``type`` and ``name``.
+LAYER_TYPES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "flatten": ((), ()), "reshape": (("target_shape",), ()), "dense": (("units",), _KERNEL_KEYS),
+    "conv2d": (("filters", "kernel_size"), (*_KERNEL_KEYS, "padding")), "maxpool2d": ((), ("pool_size",)),
+    "dropout": (("rate",), ()), "batchnorm": ((), ()), "layer_normalization": ((), ()),
+    "activation": (("activation",), ()), "embedding": (("input_dim", "output_dim"), ()),
+    "global_average_pooling1d": ((), ()), "global_average_pooling2d": ((), ()),
 }
 RECIPE_KEYS = ("name", "description", "model", "dataset", "training")
 MODEL_KEYS = ("input_shape", "input_dtype", "layers")
@@ -193,9 +176,9 @@ def _checked_layers(layers: Any, input_dtype: str, fail) -> tuple[dict, ...]:
         kind = layer.get("type") if isinstance(layer, dict) else None
         if not isinstance(kind, str) or kind not in LAYER_TYPES:
             raise fail(f"model.layers[{index}]: type must be one of {', '.join(LAYER_TYPES)}, got {kind!r}")
-        where = layer_label(index, layer)
-        refuse_unknown_keys(layer, LAYER_TYPES[kind].allowed, where, fail)
-        for key in LAYER_TYPES[kind].required:
+        where, (required, optional) = layer_label(index, layer), LAYER_TYPES[kind]
+        refuse_unknown_keys(layer, sorted({"type", "name", *required, *optional}), where, fail)
+        for key in required:
             if key not in layer:
                 raise fail(f"{where} needs '{key}'")
         _check_values({k: v for k, v in layer.items() if k != "type"}, LAYER_VALUES, f"{where}: ", fail)
@@ -323,10 +306,8 @@ def _size(value: Any) -> bool:
 POSITIVE_INT = (_positive_int, "a positive integer")
 LAYER_VALUES = {
     "name": (lambda v: isinstance(v, str) and v != "", "a non-empty string"),
-    "units": POSITIVE_INT,
-    "filters": POSITIVE_INT,
+    "units": POSITIVE_INT, "filters": POSITIVE_INT, "output_dim": POSITIVE_INT,
     "input_dim": (_positive_int, "a positive integer (the number of distinct token ids)"),
-    "output_dim": POSITIVE_INT,
     "kernel_size": (_size, "a positive integer or a list of two"),
     "pool_size": (_size, "a positive integer or a list of two"),
     "target_shape": (lambda v: isinstance(v, list) and bool(v) and all(map(_positive_int, v)),
@@ -345,8 +326,7 @@ TRAINING_VALUES = {
     "learning_rate": (lambda v: _is_number(v) and v > 0, "a positive number"),
     "momentum": (lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)"),
     "weight_decay": (lambda v: v is None or (_is_number(v) and v >= 0), "a non-negative number"),
-    "batch_size": POSITIVE_INT,
-    "epochs": POSITIVE_INT,
+    "batch_size": POSITIVE_INT, "epochs": POSITIVE_INT,
     "seed": (lambda v: is_int(v) and v >= 0, "a non-negative integer"),
     "loss": (_resolves(keras_loss), "a Keras loss name (e.g. sparse_categorical_crossentropy)"),
     "from_logits": (lambda v: isinstance(v, bool), "true or false"),

@@ -38,25 +38,18 @@ TrainStage = TrainSettings  # the [train] table's older name
 STAGE_CLASSES = {"train": TrainSettings, "prune": PruneSettings, "export": ExportSettings, "bench": BenchSettings,
                  "report": ReportSettings}
 
-
-# What `--quick` changes: small enough for CI (a few minutes on 2 cores), yet every stage
-# runs for real on real data and the structured ticket is still small enough to be faster.
+# --quick: CI-sized (a few minutes on 2 cores), yet every stage runs for real on real data.
 QUICK_PROFILE: dict[str, dict[str, Any]] = {
     "train": {"epochs": 3, "limit": 20000},
-    # One width-search step and one aligned width: both still shown, at CI's cost.
+    # One width-search step and one aligned width: both still shown.
     "prune": {"rounds": 2, "target": 0.1, "controls": False, "search_steps": 1, "aligned_widths": [8]},
-    # Two worker processes (the default is 4): verdicts a little less settled, half the start-ups.
-    "bench": {"batches": [1, 64], "min_iters": 50, "min_time": 0.3, "processes": 2},
+    "bench": {"batches": [1, 64], "min_iters": 50, "min_time": 0.3, "processes": 2},  # half the start-ups
 }
-
-# The default workload (run name "article"): the fashion_mlp recipe, pruned to about a tenth so the
-# question "is a small ticket faster?" has a clear answer; every model also gets its INT8 variant,
-# so the run answers "prune, quantize, or both?".
+# The default workload ("article"): pruned to about a tenth, the ticket within half a point of dense,
+# every model with its INT8 variant ("prune, quantize, or both?"), one profiled pass per bench cell.
 DEFAULT_PROFILE: dict[str, dict[str, Any]] = {
-    # The ticket: the most-pruned candidate within half a point of dense on validation (prune.ticket).
     "prune": {"target": 0.1, "max_drop": 0.5},
     "export": {"precisions": ["fp32", "int8"]},
-    # One profiled pass per cell, apart from the timing: the report's "where the time goes".
     "bench": {"profile": True},
 }
 
@@ -89,11 +82,21 @@ def build_config(config_file: str | None = None, quick: bool = False, name: str 
     source = f"config {config_file or '(defaults)'}"
     tables, stages = {}, {}
     for key, cls in STAGE_CLASSES.items():
-        tables[key] = _stage_table(key, raw, quick, config_file)
+        table = raw.get(key, {})
+        if not isinstance(table, dict):
+            raise UserError(f"config {config_file}: [{key}] must be a table")
+        if key == "prune" and "mode" in table:
+            raise UserError(f"config {config_file}: [prune] takes no 'mode'; list the modes to run in the top-level 'modes'")
+        tables[key] = table = {**DEFAULT_PROFILE.get(key, {}), **(QUICK_PROFILE.get(key, {}) if quick else {}), **table}
+        # Defaults that depend on whether the run trains a recipe or adopts a model (no θ0: fine-tuned).
         if key == "train":
-            tables[key].update({k: v for k, v in (("model", model), ("data", data)) if v is not None})
-        _fill_per_run_defaults(key, tables)
-        stages[key] = cls.from_dict(tables[key], f"{source} [{key}]")
+            table.update({k: v for k, v in (("model", model), ("data", data)) if v is not None})
+            adopting = table.get("model") is not None
+            if not adopting:
+                table.setdefault("recipe", DEFAULT_RECIPE)
+        elif key == "prune":
+            table.setdefault("reset", default_reset(adopting))
+        stages[key] = cls.from_dict(table, f"{source} [{key}]")
     if "profile_batches" not in tables["export"]:
         # A TensorRT engine's optimization profile must cover the batch sizes benchmarked.
         tables["export"]["profile_batches"] = list(stages["bench"].batches)
@@ -106,26 +109,6 @@ def build_config(config_file: str | None = None, quick: bool = False, name: str 
                      modes=list(modes), stages=stages)
 
 
-def _fill_per_run_defaults(key: str, tables: dict) -> None:
-    """Defaults that depend on whether the run trains a recipe or adopts a model: the recipe
-    itself, and the prune reset (an adopted model has no θ0: it is fine-tuned)."""
-    adopting = tables["train"].get("model") is not None
-    if key == "train" and not adopting:
-        tables[key].setdefault("recipe", DEFAULT_RECIPE)
-    if key == "prune":
-        tables[key].setdefault("reset", default_reset(adopting))
-
-
-def _stage_table(key: str, raw: dict, quick: bool, config_file: str | None) -> dict:
-    """A stage's table: the profile's values, then the config file's."""
-    table = raw.get(key, {})
-    if not isinstance(table, dict):
-        raise UserError(f"config {config_file}: [{key}] must be a table")
-    if key == "prune" and "mode" in table:
-        raise UserError(f"config {config_file}: [prune] takes no 'mode'; list the modes to run in the top-level 'modes'")
-    return {**DEFAULT_PROFILE.get(key, {}), **(QUICK_PROFILE.get(key, {}) if quick else {}), **table}
-
-
 def config_toml(config: RunConfig) -> str:
     # TOML has no null: unset options are left out and take their defaults.
     return tomli_w.dumps(_drop_none(config.to_dict()))
@@ -135,31 +118,6 @@ def _drop_none(value):
     if isinstance(value, dict):
         return {k: _drop_none(v) for k, v in value.items() if v is not None}
     return value
-
-
-class RunState:
-    """``RUN_DIR/run.json``: the configuration and which stages have finished."""
-
-    def __init__(self, run_dir: RunDir, config: RunConfig):
-        self.path = run_dir.run_record
-        self.record = RunRecord(config=config.to_dict(), versions=environment.library_versions())
-
-    def load_for_resume(self) -> None:
-        if not self.path.exists():
-            return
-        saved = RunRecord.load(self.path, "run state")
-        # Unset options (null) compare equal to options a newer version added since.
-        if _drop_none(saved.config) != _drop_none(self.record.config):
-            raise UserError(f"{self.path}: the run was started with a different configuration; "
-                            "use the same options to --resume, or --force to start over")
-        self.record = self.record.replace(stages=saved.stages)
-
-    def done(self, stage: str) -> bool:
-        return self.record.done(stage)
-
-    def mark_done(self, stage: str, seconds: float) -> None:
-        self.record = self.record.with_stage(stage, seconds)
-        self.record.save(self.path)
 
 
 def stage_names(config: RunConfig) -> list[str]:
@@ -185,21 +143,29 @@ def _run_locked(config: RunConfig, run_dir: Path, *, resume: bool, force: bool, 
     if force and not resume:
         dirlock.clear(run_dir)
     dirlock.remove_stale_temporaries(run_dir)
-    state = RunState(RunDir(run_dir), config)
-    if resume:
-        state.load_for_resume()
+    # RUN_DIR/run.json: the configuration and which stages have finished.
+    path = RunDir(run_dir).run_record
+    record = RunRecord(config=config.to_dict(), versions=environment.library_versions())
+    if resume and path.exists():
+        saved = RunRecord.load(path, "run state")
+        # Unset options (null) compare equal to options a newer version added since.
+        if _drop_none(saved.config) != _drop_none(record.config):
+            raise UserError(f"{path}: the run was started with a different configuration; "
+                            "use the same options to --resume, or --force to start over")
+        record = record.replace(stages=saved.stages)
     names = stage_names(config)
     overall = progress.add_task("slimdeploy run", total=len(names), info="") if progress is not None else None
     for name in names:
         if progress is not None:
             progress.update(overall, info=name)
-        if not state.done(name):
+        if not record.done(name):
             started = time.perf_counter()
             _run_stage(name, config, run_dir, resume=resume, progress=progress)
-            state.mark_done(name, time.perf_counter() - started)
+            record = record.with_stage(name, time.perf_counter() - started)
+            record.save(path)
         if progress is not None:
             progress.advance(overall)
-    return state.record.to_json()
+    return record.to_json()
 
 
 def _run_stage(name: str, config: RunConfig, run_dir: Path, *, resume: bool, progress) -> None:

@@ -53,7 +53,6 @@ def run_training(run_dir: str | Path, metrics: DenseMetrics | None = None):
 
 
 def adopted(run_dir: str | Path, metrics: DenseMetrics | None = None):
-    """The run's ``AdoptedModel`` record when its dense model was adopted, else None."""
     return (metrics or dense_metrics(run_dir)).adopted or None
 
 

@@ -1,7 +1,5 @@
-"""Stage settings that make their own command line (open_lth's hparams idea).
-
-A stage's settings are a dataclass deriving from ``Settings`` whose fields are declared with
-``setting(...)``: the default, the flag, its help and its check live together, once.
+"""Stage settings that make their own command line (open_lth's hparams idea): a ``Settings``
+dataclass whose fields are declared with ``setting(...)`` (default, flag, help and check, once).
 ``validated()`` runs each field's ``check`` (value -> error message or None), then
 ``check_together()``, and returns ``normalized()`` settings or raises a one-line ``UserError``.
 """
@@ -23,17 +21,10 @@ def setting(default: Any = dataclasses.MISSING, *, default_factory: Any = datacl
             parse: Callable[[str], Any] | None = None, choices: tuple | None = None,
             metavar: str | None = None, shown: str | None = None, switch: bool = False,
             aliases: tuple[str, ...] = (), help_for: dict[str, str] | None = None) -> Any:
-    """A settings field.
-
-    flag:     the CLI option (None: settable from TOML/the API only).
-    help:     its help text, without the default (added from the field).
-    parse:    argparse ``type``; lists become tuples where the default is a tuple.
-    shown:    how the default reads in the help when the value itself does not say it; "" leaves it out.
-    switch:   a ``store_true`` flag.
-    aliases:  older spellings of the flag still accepted.
-    help_for: the whole help text (default included) where a command adds the option for
-              another use (``add_arguments(use=...)``).
-    """
+    """A settings field. ``flag``: its CLI option (None: TOML and the API only); ``help``: without the
+    default, which is added (or ``shown`` in words; "" leaves it out); ``parse``: argparse ``type``;
+    ``switch``: ``store_true``; ``aliases``: older spellings; ``help_for``: the whole help text where
+    a command adds the option for another use (``add_arguments(use=...)``)."""
     metadata = {"flag": flag, "help": help, "check": check, "parse": parse, "choices": choices, "metavar": metavar,
                 "shown": shown, "switch": switch, "aliases": tuple(aliases), "help_for": help_for or {}}
     return dataclasses.field(default=default, default_factory=default_factory, metadata=metadata)
@@ -48,8 +39,6 @@ def show_default(value: Any) -> str:
 
 
 class Settings:
-    """Mixin for a stage's settings dataclass (see the module docstring)."""
-
     def validated(self: S) -> S:
         for field in dataclasses.fields(self):
             check = field.metadata.get("check")
@@ -90,7 +79,7 @@ class Settings:
 
     @classmethod
     def changes_from_args(cls, args: argparse.Namespace) -> dict:
-        """The fields the user set on the command line (options not given are absent)."""
+        """The fields the user set on the command line."""
         changes = {}
         for field in dataclasses.fields(cls):
             if not field.metadata.get("flag") or not hasattr(args, field.name):
@@ -108,8 +97,7 @@ class Settings:
 
     @classmethod
     def from_dict(cls: type[S], raw: Any, source: str = "settings") -> S:
-        """Settings from a TOML table: unknown keys are an error, lists become tuples where the
-        field's default is a tuple, and ``validated()`` runs."""
+        """Settings from a TOML table: unknown keys are an error; lists become tuples where the default is one."""
         if not isinstance(raw, dict):
             raise UserError(f"{source} must be a table")
         fields = {f.name: f for f in dataclasses.fields(cls)}

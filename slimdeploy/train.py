@@ -43,9 +43,8 @@ def _as_in_recipes(key: str, checks: dict):
 
 
 def _existing_data(value) -> str | None:
-    if value is not None and not Path(value).expanduser().exists():
-        return f"[train] data {value}: no such file or directory"
-    return None
+    missing = value is not None and not Path(value).expanduser().exists()
+    return f"[train] data {value}: no such file or directory" if missing else None
 
 
 def _model_file(value) -> str | None:
@@ -58,9 +57,8 @@ def _model_file(value) -> str | None:
 
 def _loss_name(value) -> str | None:
     # Only the type here: resolving the name imports Keras (check_recipe does it).
-    if value is not None and not (isinstance(value, str) and value):
-        return f"[train] loss must be a Keras loss name, got {value!r}"
-    return None
+    wrong = value is not None and not (isinstance(value, str) and value)
+    return f"[train] loss must be a Keras loss name, got {value!r}" if wrong else None
 
 
 @dataclass(frozen=True)
@@ -141,21 +139,17 @@ class TrainSettings(Settings):
         """What these settings give of a model's training settings besides the seed (None: not given)."""
         return {name: getattr(self, name) for name in RETRAINING}
 
-    def to_recipe(self) -> Recipe:
-        """The recipe with these changes to its [training] and [dataset], checked against the data."""
-        recipe = load_recipe(self.recipe)
-        check_recipe_data(recipe, self.data)
-        return dataclasses.replace(recipe, training=self._changed(recipe.training),
-                                   dataset=self._changed(recipe.dataset))
-
     def _changed(self, table):
         return dataclasses.replace(table, **{f.name: getattr(self, f.name) for f in dataclasses.fields(table)
                                              if getattr(self, f.name, None) is not None})
 
     def prepare(self, out_dir=None, *, force: bool = False) -> tuple[Recipe, Dataset, Path]:
-        """The recipe, the data and the run directory (default ``runs/<recipe name>``), all checked
-        before anything is written."""
-        recipe = self.to_recipe()
+        """The recipe with these changes to its [training] and [dataset], the data and the run
+        directory (default ``runs/<recipe name>``), all checked before anything is written."""
+        recipe = load_recipe(self.recipe)
+        check_recipe_data(recipe, self.data)
+        recipe = dataclasses.replace(recipe, training=self._changed(recipe.training),
+                                     dataset=self._changed(recipe.dataset))
         out_dir = Path(out_dir or Path("runs") / recipe.name)
         fsutil.refuse_existing(RunDir(out_dir).dense.path, force)
         data = load_dataset(self.data, recipe.dataset.validation_size, recipe.training.seed, limit=self.limit,
@@ -248,7 +242,7 @@ def fit(model, data: Dataset, training: TrainingSettings, *, seed: int, epochs: 
 
 
 def accuracy(model, x: np.ndarray, y: np.ndarray, batch_size: int = 1024, task: Task = DEFAULT_TASK) -> float:
-    """The task's score of ``model`` on ``x`` against ``y`` (multiclass: top-1 accuracy)."""
+    """The task's score (multiclass: top-1 accuracy)."""
     return task.score(predict(model, x, batch_size), y)
 
 

@@ -14,9 +14,8 @@ from slimdeploy.progress import console, progress_bar
 from slimdeploy.records.export import ExportManifest
 from slimdeploy.tasks import DEFAULT_TASK
 
-# The options made from ExportSettings' fields, in the order --help lists them.
-FIELD_OPTIONS = ("precisions", "calibration_size", "calibration_method", "opset", "batch", "openvino_inference_precision", "profile_batches", "trt_opt_batch",
-                  "sparse_weights")
+FIELD_OPTIONS = ("precisions", "calibration_size", "calibration_method", "opset", "batch",
+                 "openvino_inference_precision", "profile_batches", "trt_opt_batch", "sparse_weights")
 
 
 def add_parser(subparsers, common):
@@ -66,14 +65,9 @@ def add_parser(subparsers, common):
     return parser
 
 
-def settings_from_args(args) -> ExportSettings:
-    # --target repeats (append), so it is read here; every other option is a field's own.
-    base = ExportSettings(targets=args.target) if args.target else None
-    return ExportSettings.from_args(args, base)
-
-
 def run(args) -> int:
-    settings = settings_from_args(args)
+    # --target repeats (append), so it is read here; every other option is a field's own.
+    settings = ExportSettings.from_args(args, ExportSettings(targets=args.target) if args.target else None)
     try:
         with progress_bar(not args.quiet) as progress:
             manifest = export_source(args.source, settings, args.out, force=args.force, resume=args.resume,

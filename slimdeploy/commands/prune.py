@@ -61,7 +61,6 @@ def add_parser(subparsers, common):
     PruneSettings.add_arguments(parser, only=("rounds",))
     PruneSettings.add_arguments(parser.add_mutually_exclusive_group(), only=("rate", "target"))
     PruneSettings.add_arguments(parser, only=("scope", "criterion", "threshold", "reset"))
-    # A pair of flags (--controls/--no-controls), which a generated option cannot be.
     parser.add_argument("--controls", action=argparse.BooleanOptionalAction, default=None,
                         help=f"{PruneSettings.help_of('controls')} (default: {show_default(PruneSettings().controls)})")
     PruneSettings.add_arguments(parser, only=("seeds", "max_drop", "search_steps", "round_to", "aligned_widths", "epochs"))
@@ -125,7 +124,6 @@ def run(args) -> int:
 
 
 def _model_file(source: str) -> Path | None:
-    """The positional as a model file to adopt (a .keras or .h5 path that is no directory), or None."""
     path = Path(source).expanduser()
     return path if model_format(path) is not None and not path.is_dir() else None
 
@@ -154,14 +152,12 @@ def print_summary(record: LotteryRecord, mode_dir: Path) -> None:
         parts = [f"{name} {value.test_accuracy:.4f} (val {value.val_accuracy:.4f})"
                  if known(value.val_accuracy) is not None else f"{name} {value.test_accuracy:.4f}"
                  for name, value in resets.scores.items()]
-        # With one reset trained (--no-controls) there is nothing to pick a winner from.
         winner = f" -> winner by validation: [bold]{resets.winner}[/bold]" if resets.winner else ""
         console.print(f"final round, test {task.metric_label} by reset: {'; '.join(parts)}{winner}")
     drop = record.accuracy_drop
     if drop and known(drop.first_round_beyond) is not None:
-        console.print(f"test {task.metric_label} first falls more than {task.format_points(drop.threshold_points)} "
-                      f"below dense at round "
-                      f"{drop.first_round_beyond} ({drop.weights_remaining:.1%} of the prunable weights)")
+        console.print(f"test {task.metric_label} first falls more than {task.format_points(drop.threshold_points)} below "
+                      f"dense at round {drop.first_round_beyond} ({drop.weights_remaining:.1%} of the prunable weights)")
     for item in record.unprunable or []:
         console.print(f"left unpruned: {item.layer} ({item.reason})")
     for row in record.candidates or []:
