@@ -100,8 +100,7 @@ def load_recipe(name_or_path: str | None = None) -> Recipe:
 
 
 def recipe_from_record(record: Any, source: str) -> Recipe:
-    """The inverse of ``Recipe.to_dict()`` (the ``recipe`` in ``dense/metrics.json``): its
-    model fields go back into ``[model]``; its ``path`` says where it was read, it is no key."""
+    """The inverse of ``Recipe.to_dict()`` (``dense/metrics.json``'s ``recipe``)."""
     if not isinstance(record, dict):
         raise UserError(f"recipe {source}: must be a table")
     raw = {key: value for key, value in record.items() if key not in (*MODEL_KEYS, "path")}

@@ -137,7 +137,6 @@ def run_pipeline(config: RunConfig, *, resume: bool = False, force: bool = False
 
 
 def _run_locked(config: RunConfig, run_dir: Path, *, resume: bool, force: bool, progress) -> dict:
-    """``run_pipeline`` once it holds the run directory's lock."""
     if dirlock.contents(run_dir) and not (resume or force):
         raise UserError(f"{run_dir} already exists; pass --resume to continue it or --force to start over")
     if force and not resume:

@@ -210,8 +210,7 @@ def check_input_shape(model, data: Dataset, what: str = "model") -> None:
     """Refuse data of another shape, fractional numbers for integer ids, or labels the outputs cannot score."""
     expected = tuple(model.input_shape[1:])
     # None: a dimension the model takes at any size (a variable-length sequence).
-    fits = len(expected) == len(data.input_shape) and all(
-        e is None or e == d for e, d in zip(expected, data.input_shape))
+    fits = len(expected) == len(data.input_shape) and all(e is None or e == d for e, d in zip(expected, data.input_shape))
     if not fits:
         raise UserError(f"{what} expects inputs of shape {expected} but the data has {data.input_shape}")
     wanted = np.dtype(model_input_dtype(model))
