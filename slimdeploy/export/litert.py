@@ -21,7 +21,7 @@ MATMUL_OPS = ("FULLY_CONNECTED", "BATCH_MATMUL")
 
 
 def keras_to_tflite(model, path: Path, *, static_batch: int | None, fp16: bool, workdir: Path) -> None:
-    import keras
+    import keras  # lazy: heavy
     import tensorflow as tf
 
     signature = [tf.TensorSpec((static_batch, *model.input_shape[1:]), tf.as_dtype(model_input_dtype(model)), name=INPUT_NAME)]
@@ -40,7 +40,7 @@ def keras_to_tflite(model, path: Path, *, static_batch: int | None, fp16: bool, 
 def matmul_weight_shapes(path: Path) -> list[list[int]]:
     """Shapes of the weights the matrix products multiply by, as [in, out] like the ONNX target's (a
     FULLY_CONNECTED weight is stored [out, in]); empty where this LiteRT does not list its ops."""
-    from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_litert.interpreter import Interpreter  # lazy: optional
 
     interpreter = Interpreter(model_path=str(path))
     try:

@@ -22,7 +22,7 @@ def keras_to_onnx(model, path: Path, *, opset: int, static_batch: int | None, re
     """Write ``model`` as a checked fp32 ONNX file at ``path``. ``rewrite``: replace the TensorFlow ops
     tf2onnx leaves untranslated (``onnx_rewrite``). A node that still fails is a ``WorkError`` naming
     its Keras layer."""
-    import onnx
+    import onnx  # lazy: heavy
     import tensorflow as tf
     import tf2onnx
 
@@ -65,7 +65,7 @@ def _readable_names(proto) -> None:
 def to_fp16_weights(source: Path, target: Path) -> None:
     """Float initializers stored as float16, each cast back to float32 by a Cast node: inputs, outputs
     and arithmetic stay fp32 (ONNX Runtime's CPU kernels are)."""
-    import onnx
+    import onnx  # lazy: heavy
     from onnx import helper, numpy_helper
 
     proto = onnx.load(str(source))
@@ -87,7 +87,7 @@ def to_fp16_weights(source: Path, target: Path) -> None:
 
 def matmul_weight_shapes(path: Path) -> list[list[int]]:
     """Shapes of the constant weights that MatMul/Gemm nodes multiply by, in graph order."""
-    import onnx
+    import onnx  # lazy: heavy
     from onnx import numpy_helper
 
     proto = onnx.load(str(path))

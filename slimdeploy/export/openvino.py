@@ -16,14 +16,14 @@ DEVICE = "CPU"
 
 
 def device_capabilities() -> list[str]:
-    import openvino as ov
+    import openvino as ov  # lazy: heavy
 
     return within_isa_limit(ov.Core().get_property(DEVICE, "OPTIMIZATION_CAPABILITIES"))
 
 
 def matmul_weight_shapes(xml: Path) -> list[list[int]]:
     """Shapes of the constant weights MatMul nodes multiply by (fp16 weights sit behind a Convert)."""
-    import openvino as ov
+    import openvino as ov  # lazy: heavy
 
     model = ov.Core().read_model(str(xml))
     shapes = []
@@ -55,7 +55,7 @@ class OpenVinoTarget(Target):
         return "f16" if "FP16" in device_capabilities() else "f32"
 
     def export(self, onnx_path: Path, staging: Path, model_name: str, settings) -> Exported:
-        import openvino as ov
+        import openvino as ov  # lazy: heavy
 
         xml, binary = self.files(staging, model_name)
         try:
@@ -72,7 +72,7 @@ class OpenVinoTarget(Target):
                          "matmul_weight_shapes": matmul_weight_shapes(xml)})
 
     def quantize(self, onnx_path: Path, staging: Path, model_name: str, settings, calibration) -> Exported:
-        import openvino as ov
+        import openvino as ov  # lazy: heavy
 
         xml, binary = self.files(staging, model_name)
         try:

@@ -67,7 +67,7 @@ def equal_chunks(x: np.ndarray, static_batch: int | None) -> list[np.ndarray]:
 
 def quantize_onnx(source: Path, target: Path, calibration: Calibration, static_batch: int | None) -> dict:
     """Static QDQ INT8 of the fp32 ONNX ``source``; the calibration facts."""
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,  # lazy: heavy
                                           quantize_static)
 
     chunks = equal_chunks(calibration.x, static_batch)
@@ -105,7 +105,7 @@ def quantize_openvino(source: Path, calibration: Calibration, static_batch: int 
     import openvino as ov  # lazy: heavy
 
     nncf = load_nncf()
-    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters  # lazy: heavy
     from nncf.quantization.range_estimator import RangeEstimatorParametersSet
 
     estimator = CALIBRATION_METHODS[calibration.method][1]

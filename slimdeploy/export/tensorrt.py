@@ -49,7 +49,7 @@ def _layer_list(text: str) -> list[str]:
 
 
 def build_engine(onnx_path: Path, engine_path: Path, settings) -> dict:
-    import tensorrt as trt
+    import tensorrt as trt  # lazy: heavy
 
     logger = _capturing_logger(trt)
     builder = trt.Builder(logger)

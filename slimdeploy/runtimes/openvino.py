@@ -71,7 +71,7 @@ def device_facts(device: str = "CPU") -> dict | None:
     if importlib.util.find_spec("openvino") is None:
         return None
     try:
-        import openvino as ov
+        import openvino as ov  # lazy: heavy
 
         core = ov.Core()
         return {"FULL_DEVICE_NAME": str(core.get_property(device, "FULL_DEVICE_NAME")),
@@ -130,7 +130,7 @@ class OpenVinoSession(Session):
             config[props.streams.num] = 1
         self._sparse_rate = self.options.get(SPARSE_RATE_OPTION)
         if self._sparse_rate is not None:
-            import openvino.properties.intel_cpu as intel_cpu
+            import openvino.properties.intel_cpu as intel_cpu  # lazy: heavy
 
             config[intel_cpu.sparse_weights_decompression_rate] = float(self._sparse_rate)
         self._ov = ov
@@ -194,7 +194,7 @@ class OpenVinoSession(Session):
     def profiled_calls(self, runs: int = 1, warmup: int = 0) -> list:
         """Per-node counters of ``runs`` calls after ``warmup`` (one list of ProfilingInfo per call), from
         a copy compiled with PERF_COUNT: the measured one stays unprofiled."""
-        import openvino.properties as props
+        import openvino.properties as props  # lazy: heavy
 
         compiled = self._core.compile_model(self._model, "CPU", {**self._config, props.enable_profiling: True})
         request = compiled.create_infer_request()
@@ -235,10 +235,8 @@ class OpenVinoPlugin(RuntimePlugin):
         """Which kernel each weight layer runs (``kernels``) and, with ``layers``, the time split per node
         (``profile``); one PERF_COUNT compile serves both."""
         calls = session.profiled_calls(runs if layers else 1, warmup if layers else 0)
-        out = {"kernels": session.layer_kernels(calls[-1])}
-        if layers:
-            out["profile"] = layer_profile(executed_layers(calls), len(calls), "OpenVINO PERF_COUNT")
-        return out
+        profile = {"profile": layer_profile(executed_layers(calls), len(calls), "OpenVINO PERF_COUNT")} if layers else {}
+        return {"kernels": session.layer_kernels(calls[-1]), **profile}
 
 
 PLUGIN = OpenVinoPlugin(

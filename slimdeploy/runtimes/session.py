@@ -17,6 +17,8 @@ from typing import Callable
 
 import numpy as np
 
+from slimdeploy.records.bench import Profile, ProfileLayer
+
 INPUT_DIMS = "input_dims"  # the option giving the non-batch input dimensions a dynamic-shape artifact is run at
 
 
@@ -191,19 +193,17 @@ def layer_profile(layers: list[dict], runs: int, tool: str) -> dict:
     """The cell's ``profile`` from per-layer times over ``runs`` calls (``layers``: name, op_type,
     kernel and us per executed node and call). A node's time is its median over the calls, so the
     medians add up to a typical call; ``matmul_share`` is the matmuls' share of the layers' sum."""
-    merged: dict[str, dict] = {}
-    for layer in layers:
-        merged.setdefault(layer["name"], {**layer, "us": []})["us"].append(float(layer["us"]))
-    per_call = [{**layer, "us": round(float(np.median(layer["us"])), 3)} for layer in merged.values()]
+    calls: dict[str, list[ProfileLayer]] = {}
+    for layer in map(ProfileLayer.from_json, layers):
+        calls.setdefault(layer.name, []).append(layer)
+    per_call = [node[0].replace(us=round(float(np.median([float(c.us) for c in node])), 3)) for node in calls.values()]
     by_op: dict[str, float] = {}
-    kernels: dict[str, list] = {}
+    kernels: dict[str, set] = {}
     for layer in per_call:
-        by_op[layer["op_type"]] = round(by_op.get(layer["op_type"], 0.0) + layer["us"], 3)
-        names = kernels.setdefault(layer["op_type"], [])
-        if layer["kernel"] not in names:
-            names.append(layer["kernel"])
+        by_op[layer.op_type] = round(by_op.get(layer.op_type, 0.0) + layer.us, 3)
+        kernels.setdefault(layer.op_type, set()).add(layer.kernel)
     total = sum(by_op.values())
     matmul = sum(us for op, us in by_op.items() if is_matmul(op))
-    return {"tool": tool, "runs": runs, "total_us": round(total, 3), "matmul_us": round(matmul, 3),
-            "matmul_share": matmul / total if total > 0 else None, "by_op_type": by_op,
-            "kernels": {op: sorted(names) for op, names in kernels.items()}, "layers": per_call}
+    return Profile(tool=tool, runs=runs, total_us=round(total, 3), matmul_us=round(matmul, 3),
+                   matmul_share=matmul / total if total > 0 else None, by_op_type=by_op,
+                   kernels={op: sorted(names) for op, names in kernels.items()}, layers=per_call).to_json()
