@@ -1,11 +1,13 @@
-"""TensorFlow's start-up chatter, silenced in one place (TensorFlow prints some through absl before its
-logging is initialised): stages import it with ``import_tensorflow()`` only when they need it, and
-processes that start it elsewhere (bench workers) get the log level from ``quiet_environment``.
+"""Libraries' chatter, silenced in one place. TensorFlow prints some through absl before its logging is
+initialised: stages import it with ``import_tensorflow()`` only when they need it, and processes that
+start it elsewhere (bench workers) get the log level from ``quiet_environment``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
+import logging
 import os
 import sys
 from typing import MutableMapping
@@ -45,6 +47,31 @@ def import_tensorflow() -> None:
         import tensorflow  # lazy: heavy
     # Retracing notices (each pruning round builds new models) would fill the user's terminal.
     tensorflow.get_logger().setLevel("ERROR")
+
+
+class _Collect(logging.Handler):
+    def __init__(self, records: list):
+        super().__init__(logging.DEBUG)
+        self.emit = records.append
+
+
+@contextlib.contextmanager
+def silenced(*names: str, records: list | None = None):
+    """Python's stdout and stderr swallowed and the ``names`` loggers at ERROR level inside; with ``records``,
+    their records are collected there (and yielded) instead of handled."""
+    loggers = [logging.getLogger(name) for name in names]
+    saved = [(logger.level, logger.propagate, logger.handlers[:]) for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+        if records is not None:
+            logger.handlers, logger.propagate = [_Collect(records)], False
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            yield records
+    finally:
+        for logger, (level, propagate, handlers) in zip(loggers, saved):
+            logger.setLevel(level)  # setLevel, not assignment: it clears the loggers' level caches
+            logger.handlers, logger.propagate = handlers, propagate
 
 
 @contextlib.contextmanager

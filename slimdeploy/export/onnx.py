@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 
 from slimdeploy.errors import WorkError
-from slimdeploy.export.onnx_rewrite import (checker_failure, conversion_failure, quiet_conversion,
-                                            rewrite_untranslated_ops)
+from slimdeploy.export.onnx_rewrite import checker_failure, conversion_failure, rewrite_untranslated_ops
 from slimdeploy.export.quantize import quantize_onnx
 from slimdeploy.export.target import INPUT_NAME, OUTPUT_NAME, Exported, Target, package_version
 from slimdeploy.models import model_input_dtype
+from slimdeploy.quiet import silenced
 
 BATCH_DIM = "batch"
 
@@ -30,7 +30,7 @@ def keras_to_onnx(model, path: Path, *, opset: int, static_batch: int | None, re
     # The model's own input dtype: integer token ids stay integer in the graph.
     signature = (tf.TensorSpec((static_batch, *input_shape), tf.as_dtype(model_input_dtype(model)), name=INPUT_NAME),)
     function = tf.function(lambda x: model(x, training=False))
-    with quiet_conversion() as records:
+    with silenced("tf2onnx", records=[]) as records:  # tf2onnx's error records name the nodes it could not convert
         try:
             proto, _ = tf2onnx.convert.from_function(function, input_signature=signature, opset=opset)
         except Exception as exc:  # tf2onnx raises many types; all mean the conversion failed

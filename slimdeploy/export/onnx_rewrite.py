@@ -9,9 +9,6 @@ TensorFlow's op path (``sequential_1/dense_1_2/Gelu/Erfc``).
 
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
 import re
 from dataclasses import dataclass
 
@@ -62,34 +59,6 @@ def _replacement(node, rewrite: Rewrite) -> list:
     standard = helper.make_node(rewrite.standard, [node.input[0]], [value], name=value)
     operands = [one, value] if rewrite.one_minus else [value, one]
     return [constant, standard, helper.make_node("Sub", operands, [node.output[0]], name=f"{base}/Sub")]
-
-
-# --- Quiet conversion -----------------------------------------------------------------------
-
-class _Collect(logging.Handler):
-    def __init__(self, records: list):
-        super().__init__(logging.DEBUG)
-        self.records = records
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
-@contextlib.contextmanager
-def quiet_conversion():
-    """Keep tf2onnx's log lines and any prints during conversion off the terminal; yield tf2onnx's error
-    records, which name the nodes it could not convert."""
-    records: list = []
-    logger = logging.getLogger("tf2onnx")
-    level, propagate, handlers = logger.level, logger.propagate, logger.handlers[:]
-    logger.setLevel(logging.ERROR)
-    logger.handlers, logger.propagate = [_Collect(records)], False
-    try:
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            yield records
-    finally:
-        logger.setLevel(level)  # setLevel, not assignment: it clears the loggers' level caches
-        logger.handlers, logger.propagate = handlers, propagate
 
 
 # --- Failures, named by Keras layer ----------------------------------------------------------

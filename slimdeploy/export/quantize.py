@@ -3,10 +3,7 @@ for OpenVINO, both calibrated on the first N validation images as verification f
 
 from __future__ import annotations
 
-import contextlib
 import importlib
-import io
-import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +14,7 @@ from slimdeploy.data import as_model_input
 from slimdeploy.environment import cpu_info
 from slimdeploy.export.target import INPUT_NAME, package_version
 from slimdeploy.models import model_input_dtype
-from slimdeploy.quiet import openvino_telemetry_off
+from slimdeploy.quiet import openvino_telemetry_off, silenced
 
 # Calibration methods: (ONNX Runtime CalibrationMethod, NNCF RangeEstimatorParametersSet).
 CALIBRATION_METHODS = {"minmax": ("MinMax", "MINMAX"), "percentile": ("Percentile", "MEAN_QUANTILE"),
@@ -82,7 +79,7 @@ def quantize_onnx(source: Path, target: Path, calibration: Calibration, static_b
 
     method = CALIBRATION_METHODS[calibration.method][0]
     reduce_range = reduce_range_reason()
-    with _quiet():
+    with silenced("nncf", "root"):  # their logs and progress bars
         quantize_static(str(source), str(target), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         calibrate_method=getattr(CalibrationMethod, method), reduce_range=reduce_range is not None)
@@ -111,7 +108,7 @@ def quantize_openvino(source: Path, calibration: Calibration, static_batch: int 
     estimator = CALIBRATION_METHODS[calibration.method][1]
     # One image per item (NNCF's own convention) unless the model's batch is fixed.
     items = equal_chunks(calibration.x, static_batch) if static_batch else [calibration.x[i:i + 1] for i in range(len(calibration.x))]
-    with _quiet(), openvino_telemetry_off():
+    with silenced("nncf", "root"), openvino_telemetry_off():
         model = ov.convert_model(str(source))
         quantized = nncf.quantize(
             model, nncf.Dataset(items), subset_size=len(items),
@@ -119,18 +116,3 @@ def quantize_openvino(source: Path, calibration: Calibration, static_batch: int 
                 activations_range_estimator_params=getattr(RangeEstimatorParametersSet, estimator)))
     tool = f"nncf.quantize {package_version('nncf')} (OpenVINO model, RangeEstimatorParametersSet.{estimator}, default preset)"
     return quantized, {**calibration.facts(tool), "samples": sum(len(i) for i in items)}
-
-
-@contextlib.contextmanager
-def _quiet():
-    """Keep NNCF's and ONNX Runtime's quantizer logs and progress bars out of slimdeploy's output."""
-    loggers = [logging.getLogger(name) for name in ("nncf", "root")]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.setLevel(logging.ERROR)
-    try:
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            yield
-    finally:
-        for logger, level in zip(loggers, levels):
-            logger.setLevel(level)

@@ -175,7 +175,8 @@ class TensorRtSession(Session):
         self._host_pointer = cuda("cudaMallocHost", nbytes)
         buffer = (ctypes.c_byte * nbytes).from_address(int(self._host_pointer))
         self._host_out = np.frombuffer(buffer, dtype=dtype).reshape(shape)
-        self._start, self._end = cuda("cudaEventCreate"), cuda("cudaEventCreate")
+        self._start = cuda("cudaEventCreate")
+        self._end = cuda("cudaEventCreate")
         self._last_ms = None
 
     def set_input(self, array):
