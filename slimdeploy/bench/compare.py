@@ -1,39 +1,19 @@
-"""Comparisons: each model against the baseline model in the same runtime, batch, threads,
-mode and settings: speedup with a bootstrap interval, the FLOP ratio it could reach, and
-a verdict.
+"""Comparisons: each model against its baseline in the same runtime, batch, threads, mode and
+settings: speedup with a bootstrap interval, the FLOP ratio it could reach, and a verdict.
 
-``speedup`` is the paired estimate when the cells recorded their interleaved rounds: the
-median over rounds of (the round's baseline block median / the same round's model block
-median), with ``round_interval`` (``stats.process_round_interval``: worker processes
-resampled, then whole rounds within each) as its 95% interval. A round's two blocks ran side
-by side, so drift that slows both alike cancels in its ratio. In back-to-back benches of the
-article's fp32 and INT8 variants (2-core test machine) the paired estimate moved half as much
-between runs as the ratio of the cells' overall medians on OpenVINO, and no more on ONNX Runtime
-(docs/ARCHITECTURE.md, "Statistics"): the overall median of a cell whose latency has two modes
-sits in one or the other. The verdict is
-``stats.verdict`` on that estimate and interval.
+``speedup`` is the paired estimate where the cells recorded their interleaved rounds: the median
+over rounds of (the round's baseline block median / the model's block median), with
+``round_interval`` (``stats.process_round_interval``) as its interval; a round's two blocks ran
+side by side, so drift that slows both alike cancels. Cells without rounds fall back to
+``p50_speedup`` and ``sample_interval`` (the raw samples, thinned to ``MAX_BOOTSTRAP_SAMPLES``).
+The verdict is ``stats.verdict`` on the estimate and interval.
 
-Still recorded: ``p50_speedup`` (baseline p50 / model p50 over all samples) and
-``sample_interval`` (``stats.speedup_interval`` on the raw samples, thinned evenly to at most
-``MAX_BOOTSTRAP_SAMPLES``). Cells without recorded rounds (files from before them, a
-hand-edited file) fall back to those two.
-
-``verdict_interval`` computes both intervals for two cell records; the regression gate
-(``report/gate.py``) judges across two runs, where rounds are not paired, on their union.
-
-Every model of a group was measured interleaved in one worker, so any two can be compared.
-Each comparison names the ``question`` it answers (``comparison_pairs``):
-
-- ``vs_baseline``: every model against the baseline model (dense fp32);
-- ``int8_on_pruned``: ``<m>-int8`` against ``<m>``, for a pruned ``m`` (does INT8 add to pruning?);
-- ``pruning_on_int8``: ``<m>-int8`` against ``<baseline>-int8`` (does pruning add to INT8?);
-- ``sparse_kernel``: ``<m>-int8-sparse`` against ``<m>-int8`` (does OpenVINO's sparse int8
-  kernel pay?);
-- ``aligned_widths``: ``<m>-rN`` against ``<m>``, the ticket's widths rounded down to multiples
-  of N (``rundir.aligned_source``): does a SIMD-friendly width run faster?
-
-``ideal_speedup`` stays the FLOP ratio; where a side is int8, ``ideal_assumes`` says that no
-INT8 speedup is assumed (so ``int8_on_pruned`` has an ideal of 1.0).
+Each comparison names the ``question`` it answers (``comparison_pairs``): ``vs_baseline`` (every
+model against the baseline model), ``int8_on_pruned`` (``<m>-int8`` against a pruned ``<m>``),
+``pruning_on_int8`` (``<m>-int8`` against ``<baseline>-int8``), ``sparse_kernel``
+(``<m>-int8-sparse`` against ``<m>-int8``: does OpenVINO's sparse int8 kernel pay?),
+``aligned_widths`` (``<m>-rN`` against ``<m>``: the widths rounded down to multiples of N).
+Where a side is int8, ``ideal_assumes`` says that the ideal (the FLOP ratio) assumes no INT8 speedup.
 """
 
 from __future__ import annotations
@@ -92,9 +72,9 @@ def _round_interval(base: Cell, cell: Cell, confidence: float, resamples: int, s
 
 @dataclass(frozen=True)
 class SpeedupInterval:
-    """Both intervals of one comparison: ``rounds``, the paired estimate and interval a
-    comparison's verdict stands on; ``low``/``high``, its union with ``sample_interval``, which
-    the regression gate judges on."""
+    """``rounds``: the paired estimate and interval a comparison's verdict stands on; ``low``/``high``:
+    its union with ``sample_interval``, which the regression gate judges on."""
+
     low: float
     high: float
     sample_interval: tuple[float, float]
@@ -103,9 +83,7 @@ class SpeedupInterval:
 
 def verdict_interval(base: Cell, cell: Cell, *, confidence: float = 0.95, resamples: int = 2000,
                      seed: int = 0) -> SpeedupInterval:
-    """Both intervals for two cell records (see the module docstring): ``rounds`` carries the
-    paired estimate and interval the comparisons judge on; ``low``/``high`` unite it with the
-    thinned per-call interval, which the regression gate judges on across two runs."""
+    """Both intervals of two cells (the regression gate judges across two runs, where rounds are not paired)."""
     _, s_low, s_high = stats.speedup_interval(thin(base.samples_ms), thin(cell.samples_ms),
                                               confidence=confidence, resamples=resamples, seed=seed)
     rounds = _round_interval(base, cell, confidence, resamples, seed)

@@ -15,6 +15,7 @@ from pathlib import Path
 from slimdeploy.bench.cellkey import CellKey
 from slimdeploy.bench.settings import BenchSettings
 from slimdeploy.bench.sources import Sources, check_fit, expected_input_shape
+from slimdeploy.bench.worker import CellJob, GroupJob
 from slimdeploy.errors import UserError
 from slimdeploy.runtimes.registry import RUNTIMES, accepts_reshape, pick_artifact, runtime_options
 
@@ -43,13 +44,9 @@ class CellSpec:
     # models), or None.
     profile: str | None = None
 
-    def to_job(self) -> dict:
-        job = {"id": self.id, "model": self.model, "artifact": str(self.artifact)}
-        if self.session_options:
-            job["session_options"] = dict(self.session_options)
-        if self.profile:
-            job["profile"] = self.profile
-        return job
+    def to_job(self) -> CellJob:
+        return CellJob(id=self.id, model=self.model, artifact=str(self.artifact),
+                       session_options=dict(self.session_options), profile=self.profile)
 
 
 @dataclass
@@ -61,8 +58,8 @@ class GroupSpec:
     settings: dict
     cells: list = field(default_factory=list)
 
-    def to_job(self) -> dict:
-        return {"batch": self.batch, "cells": [c.to_job() for c in self.cells]}
+    def to_job(self) -> GroupJob:
+        return GroupJob(batch=self.batch, cells=[c.to_job() for c in self.cells])
 
 
 @dataclass

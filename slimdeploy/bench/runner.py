@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from slimdeploy.bench.plan import GroupSpec, JobSpec
+from slimdeploy.bench.worker import CellReport, WorkerJob
 from slimdeploy.quiet import quiet_environment
 
 
@@ -45,15 +46,11 @@ def _describe_exit(runtime: str, code: int | None, stderr_tail: str, stalled: fl
 
 
 def worker_env(threads: int) -> dict:
-    env = quiet_environment(dict(os.environ))
-    # Belt and braces: libraries that read these get the same thread count as the runtime.
-    env["OMP_NUM_THREADS"] = str(threads)
-    env["MKL_NUM_THREADS"] = str(threads)
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
+    # Libraries that read these get the same thread count as the runtime.
+    return {**quiet_environment(dict(os.environ)), "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
 
 
-def run_worker(job: dict, on_event, stall_timeout: float, threads: int) -> WorkerExit:
+def run_worker(job: WorkerJob, on_event, stall_timeout: float, threads: int) -> WorkerExit:
     """Run one worker to the end; ``on_event(dict)`` sees each event as it arrives."""
     with tempfile.TemporaryFile(mode="w+b") as stderr:
         proc = subprocess.Popen(
@@ -64,7 +61,7 @@ def run_worker(job: dict, on_event, stall_timeout: float, threads: int) -> Worke
         fatal = None
         done = False
         try:
-            proc.stdin.write(json.dumps(job).encode())
+            proc.stdin.write(json.dumps(job.to_json()).encode())
             proc.stdin.close()
         except BrokenPipeError:
             pass
@@ -110,10 +107,8 @@ def run_worker(job: dict, on_event, stall_timeout: float, threads: int) -> Worke
             return WorkerExit(True, None)
         stderr.seek(0)
         tail = stderr.read()[-4000:].decode("utf-8", "replace")
-        message = _describe_exit(job["runtime"], code, tail, stalled)
-        if fatal:
-            message = f"{job['runtime']} worker failed: {fatal}"
-        return WorkerExit(False, message)
+        return WorkerExit(False, f"{job.runtime} worker failed: {fatal}" if fatal
+                          else _describe_exit(job.runtime, code, tail, stalled))
 
 
 @dataclass
@@ -122,7 +117,7 @@ class WorkerWatch:
     (None once it measures), the cells it reported. Called with each event of the worker."""
 
     job: JobSpec
-    on_cell: Callable[[str, dict], None]
+    on_cell: Callable[[str, CellReport], None]
     on_event: Callable[[dict], None] | None = None
     group: int | None = None
     loading: str | None = None
@@ -138,10 +133,10 @@ class WorkerWatch:
         elif kind == "measuring":
             self.loading = None
         elif kind == "cell":
-            record = event["cell"]
-            self.reported.add(record["id"])
+            report = CellReport.from_json(event["cell"])
+            self.reported.add(report.id)
             self.loading = None
-            self.on_cell(record["id"], record)
+            self.on_cell(report.id, report)
         if self.on_event is not None:
             self.on_event({**event, "runtime": self.job.runtime, "threads": self.job.threads})
 
@@ -149,9 +144,9 @@ class WorkerWatch:
         return [c for c in cells if c.id not in self.reported]
 
 
-def run_job(job: JobSpec, job_fields: dict, on_cell, on_event=None, stall_timeout: float = 300.0) -> None:
-    """Measure every group of ``job``; ``on_cell(cell_id, record)`` gets each finished cell,
-    error cells included. Returns when every cell has been reported."""
+def run_job(job: JobSpec, fields: WorkerJob, on_cell, on_event=None, stall_timeout: float = 300.0) -> None:
+    """Measure every group of ``job`` (``fields``: what else the worker is sent); ``on_cell(cell_id,
+    report)`` gets each finished cell, error cells included. Returns when every cell has been reported."""
     groups = [GroupSpec(g.runtime, g.batch, g.threads, g.mode, g.settings, list(g.cells)) for g in job.groups]
     broken: dict[str, str] = {}  # model -> why it is not run again
     while groups:
@@ -159,13 +154,13 @@ def run_job(job: JobSpec, job_fields: dict, on_cell, on_event=None, stall_timeou
         if not groups:
             return
         watch = WorkerWatch(job, on_cell, on_event)
-        spec = {**job_fields, "runtime": job.runtime, "threads": job.threads, "mode": job.mode,
-                "options": job.settings, "groups": [g.to_job() for g in groups]}
+        spec = fields.replace(runtime=job.runtime, threads=job.threads, mode=job.mode, options=job.settings,
+                              groups=[g.to_job() for g in groups])
         outcome = run_worker(spec, watch, stall_timeout, job.threads)
         if outcome.clean:
             for cell in watch.unreported(c for g in groups for c in g.cells):
                 # should not happen; never leave a cell unreported
-                on_cell(cell.id, {"status": "error", "error": f"{job.runtime} worker did not report this cell"})
+                on_cell(cell.id, CellReport(error=f"{job.runtime} worker did not report this cell"))
             return
         groups = _after_crash(job, groups, watch, outcome.message, broken, on_cell)
 
@@ -174,7 +169,7 @@ def _without_broken_models(groups: list, broken: dict, on_cell) -> list:
     """Models that crashed a worker while loading are not tried again: their cells are errors."""
     for group in groups:
         for cell in [c for c in group.cells if c.model in broken]:
-            on_cell(cell.id, {"status": "error", "error": broken[cell.model]})
+            on_cell(cell.id, CellReport(error=broken[cell.model]))
         group.cells = [c for c in group.cells if c.model not in broken]
     return [g for g in groups if g.cells]
 
@@ -186,11 +181,10 @@ def _after_crash(job: JobSpec, groups: list, watch: WorkerWatch, message: str, b
     group = groups[current]
     if watch.loading is None:
         for cell in watch.unreported(group.cells):
-            on_cell(cell.id, {"status": "error", "error": f"{message} (while measuring batch {group.batch})"})
+            on_cell(cell.id, CellReport(error=f"{message} (while measuring batch {group.batch})"))
         return groups[current + 1:]
     culprit = next(c for c in group.cells if c.id == watch.loading)
-    on_cell(culprit.id, {"status": "error",
-                         "error": f"{message} (while loading {culprit.artifact_shown} at batch {culprit.batch})"})
+    on_cell(culprit.id, CellReport(error=f"{message} (while loading {culprit.artifact_shown} at batch {culprit.batch})"))
     broken[culprit.model] = f"not run: {culprit.artifact_shown} crashed the {job.runtime} worker earlier ({message})"
     # Retry this group (without the culprit) and the rest in a fresh worker.
     group.cells = [c for c in watch.unreported(group.cells) if c.id != culprit.id]
