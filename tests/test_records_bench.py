@@ -58,8 +58,8 @@ def test_resuming_reads_only_finished_cells(tmp_path):
         load_previous(path)
 
 
-SPEC = CellSpec("a|onnxruntime|b2|t1|latency|opt=all", "a", "onnxruntime", 2, 1, "latency",
-                {"graph_optimization": "all"}, Path("a.onnx"), "a.onnx")
+SPEC = CellSpec(id="a|onnxruntime|b2|t1|latency|opt=all", model="a", runtime="onnxruntime", batch=2, threads=1,
+                mode="latency", settings={"graph_optimization": "all"}, artifact="a.onnx", artifact_shown="a.onnx")
 
 
 def test_cells_built_from_a_spec_and_a_worker_record_keep_their_shape():

@@ -12,13 +12,12 @@ from typing import Callable
 from slimdeploy import environment, fsutil
 from slimdeploy.bench.compare import compare
 from slimdeploy.bench.crosscheck import longest_crosscheck_seconds
-from slimdeploy.bench.harness import MeasureParams
 from slimdeploy.bench.plan import JobSpec, Plan, make_plan, shown_path
 from slimdeploy.bench.results import base_cell, finish_cell, load_previous, merge_records, unavailable_cell
 from slimdeploy.bench.runner import run_job
 from slimdeploy.bench.settings import BenchSettings
 from slimdeploy.bench.sources import is_lone_export, resolve_sources
-from slimdeploy.bench.worker import CellReport, WorkerJob
+from slimdeploy.bench.worker import CellReport
 from slimdeploy.config import refuse_changed_settings
 from slimdeploy.dirlock import DirectoryLock, writer_directory
 from slimdeploy.errors import UserError
@@ -108,16 +107,14 @@ def _run_locked(out: Path, settings: BenchSettings, resolved, availability: dict
     document = BenchDocument.start(out, settings, _as_list(sources), availability, resolved, plan)
     kept = _reusable_cells(previous, plan) if previous else {}
     document.cells.update(kept)
-    specs = {spec.id: spec for spec in plan.cells}
     to_run = sum(1 for job in plan.jobs for g in job.groups for c in g.cells if c.id not in kept)
-    shown = BenchProgress.start(progress, to_run * settings.processes, specs)
-    measurer = JobMeasurer(settings, specs, WorkerEvents(document.models, shown, on_event), shown,
-                           _job_fields(settings, document.models, plan.input_dims))
+    watch = Watch(progress, {spec.id: spec for spec in plan.cells}, document.models, on_event)
+    measurer = JobMeasurer(settings, watch.start(to_run * settings.processes))
     try:
         for job in plan.jobs:
             pending = [g for g in job.groups if not all(c.id in kept for c in g.cells)]
             if pending:
-                document.cells.update(measurer.measure(dataclasses.replace(job, groups=pending)))
+                document.cells.update(measurer.measure(job.replace(groups=pending)))
                 document.save()
         document.compare(settings)
     finally:
@@ -187,42 +184,33 @@ class BenchDocument:
 
 
 @dataclasses.dataclass
-class BenchProgress:
-    """The progress bar's task (nothing without a bar): cells done, and the cell loading now."""
+class Watch:
+    """Follows the workers' events (dicts, as they crossed the process boundary): the progress bar
+    (cells done, the cell loading now; nothing without a bar), what a worker tells about a model, and
+    ``on_event``, which sees each event."""
 
     progress: object
-    task: object
     specs: dict
+    models: dict
+    on_event: Callable[[dict], None] | None = None
+    task: object = None
 
-    @classmethod
-    def start(cls, progress, total: int, specs: dict) -> BenchProgress:
-        return cls(progress, progress.add_task("bench", total=total, info="") if progress is not None else None, specs)
+    def start(self, total: int) -> Watch:
+        if self.progress is not None:
+            self.task = self.progress.add_task("bench", total=total, info="")
+        return self
 
-    def advance(self) -> None:
+    def cell_done(self) -> None:
         if self.task is not None:
             self.progress.advance(self.task)
-
-    def loading(self, cell_id: str | None) -> None:
-        spec = self.specs.get(cell_id)
-        if self.task is not None and spec is not None:
-            self.progress.update(self.task, info=f"{spec.runtime} b{spec.batch} t{spec.threads}: {spec.model}")
-
-
-@dataclasses.dataclass
-class WorkerEvents:
-    """Each worker event (a dict, as it crossed the process boundary): what it tells about a model
-    is kept, the bar follows, ``on_event`` sees it."""
-
-    models: dict
-    shown: BenchProgress
-    on_event: Callable[[dict], None] | None = None
 
     def __call__(self, event: dict) -> None:
         if event.get("event") == "model_info":
             for key, value in event["info"].items():
                 self.models[event["model"]].setdefault(key, value)
-        elif event.get("event") == "model_loading":
-            self.shown.loading(event.get("id"))
+        elif event.get("event") == "model_loading" and self.task is not None and event.get("id") in self.specs:
+            spec = self.specs[event["id"]]
+            self.progress.update(self.task, info=f"{spec.runtime} b{spec.batch} t{spec.threads}: {spec.model}")
         if self.on_event is not None:
             self.on_event(event)
 
@@ -233,10 +221,7 @@ class JobMeasurer:
     failed in one worker is not tried again; its cell is that error."""
 
     settings: BenchSettings
-    specs: dict
-    events: WorkerEvents
-    shown: BenchProgress
-    fields: WorkerJob  # what every worker is sent besides its groups
+    watch: Watch
 
     def measure(self, job: JobSpec) -> dict:
         """Cell id -> finished Cell, for every cell a worker reported."""
@@ -244,7 +229,7 @@ class JobMeasurer:
 
         def on_report(cell_id: str, report: CellReport) -> None:
             parts.setdefault(cell_id, []).append(report)
-            self.shown.advance()
+            self.watch.cell_done()
 
         stall_timeout = self.settings.stall_timeout
         if self.settings.crosscheck:  # a worker is silent while benchmark_app runs
@@ -252,25 +237,13 @@ class JobMeasurer:
         for index in range(self.settings.processes):
             failed = {cell_id for cell_id, reports in parts.items() if reports[-1].status != "ok"}
             # The profiled pass runs in the first worker only: merge_records keeps the first's profile.
-            groups = [dataclasses.replace(g, cells=[c if index == 0 else dataclasses.replace(c, profile=None)
-                                                    for c in g.cells if c.id not in failed]) for g in job.groups]
+            groups = [g.replace(cells=[c if index == 0 else c.replace(profile=None) for c in g.cells if c.id not in failed])
+                      for g in job.groups]
             groups = [g for g in groups if g.cells]
-            if groups:
-                # benchmark_app's crosscheck runs in the first worker only.
-                fields = self.fields.replace(crosscheck=self.settings.crosscheck and index == 0)
-                run_job(dataclasses.replace(job, groups=groups), fields, on_report, self.events, stall_timeout)
-        return {cell_id: finish_cell(self.specs[cell_id], merge_records(reports)) for cell_id, reports in parts.items()}
-
-
-def _job_fields(settings: BenchSettings, models: dict, input_dims: tuple | None = None) -> WorkerJob:
-    """``input_dims``: the input's dimensions after the batch, at which artifacts with dynamic ones are run."""
-    # --input-range for every model, else what each model says its integer inputs index.
-    input_ranges = {name: list(settings.input_range) if settings.input_range else facts.get("input_range")
-                    for name, facts in models.items()}
-    return WorkerJob(measure=MeasureParams.from_settings(settings), seed=settings.seed, input_ranges=input_ranges,
-                     input_range_from="--input-range" if settings.input_range else "model",
-                     crosscheck=settings.crosscheck, crosscheck_time=settings.crosscheck_time,
-                     input_dims=list(input_dims) if input_dims else None)
+            if groups:  # benchmark_app's crosscheck too runs in the first worker only
+                run_job(job.replace(groups=groups, crosscheck=job.crosscheck and index == 0), on_report, self.watch,
+                        stall_timeout)
+        return {cell_id: finish_cell(self.watch.specs[cell_id], merge_records(reports)) for cell_id, reports in parts.items()}
 
 
 def _as_list(sources):

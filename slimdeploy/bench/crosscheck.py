@@ -24,8 +24,6 @@ from pathlib import Path
 
 from slimdeploy.records.bench import Crosscheck
 
-_MEDIAN = re.compile(r"Median:\s*([0-9.]+)\s*(ms|us|µs|s)\b")
-_MIN = re.compile(r"Min:\s*([0-9.]+)\s*(ms|us|µs|s)\b")
 _UNITS = {"ms": 1.0, "us": 1e-3, "µs": 1e-3, "s": 1e3}
 # The harness agrees with benchmark_app when the medians are this close.
 AGREEMENT = 0.10
@@ -42,13 +40,9 @@ def benchmark_app_command() -> list[str]:
     return [sys.executable, "-c", "import sys; from openvino.tools.benchmark.main import main; sys.exit(main())"]
 
 
-def parse_median_ms(output: str) -> float | None:
-    match = _MEDIAN.search(output)
-    return float(match.group(1)) * _UNITS[match.group(2)] if match else None
-
-
-def parse_min_ms(output: str) -> float | None:
-    match = _MIN.search(output)
+def _parse_ms(name: str, output: str) -> float | None:
+    """benchmark_app's "Median:" or "Min:" latency, in ms."""
+    match = re.search(name + r":\s*([0-9.]+)\s*(ms|us|µs|s)\b", output)
     return float(match.group(1)) * _UNITS[match.group(2)] if match else None
 
 
@@ -91,11 +85,11 @@ def run_benchmark_app(artifact, shape, threads: int, precision: str, seconds: fl
         except (OSError, subprocess.TimeoutExpired) as exc:
             return AppRun(None, "", f"{type(exc).__name__}: {exc}")
     command = " ".join(["benchmark_app", *args[:-2]])  # the temporary report folder is not worth keeping
-    median = parse_median_ms(done.stdout + done.stderr)
+    median = _parse_ms("Median", done.stdout + done.stderr)
     if done.returncode != 0 or median is None:
         lines = [l.strip() for l in (done.stderr + done.stdout).splitlines() if "error" in l.lower()]
         return AppRun(None, command, (lines[-1] if lines else f"benchmark_app exited with status {done.returncode}")[:300])
-    return AppRun(median, command, min_ms=parse_min_ms(done.stdout + done.stderr))
+    return AppRun(median, command, min_ms=_parse_ms("Min", done.stdout + done.stderr))
 
 
 def settled(medians: list[float]) -> bool:

@@ -6,8 +6,7 @@ from pathlib import Path
 
 from slimdeploy import fsutil
 from slimdeploy.bench import stats
-from slimdeploy.bench.plan import CellSpec
-from slimdeploy.bench.worker import CellReport
+from slimdeploy.bench.worker import CellReport, CellSpec
 from slimdeploy.errors import UserError
 from slimdeploy.records.base import ABSENT
 from slimdeploy.records.bench import SCHEMA_VERSION, BenchResults, Cell, Stats

@@ -8,6 +8,7 @@ cells of that group become error cells and the remaining groups run in a fresh w
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import selectors
@@ -19,15 +20,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from slimdeploy.bench.plan import GroupSpec, JobSpec
-from slimdeploy.bench.worker import CellReport, WorkerJob
+from slimdeploy.bench.worker import CellReport, JobSpec
 from slimdeploy.quiet import quiet_environment
-
-
-@dataclass
-class WorkerExit:
-    clean: bool
-    message: str | None  # why it was not clean
 
 
 def _describe_exit(runtime: str, code: int | None, stderr_tail: str, stalled: float | None) -> str:
@@ -45,26 +39,20 @@ def _describe_exit(runtime: str, code: int | None, stderr_tail: str, stalled: fl
     return f"{why}: {last[-1][:300]}" if last else why
 
 
-def worker_env(threads: int) -> dict:
-    # Libraries that read these get the same thread count as the runtime.
-    return {**quiet_environment(dict(os.environ)), "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
-
-
-def run_worker(job: WorkerJob, on_event, stall_timeout: float, threads: int) -> WorkerExit:
-    """Run one worker to the end; ``on_event(dict)`` sees each event as it arrives."""
+def run_worker(job: JobSpec, on_event, stall_timeout: float) -> str | None:
+    """Run one worker to the end; ``on_event(dict)`` sees each event as it arrives. Returns why the
+    worker did not end cleanly (None: it did)."""
+    threads = str(job.threads)  # libraries that read these get the same thread count as the runtime
+    env = {**quiet_environment(dict(os.environ)), "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
+           "PYTHONUNBUFFERED": "1"}
     with tempfile.TemporaryFile(mode="w+b") as stderr:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "slimdeploy.bench.worker"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, env=worker_env(threads),
-        )
-        stalled = None
-        fatal = None
+        proc = subprocess.Popen([sys.executable, "-m", "slimdeploy.bench.worker"], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=stderr, env=env)
+        stalled = fatal = None
         done = False
-        try:
+        with contextlib.suppress(BrokenPipeError):
             proc.stdin.write(json.dumps(job.to_json()).encode())
             proc.stdin.close()
-        except BrokenPipeError:
-            pass
         try:
             selector = selectors.DefaultSelector()
             selector.register(proc.stdout, selectors.EVENT_READ)
@@ -104,11 +92,10 @@ def run_worker(job: WorkerJob, on_event, stall_timeout: float, threads: int) -> 
         finally:
             proc.stdout.close()
         if done and code == 0:
-            return WorkerExit(True, None)
+            return None
         stderr.seek(0)
         tail = stderr.read()[-4000:].decode("utf-8", "replace")
-        return WorkerExit(False, f"{job.runtime} worker failed: {fatal}" if fatal
-                          else _describe_exit(job.runtime, code, tail, stalled))
+        return f"{job.runtime} worker failed: {fatal}" if fatal else _describe_exit(job.runtime, code, tail, stalled)
 
 
 @dataclass
@@ -144,33 +131,29 @@ class WorkerWatch:
         return [c for c in cells if c.id not in self.reported]
 
 
-def run_job(job: JobSpec, fields: WorkerJob, on_cell, on_event=None, stall_timeout: float = 300.0) -> None:
-    """Measure every group of ``job`` (``fields``: what else the worker is sent); ``on_cell(cell_id,
-    report)`` gets each finished cell, error cells included. Returns when every cell has been reported."""
-    groups = [GroupSpec(g.runtime, g.batch, g.threads, g.mode, g.settings, list(g.cells)) for g in job.groups]
+def run_job(job: JobSpec, on_cell, on_event=None, stall_timeout: float = 300.0) -> None:
+    """Measure every group of ``job``; ``on_cell(cell_id, report)`` gets each finished cell, error
+    cells included. Returns when every cell has been reported."""
+    groups = list(job.groups)
     broken: dict[str, str] = {}  # model -> why it is not run again
     while groups:
         groups = _without_broken_models(groups, broken, on_cell)
         if not groups:
             return
         watch = WorkerWatch(job, on_cell, on_event)
-        spec = fields.replace(runtime=job.runtime, threads=job.threads, mode=job.mode, options=job.settings,
-                              groups=[g.to_job() for g in groups])
-        outcome = run_worker(spec, watch, stall_timeout, job.threads)
-        if outcome.clean:
-            for cell in watch.unreported(c for g in groups for c in g.cells):
-                # should not happen; never leave a cell unreported
+        failure = run_worker(job.replace(groups=groups), watch, stall_timeout)
+        if failure is None:
+            for cell in watch.unreported(c for g in groups for c in g.cells):  # should not happen; never leave one
                 on_cell(cell.id, CellReport(error=f"{job.runtime} worker did not report this cell"))
             return
-        groups = _after_crash(job, groups, watch, outcome.message, broken, on_cell)
+        groups = _after_crash(job, groups, watch, failure, broken, on_cell)
 
 
 def _without_broken_models(groups: list, broken: dict, on_cell) -> list:
     """Models that crashed a worker while loading are not tried again: their cells are errors."""
-    for group in groups:
-        for cell in [c for c in group.cells if c.model in broken]:
-            on_cell(cell.id, CellReport(error=broken[cell.model]))
-        group.cells = [c for c in group.cells if c.model not in broken]
+    for cell in (c for group in groups for c in group.cells if c.model in broken):
+        on_cell(cell.id, CellReport(error=broken[cell.model]))
+    groups = [group.replace(cells=[c for c in group.cells if c.model not in broken]) for group in groups]
     return [g for g in groups if g.cells]
 
 
@@ -187,5 +170,4 @@ def _after_crash(job: JobSpec, groups: list, watch: WorkerWatch, message: str, b
     on_cell(culprit.id, CellReport(error=f"{message} (while loading {culprit.artifact_shown} at batch {culprit.batch})"))
     broken[culprit.model] = f"not run: {culprit.artifact_shown} crashed the {job.runtime} worker earlier ({message})"
     # Retry this group (without the culprit) and the rest in a fresh worker.
-    group.cells = [c for c in watch.unreported(group.cells) if c.id != culprit.id]
-    return [group] + groups[current + 1:]
+    return [group.replace(cells=[c for c in watch.unreported(group.cells) if c.id != culprit.id])] + groups[current + 1:]

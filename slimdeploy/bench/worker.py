@@ -1,4 +1,4 @@
-"""One runtime's worker process: ``python -m slimdeploy.bench.worker`` reads a ``WorkerJob`` (JSON)
+"""One runtime's worker process: ``python -m slimdeploy.bench.worker`` reads a ``JobSpec`` (JSON)
 on stdin and writes JSON lines (events) on stdout: ready, group_start, model_loading, model_info,
 measuring, cell (a ``CellReport``), done, fatal.
 
@@ -31,30 +31,47 @@ from slimdeploy.runtimes.session import INPUT_DIMS
 
 
 @dataclass(frozen=True, kw_only=True)
-class CellJob(Record):
+class CellSpec(Record):
+    """A cell to measure: (model, runtime, batch, threads, mode, settings) and the file that model runs."""
+
     id: str
     model: str
-    artifact: str
-    session_options: dict = field(default_factory=dict)  # the model's own, on top of the group's
-    profile: str | None = None  # "layers", "kernels" or None (``plan.CellSpec.profile``)
-
-
-@dataclass(frozen=True, kw_only=True)
-class GroupJob(Record):
+    runtime: str
     batch: int
-    cells: list[CellJob]
+    threads: int
+    mode: str
+    settings: dict
+    artifact: str
+    artifact_shown: str  # as bench.json names it
+    # This model's own session options on top of the group's (not part of the cell id), e.g. a sparse int8 rate.
+    session_options: dict = field(default_factory=dict)
+    # What to ask the runtime after measuring, from a profiled copy: "layers" (--profile: the time per
+    # node and the kernels), "kernels" (int8 models: which kernel each weight layer ran), or None.
+    profile: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
-class WorkerJob(Record):
-    """What the parent sends a worker: its groups, and what every group is measured with."""
+class GroupSpec(Record):
+    """The cells of all models at one (runtime, batch, threads, mode, settings): measured interleaved."""
 
+    runtime: str
+    batch: int
+    threads: int
+    mode: str
+    settings: dict
+    cells: list[CellSpec] = field(default_factory=list)
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobSpec(Record):
+    """One worker's job (sent as JSON on its stdin): its groups, and what every group is measured with."""
+
+    runtime: str
+    threads: int
+    mode: str
+    settings: dict  # the runtime's cell settings
     measure: MeasureParams
-    runtime: str = ""
-    threads: int = 1
-    mode: str = "latency"
-    options: dict = field(default_factory=dict)  # the runtime's cell settings
-    groups: list[GroupJob] = field(default_factory=list)
+    groups: list[GroupSpec] = field(default_factory=list)
     seed: int = 0
     input_ranges: dict = field(default_factory=dict)  # model -> [low, high) or None
     input_range_from: str = "model"
@@ -107,8 +124,8 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[:400]}" if text else type(exc).__name__
 
 
-def run_job(job: WorkerJob, emit) -> None:
-    options = {**job.options, INPUT_DIMS: job.input_dims} if job.input_dims else job.options
+def run_job(job: JobSpec, emit) -> None:
+    options = {**job.settings, INPUT_DIMS: job.input_dims} if job.input_dims else job.settings
     params = job.measure.replace(mode=job.mode)
     described = set()
     for index, group in enumerate(job.groups):
@@ -194,7 +211,7 @@ def run_job(job: WorkerJob, emit) -> None:
                 session.close()
 
 
-def _crosscheck(pool: list, artifact: str, job: WorkerJob, options: dict, engine_ms: list) -> Crosscheck:
+def _crosscheck(pool: list, artifact: str, job: JobSpec, options: dict, engine_ms: list) -> Crosscheck:
     try:
         cross = crosscheck_session(pool, artifact, job.threads, options.get("precision", "f32"),
                                    float(job.crosscheck_time), measure_alone)
@@ -264,7 +281,7 @@ def main() -> int:
     interrupts.install((signal.SIGINT,))
     emit("ready", pid=os.getpid())
     try:
-        run_job(WorkerJob.from_json(json.loads(sys.stdin.read())), emit)
+        run_job(JobSpec.from_json(json.loads(sys.stdin.read())), emit)
     except KeyboardInterrupt:
         return 130  # the parent, interrupted too, says so
     except Exception as exc:
