@@ -199,7 +199,7 @@ def test_the_bench_workers_timed_load_leaves_the_full_checks_to_the_parent(runna
     for runtime, artifact in runnable_but_refused.items():
         cell = CellSpec(id="c", model="m", runtime=runtime, batch=1, threads=1, mode="latency", settings={},
                         artifact=str(artifact), artifact_shown=str(artifact))
-        group = GroupSpec(runtime=runtime, batch=1, threads=1, mode="latency", settings={}, cells=[cell])
+        group = GroupSpec(batch=1, cells=[cell])
         job = JobSpec(runtime=runtime, threads=1, mode="latency", settings={},
                       measure=MeasureParams.from_settings(settings), groups=[group])
         run_job(job, lambda event, **fields: events.append((event, fields)))

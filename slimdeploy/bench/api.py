@@ -29,10 +29,6 @@ from slimdeploy.runtimes.openvino import cpu_has_amx
 from slimdeploy.runtimes.registry import all_availability
 
 
-def default_out(sources) -> Path:
-    return RunDir(sources.run_dir).bench_json if sources.run_dir is not None else Path(BENCH_FILE)
-
-
 # OpenVINO packs int8 weights sparser than this (CPU_SPARSE_WEIGHTS_DECOMPRESSION_RATE).
 SPARSE_INT8_RATE = 0.5
 NO_AMX = "the CPU reports no AMX (amx_int8/amx_tile missing from its flags)"
@@ -64,20 +60,18 @@ def prepare(sources, settings: BenchSettings | None = None):
 
 def run_bench(sources, settings: BenchSettings | None = None, out=None, *, force: bool = False,
               resume: bool = False, progress=None, on_event=None) -> BenchResults:
-    """Benchmark every model of ``sources`` (run directories and/or artifact files) on every
-    available runtime; write bench.json and return its record.
-
-    ``out``: default RUN_DIR/bench.json (or ./bench.json). An existing ``out`` is refused unless
-    ``force`` (start over) or ``resume`` (keep its finished cell groups, measure the rest); a
-    second writer of its directory is refused (``dirlock``). ``progress``: a rich Progress.
-    ``on_event``: called with each worker event (dict), for tools and tests.
-    """
+    """Benchmark every model of ``sources`` (run directories and/or artifact files) on every available
+    runtime; write ``out`` (default RUN_DIR/bench.json, or ./bench.json) and return its record. An
+    existing ``out`` is refused unless ``force`` (start over) or ``resume`` (keep its finished cell
+    groups); ``on_event`` is called with each worker event (dict), for tools and tests."""
     started = time.perf_counter()
     # The lock is taken before prepare (which hashes and checks every artifact: seconds for a large
     # model), so a second bench hears "busy" at once; the directory is foreseen from the paths.
     with DirectoryLock(_foreseen_writer_directory(sources, out), stage="bench"):
         settings, resolved, availability, plan = prepare(sources, settings)
-        out = Path(out) if out is not None else default_out(resolved)
+        if out is None:
+            out = RunDir(resolved.run_dir).bench_json if resolved.run_dir is not None else Path(BENCH_FILE)
+        out = Path(out)
         # The same lock entered again, unless prepare saw the sources otherwise than foreseen.
         with DirectoryLock(writer_directory(out.parent, resolved.run_dir), stage="bench"):
             return _run_locked(out, settings, resolved, availability, plan, sources, started, force=force,
@@ -93,7 +87,7 @@ def _foreseen_writer_directory(sources, out) -> Path:
     for raw in _as_list(sources):
         path = Path(raw)
         if path.is_dir() and not is_lone_export(path):
-            return path  # default_out's directory, which writer_directory(out.parent, run_dir) gives
+            return path  # the default output's directory, which writer_directory(out.parent, run_dir) gives
     return writer_directory(Path(BENCH_FILE).parent)
 
 
@@ -109,12 +103,12 @@ def _run_locked(out: Path, settings: BenchSettings, resolved, availability: dict
     document.cells.update(kept)
     to_run = sum(1 for job in plan.jobs for g in job.groups for c in g.cells if c.id not in kept)
     watch = Watch(progress, {spec.id: spec for spec in plan.cells}, document.models, on_event)
-    measurer = JobMeasurer(settings, watch.start(to_run * settings.processes))
+    watch.start(to_run * settings.processes)
     try:
         for job in plan.jobs:
             pending = [g for g in job.groups if not all(c.id in kept for c in g.cells)]
             if pending:
-                document.cells.update(measurer.measure(job.replace(groups=pending)))
+                document.cells.update(_measure(job.replace(groups=pending), settings, watch))
                 document.save()
         document.compare(settings)
     finally:
@@ -195,10 +189,9 @@ class Watch:
     on_event: Callable[[dict], None] | None = None
     task: object = None
 
-    def start(self, total: int) -> Watch:
+    def start(self, total: int) -> None:
         if self.progress is not None:
             self.task = self.progress.add_task("bench", total=total, info="")
-        return self
 
     def cell_done(self) -> None:
         if self.task is not None:
@@ -215,35 +208,27 @@ class Watch:
             self.on_event(event)
 
 
-@dataclasses.dataclass
-class JobMeasurer:
-    """Measures a job's groups in ``settings.processes`` workers, one after another. A cell that
-    failed in one worker is not tried again; its cell is that error."""
+def _measure(job: JobSpec, settings: BenchSettings, watch: Watch) -> dict:
+    """Cell id -> finished Cell: ``job`` measured in ``settings.processes`` workers, one after another.
+    A cell that failed in one worker is not tried again; its cell is that error."""
+    parts: dict[str, list[CellReport]] = {}
 
-    settings: BenchSettings
-    watch: Watch
+    def on_report(cell_id: str, report: CellReport) -> None:
+        parts.setdefault(cell_id, []).append(report)
+        watch.cell_done()
 
-    def measure(self, job: JobSpec) -> dict:
-        """Cell id -> finished Cell, for every cell a worker reported."""
-        parts: dict[str, list[CellReport]] = {}
-
-        def on_report(cell_id: str, report: CellReport) -> None:
-            parts.setdefault(cell_id, []).append(report)
-            self.watch.cell_done()
-
-        stall_timeout = self.settings.stall_timeout
-        if self.settings.crosscheck:  # a worker is silent while benchmark_app runs
-            stall_timeout += longest_crosscheck_seconds(self.settings.crosscheck_time)
-        for index in range(self.settings.processes):
-            failed = {cell_id for cell_id, reports in parts.items() if reports[-1].status != "ok"}
-            # The profiled pass runs in the first worker only: merge_records keeps the first's profile.
-            groups = [g.replace(cells=[c if index == 0 else c.replace(profile=None) for c in g.cells if c.id not in failed])
-                      for g in job.groups]
-            groups = [g for g in groups if g.cells]
-            if groups:  # benchmark_app's crosscheck too runs in the first worker only
-                run_job(job.replace(groups=groups, crosscheck=job.crosscheck and index == 0), on_report, self.watch,
-                        stall_timeout)
-        return {cell_id: finish_cell(self.watch.specs[cell_id], merge_records(reports)) for cell_id, reports in parts.items()}
+    stall_timeout = settings.stall_timeout
+    if settings.crosscheck:  # a worker is silent while benchmark_app runs
+        stall_timeout += longest_crosscheck_seconds(settings.crosscheck_time)
+    for index in range(settings.processes):
+        failed = {cell_id for cell_id, reports in parts.items() if reports[-1].status != "ok"}
+        # The profiled pass runs in the first worker only: merge_records keeps the first's profile.
+        groups = [g.replace(cells=[c if index == 0 else c.replace(profile=None) for c in g.cells if c.id not in failed])
+                  for g in job.groups]
+        groups = [g for g in groups if g.cells]
+        if groups:  # benchmark_app's crosscheck too runs in the first worker only
+            run_job(job.replace(groups=groups, crosscheck=job.crosscheck and index == 0), on_report, watch, stall_timeout)
+    return {cell_id: finish_cell(watch.specs[cell_id], merge_records(reports)) for cell_id, reports in parts.items()}
 
 
 def _as_list(sources):
@@ -261,9 +246,5 @@ def _reusable_cells(previous: BenchResults, plan: Plan) -> dict:
     """Finished cells of the earlier run, by whole group only: a group is measured
     interleaved, so a half-finished group is measured again from the start."""
     done = previous.finished_cells()
-    kept = {}
-    for job in plan.jobs:
-        for group in job.groups:
-            if all(c.id in done for c in group.cells):
-                kept.update({c.id: done[c.id] for c in group.cells})
-    return kept
+    groups = [g for job in plan.jobs for g in job.groups if all(c.id in done for c in g.cells)]
+    return {c.id: done[c.id] for g in groups for c in g.cells}

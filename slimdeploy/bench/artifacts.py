@@ -1,11 +1,8 @@
 """What an artifact file takes and holds, read without loading a runtime: the input shape (to refuse
 an artifact that cannot run before any worker starts), parameter and FLOP counts (the ideal speedup).
-
-FLOPs count multiply-adds x2 of MatMul/Gemm/Conv with constant weights, per sample (as
-``slimdeploy.models.count_flops``), zeros apart as ``nonzero_flops``, on the graph as OpenVINO reads
-it at batch 1 (``weight_flops``): only propagated shapes say how many rows of one sample a MatMul
-takes (tf2onnx runs a per-time-step Dense as one MatMul on [N*T, F]) and how many positions a
-convolution computes.
+FLOPs: multiply-adds x2 of MatMul/Gemm/Conv with constant weights per sample (as ``models.count_flops``),
+counted on the graph as OpenVINO reads it at batch 1, whose propagated shapes say how many rows a MatMul
+takes (tf2onnx runs a per-time-step Dense on [N*T, F]) and how many positions a convolution computes.
 """
 
 from __future__ import annotations
@@ -246,10 +243,9 @@ def _inspect_openvino(path: Path) -> ArtifactInfo:
     if values:
         info.params, info.nonzero_params = int(params), int(nonzero)
 
-    # Which layer feeds each (layer, port): to find the constant behind a MatMul's weights.
-    feeds = {}
+    into = {}  # layer id -> {port: the layer that feeds it}: to find the constant behind a MatMul's weights
     for edge in root.iter("edge"):
-        feeds[(edge.get("to-layer"), edge.get("to-port"))] = edge.get("from-layer")
+        into.setdefault(edge.get("to-layer"), {})[edge.get("to-port")] = edge.get("from-layer")
     for layer_id, layer in layers.items():
         if layer.get("type") != "MatMul":
             continue
@@ -259,11 +255,10 @@ def _inspect_openvino(path: Path) -> ArtifactInfo:
         weight_dims = [int(d.text) for d in ports[1].findall("dim")]
         if len(weight_dims) != 2 or min(weight_dims) <= 0:
             continue
-        source = feeds.get((layer_id, ports[1].get("id")))
+        source = into.get(layer_id, {}).get(ports[1].get("id"))
         # Weights may pass through a Convert (f16-compressed IR) on their way.
         while source in layers and layers[source].get("type") == "Convert":
-            port = layers[source].find("input").find("port").get("id")
-            source = feeds.get((source, port))
+            source = into.get(source, {}).get(layers[source].find("input").find("port").get("id"))
         if source not in values:
             continue  # activations times activations: not a weight layer
         d = layer.find("data")
@@ -271,7 +266,7 @@ def _inspect_openvino(path: Path) -> ArtifactInfo:
         info.widths.append(weight_dims[0] if trans_b else weight_dims[1])
     info.flops, info.nonzero_flops = weight_flops(path)
     if _is_integer(info.input_dtype):
-        info.input_range = _ir_indexed_range(root, layers, parameters[0].get("id"))
+        info.input_range = _ir_indexed_range(into, layers, parameters[0].get("id"))
     return info
 
 
@@ -279,11 +274,8 @@ _IR_INPUT_DTYPES = {"f32": "float32", "f16": "float16", "f64": "float64", "i32":
                     "u8": "uint8", "i8": "int8"}
 
 
-def _ir_indexed_range(root, layers: dict, parameter: str) -> list | None:
+def _ir_indexed_range(into: dict, layers: dict, parameter: str) -> list | None:
     """``_indexed_range`` on an IR graph: a Gather's port 0 is the table, port 1 the indices."""
-    into = {}  # layer id -> {port: source layer id}
-    for edge in root.iter("edge"):
-        into.setdefault(edge.get("to-layer"), {})[edge.get("to-port")] = edge.get("from-layer")
     tables, gathers, flows = {}, [], []
     for layer_id, layer in layers.items():
         kind = layer.get("type")
@@ -306,16 +298,15 @@ def _ir_indexed_range(root, layers: dict, parameter: str) -> list | None:
 
 
 def _ir_dims(text: str) -> list:
-    dims = []
-    for part in text.replace(" ", "").split(","):
-        if not part:
-            continue
-        try:
-            value = int(part)
-        except ValueError:  # "?" or a range "1..10"
-            value = None
-        dims.append(value if value is not None and value >= 0 else None)
-    return dims
+    return [_ir_dim(part) for part in text.replace(" ", "").split(",") if part]
+
+
+def _ir_dim(text: str) -> int | None:
+    try:
+        value = int(text)
+    except ValueError:  # "?" or a range "1..10"
+        return None
+    return value if value >= 0 else None
 
 
 # --- Keras ------------------------------------------------------------------------------------

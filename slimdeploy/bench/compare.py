@@ -1,19 +1,15 @@
 """Comparisons: each model against its baseline in the same runtime, batch, threads, mode and
 settings: speedup with a bootstrap interval, the FLOP ratio it could reach, and a verdict.
 
-``speedup`` is the paired estimate where the cells recorded their interleaved rounds: the median
-over rounds of (the round's baseline block median / the model's block median), with
-``round_interval`` (``stats.process_round_interval``) as its interval; a round's two blocks ran
-side by side, so drift that slows both alike cancels. Cells without rounds fall back to
-``p50_speedup`` and ``sample_interval`` (the raw samples, thinned to ``MAX_BOOTSTRAP_SAMPLES``).
-The verdict is ``stats.verdict`` on the estimate and interval.
+``speedup`` is the paired estimate where the cells recorded their interleaved rounds (the median over
+rounds of the round's baseline block median / the model's; ``stats.process_round_interval``): drift
+that slows both blocks of a round alike cancels. Cells without rounds fall back to ``p50_speedup``
+and ``sample_interval`` (the raw samples, thinned to ``MAX_BOOTSTRAP_SAMPLES``).
 
-Each comparison names the ``question`` it answers (``comparison_pairs``): ``vs_baseline`` (every
-model against the baseline model), ``int8_on_pruned`` (``<m>-int8`` against a pruned ``<m>``),
-``pruning_on_int8`` (``<m>-int8`` against ``<baseline>-int8``), ``sparse_kernel``
-(``<m>-int8-sparse`` against ``<m>-int8``: does OpenVINO's sparse int8 kernel pay?),
-``aligned_widths`` (``<m>-rN`` against ``<m>``: the widths rounded down to multiples of N).
-Where a side is int8, ``ideal_assumes`` says that the ideal (the FLOP ratio) assumes no INT8 speedup.
+The ``question`` a comparison answers (``comparison_pairs``): ``vs_baseline``, ``int8_on_pruned``
+(``<m>-int8`` against a pruned ``<m>``), ``pruning_on_int8`` (against ``<baseline>-int8``),
+``sparse_kernel`` (``<m>-int8-sparse`` against ``<m>-int8``), ``aligned_widths`` (``<m>-rN`` against
+``<m>``: widths rounded down to multiples of N).
 """
 
 from __future__ import annotations
@@ -32,11 +28,7 @@ from slimdeploy.runtimes.registry import sort_key
 
 MAX_BOOTSTRAP_SAMPLES = 5000
 
-VS_BASELINE = "vs_baseline"
-INT8_ON_PRUNED = "int8_on_pruned"
-PRUNING_ON_INT8 = "pruning_on_int8"
-SPARSE_KERNEL = "sparse_kernel"
-ALIGNED_WIDTHS = "aligned_widths"
+VS_BASELINE, INT8_ON_PRUNED, PRUNING_ON_INT8, SPARSE_KERNEL, ALIGNED_WIDTHS = QUESTIONS
 INT8_IDEAL = "FLOP ratio only: no INT8 speedup is assumed"
 
 
@@ -52,8 +44,7 @@ def _blocks_by_process(cell: Cell) -> list[list]:
     counts = cell.processes or [len(blocks)]
     if sum(counts) != len(blocks):
         raise ValueError("process block counts do not add up to the blocks")
-    edges = np.cumsum([0, *counts])
-    return [blocks[a:b] for a, b in zip(edges[:-1], edges[1:])]
+    return stats.split_counts(blocks, counts)
 
 
 def _round_interval(base: Cell, cell: Cell, confidence: float, resamples: int, seed: int):
@@ -87,9 +78,7 @@ def verdict_interval(base: Cell, cell: Cell, *, confidence: float = 0.95, resamp
     _, s_low, s_high = stats.speedup_interval(thin(base.samples_ms), thin(cell.samples_ms),
                                               confidence=confidence, resamples=resamples, seed=seed)
     rounds = _round_interval(base, cell, confidence, resamples, seed)
-    low, high = s_low, s_high
-    if rounds is not None:
-        low, high = min(low, rounds[1]), max(high, rounds[2])
+    low, high = (min(s_low, rounds[1]), max(s_high, rounds[2])) if rounds is not None else (s_low, s_high)
     return SpeedupInterval(low, high, (s_low, s_high), rounds)
 
 
@@ -132,15 +121,11 @@ def compare(cells: list[Cell], models: dict[str, BenchModel], baseline: str, *,
     for cell in cells:
         if cell.ok and cell.samples_ms:
             by_key.setdefault(CellKey.of(cell).group, {})[cell.model] = cell
-    comparisons = []
-    for group in by_key.values():
-        for name, against, question in comparison_pairs(sorted(group), models, baseline):
-            comparisons.append(_comparison(group[against], group[name], models.get(against, BenchModel()),
-                                           models.get(name, BenchModel()), question, threshold, confidence,
-                                           resamples, seed))
-    comparisons.sort(key=lambda c: (sort_key(c.runtime), c.runtime, c.threads, c.batch, QUESTIONS.index(c.question),
-                                    c.model))
-    return comparisons
+    comparisons = [_comparison(group[against], group[name], models.get(against, BenchModel()),
+                               models.get(name, BenchModel()), question, threshold, confidence, resamples, seed)
+                   for group in by_key.values() for name, against, question in comparison_pairs(sorted(group), models, baseline)]
+    return sorted(comparisons, key=lambda c: (sort_key(c.runtime), c.runtime, c.threads, c.batch,
+                                              QUESTIONS.index(c.question), c.model))
 
 
 def _comparison(base: Cell, cell: Cell, base_info: BenchModel, info: BenchModel, question: str, threshold: float,

@@ -2,12 +2,9 @@
 latencies) on the same IR, shape, threads, one stream and precision, so anyone can see the
 harness measures the runtime, not itself.
 
-The two cannot run at once without disturbing each other, so they alternate runs of T seconds.
-On a shared machine whose speed switches every few seconds, another process can only slow a
-run down, so each tool's lowest run median is its least disturbed estimate: runs go on until
-each tool has seen that lowest level twice (``settled``), at least ``MIN_RUNS`` and at most
-``MAX_RUNS`` times. Both tools run on the same CPUs (``one_cpu``) with the same OpenVINO CPU
-pinning; slimdeploy's runs rotate the cell's session instances as its interleaved blocks do.
+The two alternate runs of T seconds. Another process can only slow a run down, so each tool's
+lowest run median is its least disturbed estimate: runs go on until each tool has seen that level
+twice (``settled``), ``MIN_RUNS`` to ``MAX_RUNS`` times, both on the same CPUs (``one_cpu``).
 """
 
 from __future__ import annotations
@@ -19,8 +16,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from slimdeploy.records.bench import Crosscheck
 
@@ -66,10 +63,7 @@ def longest_crosscheck_seconds(seconds: float) -> float:
     return MAX_RUNS * (seconds + benchmark_app_timeout(seconds))
 
 
-@dataclass(frozen=True)
-class AppRun:
-    """One benchmark_app run: its median and minimum (ms), or why it failed."""
-
+class AppRun(NamedTuple):  # one benchmark_app run: its median and minimum (ms), or why it failed
     median_ms: float | None
     command: str
     error: str | None = None

@@ -1,12 +1,9 @@
 """The measuring loop, run inside a worker: warm-up, then interleaved timed blocks.
 
-Every model of a group is called in turn, in rounds: one block per model per round, a
-block being ``block_warmup`` untimed calls and then at least ``block_calls`` timed calls
-and ``block_time`` seconds (baseline, pruned, ..., baseline, pruned, ...), so drift of the
-machine (other processes, frequency changes) lands on all of them alike. A model is done
-when it has at least ``min_iters`` calls and ``min_time`` seconds of timed calls, or
-``max_iters`` calls. Each call is timed alone with ``perf_counter_ns``; every raw latency
-is kept, and so are the block boundaries (for the round-paired interval in ``stats``).
+The models of a group take turns in rounds, one block each (``block_warmup`` untimed calls, then
+at least ``block_calls`` timed calls and ``block_time`` seconds), so machine drift lands on all of
+them alike, until each has ``min_iters`` calls and ``min_time`` seconds, or ``max_iters`` calls.
+Every call is timed alone (``perf_counter_ns``); every latency and block boundary is kept.
 """
 
 from __future__ import annotations
@@ -14,6 +11,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -103,14 +101,10 @@ def run_block(session, measurement: Measurement, params: MeasureParams) -> None:
 
 
 def measure_interleaved(sessions: dict, params: MeasureParams, on_round=None) -> dict:
-    """Measure every model in turn until each is done; returns name -> Measurement.
-
-    ``sessions`` maps a model name to a list of open sessions of that model (its input set), in
-    block order (baseline first). Round k uses instance k mod n of each model: identical sessions
-    differ by several percent at batch 1 (memory layout), so rotating instances averages that luck
-    out. The order of the models within a round turns from round to round, so no model always
-    follows the same other model.
-    """
+    """Measure every model in turn until each is done; returns name -> Measurement. ``sessions``: model
+    name -> its open sessions (input set), baseline first. Round k uses instance k mod n of each model
+    (identical sessions differ by several percent at batch 1: memory layout); the order of the models
+    turns from round to round, so no model always follows the same other model."""
     pools = {name: (s if isinstance(s, (list, tuple)) else [s]) for name, s in sessions.items()}
     results = {name: Measurement() for name in pools}
     rounds = 0
@@ -127,10 +121,7 @@ def measure_interleaved(sessions: dict, params: MeasureParams, on_round=None) ->
             on_round(rounds, results)
 
 
-@dataclass(frozen=True)
-class AloneRun:
-    """One model measured alone (``measure_alone``), in ms."""
-
+class AloneRun(NamedTuple):  # one model measured alone (``measure_alone``), in ms
     wall_median_ms: float
     median_ms: float  # the runtime's own (engine) latency where it times calls, else the wall clock's
     min_ms: float

@@ -90,8 +90,7 @@ def make_plan(sources: Sources, settings: BenchSettings, availability: dict) -> 
                                   session_options=dict(sources.models[name].session_options),
                                   profile=_profile_request(settings, sources.models[name].facts))
                          for name, artifact in chosen.items()]
-                groups.append(GroupSpec(runtime=runtime, batch=batch, threads=threads, mode=settings.mode,
-                                        settings=options, cells=cells))
+                groups.append(GroupSpec(batch=batch, cells=cells))
             if runtime in availability and availability[runtime].available:
                 jobs.append(JobSpec(runtime=runtime, threads=threads, mode=settings.mode, settings=options, groups=groups,
                                     **job_fields))

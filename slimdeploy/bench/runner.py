@@ -1,9 +1,8 @@
 """The parent side of a worker: start it, feed it a job, read its events, survive its death.
 
-A worker that dies (a signal, a non-zero exit, silence past ``stall_timeout``) loses only
-what it was doing: if it died loading one model, that model's cells become error cells and
-the rest of the job is retried without it in a fresh worker; if it died measuring, the
-cells of that group become error cells and the remaining groups run in a fresh worker.
+A worker that dies (a signal, a non-zero exit, silence past ``stall_timeout``) loses only what it
+was doing: the cells of the model it was loading, or of the group it was measuring, become error
+cells, and the rest of the job runs in a fresh worker (without a model that crashed it).
 """
 
 from __future__ import annotations
@@ -100,8 +99,8 @@ def run_worker(job: JobSpec, on_event, stall_timeout: float) -> str | None:
 
 @dataclass
 class WorkerWatch:
-    """What one worker has told the parent so far: the group it is in, the cell it is loading
-    (None once it measures), the cells it reported. Called with each event of the worker."""
+    """Called with each event of one worker: the group it is in, the cell it is loading (None once it
+    measures), the cells it reported."""
 
     job: JobSpec
     on_cell: Callable[[str, CellReport], None]
@@ -158,8 +157,8 @@ def _without_broken_models(groups: list, broken: dict, on_cell) -> list:
 
 
 def _after_crash(job: JobSpec, groups: list, watch: WorkerWatch, message: str, broken: dict, on_cell) -> list:
-    """The groups left to run after a worker died: a model it died loading is marked broken
-    and its cell an error; cells of a group it died measuring are errors."""
+    """The groups left to run after a worker died: a model it died loading is marked broken and its
+    cell an error; cells of a group it died measuring are errors."""
     current = watch.group if watch.group is not None else 0
     group = groups[current]
     if watch.loading is None:

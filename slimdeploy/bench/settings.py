@@ -93,7 +93,6 @@ def _rule(ok, message: str):
 
 @dataclass(frozen=True)
 class BenchSettings(Settings):
-    # Default: every built-in runtime (runtimes.registry.BUILTIN), in its order.
     runtimes: tuple[str, ...] = setting(
         default_factory=_builtin_runtimes, flag="--runtime", parse=name_list, metavar="LIST",
         help="comma-separated runtimes; unavailable ones are listed with the reason", check=_known_runtimes)
@@ -104,7 +103,6 @@ class BenchSettings(Settings):
     mode: str = setting("latency", flag="--mode", choices=MODES, check=_one_of("--mode", MODES),
                         help="latency: one request at a time; throughput: OpenVINO THROUGHPUT hint with an async "
                              "request queue (other runtimes run their synchronous loop)")
-    # Both minimums (as optimum-benchmark), unless max_iters calls come first: a cap on samples at sub-0.1 ms calls.
     min_iters: int = setting(200, flag="--min-iters", parse=positive_int, check=_min_iters,
                              help="at least this many timed calls per cell, over all --processes")
     min_time: float = setting(2.0, flag="--min-time", parse=non_negative_float, check=_seconds("--min-time"),
@@ -122,7 +120,6 @@ class BenchSettings(Settings):
     instances: int = setting(4, flag="--instances", parse=positive_int, check=_positive_int("--instances"),
                              help="sessions opened per model and rotated per round, so one session's memory-layout "
                                   "luck (several %% at batch 1) is not taken for a model's speed")
-    # One after another (pyperf's --processes); with 2, both often agree by chance and the interval misses the spread.
     processes: int = setting(4, flag="--processes", parse=positive_int, check=_positive_int("--processes"),
                              help="worker processes per runtime, each measuring its share of --min-iters and "
                                   "--min-time; the verdict's interval resamples them, so what one process fixes "
@@ -143,14 +140,10 @@ class BenchSettings(Settings):
     ort_graph_optimization: str = setting("all", flag="--ort-opt", choices=ORT_OPT_LEVELS,
                                           check=_one_of("--ort-opt", ORT_OPT_LEVELS),
                                           help="ONNX Runtime graph optimization level")
-    # Not the weights' precision (export's --precision); ``bench --precision`` still sets it, with a notice.
     openvino_precision: str = setting("f32", flag="--inference-precision", choices=OPENVINO_PRECISIONS,
-                                      # Today's message, which names the old spelling.
-                                      check=_one_of("--precision", OPENVINO_PRECISIONS),
+                                      check=_one_of("--precision", OPENVINO_PRECISIONS),  # names the old spelling
                                       help="OpenVINO's compute precision (INFERENCE_PRECISION_HINT), set explicitly "
                                            "and recorded")
-    # CPU_SPARSE_WEIGHTS_DECOMPRESSION_RATE, which only CPUs with AMX pack; on: anyway (the plugin then
-    # runs its dense kernels, which the recorded kernels show).
     sparse_int8: str = setting("auto", flag="--sparse-int8", choices=SPARSE_INT8,
                                check=_one_of("--sparse-int8", SPARSE_INT8),
                                help="also bench each int8 variant of a model with zeros on OpenVINO with sparse int8 "
@@ -161,12 +154,10 @@ class BenchSettings(Settings):
                                      check=_seconds("--crosscheck-time"),
                                      help="whole seconds per run: slimdeploy and benchmark_app alternate, 5 to 10 "
                                           "runs each per cell")
-    # Never feeds the latency figures; ``slimdeploy run`` turns it on.
     profile: bool = setting(False, flag="--profile", switch=True,
                             help="after measuring each cell, profile it per layer in a separate pass (OpenVINO "
                                  "PERF_COUNT, ONNX Runtime's profiler): time per op type and the kernel names, for "
                                  "the report's time split")
-    # Verdicts (stats.verdict): "faster" when the speedup is above 1 + threshold and the interval above 1.0.
     threshold: float = setting(0.05, check=_rule(lambda v: isinstance(v, (int, float)) and 0 <= v < 1,
                                                   "threshold: must be in [0, 1)"))
     confidence: float = setting(0.95, check=_rule(lambda v: isinstance(v, (int, float)) and 0 < v < 1,

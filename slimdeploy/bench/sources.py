@@ -1,9 +1,6 @@
-"""SOURCE arguments -> the models to benchmark and each model's artifact files.
-
-A source is a run directory (its ``exports/export.json`` lists the valid artifacts of every
-target: ONNX, OpenVINO, TensorRT, LiteRT, and its Keras models are what TensorFlow runs) or an
-artifact file (any suffix a registered runtime runs: ``.onnx``, ``.xml``, ``.keras``, ``.engine``,
-``.tflite``...; the model's name is the file stem).
+"""SOURCE arguments -> the models to benchmark and each model's artifact files. A source is a run
+directory (the valid artifacts its ``exports/export.json`` lists, and its Keras models) or an artifact
+file of any suffix a registered runtime runs (the model's name is the file stem).
 """
 
 from __future__ import annotations
@@ -122,7 +119,7 @@ def resolve_sources(sources, model_filter=None, sparse_rate: float | None = None
             raise UserError(f"--models: no model named {', '.join(unknown)} in the sources (found: {', '.join(models) or 'none'})")
         models = {name: model for name, model in models.items() if name in model_filter}  # order: as given
     if sparse_rate is not None:  # after --models: a sparse twin comes with its int8 variant
-        add_sparse_twins(models, sparse_rate)
+        models = add_sparse_twins(models, sparse_rate)
     if not models:
         raise UserError(f"no models found in {', '.join(map(str, sources))} (a run directory needs exports/export.json "
                         "or Keras models; run `slimdeploy export` first)")
@@ -215,7 +212,7 @@ def _has_zeros(params, nonzero) -> bool:
     return 1 - nonzero / params >= MIN_ZERO_FRACTION
 
 
-def add_sparse_twins(models: dict, rate: float) -> list[str]:
+def add_sparse_twins(models: dict, rate: float) -> dict:
     """For each int8 variant whose float model has zeros, ``<variant>-sparse``: the same file,
     run by OpenVINO only, whose CPU plugin packs int8 weights sparser than ``rate`` (AMX).
     Added right after its variant, so tables show them side by side."""
@@ -237,14 +234,7 @@ def add_sparse_twins(models: dict, rate: float) -> list[str]:
         if any(runtime in twin.runtimes for runtime in accuracy):  # only its runtimes' scores, written last
             twin.info[RUNTIME_ACCURACY_KEY] = {r: score for r, score in accuracy.items() if r in twin.runtimes}
         twins[name] = twin
-    ordered = {}
-    for name, model in models.items():
-        ordered[name] = model
-        if name in twins:
-            ordered[twins[name].name] = twins[name]
-    models.clear()
-    models.update(ordered)
-    return [twin.name for twin in twins.values()]
+    return {m.name: m for model in models.values() for m in (model, twins.get(model.name)) if m is not None}
 
 
 def run_keras_models(run: RunDir) -> dict[str, Path]:

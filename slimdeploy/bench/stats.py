@@ -11,11 +11,9 @@ from __future__ import annotations
 import numpy as np
 
 from slimdeploy.records.base import ABSENT
-from slimdeploy.records.bench import Stability
+from slimdeploy.records.bench import VERDICTS, Stability
 
-FASTER = "faster"
-SLOWER = "slower"
-NO_DIFFERENCE = "no significant difference"
+FASTER, SLOWER, NO_DIFFERENCE = VERDICTS
 DEFAULT_THRESHOLD = 0.05
 # Round or process spread beyond which a cell is flagged unstable (per-call CV cannot say it:
 # microsecond calls are heavy-tailed); how it was chosen: docs/ARCHITECTURE.md, "Statistics".
@@ -58,10 +56,13 @@ def round_stability(samples_ms, block_sizes, processes=None, threshold: float = 
 
 def _process_rounds(medians: np.ndarray, processes) -> list[np.ndarray]:
     """Round medians split by the worker process that measured them (all one process when unknown)."""
-    if not processes or sum(processes) != medians.size:
-        return [medians]
-    edges = np.cumsum([0, *processes])
-    return [medians[a:b] for a, b in zip(edges[:-1], edges[1:])]
+    return split_counts(medians, processes) if processes and sum(processes) == medians.size else [medians]
+
+
+def split_counts(values, counts) -> list:
+    """``values`` cut into consecutive parts of ``counts`` items."""
+    edges = np.cumsum([0, *counts])
+    return [values[a:b] for a, b in zip(edges[:-1], edges[1:])]
 
 
 def is_unstable(stability: Stability) -> bool:
@@ -138,23 +139,18 @@ def rule_text(threshold: float = DEFAULT_THRESHOLD, basis: str = PAIRED_RULE) ->
 def split_blocks(samples_ms, block_sizes) -> list[np.ndarray]:
     """Raw samples -> one array per interleaved block (``block_sizes`` as the harness recorded)."""
     samples = np.asarray(samples_ms, dtype=float)
-    edges = np.cumsum([0, *block_sizes])
-    if edges[-1] != samples.size:
-        raise ValueError(f"block sizes add up to {edges[-1]}, not to the {samples.size} samples")
-    return [samples[a:b] for a, b in zip(edges[:-1], edges[1:])]
+    if sum(block_sizes) != samples.size:
+        raise ValueError(f"block sizes add up to {sum(block_sizes)}, not to the {samples.size} samples")
+    return split_counts(samples, block_sizes)
 
 
 def process_round_interval(processes, *, confidence: float = 0.95, resamples: int = 2000,
                            seed: int = 0) -> tuple[float, float, float, int]:
     """Speedup from interleaved rounds: the median over rounds of (baseline block median / candidate
-    block median), with a two-level bootstrap (processes, then rounds within each). Returns (speedup,
-    low, high, rounds). ``processes``: one (baseline_blocks, candidate_blocks) pair per worker process.
-
-    Block k of both ran side by side in round k, so a round's ratio cancels slower drift, and
-    resampling whole rounds keeps the correlation of latencies within a burst of machine load.
-    Resampling processes carries what a process fixes for all its rounds (where code and weights
-    landed in memory).
-    """
+    block median), with a two-level bootstrap: processes (what a process fixes for all its rounds, e.g.
+    memory layout), then whole rounds within each (latencies within a burst of load are correlated).
+    ``processes``: one (baseline_blocks, candidate_blocks) pair per worker process. Returns (speedup,
+    low, high, rounds)."""
     ratios = []
     for baseline_blocks, candidate_blocks in processes:
         rounds = min(len(baseline_blocks), len(candidate_blocks))

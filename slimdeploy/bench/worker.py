@@ -1,9 +1,6 @@
-"""One runtime's worker process: ``python -m slimdeploy.bench.worker`` reads a ``JobSpec`` (JSON)
-on stdin and writes JSON lines (events) on stdout: ready, group_start, model_loading, model_info,
-measuring, cell (a ``CellReport``), done, fatal.
-
-Each runtime in its own process keeps thread pools from competing and confines a crash: the parent
-records the cells this worker did not finish as errors and goes on. Library chatter goes to stderr.
+"""One runtime's worker process (thread pools do not compete, a crash is confined): ``python -m
+slimdeploy.bench.worker`` reads a ``JobSpec`` (JSON) on stdin and writes JSON lines (events) on stdout:
+ready, group_start, model_loading, model_info, measuring, cell (a ``CellReport``), done, fatal.
 """
 
 from __future__ import annotations
@@ -52,13 +49,9 @@ class CellSpec(Record):
 
 @dataclass(frozen=True, kw_only=True)
 class GroupSpec(Record):
-    """The cells of all models at one (runtime, batch, threads, mode, settings): measured interleaved."""
+    """The cells of all models at one batch (and its job's runtime, threads, mode, settings): measured interleaved."""
 
-    runtime: str
     batch: int
-    threads: int
-    mode: str
-    settings: dict
     cells: list[CellSpec] = field(default_factory=list)
 
 
@@ -110,15 +103,6 @@ class CellReport(Record):
     processes: list = ABSENT  # blocks per worker process (``results.merge_records``)
 
 
-class Emitter:
-    def __init__(self, stream):
-        self.stream = stream
-
-    def __call__(self, event: str, **fields) -> None:
-        self.stream.write(json.dumps({"event": event, **fields}) + "\n")
-        self.stream.flush()
-
-
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
     return f"{type(exc).__name__}: {text[:400]}" if text else type(exc).__name__
@@ -126,7 +110,7 @@ def _one_line(exc: BaseException) -> str:
 
 def run_job(job: JobSpec, emit) -> None:
     options = {**job.settings, INPUT_DIMS: job.input_dims} if job.input_dims else job.settings
-    params = job.measure.replace(mode=job.mode)
+    params = job.measure
     described = set()
     for index, group in enumerate(job.groups):
         emit("group_start", group=index, batch=group.batch)
@@ -276,7 +260,11 @@ def main() -> int:
     protocol = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)
     sys.stdout = sys.stderr
-    emit = Emitter(protocol)
+
+    def emit(event: str, **fields) -> None:
+        protocol.write(json.dumps({"event": event, **fields}) + "\n")
+        protocol.flush()
+
     # Ctrl-C reaches the whole process group: this worker stops too, without recording error cells.
     interrupts.install((signal.SIGINT,))
     emit("ready", pid=os.getpid())
