@@ -1,16 +1,16 @@
 """The inputs a benchmark feeds: the model's own dtype, in a range the model can take.
 
-Timing does not depend on the values of a float input, so floats are uniform in [0, 1)
-(or ``--input-range``). Integer inputs are token ids that index an embedding table: they
-must stay below its size, or the runtime fails (ONNX Runtime) or reads one row only
-(values cast from floats in [0, 1) are all 0). Their range comes from ``--input-range``,
-else from the model (the embedding's ``input_dim``, read by ``bench.artifacts``), else
-``DEFAULT_INTEGER_RANGE`` for integer inputs that index nothing.
+Floats are uniform in [0, 1) (or ``--input-range``): timing does not depend on their values.
+Integer inputs are token ids that index an embedding table and must stay below its size, or the
+runtime fails or reads one row only. Their range comes from ``--input-range``, else from the model
+(the embedding's ``input_dim``, read by ``bench.artifacts``), else ``DEFAULT_INTEGER_RANGE``.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from slimdeploy.records.bench import InputInfo
 
 FLOAT_RANGE = (0.0, 1.0)
 DEFAULT_INTEGER_RANGE = (0, 128)
@@ -25,9 +25,8 @@ def group_range(ranges: list) -> tuple | None:
 
 
 def make_input(rng: np.random.Generator, shape: tuple, dtype, value_range: tuple | None,
-               range_from: str = "model") -> tuple[np.ndarray, dict]:
-    """An array of ``shape`` and ``dtype`` and how it was drawn (recorded in each cell):
-    integers in [low, high), floats uniform in [low, high)."""
+               range_from: str = "model") -> tuple[np.ndarray, InputInfo]:
+    """An array of ``shape`` and ``dtype``, values in [low, high), and how it was drawn (recorded in each cell)."""
     dtype = np.dtype(dtype)
     if value_range is None:
         range_from = "default"
@@ -39,4 +38,4 @@ def make_input(rng: np.random.Generator, shape: tuple, dtype, value_range: tuple
         low, high = value_range or FLOAT_RANGE
         low, high = float(low), float(high)
         array = (low + (high - low) * rng.random(shape, dtype=np.float64)).astype(dtype)
-    return array, {"dtype": dtype.name, "low": low, "high": high, "range_from": range_from}
+    return array, InputInfo(dtype=dtype.name, low=low, high=high, range_from=range_from)

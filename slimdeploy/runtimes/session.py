@@ -122,6 +122,10 @@ class Session:
         """Settings as the runtime reports them after loading (threads, precision, ...)."""
         return {}
 
+    def describe_model(self) -> dict | None:
+        """Counts the runtime reads from the loaded model (params, flops, widths), where it reads them."""
+        return None
+
     def infer(self, array: np.ndarray) -> np.ndarray:
         self.set_input(array)
         return np.asarray(self.run())
