@@ -1,19 +1,11 @@
 """The check that a structurally pruned model computes what the masked full-width model computes.
 
-Before a shrunken model is retrained, ``check_shrunk`` builds the *masked* model: a copy of
-the model it was cut from in which the removed units' kernel columns and biases, the
-normalization entries behind them and the kernel rows that read them are zero. That model
-is exactly what the narrow one should compute, so the two must agree on a probe batch; any
-slicing error (a wrong row order, a wrong offset in a concatenation) shows as a difference.
-
-The producers are masked from ``keep`` alone, the consumers from ``neurons.kept_rows``: if
-those rows were wrong the masked model would read removed (zero) units while the narrow
-model reads kept ones in their place, so the check does not depend on the code it checks.
-
-LayerNormalization renormalises over the channels it is given, so zeroing channels is not
-enough there: in the masked model each sliced LayerNormalization (nested ones too) becomes a
-masked layer norm whose mean and variance are taken over the kept channels only and whose
-removed channels come out zero. Then every model's whole output is compared exactly.
+The *masked* model is a copy of the source whose removed units' columns and biases, the
+normalization entries behind them and the kernel rows reading them are zero: exactly what the
+narrow model should compute, on a probe batch, to a tolerance. Producers are masked from ``keep``
+alone, consumers from ``neurons.kept_rows``, so a wrong row order or offset shows as a difference.
+A sliced LayerNormalization renormalises over the channels it is given: in the masked model it
+becomes one whose statistics cover the kept channels only (``masked_layer_normalization``).
 """
 
 from __future__ import annotations
@@ -41,7 +33,7 @@ def check_shrunk(source, narrow, keep: dict[str, np.ndarray], graph: DenseGraph)
 
 def masked_model(source, keep: dict[str, np.ndarray], graph: DenseGraph):
     """A copy of ``source`` whose units not in ``keep`` contribute nothing anywhere (only for the check: never saved)."""
-    import keras
+    import keras  # lazy: heavy
 
     kept_channels = {name: neurons.kept_rows(source, layout, keep, graph) for name, layout in graph.channels.items()}
     layer_norms = {name: _layer_norm_mask(find_layer(source, name), kept) for name, kept in kept_channels.items()
@@ -84,15 +76,11 @@ def _cloned(layer, layer_norms: dict[str, np.ndarray]):
 @functools.cache
 def masked_layer_normalization():
     """The class of Keras' LayerNormalization with its statistics over the kept channels (mask ``kept``) only."""
-    import keras
+    import keras  # lazy: heavy
     from keras import ops
 
     class MaskedLayerNormalization(keras.layers.LayerNormalization):
-        """``LayerNormalization`` of the kept channels alone, the removed ones zero (the last axis only).
-
-        The same formula as ``keras.ops.layer_normalization`` (epsilon inside the square root,
-        ``rms_scaling`` dividing by the variance without centring), each mean over the kept channels.
-        """
+        """``keras.ops.layer_normalization``'s formula with each mean over the kept channels; the removed ones zero."""
 
         def __init__(self, kept, **kwargs):
             super().__init__(**kwargs)
@@ -165,7 +153,7 @@ def probe_inputs(model, rows: int = PROBE_ROWS, seed: int = PROBE_SEED):
 
 
 def _outputs(model, probe) -> list[np.ndarray]:
-    import keras
+    import keras  # lazy: heavy
 
     return [np.asarray(keras.ops.convert_to_numpy(value)) for value in keras.tree.flatten(model(probe, training=False))]
 

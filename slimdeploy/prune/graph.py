@@ -1,21 +1,13 @@
 """Which Dense layers of a Keras model can lose units, and what must be sliced with them.
 
-The analysis follows, for every tensor of the model (nested models included), where each
-channel of its last axis comes from: its *layout*, a sequence of segments, each either the
-units of one group of Dense layers or channels nothing here removes (inputs, convolutions,
-embeddings). A Dense output starts a segment of its own group; element-wise layers
-(activations, Dropout), BatchNormalization/LayerNormalization over the last axis and pooling
-over positions keep the layout; Flatten repeats it once per position (row t*U + j of the
-next kernel is unit j at step t); Concatenate over the last axis joins layouts; an
-element-wise merge (Add, Subtract, Multiply, Average, Maximum, Minimum) makes the groups that
-meet position by position one group, which keeps one shared set of units (the dependency
-groups of Torch-Pruning's DepGraph). A Dense layer reading a layout has its kernel rows sliced
-by it, and a normalization layer its per-channel weights.
-
-Anything else blocks the groups that reach it: a layer that mixes channels (Reshape, a
-softmax, a Conv), a model output, a shared layer, the input of a nested model (its Input keeps
-its width when the model is rebuilt), a merge with channels nothing removes (a residual skip
-from an input). Those groups keep their units and the reason is recorded.
+Each tensor's *layout* says where every channel of its last axis comes from: a sequence of
+segments, each the units of one group of Dense layers or channels nothing removes. Element-wise
+layers, normalization over the last axis and pooling keep the layout; Flatten repeats it per
+position; Concatenate joins layouts; an element-wise merge (Add, Multiply, ...) makes the groups
+meeting in it one group with one shared set of units (Torch-Pruning's DepGraph groups). A Dense
+layer reading a layout has its kernel rows sliced by it, a normalization layer its weights.
+Anything else (a layer that mixes channels, a model output, a shared layer, a nested model's
+input, a merge with fixed channels) blocks the groups that reach it, with the reason recorded.
 """
 
 from __future__ import annotations
@@ -53,9 +45,6 @@ class DenseGraph:
     channels: dict[str, Layout] = field(default_factory=dict)      # Batch/LayerNormalization -> layout of its channels
 
 
-# ---------------------------------------------------------------- finding layers
-
-
 def all_layers(model):
     """Every layer of ``model``, nested models and the layers inside them too, in model order."""
     for layer in model.layers:
@@ -84,11 +73,8 @@ def _is_model(layer) -> bool:
     return hasattr(layer, "layers") and hasattr(layer, "inputs")
 
 
-# ---------------------------------------------------------------- analysis
-
-
 def analyze(model) -> DenseGraph:
-    import keras
+    import keras  # lazy: heavy
 
     _refuse_duplicate_names(model, keras)
     tracer = _Tracer(keras)
@@ -162,8 +148,6 @@ class _Tracer:
         self.norm_types: dict[str, str] = {}
         self.reached_output: set[int] = set()
 
-    # -------------------------------------------------------- groups
-
     def find(self, gid: int) -> int:
         while self.parent[gid] != gid:
             self.parent[gid] = self.parent[self.parent[gid]]
@@ -184,8 +168,6 @@ class _Tracer:
     @staticmethod
     def fixed(shape: tuple, origin: str) -> tuple:
         return (_Seg(None, shape[-1] if len(shape) > 1 else 1, origin=origin),)
-
-    # -------------------------------------------------------- walking
 
     def trace(self, model, inputs: list[tuple]) -> list[tuple]:
         graph = getattr(model, "_functional", None) or model  # a Sequential keeps its graph in a Functional
@@ -274,8 +256,6 @@ class _Tracer:
         segments = [segment._replace(trail=segment.trail + (label,)) if segment.gid is not None else segment
                     for layout in ins for segment in layout]
         return _joined(segments)
-
-    # -------------------------------------------------------- the result
 
     def finish(self, dense: list[str]) -> DenseGraph:
         self._block_shared()

@@ -1,10 +1,8 @@
-"""Unstructured pruning: magnitude masks over Dense kernels that hold through training.
+"""Unstructured pruning: magnitude masks (True = kept) over Dense kernels that hold through training.
 
-A mask is a boolean array shaped like the kernel (True = kept). While a masked model trains,
-each kernel carries a Keras constraint that multiplies it by its mask after every optimizer
-step, so pruned weights stay exactly zero whatever the optimizer (momentum, Adam) does.
-The constraints are removed before saving: the saved model is a plain Keras model whose
-pruned weights are exact zeros. Biases are never pruned.
+While a masked model trains, each kernel carries a constraint that multiplies it by its mask
+after every optimizer step, so pruned weights stay exactly zero whatever the optimizer does.
+The constraints are removed before saving. Biases are never pruned.
 """
 
 from __future__ import annotations
