@@ -13,9 +13,7 @@ __all__ = [*API, "__version__"]
 
 def __getattr__(name: str):
     if name in API:
-        # lazy: this file runs before any module of the package is imported; importing the API
-        # here would load every stage for `import slimdeploy.errors`, and make the package itself
-        # the top of the import graph that every module sits below.
+        # lazy: else `import slimdeploy.errors` would load every stage (and top the import graph)
         from slimdeploy import api
 
         return getattr(api, name)

@@ -1,24 +1,17 @@
 """Adoption: a user's trained Keras model becomes a run's dense model (``RUN_DIR/dense/``).
 
-The user's file is read, never written: ``dense/model.keras`` is the model re-saved (checked
-to give the same outputs), evaluated on the data's validation and test split.
-``dense/metrics.json`` is a ``DenseMetrics`` record with an ``adopted`` block
-(``records.run.AdoptedModel``) instead of a recipe: the file's path and sha256, its format,
-the training settings every later retraining uses and where each came from.
-
-An adopted model has no true θ0 (the weights before the user trained it are unknown), so
-``init.weights.h5`` holds the model re-initialised with its own layers' initializers under
-the seed: ``prune --reset init`` then means "re-initialise and retrain from scratch".
-
-Training settings come from the model's saved compile config (optimizer, learning rate,
-momentum, weight decay, loss, from_logits), else from flags, else from ``TrainingSettings``'s
-defaults; flags override the compile config, and ``training_from`` records the origin of each.
+The user's file is read, never written: ``dense/model.keras`` is the model re-saved (checked to
+give the same outputs) and evaluated; ``dense/metrics.json`` holds an ``adopted`` block
+(``records.run.AdoptedModel``) instead of a recipe. An adopted model has no true θ0, so
+``init.weights.h5`` holds it re-initialised with its own layers' initializers under the seed.
+Training settings come from the flags, else the saved compile config, else ``TrainingSettings``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -30,85 +23,77 @@ from slimdeploy.errors import UserError, WorkError
 from slimdeploy.models import (count_flops, count_params, load_model, model_format, require_single_io, save_model,
                                save_weights, saved_compile_config)
 from slimdeploy.prune.lottery import check_prune
+from slimdeploy.records.base import present
 from slimdeploy.records.run import AdoptedModel, DataInfo, DenseMetrics
 from slimdeploy.rundir import ModelDir, RunDir
-from slimdeploy.train import check_input_shape, predict, seed_everything, split_accuracies
+from slimdeploy.train import RETRAINING, TrainSettings, check_input_shape, predict, seed_everything, split_accuracies
 
-# The settings a flag may give (``prune MODEL``, ``run --model``); ``seed`` is adoption's own.
-TRAINING_FLAGS = ("optimizer", "learning_rate", "batch_size", "epochs", "loss")
+TRAINING_FLAGS = RETRAINING  # the older name
 # What describes the split a run was adopted with: the same values mean the same arrays.
 SPLIT_KEYS = ("sha256", "seed", "validation_size", "limit", "scale")
-# Rows compared between the user's model and its re-saved copy.
-CHECK_ROWS = 256
+CHECK_ROWS = 256  # rows compared between the user's model and its re-saved copy
 INIT_WEIGHTS_NOTE = ("not the true θ0: the model re-initialised with its own layers' initializers under the seed "
                      "(prune --reset init retrains from these)")
 
 
 def adopt_model(model_path, data, out_dir, *, validation_size=None, seed: int = 0, scale=None,
                 training: dict | None = None, force: bool = False, progress=None) -> dict:
-    """Write ``out_dir/dense/`` for the user's model at ``model_path`` and return its
-    ``metrics.json`` (``DenseMetrics.to_json()``).
+    """``adopt`` with the settings as keywords (``training``: those of ``RETRAINING``); returns
+    ``metrics.json``'s content. ``progress`` is accepted for symmetry with ``train_dense``."""
+    train = TrainSettings(data=data, seed=seed, validation_size=validation_size, scale=scale, **(training or {}))
+    return adopt(model_path, train, out_dir, force=force).to_json()
 
-    ``data``: the data the model was trained on (a path as ``--data`` takes, or a loaded
-    ``Dataset``); required. ``training``: flag values among ``TRAINING_FLAGS`` (None: not
-    given). ``progress`` is accepted for symmetry with ``train_dense``; nothing is trained.
-    """
+
+def adopt(model_path, train: TrainSettings, out_dir, *, force: bool = False) -> DenseMetrics:
+    """Write ``out_dir/dense/`` for the user's model at ``model_path``, trained on ``train.data``."""
     model_path = Path(model_path).expanduser()
     sha256 = fsutil.file_sha256(model_path) if model_path.is_file() else None  # of the very bytes loaded next
-    model, dataset = load_for_adoption(model_path, data, validation_size=validation_size, seed=seed, scale=scale)
-    settings, origin, ignored = training_settings(model, model_path, training or {}, seed)
+    model, dataset = load_for_adoption(model_path, train)
+    settings, origin, ignored = training_settings(model, model_path, train)
+    seed = train.seed or 0
     with fsutil.atomic_dir(RunDir(out_dir).dense.path, force=force) as staging_path:
         staging = ModelDir(staging_path)
         save_model(model, staging.model)
         _check_same_outputs(model, staging.model, dataset.x_test[:CHECK_ROWS], model_path)
         save_weights(reinitialised(model, seed), staging.init_weights)
         metrics = DenseMetrics(
-            model="dense",
-            **split_accuracies(model, dataset),
-            params=count_params(model),
-            flops=count_flops(model),
-            seed=seed,
-            data=DataInfo.from_json(dataset.describe()),
+            model="dense", **split_accuracies(model, dataset), params=count_params(model), flops=count_flops(model),
+            seed=seed, data=DataInfo.from_json(dataset.describe()),
             adopted=AdoptedModel(
                 source=str(model_path.resolve()), sha256=sha256, format=model_format(model_path),
                 theta0=False, init_weights=INIT_WEIGHTS_NOTE, training=dataclasses.asdict(settings),
                 training_from=origin, **({"ignored": ignored} if ignored else {}),
-                validation=validation_origin(dataset),
-            ),
-            versions=environment.library_versions(),
-        )
+                validation=validation_origin(dataset)),
+            versions=environment.library_versions())
         metrics.save(staging.metrics)
-    return metrics.to_json()
+    return metrics
 
 
-def load_for_adoption(model_path: Path, data, *, validation_size=None, seed: int = 0, scale=None, limit=None):
-    """The user's model (safe mode) and the data, checked to fit each other: one-line errors
-    for a missing ``data``, a file that is no model, inputs or labels the model cannot take.
-    ``limit``: at most that many training and test rows (``data.load_dataset``)."""
-    if data is None:
+def load_for_adoption(model_path: Path, train: TrainSettings):
+    """The user's model (safe mode) and ``train.data`` (a path, or a ``Dataset``), checked to fit
+    each other: one-line errors for missing data, a file that is no model, inputs or labels the
+    model cannot take."""
+    if train.data is None:
         raise UserError(f"adopting {model_path} needs --data: the data it was trained on (an .npz, a folder of "
                         "class-named image folders, or the Fashion-MNIST directory)")
     model = load_model(model_path, "model")
     require_single_io(model, model_path, "model")
-    if isinstance(data, Dataset):
-        dataset = data
-    else:
-        dataset = load_dataset(data, validation_size, seed, limit=limit, scale=scale,
-                               input_shape=tuple(model.input_shape[1:]))
+    dataset = train.data if isinstance(train.data, Dataset) else load_dataset(
+        train.data, train.validation_size, train.seed or 0, limit=train.limit, scale=train.scale,
+        input_shape=tuple(model.input_shape[1:]))
     check_input_shape(model, dataset, f"model {model_path}")
     return model, dataset
 
 
 def reinitialised(model, seed: int):
     """The same architecture with fresh weights from its own layers' initializers (seeded)."""
-    import keras
+    import keras  # lazy: heavy
 
     seed_everything(seed)
     return keras.models.clone_model(model)
 
 
 def _check_same_outputs(model, saved_path: Path, rows: np.ndarray, source: Path) -> None:
-    """The re-saved file must be the user's model: the same outputs on a few test rows."""
     if not len(rows):
         return
     again = load_model(saved_path, "re-saved model")
@@ -117,18 +102,12 @@ def _check_same_outputs(model, saved_path: Path, rows: np.ndarray, source: Path)
         raise WorkError(f"re-saving {source} as .keras changed its outputs (max |diff| {difference:.3g})")
 
 
-# ---------------------------------------------------------------- training settings
-
-
-def training_settings(model, model_path: Path, flags: dict, seed: int) -> tuple[TrainingSettings, dict, list]:
+def training_settings(model, model_path: Path, train: TrainSettings) -> tuple[TrainingSettings, dict, list]:
     """The settings retraining uses, where each came from, and what of the saved compile
     config was left unused (with why)."""
     values, ignored = _from_compile_config(saved_compile_config(model_path))
     origin = {key: "compile_config" for key in values}
-    given = {key: value for key, value in flags.items() if value is not None}
-    unknown = sorted(set(given) - set(TRAINING_FLAGS))
-    if unknown:
-        raise ValueError(f"not training flags: {', '.join(unknown)}")
+    given = {key: value for key, value in train.retraining().items() if value is not None}
     values.update(given)
     origin.update({key: "flags" for key in given})
     # Only a cross-entropy takes logits (train.make_loss); the last layer says which it gets.
@@ -136,7 +115,7 @@ def training_settings(model, model_path: Path, flags: dict, seed: int) -> tuple[
         logits = _logits_from_last_layer(model)
         if logits is not None:
             values["from_logits"], origin["from_logits"] = logits, "last_layer"
-    values["seed"] = seed
+    values["seed"] = train.seed or 0
     defaults = dataclasses.asdict(TrainingSettings())
     origin.update({key: "defaults" for key in defaults if key not in origin and key != "seed"})
     origin["seed"] = "adoption"
@@ -149,8 +128,7 @@ _OPTIMIZER_NAMES = {class_name: name for name, class_name in OPTIMIZER_CLASSES.i
 
 def _from_compile_config(config: dict | None) -> tuple[dict, list]:
     """TrainingSettings values a saved compile config gives, and notes on what it could not give."""
-    values: dict = {}
-    ignored: list[str] = []
+    values, ignored = {}, []
     if not isinstance(config, dict):
         return values, ignored
     optimizer = config.get("optimizer")
@@ -196,8 +174,7 @@ def _saved_float(value: float) -> float:
 
 
 def _loss_values(loss, ignored: list) -> dict:
-    """``loss`` (a name) and ``from_logits`` from a saved loss: a name (probabilities, as
-    Keras reads a name), or a loss object's config."""
+    """``loss`` and ``from_logits`` from a saved loss: a name (probabilities, as Keras reads it) or a config."""
     if isinstance(loss, str):
         name, options = loss, {}
     elif isinstance(loss, dict) and loss.get("class_name") == "function" and isinstance(loss.get("config"), str):
@@ -217,9 +194,8 @@ def _loss_values(loss, ignored: list) -> dict:
 
 
 def _logits_from_last_layer(model) -> bool | None:
-    """softmax or sigmoid at the end: probabilities (False); no activation: logits (True);
-    anything else: unknown (None, the default is used)."""
-    import keras
+    """softmax or sigmoid at the end: probabilities (False); no activation: logits (True); else None."""
+    import keras  # lazy: heavy
 
     layer = model.outputs[0]._keras_history.operation
     if isinstance(layer, keras.layers.Softmax):
@@ -228,26 +204,7 @@ def _logits_from_last_layer(model) -> bool | None:
     return {"softmax": False, "sigmoid": False, "linear": True}.get(activation)
 
 
-# ---------------------------------------------------------------- reusing an adopted run
-
-
-def adopted_here(run_dir, model_path: Path, dataset: Dataset, flags: dict, *, force: bool) -> bool:
-    """Whether ``RUN_DIR/dense`` already holds this very adoption (the same model and data
-    sha256, split and training flags): then it is reused, with or without ``force``. A dense
-    model of another kind or origin is a one-line error, unless ``force`` (then False: the
-    caller adopts again)."""
-    run = RunDir(run_dir)
-    if not run.dense.path.exists():
-        return False
-    problem = _other_adoption(run, model_path, dataset, flags)
-    if problem is None:
-        return True
-    if force:
-        return False
-    raise UserError(f"{run.dense.path} holds {problem}; pass --force to replace it, or give another --out")
-
-
-def _other_adoption(run: RunDir, model_path: Path, dataset: Dataset, flags: dict) -> str | None:
+def _other_adoption(run: RunDir, model_path: Path, dataset: Dataset, train: TrainSettings) -> str | None:
     """How ``run``'s dense model differs from adopting ``model_path`` on ``dataset``, or None."""
     metrics = runinfo.dense_metrics(run.root)
     adopted = metrics.adopted
@@ -255,53 +212,48 @@ def _other_adoption(run: RunDir, model_path: Path, dataset: Dataset, flags: dict
         return f"a model trained from a recipe, not {model_path}"
     if adopted.sha256 != fsutil.file_sha256(model_path):
         return f"another model ({adopted.source}, sha256 {adopted.sha256[:12]}…), not {model_path}"
-    recorded, wanted = metrics.data or DataInfo(), dataset.describe()
-    changed = [key for key in SPLIT_KEYS if recorded.get(key) != wanted.get(key)]
+    recorded, wanted = metrics.data or DataInfo(), DataInfo.from_json(dataset.describe())
+    changed = [key for key in SPLIT_KEYS if present(getattr(recorded, key)) != present(getattr(wanted, key))]
     # --epochs is also the prune's own setting (epochs per round), so it may change between prunes.
-    changed += [key for key, value in flags.items() if value is not None and key != "epochs"
+    changed += [key for key, value in train.retraining().items() if value is not None and key != "epochs"
                 and (adopted.training or {}).get(key) != value]
     if changed:
         return f"{model_path} adopted with other data or settings ({', '.join(changed)})"
     return None
 
 
-def replace_derived(run_dir) -> None:
-    """Before another model is adopted into ``run_dir`` (``--force``): remove what the stages
-    after ``dense/`` made from the model it replaces, so no result describes the wrong model."""
-    import shutil
-
-    run = RunDir(run_dir)
-    if not run.dense.path.exists():
-        return
-    for path in run.derived_paths():
-        if path.is_dir():
-            shutil.rmtree(path)
-        elif path.exists():
-            path.unlink()
-
-
-def adopt_for_pruning(model_file, data, run_dir, prune_settings, *, seed: int = 0, validation_size=None, scale=None,
-                      training: dict | None = None, resume: bool = False, force: bool = False) -> Dataset:
+def adopt_for_pruning(model_file, run_dir, prune_settings, train: TrainSettings, *, resume: bool = False,
+                      force: bool = False) -> Dataset:
     """Adopt ``model_file`` into ``run_dir/dense`` (or reuse the same adoption there), check that
     each of ``prune_settings`` can prune it, and return the loaded data. If a check fails before
     pruning starts, nothing this call made is left."""
     model_file = Path(model_file).expanduser()
-    flags = training or {}
-    _, dataset = load_for_adoption(model_file, data, validation_size=validation_size, seed=seed, scale=scale)
+    _, dataset = load_for_adoption(model_file, train)
     run = RunDir(run_dir)
     with fsutil.remove_if_created(run.root, on=(UserError,)), fsutil.remove_if_created(run.dense.path, on=(UserError,)):
-        adopt_or_reuse(model_file, dataset, run.root, flags, seed=seed, force=force)
+        adopt_or_reuse(model_file, dataset, run.root, train, force=force)
         for settings in prune_settings:  # the model's own refusals (no Dense layer, unreachable --target)
             check_prune(run.root, settings, resume=resume, force=force, data=dataset)
     return dataset
 
 
-def adopt_or_reuse(model_file, dataset: Dataset, run_dir, flags: dict, *, seed: int = 0, force: bool = False) -> None:
-    """Adopt ``model_file`` into ``run_dir``, unless the same adoption is there already; with
-    ``force``, another model there is replaced together with everything made from it."""
-    if not adopted_here(Path(run_dir), Path(model_file), dataset, flags, force=force):
-        replace_derived(run_dir)
-        adopt_model(model_file, dataset, run_dir, seed=seed, training=flags, force=force)
+def adopt_or_reuse(model_file, dataset: Dataset, run_dir, train: TrainSettings, *, force: bool = False) -> None:
+    """Adopt ``model_file`` into ``run_dir``, unless this very adoption (the same model and data
+    sha256, split and training flags) is there already. Another dense model there is a one-line
+    error, or with ``force`` replaced together with everything made from it."""
+    run = RunDir(run_dir)
+    if run.dense.path.exists():
+        problem = _other_adoption(run, Path(model_file), dataset, train)
+        if problem is None:
+            return
+        if not force:
+            raise UserError(f"{run.dense.path} holds {problem}; pass --force to replace it, or give another --out")
+        for path in run.derived_paths():  # no result may describe the model it replaces
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+    adopt(model_file, dataclasses.replace(train, data=dataset), run_dir, force=force)
 
 
 def validation_origin(dataset: Dataset) -> str:

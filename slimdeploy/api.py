@@ -20,11 +20,10 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from slimdeploy.adopt import TRAINING_FLAGS, adopt_for_pruning, adopt_or_reuse, load_for_adoption
+from slimdeploy.adopt import adopt_for_pruning, adopt_or_reuse, load_for_adoption
 from slimdeploy.bench.api import run_bench
 from slimdeploy.bench.settings import BenchSettings
-from slimdeploy.config import check_recipe_data, load_recipe
-from slimdeploy.data import load_dataset
+from slimdeploy.config import DEFAULT_RECIPE
 from slimdeploy.dirlock import DirectoryLock
 from slimdeploy.errors import UserError
 from slimdeploy.export.api import export_source
@@ -38,45 +37,40 @@ from slimdeploy.records.run import DenseMetrics
 from slimdeploy.report.api import make_report as write_report
 from slimdeploy.report.settings import ReportSettings
 from slimdeploy.rundir import RunDir
-from slimdeploy.train import train_dense
+from slimdeploy.train import RETRAINING, TrainSettings, train_dense
 
 
 def adopt_model(model, data, out=None, *, seed: int = 0, validation_size=None, scale=None, force: bool = False,
                 **training):
-    """Make ``out`` (default ``runs/<model stem>``) a run directory whose dense model is the
-    trained ``model`` file (.keras or legacy .h5), evaluated on ``data``; the same adoption
-    there is reused, another model is replaced (with what was made from it) only with
-    ``force``. ``training``: optimizer, learning_rate, batch_size, epochs, loss for later
-    retraining (default: the model's saved compile config). Returns ``records.run.DenseMetrics``."""
-    _refuse_unknown(training, TRAINING_FLAGS, "adopt_model")
+    """Make ``out`` (default ``runs/<model stem>``) a run directory whose dense model is the trained
+    ``model`` file (.keras or legacy .h5), evaluated on ``data``; the same adoption there is reused,
+    another model is replaced only with ``force``. ``training``: the ``RETRAINING`` settings (default:
+    the model's saved compile config). Returns ``records.run.DenseMetrics``."""
+    _refuse_unknown(training, RETRAINING, "adopt_model")
     out = Path(out) if out is not None else Path("runs") / Path(model).stem
-    _, dataset = load_for_adoption(Path(model), data, validation_size=validation_size, seed=seed, scale=scale)
+    train = TrainSettings(data=data, seed=seed, validation_size=validation_size, scale=scale, **training)
+    _, dataset = load_for_adoption(Path(model), train)
     with DirectoryLock(out, stage="adopt"):  # one writer of the run directory at a time
-        adopt_or_reuse(model, dataset, out, training, seed=seed, force=force)
+        adopt_or_reuse(model, dataset, out, train, force=force)
         return DenseMetrics.load(RunDir(out).dense_metrics)
 
 
-def train_model(recipe: str = "fashion_mlp", out=None, *, data=None, epochs: int | None = None, seed: int | None = None,
-                limit: int | None = None, force: bool = False, progress=None):
+def train_model(recipe: str = DEFAULT_RECIPE, out=None, *, force: bool = False, progress=None, **settings):
     """Train a recipe (a name from ``models/`` or a TOML path) into ``out`` (default
-    ``runs/<recipe name>``). Returns ``records.run.DenseMetrics``."""
-    chosen = load_recipe(recipe).with_training(epochs=epochs, seed=seed)
-    check_recipe_data(chosen, data)
-    dataset = load_dataset(data, chosen.dataset.validation_size, chosen.training.seed, limit=limit,
-                           scale=chosen.dataset.scale, input_shape=chosen.input_shape)
-    out = Path(out) if out is not None else Path("runs") / chosen.name
-    return DenseMetrics.from_json(train_dense(chosen, dataset, out, force=force, progress=progress))
+    ``runs/<recipe name>``); ``settings``: ``TrainSettings`` fields (data, epochs, seed, limit, ...).
+    Returns ``records.run.DenseMetrics``."""
+    _refuse_unknown(settings, _field_names(TrainSettings) - {"recipe", "model"}, "train_model")
+    return train_dense(*TrainSettings(recipe=recipe, **settings).prepare(out, force=force), force=force,
+                       progress=progress)
 
 
 def prune_model(source, *, data=None, out=None, mode: str = "structured", seed: int = 0, validation_size=None,
                 scale=None, resume: bool = False, force: bool = False, progress=None, **settings):
-    """Prune a run directory, or adopt a trained model file (with ``data``) into ``out`` and
-    prune it. ``mode``: structured, unstructured or both; ``settings``: ``PruneSettings``
-    fields (rounds, rate, target, reset, max_drop, epochs, ...) and, when adopting, the
-    training settings (optimizer, learning_rate, batch_size, loss). Returns the
-    ``records.lottery.LotteryRecord`` (with mode "both": a dict of them by mode)."""
+    """Prune a run directory, or adopt a trained model file (with ``data``) into ``out`` and prune it.
+    ``mode``: structured, unstructured or both; ``settings``: ``PruneSettings`` fields and, when
+    adopting, the ``RETRAINING`` ones. Returns the ``records.lottery.LotteryRecord`` (mode "both": by mode)."""
     modes = ("structured", "unstructured") if mode == "both" else (mode,)
-    training = {key: settings.pop(key) for key in TRAINING_FLAGS if key in settings and key != "epochs"}
+    training = {key: settings.pop(key) for key in RETRAINING if key in settings and key != "epochs"}
     _refuse_unknown(settings, _field_names(PruneSettings) - {"mode"}, "prune_model")
     path = Path(source).expanduser()
     adopting = model_format(path) is not None and not path.is_dir()
@@ -88,9 +82,9 @@ def prune_model(source, *, data=None, out=None, mode: str = "structured", seed: 
     with DirectoryLock.when(adopting, run_dir, stage="prune"):
         if adopting:
             # As in the CLI: --epochs is both the retraining per round and the recorded training epochs.
-            training["epochs"] = settings.get("epochs")
-            data = adopt_for_pruning(path, data, run_dir, all_settings, seed=seed, validation_size=validation_size,
-                                     scale=scale, training=training, resume=resume, force=force)
+            train = TrainSettings(data=data, seed=seed, validation_size=validation_size, scale=scale,
+                                  epochs=settings.get("epochs"), **training)
+            data = adopt_for_pruning(path, run_dir, all_settings, train, resume=resume, force=force)
         records = {chosen.mode: LotteryRecord.from_json(prune_run(run_dir, chosen, resume=resume, force=force,
                                                                   progress=progress, data=data))
                    for chosen in all_settings}
@@ -101,8 +95,7 @@ def export_models(source, *, out=None, data=None, force: bool = False, resume: b
                   **settings):
     """Export a run directory or a model file; ``settings``: ``ExportSettings`` fields
     (targets, precision, opset, ...). Returns ``records.export.ExportManifest``."""
-    _refuse_unknown(settings, _field_names(ExportSettings), "export_models")
-    chosen = ExportSettings(**settings).validated()
+    chosen = _settings(ExportSettings, settings, "export_models")
     return ExportManifest.from_json(export_source(source, chosen, out, force=force, resume=resume, progress=progress,
                                                   data=data))
 
@@ -113,16 +106,19 @@ def bench_models(*sources, out=None, force: bool = False, resume: bool = False, 
     Returns ``records.bench.BenchResults``."""
     if not sources:
         raise UserError("bench_models: give at least one run directory, export directory or artifact")
-    _refuse_unknown(settings, _field_names(BenchSettings), "bench_models")
-    chosen = BenchSettings(**settings).validated()
+    chosen = _settings(BenchSettings, settings, "bench_models")
     return run_bench([str(source) for source in sources], chosen, out, force=force, resume=resume, progress=progress)
 
 
 def make_report(source, *, out=None, force: bool = False, **settings) -> list[Path]:
     """Write the report of a run directory or bench.json; ``settings``: ``ReportSettings``
     fields (formats, baseline, ...). Returns the paths written."""
-    _refuse_unknown(settings, _field_names(ReportSettings), "make_report")
-    return write_report(source, ReportSettings(**settings).validated(), out, force=force)
+    return write_report(source, _settings(ReportSettings, settings, "make_report"), out, force=force)
+
+
+def _settings(cls, given: dict, where: str):
+    _refuse_unknown(given, _field_names(cls), where)
+    return cls(**given).validated()
 
 
 def _field_names(cls) -> set[str]:

@@ -1,12 +1,7 @@
-"""Recipes: what model to build and how to train it, read from TOML.
+"""Recipes: what model to build and how to train it, read from TOML and echoed into every output.
 
-A recipe names the dataset, the layers, the optimizer, learning rate, batch size,
-epochs and seed. Defaults live here, in one place, and the resolved recipe is echoed
-into every output so each result says how it was made.
-
-Recipes are strict: a key slimdeploy does not know, or a value of the wrong type, is a
-one-line ``UserError`` naming the key and its table; nothing is silently ignored. Keras
-objects (activations, initializers, regularizers, losses) are named, and resolved only
+Recipes are strict: an unknown key or a value of the wrong type is a one-line ``UserError``.
+Keras objects (activations, initializers, regularizers, losses) are named, and resolved only
 through Keras's built-in registries: a recipe can never make slimdeploy import or run code.
 """
 
@@ -20,46 +15,28 @@ from typing import Any, Callable
 
 from slimdeploy.errors import UserError
 from slimdeploy.fsutil import read_toml
+from slimdeploy.settings_base import is_int
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_RECIPE = "fashion_mlp"
 
 
-@dataclass(frozen=True)
-class LayerType:
-    """The keys a layer table needs and may have, besides ``type`` and ``name``."""
-
-    required: tuple[str, ...] = ()
-    optional: tuple[str, ...] = ()
-
-    @property
-    def allowed(self) -> list[str]:
-        return sorted({"type", "name", *self.required, *self.optional})
-
-
 # What users set on the kernel layers of their Sequential models.
 _KERNEL_KEYS = ("activation", "kernel_initializer", "kernel_regularizer", "use_bias")
-LAYER_TYPES = {
-    "flatten": LayerType(),
-    "reshape": LayerType(("target_shape",)),
-    "dense": LayerType(("units",), _KERNEL_KEYS),
-    "conv2d": LayerType(("filters", "kernel_size"), (*_KERNEL_KEYS, "padding")),
-    "maxpool2d": LayerType((), ("pool_size",)),
-    "dropout": LayerType(("rate",)),
-    "batchnorm": LayerType(),
-    "layer_normalization": LayerType(),
-    "activation": LayerType(("activation",)),
-    "embedding": LayerType(("input_dim", "output_dim")),
-    "global_average_pooling1d": LayerType(),
-    "global_average_pooling2d": LayerType(),
+# Per layer type: the keys its table needs, and those it may have besides ``type`` and ``name``.
+LAYER_TYPES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "flatten": ((), ()), "reshape": (("target_shape",), ()), "dense": (("units",), _KERNEL_KEYS),
+    "conv2d": (("filters", "kernel_size"), (*_KERNEL_KEYS, "padding")), "maxpool2d": ((), ("pool_size",)),
+    "dropout": (("rate",), ()), "batchnorm": ((), ()), "layer_normalization": ((), ()),
+    "activation": (("activation",), ()), "embedding": (("input_dim", "output_dim"), ()),
+    "global_average_pooling1d": ((), ()), "global_average_pooling2d": ((), ()),
 }
 RECIPE_KEYS = ("name", "description", "model", "dataset", "training")
 MODEL_KEYS = ("input_shape", "input_dtype", "layers")
 INPUT_DTYPES = ("float32", "int32", "int64")  # integers: token ids for an Embedding
 # npz: the arrays of --data FILE.npz; image_folder: --data DIR of class-named image folders
 DATASETS = ("fashion_mnist", "npz", "image_folder")
-# The optimizers Keras users save most (train.make_optimizer builds each); an adopted model's
-# compile config names one by its Keras class (OPTIMIZER_CLASSES).
+# The optimizers Keras users save most, by their Keras class (an adopted model's compile config names that).
 OPTIMIZER_CLASSES = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "rmsprop": "RMSprop"}
 OPTIMIZERS = tuple(OPTIMIZER_CLASSES)
 
@@ -96,10 +73,6 @@ class Recipe:
     description: str = ""
     path: str | None = None
 
-    def with_training(self, **changes: Any) -> "Recipe":
-        changes = {k: v for k, v in changes.items() if v is not None}
-        return dataclasses.replace(self, training=dataclasses.replace(self.training, **changes))
-
     def to_dict(self) -> dict:
         """The record echoed into metrics.json; ``recipe_from_record`` reads it back."""
         return dataclasses.asdict(self)
@@ -127,8 +100,7 @@ def load_recipe(name_or_path: str | None = None) -> Recipe:
 
 
 def recipe_from_record(record: Any, source: str) -> Recipe:
-    """The inverse of ``Recipe.to_dict()`` (the ``recipe`` in ``dense/metrics.json``): its
-    model fields go back into ``[model]``; its ``path`` says where it was read, it is no key."""
+    """The inverse of ``Recipe.to_dict()`` (``dense/metrics.json``'s ``recipe``)."""
     if not isinstance(record, dict):
         raise UserError(f"recipe {source}: must be a table")
     raw = {key: value for key, value in record.items() if key not in (*MODEL_KEYS, "path")}
@@ -137,17 +109,13 @@ def recipe_from_record(record: Any, source: str) -> Recipe:
 
 
 def training_from_record(record: Any, source: str) -> TrainingSettings:
-    """Training settings from a table of them (an adopted run's ``adopted.training`` in
-    metrics.json), checked key by key as a recipe's ``[training]`` is."""
-    def fail(message: str) -> UserError:
-        return UserError(f"{source}: {message}")
-
-    return _table({"training": record}, "training", TrainingSettings, TRAINING_VALUES, fail)
+    """Training settings from a table of them (``adopted.training``), checked as a recipe's ``[training]``."""
+    return _table({"training": record}, "training", TrainingSettings, TRAINING_VALUES,
+                  lambda message: UserError(f"{source}: {message}"))
 
 
 def check_recipe_data(recipe: Recipe, data: str | Path | None) -> None:
-    """``dataset.name = "npz"`` trains on ``--data FILE.npz``, ``"image_folder"`` on ``--data DIR``:
-    never fall back to Fashion-MNIST."""
+    """A recipe of an .npz or image folders never falls back to Fashion-MNIST."""
     name = recipe.dataset.name
     given = "no --data" if data is None else f"--data {data}"
     if name == "npz" and (data is None or Path(data).suffix != ".npz"):
@@ -159,7 +127,6 @@ def check_recipe_data(recipe: Recipe, data: str | Path | None) -> None:
 
 
 def recipe_from_dict(raw: Any, source: str = "<dict>") -> Recipe:
-    """A recipe from its TOML tables; every key is checked, none is ignored."""
     def fail(message: str) -> UserError:
         return UserError(f"recipe {source}: {message}")
 
@@ -183,16 +150,9 @@ def recipe_from_dict(raw: Any, source: str = "<dict>") -> Recipe:
     for key in ("name", "description"):
         if not isinstance(raw.get(key, ""), str):
             raise fail(f"{key} must be a string, got {raw[key]!r}")
-    return Recipe(
-        name=raw.get("name") or Path(source).stem,
-        input_shape=tuple(input_shape),
-        layers=layers,
-        input_dtype=input_dtype,
-        dataset=dataset,
-        training=training,
-        description=raw.get("description", ""),
-        path=source,
-    )
+    return Recipe(name=raw.get("name") or Path(source).stem, input_shape=tuple(input_shape), layers=layers,
+                  input_dtype=input_dtype, dataset=dataset, training=training,
+                  description=raw.get("description", ""), path=source)
 
 
 def layer_label(index: int, spec: dict) -> str:
@@ -215,9 +175,9 @@ def _checked_layers(layers: Any, input_dtype: str, fail) -> tuple[dict, ...]:
         kind = layer.get("type") if isinstance(layer, dict) else None
         if not isinstance(kind, str) or kind not in LAYER_TYPES:
             raise fail(f"model.layers[{index}]: type must be one of {', '.join(LAYER_TYPES)}, got {kind!r}")
-        where = layer_label(index, layer)
-        refuse_unknown_keys(layer, LAYER_TYPES[kind].allowed, where, fail)
-        for key in LAYER_TYPES[kind].required:
+        where, (required, optional) = layer_label(index, layer), LAYER_TYPES[kind]
+        refuse_unknown_keys(layer, sorted({"type", "name", *required, *optional}), where, fail)
+        for key in required:
             if key not in layer:
                 raise fail(f"{where} needs '{key}'")
         _check_values({k: v for k, v in layer.items() if k != "type"}, LAYER_VALUES, f"{where}: ", fail)
@@ -234,8 +194,7 @@ def _checked_layers(layers: Any, input_dtype: str, fail) -> tuple[dict, ...]:
 
 
 def _check_logits(training: TrainingSettings, layers: tuple[dict, ...], fail) -> None:
-    """``from_logits`` needs a cross-entropy loss (train.make_loss builds its class from the
-    snake_case name) and a last layer that does not already squash its outputs."""
+    """``from_logits`` needs a snake_case cross-entropy loss (train.make_loss) and unsquashed outputs."""
     if not training.from_logits:
         return
     if not (training.loss.endswith("_crossentropy") and training.loss.islower()):
@@ -258,29 +217,26 @@ def _table(raw: dict, key: str, cls: type, checks: dict, fail) -> Any:
 
 
 def _check_values(table: dict, checks: dict, prefix: str, fail) -> None:
-    """Each value against its key's check: ``checks[key] = (is_valid, what it must be)``."""
+    """``checks[key] = (is_valid, what it must be)``."""
     for key, value in table.items():
         is_valid, wanted = checks[key]
         if not is_valid(value):
             raise fail(f"{prefix}{key} must be {wanted}, got {value!r}")
 
 
-# --- Keras objects by name, through Keras's built-in registries only --------------------------
-
 # By name, Keras's l1 and l2 penalize with a factor of 0.01, and so did Keras 2's l1_l2 (what
 # tutorials write); Keras 3 registers it as l1l2 with both factors 0, a penalty of nothing.
 _L1L2_NAMES = ("l1_l2", "l1l2", "L1L2")
 
 
+# lazy: heavy (keras) in the four below.
 def keras_activation(name: Any):
-    """A Keras built-in activation by name (``relu``); ValueError for anything else."""
     import keras
 
     return keras.activations.get(_registry_name(name))
 
 
 def keras_initializer(name: Any):
-    """A Keras built-in initializer by name (``he_normal``); ValueError for anything else."""
     import keras
 
     initializer = keras.initializers.get(_registry_name(name))
@@ -290,8 +246,7 @@ def keras_initializer(name: Any):
 
 
 def keras_regularizer(value: Any):
-    """A Keras built-in regularizer: a name (``l2``, Keras's default factor) or a table of
-    factors (``{l2 = 0.001}``, ``{l1 = 0.001, l2 = 0.01}``); ValueError for anything else."""
+    """A name (``l2``, Keras's default factor) or a table of factors (``{l2 = 0.001}``)."""
     import keras
 
     if value in _L1L2_NAMES:
@@ -304,15 +259,13 @@ def keras_regularizer(value: Any):
 
 
 def keras_loss(name: Any):
-    """A Keras built-in loss by name (``sparse_categorical_crossentropy``)."""
     import keras
 
     return keras.losses.get(_registry_name(name))
 
 
 def _regularizer_config(factors: dict) -> dict:
-    """Keras's config of L1, L2 or L1L2 for a table of factors. Built here from numbers, so a
-    recipe's table never reaches Keras's deserializer (whose ``module`` key imports code)."""
+    """Built here from numbers: a recipe's table never reaches Keras's deserializer (which imports code)."""
     if not factors or set(factors) - {"l1", "l2"} or not all(_is_number(v) and v >= 0 for v in factors.values()):
         raise ValueError(f"not a table of l1/l2 factors: {factors!r}")
     class_name = "L1L2" if len(factors) == 2 else next(iter(factors)).upper()
@@ -337,32 +290,23 @@ def _resolves(resolver: Callable[[Any], Any]) -> Callable[[Any], bool]:
     return is_valid
 
 
-# --- What each key takes ----------------------------------------------------------------------
-
 def _positive_int(value: Any) -> bool:
-    return _is_int(value) and value > 0
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    return is_int(value) and value > 0
 
 
 def _is_number(value: Any) -> bool:
-    return _is_int(value) or (isinstance(value, float) and math.isfinite(value))
+    return is_int(value) or (isinstance(value, float) and math.isfinite(value))
 
 
 def _size(value: Any) -> bool:
-    """A window size: one positive integer, or [height, width]."""
     return _positive_int(value) or (isinstance(value, list) and len(value) == 2 and all(map(_positive_int, value)))
 
 
 POSITIVE_INT = (_positive_int, "a positive integer")
 LAYER_VALUES = {
     "name": (lambda v: isinstance(v, str) and v != "", "a non-empty string"),
-    "units": POSITIVE_INT,
-    "filters": POSITIVE_INT,
+    "units": POSITIVE_INT, "filters": POSITIVE_INT, "output_dim": POSITIVE_INT,
     "input_dim": (_positive_int, "a positive integer (the number of distinct token ids)"),
-    "output_dim": POSITIVE_INT,
     "kernel_size": (_size, "a positive integer or a list of two"),
     "pool_size": (_size, "a positive integer or a list of two"),
     "target_shape": (lambda v: isinstance(v, list) and bool(v) and all(map(_positive_int, v)),
@@ -381,26 +325,23 @@ TRAINING_VALUES = {
     "learning_rate": (lambda v: _is_number(v) and v > 0, "a positive number"),
     "momentum": (lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)"),
     "weight_decay": (lambda v: v is None or (_is_number(v) and v >= 0), "a non-negative number"),
-    "batch_size": POSITIVE_INT,
-    "epochs": POSITIVE_INT,
-    "seed": (lambda v: _is_int(v) and v >= 0, "a non-negative integer"),
+    "batch_size": POSITIVE_INT, "epochs": POSITIVE_INT,
+    "seed": (lambda v: is_int(v) and v >= 0, "a non-negative integer"),
     "loss": (_resolves(keras_loss), "a Keras loss name (e.g. sparse_categorical_crossentropy)"),
     "from_logits": (lambda v: isinstance(v, bool), "true or false"),
 }
 DATASET_VALUES = {
     "name": (lambda v: v in DATASETS, "fashion_mnist (the default), npz (the arrays of --data FILE.npz) or "
              "image_folder (--data DIR of class-named image folders)"),
-    # None is what metrics.json holds for the default (TOML has no null: leave the key out).
-    "validation_size": (lambda v: v is None or (_is_int(v) and v >= 0) or (isinstance(v, float) and 0 < v < 1),
+    # None (the default, and no scaling below) is what metrics.json holds; TOML leaves the key out.
+    "validation_size": (lambda v: v is None or (is_int(v) and v >= 0) or (isinstance(v, float) and 0 < v < 1),
                         "a non-negative integer (rows) or a fraction in (0, 1)"),
-    # None is what metrics.json holds for "no scaling" (TOML has no null: leave the key out).
     "scale": (lambda v: v is None or (_is_number(v) and v > 0), "a positive number (the inputs are divided by it)"),
 }
 
 
 def refuse_changed_settings(path, verb: str, recorded: dict, wanted: dict, keys) -> None:
-    """``--resume`` continues only work made with the same settings: one line naming each
-    of ``keys`` whose ``recorded`` value differs from the ``wanted`` one."""
+    """``--resume`` continues only work made with the same settings: one line naming each change."""
     changed = [key for key in keys if recorded.get(key) != wanted[key]]
     if changed:
         detail = ", ".join(f"{key} {recorded.get(key)!r} -> {wanted[key]!r}" for key in changed)

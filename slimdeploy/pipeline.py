@@ -1,10 +1,7 @@
 """`slimdeploy run`: train (or adopt a trained model) -> prune (both modes) -> export -> bench
--> report in one run directory, resumable stage by stage.
-
-The whole configuration is one TOML document with a table per stage; every table is a
-stage's settings dataclass, so defaults live with the stage and `--print-config` shows
-them. Finished stages are recorded in ``RUN_DIR/run.json``; ``--resume`` skips them and
-lets the unfinished stage resume its own work (pruning rounds, benchmark cells).
+-> report in one run directory. The configuration is one TOML document with a table per stage's
+settings dataclass. Finished stages are recorded in ``RUN_DIR/run.json``; ``--resume`` skips them
+and lets the unfinished stage resume its own work (pruning rounds, benchmark cells).
 """
 
 from __future__ import annotations
@@ -15,147 +12,44 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import tomli_w
+
 from slimdeploy import dirlock, environment, fsutil
-from slimdeploy.adopt import adopt_model, load_for_adoption
+from slimdeploy.adopt import adopt
 from slimdeploy.bench.api import run_bench
 from slimdeploy.bench.settings import BenchSettings
-from slimdeploy.config import (DATASET_VALUES, DEFAULT_RECIPE, TRAINING_VALUES, check_recipe_data, keras_loss,
-                               load_recipe, resolve_recipe_path)
-from slimdeploy.data import load_dataset
+from slimdeploy.config import DEFAULT_RECIPE
 from slimdeploy.errors import UserError
 from slimdeploy.export.api import ExportFailed, export_source
 from slimdeploy.export.settings import ExportSettings
-from slimdeploy.models import MODEL_SUFFIXES, check_model_file
 from slimdeploy.progress import console
 from slimdeploy.prune.lottery import prune_run
 from slimdeploy.prune.settings import PruneSettings, default_reset
 from slimdeploy.quiet import import_tensorflow
+from slimdeploy.records.export import ExportManifest
 from slimdeploy.records.pipeline import RunRecord
 from slimdeploy.report.api import make_report
 from slimdeploy.report.settings import ReportSettings
 from slimdeploy.rundir import MODES as PRUNE_MODES
 from slimdeploy.rundir import RunDir
-from slimdeploy.settings_base import Settings, is_int, setting
-from slimdeploy.train import train_dense
+from slimdeploy.train import TrainSettings, train_dense
 
+TrainStage = TrainSettings  # the [train] table's older name
+STAGE_CLASSES = {"train": TrainSettings, "prune": PruneSettings, "export": ExportSettings, "bench": BenchSettings,
+                 "report": ReportSettings}
 
-def _at_least(key: str, low: int):
-    def check(value) -> str | None:
-        if value is not None and not (is_int(value) and value >= low):
-            return f"[train] {key} must be an integer >= {low}, got {value!r}"
-        return None
-
-    return check
-
-
-def _existing_data(value) -> str | None:
-    if value is not None and not Path(value).expanduser().exists():
-        return f"[train] data {value}: no such file or directory"
-    return None
-
-
-def _model_file(value) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or Path(value).suffix.lower() not in MODEL_SUFFIXES:
-        return f"[train] model must be a Keras model file ({', '.join(MODEL_SUFFIXES)}), got {value!r}"
-    if not Path(value).expanduser().is_file():
-        return f"[train] model {value}: no such file"
-    return None
-
-
-def _as_in_recipes(key: str, checks: dict):
-    """A recipe's own check of ``key`` (``config.TRAINING_VALUES``/``DATASET_VALUES``) for [train]."""
-    is_valid, wanted = checks[key]
-
-    def check(value) -> str | None:
-        return None if value is None or is_valid(value) else f"[train] {key} must be {wanted}, got {value!r}"
-
-    return check
-
-
-def _loss_name(value) -> str | None:
-    # Only the type here: resolving the name imports Keras (TrainStage.check_recipe does it).
-    if value is not None and not (isinstance(value, str) and value):
-        return f"[train] loss must be a Keras loss name, got {value!r}"
-    return None
-
-
-@dataclass(frozen=True)
-class TrainStage(Settings):
-    """The [train] table: the recipe to train, or the trained ``model`` file to adopt
-    (``slimdeploy.adopt``), with what changed (None: the recipe's or the model's own).
-
-    ``recipe`` is filled in by ``build_config`` (the default recipe) when neither is given.
-    For an adopted model, ``epochs``/``optimizer``/... are its retraining settings where its
-    saved compile config gives none, and ``seed`` seeds its split and re-initialisation."""
-
-    recipe: str | None = setting(None)
-    epochs: int | None = setting(None, check=_at_least("epochs", 1))
-    seed: int | None = setting(None, check=_at_least("seed", 0))
-    limit: int | None = setting(None, check=_at_least("limit", 2))
-    data: str | None = setting(None, check=_existing_data)
-    model: str | None = setting(None, check=_model_file)
-    validation_size: int | float | None = setting(None, check=_as_in_recipes("validation_size", DATASET_VALUES))
-    scale: float | None = setting(None, check=_as_in_recipes("scale", DATASET_VALUES))
-    optimizer: str | None = setting(None, check=_as_in_recipes("optimizer", TRAINING_VALUES))
-    learning_rate: float | None = setting(None, check=_as_in_recipes("learning_rate", TRAINING_VALUES))
-    batch_size: int | None = setting(None, check=_as_in_recipes("batch_size", TRAINING_VALUES))
-    loss: str | None = setting(None, check=_loss_name)
-
-    def check_together(self) -> None:
-        if self.model is not None and self.recipe is not None:
-            raise UserError(f"[train] gives both recipe {self.recipe!r} (train a model) and model {self.model!r} "
-                            "(adopt a trained one); give one")
-        if self.model is not None and self.data is None:
-            raise UserError(f"[train] model {self.model}: adopting a trained model needs data (--data or [train] data): "
-                            "the data it was trained on")
-        if self.recipe is not None:
-            resolve_recipe_path(self.recipe)  # an unknown recipe fails with the rest of the config
-
-    def check_recipe(self) -> None:
-        """The recipe's own checks (Keras names its layers' activations, so this imports
-        TensorFlow), or the model file's (safe mode): before the run directory exists, not in
-        ``--print-config``."""
-        if self.loss is not None:
-            try:
-                keras_loss(self.loss)
-            except Exception:  # Keras says "unknown" as ValueError, KeyError or TypeError
-                raise UserError(f"[train] loss must be a Keras loss name (e.g. sparse_categorical_crossentropy), "
-                                f"got {self.loss!r}") from None
-        if self.model is not None:
-            check_model_file(Path(self.model).expanduser(), "[train] model")
-            return
-        check_recipe_data(load_recipe(self.recipe), self.data)
-
-    def training_flags(self) -> dict:
-        """What this table sets of a model's training settings (``adopt.TRAINING_FLAGS``)."""
-        return {"optimizer": self.optimizer, "learning_rate": self.learning_rate, "batch_size": self.batch_size,
-                "epochs": self.epochs, "loss": self.loss}
-
-
-def _stage_classes() -> dict[str, type]:
-    return {"train": TrainStage, "prune": PruneSettings, "export": ExportSettings, "bench": BenchSettings, "report": ReportSettings}
-
-
-# What `--quick` changes: small enough for CI (a few minutes on 2 cores), yet every stage
-# runs for real on real data and the structured ticket is still small enough to be faster.
+# --quick: CI-sized (a few minutes on 2 cores), yet every stage runs for real on real data.
 QUICK_PROFILE: dict[str, dict[str, Any]] = {
     "train": {"epochs": 3, "limit": 20000},
-    # One width-search step and one aligned width: both still shown, at CI's cost.
+    # One width-search step and one aligned width: both still shown.
     "prune": {"rounds": 2, "target": 0.1, "controls": False, "search_steps": 1, "aligned_widths": [8]},
-    # Two worker processes (the default is 4): verdicts a little less settled, half the start-ups.
-    "bench": {"batches": [1, 64], "min_iters": 50, "min_time": 0.3, "processes": 2},
+    "bench": {"batches": [1, 64], "min_iters": 50, "min_time": 0.3, "processes": 2},  # half the start-ups
 }
-
-# The default workload (run name "article"): the fashion_mlp recipe, pruned to about a tenth so the
-# question "is a small ticket faster?" has a clear answer; every model also gets its INT8 variant,
-# so the run answers "prune, quantize, or both?".
+# The default workload ("article"): pruned to about a tenth, the ticket within half a point of dense,
+# every model with its INT8 variant ("prune, quantize, or both?"), one profiled pass per bench cell.
 DEFAULT_PROFILE: dict[str, dict[str, Any]] = {
-    # The ticket: the most-pruned candidate within half a point of dense on validation (prune.ticket).
     "prune": {"target": 0.1, "max_drop": 0.5},
     "export": {"precisions": ["fp32", "int8"]},
-    # One profiled pass per cell, apart from the timing: the report's "where the time goes".
     "bench": {"profile": True},
 }
 
@@ -172,7 +66,7 @@ class RunConfig:
         return Path(self.runs_dir) / self.name
 
     def to_dict(self) -> dict:
-        tables = {key: _plain(dataclasses.asdict(value)) for key, value in self.stages.items()}
+        tables = {key: value.to_dict() for key, value in self.stages.items()}
         tables["prune"].pop("mode", None)  # set per stage from `modes`
         return {"name": self.name, "runs_dir": self.runs_dir, "modes": list(self.modes), **tables}
 
@@ -181,23 +75,32 @@ def build_config(config_file: str | None = None, quick: bool = False, name: str 
                  model: str | None = None, data: str | None = None) -> RunConfig:
     """The run's configuration: defaults, then the profile, the config file, and ``model`` /
     ``data`` (``run --model --data``: [train] model and data)."""
-    classes = _stage_classes()
     raw: dict[str, Any] = fsutil.read_toml(config_file, "config") if config_file else {}
-    unknown = sorted(set(raw) - set(classes) - {"name", "runs_dir", "modes"})
+    unknown = sorted(set(raw) - set(STAGE_CLASSES) - {"name", "runs_dir", "modes"})
     if unknown:
         raise UserError(f"config {config_file}: unknown table(s) or key(s): {', '.join(unknown)} (see `slimdeploy run --print-config`)")
     source = f"config {config_file or '(defaults)'}"
     tables, stages = {}, {}
-    for key, cls in classes.items():
-        tables[key] = _stage_table(key, raw, quick, config_file)
+    for key, cls in STAGE_CLASSES.items():
+        table = raw.get(key, {})
+        if not isinstance(table, dict):
+            raise UserError(f"config {config_file}: [{key}] must be a table")
+        if key == "prune" and "mode" in table:
+            raise UserError(f"config {config_file}: [prune] takes no 'mode'; list the modes to run in the top-level 'modes'")
+        tables[key] = table = {**DEFAULT_PROFILE.get(key, {}), **(QUICK_PROFILE.get(key, {}) if quick else {}), **table}
+        # Defaults that depend on whether the run trains a recipe or adopts a model (no θ0: fine-tuned).
         if key == "train":
-            tables[key].update({k: v for k, v in (("model", model), ("data", data)) if v is not None})
-        _fill_per_run_defaults(key, tables)
-        stages[key] = cls.from_dict(tables[key], f"{source} [{key}]")
+            table.update({k: v for k, v in (("model", model), ("data", data)) if v is not None})
+            adopting = table.get("model") is not None
+            if not adopting:
+                table.setdefault("recipe", DEFAULT_RECIPE)
+        elif key == "prune":
+            table.setdefault("reset", default_reset(adopting))
+        stages[key] = cls.from_dict(table, f"{source} [{key}]")
     if "profile_batches" not in tables["export"]:
         # A TensorRT engine's optimization profile must cover the batch sizes benchmarked.
         tables["export"]["profile_batches"] = list(stages["bench"].batches)
-        stages["export"] = classes["export"].from_dict(tables["export"], f"{source} [export]")
+        stages["export"] = ExportSettings.from_dict(tables["export"], f"{source} [export]")
     modes = raw.get("modes", list(PRUNE_MODES))
     if not isinstance(modes, list) or not set(modes) <= set(PRUNE_MODES):
         raise UserError(f"config {config_file}: modes must be a list drawn from {', '.join(PRUNE_MODES)}")
@@ -206,72 +109,15 @@ def build_config(config_file: str | None = None, quick: bool = False, name: str 
                      modes=list(modes), stages=stages)
 
 
-def _fill_per_run_defaults(key: str, tables: dict) -> None:
-    """Defaults that depend on whether the run trains a recipe or adopts a model: the recipe
-    itself, and the prune reset (an adopted model has no θ0: it is fine-tuned)."""
-    adopting = tables["train"].get("model") is not None
-    if key == "train" and not adopting:
-        tables[key].setdefault("recipe", DEFAULT_RECIPE)
-    if key == "prune":
-        tables[key].setdefault("reset", default_reset(adopting))
-
-
-def _stage_table(key: str, raw: dict, quick: bool, config_file: str | None) -> dict:
-    """A stage's table: the profile's values, then the config file's."""
-    table = raw.get(key, {})
-    if not isinstance(table, dict):
-        raise UserError(f"config {config_file}: [{key}] must be a table")
-    if key == "prune" and "mode" in table:
-        raise UserError(f"config {config_file}: [prune] takes no 'mode'; list the modes to run in the top-level 'modes'")
-    return {**DEFAULT_PROFILE.get(key, {}), **(QUICK_PROFILE.get(key, {}) if quick else {}), **table}
-
-
 def config_toml(config: RunConfig) -> str:
-    import tomli_w
-
     # TOML has no null: unset options are left out and take their defaults.
     return tomli_w.dumps(_drop_none(config.to_dict()))
-
-
-def _plain(value):
-    if isinstance(value, tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    return value
 
 
 def _drop_none(value):
     if isinstance(value, dict):
         return {k: _drop_none(v) for k, v in value.items() if v is not None}
     return value
-
-
-class RunState:
-    """``RUN_DIR/run.json``: the configuration and which stages have finished."""
-
-    def __init__(self, run_dir: RunDir, config: RunConfig):
-        self.path = run_dir.run_record
-        self.record = RunRecord(config=config.to_dict(), versions=environment.library_versions())
-
-    def load_for_resume(self) -> None:
-        if not self.path.exists():
-            return
-        saved = RunRecord.load(self.path, "run state")
-        # Unset options (null) compare equal to options a newer version added since.
-        if _drop_none(saved.config) != _drop_none(self.record.config):
-            raise UserError(f"{self.path}: the run was started with a different configuration; "
-                            "use the same options to --resume, or --force to start over")
-        self.record = self.record.replace(stages=saved.stages)
-
-    def done(self, stage: str) -> bool:
-        return self.record.done(stage)
-
-    def mark_done(self, stage: str, seconds: float) -> None:
-        self.record = self.record.with_stage(stage, seconds)
-        self.record.save(self.path)
 
 
 def stage_names(config: RunConfig) -> list[str]:
@@ -291,40 +137,42 @@ def run_pipeline(config: RunConfig, *, resume: bool = False, force: bool = False
 
 
 def _run_locked(config: RunConfig, run_dir: Path, *, resume: bool, force: bool, progress) -> dict:
-    """``run_pipeline`` once it holds the run directory's lock."""
     if dirlock.contents(run_dir) and not (resume or force):
         raise UserError(f"{run_dir} already exists; pass --resume to continue it or --force to start over")
     if force and not resume:
         dirlock.clear(run_dir)
     dirlock.remove_stale_temporaries(run_dir)
-    state = RunState(RunDir(run_dir), config)
-    if resume:
-        state.load_for_resume()
+    # RUN_DIR/run.json: the configuration and which stages have finished.
+    path = RunDir(run_dir).run_record
+    record = RunRecord(config=config.to_dict(), versions=environment.library_versions())
+    if resume and path.exists():
+        saved = RunRecord.load(path, "run state")
+        # Unset options (null) compare equal to options a newer version added since.
+        if _drop_none(saved.config) != _drop_none(record.config):
+            raise UserError(f"{path}: the run was started with a different configuration; "
+                            "use the same options to --resume, or --force to start over")
+        record = record.replace(stages=saved.stages)
     names = stage_names(config)
     overall = progress.add_task("slimdeploy run", total=len(names), info="") if progress is not None else None
-    timings = {}
     for name in names:
         if progress is not None:
             progress.update(overall, info=name)
-        if state.done(name):
-            if progress is not None:
-                progress.advance(overall)
-            continue
-        started = time.perf_counter()
-        _run_stage(name, config, run_dir, resume=resume, progress=progress)
-        timings[name] = time.perf_counter() - started
-        state.mark_done(name, timings[name])
+        if not record.done(name):
+            started = time.perf_counter()
+            _run_stage(name, config, run_dir, resume=resume, progress=progress)
+            record = record.with_stage(name, time.perf_counter() - started)
+            record.save(path)
         if progress is not None:
             progress.advance(overall)
-    return state.record.to_json()
+    return record.to_json()
 
 
 def _run_stage(name: str, config: RunConfig, run_dir: Path, *, resume: bool, progress) -> None:
     stages = config.stages
     if name == "train":
-        _train(stages["train"], run_dir, progress)
+        train_dense(*stages["train"].prepare(run_dir, force=True), force=True, progress=progress)
     elif name == "adopt":
-        _adopt(stages["train"], run_dir)
+        adopt(stages["train"].model, stages["train"], run_dir, force=True)
     elif name.startswith("prune:"):
         mode = name.split(":", 1)[1]
         # --round-to shapes units, which only structured pruning removes.
@@ -351,26 +199,9 @@ def _export(settings, run_dir: Path, *, resume: bool, progress) -> None:
         # Resuming keeps the artifacts an interrupted export verified (unless their model changed).
         export_source(run_dir, settings, resume=resume, force=not resume, progress=progress, on_notice=notice)
     except ExportFailed as failure:
-        failed = [a for a in failure.manifest["artifacts"] if not a["valid"]]
-        if any(a.get("precision") != "int8" for a in failed):
+        failed = ExportManifest.from_json(failure.manifest).failed()
+        if any(a.precision != "int8" for a in failed):
             raise
         for a in failed:
-            notice(f"{a['model']} → {a['target']} failed verification and is left out of the bench: {a['error']}")
+            notice(f"{a.model} → {a.target} failed verification and is left out of the bench: {a.error}")
 
-
-def _train(stage: TrainStage, run_dir: Path, progress) -> None:
-    recipe = load_recipe(stage.recipe).with_training(seed=stage.seed, **stage.training_flags())
-    check_recipe_data(recipe, stage.data)
-    dataset_changes = {k: v for k, v in (("validation_size", stage.validation_size), ("scale", stage.scale)) if v is not None}
-    recipe = dataclasses.replace(recipe, dataset=dataclasses.replace(recipe.dataset, **dataset_changes))
-    data = load_dataset(stage.data, recipe.dataset.validation_size, recipe.training.seed, limit=stage.limit,
-                        scale=recipe.dataset.scale, input_shape=recipe.input_shape)
-    train_dense(recipe, data, run_dir, force=True, progress=progress)
-
-
-def _adopt(stage: TrainStage, run_dir: Path) -> None:
-    seed = stage.seed or 0
-    model = Path(stage.model).expanduser()
-    _, dataset = load_for_adoption(model, stage.data, validation_size=stage.validation_size, seed=seed,
-                                   scale=stage.scale, limit=stage.limit)
-    adopt_model(model, dataset, run_dir, seed=seed, training=stage.training_flags(), force=True)

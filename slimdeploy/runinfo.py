@@ -8,7 +8,7 @@ from slimdeploy import fsutil
 from slimdeploy.config import recipe_from_record, training_from_record
 from slimdeploy.data import KERAS_SOURCE, load_dataset, locate, split_dataset
 from slimdeploy.errors import UserError
-from slimdeploy.records.base import ABSENT
+from slimdeploy.records.base import present
 from slimdeploy.records.run import DataInfo, DenseMetrics
 from slimdeploy.rundir import RunDir
 
@@ -16,12 +16,11 @@ from slimdeploy.rundir import RunDir
 def dense_metrics(run_dir: str | Path) -> DenseMetrics:
     """``RUN_DIR/dense/metrics.json``, after checking that the run has a dense model at all."""
     run = RunDir(run_dir)
-    run_dir = run.root
+    run_dir, path = run.root, run.dense_metrics
     if run_dir.exists() and not run_dir.is_dir():
         raise UserError(f"run directory {run_dir} is a file, not a run directory (give the directory that slimdeploy train --out wrote)")
     if not run_dir.is_dir():
         raise UserError(f"run directory {run_dir} does not exist")
-    path = run.dense_metrics
     if not run.has_dense_model():
         raise UserError(f"{run_dir} has no dense model (expected {run.dense.path}/model.keras and metrics.json; run `slimdeploy train --out {run_dir}` first)")
     raw = fsutil.read_json(path, DenseMetrics.WHAT)
@@ -49,17 +48,13 @@ def run_training(run_dir: str | Path, metrics: DenseMetrics | None = None):
 
 
 def adopted(run_dir: str | Path, metrics: DenseMetrics | None = None):
-    """The run's ``AdoptedModel`` record when its dense model was adopted, else None."""
     return (metrics or dense_metrics(run_dir)).adopted or None
 
 
 def run_dataset(run_dir: str | Path, data: str | Path | None = None, *, data_override: bool = False):
-    """The same train/validation/test arrays the dense model was trained with.
-
-    The data recorded in ``dense/metrics.json`` is read again and checked against its
-    sha256. ``data`` names the same data elsewhere (same sha256); other data is refused
-    unless ``data_override`` (then the recorded split, seed and scaling are applied to it).
-    """
+    """The same train/validation/test arrays the dense model was trained with: the recorded data,
+    checked against its sha256, or ``data`` with the same sha256; other data is refused unless
+    ``data_override`` (then the recorded split, seed and scaling are applied to it)."""
     run_dir = Path(run_dir)
     metrics = dense_metrics(run_dir)
     recorded = metrics.data or DataInfo()
@@ -68,7 +63,7 @@ def run_dataset(run_dir: str | Path, data: str | Path | None = None, *, data_ove
         return _legacy_run_dataset(metrics, data)
     source = recorded.source
     # A folder of images is read at the size and colour mode the model was trained with.
-    image_shape = (recorded.input_shape or None) if recorded.kind == "image_folder" else None
+    image_shape = present(recorded.input_shape) if recorded.kind == "image_folder" else None
     if data is None:
         if source != KERAS_SOURCE and not Path(source).exists():
             raise UserError(f"the data {run_dir} was trained on, {source}, no longer exists "
@@ -84,24 +79,18 @@ def run_dataset(run_dir: str | Path, data: str | Path | None = None, *, data_ove
             raise UserError(f"--data {given} is not the data {run_dir} was trained on ({source}, sha256 "
                             f"{recorded.sha256[:12]}…); leave --data out to use the run's own data, "
                             "or pass --data-override to use this data anyway")
-    return split_dataset(raw, recorded.validation_size, recorded.seed, recorded.limit or None,
-                         recorded.scale or None)
+    return split_dataset(raw, recorded.validation_size, recorded.seed, present(recorded.limit), present(recorded.scale))
 
 
 def _legacy_run_dataset(metrics: DenseMetrics, data):
     """Runs trained before the data was recorded with its sha256: re-derive the split."""
-    recipe = metrics.recipe
     described = metrics.data or DataInfo()
     limit = None
-    if described.train not in (None, ABSENT) and described.validation not in (None, ABSENT):
+    if present(described.train) is not None and present(described.validation) is not None:
         full = described.train + described.validation
         limit = full if full < 60000 else None
-    dataset = load_dataset(
-        data,
-        validation_size=recipe["dataset"]["validation_size"] if limit is None else described.validation,
-        seed=metrics.seed,
-        limit=limit,
-    )
+    validation_size = metrics.recipe["dataset"]["validation_size"] if limit is None else described.validation
+    dataset = load_dataset(data, validation_size=validation_size, seed=metrics.seed, limit=limit)
     if dataset.kind == "npz":
         # Such runs scaled .npz values by a guess that is no longer made: retraining is the fix.
         raise UserError(f"{dataset.source}: this run was trained before slimdeploy recorded how its data was "

@@ -34,7 +34,7 @@ def test_notebook_flow_returns_the_records_it_writes(tmp_path):
                           epochs=1, progress=None)
     assert isinstance(lottery, LotteryRecord)
     assert lottery.to_json() == json.loads((run_dir / "structured" / "lottery.json").read_text())
-    assert lottery.get("adopted")["theta0"] is False
+    assert lottery.adopted.theta0 is False
     assert lottery.settings["reset"] == "trained"  # an adopted model is fine-tuned by default
 
     manifest = export_models(run_dir, targets=("onnx",))

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from rich import box
+from rich.markup import escape
+from rich.table import Table
+
 from slimdeploy.commands._shared import add_run_data_arguments, print_json
 from slimdeploy.export.api import ExportFailed, export_source
 from slimdeploy.export.settings import ExportSettings, target_choices
 from slimdeploy.parsers import positive_float
 from slimdeploy.progress import console, progress_bar
+from slimdeploy.records.export import ExportManifest
 from slimdeploy.tasks import DEFAULT_TASK
 
-# The options made from ExportSettings' fields, in the order --help lists them.
-FIELD_OPTIONS = ("precisions", "calibration_size", "calibration_method", "opset", "batch", "openvino_inference_precision", "profile_batches", "trt_opt_batch",
-                  "sparse_weights")
+FIELD_OPTIONS = ("precisions", "calibration_size", "calibration_method", "opset", "batch",
+                 "openvino_inference_precision", "profile_batches", "trt_opt_batch", "sparse_weights")
 
 
 def add_parser(subparsers, common):
@@ -61,16 +65,9 @@ def add_parser(subparsers, common):
     return parser
 
 
-def settings_from_args(args) -> ExportSettings:
-    # --target repeats (append), so it is read here; every other option is a field's own.
-    base = ExportSettings(targets=args.target) if args.target else None
-    return ExportSettings.from_args(args, base)
-
-
 def run(args) -> int:
-    from rich.markup import escape
-
-    settings = settings_from_args(args)
+    # --target repeats (append), so it is read here; every other option is a field's own.
+    settings = ExportSettings.from_args(args, ExportSettings(targets=args.target) if args.target else None)
     try:
         with progress_bar(not args.quiet) as progress:
             manifest = export_source(args.source, settings, args.out, force=args.force, resume=args.resume,
@@ -78,49 +75,42 @@ def run(args) -> int:
                                      scale=args.scale,
                                      on_notice=lambda text: console.print(f"[yellow]notice[/yellow] {escape(text)}"))
     except ExportFailed as exc:
-        _report(exc.manifest, args, console)
+        _report(exc.manifest, args)
         raise
-    _report(manifest, args, console)
+    _report(manifest, args)
     return 0
 
 
-def _report(manifest: dict, args, console) -> None:
-    from rich.markup import escape
-
+def _report(manifest: dict, args) -> None:
     if args.json:
         print_json(manifest)
     if args.quiet:
         return
-    console.print(summary_table(manifest))
-    for a in manifest["artifacts"]:
-        if not a["valid"]:
-            console.print(f"[red]failed[/red] {escape(a['model'])} → {a['target']}: {escape(a.get('error') or 'unknown error')}")
-    for skip in manifest["skipped"]:
-        what = f"{skip['target']} {skip['precision']}" if skip.get("precision") else skip["target"]
-        console.print(f"[yellow]skipped[/yellow] {what}: {escape(skip['reason'])}")
+    record = ExportManifest.from_json(manifest)
+    console.print(summary_table(record))
+    for a in record.failed():
+        console.print(f"[red]failed[/red] {escape(a.model)} → {a.target}: {escape(a.error or 'unknown error')}")
+    for skip in record.skipped or []:
+        what = f"{skip.target} {skip.precision}" if skip.precision else skip.target
+        console.print(f"[yellow]skipped[/yellow] {what}: {escape(skip.reason)}")
 
 
-def summary_table(manifest: dict):
+def summary_table(manifest: ExportManifest) -> Table:
     """One row per artifact; sizes in MB; the task's test score in the artifact's runtime beside Keras's."""
-    from rich import box
-    from rich.table import Table
-
-    precisions = manifest["settings"].get("precisions") or [manifest["settings"].get("precision")]
-    table = Table(title=f"{len(manifest['artifacts'])} artifacts: {', '.join(map(str, precisions))}",
+    precisions = manifest.settings.get("precisions") or [manifest.settings.get("precision")]  # older: one precision
+    table = Table(title=f"{len(manifest.artifacts)} artifacts: {', '.join(map(str, precisions))}",
                   box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False, collapse_padding=True)
     for column in ("model", "target", "math", "MB", "gzip", "max|Δ|", "agree", DEFAULT_TASK.metric_short, "Keras", "ok"):
         table.add_column(column, justify="left" if column in ("model", "target", "math", "ok") else "right", no_wrap=True)
-    for a in manifest["artifacts"]:
-        table.add_row(
-            a["model"], a["target"], a.get("inference_precision") or "—",
-            _mb(a.get("bytes")), _mb(a.get("gzip_bytes")),
-            "—" if a.get("max_abs_diff") is None else f"{a['max_abs_diff']:.0e}",
-            "—" if a.get("top1_agreement") is None else f"{a['top1_agreement']:.2%}",
-            "—" if a.get("test_accuracy") is None else f"{a['test_accuracy']:.4f}",
-            "—" if a.get("keras_test_accuracy") is None else f"{a['keras_test_accuracy']:.4f}",
-            "[green]yes[/green]" if a["valid"] else "[red]NO[/red]",
-        )
+    for a in manifest.artifacts:
+        table.add_row(a.model, a.target, a.inference_precision or "—", _mb(a.bytes), _mb(a.gzip_bytes),
+                      _shown(a.max_abs_diff, ".0e"), _shown(a.top1_agreement, ".2%"), _shown(a.test_accuracy, ".4f"),
+                      _shown(a.keras_test_accuracy, ".4f"), "[green]yes[/green]" if a.valid else "[red]NO[/red]")
     return table
+
+
+def _shown(value, spec: str) -> str:
+    return "—" if value is None else format(value, spec)
 
 
 def _mb(n) -> str:

@@ -4,21 +4,30 @@ model file (MODEL.keras or a legacy MODEL.h5), it is first adopted into RUN_DIR/
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import logging
 from pathlib import Path
 
+from rich import box
+from rich.table import Table
+
 from slimdeploy.adopt import adopt_for_pruning
-from slimdeploy.commands._shared import (add_adoption_arguments, add_run_data_arguments, adoption_flags, print_json,
-                                         refuse_adoption_options)
+from slimdeploy.commands._shared import add_run_data_arguments, print_json
 from slimdeploy.dirlock import DirectoryLock
 from slimdeploy.errors import UserError
 from slimdeploy.models import model_format
 from slimdeploy.progress import console, progress_bar
 from slimdeploy.prune.lottery import prune_run, refuse_rewind_on_adopted
 from slimdeploy.prune.settings import PruneSettings
+from slimdeploy.records.base import ABSENT
+from slimdeploy.records.lottery import LotteryRecord
+from slimdeploy.runinfo import known
 from slimdeploy.rundir import RunDir
 from slimdeploy.settings_base import show_default
 from slimdeploy.tasks import task_for
+from slimdeploy.train import ADOPTING, TrainSettings
+
+# The options that adopt a model file besides --data (--epochs is the prune's own, and also theirs).
+ADOPTION_OPTIONS = ("validation_size", "seed", "scale", "optimizer", "learning_rate", "batch_size", "loss")
 
 
 def add_parser(subparsers, common):
@@ -52,14 +61,14 @@ def add_parser(subparsers, common):
     PruneSettings.add_arguments(parser, only=("rounds",))
     PruneSettings.add_arguments(parser.add_mutually_exclusive_group(), only=("rate", "target"))
     PruneSettings.add_arguments(parser, only=("scope", "criterion", "threshold", "reset"))
-    # A pair of flags (--controls/--no-controls), which a generated option cannot be.
     parser.add_argument("--controls", action=argparse.BooleanOptionalAction, default=None,
-                        help=f"{_field_help('controls')} (default: {show_default(PruneSettings().controls)})")
+                        help=f"{PruneSettings.help_of('controls')} (default: {show_default(PruneSettings().controls)})")
     PruneSettings.add_arguments(parser, only=("seeds", "max_drop", "search_steps", "round_to", "aligned_widths", "epochs"))
     add_run_data_arguments(parser, "retraining and evaluation",
                            "required with a model file: the data it was trained on (.npz, a folder of class-named "
                            "image folders, or the Fashion-MNIST directory)")
-    add_adoption_arguments(parser)
+    TrainSettings.add_arguments(parser.add_argument_group("adopting a model file (MODEL.keras or a legacy MODEL.h5)"),
+                                only=ADOPTION_OPTIONS, use=ADOPTING)
     state = parser.add_mutually_exclusive_group()
     state.add_argument("--resume", action="store_true", help="continue an interrupted prune; finished rounds are kept, not recomputed")
     state.add_argument("--force", action="store_true", help="delete an existing RUN_DIR/<mode> and start over")
@@ -69,13 +78,7 @@ def add_parser(subparsers, common):
     return parser
 
 
-def _field_help(name: str) -> str:
-    return next(f.metadata["help"] for f in dataclasses.fields(PruneSettings) if f.name == name)
-
-
 def run(args) -> int:
-    import logging
-
     modes = ("structured", "unstructured") if args.mode == "both" else (args.mode,)
     controls = {} if args.controls is None else {"controls": args.controls}
     # With --mode both, --round-to shapes the structured prune's units only (unstructured removes weights).
@@ -83,8 +86,12 @@ def run(args) -> int:
                                             argparse.Namespace(**{**vars(args), "round_to": None}),
                                             base=PruneSettings(mode=mode, **controls)) for mode in modes]
     model_file = _model_file(args.run_dir)
-    if model_file is None:
-        refuse_adoption_options(args, "prune MODEL --data DATA, MODEL a .keras or legacy .h5 file")
+    if model_file is None:  # adoption's options where no model file is adopted: said, not ignored
+        named = (*[name for name in ADOPTION_OPTIONS if name != "seed"], "seed", "out")
+        given = [name for name in named if getattr(args, name) is not None]
+        if given:
+            raise UserError(f"{', '.join('--' + name.replace('_', '-') for name in given)}: only when adopting a "
+                            "model file (prune MODEL --data DATA, MODEL a .keras or legacy .h5 file)")
     run_dir = Path(args.out or Path("runs") / model_file.stem) if model_file else Path(args.run_dir)
     run = RunDir(run_dir)
     for settings in all_settings:  # refuse before any training starts
@@ -101,86 +108,75 @@ def run(args) -> int:
     with DirectoryLock.when(model_file is not None, run_dir, stage="prune"):
         data = args.data
         if model_file is not None:
-            data = adopt_for_pruning(model_file, args.data, run_dir, all_settings, seed=args.seed or 0,
-                                     validation_size=args.validation_size, scale=args.scale,
-                                     training=adoption_flags(args, epochs=args.epochs), resume=args.resume,
-                                     force=args.force)
+            # --data and --epochs are adoption's too (the epochs recorded for retraining).
+            train = TrainSettings(**TrainSettings.changes_from_args(args))
+            data = adopt_for_pruning(model_file, run_dir, all_settings, train, resume=args.resume, force=args.force)
         records = {}
         for settings in all_settings:
             with progress_bar(not args.quiet) as progress:
                 records[settings.mode] = prune_run(run_dir, settings, resume=args.resume, force=args.force,
                                                    progress=progress, data=data, data_override=args.data_override)
             if not args.quiet and not args.json:
-                print_summary(records[settings.mode], run.mode(settings.mode).path)
+                print_summary(LotteryRecord.from_json(records[settings.mode]), run.mode(settings.mode).path)
     if args.json:
         print_json(records[modes[0]] if len(modes) == 1 else records)
     return 0
 
 
 def _model_file(source: str) -> Path | None:
-    """The positional as a model file to adopt (a .keras or .h5 path that is no directory), or None."""
     path = Path(source).expanduser()
     return path if model_format(path) is not None and not path.is_dir() else None
 
 
-def print_summary(record: dict, mode_dir: Path) -> None:
+def print_summary(record: LotteryRecord, mode_dir: Path) -> None:
     """One screen: a row per round, the reset comparison, the ticket."""
-    from rich import box
-    from rich.table import Table
-
     task = task_for()  # no record names its task yet: the default (multiclass)
-    several = len(record["seeds"]) > 1
-    structured = record["mode"] == "structured"
-    table = Table(title=f"{record['mode']} pruning: rate {record['rate']:.3f} per round, seed(s) {','.join(map(str, record['seeds']))}",
+    several = len(record.seeds) > 1
+    structured = record.mode == "structured"
+    table = Table(title=f"{record.mode} pruning: rate {record.rate:.3f} per round, seed(s) {','.join(map(str, record.seeds))}",
                   box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True, show_edge=False)
     val, test = f"val {task.metric_short}", f"test {task.metric_short}"
     columns = ("round", "widths" if structured else "non-zero", "params", "kept", val, test,
                f"drop {task.budget_unit_short}", "s")
     for column in columns:
         table.add_column(column, justify="right", no_wrap=column in ("widths", val, test))
-    for entry in record["rounds"]:
-        size = _widths(entry["widths"]) if structured else f"{entry['prunable_weights'] - entry['zero_weights']:,.0f}"
-        table.add_row(
-            str(entry["round"]), size, f"{entry['params']:,.0f}", f"{entry['weights_remaining']:.1%}",
-            _score(entry, "val_accuracy", several), _score(entry, "test_accuracy", several),
-            "" if entry.get("test_drop_points") is None else f"{entry['test_drop_points']:+.2f}",
-            "" if entry.get("seconds") is None else f"{entry['seconds']:.0f}",
-        )
+    for entry in record.rounds:
+        size = _widths(entry.widths) if structured else f"{entry.prunable_weights - entry.zero_weights:,.0f}"
+        drop, seconds = known(entry.test_drop_points), known(entry.seconds)
+        table.add_row(str(entry.round), size, f"{entry.params:,.0f}", f"{entry.weights_remaining:.1%}",
+                      _score(entry, "val_accuracy", several), _score(entry, "test_accuracy", several),
+                      "" if drop is None else f"{drop:+.2f}", "" if seconds is None else f"{seconds:.0f}")
     console.print(table)
-    resets = record.get("resets") or {}
+    resets = record.resets
     if resets:
-        parts = [f"{name} {value['test_accuracy']:.4f} (val {value['val_accuracy']:.4f})" if value.get("val_accuracy") is not None
-                 else f"{name} {value['test_accuracy']:.4f}"
-                 for name, value in resets.items() if isinstance(value, dict)]
-        # With one reset trained (--no-controls) there is nothing to pick a winner from.
-        winner = f" -> winner by validation: [bold]{resets['winner']}[/bold]" if resets.get("winner") else ""
+        parts = [f"{name} {value.test_accuracy:.4f} (val {value.val_accuracy:.4f})"
+                 if known(value.val_accuracy) is not None else f"{name} {value.test_accuracy:.4f}"
+                 for name, value in resets.scores.items()]
+        winner = f" -> winner by validation: [bold]{resets.winner}[/bold]" if resets.winner else ""
         console.print(f"final round, test {task.metric_label} by reset: {'; '.join(parts)}{winner}")
-    drop = record.get("accuracy_drop") or {}
-    if drop.get("first_round_beyond") is not None:
-        console.print(f"test {task.metric_label} first falls more than {task.format_points(drop['threshold_points'])} "
-                      f"below dense at round "
-                      f"{drop['first_round_beyond']} ({drop['weights_remaining']:.1%} of the prunable weights)")
-    for item in record.get("unprunable") or []:
-        console.print(f"left unpruned: {item['layer']} ({item['reason']})")
-    for row in record.get("candidates") or []:
-        if row["kind"] in ("search", "aligned"):
-            console.print(f"{row['name']}: widths {_widths(row['widths'])}, validation {row['val_accuracy']:.4f} "
-                          f"({'within' if row['within_budget'] else 'outside'} the budget)")
-    ticket = record.get("ticket")
+    drop = record.accuracy_drop
+    if drop and known(drop.first_round_beyond) is not None:
+        console.print(f"test {task.metric_label} first falls more than {task.format_points(drop.threshold_points)} below "
+                      f"dense at round {drop.first_round_beyond} ({drop.weights_remaining:.1%} of the prunable weights)")
+    for item in record.unprunable or []:
+        console.print(f"left unpruned: {item.layer} ({item.reason})")
+    for row in record.candidates or []:
+        if row.kind in ("search", "aligned"):
+            console.print(f"{row.name}: widths {_widths(row.widths)}, validation {row.val_accuracy:.4f} "
+                          f"({'within' if row.within_budget else 'outside'} the budget)")
+    ticket = record.ticket
     if ticket:
-        console.print(f"ticket: {ticket.get('candidate', 'round ' + str(ticket['round']))} ({ticket['reason']}), "
-                      f"{ticket['weights_remaining']:.1%} of the prunable weights, "
-                      f"test {task.metric_label} {ticket['test_accuracy']:.4f} -> {mode_dir / ticket['path']}")
+        name = ticket.candidate if ticket.candidate is not ABSENT else f"round {ticket.round}"
+        console.print(f"ticket: {name} ({ticket.reason}), {ticket.weights_remaining:.1%} of the prunable weights, "
+                      f"test {task.metric_label} {ticket.test_accuracy:.4f} -> {mode_dir / ticket.path}")
 
 
 def _widths(widths) -> str:
     return "-".join(f"{width:.0f}" for width in widths)
 
 
-def _score(entry: dict, key: str, several: bool) -> str:
-    value = entry.get(key)
+def _score(entry, key: str, several: bool) -> str:
+    value, std = known(getattr(entry, key)), known(getattr(entry, f"{key}_std"))
     if value is None:
         return ""
-    if several and entry.get(f"{key}_std") is not None:
-        return f"{value:.4f}±{entry[f'{key}_std']:.3f}"
-    return f"{value:.4f}"
+    return f"{value:.4f}±{std:.3f}" if several and std is not None else f"{value:.4f}"

@@ -10,6 +10,7 @@ from slimdeploy.pipeline import build_config, config_toml, run_pipeline
 from slimdeploy.progress import console, progress_bar
 from slimdeploy.report.settings import FORMAT_FILES
 from slimdeploy.rundir import RunDir
+from slimdeploy.train import TrainSettings
 
 
 def add_parser(subparsers, common):
@@ -29,10 +30,7 @@ def add_parser(subparsers, common):
         epilog="Example: `slimdeploy run --model my_model.keras --data my_data.npz` (the run directory: runs/my_model).",
     )
     parser.add_argument("--config", help="TOML file with [train], [prune], [export], [bench], [report] tables")
-    parser.add_argument("--model", help="a trained Keras model file (.keras, or a legacy .h5) to adopt instead of "
-                                        "training a recipe ([train] model); needs --data")
-    parser.add_argument("--data", help="the data to train on, or that --model was trained on ([train] data): an .npz, "
-                                       "a folder of class-named image folders, or the Fashion-MNIST directory")
+    TrainSettings.add_arguments(parser, only=("model", "data"), use="run")
     parser.add_argument("--name", help="run name: the run directory is runs/NAME (default: article, quick with --quick, "
                                        "or the --model file's name)")
     parser.add_argument("--quick", action="store_true", help="a CI-sized profile: few epochs, 2 rounds, short benchmark (a few minutes)")

@@ -156,7 +156,7 @@ class ExportJob:
             "input_name": INPUT_NAME, "input_dtype": model_input_dtype(model), "input_range": integer_input_range(model),
             "output_name": OUTPUT_NAME,
             "input_shape": [self.settings.static_batch, *model.input_shape[1:]], "batch": self.settings.batch,
-            **{key: facts.get(key) for key in ("params", "nonzero_params", "flops", "widths")},
+            "params": facts.params, "nonzero_params": facts.nonzero_params, "flops": facts.flops, "widths": facts.widths,
         }
 
     def _onnx_source(self, m: ModelSource, model) -> OnnxSource:

@@ -48,6 +48,11 @@ ABSENT: Any = _Absent()
 _NOT_KEYS = {"extra", "_order"}
 
 
+def present(value: Any, default: Any = None) -> Any:
+    """A record field's value, ``default`` where the file did not have it (``ABSENT``)."""
+    return default if value is ABSENT else value
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Record:
     # Keys of the file this record does not model, kept so a round trip loses nothing.

@@ -11,7 +11,7 @@ from slimdeploy.bench.compare import ALIGNED_WIDTHS, INT8_ON_PRUNED, PRUNING_ON_
 from slimdeploy.export.registry import display_name as target_name, verifying_runtime  # noqa: F401 (re-exported)
 from slimdeploy.export.settings import INT8_VARIANT_SUFFIX
 from slimdeploy.prune.ticket import aligned_multiple, ticket_entry
-from slimdeploy.records.base import ABSENT
+from slimdeploy.records.base import ABSENT, present  # noqa: F401 (present re-exported)
 from slimdeploy.records.bench import Cell, Comparison
 from slimdeploy.report.load import ReportInputs
 from slimdeploy.rundir import MODES, aligned_model_name
@@ -37,11 +37,6 @@ def number(value) -> float | None:
 
 def fields(record, *names: str) -> dict:
     return {name: getattr(record, name) for name in names}
-
-
-def present(value, default=None):
-    """A record field's value, ``default`` where the file did not have it."""
-    return default if value is ABSENT else value
 
 
 def reset_label(reset: str | None) -> str:
