@@ -187,7 +187,7 @@ class _Tracer:
         return [values[id(tensor)] for tensor in graph.outputs]
 
     def step(self, op, node, ins: list[tuple]) -> list[tuple]:
-        """The layouts of ``op``'s outputs, given those of its inputs."""
+        """The layouts of ``op``'s outputs."""
         layers = self.keras.layers
         self.calls[op.name] += 1
         shapes = [tuple(tensor.shape) for tensor in node.input_tensors]
@@ -203,9 +203,8 @@ class _Tracer:
             self.norm_inputs[op.name] = ins[0]
             self.norm_types[op.name] = type(op).__name__
             return [ins[0]]
-        if isinstance(op, self.pass_through) and not _mixes(getattr(op, "activation", None)):
-            return [ins[0]]
-        if isinstance(op, self.pooling) and getattr(op, "data_format", "channels_last") == "channels_last":
+        if (isinstance(op, self.pass_through) and not _mixes(getattr(op, "activation", None))
+                or isinstance(op, self.pooling) and getattr(op, "data_format", "channels_last") == "channels_last"):
             return [ins[0]]
         if isinstance(op, layers.Flatten) and (len(shapes[0]) <= 2 or _flattens_channels_last(op, shapes[0])):
             positions = int(np.prod(shapes[0][1:-1])) if len(shapes[0]) > 2 else 1

@@ -1,17 +1,15 @@
 """Lottery-ticket rounds: prune, reset, retrain, evaluate, checkpoint — then controls and the record.
 
-``RUN_DIR/<mode>/`` (``rundir.ModeDir``) holds settings.json (what ``--resume`` must match),
-round_K/ (model.keras, state.npz: masks or kept unit indices, metrics.json), controls/<name>/,
-search/ and aligned/ (``prune.ticket``), rewind_K.weights.h5, seed_S/ (the same for each extra
-seed, with its own dense/ model, re-initialised and trained with the run's settings),
-ticket.keras and lottery.json (``records.lottery``, rewritten after each round and control).
-Each directory is built under a temporary name and renamed when complete, so ``--resume`` reads
-finished ones back. An adopted dense model (``slimdeploy.adopt``) has no true θ0: its
-``init.weights.h5`` is re-initialised with its own initializers and rewinding is refused.
+``RUN_DIR/<mode>/`` (``rundir.ModeDir``): settings.json (what ``--resume`` must match), round_K/ (model,
+state.npz: masks or kept unit indices, metrics.json), controls/, search/, aligned/, rewind_K.weights.h5,
+seed_S/ (each extra seed, with its own dense/ model), ticket.keras and lottery.json (``records.lottery``,
+rewritten after each round). Each directory is renamed into place when complete: ``--resume`` reads finished
+ones back. An adopted model (``slimdeploy.adopt``) has no true θ0 (its init.weights.h5 is re-initialised).
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
 import math
@@ -32,10 +30,10 @@ from slimdeploy.prune import ticket as ticket_rules
 from slimdeploy.prune.graph import DenseGraph, analyze, find_layer
 from slimdeploy.prune.methods import PruningMethod, dense_params, pruning_method
 from slimdeploy.prune.neurons import round_widths
-from slimdeploy.prune.record import CONTROL_RESETS, aggregate, build_record, known
+from slimdeploy.prune.record import CONTROL_RESETS, aggregate, build_record
 from slimdeploy.prune.schedule import solve_rate
 from slimdeploy.prune.settings import PruneSettings, parse_reset, reset_label
-from slimdeploy.records.base import ABSENT
+from slimdeploy.records.base import ABSENT, present
 from slimdeploy.records.lottery import (AdoptedPrune, Candidate, LotteryRecord, PruneStart, Round, Search, SearchStep,
                                         Ticket)
 from slimdeploy.records.run import DataInfo, DenseMetrics
@@ -63,25 +61,12 @@ class _Plan:
     training: object          # the dense run's TrainingSettings
     rate: float
     seeds: list[int]
-
-    @property
-    def dense_epochs(self) -> int:
-        return self.metrics.epochs or self.training.epochs
-
-    @property
-    def epochs(self) -> int:
-        """Retraining epochs per round."""
-        return self.settings.epochs or self.training.epochs
-
-    @property
-    def dense_seed(self) -> int:
-        return int(self.metrics.seed)
+    dense_seed: int
+    dense_epochs: int
 
 
 @dataclasses.dataclass
 class _Context(_Plan):
-    """A prune under way."""
-
     mode_dir: ModeDir = None
     bars: "_Bars" = None
     run_fields: dict = dataclasses.field(default_factory=dict)  # the record's run_dir, data, ... (build_record)
@@ -132,19 +117,16 @@ def _plan(run_dir, settings: PruneSettings, *, resume: bool, force: bool, data, 
     rate = settings.rate if settings.target is None else solve_rate(
         method.kept_fraction(settings, dense_model, graph, layers), settings.target, settings.rounds)
     plan = _Plan(settings=settings, method=method, run=run, metrics=metrics, adopted=adopted, dense_model=dense_model,
-                 graph=graph, layers=layers, data=dataset, training=training, rate=rate,
-                 seeds=list(settings.seeds) or [int(metrics.seed)])
+                 graph=graph, layers=layers, data=dataset, training=training, rate=rate, dense_seed=int(metrics.seed),
+                 seeds=list(settings.seeds) or [int(metrics.seed)], dense_epochs=metrics.epochs or training.epochs)
     _check_rewind(plan)
     return plan
 
 
 def prune_run(run_dir, settings: PruneSettings, *, resume: bool = False, force: bool = False, progress=None, data=None,
               data_override: bool = False) -> dict:
-    """Prune ``RUN_DIR/dense`` into ``RUN_DIR/<settings.mode>``; returns ``lottery.json``'s content.
-
-    ``data``: the run's recorded data (``runinfo.run_dataset``) found elsewhere, other data with
-    ``data_override``, or a loaded ``Dataset``. Another process writing the run is a ``UserError``.
-    """
+    """Prune ``RUN_DIR/dense`` into ``RUN_DIR/<settings.mode>``; returns ``lottery.json``'s content. ``data``:
+    the run's recorded data (``runinfo.run_dataset``) elsewhere, other data with ``data_override``, or a ``Dataset``."""
     # One writer of the run at a time, taken before the model and the data load so that a second writer
     # hears "busy" at once; only around an existing directory (a missing one gets _plan's own error).
     with DirectoryLock.when(Path(run_dir).is_dir(), run_dir, stage="prune", hint="wait for it to finish"):
@@ -200,9 +182,8 @@ ADOPTED_RESETS = {
 
 
 def _adopted_block(adopted, settings: PruneSettings) -> AdoptedPrune:
-    kind, _ = parse_reset(settings.reset)
     return AdoptedPrune(source=adopted.source, sha256=adopted.sha256, theta0=False, reset=reset_label(settings.reset),
-                        reset_meaning=ADOPTED_RESETS[kind])
+                        reset_meaning=ADOPTED_RESETS[parse_reset(settings.reset)[0]])
 
 
 def _check_rewind(plan: _Plan) -> None:
@@ -228,8 +209,7 @@ def _prepare_mode_dir(mode: ModeDir, settings: PruneSettings, rate: float, seeds
         if mode.settings.is_file():
             saved = PruneStart.load(mode.settings)
             differ = [key for key in wanted.settings if saved.settings.get(key) != wanted.settings[key]]
-            if saved.seeds != seeds and "seeds" not in differ:
-                differ.append("seeds")
+            differ += ["seeds"] if saved.seeds != seeds and "seeds" not in differ else []
             if differ:
                 raise UserError(f"--resume: {mode_dir} was started with different settings ({', '.join(differ)}); "
                                 "use the same options, or --force to start over")
@@ -359,10 +339,8 @@ def _seed_dense(ctx: _Context, seed: int, seed_dir: SeedDir):
             description=f"seed {seed} dense")
         seconds = round(time.perf_counter() - started, 3)
         save_model(model, staging.model)
-        DenseMetrics(
-            model="dense", seed=seed, epochs=ctx.dense_epochs, train_seconds=seconds, params=count_params(model),
-            **split_accuracies(model, ctx.data),
-        ).save(staging.metrics)
+        DenseMetrics(model="dense", seed=seed, epochs=ctx.dense_epochs, train_seconds=seconds, params=count_params(model),
+                     **split_accuracies(model, ctx.data)).save(staging.metrics)
     # Read back rather than reuse: a clone of a compiled model expects optimizer state in every weights file.
     return load_model(dense.model, f"seed {seed} dense model"), seconds
 
@@ -479,7 +457,8 @@ def _train_and_save(ctx: _Context, place: ModelDir, model, state: dict[str, np.n
     """Retrain ``model``, measure it and save it to ``place``; ``started``: when work on it began."""
     train_started = time.perf_counter()
     with ctx.method.training(model, state, description):
-        fit(model, ctx.data, ctx.training, seed=seed, epochs=ctx.epochs, progress=ctx.bars.for_training, description=description)
+        fit(model, ctx.data, ctx.training, seed=seed, epochs=ctx.settings.epochs or ctx.training.epochs,
+            progress=ctx.bars.for_training, description=description)
     train_seconds = round(time.perf_counter() - train_started, 3)
     entry = _measure(ctx, model, reference).replace(train_seconds=train_seconds, path=_path_label(ctx, place.model),
                                                     seconds=round(time.perf_counter() - started, 3), **fields)
@@ -501,7 +480,6 @@ class _Reference:
 
 
 def _measure(ctx: _Context, model, reference: _Reference) -> Round:
-    """``model``'s sizes and the task's scores."""
     params, data = count_params(model), ctx.data
     zeros, kernel_total = masking.kernel_zeros(model, ctx.layers)
     return Round(
@@ -514,26 +492,15 @@ def _measure(ctx: _Context, model, reference: _Reference) -> Round:
 
 
 def _total_seconds(ctx: _Context) -> float:
-    total = 0.0
-    for rounds in ctx.per_seed.values():
-        for entry in rounds[1:]:
-            total += entry.seconds or 0.0
-            total += sum(control.seconds or 0.0 for control in (entry.controls or {}).values())
-    for per_seed in ctx.trained.values():
-        total += sum(entry.seconds or 0.0 for entry in per_seed.values())
-    return total
+    rounds = [entry for seed_rounds in ctx.per_seed.values() for entry in seed_rounds[1:]]
+    entries = [*rounds, *(c for entry in rounds for c in (entry.controls or {}).values()),
+               *(entry for per_seed in ctx.trained.values() for entry in per_seed.values())]
+    return sum((entry.seconds or 0.0 for entry in entries), 0.0)
 
 
-@dataclasses.dataclass
-class _Candidate:
-    """Where one candidate of one seed lives: its model and the kept-unit state it was cut with."""
-
-    kind: str
-    reset: str
-    round: int | None
-    entry: Round
-    model: Path
-    state: Path | None        # None for unstructured controls (their mask is the final round's)
+# Where one candidate of one seed lives: its Round, model and the state it was cut with (for an unstructured
+# control, the final round's).
+_Candidate = collections.namedtuple("_Candidate", "kind reset round entry model state")
 
 
 def _candidates(ctx: _Context) -> dict[str, dict[int, _Candidate]]:
@@ -683,7 +650,7 @@ def _write_tickets(ctx: _Context, rows: list[Candidate], chosen: Ticket | None) 
     for row in rows:
         if row.kind == ticket_rules.ALIGNED:
             _copy_model(primary[row.name][ctx.seeds[0]].model, ctx.mode_dir.aligned_ticket(ticket_rules.aligned_multiple(row.name)))
-    return chosen.replace(candidate=chosen.name, source=known(chosen.path), path=ctx.mode_dir.ticket.name,
+    return chosen.replace(candidate=chosen.name, source=present(chosen.path), path=ctx.mode_dir.ticket.name,
                           max_drop=ctx.settings.max_drop, same_size_alternatives=ticket_rules.same_size_alternatives(rows, chosen))
 
 

@@ -36,16 +36,13 @@ def group_scores(model, members: list[str], criterion: str) -> np.ndarray:
 
 def choose_units(model, graph: DenseGraph, criterion: str, *, widths: dict[str, int] | None = None,
                  threshold: float = 0.0) -> dict[str, np.ndarray]:
-    """Positions (ascending, in ``model``'s current layers) of the surviving units, the same for a group's
-    members: "l1" keeps ``widths[name]`` highest-scoring units, "bias-threshold" those whose |bias|
-    reaches ``threshold`` (at least one)."""
+    """Positions (ascending) of the surviving units, the same for a group's members: "l1" keeps ``widths[name]``
+    highest-scoring units, "bias-threshold" those whose |bias| reaches ``threshold`` (at least one)."""
     keep = {}
     for members in graph.groups:
         scores = group_scores(model, members, criterion)
         if criterion == "bias-threshold":
-            chosen = np.flatnonzero(scores >= threshold)
-            if chosen.size == 0:
-                chosen = np.array([int(np.argmax(scores))])
+            chosen = np.flatnonzero(scores >= threshold) if (scores >= threshold).any() else np.array([np.argmax(scores)])
         else:
             count = min(widths[members[0]], scores.size)
             chosen = np.argsort(-scores, kind="stable")[:count]
@@ -81,8 +78,7 @@ def dense_param_count(model, graph: DenseGraph, widths: dict[str, int]) -> int:
 def kept_fraction(model, graph: DenseGraph, rate: float, rounds: int) -> float:
     """Fraction of the Dense parameters left after ``rounds`` rounds at ``rate`` (for solving --target)."""
     original = {name: int(find_layer(model, name).units) for name in graph.prunable}
-    full = dense_param_count(model, graph, original)
-    return dense_param_count(model, graph, planned_widths(original, rate, rounds)) / full
+    return dense_param_count(model, graph, planned_widths(original, rate, rounds)) / dense_param_count(model, graph, original)
 
 
 def shrink(model, keep: dict[str, np.ndarray], graph: DenseGraph):

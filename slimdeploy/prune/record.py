@@ -9,9 +9,9 @@ from typing import TypeVar
 
 from slimdeploy import environment
 from slimdeploy.prune.settings import DEFAULT_DROP_POINTS, PruneSettings, reset_label
-from slimdeploy.records.base import ABSENT, Record
+from slimdeploy.records.base import ABSENT, Record, present
 from slimdeploy.records.lottery import (AccuracyDrop, DenseSummary, LotteryRecord, Resets, ResetScore, Round, SeedScore,
-                                        Ticket, Unprunable)
+                                        Unprunable)
 from slimdeploy.tasks import DEFAULT_TASK, Task
 
 R = TypeVar("R", bound=Record)
@@ -20,11 +20,6 @@ ACCURACIES = ("val_accuracy", "test_accuracy")
 # Controls as named in a round's ``controls`` -> their name among the resets.
 CONTROL_RESETS = {"random_init": "random", "finetune": "finetune"}
 DENSE_FIELDS = tuple(f.name for f in dataclasses.fields(DenseSummary) if f.init and f.name not in ("extra", "_order"))
-
-
-def known(value):
-    """``value``, or None where the record has none (``ABSENT``)."""
-    return None if value is ABSENT else value
 
 
 def _number(value) -> bool:
@@ -55,7 +50,7 @@ def aggregate(entries: list[R]) -> R:
 
 def drop_points(dense, entry, key: str = "test_accuracy", *, task: Task = DEFAULT_TASK) -> float | None:
     """The budget's points (``Task.drop_points``) record ``entry`` lost against ``dense`` on score ``key``."""
-    base, value = known(getattr(dense, key)), known(getattr(entry, key))
+    base, value = present(getattr(dense, key)), present(getattr(entry, key))
     return None if base is None or value is None else task.drop_points(base, value)
 
 
@@ -82,8 +77,8 @@ def compare_resets(settings: PruneSettings, per_seed: dict[int, list[Round]], de
     for name, pairs in results.items():
         if len(pairs) != len(finals):
             continue
-        per_seed_scores = {str(seed): SeedScore(val_accuracy=known(value.val_accuracy),
-                                                test_accuracy=known(value.test_accuracy)) for seed, value in pairs}
+        per_seed_scores = {str(seed): SeedScore(val_accuracy=present(value.val_accuracy),
+                                                test_accuracy=present(value.test_accuracy)) for seed, value in pairs}
         mean = aggregate([ResetScore(val_accuracy=s.val_accuracy, test_accuracy=s.test_accuracy)
                           for s in per_seed_scores.values()])
         scores[name] = mean.replace(test_drop_points=drop_points(dense, mean, task=task), per_seed=per_seed_scores)
@@ -93,7 +88,7 @@ def compare_resets(settings: PruneSettings, per_seed: dict[int, list[Round]], de
 
 
 def _best(scores: dict[str, ResetScore], key: str, task: Task) -> str | None:
-    scored = [(task.rank(getattr(value, key)), name) for name, value in scores.items() if known(getattr(value, key)) is not None]
+    scored = [(task.rank(getattr(value, key)), name) for name, value in scores.items() if present(getattr(value, key)) is not None]
     return max(scored)[1] if scored else None
 
 
@@ -101,7 +96,7 @@ def first_drop(rounds: list[Round], threshold: float, *, task: Task = DEFAULT_TA
     """Where the mean test score first falls more than ``threshold`` budget points below dense."""
     last, beyond = (0 if rounds else None), None
     for entry in rounds[1:]:
-        if known(entry.test_drop_points) is not None and not task.within_budget(entry.test_drop_points, threshold):
+        if present(entry.test_drop_points) is not None and not task.within_budget(entry.test_drop_points, threshold):
             beyond = entry
             break
         last = entry.round
@@ -110,29 +105,18 @@ def first_drop(rounds: list[Round], threshold: float, *, task: Task = DEFAULT_TA
 
 
 def build_record(settings: PruneSettings, *, rate: float, seeds: list[int], per_seed: dict[int, list[Round]],
-                 prunable: list[str], unprunable: dict[str, str], complete: bool, ticket: Ticket | None = None,
-                 run_fields: dict | None = None, task: Task = DEFAULT_TASK) -> LotteryRecord:
-    """``run_fields``: the record's run-level fields (``run_dir``, ``random_init_seed_offset``, ``data``,
-    ``adopted``); ``task``: the data's (drops are in its budget points)."""
+                 prunable: list[str], unprunable: dict[str, str], complete: bool, run_fields: dict | None = None,
+                 task: Task = DEFAULT_TASK) -> LotteryRecord:
+    """The record without its ticket and candidates; ``run_fields``: its ``run_dir``, ``data``, ``adopted``..."""
     rounds = aggregate_rounds(per_seed, task=task)
+    budget = settings.max_drop if settings.max_drop is not None else DEFAULT_DROP_POINTS
     return LotteryRecord(
-        mode=settings.mode,
-        complete=complete,
-        settings=settings.to_dict(),
-        rate=rate,
-        target=settings.target,
-        seeds=list(seeds),
+        mode=settings.mode, complete=complete, settings=settings.to_dict(), rate=rate, target=settings.target,
+        seeds=list(seeds), prunable=list(prunable), rounds=rounds, accuracy_drop=first_drop(rounds, budget, task=task),
         dense=DenseSummary(**{name: getattr(rounds[0], name) for name in DENSE_FIELDS}) if rounds else DenseSummary(),
-        prunable=list(prunable),
         unprunable=[Unprunable(layer=layer, reason=reason) for layer, reason in unprunable.items()],
-        rounds=rounds,
-        accuracy_drop=first_drop(rounds, settings.max_drop if settings.max_drop is not None else DEFAULT_DROP_POINTS,
-                                 task=task),
-        ticket=ticket,
         resets=compare_resets(settings, per_seed, rounds[0], task=task) if complete and rounds else None,
         per_seed={str(seed): [entry.to_json() for entry in rounds_] for seed, rounds_ in per_seed.items()}
         if len(per_seed) > 1 else ABSENT,
-        **(run_fields or {}),
-        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        versions=environment.library_versions(),
-    )
+        **(run_fields or {}), created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        versions=environment.library_versions())

@@ -29,10 +29,7 @@ def solve_rate(fraction_kept: Callable[[float], float], target: float, rounds: i
         )
     for _ in range(80):
         middle = (low + high) / 2
-        if fraction_kept(middle) <= target:
-            high = middle
-        else:
-            low = middle
+        low, high = (low, middle) if fraction_kept(middle) <= target else (middle, high)
         if high - low < 1e-10:
             break
     return high

@@ -22,9 +22,6 @@ OUTPUT_RATE_FACTOR = 0.5
 DEFAULT_DROP_POINTS = 0.5
 
 
-# ---------------------------------------------------------------- command-line values
-
-
 def fraction(text: str) -> float:
     """A number strictly between 0 and 1 (0 or 1 would keep or remove everything)."""
     try:
@@ -56,12 +53,8 @@ def seed_list(text: str) -> tuple[int, ...]:
     return seeds
 
 
-# ---------------------------------------------------------------- checks of single fields
-
-
 def _check(flag: str, what: str, ok, *, optional: bool = False, shown=repr):
-    """A field's check: None when ``ok(value)`` (or the value is None and ``optional``), else
-    "FLAG must be WHAT, got VALUE"."""
+    """A field's check: "FLAG must be WHAT, got VALUE" unless ``ok(value)`` (or None and ``optional``)."""
     def check(value) -> str | None:
         return None if (optional and value is None) or ok(value) else f"{flag} must be {what}, got {shown(value)}"
     return check
@@ -80,10 +73,8 @@ def _fraction(value) -> bool:
 
 
 def _check_reset(value) -> str | None:
-    if value is None:  # resolved per run (PruneSettings.for_run)
-        return None
     try:
-        parse_reset(value)
+        parse_reset("init" if value is None else value)  # None: resolved per run (PruneSettings.for_run)
     except UserError as exc:
         return str(exc)
     return None
@@ -102,12 +93,9 @@ _POINTS = DEFAULT_TASK.budget_unit.upper()
 
 @dataclass(frozen=True)
 class PruneSettings(Settings):
-    """Settings of one ``prune`` stage (echoed into ``lottery.json``); each field's help says what it does.
-
-    ``mode`` ("structured": remove hidden Dense units; "unstructured": mask Dense kernel weights) and
-    ``controls`` have no generated flag: `prune --mode` also takes "both", and ``--controls/--no-controls``
-    is a pair (commands/prune.py adds both by hand).
-    """
+    """Settings of one ``prune`` stage (echoed into ``lottery.json``). ``mode`` (structured: remove hidden
+    Dense units; unstructured: mask Dense kernel weights) and ``controls`` have no generated flag: `prune
+    --mode` also takes "both", ``--controls/--no-controls`` is a pair (commands/prune.py adds both)."""
 
     mode: str = setting("structured", check=_one_of("--mode", MODES))
     rounds: int = setting(5, flag="--rounds", parse=positive_int, check=_check("--rounds", "a positive integer", _at_least(1)),
@@ -182,16 +170,11 @@ class PruneSettings(Settings):
 
     def for_run(self, adopted: bool) -> "PruneSettings":
         """These settings with the reset a run of its kind defaults to (``reset`` None)."""
-        if self.reset is not None:
-            return self
-        return dataclasses.replace(self, reset=default_reset(adopted))
+        return self if self.reset is not None else dataclasses.replace(self, reset=default_reset(adopted))
 
     @property
     def rewind_steps(self) -> int | None:
-        if self.reset is None:
-            return None
-        kind, steps = parse_reset(self.reset)
-        return steps if kind == "rewind" else None
+        return None if self.reset is None else parse_reset(self.reset)[1]  # only rewind:K carries a number
 
     @classmethod
     def from_dict(cls, raw: dict, source: str = "prune settings") -> "PruneSettings":
@@ -215,6 +198,5 @@ def parse_reset(reset: str) -> tuple[str, int | None]:
 
 def reset_label(reset: str) -> str:
     """The name a reset has in ``lottery.json``'s ``resets`` (fine-tuning is what 'trained' does)."""
-    kind, _ = parse_reset(reset)
-    return {"trained": "finetune"}.get(kind, reset)
+    return {"trained": "finetune"}.get(parse_reset(reset)[0], reset)
 

@@ -1,23 +1,18 @@
-"""Choosing the ticket: every model a prune trained is a candidate (``records.lottery.Candidate``,
-averaged over seeds), judged on the task's validation score within the budget, never on test.
+"""Choosing the ticket among candidates (``records.lottery.Candidate``, averaged over seeds):
+``round_K``, ``control_finetune``, ``search_K`` (widths bisected between the ticket and the next
+more-pruned candidate outside the budget), ``aligned_rN`` (the ticket's widths rounded down to
+multiples of N, benchmarked beside it, never the ticket) and ``control_random`` (never the ticket).
 
-Candidates: ``round_K`` (round K, trained from the prune's reset); ``control_finetune`` (the
-final round fine-tuned from the round before it); ``search_K`` (structured: widths bisected
-between the ticket and the next more-pruned candidate outside the budget, fine-tuned from the
-ticket); ``aligned_rN`` (structured: the ticket's widths rounded down to multiples of N,
-benchmarked beside it as ``<mode>-rN``, never the ticket); ``control_random`` (never the ticket).
-
-With a budget, the ticket is the most-pruned eligible candidate within ``max_drop`` of dense
-(``Task.drop_points``, ``Task.within_budget``), the better validation score winning at equal
-size; without one, the final round.
+With a budget, the ticket is the most-pruned eligible candidate whose validation score is within
+``max_drop`` of dense (``Task.drop_points``), the better one winning at equal size; else the final round.
 """
 
 from __future__ import annotations
 
 import dataclasses
 
-from slimdeploy.prune.record import aggregate, drop_points, known
-from slimdeploy.records.base import ABSENT
+from slimdeploy.prune.record import aggregate, drop_points
+from slimdeploy.records.base import ABSENT, present
 from slimdeploy.records.lottery import Candidate, LotteryRecord, Round, Ticket
 from slimdeploy.tasks import DEFAULT_TASK, Task
 
@@ -36,7 +31,6 @@ def aligned_name(multiple: int) -> str:
 
 
 def aligned_multiple(name: str) -> int:
-    """``aligned_r8`` -> 8."""
     return int(name.rsplit("_r", 1)[1])
 
 
@@ -92,7 +86,7 @@ def search_bounds(rows: list[Candidate], ticket: Candidate | None) -> Candidate 
 
 def same_size_alternatives(rows: list[Candidate], ticket: Candidate) -> dict:
     """The other candidates of the ticket's size (the losing resets), by reset name."""
-    return {row.reset: {"name": row.name, "val_accuracy": known(row.val_accuracy), "test_accuracy": known(row.test_accuracy)}
+    return {row.reset: {"name": row.name, "val_accuracy": present(row.val_accuracy), "test_accuracy": present(row.test_accuracy)}
             for row in rows if row.name != ticket.name and row.widths == ticket.widths
             and row.kind in (ROUND, CONTROL) and row.weights_remaining == ticket.weights_remaining}
 
@@ -125,6 +119,6 @@ def ticket_entry(lottery: LotteryRecord, *, final_round_otherwise: bool = False)
     ticket = lottery.ticket
     if ticket and ticket.candidate and ticket.widths not in (None, ABSENT):
         return ticket
-    chosen = known(ticket.round) if ticket else None
+    chosen = present(ticket.round) if ticket else None
     named = next((r for r in lottery.rounds if chosen is not None and r.round == chosen), None)
     return lottery.rounds[-1] if named is None and final_round_otherwise and lottery.rounds else named
