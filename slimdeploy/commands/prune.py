@@ -20,7 +20,7 @@ from slimdeploy.prune.lottery import prune_run, refuse_rewind_on_adopted
 from slimdeploy.prune.settings import PruneSettings
 from slimdeploy.records.base import ABSENT
 from slimdeploy.records.lottery import LotteryRecord
-from slimdeploy.runinfo import known
+from slimdeploy.records.base import present
 from slimdeploy.rundir import RunDir
 from slimdeploy.settings_base import show_default
 from slimdeploy.tasks import task_for
@@ -142,7 +142,7 @@ def print_summary(record: LotteryRecord, mode_dir: Path) -> None:
         table.add_column(column, justify="right", no_wrap=column in ("widths", val, test))
     for entry in record.rounds:
         size = _widths(entry.widths) if structured else f"{entry.prunable_weights - entry.zero_weights:,.0f}"
-        drop, seconds = known(entry.test_drop_points), known(entry.seconds)
+        drop, seconds = present(entry.test_drop_points), present(entry.seconds)
         table.add_row(str(entry.round), size, f"{entry.params:,.0f}", f"{entry.weights_remaining:.1%}",
                       _score(entry, "val_accuracy", several), _score(entry, "test_accuracy", several),
                       "" if drop is None else f"{drop:+.2f}", "" if seconds is None else f"{seconds:.0f}")
@@ -150,12 +150,12 @@ def print_summary(record: LotteryRecord, mode_dir: Path) -> None:
     resets = record.resets
     if resets:
         parts = [f"{name} {value.test_accuracy:.4f} (val {value.val_accuracy:.4f})"
-                 if known(value.val_accuracy) is not None else f"{name} {value.test_accuracy:.4f}"
+                 if present(value.val_accuracy) is not None else f"{name} {value.test_accuracy:.4f}"
                  for name, value in resets.scores.items()]
         winner = f" -> winner by validation: [bold]{resets.winner}[/bold]" if resets.winner else ""
         console.print(f"final round, test {task.metric_label} by reset: {'; '.join(parts)}{winner}")
     drop = record.accuracy_drop
-    if drop and known(drop.first_round_beyond) is not None:
+    if drop and present(drop.first_round_beyond) is not None:
         console.print(f"test {task.metric_label} first falls more than {task.format_points(drop.threshold_points)} below "
                       f"dense at round {drop.first_round_beyond} ({drop.weights_remaining:.1%} of the prunable weights)")
     for item in record.unprunable or []:
@@ -176,7 +176,7 @@ def _widths(widths) -> str:
 
 
 def _score(entry, key: str, several: bool) -> str:
-    value, std = known(getattr(entry, key)), known(getattr(entry, f"{key}_std"))
+    value, std = present(getattr(entry, key)), present(getattr(entry, f"{key}_std"))
     if value is None:
         return ""
     return f"{value:.4f}±{std:.3f}" if several and std is not None else f"{value:.4f}"
