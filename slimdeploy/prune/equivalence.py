@@ -72,7 +72,6 @@ def _cloned(layer, layer_norms: dict[str, np.ndarray]):
 
 @functools.cache
 def masked_layer_normalization():
-    """The class of Keras' LayerNormalization with its statistics over the kept channels (mask ``kept``) only."""
     import keras  # lazy: heavy
     from keras import ops
 

@@ -54,7 +54,6 @@ def all_layers(model):
 
 
 def leaf_layers(model):
-    """The layers of ``model`` that are not models themselves (nested models' layers included)."""
     return (layer for layer in all_layers(model) if not _is_model(layer))
 
 

@@ -498,8 +498,7 @@ def _total_seconds(ctx: _Context) -> float:
     return sum((entry.seconds or 0.0 for entry in entries), 0.0)
 
 
-# Where one candidate of one seed lives: its Round, model and the state it was cut with (for an unstructured
-# control, the final round's).
+# Where one candidate of one seed lives: its Round, model and the state it was cut with (or the final round's).
 _Candidate = collections.namedtuple("_Candidate", "kind reset round entry model state")
 
 

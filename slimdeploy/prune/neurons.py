@@ -78,7 +78,8 @@ def dense_param_count(model, graph: DenseGraph, widths: dict[str, int]) -> int:
 def kept_fraction(model, graph: DenseGraph, rate: float, rounds: int) -> float:
     """Fraction of the Dense parameters left after ``rounds`` rounds at ``rate`` (for solving --target)."""
     original = {name: int(find_layer(model, name).units) for name in graph.prunable}
-    return dense_param_count(model, graph, planned_widths(original, rate, rounds)) / dense_param_count(model, graph, original)
+    full = dense_param_count(model, graph, original)
+    return dense_param_count(model, graph, planned_widths(original, rate, rounds)) / full
 
 
 def shrink(model, keep: dict[str, np.ndarray], graph: DenseGraph):

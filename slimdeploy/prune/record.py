@@ -27,8 +27,8 @@ def _number(value) -> bool:
 
 
 def aggregate(entries: list[R]) -> R:
-    """The mean over seeds of every number (with ``<score>_std`` and ``seeds`` where the record has
-    them), widths column by column, controls each; the rest from the first seed."""
+    """The mean over seeds of every number (``<score>_std`` and ``seeds`` where the record has them), widths
+    column by column, controls each; the rest from the first seed."""
     first = entries[0]
     if len(entries) == 1:
         return first
@@ -84,11 +84,13 @@ def compare_resets(settings: PruneSettings, per_seed: dict[int, list[Round]], de
         scores[name] = mean.replace(test_drop_points=drop_points(dense, mean, task=task), per_seed=per_seed_scores)
     if len(scores) < 2:
         return Resets(scores=scores) if scores else None
-    return Resets(scores=scores, winner=_best(scores, "val_accuracy", task), winner_by_test=_best(scores, "test_accuracy", task))
+    return Resets(scores=scores, winner=_best(scores, "val_accuracy", task),
+                  winner_by_test=_best(scores, "test_accuracy", task))
 
 
 def _best(scores: dict[str, ResetScore], key: str, task: Task) -> str | None:
-    scored = [(task.rank(getattr(value, key)), name) for name, value in scores.items() if present(getattr(value, key)) is not None]
+    values = {name: present(getattr(score, key)) for name, score in scores.items()}
+    scored = [(task.rank(value), name) for name, value in values.items() if value is not None]
     return max(scored)[1] if scored else None
 
 

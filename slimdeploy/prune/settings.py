@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import re
-from dataclasses import dataclass
 
 from slimdeploy.errors import UserError
 from slimdeploy.parsers import non_negative_float, non_negative_int, positive_int
@@ -20,6 +19,7 @@ RESET_HELP = "init | rewind:K | trained | random"
 OUTPUT_RATE_FACTOR = 0.5
 # lottery.json's accuracy_drop without --max-drop: how far (in the task's budget points) below dense.
 DEFAULT_DROP_POINTS = 0.5
+_POINTS = DEFAULT_TASK.budget_unit.upper()  # --max-drop's metavar
 
 
 def fraction(text: str) -> float:
@@ -88,18 +88,15 @@ def _check_seeds(value) -> str | None:
     return None
 
 
-_POINTS = DEFAULT_TASK.budget_unit.upper()
-
-
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class PruneSettings(Settings):
     """Settings of one ``prune`` stage (echoed into ``lottery.json``). ``mode`` (structured: remove hidden
     Dense units; unstructured: mask Dense kernel weights) and ``controls`` have no generated flag: `prune
     --mode` also takes "both", ``--controls/--no-controls`` is a pair (commands/prune.py adds both)."""
 
     mode: str = setting("structured", check=_one_of("--mode", MODES))
-    rounds: int = setting(5, flag="--rounds", parse=positive_int, check=_check("--rounds", "a positive integer", _at_least(1)),
-                          help="pruning rounds")
+    rounds: int = setting(5, flag="--rounds", parse=positive_int, help="pruning rounds",
+                          check=_check("--rounds", "a positive integer", _at_least(1)))
     rate: float = setting(0.2, flag="--rate", parse=fraction,
                           check=_check("--rate", "above 0 and below 1 (it is the fraction removed per round)", _fraction),
                           help="fraction of the remaining units/weights removed each round")

@@ -23,7 +23,7 @@ RANDOM_CONTROL = "control_random"
 # What a candidate keeps of its averaged rounds (besides name, kind, reset, round and the verdicts).
 KEPT_FIELDS = ("widths", "params", "nonzero_params", "params_fraction", "flops", "nonzero_flops", "weights_remaining",
                "val_accuracy", "val_accuracy_std", "test_accuracy", "test_accuracy_std", "path")
-_CANDIDATE_FIELDS = {field.name for field in dataclasses.fields(Candidate)}
+_FIELDS = {field.name for field in dataclasses.fields(Candidate)}
 
 
 def aligned_name(multiple: int) -> str:
@@ -41,12 +41,12 @@ def candidate_row(name: str, kind: str, reset: str, round_index: int | None, ent
     kept = {key: getattr(mean, key) for key in KEPT_FIELDS}
     val_drop = drop_points(dense, mean, "val_accuracy", task=task)
     return Candidate(
-        name=name, kind=kind, reset=reset, round=round_index, **{k: v for k, v in kept.items() if k in _CANDIDATE_FIELDS},
+        name=name, kind=kind, reset=reset, round=round_index, **{k: v for k, v in kept.items() if k in _FIELDS},
         val_drop_points=val_drop, test_drop_points=drop_points(dense, mean, "test_accuracy", task=task),
         eligible=kind in ELIGIBLE_KINDS and name != RANDOM_CONTROL,
         within_budget=None if max_drop is None or val_drop is None else task.within_budget(val_drop, max_drop),
         # Scores' spreads ride in extra until Candidate has fields for them.
-        extra={k: v for k, v in kept.items() if k not in _CANDIDATE_FIELDS and v is not ABSENT})
+        extra={k: v for k, v in kept.items() if k not in _FIELDS and v is not ABSENT})
 
 
 def _ticket(row: Candidate, reason: str) -> Ticket:
@@ -86,7 +86,8 @@ def search_bounds(rows: list[Candidate], ticket: Candidate | None) -> Candidate 
 
 def same_size_alternatives(rows: list[Candidate], ticket: Candidate) -> dict:
     """The other candidates of the ticket's size (the losing resets), by reset name."""
-    return {row.reset: {"name": row.name, "val_accuracy": present(row.val_accuracy), "test_accuracy": present(row.test_accuracy)}
+    return {row.reset: {"name": row.name, "val_accuracy": present(row.val_accuracy),
+                        "test_accuracy": present(row.test_accuracy)}
             for row in rows if row.name != ticket.name and row.widths == ticket.widths
             and row.kind in (ROUND, CONTROL) and row.weights_remaining == ticket.weights_remaining}
 
