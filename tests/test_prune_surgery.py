@@ -236,7 +236,7 @@ def test_keep_count_compounds_from_the_original_size():
 ])
 def test_settings_reject_impossible_values(changes, message):
     with pytest.raises(UserError, match=message):
-        PruneSettings(**changes).validate()
+        PruneSettings(**changes).validated()
 
 
 def test_settings_from_toml_table():

@@ -10,14 +10,15 @@ import pytest
 
 from conftest import run_cli_here
 from slimdeploy.prune import ticket as rules
-from slimdeploy.records.lottery import LotteryRecord
+from slimdeploy.records.lottery import DenseSummary, LotteryRecord, Round
 from slimdeploy.report import tickets
 
 
 def row(name, kind, kept, val, reset="init", round_index=None, budget=0.5, dense_val=0.90):
-    return rules.candidate_row(name, kind, reset, round_index,
-                               [{"weights_remaining": kept, "val_accuracy": val, "test_accuracy": val, "widths": [int(kept * 100), 10]}],
-                               {"val_accuracy": dense_val, "test_accuracy": dense_val}, budget)
+    entry = Round(params=0, nonzero_params=0, params_fraction=kept, flops=0, nonzero_flops=0, weights_remaining=kept,
+                  zero_weights=0, prunable_weights=0, widths=[int(kept * 100), 10], val_accuracy=val, test_accuracy=val)
+    return rules.candidate_row(name, kind, reset, round_index, [entry],
+                               DenseSummary(val_accuracy=dense_val, test_accuracy=dense_val), budget)
 
 
 def test_most_pruned_within_budget_wins_and_the_better_reset_wins_at_equal_size():
@@ -26,11 +27,11 @@ def test_most_pruned_within_budget_wins_and_the_better_reset_wins_at_equal_size(
             row("control_finetune", "control", 0.25, 0.897, reset="finetune", round_index=2)]
     chosen = rules.choose(rows, 0.5, 2, "init")
     # round_2 is 0.7 points below dense on validation: outside; fine-tuning at the same size is within.
-    assert chosen["name"] == "control_finetune" and chosen["within_budget"] and chosen["reset"] == "finetune"
+    assert chosen.name == "control_finetune" and chosen.within_budget and chosen.reset == "finetune"
     assert rules.same_size_alternatives(rows, chosen) == {
         "init": {"name": "round_2", "val_accuracy": 0.893, "test_accuracy": 0.893},
         "random": {"name": "control_random", "val_accuracy": 0.899, "test_accuracy": 0.899}}
-    verdicts = {r["name"]: r["why"] for r in rules.verdicts(rows, chosen)}
+    verdicts = {r.name: r.why for r in rules.verdicts(rows, chosen)}
     assert verdicts["control_random"].startswith("control") and verdicts["round_2"].startswith("outside the budget")
     assert verdicts["round_1"] == "within the budget, less pruned than the ticket"
 
@@ -39,15 +40,15 @@ def test_the_random_control_and_aligned_widths_never_become_the_ticket():
     rows = [row("round_1", "round", 0.5, 0.80, round_index=1), row("control_random", "control", 0.5, 0.95, reset="random"),
             row("aligned_r8", "aligned", 0.4, 0.95, reset="finetune")]
     chosen = rules.choose(rows, 0.5, 1, "init")
-    assert chosen["name"] == "round_1" and chosen["within_budget"] is False
-    assert chosen["reason"].startswith("no candidate within 0.5 validation points")
+    assert chosen.name == "round_1" and chosen.within_budget is False
+    assert chosen.reason.startswith("no candidate within 0.5 validation points")
 
 
 def test_search_runs_between_the_ticket_and_the_nearest_more_pruned_candidate_outside():
     rows = [row("round_1", "round", 0.5, 0.899, round_index=1), row("round_2", "round", 0.25, 0.85, round_index=2),
             row("round_3", "round", 0.12, 0.70, round_index=3)]
     ticket = rules.choose(rows, 0.5, 3, "init")
-    assert ticket["name"] == "round_1" and rules.search_bounds(rows, ticket)["name"] == "round_2"
+    assert ticket.name == "round_1" and rules.search_bounds(rows, ticket).name == "round_2"
     within_all = [row("round_1", "round", 0.5, 0.899, round_index=1), row("round_2", "round", 0.25, 0.898, round_index=2)]
     assert rules.search_bounds(within_all, rules.choose(within_all, 0.5, 2, "init")) is None
 
@@ -56,7 +57,7 @@ def test_without_a_budget_the_final_round_of_the_main_reset_is_the_ticket():
     rows = [row("round_1", "round", 0.5, 0.899, round_index=1, budget=None),
             row("round_2", "round", 0.25, 0.5, round_index=2, budget=None),
             row("control_finetune", "control", 0.25, 0.899, reset="finetune", round_index=2, budget=None)]
-    assert rules.choose(rows, None, 2, "init")["name"] == "round_2"
+    assert rules.choose(rows, None, 2, "init").name == "round_2"
 
 
 def _hidden_widths(path):

@@ -1,10 +1,7 @@
-"""Lottery-ticket pruning of a trained dense model.
+"""Lottery-ticket pruning of a trained dense model (``prune_run``); TensorFlow loads only when needed.
 
-``settings`` (PruneSettings), ``graph`` (which Dense layers may shrink), ``masks``
-(unstructured magnitude masks), ``neurons`` (structured unit removal and model surgery),
-``schedule`` (per-round counts, solving --target), ``lottery`` (rounds, resets, controls,
-seeds, resume: ``prune_run``) and ``record`` (``lottery.json``). TensorFlow is imported
-only when a function needs it.
+``settings``, ``graph`` (which Dense layers may shrink), ``masks`` and ``neurons`` (unstructured and
+structured), ``schedule``, ``lottery`` (the rounds), ``ticket`` (its choice), ``record`` (``lottery.json``).
 """
 
 from slimdeploy.prune.lottery import prune_run

@@ -1,19 +1,9 @@
 """The check that a structurally pruned model computes what the masked full-width model computes.
 
-Before a shrunken model is retrained, ``check_shrunk`` builds the *masked* model: a copy of
-the model it was cut from in which the removed units' kernel columns and biases, the
-normalization entries behind them and the kernel rows that read them are zero. That model
-is exactly what the narrow one should compute, so the two must agree on a probe batch; any
-slicing error (a wrong row order, a wrong offset in a concatenation) shows as a difference.
-
-The producers are masked from ``keep`` alone, the consumers from ``neurons.kept_rows``: if
-those rows were wrong the masked model would read removed (zero) units while the narrow
-model reads kept ones in their place, so the check does not depend on the code it checks.
-
-LayerNormalization renormalises over the channels it is given, so zeroing channels is not
-enough there: in the masked model each sliced LayerNormalization (nested ones too) becomes a
-masked layer norm whose mean and variance are taken over the kept channels only and whose
-removed channels come out zero. Then every model's whole output is compared exactly.
+The *masked* model (the source with the removed units' columns, biases, normalization entries and the
+kernel rows reading them zeroed) is what the narrow model must compute on a probe batch. Producers are
+masked from ``keep`` alone, consumers from ``neurons.kept_rows``, so a slicing error shows as a difference.
+A sliced LayerNormalization becomes one whose statistics cover the kept channels only.
 """
 
 from __future__ import annotations
@@ -35,13 +25,13 @@ RELATIVE_TOLERANCE = 1e-5
 def check_shrunk(source, narrow, keep: dict[str, np.ndarray], graph: DenseGraph) -> None:
     """Raise ``WorkError`` unless ``narrow`` matches ``source`` with the units not in ``keep`` masked."""
     probe = probe_inputs(source)
-    _compare(_outputs(masked_model(source, keep, graph), probe), _outputs(narrow, probe), _pruned_layers(source, keep),
-             "outputs")
+    pruned = [name for name, kept in keep.items() if len(kept) < int(find_layer(source, name).units)] or list(keep)
+    _compare(_outputs(masked_model(source, keep, graph), probe), _outputs(narrow, probe), pruned)
 
 
 def masked_model(source, keep: dict[str, np.ndarray], graph: DenseGraph):
     """A copy of ``source`` whose units not in ``keep`` contribute nothing anywhere (only for the check: never saved)."""
-    import keras
+    import keras  # lazy: heavy
 
     kept_channels = {name: neurons.kept_rows(source, layout, keep, graph) for name, layout in graph.channels.items()}
     layer_norms = {name: _layer_norm_mask(find_layer(source, name), kept) for name, kept in kept_channels.items()
@@ -65,16 +55,15 @@ def masked_model(source, keep: dict[str, np.ndarray], graph: DenseGraph):
         if name in layer_norms:
             continue  # the masked layer norm zeroes its removed channels itself
         layer = find_layer(masked, name)
-        removed = _removed(kept, _channel_count(find_layer(source, name)))
-        # Only the scale and offset (gamma, beta): a zero scale and offset make the channel exactly zero.
-        weights = [_zeroed(weight, removed) if index < _scale_and_offset(layer) else weight
-                   for index, weight in enumerate(layer.get_weights())]
+        weights = layer.get_weights()
+        # Only the scale and offset (gamma, beta, first): zero, they make the channel exactly zero.
+        for weight in weights[:_scale_and_offset(layer)]:
+            weight[..., _removed(kept, int(find_layer(source, name).input.shape[-1]))] = 0.0
         layer.set_weights(weights)
     return masked
 
 
 def _cloned(layer, layer_norms: dict[str, np.ndarray]):
-    """``layer`` rebuilt from its config; a sliced LayerNormalization as the masked layer norm."""
     config = layer.get_config()
     if layer.name in layer_norms:
         return masked_layer_normalization().from_config({**config, "kept": layer_norms[layer.name]})
@@ -83,16 +72,11 @@ def _cloned(layer, layer_norms: dict[str, np.ndarray]):
 
 @functools.cache
 def masked_layer_normalization():
-    """The class of Keras' LayerNormalization with its statistics over the kept channels (mask ``kept``) only."""
-    import keras
+    import keras  # lazy: heavy
     from keras import ops
 
     class MaskedLayerNormalization(keras.layers.LayerNormalization):
-        """``LayerNormalization`` of the kept channels alone, the removed ones zero (the last axis only).
-
-        The same formula as ``keras.ops.layer_normalization`` (epsilon inside the square root,
-        ``rms_scaling`` dividing by the variance without centring), each mean over the kept channels.
-        """
+        """``keras.ops.layer_normalization``'s formula with each mean over the kept channels; the removed ones zero."""
 
         def __init__(self, kept, **kwargs):
             super().__init__(**kwargs)
@@ -116,14 +100,8 @@ def masked_layer_normalization():
 
 
 def _scale_and_offset(layer) -> int:
-    """How many of a normalization layer's weights are its learned scale and offset (they come first)."""
+    """How many of a normalization layer's weights are its learned scale and offset."""
     return int(bool(getattr(layer, "scale", True))) + int(bool(getattr(layer, "center", True)))
-
-
-def _zeroed(weight: np.ndarray, removed: np.ndarray) -> np.ndarray:
-    weight = weight.copy()
-    weight[..., removed] = 0.0
-    return weight
 
 
 def _removed(kept: np.ndarray, size: int) -> np.ndarray:
@@ -137,14 +115,9 @@ def _layer_norm_mask(layer, kept: np.ndarray) -> np.ndarray:
     if [axis % rank for axis in axes] != [rank - 1]:
         raise WorkError(f"cannot check the pruned LayerNormalization '{layer.name}': it normalises over axis "
                         f"{layer.axis} of a rank-{rank} input, and the check handles only the last axis")
-    mask = np.zeros(_channel_count(layer), dtype=bool)
+    mask = np.zeros(int(layer.input.shape[-1]), dtype=bool)
     mask[kept] = True
     return mask
-
-
-def _channel_count(layer) -> int:
-    """The channels (last axis) a normalization layer is given."""
-    return int(layer.input.shape[-1])
 
 
 def probe_inputs(model, rows: int = PROBE_ROWS, seed: int = PROBE_SEED):
@@ -165,24 +138,18 @@ def probe_inputs(model, rows: int = PROBE_ROWS, seed: int = PROBE_SEED):
 
 
 def _outputs(model, probe) -> list[np.ndarray]:
-    import keras
+    import keras  # lazy: heavy
 
     return [np.asarray(keras.ops.convert_to_numpy(value)) for value in keras.tree.flatten(model(probe, training=False))]
 
 
-def _compare(expected: list[np.ndarray], got: list[np.ndarray], pruned: list[str], what: str) -> None:
+def _compare(expected: list[np.ndarray], got: list[np.ndarray], pruned: list[str]) -> None:
     for reference, value in zip(expected, got):
         if reference.shape != value.shape:
-            raise WorkError(f"structured pruning of {', '.join(pruned)} changed the shape of the {what} "
+            raise WorkError(f"structured pruning of {', '.join(pruned)} changed the shape of the outputs "
                             f"({reference.shape} -> {value.shape})")
         difference = float(np.max(np.abs(reference.astype(np.float64) - value))) if reference.size else 0.0
         tolerance = RELATIVE_TOLERANCE * (1.0 + float(np.max(np.abs(reference))) if reference.size else 1.0)
         if not difference <= tolerance:
-            raise WorkError(f"structured pruning of {', '.join(pruned)} changed the {what}: max |diff| {difference:.3g} "
+            raise WorkError(f"structured pruning of {', '.join(pruned)} changed the outputs: max |diff| {difference:.3g} "
                             f"> {tolerance:.3g} against the same model with the removed units masked (a slicing error)")
-
-
-def _pruned_layers(source, keep: dict[str, np.ndarray]) -> list[str]:
-    """The layers that lose units (all named in ``keep`` when none does)."""
-    pruned = [name for name, kept in keep.items() if len(kept) < int(find_layer(source, name).units)]
-    return pruned or list(keep)

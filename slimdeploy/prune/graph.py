@@ -1,21 +1,13 @@
 """Which Dense layers of a Keras model can lose units, and what must be sliced with them.
 
-The analysis follows, for every tensor of the model (nested models included), where each
-channel of its last axis comes from: its *layout*, a sequence of segments, each either the
-units of one group of Dense layers or channels nothing here removes (inputs, convolutions,
-embeddings). A Dense output starts a segment of its own group; element-wise layers
-(activations, Dropout), BatchNormalization/LayerNormalization over the last axis and pooling
-over positions keep the layout; Flatten repeats it once per position (row t*U + j of the
-next kernel is unit j at step t); Concatenate over the last axis joins layouts; an
-element-wise merge (Add, Subtract, Multiply, Average, Maximum, Minimum) makes the groups that
-meet position by position one group, which keeps one shared set of units (the dependency
-groups of Torch-Pruning's DepGraph). A Dense layer reading a layout has its kernel rows sliced
-by it, and a normalization layer its per-channel weights.
-
-Anything else blocks the groups that reach it: a layer that mixes channels (Reshape, a
-softmax, a Conv), a model output, a shared layer, the input of a nested model (its Input keeps
-its width when the model is rebuilt), a merge with channels nothing removes (a residual skip
-from an input). Those groups keep their units and the reason is recorded.
+Each tensor's *layout* says where every channel of its last axis comes from: a sequence of
+segments, each the units of one group of Dense layers or channels nothing removes. Element-wise
+layers, normalization over the last axis and pooling keep the layout; Flatten repeats it per
+position; Concatenate joins layouts; an element-wise merge (Add, Multiply, ...) makes the groups
+meeting in it one group with one shared set of units (Torch-Pruning's DepGraph groups). A Dense
+layer reading a layout has its kernel rows sliced by it, a normalization layer its weights.
+Anything else (a layer that mixes channels, a model output, a shared layer, a nested model's
+input, a merge with fixed channels) blocks the groups that reach it, with the reason recorded.
 """
 
 from __future__ import annotations
@@ -53,9 +45,6 @@ class DenseGraph:
     channels: dict[str, Layout] = field(default_factory=dict)      # Batch/LayerNormalization -> layout of its channels
 
 
-# ---------------------------------------------------------------- finding layers
-
-
 def all_layers(model):
     """Every layer of ``model``, nested models and the layers inside them too, in model order."""
     for layer in model.layers:
@@ -65,7 +54,6 @@ def all_layers(model):
 
 
 def leaf_layers(model):
-    """The layers of ``model`` that are not models themselves (nested models' layers included)."""
     return (layer for layer in all_layers(model) if not _is_model(layer))
 
 
@@ -84,11 +72,8 @@ def _is_model(layer) -> bool:
     return hasattr(layer, "layers") and hasattr(layer, "inputs")
 
 
-# ---------------------------------------------------------------- analysis
-
-
 def analyze(model) -> DenseGraph:
-    import keras
+    import keras  # lazy: heavy
 
     _refuse_duplicate_names(model, keras)
     tracer = _Tracer(keras)
@@ -162,8 +147,6 @@ class _Tracer:
         self.norm_types: dict[str, str] = {}
         self.reached_output: set[int] = set()
 
-    # -------------------------------------------------------- groups
-
     def find(self, gid: int) -> int:
         while self.parent[gid] != gid:
             self.parent[gid] = self.parent[self.parent[gid]]
@@ -185,8 +168,6 @@ class _Tracer:
     def fixed(shape: tuple, origin: str) -> tuple:
         return (_Seg(None, shape[-1] if len(shape) > 1 else 1, origin=origin),)
 
-    # -------------------------------------------------------- walking
-
     def trace(self, model, inputs: list[tuple]) -> list[tuple]:
         graph = getattr(model, "_functional", None) or model  # a Sequential keeps its graph in a Functional
         nodes = getattr(graph, "_nodes_by_depth", None)
@@ -205,7 +186,7 @@ class _Tracer:
         return [values[id(tensor)] for tensor in graph.outputs]
 
     def step(self, op, node, ins: list[tuple]) -> list[tuple]:
-        """The layouts of ``op``'s outputs, given those of its inputs."""
+        """The layouts of ``op``'s outputs."""
         layers = self.keras.layers
         self.calls[op.name] += 1
         shapes = [tuple(tensor.shape) for tensor in node.input_tensors]
@@ -221,9 +202,8 @@ class _Tracer:
             self.norm_inputs[op.name] = ins[0]
             self.norm_types[op.name] = type(op).__name__
             return [ins[0]]
-        if isinstance(op, self.pass_through) and not _mixes(getattr(op, "activation", None)):
-            return [ins[0]]
-        if isinstance(op, self.pooling) and getattr(op, "data_format", "channels_last") == "channels_last":
+        if (isinstance(op, self.pass_through) and not _mixes(getattr(op, "activation", None))
+                or isinstance(op, self.pooling) and getattr(op, "data_format", "channels_last") == "channels_last"):
             return [ins[0]]
         if isinstance(op, layers.Flatten) and (len(shapes[0]) <= 2 or _flattens_channels_last(op, shapes[0])):
             positions = int(np.prod(shapes[0][1:-1])) if len(shapes[0]) > 2 else 1
@@ -274,8 +254,6 @@ class _Tracer:
         segments = [segment._replace(trail=segment.trail + (label,)) if segment.gid is not None else segment
                     for layout in ins for segment in layout]
         return _joined(segments)
-
-    # -------------------------------------------------------- the result
 
     def finish(self, dense: list[str]) -> DenseGraph:
         self._block_shared()

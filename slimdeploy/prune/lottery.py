@@ -1,31 +1,17 @@
 """Lottery-ticket rounds: prune, reset, retrain, evaluate, checkpoint — then controls and the record.
 
-Layout of ``RUN_DIR/<mode>/``:
-
-    settings.json            what this prune was started with (``--resume`` must match it)
-    round_K/                 model.keras, state.npz (masks or kept unit indices), metrics.json
-    controls/<name>/         the final round trained from a fresh random init / by fine-tuning
-    rewind_K.weights.h5      dense weights after K training steps (late-rewinding cache)
-    seed_S/                  the same for each extra seed, with its own dense/ model
-    ticket.keras             the chosen round's model
-    lottery.json             the record
-
-The paths come from ``rundir.RunDir``; the files are ``records.lottery`` records. What differs
-between structured and unstructured pruning is asked of the mode's ``methods.PruningMethod``.
-
-An adopted dense model (``slimdeploy.adopt``) has no true θ0: its ``init.weights.h5`` is the
-model re-initialised with its own initializers, the reset defaults to fine-tuning, rewinding is
-refused, and ``lottery.json`` says so in ``adopted``. Another seed's dense model is always
-re-initialised (seeded) and trained with the run's training settings (``runinfo.run_training``).
-
-Every round and control directory is built under a temporary name and renamed when complete,
-so a directory with the final name is always a finished round; ``--resume`` reads those back
-and recomputes nothing. ``lottery.json`` is rewritten after each one.
+``RUN_DIR/<mode>/`` (``rundir.ModeDir``): settings.json (what ``--resume`` must match), round_K/ (model,
+state.npz: masks or kept unit indices, metrics.json), controls/, search/, aligned/, rewind_K.weights.h5,
+seed_S/ (each extra seed, with its own dense/ model), ticket.keras and lottery.json (``records.lottery``,
+rewritten after each round). Each directory is renamed into place when complete: ``--resume`` reads finished
+ones back. An adopted model (``slimdeploy.adopt``) has no true θ0 (its init.weights.h5 is re-initialised).
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+import functools
 import math
 import shutil
 import time
@@ -40,14 +26,16 @@ from slimdeploy.errors import UserError, WorkError
 from slimdeploy.models import (count_flops, count_nonzero_params, count_params, dense_widths, load_model,
                                require_single_io, save_model, save_weights)
 from slimdeploy.prune import masks as masking
+from slimdeploy.prune import ticket as ticket_rules
 from slimdeploy.prune.graph import DenseGraph, analyze, find_layer
 from slimdeploy.prune.methods import PruningMethod, dense_params, pruning_method
-from slimdeploy.prune import ticket as ticket_rules
 from slimdeploy.prune.neurons import round_widths
 from slimdeploy.prune.record import CONTROL_RESETS, aggregate, build_record
 from slimdeploy.prune.schedule import solve_rate
 from slimdeploy.prune.settings import PruneSettings, parse_reset, reset_label
-from slimdeploy.records.lottery import LotteryRecord, PruneStart, Round
+from slimdeploy.records.base import ABSENT, present
+from slimdeploy.records.lottery import (AdoptedPrune, Candidate, LotteryRecord, PruneStart, Round, Search, SearchStep,
+                                        Ticket)
 from slimdeploy.records.run import DataInfo, DenseMetrics
 from slimdeploy.rundir import ModeDir, ModelDir, RunDir, SeedDir
 from slimdeploy.train import accuracy, check_input_shape, fit, seed_everything, split_accuracies
@@ -55,29 +43,6 @@ from slimdeploy.train import accuracy, check_input_shape, fit, seed_everything, 
 # The random-init control draws its weights from this seed offset so they differ from θ0.
 RANDOM_INIT_OFFSET = 10_000
 CONTROLS = ("random_init", "finetune")
-
-
-@dataclasses.dataclass
-class _Context:
-    settings: PruneSettings
-    method: PruningMethod
-    run: RunDir
-    mode_dir: ModeDir
-    data: Dataset
-    training: object          # the dense run's TrainingSettings
-    dense_epochs: int
-    epochs: int               # retraining epochs per round
-    rate: float
-    graph: DenseGraph
-    layers: list[str]         # the layers this mode prunes
-    dense_seed: int
-    dense_model: object       # the run's trained dense model
-    original_units: dict      # Dense layer -> units in the dense model
-    bars: "_Bars"
-    seeds: list[int]
-    per_seed: dict            # seed -> its finished rounds (Round) so far (round 0 = dense)
-    extra: dict               # run-level fields of the record (run_dir, random_init_seed_offset, data)
-    trained: dict = dataclasses.field(default_factory=dict)  # search/aligned candidate -> {seed: Round}
 
 
 @dataclasses.dataclass
@@ -89,13 +54,28 @@ class _Plan:
     run: RunDir
     metrics: DenseMetrics
     adopted: object           # records.run.AdoptedModel, or None for a trained run
-    dense_model: object
+    dense_model: object       # the run's trained dense model
     graph: DenseGraph
-    layers: list[str]
-    dataset: Dataset
-    training: object          # TrainingSettings
+    layers: list[str]         # the layers this mode prunes
+    data: Dataset
+    training: object          # the dense run's TrainingSettings
     rate: float
     seeds: list[int]
+    dense_seed: int
+    dense_epochs: int
+
+
+@dataclasses.dataclass
+class _Context(_Plan):
+    mode_dir: ModeDir = None
+    bars: "_Bars" = None
+    run_fields: dict = dataclasses.field(default_factory=dict)  # the record's run_dir, data, ... (build_record)
+    per_seed: dict = dataclasses.field(default_factory=dict)    # seed -> its finished rounds so far (round 0 = dense)
+    trained: dict = dataclasses.field(default_factory=dict)     # search/aligned candidate -> {seed: Round}
+
+    @functools.cached_property
+    def original_units(self) -> dict[str, int]:
+        return {name: int(find_layer(self.dense_model, name).units) for name in self.graph.dense}
 
 
 def check_prune(run_dir, settings: PruneSettings, *, resume: bool = False, force: bool = False, data=None,
@@ -105,14 +85,13 @@ def check_prune(run_dir, settings: PruneSettings, *, resume: bool = False, force
 
 
 def refuse_rewind_on_adopted(settings: PruneSettings, source) -> None:
-    """An adopted model's training is not known: there is no θ_K to rewind to."""
     if settings.rewind_steps is not None:
         raise UserError(f"--reset {settings.reset}: {source} is an adopted model, with no training history to rewind "
                         "to; use --reset trained (fine-tune) or init (re-initialise and retrain, seeded)")
 
 
 def _plan(run_dir, settings: PruneSettings, *, resume: bool, force: bool, data, data_override: bool) -> _Plan:
-    settings = settings.validate()
+    settings = settings.validated()
     if resume and force:
         raise UserError("give --resume (continue the existing prune) or --force (start it over), not both")
     run_dir = Path(run_dir)
@@ -135,29 +114,24 @@ def _plan(run_dir, settings: PruneSettings, *, resume: bool, force: bool, data, 
     dataset = data if isinstance(data, Dataset) else runinfo.run_dataset(run_dir, data, data_override=data_override)
     check_input_shape(dense_model, dataset, f"dense model in {run_dir}")
     training = runinfo.run_training(run_dir, metrics)
-    rate = _rate(settings, method, dense_model, graph, layers)
-    _check_rewind(settings, dataset, training, metrics.epochs or training.epochs)
-    return _Plan(settings=settings, method=method, run=run, metrics=metrics, adopted=adopted, dense_model=dense_model,
-                 graph=graph, layers=layers, dataset=dataset, training=training, rate=rate,
-                 seeds=list(settings.seeds) or [int(metrics.seed)])
+    rate = settings.rate if settings.target is None else solve_rate(
+        method.kept_fraction(settings, dense_model, graph, layers), settings.target, settings.rounds)
+    plan = _Plan(settings=settings, method=method, run=run, metrics=metrics, adopted=adopted, dense_model=dense_model,
+                 graph=graph, layers=layers, data=dataset, training=training, rate=rate, dense_seed=int(metrics.seed),
+                 seeds=list(settings.seeds) or [int(metrics.seed)], dense_epochs=metrics.epochs or training.epochs)
+    _check_rewind(plan)
+    return plan
 
 
 def prune_run(run_dir, settings: PruneSettings, *, resume: bool = False, force: bool = False, progress=None, data=None,
               data_override: bool = False) -> dict:
-    """Prune ``RUN_DIR/dense`` into ``RUN_DIR/<settings.mode>`` and return the ``lottery.json`` record.
-
-    The run's own recorded data and split are used (``runinfo.run_dataset``). ``data`` may
-    name that same data elsewhere, other data with ``data_override``, or be a loaded
-    ``Dataset``. ``settings.reset`` None resolves per run (``PruneSettings.for_run``). While
-    another process writes the run (``dirlock``), a ``UserError`` names it.
-    """
-    # One writer of the run at a time, taken before the model and the data load so that a second
-    # writer hears "busy" at once. Only around an existing directory: a missing run directory
-    # gets _plan's own error, not one from making it.
+    """Prune ``RUN_DIR/dense`` into ``RUN_DIR/<settings.mode>``; returns ``lottery.json``'s content. ``data``:
+    the run's recorded data (``runinfo.run_dataset``) elsewhere, other data with ``data_override``, or a ``Dataset``."""
+    # One writer of the run at a time, taken before the model and the data load so that a second writer
+    # hears "busy" at once; only around an existing directory (a missing one gets _plan's own error).
     with DirectoryLock.when(Path(run_dir).is_dir(), run_dir, stage="prune", hint="wait for it to finish"):
         plan = _plan(run_dir, settings, resume=resume, force=force, data=data, data_override=data_override)
-        # Entered again (the same lock when taken above); the mode directory is looked at again
-        # under it, since another prune may have made it meanwhile.
+        # Entered again (the same lock when taken above): another prune may have made the mode directory meanwhile.
         with DirectoryLock(plan.run.root, stage="prune", hint="wait for it to finish"):
             _refuse_existing_mode(plan.run.mode(plan.settings.mode), resume=resume, force=force)
             return _prune(plan, resume=resume, force=force, progress=progress, data_override=data_override)
@@ -169,41 +143,30 @@ def _refuse_existing_mode(mode: ModeDir, *, resume: bool, force: bool) -> None:
 
 
 def _prune(plan: _Plan, *, resume: bool, force: bool, progress, data_override: bool) -> dict:
-    """``prune_run`` once it holds the run's lock."""
-    settings, metrics, dense_model, seeds = plan.settings, plan.metrics, plan.dense_model, plan.seeds
+    settings, seeds = plan.settings, plan.seeds
     mode_dir = plan.run.mode(settings.mode)
     started = time.perf_counter()
     _prepare_mode_dir(mode_dir, settings, plan.rate, seeds, resume=resume, force=force)
-    controls = _controls_needed(settings)
-    bars = _Bars(progress, f"{settings.mode}", len(seeds) * (settings.rounds + len(controls)))
-    ctx = _Context(
-        settings=settings, method=plan.method, run=plan.run, mode_dir=mode_dir, data=plan.dataset,
-        training=plan.training, dense_epochs=metrics.epochs or plan.training.epochs,
-        epochs=settings.epochs or plan.training.epochs, rate=plan.rate, graph=plan.graph, layers=plan.layers,
-        dense_seed=int(metrics.seed), dense_model=dense_model,
-        original_units={name: int(find_layer(dense_model, name).units) for name in plan.graph.dense}, bars=bars,
-        seeds=seeds, per_seed={},
-        extra={"run_dir": str(plan.run.root), "random_init_seed_offset": RANDOM_INIT_OFFSET,
-               "data": DataInfo.from_json({**plan.dataset.describe(), "override": bool(data_override)}),
-               **({"adopted": _adopted_block(plan.adopted, settings)} if plan.adopted else {})},
-    )
+    bars = _Bars(progress, f"{settings.mode}", len(seeds) * (settings.rounds + len(_controls_needed(settings))))
+    run_fields = {"run_dir": str(plan.run.root), "random_init_seed_offset": RANDOM_INIT_OFFSET,
+                  "data": DataInfo.from_json(plan.data.describe()).replace(override=bool(data_override)),
+                  "adopted": _adopted_block(plan.adopted, settings) if plan.adopted else ABSENT}
+    ctx = _Context(**vars(plan), mode_dir=mode_dir, bars=bars, run_fields=run_fields)
+    task = ctx.data.task
     try:
         for seed in seeds:
             ctx.per_seed[seed] = []
-            _run_seed(ctx, seed, dense_model if seed == ctx.dense_seed else None)
+            _run_seed(ctx, seed, plan.dense_model if seed == ctx.dense_seed else None)
         search = _search_widths(ctx)
-        rows = _candidate_rows(ctx)
-        chosen = ticket_rules.choose(rows, settings.max_drop, settings.rounds, reset_label(settings.reset), task=ctx.data.task)
+        chosen = ticket_rules.choose(_candidate_rows(ctx), settings.max_drop, settings.rounds,
+                                     reset_label(settings.reset), task=task)
         _train_aligned(ctx, chosen)
     finally:
         bars.close()
     rows = _candidate_rows(ctx)
-    record = _record(ctx, complete=True)
-    record = record.replace(ticket=_write_tickets(ctx, rows, chosen),
-                            candidates=ticket_rules.verdicts(rows, chosen, task=ctx.data.task),
-                            search=search, seconds=round(time.perf_counter() - started, 3),
-                            train_seconds_total=round(_total_seconds(ctx), 3))
-    record = LotteryRecord.from_json(record.to_json())  # the rows above become their records
+    record = _record(ctx, complete=True).replace(
+        ticket=_write_tickets(ctx, rows, chosen), candidates=ticket_rules.verdicts(rows, chosen, task=task),
+        search=search, seconds=round(time.perf_counter() - started, 3), train_seconds_total=round(_total_seconds(ctx), 3))
     record.save(mode_dir.lottery)
     return record.to_json()
 
@@ -218,22 +181,14 @@ ADOPTED_RESETS = {
 }
 
 
-def _adopted_block(adopted, settings: PruneSettings) -> dict:
-    """lottery.json's word on an adopted dense model: where it came from, no θ0, what the reset did."""
-    kind, _ = parse_reset(settings.reset)
-    return {"source": adopted.source, "sha256": adopted.sha256, "theta0": False,
-            "reset": reset_label(settings.reset), "reset_meaning": ADOPTED_RESETS[kind]}
+def _adopted_block(adopted, settings: PruneSettings) -> AdoptedPrune:
+    return AdoptedPrune(source=adopted.source, sha256=adopted.sha256, theta0=False, reset=reset_label(settings.reset),
+                        reset_meaning=ADOPTED_RESETS[parse_reset(settings.reset)[0]])
 
 
-def _rate(settings: PruneSettings, method: PruningMethod, model, graph: DenseGraph, layers: list[str]) -> float:
-    if settings.target is None:
-        return settings.rate
-    return solve_rate(method.kept_fraction(settings, model, graph, layers), settings.target, settings.rounds)
-
-
-def _check_rewind(settings: PruneSettings, data: Dataset, training, dense_epochs: int) -> None:
-    steps = settings.rewind_steps
-    total = math.ceil(len(data.x_train) / training.batch_size) * dense_epochs
+def _check_rewind(plan: _Plan) -> None:
+    steps = plan.settings.rewind_steps
+    total = math.ceil(len(plan.data.x_train) / plan.training.batch_size) * plan.dense_epochs
     if steps is not None and steps >= total:
         raise UserError(f"--reset rewind:{steps} must rewind to fewer steps than the dense training took ({total})")
 
@@ -241,9 +196,8 @@ def _check_rewind(settings: PruneSettings, data: Dataset, training, dense_epochs
 def _controls_needed(settings: PruneSettings) -> list[str]:
     if not settings.controls:
         return []
-    kind, _ = parse_reset(settings.reset)
     # A control that is the main reset itself would repeat the same training.
-    same = {"trained": "finetune", "random": "random_init"}.get(kind)
+    same = {"trained": "finetune", "random": "random_init"}.get(parse_reset(settings.reset)[0])
     return [name for name in CONTROLS if name != same]
 
 
@@ -255,8 +209,7 @@ def _prepare_mode_dir(mode: ModeDir, settings: PruneSettings, rate: float, seeds
         if mode.settings.is_file():
             saved = PruneStart.load(mode.settings)
             differ = [key for key in wanted.settings if saved.settings.get(key) != wanted.settings[key]]
-            if saved.seeds != seeds and "seeds" not in differ:
-                differ.append("seeds")
+            differ += ["seeds"] if saved.seeds != seeds and "seeds" not in differ else []
             if differ:
                 raise UserError(f"--resume: {mode_dir} was started with different settings ({', '.join(differ)}); "
                                 "use the same options, or --force to start over")
@@ -309,9 +262,6 @@ class _Bars:
             self.training_task = None
 
 
-# ---------------------------------------------------------------- one seed
-
-
 def _run_seed(ctx: _Context, seed: int, dense_model) -> None:
     seed_dir = ctx.mode_dir.seed(seed, ctx.dense_seed)
     if dense_model is None:
@@ -322,10 +272,9 @@ def _run_seed(ctx: _Context, seed: int, dense_model) -> None:
         dense_seconds = runinfo.dense_metrics(ctx.run.root).train_seconds or None
     reference = _Reference.of(ctx, dense_model)
     rounds = ctx.per_seed[seed]
-    rounds.append(Round(round=0, **_measure(ctx, dense_model, reference), seconds=dense_seconds,
-                        path=_path_label(ctx, dense.model)))
+    rounds.append(_measure(ctx, dense_model, reference).replace(round=0, seconds=dense_seconds,
+                                                                path=_path_label(ctx, dense.model)))
     sources = _Sources(ctx, seed, seed_dir, dense_model, dense.init_weights)
-
     state = ctx.method.initial_state(dense_model, ctx.layers)
     model = dense_model
     for k in range(1, ctx.settings.rounds + 1):
@@ -338,12 +287,11 @@ def _run_seed(ctx: _Context, seed: int, dense_model) -> None:
         if model is None:
             model = load_model(seed_dir.round(k - 1).model, f"round {k - 1} model")
         started = time.perf_counter()
-        new_state = _next_state(ctx, model, state, k)
+        new_state = ctx.method.next_state(model, state, k, settings=ctx.settings, graph=ctx.graph, rate=ctx.rate,
+                                          original_units=ctx.original_units)
         candidate = _reset(ctx, parse_reset(ctx.settings.reset)[0], model, state, new_state, sources)
-        trained = _train_and_measure(ctx, candidate, new_state, seed, reference, f"seed {seed} round {k}/{ctx.settings.rounds}")
-        entry = Round(round=k, **trained, path=_path_label(ctx, round_dir.model),
-                      seconds=round(time.perf_counter() - started, 3))
-        _save(round_dir, candidate, new_state, entry)
+        entry = _train_and_save(ctx, round_dir, candidate, new_state, seed, reference, started,
+                                f"seed {seed} round {k}/{ctx.settings.rounds}", round=k)
         rounds.append(entry)
         model, state = candidate, new_state
         ctx.bars.advance(f"seed {seed} round {k}: test {entry.test_accuracy:.4f}")
@@ -368,13 +316,13 @@ def _path_label(ctx: _Context, path: Path) -> str:
 
 def _record(ctx: _Context, complete: bool) -> LotteryRecord:
     return build_record(ctx.settings, rate=ctx.rate, seeds=ctx.seeds, per_seed=ctx.per_seed, prunable=ctx.layers,
-                        unprunable=ctx.method.unprunable(ctx.graph), complete=complete, extra=ctx.extra,
+                        unprunable=ctx.method.unprunable(ctx.graph), complete=complete, run_fields=ctx.run_fields,
                         task=ctx.data.task)
 
 
 def _seed_dense(ctx: _Context, seed: int, seed_dir: SeedDir):
     """A dense model of another seed: same architecture, data split and schedule, its own θ0 and data order."""
-    import keras
+    import keras  # lazy: heavy
 
     dense = seed_dir.dense
     if _finished(dense, state=False):
@@ -391,10 +339,8 @@ def _seed_dense(ctx: _Context, seed: int, seed_dir: SeedDir):
             description=f"seed {seed} dense")
         seconds = round(time.perf_counter() - started, 3)
         save_model(model, staging.model)
-        DenseMetrics(
-            model="dense", seed=seed, epochs=ctx.dense_epochs, train_seconds=seconds, params=count_params(model),
-            **split_accuracies(model, ctx.data),
-        ).save(staging.metrics)
+        DenseMetrics(model="dense", seed=seed, epochs=ctx.dense_epochs, train_seconds=seconds, params=count_params(model),
+                     **split_accuracies(model, ctx.data)).save(staging.metrics)
     # Read back rather than reuse: a clone of a compiled model expects optimizer state in every weights file.
     return load_model(dense.model, f"seed {seed} dense model"), seconds
 
@@ -402,14 +348,6 @@ def _seed_dense(ctx: _Context, seed: int, seed_dir: SeedDir):
 def _finished(directory: ModelDir, state: bool = True) -> bool:
     needed = [directory.model, directory.metrics] + ([directory.state] if state else [])
     return directory.path.is_dir() and all(path.is_file() for path in needed)
-
-
-# ---------------------------------------------------------------- pruning state
-
-
-def _next_state(ctx: _Context, model, state: dict[str, np.ndarray], round_index: int) -> dict[str, np.ndarray]:
-    return ctx.method.next_state(model, state, round_index, settings=ctx.settings, graph=ctx.graph, rate=ctx.rate,
-                                 original_units=ctx.original_units)
 
 
 def _load_state(path: Path) -> dict[str, np.ndarray]:
@@ -430,9 +368,6 @@ def _save(directory: ModelDir, model, state: dict[str, np.ndarray] | None, entry
         entry.save(staging.metrics)
 
 
-# ---------------------------------------------------------------- resets
-
-
 class _Sources:
     """Dense-architecture models that survivors are reset to, built on first use."""
 
@@ -446,7 +381,7 @@ class _Sources:
         return self._cache[kind]
 
     def _blank(self):
-        import keras
+        import keras  # lazy: heavy
 
         return keras.models.clone_model(self.dense_model)
 
@@ -461,7 +396,7 @@ class _Sources:
 
     def _rewind(self):
         """θ_K: the dense training replayed from θ0 for K steps (same seed, same data order), cached."""
-        import keras
+        import keras  # lazy: heavy
 
         steps = self.ctx.settings.rewind_steps
         cache = self.seed_dir.rewind_weights(steps)
@@ -513,23 +448,21 @@ def _control(ctx: _Context, name: str, seed: int, seed_dir: SeedDir, sources: _S
         candidate = _reset(ctx, "trained", previous, previous_state, final_state, sources)
     else:
         candidate = _reset(ctx, "random", None, None, final_state, sources)
-    trained = _train_and_measure(ctx, candidate, final_state, seed, reference, f"seed {seed} control {name}")
-    entry = Round(**trained, path=_path_label(ctx, directory.model), seconds=round(time.perf_counter() - started, 3))
-    _save(directory, candidate, None, entry)
-    return entry
+    return _train_and_save(ctx, directory, candidate, final_state, seed, reference, started, f"seed {seed} control {name}",
+                           save_state=False)
 
 
-# ---------------------------------------------------------------- training and measuring
-
-
-def _train_and_measure(ctx: _Context, model, state: dict[str, np.ndarray], seed: int, reference: "_Reference", description: str) -> dict:
-    """The measurements of ``model`` after retraining it (``Round`` fields, with ``train_seconds``)."""
-    started = time.perf_counter()
+def _train_and_save(ctx: _Context, place: ModelDir, model, state: dict[str, np.ndarray], seed: int, reference: "_Reference",
+                    started: float, description: str, save_state: bool = True, **fields) -> Round:
+    """Retrain ``model``, measure it and save it to ``place``; ``started``: when work on it began."""
+    train_started = time.perf_counter()
     with ctx.method.training(model, state, description):
-        fit(model, ctx.data, ctx.training, seed=seed, epochs=ctx.epochs, progress=ctx.bars.for_training, description=description)
-    train_seconds = time.perf_counter() - started
-    entry = _measure(ctx, model, reference)
-    entry["train_seconds"] = round(train_seconds, 3)
+        fit(model, ctx.data, ctx.training, seed=seed, epochs=ctx.settings.epochs or ctx.training.epochs,
+            progress=ctx.bars.for_training, description=description)
+    train_seconds = round(time.perf_counter() - train_started, 3)
+    entry = _measure(ctx, model, reference).replace(train_seconds=train_seconds, path=_path_label(ctx, place.model),
+                                                    seconds=round(time.perf_counter() - started, 3), **fields)
+    _save(place, model, state if save_state else None, entry)
     return entry
 
 
@@ -546,51 +479,27 @@ class _Reference:
         return cls(count_params(model), dense_params(model, ctx.graph.dense), masking.kernel_zeros(model, ctx.layers)[1])
 
 
-def _measure(ctx: _Context, model, reference: _Reference) -> dict:
-    """``model``'s sizes and the task's scores (``Round`` fields)."""
-    params = count_params(model)
+def _measure(ctx: _Context, model, reference: _Reference) -> Round:
+    params, data = count_params(model), ctx.data
     zeros, kernel_total = masking.kernel_zeros(model, ctx.layers)
-    remaining = ctx.method.weights_remaining(model, ctx.graph, kernel_total - zeros, reference)
-    data = ctx.data
-    return {
-        "params": params,
-        "nonzero_params": count_nonzero_params(model),
-        "params_fraction": params / reference.params,
-        "flops": count_flops(model),
-        "nonzero_flops": count_flops(model, nonzero_only=True),
-        "weights_remaining": remaining,
-        "zero_weights": zeros,
-        "prunable_weights": kernel_total,
-        "widths": dense_widths(model),
-        "val_accuracy": accuracy(model, data.x_val, data.y_val, task=data.task) if len(data.x_val) else None,
-        "test_accuracy": accuracy(model, data.x_test, data.y_test, task=data.task),
-    }
+    return Round(
+        params=params, nonzero_params=count_nonzero_params(model), params_fraction=params / reference.params,
+        flops=count_flops(model), nonzero_flops=count_flops(model, nonzero_only=True),
+        weights_remaining=ctx.method.weights_remaining(model, ctx.graph, kernel_total - zeros, reference),
+        zero_weights=zeros, prunable_weights=kernel_total, widths=dense_widths(model),
+        val_accuracy=accuracy(model, data.x_val, data.y_val, task=data.task) if len(data.x_val) else None,
+        test_accuracy=accuracy(model, data.x_test, data.y_test, task=data.task))
 
 
 def _total_seconds(ctx: _Context) -> float:
-    total = 0.0
-    for rounds in ctx.per_seed.values():
-        for entry in rounds[1:]:
-            total += entry.seconds or 0.0
-            total += sum(control.seconds or 0.0 for control in (entry.controls or {}).values())
-    for per_seed in ctx.trained.values():
-        total += sum(entry.seconds or 0.0 for entry in per_seed.values())
-    return total
+    rounds = [entry for seed_rounds in ctx.per_seed.values() for entry in seed_rounds[1:]]
+    entries = [*rounds, *(c for entry in rounds for c in (entry.controls or {}).values()),
+               *(entry for per_seed in ctx.trained.values() for entry in per_seed.values())]
+    return sum((entry.seconds or 0.0 for entry in entries), 0.0)
 
 
-# ---------------------------------------------------------------- candidates and the ticket
-
-
-@dataclasses.dataclass
-class _Candidate:
-    """Where one candidate of one seed lives: its model and the kept-unit state it was cut with."""
-
-    kind: str
-    reset: str
-    round: int | None
-    entry: Round
-    model: Path
-    state: Path | None        # None for unstructured controls (their mask is the final round's)
+# Where one candidate of one seed lives: its Round, model and the state it was cut with (or the final round's).
+_Candidate = collections.namedtuple("_Candidate", "kind reset round entry model state")
 
 
 def _candidates(ctx: _Context) -> dict[str, dict[int, _Candidate]]:
@@ -616,23 +525,17 @@ def _candidates(ctx: _Context) -> dict[str, dict[int, _Candidate]]:
     return found
 
 
-def _candidate_rows(ctx: _Context) -> list[dict]:
-    """Every candidate trained for all seeds, averaged, with its budget verdict (``prune.ticket``)."""
-    dense = aggregate_dense(ctx)
+def _candidate_rows(ctx: _Context) -> list[Candidate]:
+    """Every candidate trained for all seeds, averaged, with its budget verdict against dense averaged."""
+    dense = aggregate([rounds[0] for rounds in ctx.per_seed.values()])
     rows = []
     for name, per_seed in _candidates(ctx).items():
         if len(per_seed) != len(ctx.seeds):
             continue
         first = per_seed[ctx.seeds[0]]
-        rows.append(ticket_rules.candidate_row(name, first.kind, first.reset, first.round,
-                                               [c.entry.to_json() for c in per_seed.values()], dense, ctx.settings.max_drop,
-                                               task=ctx.data.task))
+        rows.append(ticket_rules.candidate_row(name, first.kind, first.reset, first.round, [c.entry for c in per_seed.values()],
+                                               dense, ctx.settings.max_drop, task=ctx.data.task))
     return rows
-
-
-def aggregate_dense(ctx: _Context) -> dict:
-    """Round 0 averaged over seeds (what the budget is measured from)."""
-    return aggregate([rounds[0].to_json() for rounds in ctx.per_seed.values()])
 
 
 def _trained_dir(ctx: _Context, seed: int, name: str) -> ModelDir:
@@ -655,21 +558,21 @@ def _searchable(ctx: _Context) -> str | None:
     return None
 
 
-def _search_widths(ctx: _Context) -> dict:
+def _search_widths(ctx: _Context) -> Search:
     """Bisect the widths between the ticket and the next more-pruned candidate outside the
     budget: each step narrows the inside end's model (all seeds, fine-tuned) and moves one end."""
     why_not = _searchable(ctx) or (None if ctx.settings.search_steps else "--search-steps 0")
     if why_not:
-        return {"ran": False, "reason": why_not}
+        return Search(reason=why_not)
     rows = _candidate_rows(ctx)
     inside = ticket_rules.choose(rows, ctx.settings.max_drop, ctx.settings.rounds, reset_label(ctx.settings.reset),
                                  task=ctx.data.task)
     outside = ticket_rules.search_bounds(rows, inside)
     if outside is None:
-        return {"ran": False, "reason": "no more-pruned candidate falls outside the budget" if inside and inside.get("within_budget")
-                else "no candidate is within the budget"}
-    low_units, high_units = _units(ctx, inside["name"]), _units(ctx, outside["name"])
-    found = {"ran": True, "between": [inside["name"], outside["name"]], "steps": []}
+        return Search(reason="no more-pruned candidate falls outside the budget" if inside and inside.within_budget
+                      else "no candidate is within the budget")
+    between, steps, stopped = [inside.name, outside.name], [], ABSENT
+    low_units, high_units = _units(ctx, inside.name), _units(ctx, outside.name)
     low, high = 0.0, 1.0  # 0: the inside end's widths, 1: the outside end's
     ctx.bars.grow(ctx.settings.search_steps * len(ctx.seeds))
     for step in range(1, ctx.settings.search_steps + 1):
@@ -677,33 +580,32 @@ def _search_widths(ctx: _Context) -> dict:
         widths = {name: int(round(low_units[name] + middle * (high_units[name] - low_units[name]))) for name in low_units}
         if ctx.settings.round_to:
             widths = round_widths(widths, ctx.settings.round_to)
-        if widths == _units(ctx, inside["name"]) or widths == high_units:
-            found["stopped"] = f"step {step}: no width left between the ends"
+        if widths == _units(ctx, inside.name) or widths == high_units:
+            stopped = f"step {step}: no width left between the ends"
             break
         name = f"search_{step}"
-        _train_candidate(ctx, name, inside["name"], widths)
-        row = next(row for row in _candidate_rows(ctx) if row["name"] == name)
-        found["steps"].append({"name": name, "from": inside["name"], "widths": row["widths"],
-                               "val_accuracy": row["val_accuracy"], "within_budget": row["within_budget"]})
-        if row["within_budget"]:
+        _train_candidate(ctx, name, inside.name, widths)
+        row = next(row for row in _candidate_rows(ctx) if row.name == name)
+        steps.append(SearchStep(name=name, from_=inside.name, widths=row.widths, val_accuracy=row.val_accuracy,
+                                within_budget=row.within_budget))
+        if row.within_budget:
             low, inside = middle, row
         else:
             high = middle
-    return found
+    return Search(ran=True, between=between, steps=steps, stopped=stopped)
 
 
 def _units(ctx: _Context, name: str) -> dict[str, int]:
     """The pruned layers' widths of a candidate (the same for every seed)."""
-    candidate = _candidates(ctx)[name][ctx.seeds[0]]
-    state = _load_state(candidate.state)
+    state = _load_state(_candidates(ctx)[name][ctx.seeds[0]].state)
     return {layer: int(len(kept)) for layer, kept in state.items()}
 
 
-def _train_aligned(ctx: _Context, ticket: dict | None) -> None:
+def _train_aligned(ctx: _Context, ticket: Ticket | None) -> None:
     """The ticket's widths rounded down to each multiple of ``aligned_widths``, fine-tuned from it."""
-    if ticket is None or _searchable(ctx) or ticket["kind"] == ticket_rules.ALIGNED:
+    if ticket is None or _searchable(ctx) or ticket.kind == ticket_rules.ALIGNED:
         return
-    units = _units(ctx, ticket["name"])
+    units = _units(ctx, ticket.name)
     seen = [units]
     for multiple in ctx.settings.aligned_widths:
         widths = round_widths(units, multiple)
@@ -711,7 +613,7 @@ def _train_aligned(ctx: _Context, ticket: dict | None) -> None:
             continue  # already a multiple, or the same widths as a smaller multiple gave
         seen.append(widths)
         ctx.bars.grow(len(ctx.seeds))
-        _train_candidate(ctx, ticket_rules.aligned_name(multiple), ticket["name"], widths)
+        _train_candidate(ctx, ticket_rules.aligned_name(multiple), ticket.name, widths)
 
 
 def _train_candidate(ctx: _Context, name: str, parent: str, widths: dict[str, int]) -> None:
@@ -731,26 +633,24 @@ def _train_candidate(ctx: _Context, name: str, parent: str, widths: dict[str, in
         reference = _Reference.of(ctx, ctx.dense_model)  # every seed's dense model has the same sizes
         new_state = ctx.method.narrowed_state(model, state, widths, settings=ctx.settings, graph=ctx.graph)
         candidate = _reset(ctx, "trained", model, state, new_state, sources=None)
-        trained = _train_and_measure(ctx, candidate, new_state, seed, reference, f"seed {seed} {name} (from {parent})")
-        entry = Round(**trained, path=_path_label(ctx, place.model), seconds=round(time.perf_counter() - started, 3),
-                      candidate=name, reset="finetune")
-        _save(place, candidate, new_state, entry)
+        entry = _train_and_save(ctx, place, candidate, new_state, seed, reference, started,
+                                f"seed {seed} {name} (from {parent})", candidate=name, reset="finetune")
         ctx.trained[name][seed] = entry
         ctx.bars.advance(f"seed {seed} {name}: validation {entry.val_accuracy:.4f}")
 
 
-def _write_tickets(ctx: _Context, rows: list[dict], chosen: dict | None) -> dict | None:
+def _write_tickets(ctx: _Context, rows: list[Candidate], chosen: Ticket | None) -> Ticket | None:
     """ticket.keras (the chosen candidate's model of the first seed) and ticket-rN.keras for each
     aligned candidate; returns lottery.json's ``ticket``."""
     if chosen is None:
         return None
     primary = _candidates(ctx)
-    _copy_model(primary[chosen["name"]][ctx.seeds[0]].model, ctx.mode_dir.ticket)
+    _copy_model(primary[chosen.name][ctx.seeds[0]].model, ctx.mode_dir.ticket)
     for row in rows:
-        if row["kind"] == ticket_rules.ALIGNED:
-            _copy_model(primary[row["name"]][ctx.seeds[0]].model, ctx.mode_dir.aligned_ticket(ticket_rules.aligned_multiple(row["name"])))
-    return {**chosen, "candidate": chosen["name"], "source": chosen.get("path"), "path": ctx.mode_dir.ticket.name,
-            "max_drop": ctx.settings.max_drop, "same_size_alternatives": ticket_rules.same_size_alternatives(rows, chosen)}
+        if row.kind == ticket_rules.ALIGNED:
+            _copy_model(primary[row.name][ctx.seeds[0]].model, ctx.mode_dir.aligned_ticket(ticket_rules.aligned_multiple(row.name)))
+    return chosen.replace(candidate=chosen.name, source=present(chosen.path), path=ctx.mode_dir.ticket.name,
+                          max_drop=ctx.settings.max_drop, same_size_alternatives=ticket_rules.same_size_alternatives(rows, chosen))
 
 
 def _copy_model(source: Path, target: Path) -> None:

@@ -1,10 +1,8 @@
-"""Unstructured pruning: magnitude masks over Dense kernels that hold through training.
+"""Unstructured pruning: magnitude masks (True = kept) over Dense kernels that hold through training.
 
-A mask is a boolean array shaped like the kernel (True = kept). While a masked model trains,
-each kernel carries a Keras constraint that multiplies it by its mask after every optimizer
-step, so pruned weights stay exactly zero whatever the optimizer (momentum, Adam) does.
-The constraints are removed before saving: the saved model is a plain Keras model whose
-pruned weights are exact zeros. Biases are never pruned.
+While a masked model trains, each kernel carries a constraint that multiplies it by its mask
+after every optimizer step, so pruned weights stay exactly zero whatever the optimizer does.
+The constraints are removed before saving. Biases are never pruned.
 """
 
 from __future__ import annotations
@@ -24,17 +22,13 @@ def full_masks(model, names: list[str]) -> dict[str, np.ndarray]:
     return {name: np.ones(find_layer(model, name).kernel.shape, dtype=bool) for name in names}
 
 
-def layer_rates(names: list[str], outputs: set[str], rate: float) -> dict[str, float]:
-    """Layer-wise rates: the output layer at half the rate, as in the lottery-ticket paper."""
-    return {name: rate * OUTPUT_RATE_FACTOR if name in outputs else rate for name in names}
-
-
 def keep_counts(sizes: dict[str, int], outputs: set[str], rate: float, round_index: int, scope: str) -> dict[str, int] | int:
-    """Weights kept after ``round_index`` rounds: per layer (layer scope) or in total (global scope)."""
+    """Weights kept after ``round_index`` rounds: per layer (layer scope; the output layer at a lower rate)
+    or in total (global scope)."""
     if scope == "global":
         return keep_count(sum(sizes.values()), rate, round_index)
-    rates = layer_rates(list(sizes), outputs, rate)
-    return {name: keep_count(size, rates[name], round_index) for name, size in sizes.items()}
+    return {name: keep_count(size, rate * OUTPUT_RATE_FACTOR if name in outputs else rate, round_index)
+            for name, size in sizes.items()}
 
 
 def kept_fraction(sizes: dict[str, int], outputs: set[str], rate: float, rounds: int, scope: str) -> float:
@@ -62,42 +56,24 @@ def _top(score: np.ndarray, keep: int) -> np.ndarray:
 
 
 def _global_masks(scores: dict[str, np.ndarray], masks: dict[str, np.ndarray], keep: int) -> dict[str, np.ndarray]:
-    names = list(scores)
-    flat = np.concatenate([scores[name].ravel() for name in names])
     keep = min(keep, int(sum(mask.sum() for mask in masks.values())))
-    chosen = np.zeros(flat.shape, dtype=bool)
-    chosen[np.argsort(-flat, kind="stable")[:keep]] = True
-    result, start = {}, 0
-    for name in names:
-        size = scores[name].size
-        result[name] = chosen[start:start + size].reshape(scores[name].shape)
-        start += size
-    return result
+    chosen = _top(np.concatenate([score.ravel() for score in scores.values()]), keep)
+    parts = np.split(chosen, np.cumsum([score.size for score in scores.values()])[:-1])
+    return {name: part.reshape(scores[name].shape) for name, part in zip(scores, parts)}
 
 
 def apply_masks(model, masks: dict[str, np.ndarray]) -> None:
-    """Zero the masked kernel entries in place."""
     for name, mask in masks.items():
         kernel = find_layer(model, name).kernel
         kernel.assign(kernel.numpy() * mask.astype(kernel.numpy().dtype))
 
 
-class _KeepMasked:
-    """Kernel constraint: after each optimizer step, multiply the kernel by its mask."""
-
-    def __init__(self, mask: np.ndarray, dtype):
-        self.mask = mask.astype(dtype)
-
-    def __call__(self, weight):
-        return weight * self.mask
-
-
 def attach_masks(model, masks: dict[str, np.ndarray]) -> None:
-    """Zero the masked entries and keep them zero through training."""
+    """Zero the masked entries and keep them zero through training (a kernel constraint applied after each step)."""
     apply_masks(model, masks)
     for name, mask in masks.items():
         kernel = find_layer(model, name).kernel
-        kernel.constraint = _KeepMasked(mask, kernel.numpy().dtype)
+        kernel.constraint = lambda weight, kept=mask.astype(kernel.numpy().dtype): weight * kept
 
 
 def detach_masks(model, masks: dict[str, np.ndarray]) -> None:
@@ -113,9 +89,6 @@ def masked_nonzeros(model, masks: dict[str, np.ndarray]) -> int:
 
 def kernel_zeros(model, names: list[str]) -> tuple[int, int]:
     """(exactly-zero entries, total entries) over the named Dense kernels."""
-    zeros = total = 0
-    for name in names:
-        kernel = find_layer(model, name).kernel.numpy()
-        zeros += int(kernel.size - np.count_nonzero(kernel))
-        total += int(kernel.size)
-    return zeros, total
+    kernels = [find_layer(model, name).kernel.numpy() for name in names]
+    total = sum(int(kernel.size) for kernel in kernels)
+    return total - sum(int(np.count_nonzero(kernel)) for kernel in kernels), total

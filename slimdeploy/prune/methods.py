@@ -1,14 +1,7 @@
-"""Pruning methods: what a pruning mode removes and how its rounds treat the model.
-
-``lottery.py`` runs the rounds (reset, retrain, measure, checkpoint) the same way for every
-method and asks the method for the mode-specific steps. A method is one class here with
-``@register``; ``pruning_method(mode)`` finds it.
-
-- structured: remove hidden Dense units; the model is rebuilt narrower (``neurons``) and
-  checked against the masked full-width model (``equivalence``). Its state is, per layer,
-  the original indices of the units kept (the same for every layer of a group).
-- unstructured: mask Dense kernel weights to exactly zero (``masks``). Its state is, per
-  layer, a boolean kernel mask (True = kept).
+"""Pruning methods: the mode-specific steps of a prune (``lottery.py`` runs the rounds the same way
+for each). A method is one class with ``@register``; ``pruning_method(mode)`` finds it. Its state
+is, per layer: structured, the original indices of the units kept (the same across a group);
+unstructured, a boolean kernel mask (True = kept).
 """
 
 from __future__ import annotations
@@ -31,8 +24,6 @@ SourceOf = Callable[[str], object]
 
 
 class PruningMethod:
-    """The mode-specific steps of a prune (see the module docstring)."""
-
     name: ClassVar[str]
 
     def layers(self, graph: DenseGraph, model_name: str) -> list[str]:
@@ -101,7 +92,8 @@ def dense_params(model, names: list[str]) -> int:
 
 @register
 class Structured(PruningMethod):
-    """Remove hidden Dense units: the model is rebuilt with narrower layers."""
+    """Remove hidden Dense units: the model is rebuilt narrower (``neurons``) and checked against the
+    masked full-width model (``equivalence``)."""
 
     name = "structured"
 
@@ -137,8 +129,7 @@ class Structured(PruningMethod):
         return self.narrowed_state(model, state, widths, settings=settings, graph=graph)
 
     def narrowed_state(self, model, state: State, widths: dict[str, int], *, settings, graph: DenseGraph) -> State:
-        """``state`` narrowed to ``widths`` units per layer, keeping ``model``'s highest-scoring units
-        (the width search and the aligned widths ask for widths no round schedule gives)."""
+        """``state`` narrowed to ``widths`` units per layer, keeping ``model``'s highest-scoring units."""
         positions = neurons.choose_units(model, graph, settings.criterion, widths=widths, threshold=settings.threshold)
         return {name: kept[positions[name]] for name, kept in state.items()}
 
@@ -159,7 +150,7 @@ class Structured(PruningMethod):
 
 @register
 class Unstructured(PruningMethod):
-    """Mask Dense kernel weights: masked weights stay exactly zero through retraining."""
+    """Mask Dense kernel weights (``masks``): masked weights stay exactly zero through retraining."""
 
     name = "unstructured"
 
@@ -178,7 +169,7 @@ class Unstructured(PruningMethod):
 
     def reset(self, kind: str, previous, previous_state: State | None, new_state: State, source_of: SourceOf,
               graph: DenseGraph):
-        import keras
+        import keras  # lazy: heavy
 
         source = previous if kind == "trained" else source_of(kind)
         model = keras.models.clone_model(source)

@@ -1,10 +1,8 @@
 """Structured pruning: score hidden Dense units, pick survivors, rebuild the model narrower.
 
-The rebuilt model is an ordinary Keras model with smaller Dense layers (nothing masked):
-a surviving unit keeps its kernel column and bias, the normalization entries after it and
-its rows in the Dense kernels that read it (through merges, concatenations, pooling,
-Flatten). Layers of one group keep the same units. Which layers may shrink, and how each
-kernel's rows are laid out, comes from ``graph.analyze``.
+A surviving unit keeps its kernel column and bias, the normalization entries after it and its
+rows in the Dense kernels that read it; layers of one group keep the same units. The layouts
+come from ``graph.analyze``; nothing in the rebuilt model is masked.
 """
 
 from __future__ import annotations
@@ -30,29 +28,21 @@ def group_scores(model, members: list[str], criterion: str) -> np.ndarray:
     if len(scores) == 1:
         return scores[0]
     if criterion == "bias-threshold":
-        # A shared unit goes only when every member's |bias| is below the threshold, so the
-        # threshold keeps its meaning: the largest member bias decides.
+        # A shared unit goes only when every member's |bias| is below the threshold: the largest decides.
         return np.max(scores, axis=0)
-    # The L1 norms summed over members, each member's first divided by its mean: the layers of a
-    # residual chain differ in fan-in and weight scale, and a raw sum would let the largest decide alone.
+    # Each member's L1 norms divided by their mean, then summed: a raw sum would let the largest layer decide.
     return np.sum([score / (score.mean() or 1.0) for score in scores], axis=0)
 
 
 def choose_units(model, graph: DenseGraph, criterion: str, *, widths: dict[str, int] | None = None,
                  threshold: float = 0.0) -> dict[str, np.ndarray]:
-    """Positions (in ``model``'s current layers, ascending) of the units that survive.
-
-    With ``criterion="l1"`` each group of prunable layers keeps its ``widths[name]`` highest-scoring
-    units; with ``"bias-threshold"`` the units whose |bias| reaches ``threshold`` (at least one).
-    Every member of a group gets the same positions.
-    """
+    """Positions (ascending) of the surviving units, the same for a group's members: "l1" keeps ``widths[name]``
+    highest-scoring units, "bias-threshold" those whose |bias| reaches ``threshold`` (at least one)."""
     keep = {}
     for members in graph.groups:
         scores = group_scores(model, members, criterion)
         if criterion == "bias-threshold":
-            chosen = np.flatnonzero(scores >= threshold)
-            if chosen.size == 0:
-                chosen = np.array([int(np.argmax(scores))])
+            chosen = np.flatnonzero(scores >= threshold) if (scores >= threshold).any() else np.array([np.argmax(scores)])
         else:
             count = min(widths[members[0]], scores.size)
             chosen = np.argsort(-scores, kind="stable")[:count]
@@ -93,13 +83,9 @@ def kept_fraction(model, graph: DenseGraph, rate: float, rounds: int) -> float:
 
 
 def shrink(model, keep: dict[str, np.ndarray], graph: DenseGraph):
-    """A new model in which each layer named in ``keep`` has only the units at those positions.
-
-    Every weight of the result comes from ``model`` (sliced where needed), so the caller
-    decides the values by choosing which model to shrink: the trained one, θ0, ...
-    Nested models are rebuilt too (``recursive``); their inputs never change width (``graph``).
-    """
-    import keras
+    """A new model in which each layer named in ``keep`` has only the units at those positions, every
+    weight sliced from ``model`` (the trained one, θ0, ...); nested models are rebuilt too."""
+    import keras  # lazy: heavy
 
     _check_groups_agree(keep, graph)
 
@@ -125,11 +111,8 @@ def shrink(model, keep: dict[str, np.ndarray], graph: DenseGraph):
 
 
 def kept_rows(model, layout: Layout, keep: dict[str, np.ndarray], graph: DenseGraph) -> np.ndarray:
-    """Positions, in ``model``'s channels laid out as ``layout``, of the channels that stay.
-
-    A group's segment is as wide as its members are in ``model`` now; it keeps the positions
-    ``keep`` gives them (all, when it gives none), offset by the channels before it.
-    """
+    """Positions, in ``model``'s channels laid out as ``layout``, of the channels that stay: a group's
+    segment (as wide as its members are now) keeps what ``keep`` gives them (all, when nothing)."""
     parts, offset = [], 0
     for segment in layout:
         width, kept = segment.width, None

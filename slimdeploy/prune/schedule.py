@@ -1,8 +1,7 @@
 """How much each round keeps, and the per-round rate that reaches a final target.
 
-Counts are computed from the original sizes with the rate compounded (``n * (1 - rate)^k``)
-rather than from the previous round's rounded count, so rounding never accumulates and
-the final round lands where the schedule says.
+Counts come from the original sizes with the rate compounded (``n * (1 - rate)^k``), so rounding
+never accumulates.
 """
 
 from __future__ import annotations
@@ -19,11 +18,8 @@ def keep_count(total: int, rate: float, round_index: int) -> int:
 
 
 def solve_rate(fraction_kept: Callable[[float], float], target: float, rounds: int) -> float:
-    """The smallest per-round rate whose final kept fraction is at most ``target``.
-
-    ``fraction_kept(rate)`` must not increase with the rate (more pruning never keeps more);
-    bisection then finds the boundary to within 1e-9.
-    """
+    """The smallest per-round rate whose final kept fraction is at most ``target``, by bisection
+    (``fraction_kept(rate)`` must not increase with the rate)."""
     low, high = 0.0, 1.0 - 1e-12
     floor = fraction_kept(high)
     if floor > target:
@@ -33,10 +29,7 @@ def solve_rate(fraction_kept: Callable[[float], float], target: float, rounds: i
         )
     for _ in range(80):
         middle = (low + high) / 2
-        if fraction_kept(middle) <= target:
-            high = middle
-        else:
-            low = middle
+        low, high = (low, middle) if fraction_kept(middle) <= target else (middle, high)
         if high - low < 1e-10:
             break
     return high

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import re
-from dataclasses import dataclass
 
 from slimdeploy.errors import UserError
 from slimdeploy.parsers import non_negative_float, non_negative_int, positive_int
@@ -18,11 +17,9 @@ CRITERIA = ("l1", "bias-threshold")
 RESET_HELP = "init | rewind:K | trained | random"
 # The lottery-ticket paper prunes the output layer at half the rate of the hidden layers.
 OUTPUT_RATE_FACTOR = 0.5
-# How far below dense (in the task's budget points: accuracy points) a round may fall before the record marks it.
+# lottery.json's accuracy_drop without --max-drop: how far (in the task's budget points) below dense.
 DEFAULT_DROP_POINTS = 0.5
-
-
-# ---------------------------------------------------------------- command-line values
+_POINTS = DEFAULT_TASK.budget_unit.upper()  # --max-drop's metavar
 
 
 def fraction(text: str) -> float:
@@ -56,47 +53,31 @@ def seed_list(text: str) -> tuple[int, ...]:
     return seeds
 
 
-# ---------------------------------------------------------------- checks of single fields
-
-
-def _one_of(flag: str, allowed: tuple[str, ...]):
-    def check(value):
-        return None if value in allowed else f"{flag} must be one of {', '.join(allowed)}, got {value!r}"
+def _check(flag: str, what: str, ok, *, optional: bool = False, shown=repr):
+    """A field's check: "FLAG must be WHAT, got VALUE" unless ``ok(value)`` (or None and ``optional``)."""
+    def check(value) -> str | None:
+        return None if (optional and value is None) or ok(value) else f"{flag} must be {what}, got {shown(value)}"
     return check
 
 
-def _check_rounds(value) -> str | None:
-    return None if is_int(value) and value >= 1 else f"--rounds must be a positive integer, got {value!r}"
+def _at_least(low: float, kind=is_int):
+    return lambda value: kind(value) and value >= low
 
 
-def _check_rate(value) -> str | None:
-    if is_number(value) and 0 < value < 1:
-        return None
-    return f"--rate must be above 0 and below 1 (it is the fraction removed per round), got {value!r}"
+def _one_of(flag: str, allowed: tuple[str, ...]):
+    return _check(flag, f"one of {', '.join(allowed)}", lambda value: value in allowed)
 
 
-def _check_target(value) -> str | None:
-    if value is None or (is_number(value) and 0 < value < 1):
-        return None
-    return f"--target must be above 0 and below 1 (the fraction of prunable weights kept), got {value!r}"
-
-
-def _check_threshold(value) -> str | None:
-    return None if is_number(value) and value >= 0 else f"--threshold must be a non-negative number, got {value!r}"
+def _fraction(value) -> bool:
+    return is_number(value) and 0 < value < 1
 
 
 def _check_reset(value) -> str | None:
-    if value is None:  # resolved per run (PruneSettings.for_run)
-        return None
     try:
-        parse_reset(value)
+        parse_reset("init" if value is None else value)  # None: resolved per run (PruneSettings.for_run)
     except UserError as exc:
         return str(exc)
     return None
-
-
-def _check_controls(value) -> str | None:
-    return None if isinstance(value, bool) else f"controls must be true or false, got {value!r}"
 
 
 def _check_seeds(value) -> str | None:
@@ -107,71 +88,21 @@ def _check_seeds(value) -> str | None:
     return None
 
 
-def _check_max_drop(value) -> str | None:
-    if value is None or (is_number(value) and value >= 0):
-        return None
-    return f"--max-drop must be a non-negative number of {DEFAULT_TASK.budget_words}, got {value!r}"
-
-
-def _check_search_steps(value) -> str | None:
-    return None if is_int(value) and value >= 0 else f"--search-steps must be a non-negative integer, got {value!r}"
-
-
-def _check_round_to(value) -> str | None:
-    return None if value is None or (is_int(value) and value >= 1) else f"--round-to must be a positive integer, got {value!r}"
-
-
-def _check_aligned(value) -> str | None:
-    if all(is_int(n) and n >= 2 for n in value) and len(set(value)) == len(value):
-        return None
-    return f"--aligned-widths must be distinct integers of at least 2, got {list(value)!r}"
-
-
-def _check_epochs(value) -> str | None:
-    return None if value is None or (is_int(value) and value >= 1) else f"--epochs must be a positive integer, got {value!r}"
-
-
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class PruneSettings(Settings):
-    """Settings of one ``prune`` stage (echoed into ``lottery.json``).
-
-    mode:       "structured" (remove hidden Dense units) or "unstructured" (mask Dense kernel weights).
-    rounds:     rounds of iterative magnitude pruning.
-    rate:       fraction of the remaining prunable units/weights removed per round.
-    target:     final fraction of prunable weights kept; when set, the per-round rate is derived from it.
-    scope:      unstructured only: "layer" (each layer at the rate, the output layer at half) or "global".
-    criterion:  structured only: "l1" (L1 norm of a unit's incoming weights) or "bias-threshold"
-                (remove units whose trained |bias| is below ``threshold``; the rate is not used).
-    reset:      what survivors start from before retraining: "init" (θ0), "rewind:K" (weights after
-                K training steps), "trained" (fine-tuning) or "random" (a fresh initialisation).
-                None: per run (``for_run``): "init" for a run trained from a recipe, "trained" for
-                an adopted model, which has no true θ0 (its "init" re-initialises it, seeded).
-    controls:   also train the final round from a fresh random init and by fine-tuning.
-    seeds:      training seeds; empty means the dense run's own seed. Other seeds train their own dense model.
-    max_drop:   the budget, in the task's points (``tasks``: accuracy points): the ticket is the
-                most-pruned candidate (a round, or the final round trained with another reset, or a
-                width found by the search) whose validation score is within this many points of
-                dense; the random-init control is never one (``prune.ticket``). None: the final
-                round with ``reset``.
-    search_steps: structured, with max_drop: bisection steps over the widths between the ticket and
-                the next more-pruned candidate outside the budget (each fine-tuned from the ticket).
-    round_to:   structured: keep a multiple of this many units in every pruned layer (rounded down,
-                at least one multiple; a layer narrower than that keeps its width; Torch-Pruning's ``round_to``).
-    aligned_widths: structured, with max_drop: also fine-tune the ticket's widths rounded down to
-                multiples of each of these, exported and benchmarked beside the ticket as
-                ``<mode>-r<N>`` (does a SIMD-friendly width run faster?).
-    epochs:     retraining epochs per round (None: the dense model's schedule).
-
-    ``mode`` and ``controls`` have no generated flag: `prune --mode` also takes "both", and
-    ``--controls/--no-controls`` is a pair (commands/prune.py adds both by hand).
-    """
+    """Settings of one ``prune`` stage (echoed into ``lottery.json``). ``mode`` (structured: remove hidden
+    Dense units; unstructured: mask Dense kernel weights) and ``controls`` have no generated flag: `prune
+    --mode` also takes "both", ``--controls/--no-controls`` is a pair (commands/prune.py adds both)."""
 
     mode: str = setting("structured", check=_one_of("--mode", MODES))
-    rounds: int = setting(5, flag="--rounds", parse=positive_int, check=_check_rounds, help="pruning rounds")
-    rate: float = setting(0.2, flag="--rate", parse=fraction, check=_check_rate,
+    rounds: int = setting(5, flag="--rounds", parse=positive_int, help="pruning rounds",
+                          check=_check("--rounds", "a positive integer", _at_least(1)))
+    rate: float = setting(0.2, flag="--rate", parse=fraction,
+                          check=_check("--rate", "above 0 and below 1 (it is the fraction removed per round)", _fraction),
                           help="fraction of the remaining units/weights removed each round")
     target: float | None = setting(
-        None, flag="--target", parse=fraction, check=_check_target, shown="",
+        None, flag="--target", parse=fraction, shown="",
+        check=_check("--target", "above 0 and below 1 (the fraction of prunable weights kept)", _fraction, optional=True),
         help="final fraction of the prunable weights to keep (unstructured: non-zero Dense kernel weights; "
              "structured: Dense parameters); the per-round rate is derived")
     scope: str = setting(
@@ -182,38 +113,45 @@ class PruneSettings(Settings):
         "l1", flag="--criterion", choices=CRITERIA, check=_one_of("--criterion", CRITERIA), shown="",
         help="structured: score units by the L1 norm of their incoming weights (l1, default), or remove "
              "units whose trained |bias| is below --threshold (bias-threshold, the article's rule)")
-    threshold: float = setting(0.001, flag="--threshold", parse=non_negative_float, check=_check_threshold,
+    threshold: float = setting(0.001, flag="--threshold", parse=non_negative_float,
+                               check=_check("--threshold", "a non-negative number", _at_least(0, is_number)),
                                help="bias threshold for --criterion bias-threshold")
     reset: str | None = setting(
         None, flag="--reset", metavar="RESET", check=_check_reset,
         shown="init for a trained run, trained for an adopted model",
         help="what survivors restart from: init (θ0, the paper; an adopted model: re-initialised with its own "
              "initializers, seeded), rewind:K (weights after K training steps), trained (fine-tune), random (fresh init)")
-    controls: bool = setting(True, check=_check_controls,
+    controls: bool = setting(True, check=_check("controls", "true or false", lambda value: isinstance(value, bool)),
                              help="also train the final round from a fresh random init and by fine-tuning")
     seeds: tuple[int, ...] = setting(
         (), flag="--seeds", parse=seed_list, check=_check_seeds,
         shown="the dense run's seed; other seeds train their own dense model",
         help="repeat for these training seeds, e.g. 0,1,2, and report mean ± std")
     max_drop: float | None = setting(
-        None, flag="--max-drop", parse=non_negative_float, metavar="POINTS", check=_check_max_drop,
-        shown="the final round",
+        None, flag="--max-drop", parse=non_negative_float, metavar=_POINTS, shown="the final round",
+        check=_check("--max-drop", f"a non-negative number of {DEFAULT_TASK.budget_words}", _at_least(0, is_number),
+                     optional=True),
         help="ticket = the most-pruned candidate (a round, the final round fine-tuned, a width-search step) whose "
-             f"validation {DEFAULT_TASK.metric_label} is within POINTS {DEFAULT_TASK.budget_words} (e.g. 0.5) of dense")
+             f"validation {DEFAULT_TASK.metric_label} is within {_POINTS} {DEFAULT_TASK.budget_words} (e.g. 0.5) of dense")
     search_steps: int = setting(
-        3, flag="--search-steps", parse=non_negative_int, metavar="N", check=_check_search_steps,
+        3, flag="--search-steps", parse=non_negative_int, metavar="N",
+        check=_check("--search-steps", "a non-negative integer", _at_least(0)),
         help="structured, with --max-drop: bisection steps between the ticket's widths and the next more-pruned "
              "candidate outside the budget, each fine-tuned (0: none)")
     round_to: int | None = setting(
-        None, flag="--round-to", parse=positive_int, metavar="N", check=_check_round_to, shown="no rounding",
+        None, flag="--round-to", parse=positive_int, metavar="N", shown="no rounding",
+        check=_check("--round-to", "a positive integer", _at_least(1), optional=True),
         help="structured: keep a multiple of N units in every pruned layer (rounded down, at least N unless the "
              "layer is narrower)")
     aligned_widths: tuple[int, ...] = setting(
-        (8, 16), flag="--aligned-widths", parse=multiple_list, metavar="N,M", check=_check_aligned,
+        (8, 16), flag="--aligned-widths", parse=multiple_list, metavar="N,M",
+        check=_check("--aligned-widths", "distinct integers of at least 2", shown=lambda value: repr(list(value)),
+                     ok=lambda value: all(is_int(n) and n >= 2 for n in value) and len(set(value)) == len(value)),
         help="structured, with --max-drop: also fine-tune the ticket's widths rounded down to multiples of these, "
              "benchmarked beside it as <mode>-rN ('none' to skip)")
-    epochs: int | None = setting(None, flag="--epochs", parse=positive_int, check=_check_epochs,
-                                 shown="the dense model's", help="retraining epochs per round")
+    epochs: int | None = setting(None, flag="--epochs", parse=positive_int, shown="the dense model's",
+                                 check=_check("--epochs", "a positive integer", _at_least(1), optional=True),
+                                 help="retraining epochs per round")
 
     def check_together(self) -> None:
         if self.scope == "global" and self.mode == "structured":
@@ -227,26 +165,16 @@ class PruneSettings(Settings):
         if self.round_to is not None and self.criterion != "l1":
             raise UserError("--round-to needs --criterion l1 (bias-threshold keeps whatever reaches --threshold)")
 
-    def validate(self) -> "PruneSettings":
-        """The older name of ``validated()``."""
-        return self.validated()
-
     def for_run(self, adopted: bool) -> "PruneSettings":
         """These settings with the reset a run of its kind defaults to (``reset`` None)."""
-        if self.reset is not None:
-            return self
-        return dataclasses.replace(self, reset=default_reset(adopted))
+        return self if self.reset is not None else dataclasses.replace(self, reset=default_reset(adopted))
 
     @property
     def rewind_steps(self) -> int | None:
-        if self.reset is None:
-            return None
-        kind, steps = parse_reset(self.reset)
-        return steps if kind == "rewind" else None
+        return None if self.reset is None else parse_reset(self.reset)[1]  # only rewind:K carries a number
 
     @classmethod
     def from_dict(cls, raw: dict, source: str = "prune settings") -> "PruneSettings":
-        """Read the ``[prune]`` table of a TOML file; unknown keys are an error, not ignored."""
         return super().from_dict(raw, source)
 
 
@@ -267,6 +195,5 @@ def parse_reset(reset: str) -> tuple[str, int | None]:
 
 def reset_label(reset: str) -> str:
     """The name a reset has in ``lottery.json``'s ``resets`` (fine-tuning is what 'trained' does)."""
-    kind, _ = parse_reset(reset)
-    return {"trained": "finetune"}.get(kind, reset)
+    return {"trained": "finetune"}.get(parse_reset(reset)[0], reset)
 
