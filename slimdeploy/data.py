@@ -7,7 +7,7 @@ holds class-named folders (``DIR/cat/*.png``, or ``DIR/train/…`` and ``DIR/tes
 
 Values are never changed behind the user's back: IDX pixels are divided by 255, every other source
 keeps its values unless a ``scale`` is given; ``Dataset.describe()`` records what was applied, so
-later stages rebuild the same arrays (``runinfo.run_dataset``).
+later stages rebuild the same arrays (``saved_run.run_dataset``).
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from slimdeploy.archives import StoredMemberWindow, check_h5_datasets, check_zip_members
-from slimdeploy.config import Recipe, keras_activation, keras_initializer, keras_regularizer, layer_label
+from slimdeploy.recipes import Recipe, keras_activation, keras_initializer, keras_regularizer, layer_label
 from slimdeploy.errors import ModelFileError, UserError
 from slimdeploy.fsutil import atomic_path
 

@@ -18,7 +18,7 @@ from slimdeploy.bench.runner import run_job
 from slimdeploy.bench.settings import BenchSettings
 from slimdeploy.bench.sources import is_lone_export, resolve_sources
 from slimdeploy.bench.worker import CellReport
-from slimdeploy.config import refuse_changed_settings
+from slimdeploy.recipes import refuse_changed_settings
 from slimdeploy.dirlock import DirectoryLock, writer_directory
 from slimdeploy.errors import UserError
 from slimdeploy.records.base import ABSENT

@@ -8,7 +8,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from slimdeploy import fsutil, runinfo
+from slimdeploy import fsutil, saved_run
 from slimdeploy.errors import UserError
 from slimdeploy.rundir import MODES, ExportDir, RunDir, aligned_model_name
 
@@ -37,7 +37,7 @@ def resolve_source(source: str | os.PathLike, out_dir: str | os.PathLike | None 
     if not source.exists():
         raise UserError(f"SOURCE {source} does not exist (give a .keras file or a run directory)")
     if source.is_dir():
-        runinfo.dense_metrics(source)  # one clear error when this is not a run directory
+        saved_run.dense_metrics(source)  # one clear error when this is not a run directory
         run = RunDir(source)
         models = [ModelSource("dense", run.dense_model, run.relative(run.dense_model))]
         for name in _ticket_names(run):
