@@ -227,7 +227,8 @@ def _measure(job: JobSpec, settings: BenchSettings, watch: Watch) -> dict:
                   for g in job.groups]
         groups = [g for g in groups if g.cells]
         if groups:  # benchmark_app's crosscheck too runs in the first worker only
-            run_job(job.replace(groups=groups, crosscheck=job.crosscheck and index == 0), on_report, watch, stall_timeout)
+            run_job(job.replace(groups=groups, crosscheck=job.crosscheck and index == 0), on_report, watch,
+                    stall_timeout)
     return {cell_id: finish_cell(watch.specs[cell_id], merge_records(reports)) for cell_id, reports in parts.items()}
 
 

@@ -123,7 +123,8 @@ def compare(cells: list[Cell], models: dict[str, BenchModel], baseline: str, *,
             by_key.setdefault(CellKey.of(cell).group, {})[cell.model] = cell
     comparisons = [_comparison(group[against], group[name], models.get(against, BenchModel()),
                                models.get(name, BenchModel()), question, threshold, confidence, resamples, seed)
-                   for group in by_key.values() for name, against, question in comparison_pairs(sorted(group), models, baseline)]
+                   for group in by_key.values()
+                   for name, against, question in comparison_pairs(sorted(group), models, baseline)]
     return sorted(comparisons, key=lambda c: (sort_key(c.runtime), c.runtime, c.threads, c.batch,
                                               QUESTIONS.index(c.question), c.model))
 

@@ -71,16 +71,12 @@ def run_worker(job: JobSpec, on_event, stall_timeout: float) -> str | None:
                 buffer += chunk
                 *lines, buffer = buffer.split(b"\n")
                 for line in lines:
-                    if not line.strip():
-                        continue
                     try:
                         event = json.loads(line)
                     except ValueError:
-                        continue  # not ours; the protocol stream is private, so this is rare
-                    if event.get("event") == "done":
-                        done = True
-                    elif event.get("event") == "fatal":
-                        fatal = event.get("error")
+                        continue  # a blank line, or not ours (the protocol stream is private, so this is rare)
+                    done = done or event.get("event") == "done"
+                    fatal = event.get("error") if event.get("event") == "fatal" else fatal
                     on_event(event)
             selector.close()
             code = proc.wait()

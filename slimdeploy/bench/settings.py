@@ -29,10 +29,6 @@ def _known_runtimes(names) -> str | None:
     return None
 
 
-def _builtin_runtimes() -> tuple[str, ...]:
-    return registry.builtin_names()
-
-
 def _positive_ints(option: str):
     def check(values) -> str | None:
         if not values:
@@ -41,10 +37,6 @@ def _positive_ints(option: str):
         return None if bad is None else f"{option}: expected positive integers, got {bad!r}"
 
     return check
-
-
-def _optional(check):
-    return lambda value: None if value is None else check(value)
 
 
 def _positive_int(option: str):
@@ -68,22 +60,14 @@ def _one_of(option: str, choices: tuple):
     return lambda value: None if value in choices else f"{option}: must be one of {', '.join(choices)}, not {value!r}"
 
 
-def _model_name(value) -> str | None:
-    return None if value is None or (isinstance(value, str) and value) else "--baseline-model: must be a model name"
-
-
 def _value_range(value) -> str | None:
-    if value is None or _is_value_range(value):
+    """None for ``[LOW, HIGH)``: two finite numbers, LOW below HIGH."""
+    if value is None or (isinstance(value, (list, tuple)) and len(value) == 2
+                         and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                                 for v in value) and value[0] < value[1]):
         return None
     shown = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else repr(value)
     return f"--input-range: expected LOW,HIGH: two finite numbers, LOW below HIGH, got {shown}"
-
-
-def _is_value_range(value: Any) -> bool:
-    """``[LOW, HIGH)``: two finite numbers, LOW below HIGH."""
-    return (isinstance(value, (list, tuple)) and len(value) == 2
-            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)
-            and value[0] < value[1])
 
 
 def _rule(ok, message: str):
@@ -94,7 +78,7 @@ def _rule(ok, message: str):
 @dataclass(frozen=True)
 class BenchSettings(Settings):
     runtimes: tuple[str, ...] = setting(
-        default_factory=_builtin_runtimes, flag="--runtime", parse=name_list, metavar="LIST",
+        default_factory=registry.builtin_names, flag="--runtime", parse=name_list, metavar="LIST",
         help="comma-separated runtimes; unavailable ones are listed with the reason", check=_known_runtimes)
     batches: tuple[int, ...] = setting((1, 64, 256), flag="--batch", parse=int_list, metavar="LIST",
                                        help="batch sizes", check=_positive_ints("--batch"))
@@ -124,14 +108,15 @@ class BenchSettings(Settings):
                              help="worker processes per runtime, each measuring its share of --min-iters and "
                                   "--min-time; the verdict's interval resamples them, so what one process fixes "
                                   "(memory layout) is not taken for a model's speed")
-    baseline_model: str | None = setting(None, flag="--baseline-model", check=_model_name,
-                                         help="the model the others are compared with",
-                                         shown="dense, else the first SOURCE given")
+    baseline_model: str | None = setting(
+        None, flag="--baseline-model", help="the model the others are compared with",
+        check=_rule(lambda v: v is None or (isinstance(v, str) and v), "--baseline-model: must be a model name"),
+        shown="dense, else the first SOURCE given")
     models: tuple[str, ...] | None = setting(None, flag="--models", parse=name_list, metavar="LIST",
                                              help="only these models", shown="all found")
     input_shape: tuple[int, ...] | None = setting(
-        None, flag="--input-shape", parse=int_list, metavar="DIMS", check=_optional(_positive_ints("--input-shape")),
-        help="input dimensions without the batch, e.g. 28,28", shown="the run's recipe or the artifacts")
+        None, flag="--input-shape", parse=int_list, metavar="DIMS", help="input dimensions without the batch, e.g. 28,28",
+        check=lambda v: None if v is None else _positive_ints("--input-shape")(v), shown="the run's recipe or the artifacts")
     input_range: tuple[float, float] | None = setting(
         None, flag="--input-range", parse=number_pair, metavar="LOW,HIGH", check=_value_range,
         help="value range of the generated inputs: integer inputs get ids in [LOW, HIGH), floats uniform values in it",

@@ -16,7 +16,7 @@ from slimdeploy.export.registry import get_target, names as export_targets, veri
 from slimdeploy.prune.ticket import ticket_entry
 from slimdeploy.records.base import ABSENT
 from slimdeploy.records.bench import BenchModel, SparseInt8
-from slimdeploy.records.export import ExportManifest
+from slimdeploy.records.export import Artifact
 from slimdeploy.records.lottery import LotteryRecord
 from slimdeploy.records.run import DenseMetrics
 from slimdeploy.rundir import MODES, ExportDir, RunDir, aligned_model_name
@@ -170,12 +170,17 @@ def artifact_sha256(path: Path) -> str:
 
 def _add_export(export_json: Path, models: dict, notes: list, keras_sources: dict, base: Path) -> bool:
     """The valid artifacts an ``export.json`` lists; whether it listed any. ``keras_sources``
-    collects each model's Keras file, read relative to ``base``."""
-    manifest = ExportManifest.load(export_json, "export manifest")
+    collects each model's Keras file, read relative to ``base``. Any file with an ``artifacts`` list
+    is read (files before schema versions too); each entry becomes a record once it is known to
+    name its model and path."""
+    raw = fsutil.read_json(export_json, "export manifest")
+    if not isinstance(raw, dict) or not isinstance(raw.get("artifacts"), list):
+        raise UserError(f"{export_json} is not a slimdeploy export manifest (no 'artifacts' list)")
     found_any = False
-    for entry in manifest.artifacts:
-        if entry.model is None or entry.path is None and entry.valid:
+    for raw_entry in raw["artifacts"]:
+        if not isinstance(raw_entry, dict) or "model" not in raw_entry or "path" not in raw_entry:
             raise UserError(f"{export_json}: every artifact needs 'model' and 'path'")
+        entry = Artifact.from_json(raw_entry, export_json)
         name = str(entry.model)
         # A variant's source is the float model it was quantized from: TensorFlow would run
         # that fp32 file under the variant's name, so a variant never gets a Keras source.
@@ -282,9 +287,10 @@ def _add_run_dir(run_dir: Path, models: dict, notes: list) -> tuple | None:
 
 
 def _fill(info: dict, record, keys) -> None:
-    """``info`` (a model's facts being gathered) takes each of ``keys`` the record has and it lacks."""
-    for key in keys:
-        value = getattr(record, key, None)
+    """``info`` (a model's facts being gathered) takes each of ``keys`` that ``record`` has (as a field,
+    or a key it does not model) and ``info`` lacks."""
+    for key in keys if record is not None else ():
+        value = getattr(record, key) if hasattr(record, key) else record.extra.get(key)
         if value is not None and value is not ABSENT:
             info.setdefault(key, value)
 

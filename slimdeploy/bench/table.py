@@ -37,7 +37,8 @@ def verdict_table(results: BenchResults, width: int = 120) -> Table:
                       c.model + ("*" if c.unstable else ""), *([c.baseline] if several_baselines else []),
                       *([_ms(c.baseline_p50_ms), _ms(c.model_p50_ms)] if show_p50 else []),
                       f"{c.speedup:.2f}x", f"[{c.ci_low:.2f},{c.ci_high:.2f}]",
-                      f"{c.ideal_speedup:.1f}x" if c.ideal_speedup else "–", f"{c.efficiency:.0%}" if c.efficiency else "–",
+                      f"{c.ideal_speedup:.1f}x" if c.ideal_speedup else "–",
+                      f"{c.efficiency:.0%}" if c.efficiency else "–",
                       f"[{VERDICT_STYLE.get(c.verdict, '')}]{VERDICT_SHORT.get(c.verdict, c.verdict)}[/]")
     return table
 
@@ -82,9 +83,7 @@ def sparse_int8_lines(results: BenchResults) -> list[str]:
 
 def problem_lines(results: BenchResults) -> list[str]:
     lines = sparse_int8_lines(results)
-    for name, info in results.runtimes.items():
-        if not info.available:
-            lines.append(f"{name}: unavailable — {info.reason or None}")
+    lines += [f"{name}: unavailable — {info.reason or None}" for name, info in results.runtimes.items() if not info.available]
     unstable = [c for c in results.cells if c.ok and c.unstable]
     if unstable:
         lines.append(unstable_line(unstable))
@@ -109,12 +108,8 @@ def unstable_line(unstable: list[Cell]) -> str:
         worst = max(unstable, key=lambda c: c.stats.cv)
         return (f"{len(unstable)} cells unstable (by per-call cv, an older bench.json; worst {worst.id} cv "
                 f"{worst.stats.cv:.0%}): rerun on a quiet machine before trusting small differences")
-    worst = max(judged, key=_worst_spread)
+    worst = max(judged, key=lambda c: max(c.stability.round_spread or 0.0, c.stability.process_spread or 0.0))
     return (f"{len(unstable)} cells unstable (their interleaved rounds disagreed: round or process spread > "
             f"{worst.stability.threshold:.0%}; worst {worst.id} {stats.stability_words(worst.stability)}): "
             "the machine's speed changed while they ran; comparisons pair rounds so drift cancels, "
             "but rerun on a quiet machine before trusting their absolute latencies or small differences")
-
-
-def _worst_spread(cell: Cell) -> float:
-    return max(cell.stability.round_spread or 0.0, cell.stability.process_spread or 0.0)

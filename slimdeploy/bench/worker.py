@@ -18,7 +18,6 @@ import numpy as np
 from slimdeploy import interrupts
 from slimdeploy.bench.crosscheck import crosscheck_session
 from slimdeploy.bench.harness import MeasureParams, measure_alone, measure_interleaved, warm_up
-from slimdeploy.bench.inputs import group_range, make_input
 from slimdeploy.onnxsafety import CHECKED_OPTION
 from slimdeploy.quiet import quiet_environment
 from slimdeploy.records.base import ABSENT, Record
@@ -80,7 +79,6 @@ class CellReport(Record):
     id: str = ""
     status: str = "error"
     error: str | None = None
-    artifact: str = ABSENT
     load_seconds: float = ABSENT
     input: InputInfo = ABSENT
     first_inference_seconds: float = ABSENT
@@ -103,6 +101,36 @@ class CellReport(Record):
     processes: list = ABSENT  # blocks per worker process (``results.merge_records``)
 
 
+# The inputs fed: the model's own dtype, floats uniform in [0, 1) (timing does not depend on their values),
+# integer token ids below the size of the embedding table they index (or the runtime fails or reads one
+# row only): ``--input-range``, else the model's (``bench.artifacts``), else ``DEFAULT_INTEGER_RANGE``.
+FLOAT_RANGE = (0.0, 1.0)
+DEFAULT_INTEGER_RANGE = (0, 128)
+
+
+def group_range(ranges: list) -> tuple | None:
+    """The range every model of a group can take: the intersection of the known ones."""
+    known = [r for r in ranges if r is not None]
+    return (max(r[0] for r in known), min(r[1] for r in known)) if known else None
+
+
+def make_input(rng: np.random.Generator, shape: tuple, dtype, value_range: tuple | None,
+               range_from: str = "model") -> tuple[np.ndarray, InputInfo]:
+    """An array of ``shape`` and ``dtype``, values in [low, high), and how it was drawn (recorded in each cell)."""
+    dtype = np.dtype(dtype)
+    if value_range is None:
+        range_from = "default"
+    if np.issubdtype(dtype, np.integer):
+        low, high = value_range or DEFAULT_INTEGER_RANGE
+        low, high = int(np.ceil(low)), int(np.ceil(high))
+        array = rng.integers(low, max(high, low + 1), size=shape, dtype=dtype)
+    else:
+        low, high = value_range or FLOAT_RANGE
+        low, high = float(low), float(high)
+        array = (low + (high - low) * rng.random(shape, dtype=np.float64)).astype(dtype)
+    return array, InputInfo(dtype=dtype.name, low=low, high=high, range_from=range_from)
+
+
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
     return f"{type(exc).__name__}: {text[:400]}" if text else type(exc).__name__
@@ -120,7 +148,7 @@ def run_job(job: JobSpec, emit) -> None:
         sessions, reports = {}, {}
         for cell in group.cells:
             emit("model_loading", group=index, id=cell.id, model=cell.model)
-            report = CellReport(id=cell.id, status="ok", error=None, artifact=cell.artifact)
+            report = CellReport(id=cell.id, status="ok")
             # The parent checked every artifact in full (bench.artifacts): the timed load is the runtime's alone.
             cell_options = {**options, **cell.session_options, CHECKED_OPTION: True}
             try:
@@ -161,9 +189,8 @@ def run_job(job: JobSpec, emit) -> None:
             reports[cell.model] = report
         try:
             emit("measuring", group=index, models=list(sessions))
-            for pool in sessions.values():
-                for session in pool:
-                    warm_up(session, params)
+            for session in (s for pool in sessions.values() for s in pool):
+                warm_up(session, params)
             wall = time.perf_counter()
             measured = measure_interleaved(sessions, params)
             wall = time.perf_counter() - wall
@@ -190,9 +217,8 @@ def run_job(job: JobSpec, emit) -> None:
                     group_wall_seconds=wall, parallelism=result.parallelism,
                     peak_rss_mb=round(peak, 3) if peak is not None else ABSENT)  # a number or no field at all
                 emit("cell", group=index, cell=report.to_json())
-        for pool in sessions.values():
-            for session in pool:
-                session.close()
+        for session in (s for pool in sessions.values() for s in pool):
+            session.close()
 
 
 def _crosscheck(pool: list, artifact: str, job: JobSpec, options: dict, engine_ms: list) -> Crosscheck:
