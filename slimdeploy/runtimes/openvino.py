@@ -246,5 +246,6 @@ PLUGIN = OpenVinoPlugin(
     accepts_reshape=True,  # the input shape is made static per batch before compiling
     can_crosscheck=True,  # benchmark_app re-measures its cells
     device=device_facts,
+    device_name=lambda facts: facts.get("FULL_DEVICE_NAME"),
     module=__name__,
 )

@@ -137,3 +137,14 @@ def describe_environment(runtimes=None) -> dict:
 for _module in BUILTIN:
     register(importlib.import_module(_module).PLUGIN)
 _load_plugins()  # also here, for callers that read RUNTIMES directly; the functions above load any named later
+
+
+def device_name(devices: dict) -> str | None:
+    """The device as the first runtime that names it does (bench.json ``environment.devices``)."""
+    for name, facts in (devices or {}).items():
+        known = _known(name)
+        if known is not None and known.device_name is not None and isinstance(facts, dict):
+            found = known.device_name(facts)
+            if found:
+                return found
+    return None

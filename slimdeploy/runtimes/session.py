@@ -165,6 +165,8 @@ class RuntimePlugin:
     profile_unsupported: str = PROFILE_UNSUPPORTED
     # The runtime's own facts about the device it runs on (``environment.devices``; None: none).
     device: Callable[[], dict | None] | None = None
+    # The device's name for people, read from those facts (None: they do not name it).
+    device_name: Callable[[dict], str | None] | None = None
 
     @property
     def import_name(self) -> str:
