@@ -89,7 +89,7 @@ def _legacy_run_dataset(metrics: DenseMetrics, data):
     if present(described.train) is not None and present(described.validation) is not None:
         full = described.train + described.validation
         limit = full if full < 60000 else None
-    validation_size = metrics.recipe["dataset"]["validation_size"] if limit is None else described.validation
+    validation_size = metrics.recipe_validation_size if limit is None else described.validation
     dataset = load_dataset(data, validation_size=validation_size, seed=metrics.seed, limit=limit)
     if dataset.kind == "npz":
         # Such runs scaled .npz values by a guess that is no longer made: retraining is the fix.

@@ -282,7 +282,7 @@ def _add_run_dir(run_dir: Path, models: dict, notes: list) -> tuple | None:
             # Counts come from the artifacts themselves (several seeds' rounds are averaged here).
             _fill(models[mode].info, ticket_entry(LotteryRecord.load(lottery)),
                   ("test_accuracy", "widths", "weights_remaining"))
-    shape = (metrics.recipe or {}).get("input_shape")
+    shape = metrics.recipe_input_shape
     return tuple(shape) if isinstance(shape, list) else None
 
 

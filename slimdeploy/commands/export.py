@@ -97,7 +97,7 @@ def _report(manifest: dict, args) -> None:
 
 def summary_table(manifest: ExportManifest) -> Table:
     """One row per artifact; sizes in MB; the task's test score in the artifact's runtime beside Keras's."""
-    precisions = manifest.settings.get("precisions") or [manifest.settings.get("precision")]  # older: one precision
+    precisions = manifest.precisions
     table = Table(title=f"{len(manifest.artifacts)} artifacts: {', '.join(map(str, precisions))}",
                   box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False, collapse_padding=True)
     for column in ("model", "target", "math", "MB", "gzip", "max|Δ|", "agree", DEFAULT_TASK.metric_short, "Keras", "ok"):

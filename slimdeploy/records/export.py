@@ -128,6 +128,11 @@ class ExportManifest(Record):
     notes: list = ABSENT  # notices the export gave (e.g. fewer calibration images than asked for)
     seconds: float = ABSENT
 
+    @property
+    def precisions(self) -> list:
+        """The precisions asked for (``settings`` is ``ExportSettings.to_dict()``; older files: one precision)."""
+        return self.settings.get("precisions") or [self.settings.get("precision")]
+
     def failed(self) -> list[Artifact]:
         return [a for a in self.artifacts if not a.valid]
 

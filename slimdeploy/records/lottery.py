@@ -266,6 +266,11 @@ class LotteryRecord(Record):
     seconds: float = ABSENT             # the finished record only
     train_seconds_total: float = ABSENT
 
+    @property
+    def reset(self) -> str | None:
+        """The reset the prune ran with (``settings`` is ``PruneSettings.to_dict()``)."""
+        return self.settings.get("reset")
+
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class PruneStart(Record):

@@ -89,3 +89,16 @@ class DenseMetrics(Record):
     data: DataInfo = ABSENT
     adopted: AdoptedModel = ABSENT    # adopted runs only; they have no ``recipe``
     versions: dict = ABSENT
+
+    # What readers take from ``recipe`` without rebuilding the recipe (a newer version's keys are no error).
+    @property
+    def recipe_name(self) -> str | None:
+        return (self.recipe or {}).get("name")
+
+    @property
+    def recipe_input_shape(self) -> list | None:
+        return (self.recipe or {}).get("input_shape")
+
+    @property
+    def recipe_validation_size(self) -> int | float | None:
+        return ((self.recipe or {}).get("dataset") or {}).get("validation_size")

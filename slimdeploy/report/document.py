@@ -154,7 +154,7 @@ def default_title(inputs: ReportInputs) -> str:
 def model_name(inputs: ReportInputs) -> str | None:
     """What the run is called: its recipe, the adopted file, the run directory or the bench's first source."""
     dense = inputs.dense_metrics
-    recipe = (dense.recipe or {}).get("name") if dense else None
+    recipe = dense.recipe_name if dense else None
     adopted = dense.adopted.source if dense and dense.adopted else None
     sources = (inputs.bench.config.sources if inputs.bench else None) or []
     return (recipe or (PurePosixPath(str(adopted)).stem if adopted else None) or (inputs.run_dir.name if inputs.run_dir else None)
@@ -333,7 +333,7 @@ def _lottery_section(inputs: ReportInputs, figure: Figure | None) -> Section:
     task = inputs.task
     blocks: list = [*filter(None, [figure])]
     for mode, lottery in sorted(inputs.lotteries.items(), key=lambda kv: facts.model_order(kv[0])):
-        reset = facts.reset_label(lottery.settings.get("reset"))
+        reset = facts.reset_label(lottery.reset)
         headers = ["Round", "Weights remaining", "Widths", "Params (nonzero)", f"Test {task.metric_label} (ticket, reset: {reset})",
                    "Control: random re-init", "Control: fine-tune"]
         rows = []
