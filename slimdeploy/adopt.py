@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from slimdeploy import environment, fsutil, runinfo
-from slimdeploy.config import OPTIMIZER_CLASSES, OPTIMIZERS, TrainingSettings, keras_loss, training_from_record
+from slimdeploy import environment, fsutil, saved_run
+from slimdeploy.recipes import OPTIMIZER_CLASSES, OPTIMIZERS, TrainingSettings, keras_loss, training_from_record
 from slimdeploy.data import Dataset, load_dataset
 from slimdeploy.errors import UserError, WorkError
 from slimdeploy.models import (count_flops, count_params, load_model, model_format, require_single_io, save_model,
@@ -206,7 +206,7 @@ def _logits_from_last_layer(model) -> bool | None:
 
 def _other_adoption(run: RunDir, model_path: Path, dataset: Dataset, train: TrainSettings) -> str | None:
     """How ``run``'s dense model differs from adopting ``model_path`` on ``dataset``, or None."""
-    metrics = runinfo.dense_metrics(run.root)
+    metrics = saved_run.dense_metrics(run.root)
     adopted = metrics.adopted
     if not adopted:
         return f"a model trained from a recipe, not {model_path}"

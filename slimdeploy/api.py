@@ -23,7 +23,7 @@ from pathlib import Path
 from slimdeploy.adopt import adopt_for_pruning, adopt_or_reuse, load_for_adoption
 from slimdeploy.bench.api import run_bench
 from slimdeploy.bench.settings import BenchSettings
-from slimdeploy.config import DEFAULT_RECIPE
+from slimdeploy.recipes import DEFAULT_RECIPE
 from slimdeploy.dirlock import DirectoryLock
 from slimdeploy.errors import UserError
 from slimdeploy.export.api import export_source

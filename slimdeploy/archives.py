@@ -1,16 +1,11 @@
-"""Limits on what a container file may inflate to, checked from its directory before anything
-is inflated: the zip directory of a ``.keras`` or ``.npz``, the dataset headers of an HDF5 file.
+"""Limits on what a container file may inflate to, checked from its directory before anything is
+inflated: the zip directory of a ``.keras`` or ``.npz``, the dataset headers of an HDF5 file (a zip
+of zeros compresses about 1000:1; an HDF5 dataset can declare gigabytes and store nothing, and the
+readers allocate what is declared).
 
-A zip of zeros compresses about 1000:1, so a 4 MB ``.keras`` can hold a 4 GiB weights member;
-an HDF5 dataset can declare gigabytes and store nothing. Readers (Keras, numpy, h5py) allocate
-what is declared. The declarations are read here (``zipfile``'s ``infolist``, h5py metadata)
-and refused in one line naming the member, before a byte of it is inflated.
-
-The default limits fit real models and data: sizes are generous (a large model's weights run
-to gigabytes), the compression ratio (200:1) applies only to members over 256 MiB (real weights
-compress below 2:1; sparse or mostly-zero data can compress far more, but rarely at that size).
-``SLIMDEPLOY_ARCHIVE_LIMITS`` overrides them, e.g.
-``member=64G,total=128G`` for a huge model (keys ``member``, ``total``, ``ratio``, ``members``).
+The defaults fit real models and data; the ratio applies only to members over 256 MiB.
+``SLIMDEPLOY_ARCHIVE_LIMITS`` overrides them, e.g. ``member=64G,total=128G`` (keys ``member``,
+``total``, ``ratio``, ``members``).
 """
 
 from __future__ import annotations
@@ -37,16 +32,14 @@ MIB = 1 << 20
 class ArchiveLimits:
     member_bytes: int = 16 * GIB  # one member (or HDF5 dataset) inflated
     total_bytes: int = 32 * GIB  # all members together
-    # Inflated/stored above which a member is refused; only checked over ``ratio_floor`` bytes:
-    # real data can compress far more than weights (sorted int64 labels 690:1 at 23 MiB, binarized
-    # images on black 234:1), and a member under the floor costs little whatever its ratio.
+    # Inflated/stored above which a member is refused, checked over ``ratio_floor`` bytes only (real data
+    # can compress far more than weights; a small member costs little whatever its ratio).
     ratio: float = 200.0
     ratio_floor: int = 256 * MIB
     members: int = 10_000  # a .keras holds 3 or a few assets, an .npz 4 to 6 arrays
 
     @classmethod
     def from_env(cls) -> ArchiveLimits:
-        """The defaults, with what ``SLIMDEPLOY_ARCHIVE_LIMITS`` overrides (one-line error if malformed)."""
         text = os.environ.get(ENV_VAR, "").strip()
         keys = {"member": "member_bytes", "total": "total_bytes", "ratio": "ratio", "members": "members"}
         values = {}
@@ -73,22 +66,18 @@ def _parse_limit(raw: str, as_size: bool) -> float | None:
 
 # --- zip (.keras, .npz) -------------------------------------------------------------------------
 
-# The end-of-central-directory records (APPNOTE 4.3.16, 4.3.14, 4.3.15): the member count is
-# read from them before zipfile parses the whole directory into memory.
+# The end-of-central-directory records (APPNOTE 4.3.16, 4.3.14, 4.3.15).
 _EOCD = struct.Struct("<4s4H2LH")
 _ZIP64_LOCATOR = struct.Struct("<4sLQL")
 _ZIP64_EOCD = struct.Struct("<4sQ2H2L4Q")
-
-
-# The smallest central directory entry (APPNOTE 4.3.12: fixed fields, empty name): a directory
-# of N bytes holds at most N / 46 members, whatever count the end record claims.
+# The smallest central directory entry (APPNOTE 4.3.12): N bytes of directory hold at most N / 46 members.
 _CENTRAL_HEADER_SIZE = 46
+_LOCAL_HEADER = struct.Struct("<4s5H3L2H")  # the local file header before each member's data (APPNOTE 4.3.7)
 
 
 def _declared_directory(path: Path) -> tuple[int, int] | None:
-    """(member count, central directory bytes) that the zip's end record declares; None when it
-    has none (not a zip). A zip64 field whose zip64 record cannot be read stays 0xFFFF(FFFF),
-    which the callers' limits refuse."""
+    """(member count, central directory bytes) the zip's end record declares; None: not a zip. A zip64
+    field whose zip64 record cannot be read stays 0xFFFF(FFFF), which the limits refuse."""
     size = path.stat().st_size
     with open(path, "rb") as handle:
         tail_start = max(0, size - (_EOCD.size + 0xFFFF))  # the record, then a comment of up to 64 KiB
@@ -111,16 +100,13 @@ def _declared_directory(path: Path) -> tuple[int, int] | None:
 
 def check_zip_members(path: str | os.PathLike, what: str, limits: ArchiveLimits | None = None,
                       error: type[UserError] = UserError) -> list[zipfile.ZipInfo]:
-    """Refuse a zip whose directory names a member that would land outside the directory it is
-    unpacked into, a name twice, too many members, or members that would inflate beyond the
-    limits (size, total, ratio); returns the members. Reads the directory only.
-
-    The line is ``{what} {path} refused: …`` (``error``'s class), naming the member."""
+    """Refuse (``error``: ``{what} {path} refused: …``) a zip whose directory names a member that would land
+    outside its directory, a name twice, too many members, or members that would inflate beyond the
+    limits; returns the members. Reads the directory only."""
     path = Path(path)
     limits = limits or ArchiveLimits.from_env()
     refused = f"{what} {path} refused:"
-    # zipfile parses the whole central directory, whatever count the end record gives, so both
-    # the count and the directory's size are checked before it is opened.
+    # zipfile parses the whole central directory: its declared count and size are checked first.
     declared = _declared_directory(path)
     if declared is not None:
         count, directory_bytes = declared
@@ -150,19 +136,13 @@ def check_zip_members(path: str | os.PathLike, what: str, limits: ArchiveLimits 
     return members
 
 
-# The local file header before each member's data (APPNOTE 4.3.7): its name and extra field
-# lengths may differ from the central directory's, so the data offset is read from it.
-_LOCAL_HEADER = struct.Struct("<4s5H3L2H")
-
-
 class StoredMemberWindow(io.RawIOBase):
-    """A seekable, read-only view of an uncompressed (stored) zip member's bytes in the archive
-    file. ``ZipFile.open`` re-reads a member from its start on every backward seek, which makes
-    h5py's many seeks in a large weights member cost seconds to minutes; this seeks directly."""
+    """A seekable, read-only view of a stored zip member's bytes in the archive file (``ZipFile.open``
+    re-reads a member from its start on every backward seek: h5py's many seeks would take minutes)."""
 
     def __init__(self, handle, info: zipfile.ZipInfo):
         super().__init__()
-        handle.seek(info.header_offset)
+        handle.seek(info.header_offset)  # its name and extra lengths may differ from the directory's
         header = handle.read(_LOCAL_HEADER.size)
         if len(header) != _LOCAL_HEADER.size or header[:4] != b"PK\x03\x04":
             raise zipfile.BadZipFile(f"no local header for member {info.filename!r}")
@@ -205,18 +185,16 @@ def is_escaping_member(name: str) -> bool:
     return normalized.startswith("/") or (len(normalized) > 1 and normalized[1] == ":") or ".." in normalized.split("/")
 
 
-def _raises(key: str, value: str) -> str:
-    """How a user whose file is real gets past a limit."""
+def _raises(key: str, value: str) -> str:  # how a user whose file is real gets past a limit
     return f"{ENV_VAR}={key}={value} raises the limit"
 
 
-# What a member over the ratio is: real data can be this compressible too, so not called a bomb outright.
 _TOO_COMPRESSED = "a decompression bomb or data that is almost all zeros"
 
 
 def _check_sizes(refused: str, entries: list[tuple[str, int, int]], limits: ArchiveLimits, kind: str,
                  error: type[UserError], stored_at_most: int | None = None) -> None:
-    """``entries``: (name, declared inflated bytes, bytes stored) per member, checked against the limits."""
+    """``entries``: (name, declared inflated bytes, bytes stored) per member."""
     total = stored_total = 0
     for name, inflated, stored in entries:
         total += inflated
@@ -247,10 +225,9 @@ def _check_sizes(refused: str, entries: list[tuple[str, int, int]], limits: Arch
 
 def check_h5_datasets(h5file, path: str | os.PathLike, what: str, limits: ArchiveLimits | None = None,
                       error: type[UserError] = UserError) -> None:
-    """Refuse an open HDF5 file (``h5py.File``) whose datasets would read data from elsewhere
-    (a soft or external link, an external or virtual dataset) or declare more than the limits
-    (a dataset declares its shape; what it stores may be nothing). Reads metadata only."""
-    import h5py
+    """Refuse an open ``h5py.File`` whose datasets would read data from elsewhere (a link, an external or
+    virtual dataset) or declare more than the limits. Reads metadata only."""
+    import h5py  # lazy: heavy
 
     limits = limits or ArchiveLimits.from_env()
     refused = f"{what} {path} refused:"

@@ -1,19 +1,13 @@
-"""Fashion-MNIST from IDX .gz files, a user .npz or a folder of images, found without
-internet where possible.
+"""Fashion-MNIST from IDX .gz files, a user .npz or a folder of images, found without internet where possible.
 
-Search order (the first place holding all four files wins):
-``--data DIR`` (authoritative: if given and unusable, that is an error), ``$SLIMDEPLOY_DATA``,
-``~/.keras/datasets/fashion-mnist``, ``/usr/share/datasets/fashion-mnist`` (Debian package
-``dataset-fashion-mnist``), then ``keras.datasets.fashion_mnist`` (downloads where there
-is internet). ``--data`` may also name an ``.npz`` with ``x_train, y_train, x_test, y_test``
-(and optionally ``x_val, y_val``, then the validation split as given), or a directory of
-class-named image folders (``DIR/cat/*.png``; or ``DIR/train/cat/…`` and ``DIR/test/cat/…``),
-read with ``keras.utils.image_dataset_from_directory``.
+Search order: ``--data`` (authoritative), ``$SLIMDEPLOY_DATA``, ``~/.keras/datasets/fashion-mnist``,
+``/usr/share/datasets/fashion-mnist`` (Debian ``dataset-fashion-mnist``), then a keras download. An
+``.npz`` holds ``x_train, y_train, x_test, y_test`` (and optionally ``x_val, y_val``); an image folder
+holds class-named folders (``DIR/cat/*.png``, or ``DIR/train/…`` and ``DIR/test/…``).
 
-Values are never changed behind the user's back: Fashion-MNIST IDX pixels are divided by
-255 (their documented scaling); every other source keeps its values and dtype unless a
-``scale`` is given. What was applied is part of ``Dataset.describe()``, which every stage
-records, so a run's later stages rebuild exactly the same arrays (``runinfo.run_dataset``).
+Values are never changed behind the user's back: IDX pixels are divided by 255, every other source
+keeps its values unless a ``scale`` is given; ``Dataset.describe()`` records what was applied, so
+later stages rebuild the same arrays (``saved_run.run_dataset``).
 """
 
 from __future__ import annotations
@@ -29,38 +23,31 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from numpy.lib import format as npy
 
 from slimdeploy.archives import check_zip_members
 from slimdeploy.errors import DataError
 from slimdeploy.fsutil import file_sha256
 from slimdeploy.tasks import DEFAULT_TASK, Task
 
-IDX_FILES = {
-    "x_train": "train-images-idx3-ubyte.gz",
-    "y_train": "train-labels-idx1-ubyte.gz",
-    "x_test": "t10k-images-idx3-ubyte.gz",
-    "y_test": "t10k-labels-idx1-ubyte.gz",
-}
+IDX_FILES = {"x_train": "train-images-idx3-ubyte.gz", "y_train": "train-labels-idx1-ubyte.gz",
+             "x_test": "t10k-images-idx3-ubyte.gz", "y_test": "t10k-labels-idx1-ubyte.gz"}
 IMAGES_MAGIC = 0x00000803  # unsigned bytes, 3 dimensions
 LABELS_MAGIC = 0x00000801  # unsigned bytes, 1 dimension
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
-FIX_HINT = (
-    "fix: `apt-get install dataset-fashion-mnist`, or put the four IDX .gz files in a directory "
-    "and pass --data DIR (or set SLIMDEPLOY_DATA), or pass --data FILE.npz"
-)
-
-
-# The scaling each kind of source gets when none is asked for: IDX files hold 0..255
-# pixels and the article's models expect [0, 1]; a user's arrays are used as they are.
+FIX_HINT = ("fix: `apt-get install dataset-fashion-mnist`, or put the four IDX .gz files in a directory "
+            "and pass --data DIR (or set SLIMDEPLOY_DATA), or pass --data FILE.npz")
+# The scaling each kind of source gets when none is asked for.
 DEFAULT_SCALE = {"idx": 255.0, "keras": 255.0, "npz": None, "image_folder": None}
 DEFAULT_VALIDATION = 5000
 VALIDATION_KEYS = ("x_val", "y_val")  # optional in an .npz: the validation split as given
-# The image files image_dataset_from_directory reads (it matches the lower-cased name's end).
 IMAGE_SUFFIXES = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
-# A folder tree without train/ and test/ has no test split: this share of it is held out,
-# drawn with a fixed seed so that the same folder always gives the same test images.
+# A folder tree without train/ and test/: this share of it is the test split, drawn with a fixed seed.
 IMAGE_TEST_FRACTION = 0.2
 IMAGE_TEST_SEED = 0
+KERAS_SOURCE = "keras.datasets.fashion_mnist"
+PICKLED = "holds pickled Python objects, which slimdeploy never loads (save plain arrays)"
+COLOR_MODES = {1: "grayscale", 3: "rgb", 4: "rgba"}
 
 
 @dataclass
@@ -70,8 +57,7 @@ class RawData:
     arrays: dict
     source: str  # a path, or keras.datasets.fashion_mnist
     kind: str  # idx, npz, image_folder or keras
-    # of the .npz file; of the four IDX files or of the images (a sha256sum listing); of the arrays
-    sha256: str
+    sha256: str  # of the .npz file; of the IDX files or images (a sha256sum listing); of the arrays
     task: Task = DEFAULT_TASK  # what the labels are (checked against it)
 
     @property
@@ -88,7 +74,7 @@ class Dataset:
     x_test: np.ndarray
     y_test: np.ndarray
     source: str
-    # How these arrays were made from the source; enough to make them again.
+    # How these arrays were made from the source: enough to make them again.
     kind: str = "npz"
     sha256: str | None = None
     seed: int = 0
@@ -107,23 +93,11 @@ class Dataset:
         return self.x_train.dtype.name
 
     def describe(self) -> dict:
-        described = {
-            "source": self.source,
-            "kind": self.kind,
-            "sha256": self.sha256,
-            "seed": self.seed,
-            "validation_size": self.validation_size,
-            "limit": self.limit,
-            "scale": self.scale,
-            "dtype": self.input_dtype,
-            "input_shape": list(self.input_shape),
-            "train": int(len(self.x_train)),
-            "validation": int(len(self.x_val)),
-            "test": int(len(self.x_test)),
-        }
-        if self.validation_given:
-            described["validation_from"] = "x_val, y_val"  # no split was drawn from the training rows
-        return described
+        return {"source": self.source, "kind": self.kind, "sha256": self.sha256, "seed": self.seed,
+                "validation_size": self.validation_size, "limit": self.limit, "scale": self.scale,
+                "dtype": self.input_dtype, "input_shape": list(self.input_shape), "train": int(len(self.x_train)),
+                "validation": int(len(self.x_val)), "test": int(len(self.x_test)),
+                **({"validation_from": "x_val, y_val"} if self.validation_given else {})}
 
     def input_contract(self) -> str:
         """What an artifact made from a model trained on this data expects, in words."""
@@ -133,7 +107,6 @@ class Dataset:
 
 
 def read_idx(path: str | os.PathLike, expected_magic: int) -> np.ndarray:
-    """Read one gzip-compressed IDX file; every way it can be broken names the file."""
     path = Path(path)
     kind = "images" if expected_magic == IMAGES_MAGIC else "labels"
     try:
@@ -155,27 +128,25 @@ def read_idx(path: str | os.PathLike, expected_magic: int) -> np.ndarray:
     dims = struct.unpack(f">{ndim}I", raw[4:header])
     expected = math.prod(dims)
     if len(raw) - header != expected:
-        raise DataError(f"{path}: IDX header announces {'x'.join(map(str, dims))} = {expected} bytes, file holds {len(raw) - header}")
+        raise DataError(f"{path}: IDX header announces {'x'.join(map(str, dims))} = {expected} bytes, "
+                        f"file holds {len(raw) - header}")
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
 
 
 def _read_idx_dir(directory: Path) -> dict[str, np.ndarray]:
-    arrays = {}
-    for key, filename in IDX_FILES.items():
-        magic = IMAGES_MAGIC if key.startswith("x") else LABELS_MAGIC
-        arrays[key] = read_idx(directory / filename, magic)
-    return arrays
+    return {key: read_idx(directory / name, IMAGES_MAGIC if key.startswith("x") else LABELS_MAGIC)
+            for key, name in IDX_FILES.items()}
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
     if not zipfile.is_zipfile(path):
         # np.load would try other formats (a pickle, a bare .npy) and advise unsafe loading.
         raise DataError(f"{path}: not an .npz archive (needs x_train, y_train, x_test, y_test)")
-    # From the zip directory alone, before numpy inflates a member.
     check_zip_members(path, "data", error=DataError)
     try:
         with np.load(path, allow_pickle=False) as npz:
-            wanted = list(IDX_FILES) + _validation_keys(npz.files, path)
+            # x_val, y_val when it holds either (then the other one is reported missing when absent).
+            wanted = list(IDX_FILES) + (list(VALIDATION_KEYS) if set(VALIDATION_KEYS) & set(npz.files) else [])
             missing = [key for key in wanted if key not in npz.files]
             if missing:
                 raise DataError(f"{path}: .npz lacks {', '.join(missing)} (needs x_train, y_train, x_test, y_test; "
@@ -185,24 +156,14 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
             return {key: np.asarray(npz[key]) for key in wanted}
     except DataError:
         raise
-    except ValueError as exc:
-        if "pickle" in str(exc):
-            raise DataError(f"{path}: {PICKLED}") from exc
-        raise DataError(f"{path}: not a readable .npz file ({exc})") from exc
-    except (OSError, zipfile.BadZipFile, EOFError, zlib.error) as exc:
-        raise DataError(f"{path}: not a readable .npz file ({exc})") from exc
-
-
-PICKLED = "holds pickled Python objects, which slimdeploy never loads (save plain arrays)"
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError, zlib.error) as exc:
+        pickled = isinstance(exc, ValueError) and "pickle" in str(exc)
+        raise DataError(f"{path}: {PICKLED}" if pickled else f"{path}: not a readable .npz file ({exc})") from exc
 
 
 def _check_npy_header(archive: zipfile.ZipFile, key: str, path: Path) -> None:
-    """An array's ``.npy`` header, read before its data: an object dtype (its data is a pickle,
-    which is never run) is refused, and so is a shape that needs more bytes than the member
-    holds (numpy would allocate the declared shape first). A member that is not ``.npy`` is
-    left to numpy, which reads it as raw bytes."""
-    from numpy.lib import format as npy
-
+    """An array's ``.npy`` header, read before its data: an object dtype (a pickle) is refused, and so is
+    a shape that needs more bytes than the member holds (numpy would allocate it first)."""
     name = f"{key}.npy" if f"{key}.npy" in archive.namelist() else key
     info = archive.getinfo(name)
     with archive.open(info) as member:
@@ -229,26 +190,14 @@ def _check_npy_header(archive: zipfile.ZipFile, key: str, path: Path) -> None:
                         f"{data_bytes:,} bytes of data (corrupt or forged)")
 
 
-def _validation_keys(keys: list[str], path: Path) -> list[str]:
-    """``x_val, y_val`` when the .npz holds either (then it must hold both), else none."""
-    present = [key for key in VALIDATION_KEYS if key in keys]
-    if present and len(present) < len(VALIDATION_KEYS):
-        return list(VALIDATION_KEYS)  # the other one is then reported missing
-    return present
-
-
 def _missing_files(directory: Path) -> list[str]:
     return [name for name in IDX_FILES.values() if not (directory / name).is_file()]
 
 
 def _listing_sha256(directory: Path, names) -> str:
-    """The hash of a `sha256sum` listing of ``names`` (paths relative to ``directory``), in their order."""
+    """The hash of a `sha256sum` listing of ``names`` (relative to ``directory``), in their order."""
     listing = "".join(f"{file_sha256(directory / name)}  {name}\n" for name in names)
     return hashlib.sha256(listing.encode()).hexdigest()
-
-
-def _idx_sha256(directory: Path) -> str:
-    return _listing_sha256(directory, IDX_FILES.values())
 
 
 def _arrays_sha256(arrays: dict[str, np.ndarray]) -> str:
@@ -284,8 +233,8 @@ def _from_npz(path: Path, task: Task) -> RawData:
 
 
 def _from_idx_dir(directory: Path, task: Task) -> RawData:
-    arrays = _validated(_read_idx_dir(directory), str(directory), task)
-    return RawData(arrays, str(directory.resolve()), "idx", _idx_sha256(directory), task)
+    return RawData(_validated(_read_idx_dir(directory), str(directory), task), str(directory.resolve()), "idx",
+                   _listing_sha256(directory, IDX_FILES.values()), task)
 
 
 def _class_folders(directory: Path) -> list[str]:
@@ -293,8 +242,7 @@ def _class_folders(directory: Path) -> list[str]:
 
 
 def _image_files(directory: Path) -> list[str]:
-    """The images image_dataset_from_directory reads from ``directory``'s class folders, as
-    sorted paths relative to it."""
+    """The images image_dataset_from_directory reads from ``directory``'s class folders, sorted, relative."""
     found = []
     for class_name in _class_folders(directory):
         for root, _, files in os.walk(directory / class_name):
@@ -309,37 +257,38 @@ def _is_image_folder(directory: Path) -> bool:
 
 
 def _image_layout(directory: Path) -> dict[str, Path]:
-    """``{"train": DIR/train, "test": DIR/test}`` when both exist, else ``{"all": DIR}``."""
     if (directory / "train").is_dir() and (directory / "test").is_dir():
         return {"train": directory / "train", "test": directory / "test"}
     return {"all": directory}
 
 
 def _image_format(first_image: Path, input_shape) -> tuple[tuple[int, int], str, bool]:
-    """(image_size, color_mode, drop the channel axis) from a model's input shape when it is an
-    image's, (H, W) or (H, W, 1|3|4), else from the first image."""
-    modes = {1: "grayscale", 3: "rgb", 4: "rgba"}
+    """(image_size, color_mode, drop the channel axis) from a model's input shape when it is an image's,
+    (H, W) or (H, W, 1|3|4), else from the first image."""
     shape = tuple(input_shape or ())
     if any(not isinstance(d, int) for d in shape):  # a model that takes any size: the images' own
         shape = ()
     if len(shape) == 2:
         return shape, "grayscale", True
-    if len(shape) == 3 and shape[2] in modes:
-        return shape[:2], modes[shape[2]], False
-    from PIL import Image
+    if len(shape) == 3 and shape[2] in COLOR_MODES:
+        return shape[:2], COLOR_MODES[shape[2]], False
+    size, bands = _image_header(first_image)
+    return size, COLOR_MODES.get(bands, "rgb"), False
+
+
+def _image_header(path: Path) -> tuple[tuple[int, int], int]:
+    from PIL import Image  # lazy: only image folders need Pillow
 
     try:
-        with Image.open(first_image) as image:
-            width, height = image.size
-            bands = len(image.getbands())
+        with Image.open(path) as image:
+            return (image.size[1], image.size[0]), len(image.getbands())
     except OSError as exc:
-        raise DataError(f"{first_image}: not a readable image ({exc})") from exc
-    return (height, width), modes.get(bands, "rgb"), False
+        raise DataError(f"{path}: not a readable image ({exc})") from exc
 
 
 def _read_image_tree(directory: Path, class_names: list[str], image_size, color_mode: str) -> tuple[np.ndarray, np.ndarray]:
     """All images of one class-folder tree, in Keras's deterministic order, as float32 and int labels."""
-    import keras
+    import keras  # lazy: heavy
 
     try:
         images = keras.utils.image_dataset_from_directory(
@@ -354,8 +303,7 @@ def _read_image_tree(directory: Path, class_names: list[str], image_size, color_
 
 
 def _unreadable_image(directory: Path) -> str | None:
-    """``PATH: not a readable image (why)`` for the first image PIL cannot decode, else None."""
-    from PIL import Image
+    from PIL import Image  # lazy: only image folders need Pillow
 
     for name in _image_files(directory):
         try:
@@ -387,24 +335,16 @@ def _from_image_folder(directory: Path, input_shape, task: Task) -> RawData:
         trees = {split: (x[..., 0], y) for split, (x, y) in trees.items()}
     if "all" in trees:
         trees = _held_out_test(*trees["all"])
-    arrays = {"x_train": trees["train"][0], "y_train": trees["train"][1],
-              "x_test": trees["test"][0], "y_test": trees["test"][1]}
+    arrays = {f"{xy}_{split}": trees[split][i] for split in ("train", "test") for i, xy in enumerate("xy")}
     return RawData(_validated(arrays, str(directory), task), str(directory.resolve()), "image_folder",
                    _listing_sha256(directory, files), task)
 
 
 def _refuse_conversions(directory: Path, files: list[str], image_size, color_mode: str) -> None:
-    """Keras would resize or recolour an image that differs from the model's input; the user's
-    data is never changed silently, so such an image is refused (its header alone says)."""
-    from PIL import Image
-
-    bands = {"grayscale": 1, "rgb": 3, "rgba": 4}[color_mode]
+    """Keras would resize or recolour an image that differs from the model's input: refused instead."""
+    bands = {mode: n for n, mode in COLOR_MODES.items()}[color_mode]
     for name in files:
-        try:
-            with Image.open(directory / name) as image:
-                size, image_bands = (image.size[1], image.size[0]), len(image.getbands())
-        except OSError as exc:
-            raise DataError(f"{directory / name}: not a readable image ({exc})") from exc
+        size, image_bands = _image_header(directory / name)
         if size != tuple(image_size) or image_bands != bands:
             raise DataError(f"{directory / name}: a {size[0]}x{size[1]} image with {image_bands} channel(s), but the "
                             f"model takes {image_size[0]}x{image_size[1]} with {bands}; slimdeploy does not resize or "
@@ -412,7 +352,6 @@ def _refuse_conversions(directory: Path, files: list[str], image_size, color_mod
 
 
 def _held_out_test(x: np.ndarray, y: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """A folder tree without a test split: ``IMAGE_TEST_FRACTION`` of it, drawn with a fixed seed."""
     order = np.random.default_rng(IMAGE_TEST_SEED).permutation(len(x))
     test_rows = max(1, round(len(x) * IMAGE_TEST_FRACTION))
     test_idx, train_idx = np.sort(order[:test_rows]), np.sort(order[test_rows:])
@@ -421,10 +360,8 @@ def _held_out_test(x: np.ndarray, y: np.ndarray) -> dict[str, tuple[np.ndarray, 
 
 def locate(data: str | os.PathLike | None = None, allow_download: bool = True, input_shape=None,
            task: Task = DEFAULT_TASK) -> RawData:
-    """Find and read the raw arrays, with where they came from and their sha256.
-
-    ``input_shape``: the model's, which sets the size and colour mode images of a folder are
-    read with (else the first image's own). ``task``: what the labels must be (``tasks``)."""
+    """The raw arrays, where they came from and their sha256. ``input_shape``: the model's, the size and
+    colour mode a folder's images are read with (else the first image's own)."""
     if data is not None:
         path = Path(data).expanduser()
         if path.is_file():
@@ -438,15 +375,10 @@ def locate(data: str | os.PathLike | None = None, allow_download: bool = True, i
             return _from_idx_dir(path, task)
         raise DataError(f"--data {path}: no such file or directory; {FIX_HINT}")
 
-    tried = []
     env_dir = os.environ.get("SLIMDEPLOY_DATA")
-    candidates = []
-    if env_dir:
-        candidates.append(("$SLIMDEPLOY_DATA", Path(env_dir).expanduser()))
-    else:
-        tried.append("$SLIMDEPLOY_DATA (not set)")
-    candidates.append(("keras cache", Path.home() / ".keras" / "datasets" / "fashion-mnist"))
-    candidates.append(("Debian package", DEBIAN_DIR))
+    tried = [] if env_dir else ["$SLIMDEPLOY_DATA (not set)"]
+    candidates = [("$SLIMDEPLOY_DATA", Path(env_dir).expanduser())] if env_dir else []
+    candidates += [("keras cache", Path.home() / ".keras" / "datasets" / "fashion-mnist"), ("Debian package", DEBIAN_DIR)]
     for label, directory in candidates:
         if directory.is_file() and directory.suffix == ".npz":
             return _from_npz(directory, task)
@@ -456,7 +388,7 @@ def locate(data: str | os.PathLike | None = None, allow_download: bool = True, i
         tried.append(f"{directory} ({label}: {'not found' if missing is None else 'missing ' + ', '.join(missing)})")
     if allow_download:
         try:
-            import keras
+            import keras  # lazy: heavy
 
             (x_train, y_train), (x_test, y_test) = keras.datasets.fashion_mnist.load_data()
             arrays = _validated({"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test},
@@ -467,29 +399,15 @@ def locate(data: str | os.PathLike | None = None, allow_download: bool = True, i
     raise DataError(f"Fashion-MNIST not found; tried: {'; '.join(tried)}; {FIX_HINT}")
 
 
-KERAS_SOURCE = "keras.datasets.fashion_mnist"
-
-
-def load_dataset(
-    data: str | os.PathLike | None = None,
-    validation_size: int | float | None = None,
-    seed: int = 0,
-    limit: int | None = None,
-    allow_download: bool = True,
-    scale: float | None = None,
-    input_shape=None,
-    task: Task = DEFAULT_TASK,
-) -> Dataset:
+def load_dataset(data: str | os.PathLike | None = None, validation_size: int | float | None = None, seed: int = 0,
+                 limit: int | None = None, allow_download: bool = True, scale: float | None = None, input_shape=None,
+                 task: Task = DEFAULT_TASK) -> Dataset:
     """Load, scale where asked and split off a seeded validation set.
 
-    ``validation_size``: the held-out rows, a count or a fraction in (0, 1) of the training
-    rows (default: ``DEFAULT_VALIDATION``, at most a tenth of the training rows); ignored when
-    the source holds its own ``x_val, y_val``. ``scale``: divide the inputs by this number
-    (they become float32); None means the source's own convention (IDX pixels: 255; anything
-    else: unchanged, dtype kept). ``input_shape``: the model's, for reading a folder of images.
-    ``task``: what the labels must be and how models are scored on them (``Dataset.task``).
-    ``limit`` keeps at most that many training and test images (for quick runs and
-    tests); the validation split is then at most a tenth of the kept training images.
+    ``validation_size``: a count or a fraction of the training rows (default ``DEFAULT_VALIDATION``, at
+    most a tenth of them); ignored when the source holds ``x_val, y_val``. ``scale``: divide the inputs
+    by it (float32); None: the source's own convention. ``limit``: at most that many training and test
+    images (the validation split then at most a tenth of the kept training images).
     """
     raw = locate(data, allow_download, input_shape, task)
     if validation_size is None:
@@ -498,7 +416,7 @@ def load_dataset(
 
 
 def validation_rows(validation_size: int | float, rows: int) -> int:
-    """A validation size (a count, or a fraction in (0, 1) of ``rows``) as a count of rows."""
+    """A validation size (a count, or a fraction in (0, 1) of ``rows``) as a count."""
     if isinstance(validation_size, float) and not validation_size.is_integer():
         if not 0 < validation_size < 1:
             raise DataError(f"validation size must be a count or a fraction in (0, 1), got {validation_size}")
@@ -515,8 +433,7 @@ def _leading_rows(arrays: dict, split: str, limit: int | None) -> tuple[np.ndarr
 
 def split_dataset(raw: RawData, validation_size: int | float, seed: int, limit: int | None,
                   scale: float | None) -> Dataset:
-    """The seeded split of ``raw``, divided by ``scale`` exactly as given (None: unchanged).
-    A source with its own ``x_val, y_val`` keeps them as the validation split."""
+    """The seeded split of ``raw`` (its own ``x_val, y_val`` where it has them), divided by ``scale``."""
     if scale is not None and not (isinstance(scale, (int, float)) and math.isfinite(scale) and scale > 0):
         raise DataError(f"scale must be a positive number, got {scale!r}")
     if limit is not None and limit < 2:
@@ -527,23 +444,12 @@ def split_dataset(raw: RawData, validation_size: int | float, seed: int, limit: 
         x_val, y_val = _leading_rows(raw.arrays, "val", limit)
     else:
         x_train, y_train, x_val, y_val = _drawn_validation(x_train, y_train, validation_size, seed, limit, raw.source)
-    return Dataset(
-        x_train=_scaled(x_train, scale),
-        y_train=raw.task.labels(y_train),
-        x_val=_scaled(x_val, scale),
-        y_val=raw.task.labels(y_val),
-        x_test=_scaled(x_test, scale),
-        y_test=raw.task.labels(y_test),
-        source=raw.source,
-        kind=raw.kind,
-        sha256=raw.sha256,
-        seed=int(seed),
-        validation_size=len(x_val),
-        limit=limit,
-        scale=float(scale) if scale is not None else None,
-        validation_given=raw.validation_given,
-        task=raw.task,
-    )
+    labels = raw.task.labels
+    return Dataset(x_train=_scaled(x_train, scale), y_train=labels(y_train), x_val=_scaled(x_val, scale),
+                   y_val=labels(y_val), x_test=_scaled(x_test, scale), y_test=labels(y_test), source=raw.source,
+                   kind=raw.kind, sha256=raw.sha256, seed=int(seed), validation_size=len(x_val), limit=limit,
+                   scale=float(scale) if scale is not None else None, validation_given=raw.validation_given,
+                   task=raw.task)
 
 
 def _drawn_validation(x_train, y_train, validation_size, seed: int, limit: int | None, source: str):
@@ -553,31 +459,24 @@ def _drawn_validation(x_train, y_train, validation_size, seed: int, limit: int |
         validation_size = min(validation_size, max(1, len(x_train) // 10))
     if validation_size >= len(x_train):
         raise DataError(f"{source}: validation size {validation_size} leaves no training rows out of {len(x_train)}")
-    # The validation split is drawn with its own seeded permutation so that it does not
-    # depend on anything but the seed; the test set is never touched until reporting.
     order = np.random.default_rng(seed).permutation(len(x_train))
     val_idx, train_idx = np.sort(order[:validation_size]), np.sort(order[validation_size:])
     return x_train[train_idx], y_train[train_idx], x_train[val_idx], y_train[val_idx]
 
 
 def _scaled(x: np.ndarray, scale: float | None) -> np.ndarray:
-    """Divided by ``scale`` as float32; without one, the values and dtype as they are."""
-    if scale is None:
-        return np.ascontiguousarray(x)
-    return x.astype(np.float32) / np.float32(scale)
+    return np.ascontiguousarray(x) if scale is None else x.astype(np.float32) / np.float32(scale)
 
 
 def as_model_input(x: np.ndarray, dtype: str, what: str = "data") -> np.ndarray:
-    """``x`` in the dtype a model's input has, as Keras itself would feed it; refuses the casts
-    that would change values (fractional numbers into an integer input)."""
+    """``x`` in the dtype of a model's input, as Keras would feed it; refuses casts that change values."""
     target = np.dtype(dtype)
     if x.dtype == target:
         return x
     if np.issubdtype(target, np.integer):
-        if not np.issubdtype(x.dtype, np.integer):
-            if not np.all(np.mod(x, 1) == 0):
-                raise DataError(f"{what} holds {x.dtype} values with fractions, but the model's input is {target.name} "
-                                "(integer ids): give integer arrays")
+        if not np.issubdtype(x.dtype, np.integer) and not np.all(np.mod(x, 1) == 0):
+            raise DataError(f"{what} holds {x.dtype} values with fractions, but the model's input is {target.name} "
+                            "(integer ids): give integer arrays")
         info = np.iinfo(target)
         if x.size and (x.min() < info.min or x.max() > info.max):
             raise DataError(f"{what} holds values outside the range of the model's {target.name} input")

@@ -1,30 +1,15 @@
-"""One writer per directory: the advisory lock every stage holds while it writes.
+"""One writer per directory: the advisory lock every stage holds while it writes (``with
+DirectoryLock(run_dir, stage="export"):``), so that no writer removes another's live temporaries.
 
-Two ``slimdeploy export`` into one directory at once used to delete each other's work: each
-removes the temporaries a killed process left (``remove_stale_temporaries``), and a
-live writer's temporaries look the same. Now a stage writes only while it holds
-``DIR/.slimdeploy.lock``::
+A second writer gets a one-line ``UserError`` at once, naming the holder (pid, command, start time,
+written into ``DIR/.slimdeploy.lock``). The lock is a POSIX record lock (``fcntl.lockf``): the kernel
+drops it when its holder dies, and unlike ``flock`` a child forked by a library does not inherit it.
+A lock file a killed writer left is taken over, with a notice once the new writer has succeeded.
 
-    with DirectoryLock(run_dir, stage="export"):
-        ...
-
-A second writer gets a one-line ``UserError`` at once, naming the holder (pid, command, start
-time, which the holder writes into the file). The lock is a POSIX record lock
-(``fcntl.lockf``): the kernel drops it when its holder dies, however it dies, and, unlike
-``flock``, a child forked by a library (OpenVINO's telemetry sender) does not inherit it, so
-an orphaned helper of a killed writer cannot keep the directory locked. The file is removed on
-release; after a kill it stays behind, and the next writer takes it over, with a notice once
-it has succeeded (a failure's one-line error stays the only line).
-
-Within a process each directory is locked once: ``slimdeploy run`` holds its run directory
-and the stages it calls enter the same lock again (a per-process registry); only the thread
-that took it does, another thread is refused as another process would be. The file is
-never opened twice in one process, because closing any descriptor of it would drop a POSIX
-lock the process holds (so no code of this process may read a lock file it holds). Reading
-another process's lock file does not affect that process's lock.
-
-Where ``fcntl`` does not exist (Windows) nothing is locked: writers are not kept apart there,
-but everything else (the registry, the clean-up of what a lock created) works the same.
+Within a process each directory is locked once (a per-process registry): ``slimdeploy run``'s stages
+enter its lock again, only from the thread that took it. The file is never opened twice in one
+process: closing any descriptor of it would drop the lock. Without ``fcntl`` (Windows) nothing is
+locked, but everything else works the same.
 """
 
 from __future__ import annotations
@@ -38,6 +23,7 @@ import shutil
 import socket
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -49,15 +35,14 @@ from slimdeploy.rundir import RunDir
 
 try:
     import fcntl
-except ImportError:  # pragma: no cover - Windows: no advisory locks (see the module docstring)
+except ImportError:  # pragma: no cover - Windows: no advisory locks
     fcntl = None
 
 LOCK_FILE = ".slimdeploy.lock"
 DEFAULT_HINT = "wait for it or choose another --out"
 # A refused writer waits this long for the holder's details: the holder writes them just after locking.
 HOLDER_WAIT_SECONDS = 1.0
-# Opening and locking start again when a releasing holder removed the file in between.
-ATTEMPTS = 20
+ATTEMPTS = 20  # opening and locking start again when a releasing holder removed the file in between
 COMMAND_CHARS = 200
 
 _held: dict[str, "_Held"] = {}
@@ -71,20 +56,15 @@ class _Held:
     created: list[Path] = field(default_factory=list)  # directories the lock made, outermost first
     depth: int = 1
     notice: str | None = None  # a stale lock taken over, told once the writer has succeeded
-    # The thread that took it: only that thread enters it again (a stage inside `run`); another
-    # thread of this process is a second writer, refused like another process.
     thread: int = field(default_factory=threading.get_ident)
     holder: dict | None = None  # the details written into the lock file, for that refusal
 
 
 class DirectoryLock:
-    """``with DirectoryLock(directory, stage=...)``: hold ``directory``'s lock for the block.
-
-    ``directory`` is made if missing (``create``: the stage's own maker, with its one-line
-    errors; default ``fsutil.make_output_dir``); on release, the lock file and the directories
-    this lock made are removed if nothing else was written there, so a refused or failed stage
-    leaves nothing behind. ``hint`` ends the message a second writer gets. ``command``: what
-    the holder is, for that message (default: this process's command line)."""
+    """Hold ``directory``'s lock for the block. ``directory`` is made if missing (``create``: the stage's own
+    maker; default ``fsutil.make_output_dir``), and on release the lock file and the directories it made
+    are removed if nothing else was written there. ``hint`` ends the message a second writer gets;
+    ``command``: what the holder is, for that message (default: this process's command line)."""
 
     def __init__(self, directory, *, stage: str | None = None, command: str | None = None, hint: str = DEFAULT_HINT,
                  create: Callable[[Path], object] | None = None):
@@ -97,7 +77,6 @@ class DirectoryLock:
 
     @classmethod
     def when(cls, wanted: bool, directory, **options):
-        """The lock when ``wanted``, else a context that holds nothing (a stage that writes only sometimes)."""
         return cls(directory, **options) if wanted else contextlib.nullcontext()
 
     def __enter__(self) -> "DirectoryLock":
@@ -121,8 +100,7 @@ class DirectoryLock:
                 return
             del _held[self._key]
         _release(held)
-        # Told after the work, and only when it succeeded: a failure's one-line error (or the
-        # interruption's line) stays the only line the user gets.
+        # Told only after the work succeeded: a failure's one-line error stays the only line.
         if held.notice and exc_type is None:
             sys.stderr.write(held.notice + "\n")
 
@@ -160,7 +138,6 @@ class DirectoryLock:
         raise UserError(f"cannot lock {path}: it keeps being replaced")
 
     def _take_over(self, fd: int) -> str | None:
-        """Write this process's details into the lock file; the notice when a killed writer left it."""
         left = _parse(os.pread(fd, 4096, 0))
         notice = None
         if left is not None and left.get("pid") != os.getpid():
@@ -174,7 +151,6 @@ class DirectoryLock:
         return notice
 
     def _holder_details(self) -> dict:
-        """What the lock file says of its holder (the same for the registry, taken once)."""
         if self._details is None:
             self._details = {"pid": os.getpid(), "command": self.command, "stage": self.stage,
                              "host": socket.gethostname(),
@@ -190,10 +166,7 @@ def holds(directory) -> bool:
 
 
 def remove_stale_temporaries(directory: str | os.PathLike) -> None:
-    """Delete leftovers of writes that were interrupted (they are never read).
-
-    Only a writer holding the directory's lock may do this (``DirectoryLock``): a live
-    writer's temporaries look just like a killed one's."""
+    """Delete leftovers of interrupted writes; only the lock's holder may (a live writer's look the same)."""
     directory = Path(directory)
     if not holds(directory):
         raise RuntimeError(f"remove_stale_temporaries({directory}) without holding its DirectoryLock: "
@@ -209,11 +182,9 @@ def remove_stale_temporaries(directory: str | os.PathLike) -> None:
 
 
 def writer_directory(out_dir, run_dir=None) -> Path:
-    """The directory whose lock guards writing ``out_dir``: the run directory when ``out_dir``
-    lies in it (a run is one unit: its stages read what the others write), else ``out_dir``.
-    The run directory is ``run_dir`` when given, else the nearest of ``out_dir`` and the
-    directories above it that ``enclosing_run_directory`` recognises: ``export m.keras --out
-    runs/x/exports`` and ``export runs/x`` both write runs/x/exports, so both lock runs/x."""
+    """The directory whose lock guards writing ``out_dir``: the run directory (``run_dir``, else the nearest
+    enclosing one) when ``out_dir`` lies in it, since a run's stages read what the others write; else
+    ``out_dir``."""
     out_dir = Path(out_dir)
     if run_dir is not None and _inside(out_dir, Path(run_dir)):
         return Path(run_dir)
@@ -222,9 +193,8 @@ def writer_directory(out_dir, run_dir=None) -> Path:
 
 
 def enclosing_run_directory(directory) -> Path | None:
-    """The nearest of ``directory`` and those above it that is a run directory (it holds
-    ``run.json`` or ``dense/``, as ``rundir.RunDir`` lays it out), or None. Spelt relative to
-    the working directory when it lies there, as the user most likely gave it."""
+    """The nearest of ``directory`` and those above it holding ``run.json`` or ``dense/``, or None (relative
+    to the working directory when it lies there and ``directory`` is relative)."""
     absolute = Path(os.path.abspath(directory))
     for probe in (absolute, *absolute.parents):
         run = RunDir(probe)
@@ -264,7 +234,6 @@ def busy_message(directory: Path, holder: dict | None, hint: str = DEFAULT_HINT)
 
 
 def process_command() -> str:
-    """This process's command line as a person would type it (``slimdeploy export runs/x ...``)."""
     argv = list(sys.argv) or ["python"]
     head = Path(argv[0])
     if head.name == "slimdeploy" or (head.name == "__main__.py" and head.parent.name == "slimdeploy"):
@@ -291,8 +260,6 @@ def _shown(holder: dict) -> str:
 
 def _holder_waiting(fd: int) -> dict | None:
     """The holder's details, read through ``fd``; they may still be on their way."""
-    import time
-
     deadline = time.monotonic() + HOLDER_WAIT_SECONDS
     while True:
         holder = _parse(os.pread(fd, 4096, 0))
@@ -323,8 +290,7 @@ def _key(directory: Path) -> str:
 
 
 def _make_directory(directory: Path, create) -> list[Path]:
-    """Make ``directory`` (with ``create``, whose errors are the stage's own); the directories
-    made, outermost first."""
+    """Make ``directory`` with ``create``; the directories made, outermost first."""
     missing, probe = [], directory
     while not probe.exists() and probe != probe.parent:
         missing.append(probe)
@@ -351,10 +317,5 @@ def _release(held: _Held) -> None:
     _remove_empty(held.created)
 
 
-def _forget_in_child() -> None:
-    # A forked child holds no POSIX lock of its parent's.
-    _held.clear()
-
-
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_in_child)
+    os.register_at_fork(after_in_child=_held.clear)  # a forked child holds no POSIX lock of its parent's

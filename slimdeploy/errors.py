@@ -1,11 +1,5 @@
-"""The two kinds of failure the CLI distinguishes, and their exit codes.
-
-A ``UserError`` is the user's mistake (bad option, missing or corrupt input file):
-exit status 2. A ``WorkError`` is a failure of the work itself (an export that does
-not match Keras, a runtime that crashed): exit status 1. Both carry a one-line
-message that names the file or option at fault; the CLI prints it without a
-traceback unless ``--debug`` is given.
-"""
+"""The two kinds of failure the CLI distinguishes: the user's mistake (``UserError``, exit status 2) and a
+failure of the work itself (``WorkError``, 1). Each carries one line naming the file or option at fault."""
 
 from __future__ import annotations
 
@@ -14,7 +8,6 @@ class SlimdeployError(Exception):
     exit_code = 1
 
     def __init__(self, message: str):
-        # One line, always: the CLI prints exactly this.
         super().__init__(" ".join(str(message).split()))
 
 

@@ -1,5 +1,4 @@
-"""Numbers as people read them, shared by the report and by messages of the lower layers
-(``archives`` words its refusals with ``fmt_bytes``). "–" stands for a missing value."""
+"""Numbers as people read them, for the report and the lower layers' messages; "–" is a missing value."""
 
 from __future__ import annotations
 

@@ -1,13 +1,11 @@
-"""Files are written atomically: to a temporary name beside the target, then renamed.
-
-A reader therefore sees either the old complete file or the new complete file, never a
-half-written one, even when the process is killed mid-write.
-"""
+"""Files are written atomically: to a temporary name beside the target, then renamed, so a reader never
+sees a half-written one, even when the process is killed mid-write."""
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import shutil
@@ -24,8 +22,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 TMP_MARK = ".tmp-"
-# Write failures that say "the place you asked for cannot hold the output", not "the work
-# failed": full disk or quota, a file-size limit, a read-only file system.
+# Write failures that say "the place cannot hold the output", not "the work failed".
 STORAGE_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS}
 
 
@@ -38,10 +35,8 @@ class StorageError(UserError):
 
 
 def storage_error(exc: BaseException, target: Path) -> StorageError | None:
-    """The one-line error for ``exc`` if it is a storage failure writing ``target``.
-
-    Keras and h5py raise ``OSError`` with the errno set but a long message of their own.
-    """
+    """The one-line error for ``exc`` if it is a storage failure writing ``target`` (Keras and h5py raise
+    ``OSError`` with the errno set but a long message of their own)."""
     if isinstance(exc, StorageError):
         return exc
     if isinstance(exc, OSError) and exc.errno in STORAGE_ERRNOS:
@@ -50,9 +45,8 @@ def storage_error(exc: BaseException, target: Path) -> StorageError | None:
 
 
 def _temporary_in(directory: Path, make, **names) -> str:
-    """``make(dir=directory, **names)`` (``tempfile.mkstemp``/``mkdtemp``) after creating
-    ``directory``. Creating the temporary is the writability test: ``os.access`` says yes to
-    root even on a read-only file system."""
+    """``make(dir=directory, **names)`` (``tempfile.mkstemp``/``mkdtemp``) after creating ``directory``: the
+    writability test (``os.access`` says yes to root even on a read-only file system)."""
     make_output_dir(directory)
     try:
         return make(dir=directory, **names)
@@ -61,7 +55,6 @@ def _temporary_in(directory: Path, make, **names) -> str:
 
 
 def make_output_dir(directory: Path) -> None:
-    """Create ``directory`` (and its parents) for output, or say in one line why it cannot be."""
     if directory.exists() and not directory.is_dir():
         raise UserError(f"output path {directory} exists and is not a directory")
     try:
@@ -71,10 +64,7 @@ def make_output_dir(directory: Path) -> None:
 
 
 def check_writable_dir(directory: str | os.PathLike) -> str | None:
-    """Why no file can be created in ``directory`` (None: one can).
-
-    ``os.access`` says yes to root even on a read-only file system, so this creates (and
-    removes) a temporary file instead."""
+    """Why no file can be created in ``directory`` (None: one can), by creating one."""
     try:
         fd, probe = tempfile.mkstemp(prefix=f".write-probe{TMP_MARK}", dir=directory)
     except OSError as exc:
@@ -87,11 +77,8 @@ def check_writable_dir(directory: str | os.PathLike) -> str | None:
 
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
-    """Yield a temporary path beside ``target``; rename it onto ``target`` on success.
-
-    ``suffix`` keeps the file type recognisable to libraries that insist on it
-    (Keras wants ``.keras`` / ``.weights.h5``).
-    """
+    """Yield a temporary path beside ``target``; rename it onto ``target`` on success. ``suffix``: for
+    libraries that insist on one (Keras wants ``.keras`` / ``.weights.h5``)."""
     target = Path(target)
     fd, tmp_name = _temporary_in(target.parent, tempfile.mkstemp, prefix=f".{target.name}{TMP_MARK}", suffix=suffix)
     os.close(fd)
@@ -143,11 +130,7 @@ def _json_default(obj: Any) -> Any:
 
 @contextlib.contextmanager
 def atomic_dir(target: str | os.PathLike, force: bool = False) -> Iterator[Path]:
-    """Build a directory under a temporary name, then move it onto ``target``.
-
-    An existing ``target`` is replaced only with ``force``; the caller should check
-    that earlier (``refuse_existing``) so no work is wasted.
-    """
+    """Build a directory under a temporary name, then move it onto ``target`` (replacing one only with ``force``)."""
     target = Path(target)
     refuse_existing(target, force)
     tmp = Path(_temporary_in(target.parent, tempfile.mkdtemp, prefix=f".{target.name}{TMP_MARK}"))
@@ -183,18 +166,16 @@ def refuse_existing(target: str | os.PathLike, force: bool) -> None:
 
 def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
     path = Path(path)
-    text = _read_text(path, what)
     try:
-        return json.loads(text)
+        return json.loads(_read_text(path, what))
     except json.JSONDecodeError as exc:
         raise UserError(f"{what} {path} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from exc
 
 
 def read_toml(path: str | os.PathLike, what: str = "TOML file") -> dict:
     path = Path(path)
-    text = _read_text(path, what)
     try:
-        return tomllib.loads(text)
+        return tomllib.loads(_read_text(path, what))
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"{what} {path} is not valid TOML: {exc}") from exc
 
@@ -218,8 +199,7 @@ def _read_text(path: Path, what: str) -> str:
 
 @contextlib.contextmanager
 def remove_if_created(directory: Path, on: tuple[type[BaseException], ...] = (BaseException,)):
-    """If ``directory`` did not exist before and the block fails (with one of ``on``), leave
-    nothing behind."""
+    """If ``directory`` did not exist before and the block fails (with one of ``on``), remove it."""
     existed = directory.exists()
     try:
         yield
@@ -230,9 +210,6 @@ def remove_if_created(directory: Path, on: tuple[type[BaseException], ...] = (Ba
 
 
 def file_sha256(path: str | os.PathLike) -> str:
-    """The sha256 of a file's bytes, read in 1 MiB blocks (a dataset or model need not fit in memory twice)."""
-    import hashlib
-
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):

@@ -1,17 +1,10 @@
 """Ctrl-C and SIGTERM end the command even when a library swallows them.
 
-The signal handler raises ``KeyboardInterrupt`` in whatever Python code runs at that moment.
-When that code was called from C++ (pybind11 module initialisation, OpenVINO's frontends),
-the library may turn it into its own error: ``ImportError: initialization failed`` or a
-``RuntimeError`` with no trace of the interrupt. A broad ``except Exception`` that records
-a library failure as a failed artifact or cell would then carry on as if nothing happened.
-So the handler also remembers that an interrupt arrived, and those guards call
-``reraise_if_interrupted`` first.
-
-Some calls must not be interrupted at all: OpenVINO's ``convert_model`` sends telemetry
-through a thread pool whose lock a ``KeyboardInterrupt`` can leave held, and its error path
-then waits on that lock for ever. ``deferred()`` holds the interrupt until such a call
-returns; a second one does not wait.
+A ``KeyboardInterrupt`` raised in Python called from C++ (pybind11 initialisation, OpenVINO's
+frontends) may come back as the library's own error, which a broad ``except Exception`` would record
+as a failed artifact or cell: the handler remembers the interrupt, and such guards call
+``reraise_if_interrupted``. ``deferred()`` holds it until a call that must not be interrupted returns
+(OpenVINO's ``convert_model``, whose telemetry lock an interrupt can leave held for ever).
 """
 
 from __future__ import annotations
@@ -34,26 +27,23 @@ def _on_signal(signum, frame):
 
 
 def install(signals=(signal.SIGINT, signal.SIGTERM)) -> None:
-    """Treat each of ``signals`` like Ctrl-C, remembering that it arrived."""
     for signum in signals:
         signal.signal(signum, _on_signal)
 
 
 def received() -> bool:
-    """Whether an interrupt arrived in this process."""
     return _received
 
 
 def reraise_if_interrupted(exc: BaseException) -> None:
-    """Raise ``KeyboardInterrupt`` (from ``exc``) when an interrupt arrived: ``exc`` is then
-    what a library made of it, not a failure of the work."""
+    """Raise ``KeyboardInterrupt`` (from ``exc``, what a library made of it) when an interrupt arrived."""
     if _received:
         raise KeyboardInterrupt from exc
 
 
 @contextlib.contextmanager
 def deferred():
-    """Hold Ctrl-C / SIGTERM until the block ends, then raise ``KeyboardInterrupt``."""
+    """Hold Ctrl-C / SIGTERM until the block ends, then raise ``KeyboardInterrupt``; a second one does not wait."""
     global _deferring, _pending
     _deferring += 1
     try:

@@ -1,28 +1,21 @@
-"""OpenVINO IR files are untrusted input: check one before any library opens it (the IR's
-counterpart of ``onnxsafety``).
-
-The ``.xml`` is parsed with its DOCTYPE refused (no XML entity is ever expanded), and the
-``.bin`` beside it must hold exactly the bytes its Const layers refer to. The bench checks an
-IR here before any worker starts (``bench.artifacts``); the OpenVINO session checks it again
-for library callers and export verification, which open files without that inspection.
+"""OpenVINO IR files are untrusted input: check one before any library opens it (the counterpart of
+``onnxsafety``): the ``.xml`` is parsed with its DOCTYPE refused (no XML entity is ever expanded), and
+the ``.bin`` must hold exactly the bytes its Const layers refer to.
 """
 
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from xml.parsers import expat
 
 from slimdeploy.errors import ModelFileError
 
 
 def read_ir_xml(path: Path, what: str = "artifact") -> ET.Element:
-    """The IR's XML tree, parsed as untrusted input: a document type declaration (where XML
-    entities are declared: the "billion laughs" and external-entity attacks) is refused
-    before any entity is read. An OpenVINO IR never has one. pyexpat directly, not
-    ``ET.parse``: a handler's exception stops expat at once only there (defusedxml does the
-    same, and is not a dependency)."""
-    from xml.parsers import expat
-
+    """The IR's XML tree; a document type declaration (where entities are declared: "billion laughs",
+    external entities) is refused before any entity is read. pyexpat directly: only there does a
+    handler's exception stop the parser at once."""
     def refuse(*_):
         raise ModelFileError(f"{what} {path} refused: it has a DOCTYPE declaration, which an OpenVINO IR never has; "
                              "slimdeploy does not expand XML entities")
@@ -44,8 +37,7 @@ def read_ir_xml(path: Path, what: str = "artifact") -> ET.Element:
 
 
 def ir_weights_extent(root: ET.Element, path: Path, what: str = "artifact") -> int:
-    """The bytes of ``.bin`` the IR refers to: max(offset + size) over its Const layers
-    (those of sub-graphs included: they share the file)."""
+    """The bytes of ``.bin`` the IR refers to: max(offset + size) over its Const layers, sub-graphs' included."""
     needed = 0
     for layer in root.iter("layer"):
         data = layer.find("data")
@@ -63,10 +55,8 @@ def ir_weights_extent(root: ET.Element, path: Path, what: str = "artifact") -> i
 
 
 def check_openvino_ir(path: str | Path, what: str = "artifact") -> ET.Element:
-    """Raise ``ModelFileError`` unless ``path`` is a well-formed IR whose ``.bin`` holds exactly
-    the bytes its Const layers refer to; return the XML root. A shorter file is truncated; a
-    longer one is not the file saved with this XML (OpenVINO writes no padding), and reading
-    it would run weights nobody exported."""
+    """Raise ``ModelFileError`` unless ``path`` is a well-formed IR whose ``.bin`` holds exactly the bytes its
+    Const layers refer to (OpenVINO writes no padding); return the XML root."""
     path = Path(path)
     root = read_ir_xml(path, what)
     weights = path.with_suffix(".bin")

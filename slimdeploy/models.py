@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import re
+import shutil
+import tempfile
 import zipfile
 import zlib
 from pathlib import Path
@@ -12,15 +15,15 @@ from pathlib import Path
 import numpy as np
 
 from slimdeploy.archives import StoredMemberWindow, check_h5_datasets, check_zip_members
-from slimdeploy.config import Recipe, keras_activation, keras_initializer, keras_regularizer, layer_label
+from slimdeploy.recipes import Recipe, keras_activation, keras_initializer, keras_regularizer, layer_label
 from slimdeploy.errors import ModelFileError, UserError
 from slimdeploy.fsutil import atomic_path
 
 
 def build_model(recipe: Recipe):
-    """The recipe's Sequential model, built one layer at a time so that a layer that cannot
-    take what the layer before gives it is named in one line, not a Keras traceback."""
-    import keras
+    """The recipe's Sequential model, built one layer at a time: a layer that cannot take what the layer
+    before gives it is named in one line, not a Keras traceback."""
+    import keras  # lazy: heavy
 
     model = keras.Sequential([keras.Input(shape=recipe.input_shape, dtype=recipe.input_dtype, name="input")],
                              name=recipe.name)
@@ -36,7 +39,6 @@ def build_model(recipe: Recipe):
 
 
 def _layer(keras, spec: dict):
-    """One Keras layer from a validated layer table (``config.LAYER_TYPES``)."""
     kind = spec["type"]
     name = spec.get("name")
     if kind == "dense":
@@ -64,16 +66,14 @@ def _layer(keras, spec: dict):
 
 
 def _kernel_options(spec: dict) -> dict:
-    """Dense/Conv2D arguments for the keys the recipe sets (Keras's defaults for the rest),
-    each resolved through Keras's built-in registries, as when the recipe was read."""
+    """Dense/Conv2D arguments for the keys the recipe sets, resolved through Keras's built-in registries."""
     resolvers = {"activation": keras_activation, "kernel_initializer": keras_initializer,
                  "kernel_regularizer": keras_regularizer, "use_bias": bool}
     return {key: resolve(spec[key]) for key, resolve in resolvers.items() if key in spec}
 
 
 def _keras_reason(exc: Exception) -> str:
-    """Keras's own sentence from an error: it may wrap it in "Exception encountered when
-    calling …" and colour it with terminal codes."""
+    """Keras's own sentence from an error (without "Exception encountered when calling …" and colours)."""
     lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in str(exc).splitlines()]
     reasons = [line for line in lines if line and not line.startswith("Exception encountered")]
     return (reasons[0] if reasons else type(exc).__name__)[:240]
@@ -88,17 +88,12 @@ def count_nonzero_params(model) -> int:
 
 
 def count_flops(model, nonzero_only: bool = False) -> int | None:
-    """FLOPs of one sample's forward pass: multiply-adds of Dense and Conv1D/2D/3D layers, x2.
-
-    With ``nonzero_only`` the zero kernel entries are left out (the ideal for a sparse
-    kernel; dense runtimes do not get it). None rather than a wrong number when the count is
-    not known: a per-position layer whose positions the model leaves open (a per-time-step
-    Dense on a variable-length sequence), or a layer with weights whose arithmetic this does
-    not model (depthwise/transposed convolutions, EinsumDense, recurrent or attention layers).
-    Normalization and Embedding lookups count 0. A layer shared by several calls is counted
-    once (Keras's own node count cannot tell a shared layer from a reloaded one).
-    """
-    import keras
+    """FLOPs of one sample's forward pass: multiply-adds of Dense and Conv1D/2D/3D layers, x2 (with
+    ``nonzero_only``, of the non-zero kernel entries). None rather than a wrong number: a layer whose
+    positions the model leaves open, or with weights whose arithmetic this does not model (depthwise or
+    transposed convolutions, recurrent, attention...). Normalization and Embedding count 0; a shared
+    layer is counted once."""
+    import keras  # lazy: heavy
 
     layers = keras.layers
     counted = (layers.Dense, layers.Conv1D, layers.Conv2D, layers.Conv3D)
@@ -130,15 +125,15 @@ def _all_layers(model):
 
 
 def model_input_dtype(model) -> str:
-    """The numpy name of a Keras model's (single) input dtype: ``float32``, ``int32``, ..."""
+    """The numpy name of a Keras model's input dtype: ``float32``, ``int32``, ..."""
     dtype = model.inputs[0].dtype
     return str(getattr(dtype, "name", dtype))
 
 
 def integer_input_range(model) -> list[int] | None:
-    """[0, input_dim) of the smallest Embedding of a model with integer inputs (token ids),
-    the ids it can take; None for float inputs or no Embedding."""
-    import keras
+    """[0, input_dim) of the smallest Embedding of a model with integer inputs (token ids); None for float
+    inputs or no Embedding."""
+    import keras  # lazy: heavy
 
     if not np.issubdtype(np.dtype(model_input_dtype(model)), np.integer):
         return None
@@ -147,26 +142,25 @@ def integer_input_range(model) -> list[int] | None:
 
 
 def dense_widths(model) -> list[int]:
-    import keras
+    import keras  # lazy: heavy
 
     return [int(layer.units) for layer in _all_layers(model) if isinstance(layer, keras.layers.Dense)]
 
 
-# Model files slimdeploy reads: the Keras 3 archive, and Keras's legacy HDF5 format.
+# Model files slimdeploy reads: the Keras 3 archive and Keras's legacy HDF5 format.
 KERAS_SUFFIX = ".keras"
 H5_SUFFIXES = (".h5", ".hdf5")
 MODEL_SUFFIXES = (KERAS_SUFFIX, *H5_SUFFIXES)
 
 
 def model_format(path: str | os.PathLike) -> str | None:
-    """``"keras"`` or ``"h5"`` by the file's suffix; None for any other file."""
+    """``"keras"`` or ``"h5"`` by the file's suffix; None for any other."""
     suffix = Path(path).suffix.lower()
     return "keras" if suffix == KERAS_SUFFIX else "h5" if suffix in H5_SUFFIXES else None
 
 
 def check_model_file(path: str | os.PathLike, what: str = "model") -> dict:
-    """``check_h5_model`` for a legacy ``.h5``/``.hdf5`` file, else ``check_keras_archive``
-    (which names any other file as not a ``.keras`` file); returns the model's config."""
+    """``check_h5_model`` or ``check_keras_archive`` (which refuses any other file); the model's config."""
     suffix = Path(path).suffix
     if suffix.lower() in MODEL_SUFFIXES and suffix not in MODEL_SUFFIXES:  # Keras matches suffixes case-sensitively
         raise ModelFileError(f"{what} {path}: Keras reads only lower-case {suffix.lower()} names; rename it to "
@@ -177,12 +171,9 @@ def check_model_file(path: str | os.PathLike, what: str = "model") -> dict:
 
 
 def load_model(path: str | os.PathLike, what: str = "model"):
-    """Load a ``.keras`` file, or a legacy ``.h5``, with safe mode on: a Lambda layer or custom
-    object is refused (for ``.h5`` from its raw config first: ``check_h5_model``).
-
-    Every way the file can be wrong becomes a one-line ``ModelFileError`` naming it.
-    """
-    import keras
+    """Load a ``.keras`` or legacy ``.h5`` file with safe mode on (code in it is refused); every way the file
+    can be wrong is a one-line ``ModelFileError`` naming it."""
+    import keras  # lazy: heavy
 
     path = Path(path)
     check_model_file(path, what)
@@ -204,13 +195,10 @@ CODE_REFUSAL = ("it contains code (a Lambda layer or custom object) that would r
 
 
 def check_keras_archive(path: str | os.PathLike, what: str = "model") -> dict:
-    """Everything about a ``.keras`` file that can be checked without Keras; returns its config.
+    """Everything about a ``.keras`` file that can be checked without Keras (reading runs nothing); its config.
 
-    Refuses a missing, empty or corrupt file, archive members that would land outside the
-    directory they are unpacked into or inflate beyond the limits (``archives``: from the zip
-    directory, then the weights member's HDF5 metadata), and a config holding code (Lambda
-    layers) or objects from outside Keras. Reading the config runs nothing, so tools that never
-    load the model (the bench's parent process) can refuse it too.
+    Refuses a missing, empty or corrupt file, members that would land outside their directory or inflate
+    beyond the limits (``archives``), and a config holding code (Lambda layers) or objects from outside Keras.
     """
     path = Path(path)
     _check_model_path(path, what, ".keras")
@@ -237,15 +225,9 @@ WEIGHTS_MEMBER = "model.weights.h5"  # where Keras 3 keeps a .keras file's weigh
 
 
 def _check_weights_member(path: Path, what: str) -> None:
-    """The HDF5 weights inside a ``.keras``: their datasets' declared sizes, from the member's
-    metadata. Keras stores the member uncompressed, so h5py reads it in place through a window
-    on the archive file (``StoredMemberWindow``); a recompressed member is inflated once into a
-    temporary file (its size already passed the limits), since seeking back in a deflated
-    stream inflates it again from the start."""
-    import shutil
-    import tempfile
-
-    import h5py
+    """The declared sizes of the HDF5 weights inside a ``.keras``, read in place (Keras stores the member
+    uncompressed) or, recompressed, from a temporary copy: seeking back in a deflated stream re-inflates it."""
+    import h5py  # lazy: heavy
 
     try:
         with open(path, "rb") as handle, zipfile.ZipFile(handle) as archive:
@@ -265,7 +247,6 @@ def _check_weights_member(path: Path, what: str) -> None:
 
 
 def _check_model_path(path: Path, what: str, kind: str) -> None:
-    """A model file that exists, is a file of the ``kind`` (suffix) expected, and is not empty."""
     if not path.exists():
         raise ModelFileError(f"{what} {path} does not exist")
     if path.is_dir():
@@ -277,16 +258,12 @@ def _check_model_path(path: Path, what: str, kind: str) -> None:
 
 
 def check_h5_model(path: str | os.PathLike, what: str = "model") -> dict:
-    """Everything about a legacy ``.h5`` model that can be checked before Keras reads it;
-    returns its model config.
+    """Everything about a legacy ``.h5`` model that can be checked before Keras reads it; its model config.
 
-    Keras's legacy loader decodes the config with its own JSON hooks (which build objects)
-    before safe mode applies, so this is the protection: the raw ``model_config`` attribute,
-    read with h5py, must hold no code (``code_in_config``) and name only classes Keras defines.
-    Its datasets must not declare more than they store beyond the limits (``archives``).
-    A missing, empty, corrupt or weights-only file is a one-line error too.
+    Keras's legacy loader builds objects from the config before safe mode applies, so this is the
+    protection: the raw ``model_config`` must hold no code and name only classes Keras defines.
     """
-    import h5py
+    import h5py  # lazy: heavy
 
     path = Path(path)
     _check_model_path(path, what, ".h5")
@@ -305,7 +282,7 @@ def check_h5_model(path: str | os.PathLike, what: str = "model") -> dict:
         raise ModelFileError(f"{what} {path} holds no model (no model_config: a weights-only file?); "
                              "save the whole model with model.save()")
     try:
-        config = json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else str(raw))
+        config = _json_attribute(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ModelFileError(f"{what} {path} is corrupt (its model_config is not JSON)") from exc
     found = code_in_config(config) or find_in_config(config, _not_from_keras)
@@ -316,8 +293,7 @@ def check_h5_model(path: str | os.PathLike, what: str = "model") -> dict:
 
 # Encodings of Keras's legacy JSON (json_utils) and config plumbing that name no class.
 _CONFIG_ENCODINGS = ("__tuple__", "__ellipsis__", "__keras_tensor__", "TensorShape", "Functional")
-# Keras classes that read something other than the file itself: TFSMLayer loads a SavedModel
-# from a path in its config.
+# Keras classes that read something besides the file itself (TFSMLayer: a SavedModel at a path).
 _NOT_FROM_CONFIG = ("Lambda", "TFSMLayer")
 
 
@@ -338,9 +314,7 @@ _KERAS_CLASSES: set[str] = set()
 def _keras_class_names() -> set[str]:
     """The classes Keras's public namespaces define (layers, initializers, optimizers, ...)."""
     if not _KERAS_CLASSES:
-        import inspect
-
-        import keras
+        import keras  # lazy: heavy
 
         spaces = (keras, keras.layers, keras.models, keras.initializers, keras.regularizers, keras.constraints,
                   keras.dtype_policies, keras.optimizers, keras.optimizers.schedules, keras.losses, keras.metrics)
@@ -349,20 +323,19 @@ def _keras_class_names() -> set[str]:
 
 
 def saved_compile_config(path: str | os.PathLike) -> dict | None:
-    """How the model was compiled when it was saved, or None: a ``.keras`` archive's
-    ``compile_config``, a legacy ``.h5``'s ``training_config`` (its ``optimizer_config`` named
-    ``optimizer`` as in the archive). Read as JSON only; nothing is built from it here."""
+    """How the model was compiled when it was saved (a ``.keras``'s ``compile_config``, a legacy ``.h5``'s
+    ``training_config`` with ``optimizer_config`` named ``optimizer``), or None. Read as JSON only."""
     path = Path(path)
     if model_format(path) != "h5":
         return check_keras_archive(path).get("compile_config") or None
-    import h5py
+    import h5py  # lazy: heavy
 
     with h5py.File(path, "r") as h5:
         raw = h5.attrs.get("training_config")
     if raw is None:
         return None
     try:
-        config = json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else str(raw))
+        config = _json_attribute(raw)
     except (ValueError, UnicodeDecodeError):
         return None
     if isinstance(config, dict) and "optimizer_config" in config:
@@ -370,9 +343,12 @@ def saved_compile_config(path: str | os.PathLike) -> dict | None:
     return config if isinstance(config, dict) else None
 
 
+def _json_attribute(raw):
+    return json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else str(raw))
+
+
 def find_in_config(node, look):
-    """The first ``look(obj)`` that is not None, over every JSON object in a Keras config
-    (depth first, in file order); None when there is none. Reading it runs nothing."""
+    """The first ``look(obj)`` that is not None over every JSON object in a Keras config (depth first)."""
     if isinstance(node, dict):
         found = look(node)
         if found is not None:
@@ -390,11 +366,8 @@ def find_in_config(node, look):
 
 
 def code_in_config(node) -> str | None:
-    """What in a Keras config would run or import code from outside Keras, or None.
-
-    A Lambda layer carries Python code (bytecode, or the name of a function to import);
-    an object whose ``module`` is not Keras would be imported from elsewhere.
-    """
+    """What in a Keras config would run or import code from outside Keras (a Lambda layer, an object whose
+    ``module`` is not Keras), or None."""
     return find_in_config(node, _code_of)
 
 
@@ -408,7 +381,6 @@ def _code_of(obj: dict) -> str | None:
 
 
 def require_single_io(model, path, what: str = "model") -> None:
-    """slimdeploy handles models with one image input and one output; say so, naming the file."""
     n_in, n_out = len(model.inputs), len(model.outputs)
     if n_in != 1 or n_out != 1:
         raise ModelFileError(f"{what} {path} has {n_in} input{'s' * (n_in != 1)} and {n_out} output{'s' * (n_out != 1)}; "

@@ -1,17 +1,10 @@
 """ONNX files are untrusted input: check one before any library opens it.
 
-An ONNX tensor may keep its data in an external file named by a path inside the model.
-A path such as ``../../etc/shadow`` or ``/home/x/secret`` would make the runtime read
-(and a benchmark expose, through timings or outputs) a file outside the model's own
-directory. onnx, ONNX Runtime and OpenVINO refuse these today, each with its own message;
-this check gives one clear error and does not depend on every library version doing so.
-It reads the model without its external data, so nothing is followed.
-
-A tensor's data must also be as long as its dimensions say. A file that declares a
-60000x60000 initializer and holds 4 bytes would otherwise fail deep inside numpy or a
-runtime (``cannot reshape array…``) as if the work had failed; here it is a malformed
-file. The lengths are compared from the proto's fields, never by building the array, so
-a huge declared shape costs nothing. ``onnx.checker`` then checks the graph itself.
+An external-data path such as ``../../etc/shadow`` would make a runtime read (and a benchmark expose)
+a file outside the model's directory: refused here with one clear error, whatever each library's
+version does. A tensor's data must be as long as its dimensions say (compared from the proto's fields,
+never by building the array), so a forged shape is a malformed file, not a failed run. The model is
+read without its external data; ``onnx.checker`` then checks the graph.
 """
 
 from __future__ import annotations
@@ -23,29 +16,22 @@ from pathlib import Path
 
 from slimdeploy.errors import ModelFileError
 
-# Bits per element of each tensor type, by TensorProto name (getattr: names an older onnx lacks
-# are skipped). STRING has no fixed size.
-_BITS_BY_NAME = {
-    "FLOAT": 32, "UINT8": 8, "INT8": 8, "UINT16": 16, "INT16": 16, "INT32": 32, "INT64": 64, "BOOL": 8,
-    "FLOAT16": 16, "DOUBLE": 64, "UINT32": 32, "UINT64": 64, "COMPLEX64": 64, "COMPLEX128": 128, "BFLOAT16": 16,
-    "FLOAT8E4M3FN": 8, "FLOAT8E4M3FNUZ": 8, "FLOAT8E5M2": 8, "FLOAT8E5M2FNUZ": 8, "FLOAT8E8M0": 8,
-    "UINT4": 4, "INT4": 4, "FLOAT4E2M1": 4, "UINT2": 2, "INT2": 2,
-}
-# A session option: the caller ran the full checks on this very file already (the bench parent's
-# ``inspect_artifact``), so opening it checks only where external data lies (``full=False``):
-# the worker times its session creation and measures its memory, and the tensor sizes and
-# onnx.checker (0.5 s and +300 MiB for a 95 MiB model) are not the runtime's cost.
+# Bits per element of each tensor type, by TensorProto name.
+_BITS_BY_NAME = {"FLOAT": 32, "UINT8": 8, "INT8": 8, "UINT16": 16, "INT16": 16, "INT32": 32, "INT64": 64, "BOOL": 8,
+                 "FLOAT16": 16, "DOUBLE": 64, "UINT32": 32, "UINT64": 64, "COMPLEX64": 64, "COMPLEX128": 128,
+                 "BFLOAT16": 16, "FLOAT8E4M3FN": 8, "FLOAT8E4M3FNUZ": 8, "FLOAT8E5M2": 8, "FLOAT8E5M2FNUZ": 8,
+                 "FLOAT8E8M0": 8, "UINT4": 4, "INT4": 4, "FLOAT4E2M1": 4, "UINT2": 2, "INT2": 2}
+# A session option: the caller fully checked this very file (the bench parent), so opening it checks only
+# where external data lies (``full=False``): the worker's timed load does not pay for onnx.checker.
 CHECKED_OPTION = "artifact_checked"
 # Where a tensor holds its values when not as raw bytes (one of them, by data type).
 _TYPED_FIELDS = ("float_data", "int32_data", "string_data", "int64_data", "double_data", "uint64_data")
 
 
 def check_onnx_file(path: str | os.PathLike, what: str = "ONNX model", *, full: bool = True):
-    """Raise ``ModelFileError`` for a missing, corrupt, malformed or unsafe ONNX file; return
-    the model proto (without external data) for callers that want to read it. ``full=False``:
-    only what keeps a runtime from reading outside the model's directory (external data paths),
-    for a file already fully checked by this run (``CHECKED_OPTION``)."""
-    import onnx
+    """Raise ``ModelFileError`` for a missing, corrupt, malformed or unsafe ONNX file; return the model proto
+    (without external data). ``full=False``: only the external data paths (``CHECKED_OPTION``)."""
+    import onnx  # lazy: heavy
 
     path = Path(path)
     if not path.is_file():
@@ -70,18 +56,14 @@ def check_onnx_file(path: str | os.PathLike, what: str = "ONNX model", *, full: 
             raise ModelFileError(f"{what} {path} is malformed: tensor {tensor.name!r} {problem}")
     if not full:
         return model
-    # The checker reads external files relative to the model's directory only when given the
-    # path (a proto has no directory: it would look in the working directory); their
-    # locations are vetted above, and it only checks that they are regular files.
+    # Given the path, the checker finds external files beside the model (their locations are vetted above).
     _run_checker(str(path) if external else model, path, what)
     return model
 
 
 def _run_checker(model, path: Path, what: str) -> None:
-    """``onnx.checker`` (the proto, or the file's path): node schemas, opsets, graph order,
-    typed-field counts. ``full_check`` stays off: shape inference is not needed to refuse a
-    malformed file and can be slow."""
-    import onnx
+    """``onnx.checker`` on the proto or the file's path (without shape inference, which can be slow)."""
+    import onnx  # lazy: heavy
 
     try:
         onnx.checker.check_model(model, full_check=False)
@@ -91,45 +73,37 @@ def _run_checker(model, path: Path, what: str) -> None:
 
 
 def _elements(tensor) -> int | None:
-    """The number of elements the tensor's dims declare (a Python int: no overflow), or None
-    when a dimension is negative."""
-    if any(d < 0 for d in tensor.dims):
-        return None
-    return math.prod(tensor.dims)
+    """The elements the tensor's dims declare (a Python int: no overflow); None for a negative dimension."""
+    return None if any(d < 0 for d in tensor.dims) else math.prod(tensor.dims)
 
 
 @functools.cache
-def _bits_by_type() -> dict[int, int]:
-    import onnx
+def _type_name(data_type: int) -> str | None:
+    import onnx  # lazy: heavy
 
-    return {getattr(onnx.TensorProto, name): bits for name, bits in _BITS_BY_NAME.items() if hasattr(onnx.TensorProto, name)}
+    try:
+        return onnx.TensorProto.DataType.Name(data_type)
+    except ValueError:
+        return None
 
 
 def _bits(data_type: int) -> int | None:
-    return _bits_by_type().get(data_type)
+    return _BITS_BY_NAME.get(_type_name(data_type))
 
 
 def _declared(tensor) -> str:
-    import onnx
-
     shape = "x".join(str(d) for d in tensor.dims) or "scalar"
-    try:
-        kind = onnx.TensorProto.DataType.Name(tensor.data_type)
-    except ValueError:
-        kind = f"type {tensor.data_type}"
-    return f"declares {shape} {kind} values"
+    return f"declares {shape} {_type_name(tensor.data_type) or f'type {tensor.data_type}'} values"
 
 
 def _declared_bytes(tensor) -> int | None:
-    """Bytes the dims declare (sub-byte types packed, as ONNX stores them), or None (STRING,
-    an unknown type)."""
+    """Bytes the dims declare (sub-byte types packed), or None (STRING, an unknown type)."""
     bits = _bits(tensor.data_type)
     elements = _elements(tensor)
     return None if bits is None or elements is None else (elements * bits + 7) // 8
 
 
 def _inline_data_problem(tensor) -> str | None:
-    """Why a tensor's in-file data does not hold what its dims declare, or None."""
     elements = _elements(tensor)
     if elements is None:
         return f"has a negative dimension ({list(tensor.dims)})"
@@ -143,7 +117,7 @@ def _inline_data_problem(tensor) -> str | None:
     if bits is not None and bits < 8:
         expected = (elements * bits + 7) // 8  # packed two (or four) to an int32_data entry
     else:
-        expected = elements * (2 if _is_complex(tensor.data_type) else 1)
+        expected = elements * (2 if _type_name(tensor.data_type) in ("COMPLEX64", "COMPLEX128") else 1)
     count = sum(held.values())
     if count != expected:
         where = f"its {', '.join(held)} hold" if held else "it holds"
@@ -151,15 +125,9 @@ def _inline_data_problem(tensor) -> str | None:
     return None
 
 
-def _is_complex(data_type: int) -> bool:
-    import onnx
-
-    return data_type in (onnx.TensorProto.COMPLEX64, onnx.TensorProto.COMPLEX128)
-
-
 def _external_data_problem(tensor, base: Path, path: Path, what: str) -> str | None:
-    """Refuses an unsafe or missing external file (``ModelFileError``); returns why its length
-    does not match the dims, or None. Only the file's size is read, never its bytes."""
+    """Refuses an unsafe or missing external file; returns why its length does not match the dims, or None.
+    Only the file's size is read."""
     entries = {entry.key: entry.value for entry in tensor.external_data}
     location = entries.get("location", "")
     problem = external_path_problem(location, base)

@@ -1,5 +1,5 @@
-"""Command-line value parsers (argparse ``type=``): text in, value out, or one line saying
-what was expected. Settings fields name them as their ``parse`` (``slimdeploy.settings_base``)."""
+"""Command-line value parsers (argparse ``type=``, a settings field's ``parse``): text in, value out, or one
+line saying what was expected."""
 
 from __future__ import annotations
 
@@ -7,8 +7,6 @@ import argparse
 
 
 def _checked_number(convert, accept, expected: str):
-    """An argparse type: ``convert`` the text, then ``accept`` the value, else say what was expected."""
-
     def parse(text: str):
         try:
             value = convert(text)
@@ -30,7 +28,6 @@ positive_float = _checked_number(float, lambda value: 0 < value < float("inf"), 
 
 
 def validation_size(text: str) -> int | float:
-    """``--validation-size``: a count of rows (``500``) or a fraction of them (``0.1``)."""
     try:
         value = int(text) if text.strip().isdigit() else float(text)
     except ValueError:

@@ -18,7 +18,7 @@ from slimdeploy import dirlock, environment, fsutil
 from slimdeploy.adopt import adopt
 from slimdeploy.bench.api import run_bench
 from slimdeploy.bench.settings import BenchSettings
-from slimdeploy.config import DEFAULT_RECIPE
+from slimdeploy.recipes import DEFAULT_RECIPE
 from slimdeploy.errors import UserError
 from slimdeploy.export.api import ExportFailed, export_source
 from slimdeploy.export.settings import ExportSettings
@@ -178,7 +178,7 @@ def _run_stage(name: str, config: RunConfig, run_dir: Path, *, resume: bool, pro
         # --round-to shapes units, which only structured pruning removes.
         settings = dataclasses.replace(stages["prune"], mode=mode,
                                        round_to=stages["prune"].round_to if mode == "structured" else None)
-        # Later stages read the run's own recorded data (runinfo.run_dataset).
+        # Later stages read the run's own recorded data (saved_run.run_dataset).
         prune_run(run_dir, settings, resume=resume, force=not resume, progress=progress)
     elif name == "export":
         _export(stages["export"], run_dir, resume=resume, progress=progress)

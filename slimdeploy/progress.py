@@ -1,8 +1,5 @@
-"""Progress bars and console output (rich), on stderr so stdout stays for --json.
-
-On a terminal, rich's live bars. Elsewhere (CI logs, ``| tee``, ``2>&1 | cat``) a live display
-only leaves truncated frames, so ``PlainProgress`` prints whole plain lines instead.
-"""
+"""Progress bars and console output (rich), on stderr so stdout stays for --json: rich's live bars on a
+terminal, whole plain lines elsewhere (``PlainProgress``: a live display in a log leaves truncated frames)."""
 
 from __future__ import annotations
 
@@ -18,9 +15,7 @@ console = Console(stderr=True)
 # In a log, a summary line wrapped at 80 columns splits its figures across lines; tables keep their width.
 console.soft_wrap = not console.is_terminal
 
-# At most one line per task this often (seconds), besides its start and finish lines: a CI
-# log of a 30-minute run stays readable.
-PLAIN_LINE_INTERVAL = 20.0
+PLAIN_LINE_INTERVAL = 20.0  # at most one line per task this often (seconds), besides its start and finish lines
 
 
 @dataclasses.dataclass
@@ -35,10 +30,9 @@ class _PlainTask:
 
 
 class PlainProgress:
-    """What the code calls on rich's ``Progress`` (``add_task``, ``update``, ``advance``,
-    ``reset``, ``remove_task``), printed as whole lines: one when a task starts, one when it
-    finishes, and at most one per task every ``interval`` seconds in between. A line reads
-    ``description: completed/total info (elapsed)``; no markup, no wrapping, no ANSI codes."""
+    """The part of rich's ``Progress`` the code calls, printed as whole plain lines (``description:
+    completed/total info (elapsed)``): when a task starts, when it finishes, and at most once per
+    ``interval`` seconds in between."""
 
     def __init__(self, out: Console, interval: float = PLAIN_LINE_INTERVAL, clock: Callable[[], float] = time.monotonic):
         self.out, self.interval, self.clock = out, interval, clock
@@ -47,8 +41,7 @@ class PlainProgress:
 
     def add_task(self, description: str, total: float | None = 100.0, completed: float = 0, **fields) -> int:
         task_id, self._next_id = self._next_id, self._next_id + 1
-        now = self.clock()
-        self.tasks[task_id] = _PlainTask(description, total, dict(fields), started=now, completed=completed)
+        self.tasks[task_id] = _PlainTask(description, total, dict(fields), started=self.clock(), completed=completed)
         self._started(self.tasks[task_id])
         return task_id
 
@@ -73,7 +66,6 @@ class PlainProgress:
 
     def reset(self, task_id: int, *, total: float | None = None, completed: float = 0,
               description: str | None = None, **fields) -> None:
-        """The task starts over (the lottery reuses one epoch task for every training)."""
         task = self.tasks[task_id]
         self.tasks[task_id] = _PlainTask(description or task.description, task.total if total is None else total,
                                          {**task.fields, **fields}, started=self.clock(), completed=completed)
@@ -87,7 +79,6 @@ class PlainProgress:
         self._print(f"{task.description}: started{self._step(task, ', ')}")
 
     def _report(self, task: _PlainTask) -> None:
-        """The finish line once, else a progress line when ``interval`` has passed since the last."""
         if task.finished:
             return
         now = self.clock()
@@ -101,9 +92,7 @@ class PlainProgress:
 
     @staticmethod
     def _step(task: _PlainTask, before: str) -> str:
-        if task.total is None:
-            return ""
-        return f"{before}{_count(task.completed)}/{_count(task.total)}"
+        return "" if task.total is None else f"{before}{_count(task.completed)}/{_count(task.total)}"
 
     def _print(self, line: str) -> None:
         self.out.print(line, markup=False, highlight=False, emoji=False, soft_wrap=True)
@@ -125,25 +114,17 @@ def progress_bar(enabled: bool = True) -> Iterator[Progress | PlainProgress | No
     if not (console.is_terminal or console.is_jupyter):
         yield PlainProgress(console)
         return
-    progress = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[info]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=False,
-    )
+    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(), console=console,
+                        transient=False)
     with progress:
         yield progress
 
 
 def keras_epoch_callback(progress: Progress | PlainProgress | None, description: str, epochs: int, steps_per_epoch: int,
                          metric: str):
-    """A Keras callback that drives one bar per epoch (batches) and a line per finished epoch
-    (the loss, and ``metric``, the task's compile metric, on training and validation data)."""
-    import keras
+    """A Keras callback driving one bar per epoch and a line per finished epoch (loss and ``metric``)."""
+    import keras  # lazy: heavy
 
     class EpochBar(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
@@ -151,8 +132,7 @@ def keras_epoch_callback(progress: Progress | PlainProgress | None, description:
                 self.task = progress.add_task(f"{description} epoch {epoch + 1}/{epochs}", total=steps_per_epoch, info="")
 
         def on_train_batch_end(self, batch, logs=None):
-            # The last batch's update is on_epoch_end's, with the epoch's figures: a plain log
-            # prints an epoch's line when it completes, and it should carry its metric.
+            # The last batch's update is on_epoch_end's: the epoch's plain line carries its metric.
             if progress is not None and batch + 1 < steps_per_epoch:
                 info = f"loss {logs['loss']:.4f}" if logs and "loss" in logs else ""
                 progress.update(self.task, completed=batch + 1, info=info)

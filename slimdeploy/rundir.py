@@ -1,26 +1,5 @@
-"""The run directory's layout, spelled once (docs/ARCHITECTURE.md draws it).
-
-```
-RUN_DIR/
-  run.json                      RunDir.run_record     (slimdeploy run)
-  dense/                        RunDir.dense          (train)
-    model.keras  init.weights.h5  history.json  metrics.json
-  structured/ | unstructured/   RunDir.mode(m)        (prune)
-    lottery.json  settings.json  ticket.keras
-    ticket-rN.keras                                   ModeDir.aligned_ticket(N): the ticket's widths rounded to N
-    round_K/ model.keras metrics.json state.npz       ModeDir.seed(...).round(K)
-    controls/NAME/ ...                                ModeDir.seed(...).control(NAME)
-    search/step_K/ ...                                ModeDir.seed(...).search(K): the width search
-    aligned/rN/ ...                                   ModeDir.seed(...).aligned(N)
-    rewind_K.weights.h5
-    seed_S/ dense/ round_K/ controls/ ...             other seeds: the same layout one level down
-  exports/ export.json export.partial.json <model>.*  RunDir.exports_dir, ExportDir(...).manifest
-  bench.json                                          RunDir.bench_json
-  report/                                             RunDir.report_dir
-```
-
-Every module asks these objects for a path instead of joining names itself.
-"""
+"""The run directory's layout, spelled once (docs/ARCHITECTURE.md draws it): every module asks these
+objects for a path instead of joining names itself."""
 
 from __future__ import annotations
 
@@ -29,6 +8,7 @@ from pathlib import Path
 
 MODES = ("structured", "unstructured")
 ALIGNED_MARK = "-r"  # structured-r8: the structured ticket's widths rounded down to multiples of 8
+BENCH_FILE = "bench.json"  # in a run directory, or the working directory for artifact files
 
 
 def aligned_model_name(mode: str, multiple: int) -> str:
@@ -39,7 +19,11 @@ def aligned_source(name: str) -> str | None:
     """``structured-r8`` -> ``structured`` (the model it is an aligned copy of); None for other names."""
     head, mark, number = name.rpartition(ALIGNED_MARK)
     return head if mark and head and number.isdigit() else None
-BENCH_FILE = "bench.json"  # in a run directory, or the working directory for artifact files
+
+
+def _file(*parts: str) -> property:
+    """A property: the object's directory (``path``) joined with ``parts``."""
+    return property(lambda self: self.path.joinpath(*parts))
 
 
 @dataclass(frozen=True)
@@ -47,15 +31,8 @@ class ExportDir:
     """Where export writes: a run's exports/, a lone model's exports/<stem>/, or --out."""
 
     path: Path
-
-    @property
-    def manifest(self) -> Path:
-        return self.path / "export.json"
-
-    @property
-    def partial_manifest(self) -> Path:
-        """What an interrupted export verified so far (removed when the manifest is written)."""
-        return self.path / "export.partial.json"
+    manifest = _file("export.json")
+    partial_manifest = _file("export.partial.json")  # what an interrupted export verified so far
 
 
 @dataclass(frozen=True)
@@ -63,28 +40,11 @@ class ModelDir:
     """A directory holding one trained model and its metrics (dense/, round_K/, controls/NAME/)."""
 
     path: Path
-
-    @property
-    def model(self) -> Path:
-        return self.path / "model.keras"
-
-    @property
-    def metrics(self) -> Path:
-        return self.path / "metrics.json"
-
-    @property
-    def history(self) -> Path:
-        return self.path / "history.json"
-
-    @property
-    def init_weights(self) -> Path:
-        """θ0: the weights before training (dense/ only)."""
-        return self.path / "init.weights.h5"
-
-    @property
-    def state(self) -> Path:
-        """A round's pruning state (masks, widths) for resuming."""
-        return self.path / "state.npz"
+    model = _file("model.keras")
+    metrics = _file("metrics.json")
+    history = _file("history.json")
+    init_weights = _file("init.weights.h5")  # θ0: the weights before training (dense/ only)
+    state = _file("state.npz")  # a round's pruning state (masks, widths) for resuming
 
 
 @dataclass(frozen=True)
@@ -119,18 +79,9 @@ class ModeDir:
     """RUN_DIR/structured or RUN_DIR/unstructured."""
 
     path: Path
-
-    @property
-    def lottery(self) -> Path:
-        return self.path / "lottery.json"
-
-    @property
-    def settings(self) -> Path:
-        return self.path / "settings.json"
-
-    @property
-    def ticket(self) -> Path:
-        return self.path / "ticket.keras"
+    lottery = _file("lottery.json")
+    settings = _file("settings.json")
+    ticket = _file("ticket.keras")
 
     def aligned_ticket(self, multiple: int) -> Path:
         """The ticket's widths rounded down to multiples of ``multiple``, fine-tuned (model ``<mode>-r<N>``)."""
@@ -157,6 +108,12 @@ class RunDir:
     def __init__(self, root: str | Path):
         object.__setattr__(self, "root", Path(root))
 
+    path = property(lambda self: self.root)
+    exports_dir = _file("exports")
+    bench_json = _file(BENCH_FILE)
+    report_dir = _file("report")
+    run_record = _file("run.json")
+
     @property
     def dense(self) -> ModelDir:
         return ModelDir(self.root / "dense")
@@ -173,28 +130,12 @@ class RunDir:
     def dense_metrics(self) -> Path:
         return self.dense.metrics
 
-    def mode(self, mode: str) -> ModeDir:
-        return ModeDir(self.root / mode)
-
-    @property
-    def exports_dir(self) -> Path:
-        return self.root / "exports"
-
     @property
     def export_manifest(self) -> Path:
         return ExportDir(self.exports_dir).manifest
 
-    @property
-    def bench_json(self) -> Path:
-        return self.root / BENCH_FILE
-
-    @property
-    def report_dir(self) -> Path:
-        return self.root / "report"
-
-    @property
-    def run_record(self) -> Path:
-        return self.root / "run.json"
+    def mode(self, mode: str) -> ModeDir:
+        return ModeDir(self.root / mode)
 
     def derived_paths(self) -> list[Path]:
         """What every stage after ``dense/`` wrote: it describes the dense model it was made from."""

@@ -1,21 +1,11 @@
 """The task: what a model predicts and how it is scored.
 
-A ``Task`` owns every assumption the stages make about a model's outputs and its labels: the
-metric (the name Keras logs it under, the words people read, its direction), how a split is
-scored (``score``) and how a runtime's outputs are compared with Keras's (``agreement``), which
-labels and which outputs are accepted (one-line errors), what Keras compiles, the units of the
-budget (``--max-drop``: how a drop is computed, compared and worded) and the tolerance an INT8
-variant is judged by. Every stage asks the task; none computes or words the metric itself.
-
-One task so far: ``MulticlassTask``, top-1 classification over two or more output units with
-integer class labels. Nothing records the task yet, so every file (old or new) is multiclass:
-``task_for()`` is that task. Another task is one ``Task`` subclass added to ``TASKS``; the
-generic parts (direction, budget, wording) are the base class's.
-
-Where the task comes from: a loaded ``Dataset`` carries it (``Dataset.task``; train, adopt,
-prune and export verification score on data); stages that read only records (the report)
-ask ``task_for``. Record field names (``test_accuracy``, ``top1_agreement``, ...) are the
-files' format and stay as they are.
+A ``Task`` owns every assumption the stages make about a model's outputs and labels: the metric (its
+Keras name, words and direction), the score of a split, the agreement of a runtime's outputs with
+Keras's, the accepted labels and outputs, the units of the budget (``--max-drop``) and the INT8
+tolerance. One task so far, ``MulticlassTask``; files do not record the task, so ``task_for()`` is it.
+A ``Dataset`` carries its task; stages that read only records ask ``task_for``. Record field names
+(``test_accuracy``, ``top1_agreement``...) are the files' format and stay as they are.
 """
 
 from __future__ import annotations
@@ -24,39 +14,30 @@ import numpy as np
 
 from slimdeploy.errors import DataError, UserError
 
-# What ``Task.format`` shows for a value that is not there (the report's dash).
-MISSING = "–"
+MISSING = "–"  # what ``Task.format`` shows for a value that is not there (the report's dash)
 
 
 class Task:
-    """The base of every task: the generic parts of a metric, its budget and its wording.
-
-    A subclass sets the class attributes and implements ``score``, ``agreement``, the label
-    checks and ``check_outputs``."""
+    """The generic parts of a metric, its budget and its wording; a subclass sets the class attributes and
+    implements ``score``, ``agreement``, the label checks and ``check_outputs``."""
 
     name: str = ""
-    # The metric: Keras's name for it (a compile metric, the key of its logs and history),
-    # the words people read, and its direction.
+    # The metric: Keras's name for it (a compile metric, the key of its logs), the words people read.
     metric: str = ""
     metric_label: str = ""
     metric_short: str = ""  # in a narrow console column
     higher_is_better: bool = True
-    # How a runtime's outputs are compared with Keras's, in words; what it counts.
-    agreement_label: str = ""
-    agreement_items: str = ""
-    # A better value as a comparative, as in "nothing both faster and more accurate".
-    more_words: str = ""
+    agreement_label: str = ""  # how a runtime's outputs are compared with Keras's, in words
+    agreement_items: str = ""  # what the agreement counts
+    more_words: str = ""  # a better value as a comparative, as in "nothing both faster and more accurate"
     # The budget (``--max-drop``): a drop of the metric, times ``points_per_unit``, in ``budget_unit``.
     points_per_unit: float = 100
     budget_unit: str = "points"
     budget_unit_short: str = "pts"
-    # An INT8 variant is judged on what it is for, not on output parity: its test score at
-    # most ``int8_max_drop`` (metric units) below the float Keras model's, and agreement with
-    # it on at least ``int8_min_agreement`` of the images.
+    # An INT8 variant's test score at most ``int8_max_drop`` (metric units) below the float Keras model's,
+    # and its agreement with it at least ``int8_min_agreement``.
     int8_max_drop: float = 0.0
     int8_min_agreement: float = 1.0
-
-    # ------------------------------------------------------------ what a subclass defines
 
     def score(self, outputs: np.ndarray, labels: np.ndarray) -> float:
         """The metric of ``outputs`` (one row per example) against ``labels``."""
@@ -66,12 +47,10 @@ class Task:
         """How far ``outputs`` (a runtime's) agree with ``reference`` (Keras's), 0..1."""
         raise NotImplementedError
 
-    def check_label_shape(self, labels: np.ndarray, split: str, source: str) -> None:
-        """DataError unless ``labels`` (split ``split`` of ``source``) has the task's shape."""
+    def check_label_shape(self, labels: np.ndarray, split: str, source: str) -> None:  # DataError if not
         raise NotImplementedError
 
-    def check_label_values(self, labels: np.ndarray, split: str, source: str) -> None:
-        """DataError unless ``labels`` hold values the task can score."""
+    def check_label_values(self, labels: np.ndarray, split: str, source: str) -> None:  # DataError if not
         raise NotImplementedError
 
     def labels(self, labels: np.ndarray) -> np.ndarray:
@@ -79,15 +58,12 @@ class Task:
         raise NotImplementedError
 
     def check_outputs(self, units: int | None, labels, source: str, what: str) -> None:
-        """UserError unless a model with ``units`` output units (None: unknown) can be scored
-        on ``labels`` (the splits' label arrays) of ``source``; ``what`` names the model."""
+        """UserError unless a model (``what``) with ``units`` output units (None: unknown) can be scored on
+        ``labels`` (the splits' label arrays) of ``source``."""
         raise NotImplementedError
 
     def compile_metrics(self) -> list[str]:
-        """The ``metrics`` Keras compiles a model with (logged as ``metric``)."""
         return [self.metric]
-
-    # ------------------------------------------------------------ direction and budget
 
     def drop(self, base: float, value: float) -> float:
         """How much worse ``value`` is than ``base``, in metric units (negative: better)."""
@@ -102,7 +78,6 @@ class Task:
         return round(self.points(self.drop(base, value)), 4)
 
     def within_budget(self, drop_points: float, budget: float) -> bool:
-        """Whether a drop (in the budget's units) is within ``budget``."""
         return drop_points <= budget
 
     def exceeds(self, drop: float, max_drop: float) -> bool:
@@ -117,36 +92,28 @@ class Task:
         """A sort key under which a better value is larger."""
         return value if self.higher_is_better else -value
 
-    # ------------------------------------------------------------ words
-
     @property
     def best_word(self) -> str:
-        """The best value, in words: "highest" (or "lowest" where lower is better)."""
         return "highest" if self.higher_is_better else "lowest"
 
     @property
     def better_word(self) -> str:
-        """A better value, in words: "higher" (or "lower")."""
         return "higher" if self.higher_is_better else "lower"
 
     @property
     def worse_word(self) -> str:
-        """A worse value, in words: "lower" (or "higher")."""
         return "lower" if self.higher_is_better else "higher"
 
     @property
-    def metric_title(self) -> str:
-        """The metric's words at the start of a heading: "Accuracy"."""
+    def metric_title(self) -> str:  # "Accuracy"
         return self.metric_label[:1].upper() + self.metric_label[1:]
 
     @property
-    def agreement_title(self) -> str:
-        """The agreement's words at the start of a heading: "Top-1 agreement"."""
+    def agreement_title(self) -> str:  # "Top-1 agreement"
         return self.agreement_label[:1].upper() + self.agreement_label[1:]
 
     @property
-    def budget_words(self) -> str:
-        """The budget's unit in words: "accuracy points"."""
+    def budget_words(self) -> str:  # "accuracy points"
         return f"{self.metric_label} {self.budget_unit}"
 
     def format(self, value) -> str:
@@ -191,9 +158,7 @@ class MulticlassTask(Task):
         return labels.astype(np.int64)
 
     def check_outputs(self, units: int | None, labels, source: str, what: str) -> None:
-        # The highest of the class outputs is the prediction: for one unit that is always
-        # class 0, a wrong number.
-        if units == 1:
+        if units == 1:  # the highest of one output is always class 0
             raise UserError(f"{what} has a single output unit (a binary sigmoid or logit): slimdeploy measures "
                             f"{self.metric_label} as the highest of two or more class outputs; give the model 2 output "
                             "units (softmax, sparse categorical cross-entropy) for a binary task")
@@ -204,7 +169,6 @@ class MulticlassTask(Task):
 
 
 MULTICLASS = MulticlassTask()
-# Every task by name; a file that does not name its task (every file so far) is multiclass.
 TASKS: dict[str, Task] = {task.name: task for task in (MULTICLASS,)}
 DEFAULT_TASK = MULTICLASS
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from slimdeploy import environment, fsutil
-from slimdeploy.config import (DATASET_VALUES, DEFAULT_RECIPE, OPTIMIZER_CLASSES, OPTIMIZERS, TRAINING_VALUES, Recipe,
+from slimdeploy.recipes import (DATASET_VALUES, DEFAULT_RECIPE, OPTIMIZER_CLASSES, OPTIMIZERS, TRAINING_VALUES, Recipe,
                                TrainingSettings, check_recipe_data, keras_loss, load_recipe, resolve_recipe_path)
 from slimdeploy.data import Dataset, load_dataset
 from slimdeploy.dirlock import DirectoryLock

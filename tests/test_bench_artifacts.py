@@ -92,7 +92,7 @@ def make_run_dir(run_dir: Path) -> Path:
     unstructured = dense with 90% of each kernel's entries zero.
     """
     from slimdeploy import environment
-    from slimdeploy.config import load_recipe
+    from slimdeploy.recipes import load_recipe
     from slimdeploy.models import count_flops, count_nonzero_params, count_params, dense_widths
 
     specs = {

@@ -78,11 +78,10 @@ def test_every_cell_has_memory_and_load_time(profiled_bench):
 
 def test_a_runtime_without_a_profiler_says_so():
     """TensorFlow has no per-layer profiler wired: the worker records why, not an empty profile."""
-    from slimdeploy.bench.worker import _add_profile
+    from slimdeploy.bench.worker import CellReport, _add_profile
     from slimdeploy.runtimes.registry import plugin
 
-    record = {}
-    _add_profile(record, plugin("tensorflow"), session=None, layers=True)
+    record = _add_profile(CellReport(), plugin("tensorflow"), session=None, layers=True).to_json()
     assert "profile" not in record and record["profile_error"] == PROFILE_UNSUPPORTED
 
 

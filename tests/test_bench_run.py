@@ -14,6 +14,7 @@ import pytest
 from slimdeploy.bench import crosscheck, stats
 from slimdeploy.bench.api import run_bench
 from slimdeploy.bench.results import merge_records, schema, validate
+from slimdeploy.bench.worker import CellReport
 from slimdeploy.bench.settings import BenchSettings
 from slimdeploy.records.bench import Stability
 from slimdeploy.errors import UserError
@@ -231,12 +232,13 @@ def test_records_of_a_cells_processes_merge_in_order_and_an_error_in_any_is_the_
              "engine_samples_ms": [0.9, 1.9, 2.9], "crosscheck": {"tool": "benchmark_app"}, "load_seconds": 0.5}
     second = {"status": "ok", "samples_ms": [4.0, 5.0], "blocks": [2], "iterations": 2, "seconds": 0.009,
               "engine_samples_ms": [3.9, 4.9], "crosscheck": None, "load_seconds": 0.2}
-    merged = merge_records([first, second])
+    first, second = CellReport.from_json(first), CellReport.from_json(second)
+    merged = merge_records([first, second]).to_json()
     assert merged["samples_ms"] == [1.0, 2.0, 3.0, 4.0, 5.0] and merged["blocks"] == [2, 1, 2]
     assert merged["processes"] == [2, 1] and merged["iterations"] == 5
     assert merged["seconds"] == pytest.approx(0.015) and merged["engine_samples_ms"][-1] == 4.9
     assert merged["crosscheck"] == {"tool": "benchmark_app"} and merged["load_seconds"] == 0.5
-    broken = {"status": "error", "error": "openvino worker was killed by signal SIGKILL"}
+    broken = CellReport.from_json({"status": "error", "error": "openvino worker was killed by signal SIGKILL"})
     assert merge_records([first, broken]) == broken
 
 

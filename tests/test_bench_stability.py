@@ -18,6 +18,7 @@ from slimdeploy.bench import stats
 from slimdeploy.bench.api import run_bench
 from slimdeploy.bench.plan import CellSpec
 from slimdeploy.bench.results import finish_cell, validate
+from slimdeploy.bench.worker import CellReport
 from slimdeploy.bench.settings import BenchSettings
 from slimdeploy.bench.table import problem_lines
 from slimdeploy.records.bench import BenchResults
@@ -168,6 +169,7 @@ def test_rounds_recorded_under_load_are_flagged_and_quiet_ones_are_not():
         spec = CellSpec(id=f"{name}|onnxruntime|b{record['batch']}|t1|latency", model=name, runtime="onnxruntime",
                         batch=record["batch"], threads=1, mode="latency", settings={}, artifact=Path(name),
                         artifact_shown=name)
-        cell = finish_cell(spec, {"status": "ok", **{k: record[k] for k in ("samples_ms", "blocks", "processes")}})
+        report = CellReport.from_json({"status": "ok", **{k: record[k] for k in ("samples_ms", "blocks", "processes")}})
+        cell = finish_cell(spec, report)
         assert cell.unstable is record["under_load"], (name, cell.stability)
         assert cell.stability.rounds == len(record["blocks"]) and cell.stability.threshold == stats.UNSTABLE_SPREAD

@@ -14,6 +14,8 @@ from test_bench_artifacts import onnx_mlp, random_layers
 
 from slimdeploy import environment
 from slimdeploy.bench.results import schema
+from slimdeploy.runtimes.openvino import device_facts
+from slimdeploy.runtimes.registry import describe_environment
 
 # Excerpts of real /proc/cpuinfo files: an AWS Graviton2 (Neoverse N1) and a Sapphire Rapids Xeon.
 ARM64_CPUINFO = """processor\t: 0
@@ -85,19 +87,19 @@ def test_the_cpu_is_named_by_its_brand_string_not_the_arch():
 
 
 def test_openvino_reports_the_device_and_a_failure_is_recorded_not_raised():
-    device = environment.openvino_device()
+    device = device_facts()
     assert isinstance(device["FULL_DEVICE_NAME"], str) and device["FULL_DEVICE_NAME"].strip()
     assert "FP32" in device["OPTIMIZATION_CAPABILITIES"]
-    failed = environment.openvino_device("NO_SUCH_DEVICE")
+    failed = device_facts("NO_SUCH_DEVICE")
     assert list(failed) == ["error"] and "NO_SUCH_DEVICE" in failed["error"] and "\n" not in failed["error"]
-    jsonschema.validate({**environment.describe(), "devices": {"openvino": failed}}, environment_schema())
+    jsonschema.validate({**describe_environment(), "devices": {"openvino": failed}}, environment_schema())
 
 
 def test_describe_records_devices_only_for_the_runtimes_measured():
-    assert environment.describe(["onnxruntime"])["devices"] == {}
-    described = environment.describe(["onnxruntime", "openvino"])
-    assert described["devices"]["openvino"] == environment.openvino_device()
-    assert environment.describe()["devices"] == described["devices"]  # None: every installed runtime
+    assert describe_environment(["onnxruntime"])["devices"] == {}
+    described = describe_environment(["onnxruntime", "openvino"])
+    assert described["devices"]["openvino"] == device_facts()
+    assert describe_environment()["devices"] == described["devices"]  # None: every installed runtime
     jsonschema.validate(described, environment_schema())
 
 
@@ -105,7 +107,7 @@ def test_schema_takes_older_files_and_refuses_an_unknown_isa_name():
     older = json.loads((REPO / "tests/fixtures/previous_version/bench.json").read_text())["environment"]
     assert "isa" not in older["cpu"] and "devices" not in older
     jsonschema.validate(older, environment_schema())
-    wrong = environment.describe(["onnxruntime"])
+    wrong = describe_environment(["onnxruntime"])
     wrong = {**wrong, "cpu": {**wrong["cpu"], "isa": ["sse2"]}}
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(wrong, environment_schema())
@@ -119,4 +121,4 @@ def test_bench_writes_the_new_environment_fields(tmp_path):
     assert result.returncode == 0, result.stderr
     written = json.loads(out.read_text())["environment"]
     assert written["cpu"]["arch"] == platform.machine() and written["cpu"]["isa"] == environment.cpu_info()["isa"]
-    assert written["devices"]["openvino"]["FULL_DEVICE_NAME"] == environment.openvino_device()["FULL_DEVICE_NAME"]
+    assert written["devices"]["openvino"]["FULL_DEVICE_NAME"] == device_facts()["FULL_DEVICE_NAME"]

@@ -77,7 +77,7 @@ def unstructured_ticket(dense_model, sparsity=SPARSITY):
 
 def add_tickets(run_dir: Path) -> None:
     from slimdeploy.models import load_model, save_model
-    from slimdeploy.runinfo import run_recipe
+    from slimdeploy.saved_run import run_recipe
 
     dense = load_model(run_dir / "dense" / "model.keras")
     for mode, ticket in (("structured", structured_ticket(dense, run_recipe(run_dir))), ("unstructured", unstructured_ticket(dense))):

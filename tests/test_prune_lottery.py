@@ -48,7 +48,7 @@ def test_functional_model_with_batchnorm_and_dropout_prunes_in_both_modes(tmp_pa
 
 
 def test_cnn_recipe_only_its_dense_head_shrinks(tmp_path, tiny_run, small_data):
-    from slimdeploy.config import load_recipe
+    from slimdeploy.recipes import load_recipe
     from slimdeploy.models import build_model, load_model
 
     keras.utils.set_random_seed(0)
@@ -91,7 +91,7 @@ def test_several_seeds_report_mean_and_spread_and_target_is_met(tmp_path, tiny_r
 
 def test_rewind_reproduces_the_dense_weights_after_k_steps(tmp_path, tiny_run, small_data):
     from slimdeploy.models import load_model
-    from slimdeploy.runinfo import run_recipe
+    from slimdeploy.saved_run import run_recipe
     from slimdeploy.train import fit
 
     run_dir = tmp_path / "run"

@@ -143,7 +143,7 @@ def test_bn_and_dropout_between_dense_layers_are_sliced_and_outputs_kept_for_sil
 
 
 def test_cnn_head_shrinks_and_convolutions_are_untouched():
-    from slimdeploy.config import load_recipe
+    from slimdeploy.recipes import load_recipe
     from slimdeploy.models import build_model
 
     keras.utils.set_random_seed(0)

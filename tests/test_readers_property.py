@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from slimdeploy.config import recipe_from_dict
+from slimdeploy.recipes import recipe_from_dict
 from slimdeploy.data import IMAGES_MAGIC, LABELS_MAGIC, read_idx
 from slimdeploy.errors import DataError, UserError
 from slimdeploy.fsutil import read_json, read_toml

@@ -11,10 +11,10 @@ import pytest
 
 from conftest import run_cli_here
 from errors_doc import check
-from slimdeploy.config import Recipe, check_recipe_data, load_recipe, recipe_from_dict, recipe_from_record
+from slimdeploy.recipes import Recipe, check_recipe_data, load_recipe, recipe_from_dict, recipe_from_record
 from slimdeploy.errors import UserError
 from slimdeploy.models import build_model, count_flops, count_params, dense_widths, model_input_dtype
-from slimdeploy.runinfo import run_recipe
+from slimdeploy.saved_run import run_recipe
 
 
 def test_article_recipe_is_the_article_model():
@@ -86,7 +86,7 @@ def recipe(layers: list[dict], input_shape=(28, 28), **model) -> Recipe:
 
 def train_one_step(model, x, y, from_logits: bool = False) -> float:
     """One real optimizer step; returns how far the weights moved."""
-    from slimdeploy.config import TrainingSettings
+    from slimdeploy.recipes import TrainingSettings
     from slimdeploy.train import compile_model
 
     before = [w.numpy().copy() for w in model.trainable_weights]

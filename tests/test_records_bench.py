@@ -9,6 +9,7 @@ import pytest
 
 from slimdeploy.bench.results import base_cell, finish_cell, load_previous, unavailable_cell, validate
 from slimdeploy.bench.plan import CellSpec
+from slimdeploy.bench.worker import CellReport
 from slimdeploy.errors import UserError
 from slimdeploy.records.bench import BenchResults, Cell, Comparison
 
@@ -57,8 +58,8 @@ def test_resuming_reads_only_finished_cells(tmp_path):
         load_previous(path)
 
 
-SPEC = CellSpec("a|onnxruntime|b2|t1|latency|opt=all", "a", "onnxruntime", 2, 1, "latency",
-                {"graph_optimization": "all"}, Path("a.onnx"), "a.onnx")
+SPEC = CellSpec(id="a|onnxruntime|b2|t1|latency|opt=all", model="a", runtime="onnxruntime", batch=2, threads=1,
+                mode="latency", settings={"graph_optimization": "all"}, artifact="a.onnx", artifact_shown="a.onnx")
 
 
 def test_cells_built_from_a_spec_and_a_worker_record_keep_their_shape():
@@ -67,11 +68,11 @@ def test_cells_built_from_a_spec_and_a_worker_record_keep_their_shape():
     assert unavailable_cell(SPEC, "not here").to_json()["error"] == "not here"
     record = {"status": "ok", "samples_ms": [1.0, 2.0, 3.0], "blocks": [3], "processes": [1], "load_seconds": 0.5,
               "input": {"dtype": "float32"}, "engine_samples_ms": [0.5, 0.5, 0.5]}
-    cell = finish_cell(SPEC, record).to_json()
+    cell = finish_cell(SPEC, CellReport.from_json(record)).to_json()
     order = list(previous_raw()["cells"][0])
     assert [k for k in order if k in cell] == [k for k in cell if k in order]
     assert set(cell) - set(order) == {"stability"}  # new since the previous version; one round: not judged
     assert cell["stability"]["note"] == "one round: no spread to judge" and cell["unstable"] is False
     assert cell["stats"]["p50_ms"] == 2.0 and cell["engine_latency_ms"] == 0.5 and cell["blocks"] == [3]
-    empty = finish_cell(SPEC, {"status": "ok", "samples_ms": []}).to_json()
+    empty = finish_cell(SPEC, CellReport.from_json({"status": "ok", "samples_ms": []})).to_json()
     assert empty["status"] == "error" and empty["error"] == "no samples were recorded"

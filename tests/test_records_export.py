@@ -35,7 +35,7 @@ def test_records_are_typed_where_the_readers_need_them():
     first = manifest.artifacts[0]
     assert (first.model, first.target, first.path, first.valid) == ("dense", "onnx", "dense.onnx", True)
     assert first.file_sha256 == {"dense.onnx": first.sha256}
-    assert first.get("opset") == 17  # a target's own facts stay readable
+    assert first.extra["opset"] == 17  # a target's own facts stay readable
     assert manifest.models["structured"].keras_test_accuracy == pytest.approx(0.1515)
     assert manifest.failed() == [] and len(manifest.valid_artifacts()) == 6
 

@@ -192,13 +192,16 @@ def test_a_session_checks_its_file_in_full_unless_the_caller_has(runnable_but_re
 def test_the_bench_workers_timed_load_leaves_the_full_checks_to_the_parent(runnable_but_refused):
     from slimdeploy.bench.harness import MeasureParams
     from slimdeploy.bench.settings import BenchSettings
-    from slimdeploy.bench.worker import run_job
+    from slimdeploy.bench.worker import CellSpec, GroupSpec, JobSpec, run_job
 
     settings = BenchSettings(min_iters=3, min_time=0.0, max_iters=3, warmup_iters=0, instances=1, processes=1)
     events = []
     for runtime, artifact in runnable_but_refused.items():
-        job = {"runtime": runtime, "threads": 1, "mode": "latency", "measure": MeasureParams.from_settings(settings),
-               "groups": [{"batch": 1, "cells": [{"id": "c", "model": "m", "artifact": str(artifact)}]}]}
+        cell = CellSpec(id="c", model="m", runtime=runtime, batch=1, threads=1, mode="latency", settings={},
+                        artifact=str(artifact), artifact_shown=str(artifact))
+        group = GroupSpec(batch=1, cells=[cell])
+        job = JobSpec(runtime=runtime, threads=1, mode="latency", settings={},
+                      measure=MeasureParams.from_settings(settings), groups=[group])
         run_job(job, lambda event, **fields: events.append((event, fields)))
     cells = [fields["cell"] for event, fields in events if event == "cell"]
     assert [(cell["status"], cell["error"]) for cell in cells] == [("ok", None), ("ok", None)]

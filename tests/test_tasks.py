@@ -84,7 +84,7 @@ def test_the_budget_is_in_points_of_accuracy():
     task = MULTICLASS
     assert task.higher_is_better and task.rank(0.9) > task.rank(0.8)
     assert task.drop(0.9, 0.885) == 0.9 - 0.885
-    # As prune.record computed it: rounded to 4 decimals after scaling to points.
+    # As prune.summary computed it: rounded to 4 decimals after scaling to points.
     assert task.drop_points(0.9, 0.885) == round((0.9 - 0.885) * 100, 4) == 1.5
     assert task.drop_points(0.8, 0.85) == -5.0  # better than dense: a negative drop
     assert task.within_budget(0.5, 0.5) and not task.within_budget(0.5001, 0.5)

@@ -24,7 +24,7 @@ def test_train_writes_the_dense_run(tiny_run):
 
 def test_init_weights_are_theta_zero(tiny_run):
     """θ0 differs from the trained weights and matches a fresh build with the same seed."""
-    from slimdeploy.config import load_recipe
+    from slimdeploy.recipes import load_recipe
     from slimdeploy.models import build_model, load_model
     from slimdeploy.train import seed_everything
 

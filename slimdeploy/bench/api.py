@@ -12,24 +12,21 @@ from typing import Callable
 from slimdeploy import environment, fsutil
 from slimdeploy.bench.compare import compare
 from slimdeploy.bench.crosscheck import longest_crosscheck_seconds
-from slimdeploy.bench.harness import MeasureParams
 from slimdeploy.bench.plan import JobSpec, Plan, make_plan, shown_path
 from slimdeploy.bench.results import base_cell, finish_cell, load_previous, merge_records, unavailable_cell
 from slimdeploy.bench.runner import run_job
 from slimdeploy.bench.settings import BenchSettings
 from slimdeploy.bench.sources import is_lone_export, resolve_sources
-from slimdeploy.config import refuse_changed_settings
+from slimdeploy.bench.worker import CellReport
+from slimdeploy.recipes import refuse_changed_settings
 from slimdeploy.dirlock import DirectoryLock, writer_directory
 from slimdeploy.errors import UserError
+from slimdeploy.records.base import ABSENT
 from slimdeploy.records.bench import BenchConfig, BenchModel, BenchResults, RuntimeInfo, SparseInt8
 from slimdeploy.records.environment import Environment
 from slimdeploy.rundir import BENCH_FILE, RunDir
 from slimdeploy.runtimes.openvino import cpu_has_amx
-from slimdeploy.runtimes.registry import all_availability
-
-
-def default_out(sources) -> Path:
-    return RunDir(sources.run_dir).bench_json if sources.run_dir is not None else Path(BENCH_FILE)
+from slimdeploy.runtimes.registry import all_availability, describe_environment
 
 
 # OpenVINO packs int8 weights sparser than this (CPU_SPARSE_WEIGHTS_DECOMPRESSION_RATE).
@@ -38,51 +35,43 @@ NO_AMX = "the CPU reports no AMX (amx_int8/amx_tile missing from its flags)"
 
 
 def sparse_int8_choice(setting: str, cpu: dict) -> SparseInt8:
-    """Whether sparse int8 twins are benched (``--sparse-int8``), as bench.json records it:
-    the CPU plugin packs sparse int8 weights only on CPUs with AMX (``cpu``: environment.cpu_info())."""
-    amx = cpu_has_amx(cpu)
+    """Whether sparse int8 twins are benched (``--sparse-int8``): the CPU plugin packs sparse int8
+    weights only on CPUs with AMX (``cpu``: environment.cpu_info())."""
+    amx, model = cpu_has_amx(cpu), cpu.get("model")
     if setting == "off":
-        return SparseInt8(applicable=False, reason="--sparse-int8 off", cpu=cpu.get("model"))
+        return SparseInt8(applicable=False, reason="--sparse-int8 off", cpu=model)
     if setting == "auto" and not amx:
-        return SparseInt8(applicable=False, reason=NO_AMX, cpu=cpu.get("model"))
+        return SparseInt8(applicable=False, reason=NO_AMX, cpu=model)
     reason = "the CPU reports AMX" if amx else f"--sparse-int8 on, although {NO_AMX}: the plugin keeps dense kernels"
-    return SparseInt8(applicable=True, rate=SPARSE_INT8_RATE, reason=reason, amx=amx, cpu=cpu.get("model"))
+    return SparseInt8(applicable=True, rate=SPARSE_INT8_RATE, reason=reason, amx=amx, cpu=model)
 
 
 def prepare(sources, settings: BenchSettings | None = None):
     """Everything that can fail on the user's input, checked before anything runs."""
     settings = (settings or BenchSettings()).validated()
-    if isinstance(sources, (str, os.PathLike)):
-        sources = [sources]
     sparse = sparse_int8_choice(settings.sparse_int8, environment.cpu_info())
-    resolved = resolve_sources(list(sources), settings.models, sparse.rate or None, runtimes=settings.runtimes)
+    resolved = resolve_sources(_as_list(sources), settings.models, sparse.rate or None, runtimes=settings.runtimes)
     resolved.sparse_int8 = sparse.replace(models=resolved.sparse_twins) if sparse.applicable else sparse
     if settings.baseline_model is None:  # recorded in bench.json's config as the name used
         settings = dataclasses.replace(settings, baseline_model=resolved.default_baseline())
     availability = {name: RuntimeInfo.from_json(info, keep_order=True) for name, info in all_availability().items()}
-    plan = make_plan(resolved, settings, availability)
-    return settings, resolved, availability, plan
+    return settings, resolved, availability, make_plan(resolved, settings, availability)
 
 
 def run_bench(sources, settings: BenchSettings | None = None, out=None, *, force: bool = False,
               resume: bool = False, progress=None, on_event=None) -> BenchResults:
-    """Benchmark every model of ``sources`` on every available runtime; write and return bench.json.
-
-    ``sources``: run directories and/or artifact files. ``out``: default RUN_DIR/bench.json
-    (or ./bench.json). An existing ``out`` is refused unless ``force`` (start over) or
-    ``resume`` (keep its finished cell groups, measure the rest); a second writer of its
-    directory (the run directory, or ``out``'s own) is refused (``dirlock``). ``progress``: a rich
-    Progress. ``on_event``: called with each worker event (dict), for tools and tests.
-    The result is bench.json's record.
-    """
+    """Benchmark every model of ``sources`` (run directories and/or artifact files) on every available
+    runtime; write ``out`` (default RUN_DIR/bench.json, or ./bench.json) and return its record. An
+    existing ``out`` is refused unless ``force`` (start over) or ``resume`` (keep its finished cell
+    groups); ``on_event`` is called with each worker event (dict), for tools and tests."""
     started = time.perf_counter()
-    given_out = out
-    # One writer at a time: a second bench here would interleave its cells with this one's. The
-    # lock is taken before prepare (which hashes and checks every artifact: seconds for a large
+    # The lock is taken before prepare (which hashes and checks every artifact: seconds for a large
     # model), so a second bench hears "busy" at once; the directory is foreseen from the paths.
-    with DirectoryLock(_foreseen_writer_directory(sources, given_out), stage="bench"):
+    with DirectoryLock(_foreseen_writer_directory(sources, out), stage="bench"):
         settings, resolved, availability, plan = prepare(sources, settings)
-        out = Path(given_out) if given_out is not None else default_out(resolved)
+        if out is None:
+            out = RunDir(resolved.run_dir).bench_json if resolved.run_dir is not None else Path(BENCH_FILE)
+        out = Path(out)
         # The same lock entered again, unless prepare saw the sources otherwise than foreseen.
         with DirectoryLock(writer_directory(out.parent, resolved.run_dir), stage="bench"):
             return _run_locked(out, settings, resolved, availability, plan, sources, started, force=force,
@@ -92,20 +81,18 @@ def run_bench(sources, settings: BenchSettings | None = None, out=None, *, force
 def _foreseen_writer_directory(sources, out) -> Path:
     """The directory ``run_bench`` will lock, from the paths alone: ``out``'s, or for the default
     output the run directory ``resolve_sources`` takes (its first source directory that is not a
-    lone model's export directory), else the working directory's. A guess that prepare proves
-    wrong only costs the lock of the right directory taken after it."""
+    lone model's export directory), else the working directory's."""
     if out is not None:
         return writer_directory(Path(out).parent)
     for raw in _as_list(sources):
         path = Path(raw)
         if path.is_dir() and not is_lone_export(path):
-            return path  # default_out's directory, which writer_directory(out.parent, run_dir) gives
+            return path  # the default output's directory, which writer_directory(out.parent, run_dir) gives
     return writer_directory(Path(BENCH_FILE).parent)
 
 
 def _run_locked(out: Path, settings: BenchSettings, resolved, availability: dict, plan: Plan, sources, started: float, *,
                 force: bool, resume: bool, progress, on_event) -> BenchResults:
-    """``run_bench`` once it holds the output's lock."""
     previous = _previous_results(out, settings, force=force, resume=resume)
     for leftover in out.parent.glob(f".{out.name}{fsutil.TMP_MARK}*"):
         with contextlib.suppress(OSError):
@@ -114,16 +101,14 @@ def _run_locked(out: Path, settings: BenchSettings, resolved, availability: dict
     document = BenchDocument.start(out, settings, _as_list(sources), availability, resolved, plan)
     kept = _reusable_cells(previous, plan) if previous else {}
     document.cells.update(kept)
-    specs = {spec.id: spec for spec in plan.cells}
     to_run = sum(1 for job in plan.jobs for g in job.groups for c in g.cells if c.id not in kept)
-    shown = BenchProgress.start(progress, to_run * settings.processes, specs)
-    measurer = JobMeasurer(settings, specs, document.models, WorkerEvents(document.models, specs, shown, on_event), shown,
-                           plan.input_dims)
+    watch = Watch(progress, {spec.id: spec for spec in plan.cells}, document.models, on_event)
+    watch.start(to_run * settings.processes)
     try:
         for job in plan.jobs:
             pending = [g for g in job.groups if not all(c.id in kept for c in g.cells)]
             if pending:
-                document.cells.update(measurer.measure(dataclasses.replace(job, groups=pending)))
+                document.cells.update(_measure(job.replace(groups=pending), settings, watch))
                 document.save()
         document.compare(settings)
     finally:
@@ -142,41 +127,43 @@ def _previous_results(out: Path, settings: BenchSettings, *, force: bool, resume
             raise UserError(f"{out} already exists; pass --force to start over, or --resume to keep its finished cells")
         return None
     previous = load_previous(out)
-    _check_same_measurement(previous, settings, out)
+    old = {key: getattr(previous.config, key) for key in MEASUREMENT_KEYS}
+    # Keys an older file does not record are not held against it.
+    refuse_changed_settings(out, "measured", old, settings.to_dict(), [k for k, v in old.items() if v is not ABSENT])
     return previous
 
 
 @dataclasses.dataclass
 class BenchDocument:
-    """bench.json while it is measured: the cells by id, the models' information (workers add
-    to it), written between workers and when interrupted, never while a worker measures (the
-    parent stays idle then), so a partial file lets --resume skip finished groups."""
+    """bench.json while it is measured, written between workers and when interrupted (never while a
+    worker measures: the parent stays idle then), so a partial file lets --resume skip finished groups."""
 
     out: Path
     results: BenchResults
-    models: dict  # name -> information, with its artifact per runtime
+    # name -> the model's facts (bench.json's models entry, keys in the order found): workers add to
+    # them as they load a model, so they are records only when written.
+    models: dict
     cells: dict  # cell id -> Cell, in plan order
 
     @classmethod
     def start(cls, out: Path, settings: BenchSettings, sources: list, availability: dict, resolved, plan: Plan
-              ) -> "BenchDocument":
-        models = {name: {**model.info, "artifacts": {}} for name, model in resolved.models.items()}
+              ) -> BenchDocument:
+        artifacts: dict[str, dict] = {}
         for spec in plan.cells:
-            models[spec.model]["artifacts"][spec.runtime] = spec.artifact_shown
+            artifacts.setdefault(spec.model, {})[spec.runtime] = spec.artifact_shown
+        models = {name: {**model.info, "artifacts": artifacts.get(name, {})} for name, model in resolved.models.items()}
         config = {**settings.to_dict(), "sources": [shown_path(Path(s), None) for s in sources],
                   "input_dims": list(plan.input_dims) if plan.input_dims else None}
         results = BenchResults.new(BenchConfig.from_json(config, keep_order=True),
-                                   Environment.from_json(environment.describe(settings.runtimes), keep_order=True),
-                                   {}, availability, resolved.notes)
-        results = results.replace(sparse_int8=resolved.sparse_int8)
+                                   Environment.from_json(describe_environment(settings.runtimes), keep_order=True),
+                                   {}, availability, resolved.notes).replace(sparse_int8=resolved.sparse_int8)
         cells = {spec.id: base_cell(spec) for spec in plan.cells}
         for spec in plan.unavailable:
             cells[spec.id] = unavailable_cell(spec, availability[spec.runtime].reason or "unavailable")
         return cls(out, results, models, cells)
 
     def model_records(self) -> dict[str, BenchModel]:
-        # Workers add to a model's facts as they load it, so they are records only when written.
-        return {name: BenchModel.from_json(info, keep_order=True) for name, info in self.models.items()}
+        return {name: BenchModel.from_json(facts, keep_order=True) for name, facts in self.models.items()}
 
     def compare(self, settings: BenchSettings) -> None:
         comparisons = compare(list(self.cells.values()), self.model_records(), settings.baseline_model,
@@ -191,100 +178,58 @@ class BenchDocument:
 
 
 @dataclasses.dataclass
-class BenchProgress:
-    """The progress bar's task (nothing without a bar): cells done, and the cell loading now."""
+class Watch:
+    """Follows the workers' events (dicts, as they crossed the process boundary): the progress bar
+    (cells done, the cell loading now; nothing without a bar), what a worker tells about a model, and
+    ``on_event``, which sees each event."""
 
     progress: object
-    task: object
     specs: dict
+    models: dict
+    on_event: Callable[[dict], None] | None = None
+    task: object = None
 
-    @classmethod
-    def start(cls, progress, total: int, specs: dict) -> "BenchProgress":
-        task = progress.add_task("bench", total=total, info="") if progress is not None else None
-        return cls(progress, task, specs)
+    def start(self, total: int) -> None:
+        if self.progress is not None:
+            self.task = self.progress.add_task("bench", total=total, info="")
 
-    def advance(self) -> None:
+    def cell_done(self) -> None:
         if self.task is not None:
             self.progress.advance(self.task)
-
-    def loading(self, cell_id: str | None) -> None:
-        spec = self.specs.get(cell_id)
-        if self.task is not None and spec is not None:
-            self.progress.update(self.task, info=f"{spec.runtime} b{spec.batch} t{spec.threads}: {spec.model}")
-
-
-@dataclasses.dataclass
-class WorkerEvents:
-    """Each worker event: what it tells about a model is kept, the bar follows, ``on_event`` sees it."""
-
-    models: dict
-    specs: dict
-    shown: BenchProgress
-    on_event: Callable[[dict], None] | None = None
 
     def __call__(self, event: dict) -> None:
         if event.get("event") == "model_info":
             for key, value in event["info"].items():
                 self.models[event["model"]].setdefault(key, value)
-        elif event.get("event") == "model_loading":
-            self.shown.loading(event.get("id"))
+        elif event.get("event") == "model_loading" and self.task is not None and event.get("id") in self.specs:
+            spec = self.specs[event["id"]]
+            self.progress.update(self.task, info=f"{spec.runtime} b{spec.batch} t{spec.threads}: {spec.model}")
         if self.on_event is not None:
             self.on_event(event)
 
 
-class JobMeasurer:
-    """Measures a job's groups in ``settings.processes`` workers, one after another, and turns
-    each cell's records into its bench.json cell. A cell that failed in one worker is not
-    tried again; its cell is that error."""
+def _measure(job: JobSpec, settings: BenchSettings, watch: Watch) -> dict:
+    """Cell id -> finished Cell: ``job`` measured in ``settings.processes`` workers, one after another.
+    A cell that failed in one worker is not tried again; its cell is that error."""
+    parts: dict[str, list[CellReport]] = {}
 
-    def __init__(self, settings: BenchSettings, specs: dict, models: dict, events: WorkerEvents, shown: BenchProgress,
-                 input_dims: tuple | None = None):
-        self.settings = settings
-        self.specs = specs
-        self.events = events
-        self.shown = shown
-        self.job_fields = _job_fields(settings, models, input_dims)
-        self.stall_timeout = _stall_timeout(settings)
+    def on_report(cell_id: str, report: CellReport) -> None:
+        parts.setdefault(cell_id, []).append(report)
+        watch.cell_done()
 
-    def measure(self, job: JobSpec) -> dict:
-        """Cell id -> finished Cell, for every cell a worker reported."""
-        parts: dict[str, list] = {}
-
-        def on_record(cell_id: str, record: dict) -> None:
-            parts.setdefault(cell_id, []).append(record)
-            self.shown.advance()
-
-        for index in range(self.settings.processes):
-            failed = {cell_id for cell_id, records in parts.items() if records[-1].get("status") != "ok"}
-            # The profiled pass runs in the first worker only: merge_records keeps the first's profile.
-            groups = [dataclasses.replace(g, cells=[c if index == 0 else dataclasses.replace(c, profile=None)
-                                                    for c in g.cells if c.id not in failed]) for g in job.groups]
-            groups = [g for g in groups if g.cells]
-            if groups:
-                # benchmark_app's crosscheck runs in the first worker only.
-                fields = {**self.job_fields, "crosscheck": self.settings.crosscheck and index == 0}
-                run_job(dataclasses.replace(job, groups=groups), fields, on_record, self.events, self.stall_timeout)
-        merged = {cell_id: merge_records(records) for cell_id, records in parts.items()}
-        return {cell_id: finish_cell(self.specs[cell_id], record) for cell_id, record in merged.items()}
-
-
-def _job_fields(settings: BenchSettings, models: dict, input_dims: tuple | None = None) -> dict:
-    """What every worker is sent besides its groups; ``input_dims``: the input's dimensions
-    after the batch, at which artifacts with dynamic ones are run."""
-    # --input-range for every model, else what each model says its integer inputs index.
-    input_ranges = {name: list(settings.input_range) if settings.input_range else info.get("input_range")
-                    for name, info in models.items()}
-    return {"measure": MeasureParams.from_settings(settings), "seed": settings.seed, "input_ranges": input_ranges,
-            "input_range_from": "--input-range" if settings.input_range else "model",
-            "crosscheck": settings.crosscheck, "crosscheck_time": settings.crosscheck_time,
-            "input_dims": list(input_dims) if input_dims else None}
-
-
-def _stall_timeout(settings: BenchSettings) -> float:
-    if not settings.crosscheck:
-        return settings.stall_timeout
-    # A worker is silent while benchmark_app runs.
-    return settings.stall_timeout + longest_crosscheck_seconds(settings.crosscheck_time)
+    stall_timeout = settings.stall_timeout
+    if settings.crosscheck:  # a worker is silent while benchmark_app runs
+        stall_timeout += longest_crosscheck_seconds(settings.crosscheck_time)
+    for index in range(settings.processes):
+        failed = {cell_id for cell_id, reports in parts.items() if reports[-1].status != "ok"}
+        # The profiled pass runs in the first worker only: merge_records keeps the first's profile.
+        groups = [g.replace(cells=[c if index == 0 else c.replace(profile=None) for c in g.cells if c.id not in failed])
+                  for g in job.groups]
+        groups = [g for g in groups if g.cells]
+        if groups:  # benchmark_app's crosscheck too runs in the first worker only
+            run_job(job.replace(groups=groups, crosscheck=job.crosscheck and index == 0), on_report, watch,
+                    stall_timeout)
+    return {cell_id: finish_cell(watch.specs[cell_id], merge_records(reports)) for cell_id, reports in parts.items()}
 
 
 def _as_list(sources):
@@ -298,19 +243,9 @@ MEASUREMENT_KEYS = ("mode", "min_iters", "min_time", "max_iters", "warmup_iters"
                     "ort_graph_optimization", "openvino_precision")
 
 
-def _check_same_measurement(previous: BenchResults, settings: BenchSettings, out: Path) -> None:
-    old = previous.config.to_json()
-    # Keys an older file does not record are not held against it.
-    refuse_changed_settings(out, "measured", old, settings.to_dict(), [k for k in MEASUREMENT_KEYS if k in old])
-
-
 def _reusable_cells(previous: BenchResults, plan: Plan) -> dict:
     """Finished cells of the earlier run, by whole group only: a group is measured
     interleaved, so a half-finished group is measured again from the start."""
     done = previous.finished_cells()
-    kept = {}
-    for job in plan.jobs:
-        for group in job.groups:
-            if all(c.id in done for c in group.cells):
-                kept.update({c.id: done[c.id] for c in group.cells})
-    return kept
+    groups = [g for job in plan.jobs for g in job.groups if all(c.id in done for c in g.cells)]
+    return {c.id: done[c.id] for g in groups for c in g.cells}

@@ -1,17 +1,13 @@
-"""What an artifact file takes and holds, read without loading a runtime.
-
-The input shape lets the bench refuse an artifact that cannot run before any worker
-starts; parameter and FLOP counts give the ideal speedup for models given as bare files.
-FLOPs count multiply-adds x2 of MatMul/Gemm/Conv with constant weights, per sample (the
-same rule as ``slimdeploy.models.count_flops``); zeros are counted apart as
-``nonzero_flops``. They are counted on the graph as OpenVINO reads it at batch 1
-(``weight_flops``): only propagated shapes say how many rows of one sample a MatMul takes
-(tf2onnx runs a per-time-step Dense as one MatMul on a reshaped [N*T, F] tensor) and how
-many positions a convolution computes.
+"""What an artifact file takes and holds, read without loading a runtime: the input shape (to refuse
+an artifact that cannot run before any worker starts), parameter and FLOP counts (the ideal speedup).
+FLOPs: multiply-adds x2 of MatMul/Gemm/Conv with constant weights per sample (as ``models.count_flops``),
+counted on the graph as OpenVINO reads it at batch 1, whose propagated shapes say how many rows a MatMul
+takes (tf2onnx runs a per-time-step Dense on [N*T, F]) and how many positions a convolution computes.
 """
 
 from __future__ import annotations
 
+import io
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,11 +37,10 @@ class ArtifactInfo:
     input_range: list | None = None
 
     def model_info(self) -> dict:
+        """The facts bench.json's models entry takes from the file."""
         keys = ("params", "nonzero_params", "flops", "nonzero_flops", "input_dtype", "input_range")
         info = {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
-        if self.widths:
-            info["widths"] = list(self.widths)
-        return info
+        return {**info, "widths": list(self.widths)} if self.widths else info
 
 
 def inspect_artifact(path: str | Path) -> ArtifactInfo:
@@ -176,14 +171,10 @@ def _is_integer(dtype: str | None) -> bool:
 
 
 def _indexed_range(start, gathers, flows, tables) -> list | None:
-    """[0, rows) of the smallest embedding table (a constant of rank >= 2) that ids derived
-    from ``start`` (an integer input) index.
-
-    The ids may pass through other ops first (tf2onnx maps negative ids with Add/Less/Where),
-    so every value computed from ``start`` counts. ``gathers``: (table, indices, outputs)
-    per Gather; ``flows``: (input, outputs) per op input; ``tables``: constant name -> dims.
-    Rank >= 2 leaves out the 1-D shape vectors that shape arithmetic gathers from.
-    """
+    """[0, rows) of the smallest embedding table (a constant of rank >= 2, not a 1-D shape vector) that
+    ids derived from ``start`` (an integer input) index, through any ops (tf2onnx maps negative ids with
+    Add/Less/Where). ``gathers``: (table, indices, outputs) per Gather; ``flows``: (input, outputs) per
+    op input; ``tables``: constant name -> dims."""
     reached, frontier = {start}, [start]
     while frontier:
         name = frontier.pop()
@@ -252,10 +243,9 @@ def _inspect_openvino(path: Path) -> ArtifactInfo:
     if values:
         info.params, info.nonzero_params = int(params), int(nonzero)
 
-    # Which layer feeds each (layer, port): to find the constant behind a MatMul's weights.
-    feeds = {}
+    into = {}  # layer id -> {port: the layer that feeds it}: to find the constant behind a MatMul's weights
     for edge in root.iter("edge"):
-        feeds[(edge.get("to-layer"), edge.get("to-port"))] = edge.get("from-layer")
+        into.setdefault(edge.get("to-layer"), {})[edge.get("to-port")] = edge.get("from-layer")
     for layer_id, layer in layers.items():
         if layer.get("type") != "MatMul":
             continue
@@ -265,11 +255,10 @@ def _inspect_openvino(path: Path) -> ArtifactInfo:
         weight_dims = [int(d.text) for d in ports[1].findall("dim")]
         if len(weight_dims) != 2 or min(weight_dims) <= 0:
             continue
-        source = feeds.get((layer_id, ports[1].get("id")))
+        source = into.get(layer_id, {}).get(ports[1].get("id"))
         # Weights may pass through a Convert (f16-compressed IR) on their way.
         while source in layers and layers[source].get("type") == "Convert":
-            port = layers[source].find("input").find("port").get("id")
-            source = feeds.get((source, port))
+            source = into.get(source, {}).get(layers[source].find("input").find("port").get("id"))
         if source not in values:
             continue  # activations times activations: not a weight layer
         d = layer.find("data")
@@ -277,7 +266,7 @@ def _inspect_openvino(path: Path) -> ArtifactInfo:
         info.widths.append(weight_dims[0] if trans_b else weight_dims[1])
     info.flops, info.nonzero_flops = weight_flops(path)
     if _is_integer(info.input_dtype):
-        info.input_range = _ir_indexed_range(root, layers, parameters[0].get("id"))
+        info.input_range = _ir_indexed_range(into, layers, parameters[0].get("id"))
     return info
 
 
@@ -285,11 +274,8 @@ _IR_INPUT_DTYPES = {"f32": "float32", "f16": "float16", "f64": "float64", "i32":
                     "u8": "uint8", "i8": "int8"}
 
 
-def _ir_indexed_range(root, layers: dict, parameter: str) -> list | None:
+def _ir_indexed_range(into: dict, layers: dict, parameter: str) -> list | None:
     """``_indexed_range`` on an IR graph: a Gather's port 0 is the table, port 1 the indices."""
-    into = {}  # layer id -> {port: source layer id}
-    for edge in root.iter("edge"):
-        into.setdefault(edge.get("to-layer"), {})[edge.get("to-port")] = edge.get("from-layer")
     tables, gathers, flows = {}, [], []
     for layer_id, layer in layers.items():
         kind = layer.get("type")
@@ -312,27 +298,23 @@ def _ir_indexed_range(root, layers: dict, parameter: str) -> list | None:
 
 
 def _ir_dims(text: str) -> list:
-    dims = []
-    for part in text.replace(" ", "").split(","):
-        if not part:
-            continue
-        try:
-            value = int(part)
-        except ValueError:  # "?" or a range "1..10"
-            value = None
-        dims.append(value if value is not None and value >= 0 else None)
-    return dims
+    return [_ir_dim(part) for part in text.replace(" ", "").split(",") if part]
+
+
+def _ir_dim(text: str) -> int | None:
+    try:
+        value = int(text)
+    except ValueError:  # "?" or a range "1..10"
+        return None
+    return value if value >= 0 else None
 
 
 # --- Keras ------------------------------------------------------------------------------------
 
 def _inspect_keras(path: Path) -> ArtifactInfo:
-    """The input shape from the archive's config.json; counts come from the TensorFlow worker.
-
-    The checks ``load_model`` makes without Keras run here too (code in the config, archive
-    members escaping their directory, NaN weights), so an unsafe or broken file is refused
-    before a worker starts, with exit status 2, rather than failing inside it.
-    """
+    """The input shape from the archive's config.json (counts come from the TensorFlow worker), after
+    the checks ``load_model`` makes without Keras, so an unsafe or broken file is refused (exit status 2)
+    before a worker starts."""
     if not zipfile.is_zipfile(path):
         raise ModelFileError(f"artifact {path} is not a readable .keras archive (corrupt or truncated)")
     # check_keras_archive checks the zip directory (archives.check_zip_members) before any member is read.
@@ -349,10 +331,10 @@ def _inspect_h5(path: Path) -> ArtifactInfo:
 
 def _keras_model_info(path: Path, config: dict) -> ArtifactInfo:
     """Input shape, dtype and token-id range from a Keras model config."""
-    shape = _find_batch_shape(config)
+    input_layer = _find_layer_config(config, "InputLayer") or {}
+    shape = input_layer.get("batch_shape") or input_layer.get("batch_input_shape")
     info = ArtifactInfo(path, input_name="input", input_shape=list(shape) if shape is not None else None)
-    input_layer = _find_layer_config(config, "InputLayer")
-    dtype = (input_layer or {}).get("dtype")
+    dtype = input_layer.get("dtype")
     dtype = dtype.get("config", {}).get("name") if isinstance(dtype, dict) else dtype  # Keras 3 dtype policies
     info.input_dtype = dtype if isinstance(dtype, str) else None
     embedding = _find_layer_config(config, "Embedding")
@@ -372,9 +354,7 @@ def _find_layer_config(config, class_name: str) -> dict | None:
 
 def _check_keras_weights(path: Path) -> None:
     """NaN or Inf in the weights file inside the archive (read with h5py, nothing executed)."""
-    import io
-
-    import h5py
+    import h5py  # lazy: heavy
 
     try:
         with zipfile.ZipFile(path) as archive:
@@ -401,23 +381,13 @@ def _refuse_non_finite(path: Path, name, array: np.ndarray) -> None:
         raise ModelFileError(f"artifact {path} has NaN or Inf values in weight {name}")
 
 
-def _find_batch_shape(config):
-    layer = _find_layer_config(config, "InputLayer") or {}
-    return layer.get("batch_shape") or layer.get("batch_input_shape")
-
-
 # --- The reader of each file type ----------------------------------------------------
 
 # The files slimdeploy can read itself, before any runtime opens them. Any other file type a
 # registered runtime runs (RuntimePlugin.suffixes: a TensorRT engine, a plug-in's own format)
 # is only read by that runtime, which checks its shape when it opens it.
-READERS = {
-    ".onnx": _inspect_onnx,
-    ".xml": _inspect_openvino,
-    ".keras": _inspect_keras,
-    ".h5": _inspect_h5,
-    ".hdf5": _inspect_h5,
-}
+READERS = {".onnx": _inspect_onnx, ".xml": _inspect_openvino, ".keras": _inspect_keras, ".h5": _inspect_h5,
+           ".hdf5": _inspect_h5}
 
 
 def known_suffixes() -> tuple[str, ...]:

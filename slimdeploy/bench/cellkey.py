@@ -1,9 +1,6 @@
-"""A benchmark cell's identity, and every string that names it.
-
-A cell is (model, runtime, batch, threads, mode, settings). Its id in bench.json, its
-github-action-benchmark name, its label in the report, the key the regression gate and
-the CSV match cells on, and the group of cells compared with one baseline all come from
-one ``CellKey``, so they cannot drift apart.
+"""A benchmark cell's identity (model, runtime, batch, threads, mode, settings) and every string that
+names it: its id in bench.json, its github-action-benchmark name, its label in the report, the key the
+regression gate and the CSV match cells on, and the group compared with one baseline.
 """
 
 from __future__ import annotations
@@ -26,8 +23,7 @@ def _plural_threads(threads: int) -> str:
 
 @dataclass(frozen=True)
 class CellKey:
-    # None where a record leaves them out (files that predate threads and mode; a label
-    # needs only the batch); matched and shown as such.
+    # None where a record leaves them out (a label needs only the batch); matched and shown as such.
     model: str | None
     runtime: str | None
     batch: int

@@ -1,39 +1,15 @@
-"""Comparisons: each model against the baseline model in the same runtime, batch, threads,
-mode and settings: speedup with a bootstrap interval, the FLOP ratio it could reach, and
-a verdict.
+"""Comparisons: each model against its baseline in the same runtime, batch, threads, mode and
+settings: speedup with a bootstrap interval, the FLOP ratio it could reach, and a verdict.
 
-``speedup`` is the paired estimate when the cells recorded their interleaved rounds: the
-median over rounds of (the round's baseline block median / the same round's model block
-median), with ``round_interval`` (``stats.process_round_interval``: worker processes
-resampled, then whole rounds within each) as its 95% interval. A round's two blocks ran side
-by side, so drift that slows both alike cancels in its ratio. In back-to-back benches of the
-article's fp32 and INT8 variants (2-core test machine) the paired estimate moved half as much
-between runs as the ratio of the cells' overall medians on OpenVINO, and no more on ONNX Runtime
-(docs/ARCHITECTURE.md, "Statistics"): the overall median of a cell whose latency has two modes
-sits in one or the other. The verdict is
-``stats.verdict`` on that estimate and interval.
+``speedup`` is the paired estimate where the cells recorded their interleaved rounds (the median over
+rounds of the round's baseline block median / the model's; ``stats.process_round_interval``): drift
+that slows both blocks of a round alike cancels. Cells without rounds fall back to ``p50_speedup``
+and ``sample_interval`` (the raw samples, thinned to ``MAX_BOOTSTRAP_SAMPLES``).
 
-Still recorded: ``p50_speedup`` (baseline p50 / model p50 over all samples) and
-``sample_interval`` (``stats.speedup_interval`` on the raw samples, thinned evenly to at most
-``MAX_BOOTSTRAP_SAMPLES``). Cells without recorded rounds (files from before them, a
-hand-edited file) fall back to those two.
-
-``verdict_interval`` computes both intervals for two cell records; the regression gate
-(``report/gate.py``) judges across two runs, where rounds are not paired, on their union.
-
-Every model of a group was measured interleaved in one worker, so any two can be compared.
-Each comparison names the ``question`` it answers (``comparison_pairs``):
-
-- ``vs_baseline``: every model against the baseline model (dense fp32);
-- ``int8_on_pruned``: ``<m>-int8`` against ``<m>``, for a pruned ``m`` (does INT8 add to pruning?);
-- ``pruning_on_int8``: ``<m>-int8`` against ``<baseline>-int8`` (does pruning add to INT8?);
-- ``sparse_kernel``: ``<m>-int8-sparse`` against ``<m>-int8`` (does OpenVINO's sparse int8
-  kernel pay?);
-- ``aligned_widths``: ``<m>-rN`` against ``<m>``, the ticket's widths rounded down to multiples
-  of N (``rundir.aligned_source``): does a SIMD-friendly width run faster?
-
-``ideal_speedup`` stays the FLOP ratio; where a side is int8, ``ideal_assumes`` says that no
-INT8 speedup is assumed (so ``int8_on_pruned`` has an ideal of 1.0).
+The ``question`` a comparison answers (``comparison_pairs``): ``vs_baseline``, ``int8_on_pruned``
+(``<m>-int8`` against a pruned ``<m>``), ``pruning_on_int8`` (against ``<baseline>-int8``),
+``sparse_kernel`` (``<m>-int8-sparse`` against ``<m>-int8``), ``aligned_widths`` (``<m>-rN`` against
+``<m>``: widths rounded down to multiples of N).
 """
 
 from __future__ import annotations
@@ -52,11 +28,7 @@ from slimdeploy.runtimes.registry import sort_key
 
 MAX_BOOTSTRAP_SAMPLES = 5000
 
-VS_BASELINE = "vs_baseline"
-INT8_ON_PRUNED = "int8_on_pruned"
-PRUNING_ON_INT8 = "pruning_on_int8"
-SPARSE_KERNEL = "sparse_kernel"
-ALIGNED_WIDTHS = "aligned_widths"
+VS_BASELINE, INT8_ON_PRUNED, PRUNING_ON_INT8, SPARSE_KERNEL, ALIGNED_WIDTHS = QUESTIONS
 INT8_IDEAL = "FLOP ratio only: no INT8 speedup is assumed"
 
 
@@ -72,8 +44,7 @@ def _blocks_by_process(cell: Cell) -> list[list]:
     counts = cell.processes or [len(blocks)]
     if sum(counts) != len(blocks):
         raise ValueError("process block counts do not add up to the blocks")
-    edges = np.cumsum([0, *counts])
-    return [blocks[a:b] for a, b in zip(edges[:-1], edges[1:])]
+    return stats.split_counts(blocks, counts)
 
 
 def _round_interval(base: Cell, cell: Cell, confidence: float, resamples: int, seed: int):
@@ -92,9 +63,9 @@ def _round_interval(base: Cell, cell: Cell, confidence: float, resamples: int, s
 
 @dataclass(frozen=True)
 class SpeedupInterval:
-    """Both intervals of one comparison: ``rounds``, the paired estimate and interval a
-    comparison's verdict stands on; ``low``/``high``, its union with ``sample_interval``, which
-    the regression gate judges on."""
+    """``rounds``: the paired estimate and interval a comparison's verdict stands on; ``low``/``high``:
+    its union with ``sample_interval``, which the regression gate judges on."""
+
     low: float
     high: float
     sample_interval: tuple[float, float]
@@ -103,15 +74,11 @@ class SpeedupInterval:
 
 def verdict_interval(base: Cell, cell: Cell, *, confidence: float = 0.95, resamples: int = 2000,
                      seed: int = 0) -> SpeedupInterval:
-    """Both intervals for two cell records (see the module docstring): ``rounds`` carries the
-    paired estimate and interval the comparisons judge on; ``low``/``high`` unite it with the
-    thinned per-call interval, which the regression gate judges on across two runs."""
+    """Both intervals of two cells (the regression gate judges across two runs, where rounds are not paired)."""
     _, s_low, s_high = stats.speedup_interval(thin(base.samples_ms), thin(cell.samples_ms),
                                               confidence=confidence, resamples=resamples, seed=seed)
     rounds = _round_interval(base, cell, confidence, resamples, seed)
-    low, high = s_low, s_high
-    if rounds is not None:
-        low, high = min(low, rounds[1]), max(high, rounds[2])
+    low, high = (min(s_low, rounds[1]), max(s_high, rounds[2])) if rounds is not None else (s_low, s_high)
     return SpeedupInterval(low, high, (s_low, s_high), rounds)
 
 
@@ -154,15 +121,12 @@ def compare(cells: list[Cell], models: dict[str, BenchModel], baseline: str, *,
     for cell in cells:
         if cell.ok and cell.samples_ms:
             by_key.setdefault(CellKey.of(cell).group, {})[cell.model] = cell
-    comparisons = []
-    for group in by_key.values():
-        for name, against, question in comparison_pairs(sorted(group), models, baseline):
-            comparisons.append(_comparison(group[against], group[name], models.get(against, BenchModel()),
-                                           models.get(name, BenchModel()), question, threshold, confidence,
-                                           resamples, seed))
-    comparisons.sort(key=lambda c: (sort_key(c.runtime), c.runtime, c.threads, c.batch, QUESTIONS.index(c.question),
-                                    c.model))
-    return comparisons
+    comparisons = [_comparison(group[against], group[name], models.get(against, BenchModel()),
+                               models.get(name, BenchModel()), question, threshold, confidence, resamples, seed)
+                   for group in by_key.values()
+                   for name, against, question in comparison_pairs(sorted(group), models, baseline)]
+    return sorted(comparisons, key=lambda c: (sort_key(c.runtime), c.runtime, c.threads, c.batch,
+                                              QUESTIONS.index(c.question), c.model))
 
 
 def _comparison(base: Cell, cell: Cell, base_info: BenchModel, info: BenchModel, question: str, threshold: float,

@@ -1,12 +1,9 @@
 """The measuring loop, run inside a worker: warm-up, then interleaved timed blocks.
 
-Every model of a group is called in turn, in rounds: one block per model per round, a
-block being ``block_warmup`` untimed calls and then at least ``block_calls`` timed calls
-and ``block_time`` seconds (baseline, pruned, ..., baseline, pruned, ...), so drift of the
-machine (other processes, frequency changes) lands on all of them alike. A model is done
-when it has at least ``min_iters`` calls and ``min_time`` seconds of timed calls, or
-``max_iters`` calls. Each call is timed alone with ``perf_counter_ns``; every raw latency
-is kept, and so are the block boundaries (for the round-paired interval in ``stats``).
+The models of a group take turns in rounds, one block each (``block_warmup`` untimed calls, then
+at least ``block_calls`` timed calls and ``block_time`` seconds), so machine drift lands on all of
+them alike, until each has ``min_iters`` calls and ``min_time`` seconds, or ``max_iters`` calls.
+Every call is timed alone (``perf_counter_ns``); every latency and block boundary is kept.
 """
 
 from __future__ import annotations
@@ -14,10 +11,15 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import numpy as np
+
+from slimdeploy.records.base import Record
 
 
-@dataclass(frozen=True)
-class MeasureParams:
+@dataclass(frozen=True, kw_only=True)
+class MeasureParams(Record):
     """The part of ``BenchSettings`` a worker measures with; the defaults live there."""
 
     min_iters: int
@@ -32,19 +34,13 @@ class MeasureParams:
     mode: str
 
     @classmethod
-    def from_dict(cls, raw: dict) -> "MeasureParams":
-        return cls(**{k: raw[k] for k in cls.__dataclass_fields__})
-
-    @classmethod
-    def from_settings(cls, settings) -> dict:
-        """What the parent sends each worker (JSON): these fields, taken from ``settings``, with
-        the cell's budget (calls, seconds, cap) shared among its ``settings.processes`` workers."""
-        fields = {k: getattr(settings, k) for k in cls.__dataclass_fields__}
+    def from_settings(cls, settings) -> MeasureParams:
+        """The cell's budget (calls, seconds, cap) shared among its ``settings.processes`` workers."""
         share = settings.processes
-        fields["min_iters"] = math.ceil(settings.min_iters / share)
-        fields["min_time"] = settings.min_time / share
-        fields["max_iters"] = math.ceil(settings.max_iters / share)
-        return fields
+        return cls(min_iters=math.ceil(settings.min_iters / share), min_time=settings.min_time / share,
+                   max_iters=math.ceil(settings.max_iters / share), warmup_iters=settings.warmup_iters,
+                   warmup_time=settings.warmup_time, block_calls=settings.block_calls, block_time=settings.block_time,
+                   block_warmup=settings.block_warmup, instances=settings.instances, mode=settings.mode)
 
 
 @dataclass
@@ -85,9 +81,7 @@ def run_block(session, measurement: Measurement, params: MeasureParams) -> None:
     cap = params.max_iters or None
     min_ns = params.block_time * 1e9
     clock = time.perf_counter_ns
-    # The first calls after another model ran refill caches and wake the runtime's
-    # threads (2-3 calls at batch 64 were 10-40% slower): run them untimed, so a sample is
-    # the steady-state latency a deployed model sees, not the cost of interleaving.
+    # The first calls after another model ran refill caches and wake threads: untimed.
     for _ in range(params.block_warmup):
         step()
     spent = calls = 0
@@ -107,15 +101,10 @@ def run_block(session, measurement: Measurement, params: MeasureParams) -> None:
 
 
 def measure_interleaved(sessions: dict, params: MeasureParams, on_round=None) -> dict:
-    """Measure every model in turn until each is done; returns name -> Measurement.
-
-    ``sessions`` maps a model name to a list of open sessions of that model (its input
-    set), in the order the blocks take (baseline first). Round k uses instance k mod n of
-    each model: identical sessions of one model differ by several percent at batch 1
-    (where the weights sit in memory: alignment, cache sets, huge pages), so rotating a few
-    instances averages that layout luck out instead of giving it to one model. The order of
-    the models within a round turns from round to round.
-    """
+    """Measure every model in turn until each is done; returns name -> Measurement. ``sessions``: model
+    name -> its open sessions (input set), baseline first. Round k uses instance k mod n of each model
+    (identical sessions differ by several percent at batch 1: memory layout); the order of the models
+    turns from round to round, so no model always follows the same other model."""
     pools = {name: (s if isinstance(s, (list, tuple)) else [s]) for name, s in sessions.items()}
     results = {name: Measurement() for name in pools}
     rounds = 0
@@ -123,7 +112,6 @@ def measure_interleaved(sessions: dict, params: MeasureParams, on_round=None) ->
         pending = [name for name in pools if not results[name].done(params)]
         if not pending:
             return results
-        # The order turns every round, so no model always follows the same other model.
         shift = rounds % len(pending)
         for name in pending[shift:] + pending[:shift]:
             pool = pools[name]
@@ -133,10 +121,15 @@ def measure_interleaved(sessions: dict, params: MeasureParams, on_round=None) ->
             on_round(rounds, results)
 
 
-def measure_alone(session, seconds: float, mode: str = "latency") -> dict:
-    """One model alone for ``seconds``, as benchmark_app runs it: medians and minimum, in ms."""
-    import numpy as np
+class AloneRun(NamedTuple):  # one model measured alone (``measure_alone``), in ms
+    wall_median_ms: float
+    median_ms: float  # the runtime's own (engine) latency where it times calls, else the wall clock's
+    min_ms: float
+    engine: bool
 
+
+def measure_alone(session, seconds: float, mode: str = "latency") -> AloneRun:
+    """One model alone for ``seconds``, as benchmark_app runs it."""
     step = _step(session, mode)
     engine = session.engine_latency_ms if session.engine_latency_ms() is not None else None
     clock = time.perf_counter_ns
@@ -149,5 +142,4 @@ def measure_alone(session, seconds: float, mode: str = "latency") -> dict:
         if engine is not None:
             engine_ms.append(engine())
     ours = np.asarray(engine_ms) if engine_ms else np.asarray(wall) / 1e6
-    return {"wall_median_ms": float(np.median(wall)) / 1e6, "median_ms": float(np.median(ours)),
-            "min_ms": float(ours.min()), "engine": bool(engine_ms)}
+    return AloneRun(float(np.median(wall)) / 1e6, float(np.median(ours)), float(ours.min()), bool(engine_ms))

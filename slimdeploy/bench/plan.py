@@ -1,77 +1,27 @@
-"""Cells, the groups a worker measures together (interleaved), and one job per worker.
-
-A cell is (model, runtime, batch, threads, mode, settings). The cells of all models at
-one (runtime, batch, threads, mode, settings) form a group: measured in one worker, in
-interleaved blocks, baseline first. Each (runtime, threads) gets its own worker process
-(TensorFlow's thread count is fixed per process).
+"""The plan of a bench: the cells of every model, runtime, batch and threads, in groups measured
+interleaved (baseline first), one job per worker process for each (runtime, threads) (TensorFlow's
+thread count is fixed per process). ``CellSpec``, ``GroupSpec`` and ``JobSpec``: ``bench.worker``.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from slimdeploy.bench.cellkey import CellKey
+from slimdeploy.bench.harness import MeasureParams
 from slimdeploy.bench.settings import BenchSettings
 from slimdeploy.bench.sources import Sources, check_fit, expected_input_shape
+from slimdeploy.bench.worker import CellSpec, GroupSpec, JobSpec
 from slimdeploy.errors import UserError
+from slimdeploy.records.bench import BenchModel
 from slimdeploy.runtimes.registry import RUNTIMES, accepts_reshape, pick_artifact, runtime_options
 
 
 def cell_id(model: str, runtime: str, batch: int, threads: int, mode: str, settings: dict) -> str:
     """'dense|onnxruntime|b64|t1|latency|opt=all' (see ``CellKey.id``)."""
     return CellKey.from_parts(model, runtime, batch, threads, mode, settings).id
-
-
-@dataclass
-class CellSpec:
-    id: str
-    model: str
-    runtime: str
-    batch: int
-    threads: int
-    mode: str
-    settings: dict
-    artifact: Path
-    artifact_shown: str
-    # This model's own session options on top of the group's (not part of the cell id: the
-    # model name tells the cells apart), e.g. OpenVINO's sparse int8 weights rate.
-    session_options: dict = field(default_factory=dict)
-    # What to ask the runtime after measuring, from a profiled copy: "layers" (--profile: the
-    # time per node and the kernels), "kernels" (which kernel each weight layer ran: int8
-    # models), or None.
-    profile: str | None = None
-
-    def to_job(self) -> dict:
-        job = {"id": self.id, "model": self.model, "artifact": str(self.artifact)}
-        if self.session_options:
-            job["session_options"] = dict(self.session_options)
-        if self.profile:
-            job["profile"] = self.profile
-        return job
-
-
-@dataclass
-class GroupSpec:
-    runtime: str
-    batch: int
-    threads: int
-    mode: str
-    settings: dict
-    cells: list = field(default_factory=list)
-
-    def to_job(self) -> dict:
-        return {"batch": self.batch, "cells": [c.to_job() for c in self.cells]}
-
-
-@dataclass
-class JobSpec:
-    runtime: str
-    threads: int
-    mode: str
-    settings: dict
-    groups: list = field(default_factory=list)
 
 
 @dataclass
@@ -95,10 +45,10 @@ def shown_path(path: Path, run_dir: Path | None) -> str:
     return str(path)
 
 
-def _profile_request(settings: BenchSettings, info: dict) -> str | None:
+def _profile_request(settings: BenchSettings, facts: BenchModel) -> str | None:
     if settings.profile:
         return "layers"
-    return "kernels" if info.get("precision") == "int8" else None
+    return "kernels" if facts.precision == "int8" else None
 
 
 def make_plan(sources: Sources, settings: BenchSettings, availability: dict) -> Plan:
@@ -107,6 +57,13 @@ def make_plan(sources: Sources, settings: BenchSettings, availability: dict) -> 
         raise UserError(f"--baseline-model: no model named {settings.baseline_model!r} in the sources "
                         f"(found: {', '.join(names)})")
     expected, origin = expected_input_shape(sources, settings.input_shape, settings.baseline_model)
+    # --input-range for every model, else what each model says its integer inputs index.
+    input_ranges = {name: list(settings.input_range) if settings.input_range else model.info.get("input_range")
+                    for name, model in sources.models.items()}
+    job_fields = dict(measure=MeasureParams.from_settings(settings), seed=settings.seed, input_ranges=input_ranges,
+                      input_range_from="--input-range" if settings.input_range else "model",
+                      crosscheck=settings.crosscheck, crosscheck_time=settings.crosscheck_time,
+                      input_dims=list(expected) if expected else None)
     jobs: list[JobSpec] = []
     unavailable: list[CellSpec] = []
     for runtime in settings.runtimes:
@@ -125,21 +82,20 @@ def make_plan(sources: Sources, settings: BenchSettings, availability: dict) -> 
         if not chosen:
             continue
         for threads in settings.threads:
-            job = JobSpec(runtime, threads, settings.mode, options)
+            groups = []
             for batch in settings.batches:
-                group = GroupSpec(runtime, batch, threads, settings.mode, options)
-                for name, artifact in chosen.items():
-                    model = sources.models[name]
-                    key = CellKey.from_parts(name, runtime, batch, threads, settings.mode, options)
-                    group.cells.append(CellSpec(key.id, name, runtime, batch, threads, settings.mode, options,
-                                                artifact, shown_path(artifact, sources.run_dir),
-                                                session_options=dict(model.session_options),
-                                                profile=_profile_request(settings, model.info)))
-                job.groups.append(group)
+                cells = [CellSpec(id=cell_id(name, runtime, batch, threads, settings.mode, options), model=name,
+                                  runtime=runtime, batch=batch, threads=threads, mode=settings.mode, settings=options,
+                                  artifact=str(artifact), artifact_shown=shown_path(artifact, sources.run_dir),
+                                  session_options=dict(sources.models[name].session_options),
+                                  profile=_profile_request(settings, sources.models[name].facts))
+                         for name, artifact in chosen.items()]
+                groups.append(GroupSpec(batch=batch, cells=cells))
             if runtime in availability and availability[runtime].available:
-                jobs.append(job)
+                jobs.append(JobSpec(runtime=runtime, threads=threads, mode=settings.mode, settings=options, groups=groups,
+                                    **job_fields))
             else:
-                unavailable += [c for g in job.groups for c in g.cells]
+                unavailable += [c for g in groups for c in g.cells]
     if not jobs and not unavailable:
         wanted = ", ".join(settings.runtimes)
         raise UserError(f"nothing to benchmark: no artifact in the sources runs on {wanted} "

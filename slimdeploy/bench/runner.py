@@ -1,13 +1,13 @@
 """The parent side of a worker: start it, feed it a job, read its events, survive its death.
 
-A worker that dies (a signal, a non-zero exit, silence past ``stall_timeout``) loses only
-what it was doing: if it died loading one model, that model's cells become error cells and
-the rest of the job is retried without it in a fresh worker; if it died measuring, the
-cells of that group become error cells and the remaining groups run in a fresh worker.
+A worker that dies (a signal, a non-zero exit, silence past ``stall_timeout``) loses only what it
+was doing: the cells of the model it was loading, or of the group it was measuring, become error
+cells, and the rest of the job runs in a fresh worker (without a model that crashed it).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import selectors
@@ -19,14 +19,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from slimdeploy.bench.plan import GroupSpec, JobSpec
+from slimdeploy.bench.worker import CellReport, JobSpec
 from slimdeploy.quiet import quiet_environment
-
-
-@dataclass
-class WorkerExit:
-    clean: bool
-    message: str | None  # why it was not clean
 
 
 def _describe_exit(runtime: str, code: int | None, stderr_tail: str, stalled: float | None) -> str:
@@ -44,30 +38,20 @@ def _describe_exit(runtime: str, code: int | None, stderr_tail: str, stalled: fl
     return f"{why}: {last[-1][:300]}" if last else why
 
 
-def worker_env(threads: int) -> dict:
-    env = quiet_environment(dict(os.environ))
-    # Belt and braces: libraries that read these get the same thread count as the runtime.
-    env["OMP_NUM_THREADS"] = str(threads)
-    env["MKL_NUM_THREADS"] = str(threads)
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
-def run_worker(job: dict, on_event, stall_timeout: float, threads: int) -> WorkerExit:
-    """Run one worker to the end; ``on_event(dict)`` sees each event as it arrives."""
+def run_worker(job: JobSpec, on_event, stall_timeout: float) -> str | None:
+    """Run one worker to the end; ``on_event(dict)`` sees each event as it arrives. Returns why the
+    worker did not end cleanly (None: it did)."""
+    threads = str(job.threads)  # libraries that read these get the same thread count as the runtime
+    env = {**quiet_environment(dict(os.environ)), "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
+           "PYTHONUNBUFFERED": "1"}
     with tempfile.TemporaryFile(mode="w+b") as stderr:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "slimdeploy.bench.worker"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, env=worker_env(threads),
-        )
-        stalled = None
-        fatal = None
+        proc = subprocess.Popen([sys.executable, "-m", "slimdeploy.bench.worker"], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=stderr, env=env)
+        stalled = fatal = None
         done = False
-        try:
-            proc.stdin.write(json.dumps(job).encode())
+        with contextlib.suppress(BrokenPipeError):
+            proc.stdin.write(json.dumps(job.to_json()).encode())
             proc.stdin.close()
-        except BrokenPipeError:
-            pass
         try:
             selector = selectors.DefaultSelector()
             selector.register(proc.stdout, selectors.EVENT_READ)
@@ -87,16 +71,12 @@ def run_worker(job: dict, on_event, stall_timeout: float, threads: int) -> Worke
                 buffer += chunk
                 *lines, buffer = buffer.split(b"\n")
                 for line in lines:
-                    if not line.strip():
-                        continue
                     try:
                         event = json.loads(line)
                     except ValueError:
-                        continue  # not ours; the protocol stream is private, so this is rare
-                    if event.get("event") == "done":
-                        done = True
-                    elif event.get("event") == "fatal":
-                        fatal = event.get("error")
+                        continue  # a blank line, or not ours (the protocol stream is private, so this is rare)
+                    done = done or event.get("event") == "done"
+                    fatal = event.get("error") if event.get("event") == "fatal" else fatal
                     on_event(event)
             selector.close()
             code = proc.wait()
@@ -107,22 +87,19 @@ def run_worker(job: dict, on_event, stall_timeout: float, threads: int) -> Worke
         finally:
             proc.stdout.close()
         if done and code == 0:
-            return WorkerExit(True, None)
+            return None
         stderr.seek(0)
         tail = stderr.read()[-4000:].decode("utf-8", "replace")
-        message = _describe_exit(job["runtime"], code, tail, stalled)
-        if fatal:
-            message = f"{job['runtime']} worker failed: {fatal}"
-        return WorkerExit(False, message)
+        return f"{job.runtime} worker failed: {fatal}" if fatal else _describe_exit(job.runtime, code, tail, stalled)
 
 
 @dataclass
 class WorkerWatch:
-    """What one worker has told the parent so far: the group it is in, the cell it is loading
-    (None once it measures), the cells it reported. Called with each event of the worker."""
+    """Called with each event of one worker: the group it is in, the cell it is loading (None once it
+    measures), the cells it reported."""
 
     job: JobSpec
-    on_cell: Callable[[str, dict], None]
+    on_cell: Callable[[str, CellReport], None]
     on_event: Callable[[dict], None] | None = None
     group: int | None = None
     loading: str | None = None
@@ -138,10 +115,10 @@ class WorkerWatch:
         elif kind == "measuring":
             self.loading = None
         elif kind == "cell":
-            record = event["cell"]
-            self.reported.add(record["id"])
+            report = CellReport.from_json(event["cell"])
+            self.reported.add(report.id)
             self.loading = None
-            self.on_cell(record["id"], record)
+            self.on_cell(report.id, report)
         if self.on_event is not None:
             self.on_event({**event, "runtime": self.job.runtime, "threads": self.job.threads})
 
@@ -149,49 +126,43 @@ class WorkerWatch:
         return [c for c in cells if c.id not in self.reported]
 
 
-def run_job(job: JobSpec, job_fields: dict, on_cell, on_event=None, stall_timeout: float = 300.0) -> None:
-    """Measure every group of ``job``; ``on_cell(cell_id, record)`` gets each finished cell,
-    error cells included. Returns when every cell has been reported."""
-    groups = [GroupSpec(g.runtime, g.batch, g.threads, g.mode, g.settings, list(g.cells)) for g in job.groups]
+def run_job(job: JobSpec, on_cell, on_event=None, stall_timeout: float = 300.0) -> None:
+    """Measure every group of ``job``; ``on_cell(cell_id, report)`` gets each finished cell, error
+    cells included. Returns when every cell has been reported."""
+    groups = list(job.groups)
     broken: dict[str, str] = {}  # model -> why it is not run again
     while groups:
         groups = _without_broken_models(groups, broken, on_cell)
         if not groups:
             return
         watch = WorkerWatch(job, on_cell, on_event)
-        spec = {**job_fields, "runtime": job.runtime, "threads": job.threads, "mode": job.mode,
-                "options": job.settings, "groups": [g.to_job() for g in groups]}
-        outcome = run_worker(spec, watch, stall_timeout, job.threads)
-        if outcome.clean:
-            for cell in watch.unreported(c for g in groups for c in g.cells):
-                # should not happen; never leave a cell unreported
-                on_cell(cell.id, {"status": "error", "error": f"{job.runtime} worker did not report this cell"})
+        failure = run_worker(job.replace(groups=groups), watch, stall_timeout)
+        if failure is None:
+            for cell in watch.unreported(c for g in groups for c in g.cells):  # should not happen; never leave one
+                on_cell(cell.id, CellReport(error=f"{job.runtime} worker did not report this cell"))
             return
-        groups = _after_crash(job, groups, watch, outcome.message, broken, on_cell)
+        groups = _after_crash(job, groups, watch, failure, broken, on_cell)
 
 
 def _without_broken_models(groups: list, broken: dict, on_cell) -> list:
     """Models that crashed a worker while loading are not tried again: their cells are errors."""
-    for group in groups:
-        for cell in [c for c in group.cells if c.model in broken]:
-            on_cell(cell.id, {"status": "error", "error": broken[cell.model]})
-        group.cells = [c for c in group.cells if c.model not in broken]
+    for cell in (c for group in groups for c in group.cells if c.model in broken):
+        on_cell(cell.id, CellReport(error=broken[cell.model]))
+    groups = [group.replace(cells=[c for c in group.cells if c.model not in broken]) for group in groups]
     return [g for g in groups if g.cells]
 
 
 def _after_crash(job: JobSpec, groups: list, watch: WorkerWatch, message: str, broken: dict, on_cell) -> list:
-    """The groups left to run after a worker died: a model it died loading is marked broken
-    and its cell an error; cells of a group it died measuring are errors."""
+    """The groups left to run after a worker died: a model it died loading is marked broken and its
+    cell an error; cells of a group it died measuring are errors."""
     current = watch.group if watch.group is not None else 0
     group = groups[current]
     if watch.loading is None:
         for cell in watch.unreported(group.cells):
-            on_cell(cell.id, {"status": "error", "error": f"{message} (while measuring batch {group.batch})"})
+            on_cell(cell.id, CellReport(error=f"{message} (while measuring batch {group.batch})"))
         return groups[current + 1:]
     culprit = next(c for c in group.cells if c.id == watch.loading)
-    on_cell(culprit.id, {"status": "error",
-                         "error": f"{message} (while loading {culprit.artifact_shown} at batch {culprit.batch})"})
+    on_cell(culprit.id, CellReport(error=f"{message} (while loading {culprit.artifact_shown} at batch {culprit.batch})"))
     broken[culprit.model] = f"not run: {culprit.artifact_shown} crashed the {job.runtime} worker earlier ({message})"
     # Retry this group (without the culprit) and the rest in a fresh worker.
-    group.cells = [c for c in watch.unreported(group.cells) if c.id != culprit.id]
-    return [group] + groups[current + 1:]
+    return [group.replace(cells=[c for c in watch.unreported(group.cells) if c.id != culprit.id])] + groups[current + 1:]

@@ -29,10 +29,6 @@ def _known_runtimes(names) -> str | None:
     return None
 
 
-def _builtin_runtimes() -> tuple[str, ...]:
-    return registry.builtin_names()
-
-
 def _positive_ints(option: str):
     def check(values) -> str | None:
         if not values:
@@ -41,10 +37,6 @@ def _positive_ints(option: str):
         return None if bad is None else f"{option}: expected positive integers, got {bad!r}"
 
     return check
-
-
-def _optional(check):
-    return lambda value: None if value is None else check(value)
 
 
 def _positive_int(option: str):
@@ -60,36 +52,22 @@ def _min_iters(value) -> str | None:
 
 
 def _seconds(option: str):
-    def check(value) -> str | None:
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
-            return f"{option}: must be a non-negative number of seconds, not {value!r}"
-        return None
-
-    return check
+    return lambda value: (None if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0
+                          else f"{option}: must be a non-negative number of seconds, not {value!r}")
 
 
 def _one_of(option: str, choices: tuple):
     return lambda value: None if value in choices else f"{option}: must be one of {', '.join(choices)}, not {value!r}"
 
 
-def _model_name(value) -> str | None:
-    return None if value is None or (isinstance(value, str) and value) else "--baseline-model: must be a model name"
-
-
 def _value_range(value) -> str | None:
-    if value is None or _is_value_range(value):
+    """None for ``[LOW, HIGH)``: two finite numbers, LOW below HIGH."""
+    if value is None or (isinstance(value, (list, tuple)) and len(value) == 2
+                         and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                                 for v in value) and value[0] < value[1]):
         return None
     shown = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else repr(value)
     return f"--input-range: expected LOW,HIGH: two finite numbers, LOW below HIGH, got {shown}"
-
-
-def _is_value_range(value: Any) -> bool:
-    """``[LOW, HIGH)``: two finite numbers, LOW below HIGH."""
-    if not isinstance(value, (list, tuple)) or len(value) != 2:
-        return False
-    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value):
-        return False
-    return value[0] < value[1]
 
 
 def _rule(ok, message: str):
@@ -99,10 +77,8 @@ def _rule(ok, message: str):
 
 @dataclass(frozen=True)
 class BenchSettings(Settings):
-    # Which runtimes to try; unavailable ones are listed with their reason, never a crash.
-    # Default: every built-in runtime (runtimes.registry.BUILTIN), in its order.
     runtimes: tuple[str, ...] = setting(
-        default_factory=_builtin_runtimes, flag="--runtime", parse=name_list, metavar="LIST",
+        default_factory=registry.builtin_names, flag="--runtime", parse=name_list, metavar="LIST",
         help="comma-separated runtimes; unavailable ones are listed with the reason", check=_known_runtimes)
     batches: tuple[int, ...] = setting((1, 64, 256), flag="--batch", parse=int_list, metavar="LIST",
                                        help="batch sizes", check=_positive_ints("--batch"))
@@ -111,61 +87,36 @@ class BenchSettings(Settings):
     mode: str = setting("latency", flag="--mode", choices=MODES, check=_one_of("--mode", MODES),
                         help="latency: one request at a time; throughput: OpenVINO THROUGHPUT hint with an async "
                              "request queue (other runtimes run their synchronous loop)")
-    # Each model in a cell is called at least min_iters times AND for min_time seconds
-    # (optimum-benchmark uses both minimums), unless max_iters calls come first: at
-    # sub-0.1 ms calls, 2 s would be 20000+ samples per cell, which only bloats bench.json
-    # and the bootstrap. 0 means no cap.
     min_iters: int = setting(200, flag="--min-iters", parse=positive_int, check=_min_iters,
                              help="at least this many timed calls per cell, over all --processes")
     min_time: float = setting(2.0, flag="--min-time", parse=non_negative_float, check=_seconds("--min-time"),
                               help="and at least this many seconds per cell, over all --processes")
     max_iters: int = setting(20000, flag="--max-iters", parse=non_negative_int, check=_non_negative_int("--max-iters"),
                              help="stop a cell at this many calls even before --min-time; 0: no cap")
-    # Warm-up before measuring: at least this many calls and this many seconds.
     warmup_iters: int = setting(20, flag="--warmup", parse=non_negative_int, metavar="WARMUP",
                                 check=_non_negative_int("--warmup"), help="warm-up calls per cell before timing")
     warmup_time: float = setting(0.2, check=_seconds("warmup_time"))
-    # Interleaving: models of one cell group take turns in blocks of at least block_calls
-    # calls and block_time seconds, so machine drift hits baseline and pruned alike. Short
-    # blocks (2 ms: ~100 calls at batch 1, 3 calls at batch 256) gave steadier ratios under
-    # load than 20 ms blocks on the 2-core test machine; the cost is one cache refill per block.
+    # Interleaving: the models of a group take turns in blocks of at least block_calls calls and
+    # block_time seconds (short blocks gave steadier ratios under load), after block_warmup untimed calls.
     block_calls: int = setting(3, check=_non_negative_int("block_calls"))
     block_time: float = setting(0.002, check=_seconds("block_time"))
-    # Untimed calls at the start of every block (cache refill, thread wake-up after a switch).
     block_warmup: int = setting(2, check=_non_negative_int("block_warmup"))
-    # Sessions opened per model and rotated per round: identical sessions differ by up to
-    # +-7% at batch 1 (memory layout); 4 rotated instances kept A/A ratios within +-2.5%.
     instances: int = setting(4, flag="--instances", parse=positive_int, check=_positive_int("--instances"),
                              help="sessions opened per model and rotated per round, so one session's memory-layout "
                                   "luck (several %% at batch 1) is not taken for a model's speed")
-    # Worker processes per runtime, one after another, each measuring its share of
-    # min_iters/min_time/max_iters (pyperf's --processes). A process fixes things for all its
-    # rounds (where code and weights landed in memory): identical models measured in one
-    # process gave ratios from 0.94 to 1.06, each with an interval that excluded the others.
-    # The verdict's interval resamples processes, so it carries that spread -- only as well as a
-    # few processes can show it: with 2, both often agree by chance and the interval misses the
-    # spread. Three back-to-back benches of the article's fp32 and INT8 variants (54 comparisons)
-    # gave 6 comparisons different verdicts with 2 processes, 0, 1 and 0 in three triples with 4
-    # (the 1: an estimate of 0.92/0.95/0.94, on the threshold); 4 cost 35% more bench time.
     processes: int = setting(4, flag="--processes", parse=positive_int, check=_positive_int("--processes"),
                              help="worker processes per runtime, each measuring its share of --min-iters and "
                                   "--min-time; the verdict's interval resamples them, so what one process fixes "
                                   "(memory layout) is not taken for a model's speed")
-    # The model the others are compared with. None: "dense" where there is one (a run
-    # directory), else the first model given (``bench a.onnx b.onnx``: a).
-    baseline_model: str | None = setting(None, flag="--baseline-model", check=_model_name,
-                                         help="the model the others are compared with",
-                                         shown="dense, else the first SOURCE given")
-    # Only these models (None: all found in the sources).
+    baseline_model: str | None = setting(
+        None, flag="--baseline-model", help="the model the others are compared with",
+        check=_rule(lambda v: v is None or (isinstance(v, str) and v), "--baseline-model: must be a model name"),
+        shown="dense, else the first SOURCE given")
     models: tuple[str, ...] | None = setting(None, flag="--models", parse=name_list, metavar="LIST",
                                              help="only these models", shown="all found")
-    # Non-batch input dimensions every artifact must take (None: from the run's recipe or
-    # the artifacts themselves).
     input_shape: tuple[int, ...] | None = setting(
-        None, flag="--input-shape", parse=int_list, metavar="DIMS", check=_optional(_positive_ints("--input-shape")),
-        help="input dimensions without the batch, e.g. 28,28", shown="the run's recipe or the artifacts")
-    # Value range [LOW, HIGH) of the generated inputs (integer ids or floats); None: from
-    # the model (an embedding's size for integer ids), else [0, 1) for floats.
+        None, flag="--input-shape", parse=int_list, metavar="DIMS", help="input dimensions without the batch, e.g. 28,28",
+        check=lambda v: None if v is None else _positive_ints("--input-shape")(v), shown="the run's recipe or the artifacts")
     input_range: tuple[float, float] | None = setting(
         None, flag="--input-range", parse=number_pair, metavar="LOW,HIGH", check=_value_range,
         help="value range of the generated inputs: integer inputs get ids in [LOW, HIGH), floats uniform values in it",
@@ -174,45 +125,30 @@ class BenchSettings(Settings):
     ort_graph_optimization: str = setting("all", flag="--ort-opt", choices=ORT_OPT_LEVELS,
                                           check=_one_of("--ort-opt", ORT_OPT_LEVELS),
                                           help="ONNX Runtime graph optimization level")
-    # OpenVINO's compute precision (INFERENCE_PRECISION_HINT), not the weights' precision
-    # (that is export's --precision). ``slimdeploy bench --precision`` still sets it, with a notice.
     openvino_precision: str = setting("f32", flag="--inference-precision", choices=OPENVINO_PRECISIONS,
-                                      # Today's message, which names the old spelling.
-                                      check=_one_of("--precision", OPENVINO_PRECISIONS),
+                                      check=_one_of("--precision", OPENVINO_PRECISIONS),  # names the old spelling
                                       help="OpenVINO's compute precision (INFERENCE_PRECISION_HINT), set explicitly "
                                            "and recorded")
-    # OpenVINO's sparse int8 weights (CPU_SPARSE_WEIGHTS_DECOMPRESSION_RATE), which only Intel
-    # CPUs with AMX pack: an extra OpenVINO-only model "<m>-int8-sparse" per int8 variant of a
-    # model with zeros. auto: where the CPU reports AMX; on: anyway (the plugin then runs its
-    # dense kernels, which the recorded kernels show).
     sparse_int8: str = setting("auto", flag="--sparse-int8", choices=SPARSE_INT8,
                                check=_one_of("--sparse-int8", SPARSE_INT8),
                                help="also bench each int8 variant of a model with zeros on OpenVINO with sparse int8 "
                                     "weights (<model>-int8-sparse); auto: where the CPU has AMX")
-    # --crosscheck: run OpenVINO's benchmark_app on the same IR, shape and threads,
-    # alternating with slimdeploy in runs of this many (whole) seconds.
     crosscheck: bool = setting(False, flag="--crosscheck", switch=True,
                                help="also run OpenVINO's benchmark_app on each OpenVINO cell and record its median")
     crosscheck_time: float = setting(1.0, flag="--crosscheck-time", parse=non_negative_float,
                                      check=_seconds("--crosscheck-time"),
                                      help="whole seconds per run: slimdeploy and benchmark_app alternate, 5 to 10 "
                                           "runs each per cell")
-    # --profile: after each cell is measured, one separate profiled pass (a fresh profiled
-    # session, a few calls) records where the time goes per layer; it never feeds the latency
-    # figures. ``slimdeploy run`` turns it on.
     profile: bool = setting(False, flag="--profile", switch=True,
                             help="after measuring each cell, profile it per layer in a separate pass (OpenVINO "
                                  "PERF_COUNT, ONNX Runtime's profiler): time per op type and the kernel names, for "
                                  "the report's time split")
-    # Verdicts (stats.verdict): "faster" when the speedup is above 1 + threshold and the whole
-    # bootstrap interval above 1.0.
     threshold: float = setting(0.05, check=_rule(lambda v: isinstance(v, (int, float)) and 0 <= v < 1,
                                                   "threshold: must be in [0, 1)"))
     confidence: float = setting(0.95, check=_rule(lambda v: isinstance(v, (int, float)) and 0 < v < 1,
                                                    "confidence: must be in (0, 1)"))
     bootstrap_resamples: int = setting(2000, check=_rule(lambda v: is_int(v) and v >= 100,
                                                           "bootstrap_resamples: must be an integer >= 100"))
-    # Seeds the input data and the bootstrap.
     seed: int = setting(0, flag="--seed", parse=non_negative_int, help="seed for the input data and the bootstrap",
                         check=_rule(lambda v: is_int(v) and v >= 0, "--seed: must be a non-negative integer"))
     # A worker that reports nothing for this long is killed; its cell becomes an error.
@@ -220,20 +156,15 @@ class BenchSettings(Settings):
                                                        "stall_timeout: must be a positive number of seconds"))
 
     @classmethod
-    def from_dict(cls, raw: Any, source: str = "bench settings") -> "BenchSettings":
-        """Settings from a TOML table (``slimdeploy run``): unknown keys are refused."""
+    def from_dict(cls, raw: Any, source: str = "bench settings") -> BenchSettings:
         return super().from_dict(raw, source)
 
     def check_together(self) -> None:
         if self.max_iters and self.max_iters < self.min_iters:
             raise UserError(f"--max-iters: must be 0 (no cap) or at least --min-iters ({self.min_iters})")
 
-    def normalized(self) -> "BenchSettings":
+    def normalized(self) -> BenchSettings:
         """Lists (a TOML table, the command line) become the tuples the fields declare."""
         changes = {name: tuple(getattr(self, name)) for name in ("models", "input_shape", "input_range")
                    if isinstance(getattr(self, name), list)}
         return dataclasses.replace(self, **changes) if changes else self
-
-    def runtime_options(self, runtime: str) -> dict:
-        """The settings that distinguish a cell of this runtime (part of the cell id)."""
-        return registry.runtime_options(runtime, self)

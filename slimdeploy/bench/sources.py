@@ -1,27 +1,26 @@
-"""SOURCE arguments -> the models to benchmark and each model's artifact files.
-
-A source is a run directory (its ``exports/export.json`` lists the valid artifacts of every
-target: ONNX, OpenVINO, TensorRT, LiteRT, and its Keras models are what TensorFlow runs) or an
-artifact file (any suffix a registered runtime runs: ``.onnx``, ``.xml``, ``.keras``, ``.engine``,
-``.tflite``...; the model's name is the file stem).
+"""SOURCE arguments -> the models to benchmark and each model's artifact files. A source is a run
+directory (the valid artifacts its ``exports/export.json`` lists, and its Keras models) or an artifact
+file of any suffix a registered runtime runs (the model's name is the file stem).
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from slimdeploy import fsutil
 from slimdeploy.bench.artifacts import ArtifactInfo, inspect_artifact, known_suffixes
 from slimdeploy.errors import UserError
+from slimdeploy.export.registry import get_target, names as export_targets, verifying_runtime
 from slimdeploy.prune.ticket import ticket_entry
 from slimdeploy.records.base import ABSENT
-from slimdeploy.records.export import ExportManifest
+from slimdeploy.records.bench import BenchModel, SparseInt8
+from slimdeploy.records.export import Artifact
 from slimdeploy.records.lottery import LotteryRecord
 from slimdeploy.records.run import DenseMetrics
 from slimdeploy.rundir import MODES, ExportDir, RunDir, aligned_model_name
 from slimdeploy.runtimes.openvino import SPARSE_RATE_OPTION
-from slimdeploy.export.registry import verifying_runtime
 from slimdeploy.runtimes.registry import names as runtime_names, pick_artifact
 
 INFO_KEYS = ("params", "nonzero_params", "flops", "nonzero_flops", "widths", "test_accuracy",
@@ -30,6 +29,7 @@ INFO_KEYS = ("params", "nonzero_params", "flops", "nonzero_flops", "widths", "te
 SPARSE_SUFFIX = "-sparse"
 SPARSE_RATE_KEY = "sparse_weights_decompression_rate"  # in a twin's models info
 ARTIFACT_SHA256_KEY = "artifact_sha256"  # in a model's info: {runtime: sha256 of the artifact it runs}
+RUNTIME_ACCURACY_KEY = "runtime_test_accuracy"  # in a model's info: {runtime: its test accuracy}
 
 
 @dataclass
@@ -38,11 +38,16 @@ class ModelSource:
     # suffix -> artifact path
     artifacts: dict = field(default_factory=dict)
     inspected: dict = field(default_factory=dict)  # suffix -> ArtifactInfo
+    # The model's facts being gathered (bench.json's models entry, keys in the order found).
     info: dict = field(default_factory=dict)
     # Only these runtimes run it (None: every runtime that reads one of its artifacts).
     runtimes: tuple | None = None
     # Options its sessions get on top of the group's (e.g. OpenVINO's sparse weights rate).
     session_options: dict = field(default_factory=dict)
+
+    @property
+    def facts(self) -> BenchModel:
+        return BenchModel.from_json(self.info)
 
     def add(self, path: Path, origin: str) -> None:
         suffix = path.suffix
@@ -59,8 +64,7 @@ class Sources:
     # Non-batch input dims the run's recipe declares (None: not known).
     recipe_input_shape: tuple | None = None
     notes: list = field(default_factory=list)
-    # bench.json's ``sparse_int8``: whether sparse int8 twins are benched, and why (not).
-    sparse_int8: dict | None = None
+    sparse_int8: SparseInt8 | None = None
 
     @property
     def sparse_twins(self) -> list[str]:
@@ -105,8 +109,9 @@ def resolve_sources(sources, model_filter=None, sparse_rate: float | None = None
         else:
             if path.suffix not in known_suffixes():
                 raise UserError(f"source {path}: unsupported file type (give a run directory or {', '.join(known_suffixes())})")
-            if path.suffix == ".xml" and not path.with_suffix(".bin").is_file():
-                raise UserError(f"source {path}: its weights file {path.with_suffix('.bin').name} is missing")
+            missing = [p for p in artifact_files(path)[1:] if not p.is_file()]
+            if missing:
+                raise UserError(f"source {path}: its weights file {missing[0].name} is missing")
             models.setdefault(path.stem, ModelSource(path.stem)).add(path, str(path))
     if model_filter:
         unknown = [m for m in model_filter if m not in models]
@@ -114,7 +119,7 @@ def resolve_sources(sources, model_filter=None, sparse_rate: float | None = None
             raise UserError(f"--models: no model named {', '.join(unknown)} in the sources (found: {', '.join(models) or 'none'})")
         models = {name: model for name, model in models.items() if name in model_filter}  # order: as given
     if sparse_rate is not None:  # after --models: a sparse twin comes with its int8 variant
-        add_sparse_twins(models, sparse_rate)
+        models = add_sparse_twins(models, sparse_rate)
     if not models:
         raise UserError(f"no models found in {', '.join(map(str, sources))} (a run directory needs exports/export.json "
                         "or Keras models; run `slimdeploy export` first)")
@@ -136,11 +141,8 @@ def artifact_hashes(model: ModelSource, cache: dict | None = None, runtimes=None
     cache = {} if cache is None else cache
     hashes = {}
     for runtime in runtime_names():
-        if model.runtimes is not None and runtime not in model.runtimes:
-            continue
-        if runtimes is not None and runtime not in runtimes:
-            continue
-        artifact = pick_artifact(runtime, model.artifacts.values())
+        wanted = (model.runtimes is None or runtime in model.runtimes) and (runtimes is None or runtime in runtimes)
+        artifact = pick_artifact(runtime, model.artifacts.values()) if wanted else None
         if artifact is not None:
             if artifact not in cache:
                 cache[artifact] = artifact_sha256(artifact)
@@ -148,27 +150,37 @@ def artifact_hashes(model: ModelSource, cache: dict | None = None, runtimes=None
     return hashes
 
 
-def artifact_sha256(path: Path) -> str:
-    """A one-file artifact's sha256 (as export.json's ``file_sha256`` of it); an OpenVINO IR's
-    graph (.xml) says nothing of its weights (.bin), so the IR's is the sha256 of a
-    `sha256sum` listing of both files. Always hashed from the files measured, never taken from
-    export.json: a file replaced after export must not pass for the model exported."""
-    if path.suffix != ".xml":
-        return fsutil.file_sha256(path)
-    import hashlib
+def artifact_files(path: Path) -> list[Path]:
+    """An artifact's files, primary first: those its export target writes (an IR: .xml and .bin)."""
+    target = next((t for t in map(get_target, export_targets()) if t.suffixes[:1] == (path.suffix,)), None)
+    return target.files(path.parent, path.stem) if target is not None else [path]
 
-    listing = "".join(f"{fsutil.file_sha256(p)}  {p.name}\n" for p in (path, path.with_suffix(".bin")))
+
+def artifact_sha256(path: Path) -> str:
+    """A one-file artifact's sha256 (as export.json's ``file_sha256`` of it); an artifact of several
+    files (an IR's graph says nothing of its weights) is the sha256 of a `sha256sum` listing of them.
+    Hashed from the files measured, never taken from export.json: a file replaced after export must
+    not pass for the model exported."""
+    files = artifact_files(path)
+    if len(files) == 1:
+        return fsutil.file_sha256(path)
+    listing = "".join(f"{fsutil.file_sha256(p)}  {p.name}\n" for p in files)
     return hashlib.sha256(listing.encode()).hexdigest()
 
 
 def _add_export(export_json: Path, models: dict, notes: list, keras_sources: dict, base: Path) -> bool:
     """The valid artifacts an ``export.json`` lists; whether it listed any. ``keras_sources``
-    collects each model's Keras file, read relative to ``base``."""
-    manifest = ExportManifest.load(export_json, "export manifest")
+    collects each model's Keras file, read relative to ``base``. Any file with an ``artifacts`` list
+    is read (files before schema versions too); each entry becomes a record once it is known to
+    name its model and path."""
+    raw = fsutil.read_json(export_json, "export manifest")
+    if not isinstance(raw, dict) or not isinstance(raw.get("artifacts"), list):
+        raise UserError(f"{export_json} is not a slimdeploy export manifest (no 'artifacts' list)")
     found_any = False
-    for entry in manifest.artifacts:
-        if entry.model is None or entry.path is None and entry.valid:
+    for raw_entry in raw["artifacts"]:
+        if not isinstance(raw_entry, dict) or "model" not in raw_entry or "path" not in raw_entry:
             raise UserError(f"{export_json}: every artifact needs 'model' and 'path'")
+        entry = Artifact.from_json(raw_entry, export_json)
         name = str(entry.model)
         # A variant's source is the float model it was quantized from: TensorFlow would run
         # that fp32 file under the variant's name, so a variant never gets a Keras source.
@@ -189,7 +201,7 @@ def _add_export(export_json: Path, models: dict, notes: list, keras_sources: dic
         runtime = verifying_runtime(entry.target)
         if runtime is not None and entry.test_accuracy is not None:
             # An int8 variant's test score differs per runtime: each artifact's own, by the runtime that runs it.
-            model.info.setdefault("runtime_test_accuracy", {}).setdefault(runtime, entry.test_accuracy)
+            model.info.setdefault(RUNTIME_ACCURACY_KEY, {}).setdefault(runtime, entry.test_accuracy)
         found_any = True
     return found_any
 
@@ -199,40 +211,35 @@ def _add_export(export_json: Path, models: dict, notes: list, keras_sources: dic
 MIN_ZERO_FRACTION = 0.05
 
 
-def _has_zeros(info: dict) -> bool:
-    params, nonzero = info.get("params"), info.get("nonzero_params")
+def _has_zeros(params, nonzero) -> bool:
     if not isinstance(params, int) or not isinstance(nonzero, int) or params <= 0:
         return False
     return 1 - nonzero / params >= MIN_ZERO_FRACTION
 
 
-def add_sparse_twins(models: dict, rate: float) -> list[str]:
+def add_sparse_twins(models: dict, rate: float) -> dict:
     """For each int8 variant whose float model has zeros, ``<variant>-sparse``: the same file,
     run by OpenVINO only, whose CPU plugin packs int8 weights sparser than ``rate`` (AMX).
     Added right after its variant, so tables show them side by side."""
     twins = {}
     for name, model in models.items():
-        info = model.info
-        if info.get("precision") != "int8" or not info.get("variant_of"):
+        facts = model.facts
+        if facts.precision != "int8" or not facts.variant_of:
             continue
-        counts = {**(models[info["variant_of"]].info if info["variant_of"] in models else {}), **info}
-        if not _has_zeros(counts):
+        source = models[facts.variant_of].facts if facts.variant_of in models else BenchModel()
+        # The variant's own counts where it has them, else its float model's.
+        params = facts.params if facts.params is not ABSENT else source.params
+        nonzero = facts.nonzero_params if facts.nonzero_params is not ABSENT else source.nonzero_params
+        if not _has_zeros(params, nonzero):
             continue  # a sparse kernel would have nothing to skip
         twin = ModelSource(name + SPARSE_SUFFIX, artifacts=dict(model.artifacts), runtimes=("openvino",),
                            session_options={SPARSE_RATE_OPTION: rate})
-        twin.info.update({**info, "variant_of": name, SPARSE_RATE_KEY: rate})
-        twin.info.pop("runtime_test_accuracy", None)
-        if "openvino" in info.get("runtime_test_accuracy", {}):
-            twin.info["runtime_test_accuracy"] = {"openvino": info["runtime_test_accuracy"]["openvino"]}
+        twin.info.update({**model.info, "variant_of": name, SPARSE_RATE_KEY: rate})
+        accuracy = twin.info.pop(RUNTIME_ACCURACY_KEY, None) or {}
+        if any(runtime in twin.runtimes for runtime in accuracy):  # only its runtimes' scores, written last
+            twin.info[RUNTIME_ACCURACY_KEY] = {r: score for r, score in accuracy.items() if r in twin.runtimes}
         twins[name] = twin
-    ordered = {}
-    for name, model in models.items():
-        ordered[name] = model
-        if name in twins:
-            ordered[twins[name].name] = twins[name]
-    models.clear()
-    models.update(ordered)
-    return [twin.name for twin in twins.values()]
+    return {m.name: m for model in models.values() for m in (model, twins.get(model.name)) if m is not None}
 
 
 def run_keras_models(run: RunDir) -> dict[str, Path]:
@@ -265,28 +272,25 @@ def _add_run_dir(run_dir: Path, models: dict, notes: list) -> tuple | None:
     if not found_any:
         raise UserError(f"run directory {run_dir} has no exports/export.json and no Keras models "
                         f"(run `slimdeploy train`, `prune` and `export` first)")
+    # The test score and widths from the run's own records, where export.json lacks them.
     metrics = DenseMetrics.load(run.dense_metrics) if run.dense_metrics.is_file() else DenseMetrics()
-    _add_run_metrics(run, models, metrics)
-    shape = (metrics.recipe or {}).get("input_shape")
-    return tuple(shape) if isinstance(shape, list) else None
-
-
-def _add_run_metrics(run: RunDir, models: dict, dense: DenseMetrics) -> None:
-    """The test score (``test_accuracy``) and widths from the run's own records, where export.json lacks them."""
     if "dense" in models:
-        _fill(models["dense"].info, dense, ("test_accuracy", "params", "flops", "widths"))
+        _fill(models["dense"].info, metrics, ("test_accuracy", "params", "flops", "widths"))
     for mode in MODES:
         lottery = run.mode(mode).lottery
         if mode in models and lottery.is_file():
             # Counts come from the artifacts themselves (several seeds' rounds are averaged here).
             _fill(models[mode].info, ticket_entry(LotteryRecord.load(lottery)),
                   ("test_accuracy", "widths", "weights_remaining"))
+    shape = (metrics.recipe or {}).get("input_shape")
+    return tuple(shape) if isinstance(shape, list) else None
 
 
 def _fill(info: dict, record, keys) -> None:
-    """``info`` (a model's facts being gathered) takes each of ``keys`` the record has and it lacks."""
-    for key in keys:
-        value = getattr(record, key, None)
+    """``info`` (a model's facts being gathered) takes each of ``keys`` that ``record`` has (as a field,
+    or a key it does not model) and ``info`` lacks."""
+    for key in keys if record is not None else ():
+        value = getattr(record, key) if hasattr(record, key) else record.extra.get(key)
         if value is not None and value is not ABSENT:
             info.setdefault(key, value)
 

@@ -11,11 +11,9 @@ from __future__ import annotations
 import numpy as np
 
 from slimdeploy.records.base import ABSENT
-from slimdeploy.records.bench import Stability
+from slimdeploy.records.bench import VERDICTS, Stability
 
-FASTER = "faster"
-SLOWER = "slower"
-NO_DIFFERENCE = "no significant difference"
+FASTER, SLOWER, NO_DIFFERENCE = VERDICTS
 DEFAULT_THRESHOLD = 0.05
 # Round or process spread beyond which a cell is flagged unstable (per-call CV cannot say it:
 # microsecond calls are heavy-tailed); how it was chosen: docs/ARCHITECTURE.md, "Statistics".
@@ -26,34 +24,23 @@ BOOTSTRAP_CHUNK_ELEMENTS = 2_000_000
 
 
 def summarize(samples_ms, batch: int) -> dict:
+    """A cell's latency statistics, as bench.json writes them (``records.bench.Stats``)."""
     samples = np.asarray(samples_ms, dtype=float)
     if samples.size == 0:
         raise ValueError("no samples")
     p50, p90, p99 = np.percentile(samples, [50, 90, 99])
     mean = float(samples.mean())
     stdev = float(samples.std(ddof=1)) if samples.size > 1 else 0.0
-    return {
-        "p50_ms": float(p50),
-        "p90_ms": float(p90),
-        "p99_ms": float(p99),
-        "mean_ms": mean,
-        "stdev_ms": stdev,
-        "min_ms": float(samples.min()),
-        "max_ms": float(samples.max()),
-        "cv": stdev / mean if mean > 0 else 0.0,
-        "throughput_per_s": batch * 1000.0 / float(p50) if p50 > 0 else 0.0,
-        "n": int(samples.size),
-    }
+    return {"p50_ms": float(p50), "p90_ms": float(p90), "p99_ms": float(p99), "mean_ms": mean, "stdev_ms": stdev,
+            "min_ms": float(samples.min()), "max_ms": float(samples.max()), "cv": stdev / mean if mean > 0 else 0.0,
+            "throughput_per_s": batch * 1000.0 / float(p50) if p50 > 0 else 0.0, "n": int(samples.size)}
 
 
 def round_stability(samples_ms, block_sizes, processes=None, threshold: float = UNSTABLE_SPREAD) -> Stability:
-    """Whether a cell's interleaved rounds agree: the evidence behind its ``unstable`` flag.
-
-    Each round's median is one reading of the model's speed at that moment; they disagree when the
-    machine's speed changed during the cell. ``round_spread`` is (p90 - p10) / median of the round
-    medians; ``process_spread`` the slowest process's median of round medians over the fastest's,
-    minus 1 (None with fewer than two processes). One round has no spread: it is not judged.
-    """
+    """Whether a cell's interleaved rounds agree (the evidence behind its ``unstable`` flag): they
+    disagree when the machine's speed changed during the cell. ``round_spread``: (p90 - p10) / median
+    of the round medians; ``process_spread``: the slowest process's median of round medians over the
+    fastest's, minus 1 (None with fewer than two processes). One round is not judged."""
     rounds = len(block_sizes or [])
     stability = Stability(basis=STABILITY_BASIS, rounds=rounds, round_spread=None, process_spread=None,
                           threshold=threshold)
@@ -69,10 +56,13 @@ def round_stability(samples_ms, block_sizes, processes=None, threshold: float = 
 
 def _process_rounds(medians: np.ndarray, processes) -> list[np.ndarray]:
     """Round medians split by the worker process that measured them (all one process when unknown)."""
-    if not processes or sum(processes) != medians.size:
-        return [medians]
-    edges = np.cumsum([0, *processes])
-    return [medians[a:b] for a, b in zip(edges[:-1], edges[1:])]
+    return split_counts(medians, processes) if processes and sum(processes) == medians.size else [medians]
+
+
+def split_counts(values, counts) -> list:
+    """``values`` cut into consecutive parts of ``counts`` items."""
+    edges = np.cumsum([0, *counts])
+    return [values[a:b] for a, b in zip(edges[:-1], edges[1:])]
 
 
 def is_unstable(stability: Stability) -> bool:
@@ -91,10 +81,8 @@ def stability_words(stability: Stability) -> str:
 
 def speedup_interval(baseline_ms, candidate_ms, *, confidence: float = 0.95, resamples: int = 2000,
                      seed: int = 0) -> tuple[float, float, float]:
-    """Speedup = median(baseline) / median(candidate), with a percentile-bootstrap interval.
-
-    Each bootstrap replicate resamples both sets of raw latencies independently.
-    """
+    """Speedup = median(baseline) / median(candidate), with a percentile-bootstrap interval (each
+    replicate resamples both sets of raw latencies independently)."""
     baseline = np.asarray(baseline_ms, dtype=float)
     candidate = np.asarray(candidate_ms, dtype=float)
     if baseline.size == 0 or candidate.size == 0:
@@ -107,9 +95,8 @@ def speedup_interval(baseline_ms, candidate_ms, *, confidence: float = 0.95, res
 
 
 def _resampled_medians(samples: np.ndarray, resamples: int, rng: np.random.Generator) -> np.ndarray:
-    """The medians of ``resamples`` bootstrap resamples, drawn a slice of rows at a time: one
-    (resamples x samples) index array would take 320 MB at 20,000 samples. The generator yields
-    the same indices whether drawn at once or in slices, so the interval does not change."""
+    """The medians of ``resamples`` bootstrap resamples, drawn a slice of rows at a time (the same
+    indices as drawn at once) to bound the memory of the index array."""
     rows = max(1, BOOTSTRAP_CHUNK_ELEMENTS // samples.size)
     medians = []
     for start in range(0, resamples, rows):
@@ -119,17 +106,8 @@ def _resampled_medians(samples: np.ndarray, resamples: int, rng: np.random.Gener
 
 
 def verdict(speedup: float, low: float, high: float, threshold: float = DEFAULT_THRESHOLD) -> str:
-    """asv's rule: an effect beyond the threshold AND a significant one. ``faster`` when the
-    speedup exceeds ``1 + threshold`` and the whole interval lies above 1.0; ``slower`` when it is
-    below ``1 - threshold`` and the whole interval below 1.0; else no significant difference.
-
-    Why not "the whole interval beyond the threshold" (the former rule): it hangs the verdict on
-    the interval's far edge, which moves between runs more than the estimate does. In four
-    triples of back-to-back benches of the article's fp32 and INT8 variants (2-core test
-    machine, 54 comparisons each; docs/ARCHITECTURE.md, "Statistics"), the former rule on the
-    former (united) interval gave 8, 8, 10 and 6 comparisons different verdicts; this rule on
-    the paired estimate 0, 6, 1 and 0 (the 6 with 2 worker processes, the others with 4).
-    """
+    """asv's rule (see the module docstring); not "the whole interval beyond the threshold", which hangs
+    the verdict on the interval's far edge, which moves between runs more than the estimate does."""
     if speedup > 1.0 + threshold and low > 1.0:
         return FASTER
     if speedup < 1.0 - threshold and high < 1.0:
@@ -141,10 +119,9 @@ LEGACY_RULE, MEDIANS_RULE, PAIRED_RULE = "legacy", "medians", "paired"
 
 
 def rule_text(threshold: float = DEFAULT_THRESHOLD, basis: str = PAIRED_RULE) -> str:
-    """The speedup and verdict in words, for the report's comparisons table and the merged report
-    (``report.facts.rule_text`` picks the basis; ``bench --help`` says it in short). ``basis``:
-    ``paired`` (the cells' interleaved rounds), ``medians`` (cells without recorded rounds) or
-    ``legacy`` (a bench.json from before the paired estimate: its comparisons lack ``p50_speedup``)."""
+    """The speedup and verdict in words, for the report. ``basis``: ``paired`` (the cells' interleaved
+    rounds), ``medians`` (cells without recorded rounds) or ``legacy`` (a bench.json from before the
+    paired estimate: its comparisons lack ``p50_speedup``)."""
     if basis == LEGACY_RULE:
         return (f"Speedup is the baseline's median latency divided by the model's; this bench.json predates the "
                 f"paired estimate, and its verdicts were 'faster' only when the whole interval (per-call and round "
@@ -162,28 +139,18 @@ def rule_text(threshold: float = DEFAULT_THRESHOLD, basis: str = PAIRED_RULE) ->
 def split_blocks(samples_ms, block_sizes) -> list[np.ndarray]:
     """Raw samples -> one array per interleaved block (``block_sizes`` as the harness recorded)."""
     samples = np.asarray(samples_ms, dtype=float)
-    edges = np.cumsum([0, *block_sizes])
-    if edges[-1] != samples.size:
-        raise ValueError(f"block sizes add up to {edges[-1]}, not to the {samples.size} samples")
-    return [samples[a:b] for a, b in zip(edges[:-1], edges[1:])]
+    if sum(block_sizes) != samples.size:
+        raise ValueError(f"block sizes add up to {sum(block_sizes)}, not to the {samples.size} samples")
+    return split_counts(samples, block_sizes)
 
 
 def process_round_interval(processes, *, confidence: float = 0.95, resamples: int = 2000,
                            seed: int = 0) -> tuple[float, float, float, int]:
-    """Speedup from interleaved rounds measured in one or more worker processes: the median
-    over rounds of (baseline block median / candidate block median), with a two-level
-    bootstrap (processes, then rounds within each). Returns (speedup, low, high, rounds).
-
-    ``processes``: one (baseline_blocks, candidate_blocks) pair per worker process. Block k
-    of the baseline and block k of the candidate ran side by side in round k of the same
-    process, so a round's ratio cancels drift slower than a round, and resampling whole
-    rounds keeps the correlation of latencies within a burst of machine load
-    (``speedup_interval`` treats every call as independent, which on a busy machine gives
-    intervals narrower than the run-to-run spread). Resampling processes as well carries
-    what a process fixes for all its rounds (where code and weights landed in memory): for
-    identical models, one process alone gave ratios from 0.94 to 1.05 with intervals that
-    excluded 1.0.
-    """
+    """Speedup from interleaved rounds: the median over rounds of (baseline block median / candidate
+    block median), with a two-level bootstrap: processes (what a process fixes for all its rounds, e.g.
+    memory layout), then whole rounds within each (latencies within a burst of load are correlated).
+    ``processes``: one (baseline_blocks, candidate_blocks) pair per worker process. Returns (speedup,
+    low, high, rounds)."""
     ratios = []
     for baseline_blocks, candidate_blocks in processes:
         rounds = min(len(baseline_blocks), len(candidate_blocks))
@@ -206,8 +173,7 @@ def process_round_interval(processes, *, confidence: float = 0.95, resamples: in
 
 def _replicate_medians(within: list[np.ndarray], picks: np.ndarray) -> np.ndarray:
     """Replicate i's median over the processes ``picks[i]``, each with its resampled rounds
-    ``within[p][i]``. Processes with equally many rounds (the usual case) are gathered for all
-    replicates at once: the same values as one replicate at a time, without 2,000 calls."""
+    ``within[p][i]``; gathered for all replicates at once where the processes have equally many rounds."""
     replicates = np.arange(len(picks))
     if len({w.shape[1] for w in within}) == 1:
         gathered = np.stack(within)[picks, replicates[:, None]]  # (replicates, processes picked, rounds)

@@ -29,50 +29,33 @@ def verdict_table(results: BenchResults, width: int = 120) -> Table:
     title = "speedup = median over interleaved rounds of baseline / model, 95% interval; ideal = FLOP ratio; * unstable"
     if any(c.ideal_assumes for c in comparisons):
         title += "; int8: ideal assumes no INT8 speedup"
-    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1, 0, 0))
-    table.add_column("rt", no_wrap=True)
-    table.add_column("batch", justify="right", no_wrap=True)
-    if several_threads:
-        table.add_column("thr", justify="right", no_wrap=True)
-    table.add_column("model", no_wrap=True)
-    if several_baselines:
-        table.add_column("vs", no_wrap=True)
-    if show_p50:
-        table.add_column("base p50", justify="right", no_wrap=True)
-        table.add_column("p50", justify="right", no_wrap=True)
-    table.add_column("speedup", justify="right", no_wrap=True)
-    table.add_column("interval", justify="right", no_wrap=True)
-    table.add_column("ideal", justify="right", no_wrap=True)
-    table.add_column("eff.", justify="right", no_wrap=True)
-    table.add_column("verdict", no_wrap=True)
+    columns = ["rt", "batch:r", *(["thr:r"] if several_threads else []), "model", *(["vs"] if several_baselines else []),
+               *(["base p50:r", "p50:r"] if show_p50 else []), "speedup:r", "interval:r", "ideal:r", "eff.:r", "verdict"]
+    table = _table(title, columns)
     for c in comparisons:
-        verdict = VERDICT_SHORT.get(c.verdict, c.verdict)
-        row = [short_name(c.runtime), str(c.batch)]
-        if several_threads:
-            row.append(str(c.threads))
-        row.append(c.model + ("*" if c.unstable else ""))
-        if several_baselines:
-            row.append(c.baseline)
-        if show_p50:
-            row += [_ms(c.baseline_p50_ms), _ms(c.model_p50_ms)]
-        row += [
-            f"{c.speedup:.2f}x",
-            f"[{c.ci_low:.2f},{c.ci_high:.2f}]",
-            f"{c.ideal_speedup:.1f}x" if c.ideal_speedup else "–",
-            f"{c.efficiency:.0%}" if c.efficiency else "–",
-            f"[{VERDICT_STYLE.get(c.verdict, '')}]{verdict}[/]",
-        ]
-        table.add_row(*row)
+        table.add_row(short_name(c.runtime), str(c.batch), *([str(c.threads)] if several_threads else []),
+                      c.model + ("*" if c.unstable else ""), *([c.baseline] if several_baselines else []),
+                      *([_ms(c.baseline_p50_ms), _ms(c.model_p50_ms)] if show_p50 else []),
+                      f"{c.speedup:.2f}x", f"[{c.ci_low:.2f},{c.ci_high:.2f}]",
+                      f"{c.ideal_speedup:.1f}x" if c.ideal_speedup else "–",
+                      f"{c.efficiency:.0%}" if c.efficiency else "–",
+                      f"[{VERDICT_STYLE.get(c.verdict, '')}]{VERDICT_SHORT.get(c.verdict, c.verdict)}[/]")
+    return table
+
+
+def _table(title: str, columns: list[str]) -> Table:
+    """A table of ``columns`` ("name", or "name:r" right-justified)."""
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1, 0, 0))
+    for column in columns:
+        name, _, right = column.partition(":")
+        table.add_column(name, justify="right" if right else "left", no_wrap=True)
     return table
 
 
 def latency_table(results: BenchResults) -> Table:
     """Every measured cell's latency and throughput: the view when there is nothing to compare."""
-    table = Table(title="latency per call (p50, p90) and throughput; * unstable", title_justify="left",
-                  box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1, 0, 0))
-    for name, justify in (("rt", "left"), ("batch", "right"), ("thr", "right"), ("model", "left"),
-                          ("p50", "right"), ("p90", "right"), ("items/s", "right")):
-        table.add_column(name, justify=justify, no_wrap=True)
+    table = _table("latency per call (p50, p90) and throughput; * unstable",
+                   ["rt", "batch:r", "thr:r", "model", "p50:r", "p90:r", "items/s:r"])
     for c in results.cells:
         if c.ok:
             table.add_row(short_name(c.runtime), str(c.batch), str(c.threads), c.model + ("*" if c.unstable else ""),
@@ -100,9 +83,7 @@ def sparse_int8_lines(results: BenchResults) -> list[str]:
 
 def problem_lines(results: BenchResults) -> list[str]:
     lines = sparse_int8_lines(results)
-    for name, info in results.runtimes.items():
-        if not info.available:
-            lines.append(f"{name}: unavailable — {info.reason or None}")
+    lines += [f"{name}: unavailable — {info.reason or None}" for name, info in results.runtimes.items() if not info.available]
     unstable = [c for c in results.cells if c.ok and c.unstable]
     if unstable:
         lines.append(unstable_line(unstable))
@@ -127,12 +108,8 @@ def unstable_line(unstable: list[Cell]) -> str:
         worst = max(unstable, key=lambda c: c.stats.cv)
         return (f"{len(unstable)} cells unstable (by per-call cv, an older bench.json; worst {worst.id} cv "
                 f"{worst.stats.cv:.0%}): rerun on a quiet machine before trusting small differences")
-    worst = max(judged, key=_worst_spread)
+    worst = max(judged, key=lambda c: max(c.stability.round_spread or 0.0, c.stability.process_spread or 0.0))
     return (f"{len(unstable)} cells unstable (their interleaved rounds disagreed: round or process spread > "
             f"{worst.stability.threshold:.0%}; worst {worst.id} {stats.stability_words(worst.stability)}): "
             "the machine's speed changed while they ran; comparisons pair rounds so drift cancels, "
             "but rerun on a quiet machine before trusting their absolute latencies or small differences")
-
-
-def _worst_spread(cell: Cell) -> float:
-    return max(cell.stability.round_spread or 0.0, cell.stability.process_spread or 0.0)

@@ -1,11 +1,6 @@
-"""One runtime's worker process: ``python -m slimdeploy.bench.worker`` reads a JSON job on
-stdin and writes JSON lines (events) on stdout.
-
-Running each runtime in its own process keeps thread pools from competing and confines a
-crash: the parent records the cells this worker did not finish as errors and goes on.
-Library chatter is moved to stderr so stdout carries only events.
-
-Events: ready, group_start, model_loading, model_info, measuring, cell, done, fatal.
+"""One runtime's worker process (thread pools do not compete, a crash is confined): ``python -m
+slimdeploy.bench.worker`` reads a ``JobSpec`` (JSON) on stdin and writes JSON lines (events) on stdout:
+ready, group_start, model_loading, model_info, measuring, cell (a ``CellReport``), done, fatal.
 """
 
 from __future__ import annotations
@@ -16,26 +11,124 @@ import signal
 import sys
 import time
 import traceback
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from slimdeploy import interrupts
 from slimdeploy.bench.crosscheck import crosscheck_session
 from slimdeploy.bench.harness import MeasureParams, measure_alone, measure_interleaved, warm_up
-from slimdeploy.bench.inputs import group_range, make_input
 from slimdeploy.onnxsafety import CHECKED_OPTION
 from slimdeploy.quiet import quiet_environment
+from slimdeploy.records.base import ABSENT, Record
+from slimdeploy.records.bench import Crosscheck, InputInfo, Kernel, Profile
 from slimdeploy.runtimes.registry import can_crosscheck, open_session, plugin
 from slimdeploy.runtimes.session import INPUT_DIMS
 
 
-class Emitter:
-    def __init__(self, stream):
-        self.stream = stream
+@dataclass(frozen=True, kw_only=True)
+class CellSpec(Record):
+    """A cell to measure: (model, runtime, batch, threads, mode, settings) and the file that model runs."""
 
-    def __call__(self, event: str, **fields) -> None:
-        self.stream.write(json.dumps({"event": event, **fields}) + "\n")
-        self.stream.flush()
+    id: str
+    model: str
+    runtime: str
+    batch: int
+    threads: int
+    mode: str
+    settings: dict
+    artifact: str
+    artifact_shown: str  # as bench.json names it
+    # This model's own session options on top of the group's (not part of the cell id), e.g. a sparse int8 rate.
+    session_options: dict = field(default_factory=dict)
+    # What to ask the runtime after measuring, from a profiled copy: "layers" (--profile: the time per
+    # node and the kernels), "kernels" (int8 models: which kernel each weight layer ran), or None.
+    profile: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class GroupSpec(Record):
+    """The cells of all models at one batch (and its job's runtime, threads, mode, settings): measured interleaved."""
+
+    batch: int
+    cells: list[CellSpec] = field(default_factory=list)
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobSpec(Record):
+    """One worker's job (sent as JSON on its stdin): its groups, and what every group is measured with."""
+
+    runtime: str
+    threads: int
+    mode: str
+    settings: dict  # the runtime's cell settings
+    measure: MeasureParams
+    groups: list[GroupSpec] = field(default_factory=list)
+    seed: int = 0
+    input_ranges: dict = field(default_factory=dict)  # model -> [low, high) or None
+    input_range_from: str = "model"
+    crosscheck: bool = False
+    crosscheck_time: float = 1.0
+    input_dims: list | None = None  # how to run an artifact with dynamic dims; not a cell setting
+
+
+@dataclass(frozen=True, kw_only=True)
+class CellReport(Record):
+    """What a worker measured of one cell; ``results.finish_cell`` makes its bench.json cell."""
+
+    id: str = ""
+    status: str = "error"
+    error: str | None = None
+    load_seconds: float = ABSENT
+    input: InputInfo = ABSENT
+    first_inference_seconds: float = ABSENT
+    output_shape: list | None = ABSENT
+    applied_settings: dict = ABSENT
+    instances: int = ABSENT
+    load_rss_growth_mb: float = ABSENT
+    kernels: list[Kernel] = ABSENT
+    profile: Profile = ABSENT
+    profile_error: str = ABSENT
+    crosscheck: Crosscheck | None = ABSENT
+    samples_ms: list | None = ABSENT
+    engine_samples_ms: list | None = ABSENT
+    iterations: int = ABSENT
+    blocks: list | None = ABSENT
+    seconds: float = ABSENT
+    group_wall_seconds: float = ABSENT
+    parallelism: int = ABSENT
+    peak_rss_mb: float = ABSENT
+    processes: list = ABSENT  # blocks per worker process (``results.merge_records``)
+
+
+# The inputs fed: the model's own dtype, floats uniform in [0, 1) (timing does not depend on their values),
+# integer token ids below the size of the embedding table they index (or the runtime fails or reads one
+# row only): ``--input-range``, else the model's (``bench.artifacts``), else ``DEFAULT_INTEGER_RANGE``.
+FLOAT_RANGE = (0.0, 1.0)
+DEFAULT_INTEGER_RANGE = (0, 128)
+
+
+def group_range(ranges: list) -> tuple | None:
+    """The range every model of a group can take: the intersection of the known ones."""
+    known = [r for r in ranges if r is not None]
+    return (max(r[0] for r in known), min(r[1] for r in known)) if known else None
+
+
+def make_input(rng: np.random.Generator, shape: tuple, dtype, value_range: tuple | None,
+               range_from: str = "model") -> tuple[np.ndarray, InputInfo]:
+    """An array of ``shape`` and ``dtype``, values in [low, high), and how it was drawn (recorded in each cell)."""
+    dtype = np.dtype(dtype)
+    if value_range is None:
+        range_from = "default"
+    if np.issubdtype(dtype, np.integer):
+        low, high = value_range or DEFAULT_INTEGER_RANGE
+        low, high = int(np.ceil(low)), int(np.ceil(high))
+        array = rng.integers(low, max(high, low + 1), size=shape, dtype=dtype)
+    else:
+        low, high = value_range or FLOAT_RANGE
+        low, high = float(low), float(high)
+        array = (low + (high - low) * rng.random(shape, dtype=np.float64)).astype(dtype)
+    return array, InputInfo(dtype=dtype.name, low=low, high=high, range_from=range_from)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -43,140 +136,125 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[:400]}" if text else type(exc).__name__
 
 
-def run_job(job: dict, emit) -> None:
-    runtime, threads, mode = job["runtime"], int(job["threads"]), job["mode"]
-    options = job.get("options", {})
-    if job.get("input_dims"):  # how to run an artifact with dynamic dims; not a cell setting
-        options = {**options, INPUT_DIMS: job["input_dims"]}
-    params = MeasureParams.from_dict({**job["measure"], "mode": mode})
+def run_job(job: JobSpec, emit) -> None:
+    options = {**job.settings, INPUT_DIMS: job.input_dims} if job.input_dims else job.settings
+    params = job.measure
     described = set()
-    for group_index, group in enumerate(job["groups"]):
-        batch = int(group["batch"])
-        emit("group_start", group=group_index, batch=batch)
-        rng = np.random.default_rng(job.get("seed", 0) + batch)
-        ranges = job.get("input_ranges") or {}
-        value_range = group_range([ranges.get(cell["model"]) for cell in group["cells"]])
+    for index, group in enumerate(job.groups):
+        emit("group_start", group=index, batch=group.batch)
+        rng = np.random.default_rng(job.seed + group.batch)
+        value_range = group_range([job.input_ranges.get(cell.model) for cell in group.cells])
         data = drawn = None
-        sessions, records = {}, {}
-        for cell in group["cells"]:
-            emit("model_loading", group=group_index, id=cell["id"], model=cell["model"])
-            record = {"id": cell["id"], "status": "ok", "error": None, "artifact": cell["artifact"]}
-            cell_options = {**options, **cell.get("session_options", {})}  # the model's own on top of the group's
-            # The parent checked every artifact in full before starting this worker (bench.artifacts
-            # inspect_artifact): the timed load and its memory are the runtime's alone, as before those checks.
-            cell_options[CHECKED_OPTION] = True
+        sessions, reports = {}, {}
+        for cell in group.cells:
+            emit("model_loading", group=index, id=cell.id, model=cell.model)
+            report = CellReport(id=cell.id, status="ok")
+            # The parent checked every artifact in full (bench.artifacts): the timed load is the runtime's alone.
+            cell_options = {**options, **cell.session_options, CHECKED_OPTION: True}
             try:
                 peak_before = peak_rss_mb()
                 start = time.perf_counter()
-                session = open_session(runtime, cell["artifact"], batch, threads, cell_options, mode)
-                record["load_seconds"] = time.perf_counter() - start
+                session = open_session(job.runtime, cell.artifact, group.batch, job.threads, cell_options, job.mode)
+                report = report.replace(load_seconds=time.perf_counter() - start)
                 shape, dtype = tuple(session.input_shape()), session.input_dtype()
                 if data is None or data.shape != shape or data.dtype != dtype:
                     # The same input for every model of the group, in the range all of them take.
-                    data, drawn = make_input(rng, shape, dtype, value_range, job.get("input_range_from", "model"))
-                record["input"] = drawn
+                    data, drawn = make_input(rng, shape, dtype, value_range, job.input_range_from)
+                report = report.replace(input=drawn)
                 session.set_input(data)
                 start = time.perf_counter()
-                output = np.asarray(session.run_parallel() if mode == "throughput" else session.run())
-                record["first_inference_seconds"] = time.perf_counter() - start
-                record["output_shape"] = list(output.shape) if output.ndim else None
-                record["applied_settings"] = session.applied_settings()
-                if hasattr(session, "describe_model") and cell["model"] not in described:
-                    emit("model_info", model=cell["model"], info=session.describe_model())
-                    described.add(cell["model"])
+                output = np.asarray(session.run_parallel() if job.mode == "throughput" else session.run())
+                report = report.replace(first_inference_seconds=time.perf_counter() - start,
+                                        output_shape=list(output.shape) if output.ndim else None)
+                report = report.replace(applied_settings=session.applied_settings())
+                if cell.model not in described and (info := session.describe_model()) is not None:
+                    emit("model_info", model=cell.model, info=info)
+                    described.add(cell.model)
                 pool = [session]
-                # More instances of the same model, rotated per round (see harness).
-                for _ in range(params.instances - 1):
-                    extra = open_session(runtime, cell["artifact"], batch, threads, cell_options, mode)
+                for _ in range(params.instances - 1):  # rotated per round (see harness)
+                    extra = open_session(job.runtime, cell.artifact, group.batch, job.threads, cell_options, job.mode)
                     extra.set_input(data)
                     pool.append(extra)
-                record["instances"] = len(pool)
+                report = report.replace(instances=len(pool))
                 # The earlier models stay loaded, so the new peak is roughly this model's footprint.
                 peak_after = peak_rss_mb()
                 if peak_before is not None and peak_after is not None:  # None: no memory source (Windows)
-                    record["load_rss_growth_mb"] = round(peak_after - peak_before, 3)
-                sessions[cell["model"]] = pool
+                    report = report.replace(load_rss_growth_mb=round(peak_after - peak_before, 3))
+                sessions[cell.model] = pool
             except Exception as exc:  # a model that cannot load is an error cell, not a lost group
                 interrupts.reraise_if_interrupted(exc)
-                record.update(status="error", error=f"could not load or run: {_one_line(exc)}")
-                emit("cell", group=group_index, cell=record)
+                failed = report.replace(status="error", error=f"could not load or run: {_one_line(exc)}")
+                emit("cell", group=index, cell=failed.to_json())
                 continue
-            records[cell["model"]] = record
+            reports[cell.model] = report
         try:
-            emit("measuring", group=group_index, models=list(sessions))
-            for pool in sessions.values():
-                for session in pool:
-                    warm_up(session, params)
+            emit("measuring", group=index, models=list(sessions))
+            for session in (s for pool in sessions.values() for s in pool):
+                warm_up(session, params)
             wall = time.perf_counter()
             measured = measure_interleaved(sessions, params)
             wall = time.perf_counter() - wall
         except Exception as exc:
             interrupts.reraise_if_interrupted(exc)
-            for name, record in records.items():
-                record.update(status="error", error=f"failed while measuring: {_one_line(exc)}")
-                emit("cell", group=group_index, cell=record)
+            for report in reports.values():
+                failed = report.replace(status="error", error=f"failed while measuring: {_one_line(exc)}")
+                emit("cell", group=index, cell=failed.to_json())
             measured = None
         if measured is not None:
-            # Before the profiled copies open: the peak of loading and measuring this group.
-            peak = peak_rss_mb()
-            profiled = {cell["model"]: cell["profile"] for cell in group["cells"] if cell.get("profile")}
-            for name, record in records.items():
-                result = measured[name]
-                if name in profiled:  # after measuring, so the measured sessions stay unprofiled
-                    _add_profile(record, plugin(runtime), sessions[name][0], layers=profiled[name] == "layers")
-                if job.get("crosscheck") and can_crosscheck(runtime):
-                    try:
-                        record["crosscheck"] = crosscheck_session(
-                            sessions[name], record["artifact"], threads, options.get("precision", "f32"),
-                            float(job["crosscheck_time"]), measure_alone)
-                    except Exception as exc:  # the cell's own numbers still stand
-                        interrupts.reraise_if_interrupted(exc)
-                        record["crosscheck"] = {"tool": "benchmark_app", "status": "error", "error": _one_line(exc)}
-                    cross = record["crosscheck"]
-                    if cross.get("median_ms") and result.engine_ms:
-                        # The cell's own (interleaved) engine median against benchmark_app too.
-                        cross["cell_engine_median_ms"] = float(np.median(result.engine_ms))
-                        cross["cell_ratio"] = cross["cell_engine_median_ms"] / cross["median_ms"]
-                record.update(
+            peak = peak_rss_mb()  # before the profiled copies open: the peak of loading and measuring this group
+            for cell in (c for c in group.cells if c.model in reports):
+                report, result = reports[cell.model], measured[cell.model]
+                if cell.profile:  # after measuring, so the measured sessions stay unprofiled
+                    report = _add_profile(report, plugin(job.runtime), sessions[cell.model][0],
+                                          layers=cell.profile == "layers")
+                if job.crosscheck and can_crosscheck(job.runtime):
+                    report = report.replace(crosscheck=_crosscheck(sessions[cell.model], cell.artifact, job, options,
+                                                                   result.engine_ms))
+                report = report.replace(
                     samples_ms=[round(ns / 1e6, 6) for ns in result.samples_ns],
                     engine_samples_ms=[round(ms, 6) for ms in result.engine_ms] or None,
-                    iterations=len(result.samples_ns),
-                    blocks=result.blocks,
-                    seconds=result.timed_ns / 1e9,
-                    group_wall_seconds=wall,
-                    parallelism=result.parallelism,
-                )
-                if peak is not None:  # the schema wants a number or no field at all
-                    record["peak_rss_mb"] = round(peak, 3)
-                emit("cell", group=group_index, cell=record)
-        for pool in sessions.values():
-            for session in pool:
-                session.close()
+                    iterations=len(result.samples_ns), blocks=result.blocks, seconds=result.timed_ns / 1e9,
+                    group_wall_seconds=wall, parallelism=result.parallelism,
+                    peak_rss_mb=round(peak, 3) if peak is not None else ABSENT)  # a number or no field at all
+                emit("cell", group=index, cell=report.to_json())
+        for session in (s for pool in sessions.values() for s in pool):
+            session.close()
 
 
-def _add_profile(record: dict, runtime_plugin, session, layers: bool) -> None:
-    """The runtime's per-layer profile (``kernels``; with ``layers`` the time split, ``profile``)
-    into the record, from its own profiled pass: never part of the cell's samples. A failed or
-    missing profile is noted; the cell's numbers still stand."""
+def _crosscheck(pool: list, artifact: str, job: JobSpec, options: dict, engine_ms: list) -> Crosscheck:
     try:
-        record.update(runtime_plugin.profile(session, layers=layers) or {})
+        cross = crosscheck_session(pool, artifact, job.threads, options.get("precision", "f32"),
+                                   float(job.crosscheck_time), measure_alone)
+    except Exception as exc:  # the cell's own numbers still stand
+        interrupts.reraise_if_interrupted(exc)
+        return Crosscheck(tool="benchmark_app", status="error", error=_one_line(exc))
+    if cross.median_ms and engine_ms:  # the cell's own (interleaved) engine median against benchmark_app too
+        engine = float(np.median(engine_ms))
+        cross = cross.replace(cell_engine_median_ms=engine, cell_ratio=engine / cross.median_ms)
+    return cross
+
+
+def _add_profile(report: CellReport, runtime_plugin, session, layers: bool) -> CellReport:
+    """The runtime's per-layer profile (``kernels``; with ``layers`` the time split, ``profile``),
+    from its own profiled pass: never part of the cell's samples. A failed or missing profile is
+    noted; the cell's numbers still stand."""
+    try:
+        found = CellReport.from_json(runtime_plugin.profile(session, layers=layers) or {})
     except Exception as exc:
         interrupts.reraise_if_interrupted(exc)
-        record["profile_error"] = _one_line(exc)
-        return
-    if layers and "profile" not in record:
-        record["profile_error"] = runtime_plugin.profile_unsupported  # the runtime's own reason
+        return report.replace(profile_error=_one_line(exc))
+    report = report.replace(kernels=found.kernels, profile=found.profile, profile_error=found.profile_error)
+    if layers and found.profile is ABSENT:
+        report = report.replace(profile_error=runtime_plugin.profile_unsupported)  # the runtime's own reason
+    return report
 
 
-# The highest peak read so far in this process (see ``peak_rss_mb``).
 _highest_peak_mb: float | None = None
 
 
 def peak_rss_mb() -> float | None:
-    """This process's peak resident memory so far, in MB (10^6 bytes): the highest reading yet.
-    Linux updates its high-water mark lazily, so VmHWM can read lower after the process hands
-    memory back (madvise); a full run once recorded -0.365 MB of "growth" over a TensorFlow load,
-    which its own schema then refused. A peak cannot fall, so the highest reading stands."""
+    """This process's peak resident memory so far, in MB (10^6 bytes): the highest reading yet, as
+    Linux updates VmHWM lazily and it can read lower after memory is handed back (madvise)."""
     global _highest_peak_mb
     reading = _read_peak_rss_mb()
     if reading is not None:
@@ -185,11 +263,8 @@ def peak_rss_mb() -> float | None:
 
 
 def _read_peak_rss_mb() -> float | None:
-    """The OS's peak RSS figure: on Linux ``/proc/self/status`` VmHWM (``ru_maxrss`` survives
-    exec there, so a worker started by a parent holding TensorFlow, 1.7 GB, would report the
-    parent's peak); elsewhere ``ru_maxrss`` (bytes on macOS, KiB otherwise). None where neither
-    exists (Windows has no ``resource`` module): a missing memory figure must not cost the cell
-    its latency."""
+    """Linux: ``/proc/self/status`` VmHWM (``ru_maxrss`` survives exec there, so it would report the
+    parent's peak); elsewhere ``ru_maxrss`` (bytes on macOS, KiB otherwise); None on Windows."""
     try:
         with open("/proc/self/status") as status:
             for line in status:
@@ -211,14 +286,16 @@ def main() -> int:
     protocol = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)
     sys.stdout = sys.stderr
-    emit = Emitter(protocol)
-    # Ctrl-C reaches the whole process group: this worker stops too, and does not record
-    # what a library made of the interrupt as an error cell.
+
+    def emit(event: str, **fields) -> None:
+        protocol.write(json.dumps({"event": event, **fields}) + "\n")
+        protocol.flush()
+
+    # Ctrl-C reaches the whole process group: this worker stops too, without recording error cells.
     interrupts.install((signal.SIGINT,))
     emit("ready", pid=os.getpid())
     try:
-        job = json.loads(sys.stdin.read())
-        run_job(job, emit)
+        run_job(JobSpec.from_json(json.loads(sys.stdin.read())), emit)
     except KeyboardInterrupt:
         return 130  # the parent, interrupted too, says so
     except Exception as exc:

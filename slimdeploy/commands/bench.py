@@ -16,14 +16,11 @@ from slimdeploy.records.bench import BenchResults
 from slimdeploy.runtimes.registry import builtin_names, display_name, plugin
 
 
-# ``bench --precision`` was OpenVINO's compute precision while ``export --precision`` is the
-# weights' precision; the bench one is now --inference-precision (OpenVINO's own term).
+# bench's --precision was renamed: export's --precision is the weights' precision.
 PRECISION_NOTICE = "slimdeploy bench: note: --precision is now --inference-precision (OpenVINO's compute precision)"
 
 
 class _OldSpelling(argparse.Action):
-    """``--precision``: still sets --inference-precision, and says that it was renamed."""
-
     def __call__(self, parser, namespace, values, option_string=None):
         print(PRECISION_NOTICE, file=sys.stderr)
         setattr(namespace, self.dest, values)
@@ -69,8 +66,7 @@ def add_parser(subparsers, common):
 
 
 def settings_from_args(args):
-    """The options given, over BenchSettings' defaults; a --min-iters above the default
-    --max-iters raises the cap with it, unless --max-iters was given too."""
+    """The options given; a --min-iters above the default --max-iters raises the cap with it."""
     changes = BenchSettings.changes_from_args(args)
     settings = dataclasses.replace(BenchSettings(), **changes)
     if "max_iters" not in changes and settings.max_iters and settings.max_iters < settings.min_iters:
@@ -95,8 +91,7 @@ def run(args) -> int:
             console.print(latency_table(results))
         for line in problem_lines(results):
             console.print(line, markup=False)
-        errors = sum(1 for c in results.cells if c.status == "error")
-        ok = sum(1 for c in results.cells if c.ok)
+        errors, ok = sum(c.status == "error" for c in results.cells), sum(c.ok for c in results.cells)
         console.print(f"{ok} cells measured, {errors} errors, {len(results.comparisons)} comparisons, "
                       f"{results.wall_seconds:.0f} s")
     if not any(c.ok for c in results.cells):
@@ -105,8 +100,7 @@ def run(args) -> int:
 
 
 def nothing_measured(results: BenchResults):
-    """The one-line error when no cell was measured: a runtime missing here is for the user to
-    fix (exit 2); cells that failed are a failure of the work (exit 1). bench.json keeps why."""
+    """A runtime missing here is for the user to fix (exit 2); cells that failed are a failure of the work (exit 1)."""
     cells = results.cells
     failed = [c for c in cells if c.status == "error"]
     if not failed:

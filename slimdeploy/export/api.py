@@ -1,15 +1,10 @@
 """``export_source``: every model in SOURCE to every requested target, each verified against Keras.
 
-Each artifact is written under a temporary name in a staging directory inside the output
-directory, verified there, and only then renamed to its final name (an OpenVINO ``.bin``
-before its ``.xml``). An artifact that fails verification is kept as ``<name>.failed`` for
-inspection, recorded with ``valid: false``, and the call raises ``WorkError`` after
-writing ``export.json``. So a file with a final name is always complete and verified.
-
-After each artifact, ``export.partial.json`` records what is done so far (removed when
-``export.json`` is written). ``resume=True`` keeps every artifact recorded there as verified
-whose files still have their recorded sha256 and whose Keras model is unchanged, and
-exports only the rest.
+An artifact is written and verified in a staging directory, then renamed to its final name (a
+``.bin`` before its ``.xml``): a file with a final name is complete and verified. One that fails
+is kept as ``<name>.failed``, recorded with ``valid: false``, and ``ExportFailed`` is raised after
+export.json is written. ``resume`` keeps each artifact ``export.partial.json`` recorded as verified
+whose files and Keras model are unchanged.
 """
 
 from __future__ import annotations
@@ -18,9 +13,9 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from slimdeploy import environment, fsutil
+from slimdeploy import fsutil
 from slimdeploy._version import __version__
-from slimdeploy.config import refuse_changed_settings
+from slimdeploy.recipes import refuse_changed_settings
 from slimdeploy.data import Dataset, load_dataset
 from slimdeploy.dirlock import DirectoryLock, remove_stale_temporaries, writer_directory
 from slimdeploy.errors import UserError, WorkError
@@ -30,11 +25,13 @@ from slimdeploy.export.settings import ExportSettings
 from slimdeploy.export.sources import SourcePlan, prepare_out_dir, resolve_source
 from slimdeploy.export.verify import verification_images
 from slimdeploy.models import load_model, require_single_io
-from slimdeploy.records.export import SCHEMA_VERSION, ExportManifest, artifact_fields
-from slimdeploy.runinfo import run_dataset
+from slimdeploy.records.export import SCHEMA_VERSION, ExportManifest, Skipped, artifact_fields
+from slimdeploy.records.environment import Environment
+from slimdeploy.records.run import DataInfo
+from slimdeploy.saved_run import run_dataset
+from slimdeploy.runtimes.registry import describe_environment
 from slimdeploy.train import check_input_shape, quiet_tensorflow
 
-# The documented artifact fields, in the order export.json lists them (records.export.Artifact).
 FIELD_ORDER = artifact_fields()
 
 
@@ -47,8 +44,8 @@ class ExportFailed(WorkError):
 
 
 def plan_targets(settings: ExportSettings) -> tuple[list, list[dict]]:
-    """The targets to build and the ones skipped. A target asked for by name that this
-    machine cannot build is the user's error; under "all" it is skipped and noted."""
+    """The targets to build and the ones skipped: one asked for by name that this machine cannot build
+    is the user's error; under "all" it is skipped and noted."""
     targets, skipped = [], []
     for name in settings.resolved_targets():
         target = get_target(name)
@@ -71,21 +68,12 @@ def plan_targets(settings: ExportSettings) -> tuple[list, list[dict]]:
 def export_source(source, settings: ExportSettings | None = None, out_dir=None, *, force: bool = False,
                   resume: bool = False, progress=None, data=None, data_override: bool = False,
                   scale: float | None = None, on_notice=None) -> dict:
-    """Export SOURCE (a ``.keras`` file or a run directory) and return the manifest.
+    """Export SOURCE (a ``.keras`` file or a run directory) and return the manifest (export.json's content).
 
-    An existing export is refused unless ``force`` (export everything again) or ``resume``
-    (keep the verified artifacts of an interrupted export with the same settings; a finished
-    export is returned as it is).
-
-    ``data`` is a data location (as ``--data``) or an already loaded
-    ``slimdeploy.data.Dataset``. A run directory's own recorded data and split are used by
-    default; other data only with ``data_override``. A lone file uses ``data`` (default:
-    Fashion-MNIST) divided by ``scale`` (default: the source's own convention).
-    ``on_notice``: called with each notice (e.g. fewer calibration images than asked for), which
-    export.json also keeps in ``notes``. Raises ``UserError`` before writing anything when the
-    input is wrong or another process is writing the directory (``dirlock``: the run directory,
-    or the output directory outside a run), ``ExportFailed`` (a ``WorkError``) when an artifact
-    fails verification.
+    An existing export is refused unless ``force`` or ``resume`` (a finished export is returned as it
+    is). ``data``: a location (as ``--data``) or a loaded ``Dataset``; a run directory's recorded data is
+    used unless ``data_override``; a lone file's is divided by ``scale``. ``on_notice``: called with each
+    notice, which export.json also keeps in ``notes``. Raises ``UserError`` before writing anything.
     """
     quiet_tensorflow()
     settings = (settings or ExportSettings()).validated()
@@ -107,7 +95,8 @@ def export_source(source, settings: ExportSettings | None = None, out_dir=None, 
             _refuse_an_existing_export(plan, targets, settings)
         models = _load_models(plan)
         dataset = _dataset(plan, data, data_override, scale, models)
-        _check_input_shapes(plan, models, dataset)
+        for m in plan.models:
+            check_input_shape(models[m.name], dataset, f"{_what(plan, m)} {m.path}")
         created = prepare_out_dir(plan.out_dir)
         remove_stale_temporaries(plan.out_dir)
         # A stale manifest must never describe files this run is about to replace.
@@ -120,22 +109,15 @@ def export_source(source, settings: ExportSettings | None = None, out_dir=None, 
         job = ExportJob(settings=settings, plan=plan, targets=targets, dataset=dataset, sources_sha256=sources_sha256,
                         kept=kept, progress=progress, on_notice=on_notice)
         job.run(models, created_out_dir=created)
-        verification = {"validation_images": len(x_val), "test_images": len(y_test)}
+        data = DataInfo.from_json(dataset.describe(), keep_order=True).replace(
+            override=bool(data_override), verification={"validation_images": len(x_val), "test_images": len(y_test)},
+            input_contract=dataset.input_contract())
         manifest = ExportManifest(
-            schema_version=SCHEMA_VERSION,
-            tool=f"slimdeploy {__version__}",
-            created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            source=str(plan.source),
-            settings=settings.to_dict(),
-            environment=environment.describe(),
-            data={**dataset.describe(), "override": bool(data_override), "verification": verification,
-                  "input_contract": dataset.input_contract()},
-            models=job.model_facts,
-            artifacts=job.artifacts,
-            skipped=skipped,
-            notes=job.notices,
-            seconds=round(time.perf_counter() - started, 3),
-        )
+            schema_version=SCHEMA_VERSION, tool=f"slimdeploy {__version__}",
+            created=datetime.now(timezone.utc).isoformat(timespec="seconds"), source=str(plan.source),
+            settings=settings.to_dict(), environment=Environment.from_json(describe_environment(), keep_order=True),
+            data=data, models=job.model_facts, artifacts=job.artifacts, skipped=[Skipped(**s) for s in skipped],
+            notes=job.notices, seconds=round(time.perf_counter() - started, 3))
         manifest.save(plan.manifest)
         plan.partial_manifest.unlink(missing_ok=True)
         return _checked(manifest, plan.manifest)
@@ -152,26 +134,18 @@ def _refuse_an_existing_export(plan: SourcePlan, targets: list, settings: Export
 
 
 def _load_models(plan: SourcePlan) -> dict:
-    """name -> Keras model, each with one input and one output."""
     models = {m.name: load_model(m.path, what=_what(plan, m)) for m in plan.models}
     for m in plan.models:
         require_single_io(models[m.name], m.path, _what(plan, m))
     return models
 
 
-def _check_input_shapes(plan: SourcePlan, models: dict, dataset) -> None:
-    for m in plan.models:
-        check_input_shape(models[m.name], dataset, f"{_what(plan, m)} {m.path}")
-
-
-def _what(plan: SourcePlan, m) -> str:
-    # A lone file is "model FILE"; a run directory's models are "dense model FILE", ...
+def _what(plan: SourcePlan, m) -> str:  # "model FILE" (a lone file), "dense model FILE" (a run's)
     return "model" if plan.run_dir is None else f"{m.name} model"
 
 
 def _checked(manifest: ExportManifest, manifest_path: Path) -> dict:
-    """The manifest as export.json holds it, or ``ExportFailed`` when some of its artifacts
-    failed verification."""
+    """The manifest as export.json holds it, or ``ExportFailed`` when some of its artifacts failed."""
     failed = manifest.failed()
     if failed:
         names = ", ".join(f"{a.model}/{a.target} ({a.error})" for a in failed)
@@ -180,39 +154,33 @@ def _checked(manifest: ExportManifest, manifest_path: Path) -> dict:
     return manifest.to_json()
 
 
-def _same_settings(recorded: dict, settings: ExportSettings, path: Path) -> None:
-    wanted = settings.to_dict()
-    refuse_changed_settings(path, "made", recorded, wanted, wanted)
-
-
-def _read_manifest(path: Path, what: str, not_ours: str) -> ExportManifest:
-    """export.json or export.partial.json; ``not_ours``: the error when it is some other JSON."""
+def _read_manifest(path: Path, what: str, not_ours: str, settings: ExportSettings) -> ExportManifest:
+    """export.json or export.partial.json, made with ``settings``; ``not_ours``: the error for some other JSON."""
     raw = fsutil.read_json(path, what)
     if not isinstance(raw, dict) or not isinstance(raw.get("artifacts"), list):
         raise UserError(not_ours)
-    return ExportManifest.from_json(raw, path)
+    manifest = ExportManifest.from_json(raw, path)
+    refuse_changed_settings(path, "made", manifest.settings or {}, settings.to_dict(), settings.to_dict())
+    return manifest
 
 
 def _finished_export(manifest_path: Path, settings: ExportSettings, sources_sha256: dict) -> ExportManifest | None:
-    """The finished export of these very models with these settings, or None when there is
-    none or its Keras models have changed since (then everything is exported again)."""
+    """The finished export of these very models with these settings, or None (none, or its Keras
+    models have changed since: everything is exported again)."""
     if not manifest_path.is_file():
         return None
     manifest = _read_manifest(manifest_path, "export manifest",
-                              f"{manifest_path} is not a slimdeploy export.json; use --force to export again")
-    _same_settings(manifest.settings or {}, settings, manifest_path)
+                              f"{manifest_path} is not a slimdeploy export.json; use --force to export again", settings)
     recorded = {name: facts.source_sha256 if facts else None for name, facts in (manifest.models or {}).items()}
     return manifest if recorded == sources_sha256 else None
 
 
 def _resumable_artifacts(plan: SourcePlan, settings: ExportSettings, sources_sha256: dict) -> Kept:
-    """Each artifact an interrupted export verified that is still intact, with its model's facts."""
     path = plan.partial_manifest
     if not path.exists():
         return Kept()
     partial = _read_manifest(path, "interrupted export record",
-                             f"{path} is not a slimdeploy export record; use --force to start over")
-    _same_settings(partial.settings or {}, settings, path)
+                             f"{path} is not a slimdeploy export record; use --force to start over", settings)
     recorded = partial.sources_sha256 or {}
     kept = Kept()
     for artifact in partial.artifacts:

@@ -1,10 +1,5 @@
-"""One export run's work once its inputs are checked: every model to every target.
-
-``ExportJob`` holds what travels together (settings, plan, targets, verification data, the
-staging directory, progress) and what is done so far (model facts and artifacts, written to
-``export.partial.json`` after each artifact). ``export.api.export_source`` checks the inputs,
-runs a job and writes ``export.json`` from it.
-"""
+"""One export run's work once its inputs are checked: every model to every target, each artifact
+recorded in ``export.partial.json`` as it finishes (``export.api.export_source`` writes export.json)."""
 
 from __future__ import annotations
 
@@ -29,9 +24,10 @@ from slimdeploy.export.target import INPUT_NAME, OUTPUT_NAME, Tolerance
 from slimdeploy.export.verify import keras_reference, verify
 from slimdeploy.models import (count_flops, count_nonzero_params, count_params, dense_widths, integer_input_range,
                                model_input_dtype)
-from slimdeploy.records.export import SCHEMA_VERSION, Artifact, ExportManifest, ModelFacts
+from slimdeploy.records.export import SCHEMA_VERSION, Artifact, ExportManifest, ModelFacts, artifact_fields
 
 FAILED_SUFFIX = ".failed"
+FIELDS = frozenset(artifact_fields())
 
 
 @dataclass
@@ -72,10 +68,9 @@ class ExportJob:
     def out_dir(self) -> Path:
         return self.plan.out_dir
 
-    # --- the whole job -------------------------------------------------------------------
     def run(self, models: dict, created_out_dir: bool) -> None:
-        """Every model (name -> loaded Keras model) to every target, in a staging directory
-        inside the output directory (removed at the end)."""
+        """Every model (name -> loaded Keras model) to every target, in a staging directory inside
+        the output directory (removed at the end)."""
         self.staging = Path(tempfile.mkdtemp(prefix=f".export{fsutil.TMP_MARK}", dir=self.out_dir))
         if self.progress is not None:
             self._task = self.progress.add_task("export", total=len(self.plan.models) * len(self.steps()), info="")
@@ -91,7 +86,6 @@ class ExportJob:
                     self.out_dir.rmdir()  # interrupted before any artifact: leave nothing behind
 
     def partial(self) -> ExportManifest:
-        """What is done so far, as ``export.partial.json`` records it."""
         return ExportManifest(schema_version=SCHEMA_VERSION, source=str(self.plan.source),
                               settings=self.settings.to_dict(), sources_sha256=self.sources_sha256,
                               models=self.model_facts, artifacts=self.artifacts)
@@ -100,16 +94,13 @@ class ExportJob:
         self.artifacts.append(artifact)
         self.partial().save(self.plan.partial_manifest)  # what --resume keeps if the run stops here
 
-    # --- one model -----------------------------------------------------------------------
     def steps(self) -> list[tuple[str, str, Any]]:
         """(variant name suffix, precision, target) of each model's artifacts, in the order they are
-        made; a target without an INT8 quantizer makes only the float model (export.json's
-        ``skipped`` says so)."""
+        made; a target without an INT8 quantizer makes only the float model (``skipped`` says so)."""
         return [(suffix, precision, target) for suffix, precision in self.settings.variant_suffixes()
                 for target in self.targets if precision != "int8" or target.int8_unavailable is None]
 
     def export_model(self, m: ModelSource, model) -> None:
-        """All variants of one model to all targets, each recorded as it finishes."""
         planned = [(m.name + suffix, precision, target) for suffix, precision, target in self.steps()]
         kept = {(v, t.name): self.kept.artifacts[v, t.name] for v, _, t in planned if (v, t.name) in self.kept.artifacts}
         if len(kept) == len(planned):  # nothing left to do for this model
@@ -122,8 +113,11 @@ class ExportJob:
         reference = keras_reference(model, self.dataset, limit=settings.verify_limit, batch=settings.verify_batch)
         # The facts go in first: the partial record must never hold an artifact without its model's facts.
         self.model_facts[m.name] = facts = model_facts(m, model, reference, self.sources_sha256[m.name])
-        base = self._artifact_base(m, model, facts)
-        # The fp32 ONNX file, for the targets made from it (not made when none is).
+        base = Artifact(model=m.name, source=m.label, precision=settings.float_precision, input_name=INPUT_NAME,
+                        input_dtype=model_input_dtype(model), input_range=integer_input_range(model),
+                        output_name=OUTPUT_NAME, input_shape=[settings.static_batch, *model.input_shape[1:]],
+                        batch=settings.batch, params=facts.params, nonzero_params=facts.nonzero_params,
+                        flops=facts.flops, widths=facts.widths)
         onnx = self._onnx_source(m, model) if any(target.from_onnx for _, _, target in planned) else None
         calibration = self._calibration(model) if settings.int8 else None
         for variant, precision, target in planned:
@@ -132,10 +126,9 @@ class ExportJob:
             if (variant, target.name) in kept:
                 self.record(kept[variant, target.name])
             else:
-                entry = {**base, "model": variant, "precision": precision}
-                if precision == "int8":
-                    entry["variant_of"] = m.name
-                self.record(self._export_target(target, entry, onnx, model, reference, calibration))
+                artifact = base.replace(model=variant, precision=precision, target=target.name,
+                                        extra={"variant_of": m.name} if precision == "int8" else {})
+                self.record(self._export_target(target, artifact, onnx, model, reference, calibration))
             self._advance()
         if onnx is not None:
             onnx.path.unlink(missing_ok=True)
@@ -149,18 +142,7 @@ class ExportJob:
                 self.on_notice(notice)
         return calibration
 
-    def _artifact_base(self, m: ModelSource, model, facts: ModelFacts) -> dict:
-        """The facts every target's artifact of this model shares."""
-        return {
-            "model": m.name, "source": m.label, "precision": self.settings.float_precision,
-            "input_name": INPUT_NAME, "input_dtype": model_input_dtype(model), "input_range": integer_input_range(model),
-            "output_name": OUTPUT_NAME,
-            "input_shape": [self.settings.static_batch, *model.input_shape[1:]], "batch": self.settings.batch,
-            "params": facts.params, "nonzero_params": facts.nonzero_params, "flops": facts.flops, "widths": facts.widths,
-        }
-
     def _onnx_source(self, m: ModelSource, model) -> OnnxSource:
-        """One fp32 ONNX file per model is the input of every target."""
         started = time.perf_counter()
         path = self.staging / f"{m.name}.source.onnx"
         error = None
@@ -170,103 +152,85 @@ class ExportJob:
             error = str(exc)
         return OnnxSource(path, error, time.perf_counter() - started)
 
-    def _export_target(self, target, entry: dict, onnx: OnnxSource | None, model, reference, calibration) -> Artifact:
-        """``onnx``: the fp32 ONNX file a target ``from_onnx`` is made from; ``model``: the Keras
-        model, which the other targets convert themselves."""
-        entry = {**entry, "target": target.name}
-        if target.from_onnx and onnx.error:
-            entry.update(failed_facts(onnx.error))
+    def _export_target(self, target, artifact: Artifact, onnx: OnnxSource | None, model, reference,
+                       calibration) -> Artifact:
+        """Convert (from ``onnx`` for a target ``from_onnx``, else from the Keras ``model``) or quantize, verify,
+        then move the files to their final names (or NAME.failed)."""
+        if target.from_onnx and onnx.error:  # never made
+            artifact = artifact.replace(files=[], valid=False, error=onnx.error, seconds=0.0)
         else:
-            entry.update(self._export_one(target, entry, onnx.path if target.from_onnx else None, model, reference,
-                                          calibration))
-            if target.name == "onnx":
-                entry["seconds"] = round(entry["seconds"] + onnx.seconds, 3)
-        if target.from_onnx:
-            entry["onnx_conversion_seconds"] = round(onnx.seconds, 3)
-        # The documented fields first, in their fixed order; target-specific facts after them.
-        return Artifact.from_json(entry)
+            started = time.perf_counter()
+            artifact, exported = self._convert_and_verify(target, artifact, onnx.path if target.from_onnx else None,
+                                                          reference, started, calibration, model)
+            staged = [p for p in (exported.files if exported else []) if p.is_file()]
+            artifact = with_facts(artifact.replace(seconds=round(time.perf_counter() - started, 3)), file_facts(staged))
+            artifact = self._place(target, artifact, staged)
+            if target.includes_onnx_conversion:
+                artifact = artifact.replace(seconds=round(artifact.seconds + onnx.seconds, 3))
+        return with_facts(artifact, {"onnx_conversion_seconds": round(onnx.seconds, 3)}) if target.from_onnx else artifact
 
-    # --- one artifact ----------------------------------------------------------------------
-    def _export_one(self, target, entry: dict, onnx_source: Path | None, model, reference, calibration) -> dict:
-        """Convert (or quantize), verify, then move the files to their final names (or NAME.failed)."""
-        started = time.perf_counter()
-        model_name = entry["model"]
-        int8 = entry["precision"] == "int8"
-        facts, exported = self._convert_and_verify(target, model_name, onnx_source, reference, started,
-                                                   calibration if int8 else None, model=model)
-        facts.setdefault("inference_precision", None)
-        facts["seconds"] = round(time.perf_counter() - started, 3)
-        staged = [p for p in (exported.files if exported else []) if p.is_file()]
-        facts.update(file_facts(staged))
-        facts.update(self._place(target, model_name, staged, bool(facts.get("valid"))))
-        return facts
-
-    def _convert_and_verify(self, target, model_name: str, onnx_source: Path | None, reference, started: float,
-                            calibration=None, model=None) -> tuple[dict, Any]:
-        """``calibration``: make the INT8 variant (judged by the task's ``Tolerance.int8``), else the float
-        one: from ``onnx_source`` (a target ``from_onnx``) or from the Keras ``model``."""
-        settings = self.settings
-        facts: dict = {"converter": None, "runtime": target.runtime, "versions": target.versions()}
+    def _convert_and_verify(self, target, artifact: Artifact, onnx_source: Path | None, reference, started: float,
+                            calibration, model) -> tuple[Artifact, Any]:
+        """``calibration``: make the INT8 variant (judged by the task's ``Tolerance.int8``), else the float one."""
+        settings, name = self.settings, artifact.model
+        artifact = artifact.replace(runtime=target.runtime, versions=target.versions())
+        calibration = calibration if artifact.precision == "int8" else None
         exported = None
         try:
             if calibration is not None:
-                exported = target.quantize(onnx_source, self.staging, model_name, settings, calibration)
+                exported = target.quantize(onnx_source, self.staging, name, settings, calibration)
             elif target.from_onnx:
-                exported = target.export(onnx_source, self.staging, model_name, settings)
+                exported = target.export(onnx_source, self.staging, name, settings)
             else:
-                exported = target.export_keras(model, self.staging, model_name, settings)
-            facts["converter"] = exported.converter
-            facts.update(exported.details)
+                exported = target.export_keras(model, self.staging, name, settings)
+            artifact = with_facts(artifact.replace(converter=exported.converter), exported.details)
             convert_done = time.perf_counter()
             runner = target.open(exported.files[0], settings, input_dims=reference.x.shape[1:])
             try:
                 tolerance = Tolerance.int8(reference.task) if calibration is not None else target.tolerance(settings, runner.inference_precision)
-                facts["inference_precision"] = runner.inference_precision
-                facts.update(verify(runner, reference, tolerance, settings.verify_batch))
+                artifact = artifact.replace(inference_precision=runner.inference_precision)
+                artifact = with_facts(artifact, verify(runner, reference, tolerance, settings.verify_batch))
             finally:
                 runner.close()
-            facts["convert_seconds"] = round(convert_done - started, 3)
-            facts["verify_seconds"] = round(time.perf_counter() - convert_done, 3)
+            artifact = with_facts(artifact, {"convert_seconds": round(convert_done - started, 3),
+                                             "verify_seconds": round(time.perf_counter() - convert_done, 3)})
         except Exception as exc:  # a converter or runtime crash fails this artifact, not the others
             interrupts.reraise_if_interrupted(exc)
             message = str(exc) if isinstance(exc, SlimdeployError) else f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
-            facts.update({"valid": False, "error": message})
-        return facts, exported
+            artifact = artifact.replace(valid=False, error=message)
+        return artifact, exported
 
-    def _place(self, target, model_name: str, staged: list[Path], valid: bool) -> dict:
-        """Move the staged files to their final names (a failed artifact's to NAME.failed);
-        return the artifact's ``path``, ``files`` and ``valid``."""
-        finals = target.files(self.out_dir, model_name)
-        if valid:
+    def _place(self, target, artifact: Artifact, staged: list[Path]) -> Artifact:
+        """Move the staged files to their final names (a failed artifact's to NAME.failed)."""
+        finals = target.files(self.out_dir, artifact.model)
+        if artifact.valid:
             for path in finals:  # what an earlier failed export (--force) left for inspection
                 path.with_name(path.name + FAILED_SUFFIX).unlink(missing_ok=True)
             _promote(staged, [self.out_dir / p.name for p in staged])
-            return {"path": finals[0].name, "files": [p.name for p in finals]}
+            return artifact.replace(path=finals[0].name, files=[p.name for p in finals])
         # A replaced (--force) artifact must not survive under its final name beside a failure.
         for path in finals:
             path.unlink(missing_ok=True)
         kept = [self.out_dir / f"{p.name}{FAILED_SUFFIX}" for p in staged]
         _promote(staged, kept)
-        return {"path": kept[0].name if kept else None, "files": [p.name for p in kept], "valid": False}
+        return artifact.replace(path=kept[0].name if kept else None, files=[p.name for p in kept], valid=False)
 
     def _advance(self, steps: int = 1) -> None:
         if self.progress is not None:
             self.progress.advance(self._task, steps)
 
 
+def with_facts(artifact: Artifact, facts: dict) -> Artifact:
+    """``artifact`` with ``facts``: its documented fields set, any other (target-specific) key added to ``extra``."""
+    return artifact.replace(**{k: v for k, v in facts.items() if k in FIELDS},
+                            extra={**artifact.extra, **{k: v for k, v in facts.items() if k not in FIELDS}})
+
+
 def model_facts(m: ModelSource, model, reference, source_sha256: str) -> ModelFacts:
-    return ModelFacts(
-        source=m.label, source_sha256=source_sha256, params=count_params(model),
-        nonzero_params=count_nonzero_params(model),
-        flops=count_flops(model), nonzero_flops=count_flops(model, nonzero_only=True),
-        widths=dense_widths(model), keras_test_accuracy=reference.keras_test_accuracy,
-    )
-
-
-def failed_facts(error: str) -> dict:
-    """An artifact that was never made (its model's ONNX conversion failed)."""
-    return {"path": None, "files": [], "valid": False, "error": error, "seconds": 0.0,
-            "max_abs_diff": None, "mean_abs_diff": None, "top1_agreement": None, "test_accuracy": None}
+    return ModelFacts(source=m.label, source_sha256=source_sha256, params=count_params(model),
+                      nonzero_params=count_nonzero_params(model), flops=count_flops(model),
+                      nonzero_flops=count_flops(model, nonzero_only=True), widths=dense_widths(model),
+                      keras_test_accuracy=reference.keras_test_accuracy)
 
 
 def _promote(staged: list[Path], finals: list[Path]) -> None:
@@ -276,8 +240,7 @@ def _promote(staged: list[Path], finals: list[Path]) -> None:
 
 
 def file_facts(files: list[Path]) -> dict:
-    """Sizes and hashes: bytes and gzip bytes summed over an artifact's files; sha256 of the
-    primary file, and of each file in ``file_sha256``."""
+    """bytes and gzip bytes summed over an artifact's files; sha256 of the primary file, and of each file."""
     total = zipped = 0
     hashes = {}
     for path in files:

@@ -1,16 +1,9 @@
 """LiteRT (``.tflite``) through TensorFlow's converter, verified in LiteRT (``ai_edge_litert``).
 
-Made from the Keras model, not the ONNX file: the model is written as a SavedModel whose one
-endpoint is the inference call (``training=False``) with the input named ``input`` (the
-model's own dtype, the export's batch: -1 when dynamic) and the output ``output``, then
-``tf.lite.TFLiteConverter.from_saved_model`` converts it. ``from_keras_model`` does the same
-through Keras's export with the input named after the Keras tensor and prints the SavedModel's
-endpoints to stdout; ``from_concrete_functions`` on a Keras 3 model keeps its weights as
-resource variables the file does not hold (the interpreter then computes NaN) — both checked
-with Keras 3.15 and TensorFlow 2.21.
-
-fp16 (``--precision fp16``) stores the weights as float16 (the converter's float16
-quantization); LiteRT dequantizes them and computes in fp32 on the CPU. No INT8 variant yet.
+Made from the Keras model: a SavedModel whose one endpoint is the inference call with the input
+``input`` and the output ``output``, converted by ``TFLiteConverter.from_saved_model``
+(``from_keras_model`` names the input after the Keras tensor; ``from_concrete_functions`` loses a
+Keras 3 model's weights). fp16 stores float16 weights; LiteRT computes in fp32 on the CPU.
 """
 
 from __future__ import annotations
@@ -19,19 +12,16 @@ import tempfile
 from pathlib import Path
 
 from slimdeploy.errors import WorkError
-from slimdeploy.export.target import Exported, Target, package_version
+from slimdeploy.export.target import INPUT_NAME, OUTPUT_NAME, Exported, Target, package_version
 from slimdeploy.models import model_input_dtype
 from slimdeploy.runtimes.litert import availability
 
-INPUT_NAME = "input"
-OUTPUT_NAME = "output"
 # Op names whose second input is a Dense layer's weights in a .tflite.
 MATMUL_OPS = ("FULLY_CONNECTED", "BATCH_MATMUL")
 
 
 def keras_to_tflite(model, path: Path, *, static_batch: int | None, fp16: bool, workdir: Path) -> None:
-    """Write ``model`` as a ``.tflite`` at ``path`` (its SavedModel in a temporary directory under ``workdir``)."""
-    import keras
+    import keras  # lazy: heavy
     import tensorflow as tf
 
     signature = [tf.TensorSpec((static_batch, *model.input_shape[1:]), tf.as_dtype(model_input_dtype(model)), name=INPUT_NAME)]
@@ -48,10 +38,9 @@ def keras_to_tflite(model, path: Path, *, static_batch: int | None, fp16: bool, 
 
 
 def matmul_weight_shapes(path: Path) -> list[list[int]]:
-    """Shapes of the weights the matrix products multiply by, in execution order, as [in, out] like
-    the ONNX target's (a FULLY_CONNECTED weight is stored [out, in]). Empty where this LiteRT
-    version does not list its ops (a private helper of the interpreter)."""
-    from ai_edge_litert.interpreter import Interpreter
+    """Shapes of the weights the matrix products multiply by, as [in, out] like the ONNX target's (a
+    FULLY_CONNECTED weight is stored [out, in]); empty where this LiteRT does not list its ops."""
+    from ai_edge_litert.interpreter import Interpreter  # lazy: optional
 
     interpreter = Interpreter(model_path=str(path))
     try:
@@ -74,6 +63,7 @@ class LiteRtTarget(Target):
     suffixes = (".tflite",)
     runtime = "litert"
     from_onnx = False
+    packages = ("tensorflow", "keras", "ai-edge-litert")
     int8_unavailable = "slimdeploy makes no LiteRT INT8 model yet (the ONNX and OpenVINO INT8 variants are made)"
 
     def unavailable_reason(self) -> str | None:
@@ -90,14 +80,8 @@ class LiteRtTarget(Target):
         except Exception as exc:  # the converter raises many kinds (ConverterError, ValueError, ...)
             lines = str(exc).strip().splitlines() or [type(exc).__name__]
             raise WorkError(f"TensorFlow's LiteRT converter could not convert {model_name}: {lines[0][:200]}") from exc
-        return Exported(
-            files=[target],
-            converter=f"tf.lite.TFLiteConverter {package_version('tensorflow')} (from a Keras SavedModel)",
-            details={"fp16_weights": fp16, "matmul_weight_shapes": matmul_weight_shapes(target)},
-        )
-
-    def versions(self) -> dict[str, str]:
-        return {name: package_version(name) for name in ("tensorflow", "keras", "ai-edge-litert")}
+        return Exported([target], f"tf.lite.TFLiteConverter {package_version('tensorflow')} (from a Keras SavedModel)",
+                        {"fp16_weights": fp16, "matmul_weight_shapes": matmul_weight_shapes(target)})
 
 
 TARGET = LiteRtTarget()

@@ -1,23 +1,14 @@
 """What tf2onnx leaves behind: rewrite it into standard ONNX ops, or name the Keras layer it came from.
 
-tf2onnx copies a TensorFlow op it has no handler for into the ONNX graph as it is (and logs
-"Tensorflow op [...] is not supported"); ``onnx.checker``, ONNX Runtime and OpenVINO then
-reject the file. ``rewrite_untranslated_ops`` replaces each op listed in ``REWRITES`` by
-standard ops computing the same values. Probed with tf2onnx 1.17 on a Dense layer with each
-activation in ``keras.activations`` (opset 17; the common ones at 13 and 18 too): only these
-two ops fail; every other activation converts and matches Keras within 1e-5 in ONNX Runtime
-and OpenVINO (tests/test_export_activations.py).
-
-When a conversion still fails, ``checker_failure`` and ``conversion_failure`` turn the
-failing node back into the Keras layer and activation that produced it: tf2onnx keeps
-TensorFlow's op path (``sequential_1/dense_1_2/Gelu/Erfc``), built from the layer names.
+tf2onnx copies a TensorFlow op it has no handler for into the graph as it is, which onnx.checker and
+the runtimes reject: ``rewrite_untranslated_ops`` computes each op in ``REWRITES`` with standard ops
+(of every Keras activation only these two fail; tests/test_export_activations.py). When a conversion
+still fails, ``checker_failure`` and ``conversion_failure`` name the Keras layer and activation from
+TensorFlow's op path (``sequential_1/dense_1_2/Gelu/Erfc``).
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
 import re
 from dataclasses import dataclass
 
@@ -30,20 +21,12 @@ class Rewrite:
     one_minus: bool  # True: 1 - standard(x); False: standard(x) - 1
 
 
-# TensorFlow op type, as tf2onnx leaves it -> its rewrite.
-REWRITES = {
-    # Keras "gelu" (exact): TensorFlow computes 0.5 * x * erfc(-x / sqrt(2)). 1 - erf(t) loses
-    # erfc's relative precision only where erfc(t) is tiny, i.e. where gelu(x) is itself ~0,
-    # so the absolute error stays at float32 rounding.
-    "Erfc": Rewrite("Erf", one_minus=True),
-    # Keras "celu": alpha * expm1(x / alpha) for x < 0; exp(t) - 1 differs by ~1e-7 absolute.
-    "Expm1": Rewrite("Exp", one_minus=False),
-}
+# TensorFlow op type, as tf2onnx leaves it -> its rewrite (exact gelu's erfc, celu's expm1).
+REWRITES = {"Erfc": Rewrite("Erf", one_minus=True), "Expm1": Rewrite("Exp", one_minus=False)}
 
 
 def rewrite_untranslated_ops(proto) -> list[str]:
-    """Replace, in every graph of ``proto`` (Loop/If bodies too), each node ``REWRITES`` lists;
-    return the op types replaced, one per node."""
+    """Replace each node ``REWRITES`` lists, in every graph of ``proto``; the op types replaced, one per node."""
     replaced: list[str] = []
     _rewrite_graph(proto.graph, replaced)
     return replaced
@@ -66,12 +49,11 @@ def _rewrite_graph(graph, replaced: list[str]) -> None:
 
 
 def _replacement(node, rewrite: Rewrite) -> list:
-    from onnx import TensorProto, helper
+    from onnx import TensorProto, helper  # lazy: heavy
 
     # Names under the old node's path: a later failure still maps back to its Keras layer.
     base = node.name or node.output[0]
     one, value = f"{base}/one", f"{base}/{rewrite.standard}"
-    # float32: keras_to_onnx exports fp32 graphs (fp16 weights are cast up to fp32 later).
     constant = helper.make_node("Constant", [], [one], name=one,
                                 value=helper.make_tensor(one, TensorProto.FLOAT, [], [1.0]))
     standard = helper.make_node(rewrite.standard, [node.input[0]], [value], name=value)
@@ -79,39 +61,9 @@ def _replacement(node, rewrite: Rewrite) -> list:
     return [constant, standard, helper.make_node("Sub", operands, [node.output[0]], name=f"{base}/Sub")]
 
 
-# --- Quiet conversion -----------------------------------------------------------------------
-
-class _Collect(logging.Handler):
-    def __init__(self, records: list):
-        super().__init__(logging.DEBUG)
-        self.records = records
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
-@contextlib.contextmanager
-def quiet_conversion():
-    """Keep tf2onnx's log lines and any prints during conversion (tf2onnx's, TensorFlow
-    AutoGraph's) off the user's terminal; yield tf2onnx's error records, which name the
-    nodes it could not convert."""
-    records: list = []
-    logger = logging.getLogger("tf2onnx")
-    level, propagate, handlers = logger.level, logger.propagate, logger.handlers[:]
-    logger.setLevel(logging.ERROR)
-    logger.handlers, logger.propagate = [_Collect(records)], False
-    try:
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            yield records
-    finally:
-        logger.setLevel(level)  # setLevel, not assignment: it clears the loggers' level caches
-        logger.handlers, logger.propagate = handlers, propagate
-
-
 # --- Failures, named by Keras layer ----------------------------------------------------------
 
 def checker_failure(model, exc: Exception) -> str:
-    """The one-line message for ``onnx.checker`` rejecting the graph of ``model``."""
     reason = str(exc).strip().splitlines()[0][:200]
     bad = re.search(r"Name: (\S+) OpType: (\S+)", str(exc))  # the checker's "Bad node spec" context
     if bad is None:
@@ -121,7 +73,6 @@ def checker_failure(model, exc: Exception) -> str:
 
 
 def conversion_failure(model, records: list, exc: Exception) -> str:
-    """The one-line message for tf2onnx raising ``exc`` while converting ``model``."""
     reason = f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
     for record in records:
         # tfonnx logs "Failed to convert node %r (fct=%r)\n%r" with the node's summary, "OP=<type>\n...".
@@ -155,8 +106,7 @@ def source_layer(model, node_name: str):
 
 
 def _layer_for_scope(scope: str, layers):
-    """The layer that opened TensorFlow name scope ``scope``. Keras opens a layer's scope once
-    to build and once to call it, so TensorFlow's uniquifier gives the call scope one "_N"
-    suffix: layer ``dense`` computes under ``dense_1``, layer ``dense_1`` under ``dense_1_2``."""
+    """The layer that opened TensorFlow name scope ``scope`` (Keras opens it to build and to call, so the
+    call's scope has one "_N" suffix: layer ``dense_1`` computes under ``dense_1_2``)."""
     by_name = {layer.name: layer for layer in layers}
     return by_name.get(re.sub(r"_\d+$", "", scope)) or by_name.get(scope)

@@ -1,33 +1,29 @@
-"""OpenVINO IR (.xml + .bin) from the ONNX file, verified with the OpenVINO CPU plugin.
-
-``openvino.convert_model`` cannot trace a Keras 3 model but reads the ONNX file. On CPUs
-with bf16 support OpenVINO computes in bf16 unless told otherwise, so the inference
-precision is always set explicitly and recorded.
-"""
+"""OpenVINO IR (.xml + .bin) from the ONNX file, verified with the OpenVINO CPU plugin in an inference
+precision set explicitly and recorded (CPUs with bf16 would otherwise compute in bf16)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from slimdeploy import interrupts
-from slimdeploy.export.quantize import quantize_openvino
-from slimdeploy.quiet import openvino_telemetry_off
 from slimdeploy.errors import WorkError
+from slimdeploy.export.quantize import quantize_openvino
 from slimdeploy.export.target import Exported, Target, package_version
+from slimdeploy.quiet import openvino_telemetry_off
 from slimdeploy.runtimes.openvino import within_isa_limit
 
 DEVICE = "CPU"
 
 
 def device_capabilities() -> list[str]:
-    import openvino as ov
+    import openvino as ov  # lazy: heavy
 
     return within_isa_limit(ov.Core().get_property(DEVICE, "OPTIMIZATION_CAPABILITIES"))
 
 
 def matmul_weight_shapes(xml: Path) -> list[list[int]]:
     """Shapes of the constant weights MatMul nodes multiply by (fp16 weights sit behind a Convert)."""
-    import openvino as ov
+    import openvino as ov  # lazy: heavy
 
     model = ov.Core().read_model(str(xml))
     shapes = []
@@ -48,6 +44,8 @@ class OpenVinoTarget(Target):
     display_name = "OpenVINO IR"
     suffixes = (".xml", ".bin")
     runtime = "openvino"
+    int8_unavailable = None
+    packages = ("tf2onnx", "onnx", "openvino", "nncf")
 
     def inference_precision(self, settings) -> str:
         if settings.openvino_inference_precision:
@@ -57,7 +55,7 @@ class OpenVinoTarget(Target):
         return "f16" if "FP16" in device_capabilities() else "f32"
 
     def export(self, onnx_path: Path, staging: Path, model_name: str, settings) -> Exported:
-        import openvino as ov
+        import openvino as ov  # lazy: heavy
 
         xml, binary = self.files(staging, model_name)
         try:
@@ -69,17 +67,12 @@ class OpenVinoTarget(Target):
             raise WorkError(f"OpenVINO could not convert {onnx_path.name}: {str(exc).splitlines()[0][:200]}") from exc
         if not binary.is_file():
             raise WorkError(f"OpenVINO wrote {xml.name} without {binary.name}")
-        return Exported(
-            files=[xml, binary],
-            converter=f"openvino.convert_model {package_version('openvino')} (from ONNX)",
-            details={"device": DEVICE, "compress_to_fp16": settings.float_precision == "fp16",
-                     "matmul_weight_shapes": matmul_weight_shapes(xml)},
-        )
-
-    int8_unavailable = None
+        return Exported([xml, binary], f"openvino.convert_model {package_version('openvino')} (from ONNX)",
+                        {"device": DEVICE, "compress_to_fp16": settings.float_precision == "fp16",
+                         "matmul_weight_shapes": matmul_weight_shapes(xml)})
 
     def quantize(self, onnx_path: Path, staging: Path, model_name: str, settings, calibration) -> Exported:
-        import openvino as ov
+        import openvino as ov  # lazy: heavy
 
         xml, binary = self.files(staging, model_name)
         try:
@@ -88,19 +81,14 @@ class OpenVinoTarget(Target):
                 ov.save_model(model, str(xml), compress_to_fp16=False)
         except Exception as exc:  # NNCF and OpenVINO raise many kinds
             raise WorkError(f"NNCF could not quantize {onnx_path.name}: {str(exc).splitlines()[0][:200]}") from exc
-        return Exported(
-            files=[xml, binary],
-            converter=f"openvino.convert_model {package_version('openvino')} (from ONNX) + nncf {package_version('nncf')}",
-            details={"device": DEVICE, "compress_to_fp16": False, "calibration": facts,
-                     "matmul_weight_shapes": matmul_weight_shapes(xml)},
-        )
+        return Exported([xml, binary],
+                        f"openvino.convert_model {package_version('openvino')} (from ONNX) + nncf {package_version('nncf')}",
+                        {"device": DEVICE, "compress_to_fp16": False, "calibration": facts,
+                         "matmul_weight_shapes": matmul_weight_shapes(xml)})
 
     def session_options(self, settings) -> dict:
         # Verified in the precision export asks for; Runner records what the plugin chose.
         return {"precision": self.inference_precision(settings)}
-
-    def versions(self) -> dict[str, str]:
-        return {name: package_version(name) for name in ("tf2onnx", "onnx", "openvino", "nncf")}
 
 
 TARGET = OpenVinoTarget()

@@ -1,16 +1,9 @@
-"""Every export target by name. Adding a target is one module here (defining ``TARGET``) and one
-line in BUILTIN.
+"""Every export target by name. Adding a target is one module here (defining ``TARGET``) and one line in
+BUILTIN; every other module asks this registry (``names`` is the order artifacts are built and listed in).
 
-Every other module asks this registry: which targets exist (``names``, the order artifacts are
-built and listed in), a target by name (``get_target``), its name for people (``display_name``)
-and the runtime its artifacts are verified in (``verifying_runtime``).
-
-Plug-ins from outside the package, as for runtimes (``slimdeploy.runtimes.registry``):
-``SLIMDEPLOY_EXPORT_PLUGINS`` names modules (comma-separated, importable from ``sys.path``), each
-calling ``register(target)`` when imported. They are imported when this registry is first
-imported and on each later use (for a name added since), and are listed after the built-in
-targets. A backend that brings both a runtime and a target can be one module named in both
-variables.
+Plug-ins from outside the package, as for runtimes: ``SLIMDEPLOY_EXPORT_PLUGINS`` names modules, each
+calling ``register(target)`` when imported, listed after the built-in targets. A backend that brings a
+runtime and a target can be one module named in both variables.
 """
 
 from __future__ import annotations
@@ -22,7 +15,6 @@ from slimdeploy.runtimes.registry import import_plugin_modules
 
 PLUGINS_ENV = "SLIMDEPLOY_EXPORT_PLUGINS"
 
-# Each module defines ``TARGET``. Order matters: it is the order artifacts are built and listed in.
 BUILTIN = (
     "slimdeploy.export.onnx",
     "slimdeploy.export.openvino",
@@ -47,7 +39,6 @@ def _load_plugins() -> None:
 
 
 def names() -> tuple[str, ...]:
-    """Every registered target, in build (and listing) order."""
     _load_plugins()
     return tuple(TARGETS)
 
@@ -71,8 +62,7 @@ def display_name(name: str | None) -> str:
 
 
 def verifying_runtime(name: str | None) -> str | None:
-    """The runtime a target's artifacts are verified in, so an artifact's test_accuracy is that
-    runtime's (None: an unknown target)."""
+    """The runtime a target's artifacts are verified in (None: an unknown target)."""
     known = _known(name)
     if known is not None:
         return known.runtime

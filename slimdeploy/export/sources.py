@@ -3,16 +3,16 @@ each ticket's aligned-width copies ``<mode>-rN``)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from slimdeploy import fsutil, runinfo
+from slimdeploy import fsutil, saved_run
 from slimdeploy.errors import UserError
 from slimdeploy.rundir import MODES, ExportDir, RunDir, aligned_model_name
 
-# Pruning modes first, in this order; any other ticket directory follows alphabetically.
-KNOWN_TICKETS = MODES
+KNOWN_TICKETS = MODES  # pruning modes first, in this order; any other ticket directory follows alphabetically
 
 
 @dataclass
@@ -28,14 +28,8 @@ class SourcePlan:
     run_dir: Path | None  # None for a lone .keras file
     models: list[ModelSource]
     out_dir: Path
-
-    @property
-    def manifest(self) -> Path:
-        return ExportDir(self.out_dir).manifest
-
-    @property
-    def partial_manifest(self) -> Path:
-        return ExportDir(self.out_dir).partial_manifest
+    manifest = property(lambda self: ExportDir(self.out_dir).manifest)
+    partial_manifest = property(lambda self: ExportDir(self.out_dir).partial_manifest)
 
 
 def resolve_source(source: str | os.PathLike, out_dir: str | os.PathLike | None = None) -> SourcePlan:
@@ -43,7 +37,7 @@ def resolve_source(source: str | os.PathLike, out_dir: str | os.PathLike | None 
     if not source.exists():
         raise UserError(f"SOURCE {source} does not exist (give a .keras file or a run directory)")
     if source.is_dir():
-        runinfo.dense_metrics(source)  # one clear error when this is not a run directory
+        saved_run.dense_metrics(source)  # one clear error when this is not a run directory
         run = RunDir(source)
         models = [ModelSource("dense", run.dense_model, run.relative(run.dense_model))]
         for name in _ticket_names(run):
@@ -63,7 +57,6 @@ def resolve_source(source: str | os.PathLike, out_dir: str | os.PathLike | None 
 
 
 def _ticket_names(run: RunDir) -> list[str]:
-    """Every directory of the run holding a ticket: the pruning modes first, then the others alphabetically."""
     not_tickets = (run.dense.path, run.exports_dir)
     names = [d.name for d in run.root.iterdir() if d.is_dir() and d not in not_tickets and run.mode(d.name).ticket.is_file()]
     return sorted(names, key=lambda name: (KNOWN_TICKETS.index(name) if name in KNOWN_TICKETS else len(KNOWN_TICKETS), name))
@@ -81,13 +74,8 @@ def prepare_out_dir(out_dir: Path) -> bool:
     reason = fsutil.check_writable_dir(out_dir)
     if reason is not None:
         if created:
-            _remove_empty(out_dir)
+            with contextlib.suppress(OSError):
+                out_dir.rmdir()
         raise UserError(f"output directory {out_dir} is not writable: {reason}")
     return created
 
-
-def _remove_empty(directory: Path) -> None:
-    try:
-        directory.rmdir()
-    except OSError:
-        pass

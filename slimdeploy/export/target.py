@@ -1,18 +1,17 @@
-"""What every export target provides: a converter, a tolerance, and (``open``) its artifact
-in the runtime's own benchmark ``Session`` for verification.
+"""What every export target provides: a converter, a tolerance, and (``open``) its artifact in the
+runtime's own benchmark ``Session`` for verification.
 
-A target module (``onnx.py``, ``openvino.py``, ``tensorrt.py``, ``litert.py``) subclasses
-``Target``, defines ``TARGET`` and is listed in ``registry.py``. Most targets are made from the
-model's fp32 ONNX file (``export``); one whose converter reads the Keras model itself sets
-``from_onnx = False`` and implements ``export_keras`` (LiteRT). Heavy libraries are imported
-inside methods, so importing a target module is cheap and a missing optional library is
-reported, never a crash.
+A target module subclasses ``Target``, defines ``TARGET`` and is listed in ``registry.py``. Most
+targets are made from the model's fp32 ONNX file (``export``); one whose converter reads the Keras
+model sets ``from_onnx = False`` and implements ``export_keras``. Heavy libraries are imported
+inside methods, so a missing optional library is reported, never a crash.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -21,25 +20,18 @@ from slimdeploy.runtimes.registry import plugin
 from slimdeploy.runtimes.session import INPUT_DIMS
 from slimdeploy.tasks import DEFAULT_TASK, Task
 
-# The graph's input and output names in the ONNX file every target is built from (onnx.py
-# names them), so in every artifact: the quantizer feeds the input by this name.
+# The input and output names of the ONNX file every target is built from, so of every artifact.
 INPUT_NAME = "input"
 OUTPUT_NAME = "output"
 
-# Declared tolerances, by the lowest precision involved (weights or arithmetic). Measured on
-# the article MLP: fp16 weights computed in f32 differ from Keras by 6e-4, f16 arithmetic by
-# 2.4e-3, OpenVINO's bf16 by 1.8e-2 (max abs over 15,000 softmax outputs).
-TOLERANCES = {
-    "f32": (1e-4, 0.999),
-    "f16": (1e-2, 0.99),
-    "bf16": (5e-2, 0.99),
-}
+# (atol, min agreement) by the lowest precision involved (weights or arithmetic).
+TOLERANCES = {"f32": (1e-4, 0.999), "f16": (1e-2, 0.99), "bf16": (5e-2, 0.99)}
 
 
 @dataclass(frozen=True)
 class Tolerance:
-    """What an artifact must keep of the Keras model's outputs. The field names are
-    export.json's; their meaning is the task's (``tasks``: agreement and score)."""
+    """What an artifact must keep of the Keras model's outputs. The field names are export.json's;
+    their meaning is the task's (``tasks``: agreement and score)."""
 
     atol: float | None  # None: outputs may differ by any amount (INT8)
     min_top1_agreement: float
@@ -47,9 +39,7 @@ class Tolerance:
 
     @classmethod
     def int8(cls, task: Task = DEFAULT_TASK) -> "Tolerance":
-        """INT8 is judged on what it is for, not on output parity: the task's INT8 tolerance
-        (multiclass: test accuracy within one point of the float Keras model, top-1 agreement
-        with it on at least 97% of the images)."""
+        """INT8 is judged on what it is for, not on output parity: the task's INT8 tolerance."""
         return cls(None, task.int8_min_agreement, task.int8_max_drop)
 
     @classmethod
@@ -57,9 +47,7 @@ class Tolerance:
         """The looser tolerance of the weight precision (fp32/fp16) and arithmetic (f32/f16/bf16)."""
         names = {"fp32": "f32", "fp16": "f16", None: "f32"}
         candidates = [TOLERANCES[names.get(weights, weights)], TOLERANCES[arithmetic]]
-        atol = max(c[0] for c in candidates)
-        agreement = min(c[1] for c in candidates)
-        return cls(atol, agreement)
+        return cls(max(c[0] for c in candidates), min(c[1] for c in candidates))
 
 
 @dataclass
@@ -72,11 +60,10 @@ class Exported:
 
 
 class Runner:
-    """An artifact opened in its runtime's ``Session`` (the one the bench measures), run over
-    many images in chunks the artifact accepts: a static-shape artifact's own batch (the
-    last chunk padded), else ``batch`` images bounded by the largest batch it accepts (a
-    TensorRT profile's max). ``input_dims``: the images' dimensions after the batch, at
-    which an artifact with dynamic ones (a variable-length sequence) is run."""
+    """An artifact opened in its runtime's ``Session`` (the one the bench measures), run over many
+    images in chunks it accepts: a static-shape artifact's own batch (the last chunk padded), else
+    ``batch`` bounded by the largest batch it accepts (a TensorRT profile's max). ``input_dims``: the
+    images' dimensions after the batch, for an artifact with dynamic ones."""
 
     def __init__(self, runtime: str, path: Path, batch: int = 256, options: dict | None = None,
                  inference_precision: str = "f32", input_dims: tuple | None = None):
@@ -102,15 +89,13 @@ class Runner:
         return self._session
 
     def run(self, x: np.ndarray, batch: int) -> np.ndarray:
-        """All of ``x``, in chunks of the session's static batch; the last one padded."""
         session = self._open(self.chunk(batch))
         outputs = []
         for start in range(0, len(x), session.batch):
             part = x[start:start + session.batch]
             real = len(part)
             if real < session.batch:
-                pad = np.zeros((session.batch - real, *part.shape[1:]), dtype=part.dtype)
-                part = np.concatenate([part, pad])
+                part = np.concatenate([part, np.zeros((session.batch - real, *part.shape[1:]), dtype=part.dtype)])
             # A copy: sessions return the same output buffer on every call.
             outputs.append(np.array(session.infer(part)[:real]))
         return np.concatenate(outputs)
@@ -128,6 +113,11 @@ class Target:
     runtime: str = ""  # where it is verified
     # Made from the model's fp32 ONNX file (``export``), or from the Keras model (``export_keras``).
     from_onnx: bool = True
+    # The artifact is that ONNX file itself: its ``seconds`` include making it.
+    includes_onnx_conversion: bool = False
+    # Why this target makes no INT8 variant (None: it makes one with ``quantize``).
+    int8_unavailable: str | None = "this target has no INT8 quantizer"
+    packages: tuple[str, ...] = ()  # the packages whose versions an artifact records
 
     def unavailable_reason(self) -> str | None:
         """None when this machine can build and run the target; else what is missing."""
@@ -139,42 +129,30 @@ class Target:
     def tolerance(self, settings, inference_precision: str) -> Tolerance:
         return Tolerance.for_precisions(settings.float_precision, inference_precision)
 
-    # Why this target makes no INT8 variant (None: it makes one with ``quantize``).
-    int8_unavailable: str | None = "this target has no INT8 quantizer"
-
     def quantize(self, onnx_path: Path, staging: Path, model_name: str, settings, calibration) -> Exported:  # pragma: no cover
-        """The INT8 variant of the fp32 ONNX at ``onnx_path``, calibrated on ``calibration``
-        (``export.quantize.Calibration``), into ``staging``."""
         raise NotImplementedError
 
     def files(self, directory: Path, model_name: str) -> list[Path]:
         return [directory / f"{model_name}{suffix}" for suffix in self.suffixes]
 
     def export(self, onnx_path: Path, staging: Path, model_name: str, settings) -> Exported:  # pragma: no cover
-        """Convert the fp32 ONNX at ``onnx_path`` into this target's files in ``staging``."""
         raise NotImplementedError
 
     def export_keras(self, model, staging: Path, model_name: str, settings) -> Exported:  # pragma: no cover
-        """``from_onnx = False``: convert the loaded Keras ``model`` into this target's files in ``staging``."""
         raise NotImplementedError
 
     def session_options(self, settings) -> dict:
-        """Options for the runtime's Session when verifying (see runtimes/<runtime>.py)."""
         return {}
 
     def open(self, path: Path, settings, input_dims: tuple | None = None) -> Runner:
-        """The artifact at ``path`` loaded in its runtime, ready to ``run`` the verification
-        images (of ``input_dims`` after the batch)."""
         return Runner(self.runtime, path, settings.verify_batch, self.session_options(settings),
                       self.inference_precision(settings), input_dims)
 
     def versions(self) -> dict[str, str]:
-        return {}
+        return {name: package_version(name) for name in self.packages}
 
 
 def package_version(name: str) -> str:
-    from importlib import metadata
-
     for candidate in (name, f"{name}-cpu"):  # tensorflow is installed as tensorflow-cpu here
         try:
             return metadata.version(candidate)

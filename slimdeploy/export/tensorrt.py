@@ -1,11 +1,5 @@
-"""TensorRT engine built from the ONNX file with the TensorRT 10 Python API, verified on the GPU.
-
-Needs the ``tensorrt`` package, ``cuda-python`` (to move data to and from the GPU) and an
-NVIDIA GPU; ``unavailable_reason`` says exactly which of these is missing. Written against
-the documented TensorRT 10 API (Builder -> network -> OnnxParser -> builder config with an
-optimization profile -> build_serialized_network; named I/O tensors and execute_async_v3 at
-run time). It has not been run on the CPU-only machines this package was developed on.
-"""
+"""TensorRT engine built from the ONNX file with the TensorRT 10 Python API, verified on the GPU
+(``tensorrt``, ``cuda-python`` and an NVIDIA GPU: ``unavailable_reason`` says which is missing)."""
 
 from __future__ import annotations
 
@@ -13,7 +7,6 @@ from pathlib import Path
 
 from slimdeploy.errors import WorkError
 from slimdeploy.export.target import Exported, Target, package_version
-# Availability, the GPU check and engine loading live with the runtime; this module builds.
 from slimdeploy.runtimes.tensorrt import gpu_name, missing_requirements
 
 ELIGIBLE_MARK = "(Sparsity) Layers eligible for sparse math:"
@@ -39,10 +32,8 @@ def _capturing_logger(trt):
 
 
 def sparsity_report(messages: list[str], requested: bool) -> dict:
-    """Which layers TensorRT found eligible for 2:4 sparse math and which it ran sparse.
-
-    ``used`` is None when TensorRT did not report on sparsity (it does so only when asked).
-    """
+    """Which layers TensorRT found eligible for 2:4 sparse math and which it ran sparse (``used``:
+    None when TensorRT did not report on sparsity; it does only when asked)."""
     eligible = picked = None
     for msg in messages:
         if ELIGIBLE_MARK in msg:
@@ -58,8 +49,7 @@ def _layer_list(text: str) -> list[str]:
 
 
 def build_engine(onnx_path: Path, engine_path: Path, settings) -> dict:
-    """Build and serialize an engine; return the build facts for the manifest."""
-    import tensorrt as trt
+    import tensorrt as trt  # lazy: heavy
 
     logger = _capturing_logger(trt)
     builder = trt.Builder(logger)
@@ -92,7 +82,8 @@ def build_engine(onnx_path: Path, engine_path: Path, settings) -> dict:
         profile_facts = {"input": tensor.name, "min": 1, "opt": opt, "max": top}
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
-        raise WorkError(f"TensorRT could not build an engine from {onnx_path.name}: {'; '.join(logger.errors())[:300] or 'no error logged'}")
+        raise WorkError(f"TensorRT could not build an engine from {onnx_path.name}: "
+                        f"{'; '.join(logger.errors())[:300] or 'no error logged'}")
     with open(engine_path, "wb") as handle:
         handle.write(serialized)  # IHostMemory supports the buffer protocol
     return {
@@ -110,8 +101,7 @@ class TensorRtTarget(Target):
     display_name = "TensorRT engine"
     suffixes = (".engine",)
     runtime = "tensorrt"
-    # TensorRT could build one from the Q/DQ ONNX variant (explicit quantization), but nothing
-    # here could verify it without a GPU: not offered until it can be.
+    packages = ("tf2onnx", "onnx", "tensorrt", "cuda-python")
     int8_unavailable = "slimdeploy makes no TensorRT INT8 engine yet (the ONNX and OpenVINO INT8 variants are made)"
 
     def unavailable_reason(self) -> str | None:
@@ -121,10 +111,7 @@ class TensorRtTarget(Target):
     def export(self, onnx_path: Path, staging: Path, model_name: str, settings) -> Exported:
         engine = self.files(staging, model_name)[0]
         facts = build_engine(onnx_path, engine, settings)
-        return Exported(files=[engine], converter=f"tensorrt {package_version('tensorrt')} (from ONNX)", details=facts)
-
-    def versions(self) -> dict[str, str]:
-        return {name: package_version(name) for name in ("tf2onnx", "onnx", "tensorrt", "cuda-python")}
+        return Exported([engine], f"tensorrt {package_version('tensorrt')} (from ONNX)", facts)
 
 
 TARGET = TensorRtTarget()

@@ -1,11 +1,6 @@
-"""Parity against Keras: the same images through the artifact and the Keras model it came from.
-
-The images are the validation split and the test split (the same split the model was
-trained with, for a run directory). Recorded: max and mean absolute difference of the
-outputs, the task's agreement with Keras's outputs, and the task's test score in the
-artifact's runtime beside Keras's (``tasks``: for multiclass, top-1 agreement and test
-accuracy, under the field names ``top1_agreement``, ``test_accuracy``, ``keras_test_accuracy``).
-"""
+"""Parity against Keras: the validation and test images through the artifact and its Keras model. Recorded:
+the outputs' max and mean absolute difference, the task's agreement and test score beside Keras's (under
+the field names ``top1_agreement``, ``test_accuracy``, ``keras_test_accuracy``)."""
 
 from __future__ import annotations
 
@@ -30,17 +25,9 @@ class Reference:
     keras_test_accuracy: float
     task: Task = DEFAULT_TASK  # how outputs are scored and compared
 
-    @property
-    def test_outputs(self) -> np.ndarray:
-        return self.outputs[self.n_validation:]
-
 
 def verification_images(data, limit: int | None = None) -> tuple:
-    """The validation and test images every artifact is checked on (at most ``limit`` each)."""
-    x_val, x_test, y_test = data.x_val, data.x_test, data.y_test
-    if limit is not None:
-        x_val, x_test, y_test = x_val[:limit], x_test[:limit], y_test[:limit]
-    return x_val, x_test, y_test
+    return data.x_val[:limit], data.x_test[:limit], data.y_test[:limit]
 
 
 def keras_reference(model, data, *, limit: int | None = None, batch: int = 256) -> Reference:
@@ -54,45 +41,36 @@ def keras_reference(model, data, *, limit: int | None = None, batch: int = 256) 
 
 
 def compare(reference: Reference, outputs: np.ndarray, tolerance: Tolerance) -> dict:
-    """The parity figures and whether they are within ``tolerance``; ``error`` says why not."""
+    """The parity figures (export.json's artifact fields) and whether they are within ``tolerance``;
+    ``error`` says why not."""
     task = reference.task
     outputs = np.asarray(outputs, dtype=np.float32)
-    result = {
-        "max_abs_diff": None, "mean_abs_diff": None, "top1_agreement": None, "test_accuracy": None,
-        "keras_test_accuracy": reference.keras_test_accuracy,
-        "tolerance": tolerance.atol, "min_top1_agreement": tolerance.min_top1_agreement,
-        "valid": False, "error": None,
-    }
-    if tolerance.max_accuracy_drop is not None:
-        result["max_accuracy_drop"] = tolerance.max_accuracy_drop
+    limits = {"keras_test_accuracy": reference.keras_test_accuracy, "tolerance": tolerance.atol,
+              "min_top1_agreement": tolerance.min_top1_agreement}
+    drop_limit = {} if tolerance.max_accuracy_drop is None else {"max_accuracy_drop": tolerance.max_accuracy_drop}
+    error = None
     if outputs.shape != reference.outputs.shape:
-        result["error"] = f"output shape {list(outputs.shape)} differs from Keras's {list(reference.outputs.shape)}"
-        return result
-    if not np.all(np.isfinite(outputs)):
-        result["error"] = f"{int(np.sum(~np.isfinite(outputs)))} outputs are NaN or infinite"
-        return result
+        error = f"output shape {list(outputs.shape)} differs from Keras's {list(reference.outputs.shape)}"
+    elif not np.all(np.isfinite(outputs)):
+        error = f"{int(np.sum(~np.isfinite(outputs)))} outputs are NaN or infinite"
+    if error:
+        return {"max_abs_diff": None, "mean_abs_diff": None, "top1_agreement": None, "test_accuracy": None, **limits,
+                "valid": False, "error": error, **drop_limit}
     diff = np.abs(outputs.astype(np.float64) - reference.outputs.astype(np.float64))
     agreement = task.agreement(outputs, reference.outputs)
-    test_outputs = outputs[reference.n_validation:]
-    result.update(
-        max_abs_diff=float(diff.max()),
-        mean_abs_diff=float(diff.mean()),
-        top1_agreement=agreement,
-        test_accuracy=task.score(test_outputs, reference.y_test),
-    )
+    score = task.score(outputs[reference.n_validation:], reference.y_test)
     problems = []
-    if tolerance.atol is not None and result["max_abs_diff"] > tolerance.atol:
-        problems.append(f"max abs diff {result['max_abs_diff']:.3g} exceeds the tolerance {tolerance.atol:g}")
+    if tolerance.atol is not None and float(diff.max()) > tolerance.atol:
+        problems.append(f"max abs diff {float(diff.max()):.3g} exceeds the tolerance {tolerance.atol:g}")
     if agreement < tolerance.min_top1_agreement:
         problems.append(f"{task.agreement_label} {agreement:.4%} is below {tolerance.min_top1_agreement:.1%}")
-    drop = task.drop(reference.keras_test_accuracy, result["test_accuracy"])
+    drop = task.drop(reference.keras_test_accuracy, score)
     if tolerance.max_accuracy_drop is not None and task.exceeds(drop, tolerance.max_accuracy_drop):
-        problems.append(f"test {task.metric_label} {result['test_accuracy']:.4f} is "
-                        f"{task.format_points(task.points(drop), '.2f')} below Keras's "
-                        f"{reference.keras_test_accuracy:.4f} (at most {task.points(tolerance.max_accuracy_drop):g} allowed)")
-    result["valid"] = not problems
-    result["error"] = "; ".join(problems) or None
-    return result
+        problems.append(f"test {task.metric_label} {score:.4f} is {task.format_points(task.points(drop), '.2f')} below "
+                        f"Keras's {reference.keras_test_accuracy:.4f} (at most {task.points(tolerance.max_accuracy_drop):g} "
+                        "allowed)")
+    return {"max_abs_diff": float(diff.max()), "mean_abs_diff": float(diff.mean()), "top1_agreement": agreement,
+            "test_accuracy": score, **limits, "valid": not problems, "error": "; ".join(problems) or None, **drop_limit}
 
 
 def verify(runner: Runner, reference: Reference, tolerance: Tolerance, batch: int) -> dict:

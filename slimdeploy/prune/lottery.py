@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from slimdeploy import fsutil, runinfo
+from slimdeploy import fsutil, saved_run
 from slimdeploy.data import Dataset
 from slimdeploy.dirlock import DirectoryLock, remove_stale_temporaries
 from slimdeploy.errors import UserError, WorkError
@@ -30,7 +30,7 @@ from slimdeploy.prune import ticket as ticket_rules
 from slimdeploy.prune.graph import DenseGraph, analyze, find_layer
 from slimdeploy.prune.methods import PruningMethod, dense_params, pruning_method
 from slimdeploy.prune.neurons import round_widths
-from slimdeploy.prune.record import CONTROL_RESETS, aggregate, build_record
+from slimdeploy.prune.summary import CONTROL_RESETS, aggregate, build_record
 from slimdeploy.prune.schedule import solve_rate
 from slimdeploy.prune.settings import PruneSettings, parse_reset, reset_label
 from slimdeploy.records.base import ABSENT, present
@@ -97,8 +97,8 @@ def _plan(run_dir, settings: PruneSettings, *, resume: bool, force: bool, data, 
     run_dir = Path(run_dir)
     run = RunDir(run_dir)
     method = pruning_method(settings.mode)
-    metrics = runinfo.dense_metrics(run_dir)
-    adopted = runinfo.adopted(run_dir, metrics)
+    metrics = saved_run.dense_metrics(run_dir)
+    adopted = saved_run.adopted(run_dir, metrics)
     settings = settings.for_run(adopted=bool(adopted))
     if adopted:
         refuse_rewind_on_adopted(settings, adopted.source)
@@ -111,9 +111,9 @@ def _plan(run_dir, settings: PruneSettings, *, resume: bool, force: bool, data, 
     layers = method.layers(graph, f"model {adopted.source}" if adopted else f"the dense model in {run_dir}")
     method.check_model(settings, dense_model, layers, run_dir)
     _refuse_existing_mode(run.mode(settings.mode), resume=resume, force=force)
-    dataset = data if isinstance(data, Dataset) else runinfo.run_dataset(run_dir, data, data_override=data_override)
+    dataset = data if isinstance(data, Dataset) else saved_run.run_dataset(run_dir, data, data_override=data_override)
     check_input_shape(dense_model, dataset, f"dense model in {run_dir}")
-    training = runinfo.run_training(run_dir, metrics)
+    training = saved_run.run_training(run_dir, metrics)
     rate = settings.rate if settings.target is None else solve_rate(
         method.kept_fraction(settings, dense_model, graph, layers), settings.target, settings.rounds)
     plan = _Plan(settings=settings, method=method, run=run, metrics=metrics, adopted=adopted, dense_model=dense_model,
@@ -126,7 +126,7 @@ def _plan(run_dir, settings: PruneSettings, *, resume: bool, force: bool, data, 
 def prune_run(run_dir, settings: PruneSettings, *, resume: bool = False, force: bool = False, progress=None, data=None,
               data_override: bool = False) -> dict:
     """Prune ``RUN_DIR/dense`` into ``RUN_DIR/<settings.mode>``; returns ``lottery.json``'s content. ``data``:
-    the run's recorded data (``runinfo.run_dataset``) elsewhere, other data with ``data_override``, or a ``Dataset``."""
+    the run's recorded data (``saved_run.run_dataset``) elsewhere, other data with ``data_override``, or a ``Dataset``."""
     # One writer of the run at a time, taken before the model and the data load so that a second writer
     # hears "busy" at once; only around an existing directory (a missing one gets _plan's own error).
     with DirectoryLock.when(Path(run_dir).is_dir(), run_dir, stage="prune", hint="wait for it to finish"):
@@ -270,7 +270,7 @@ def _run_seed(ctx: _Context, seed: int, dense_model) -> None:
         dense = seed_dir.dense
     else:
         dense = ctx.run.dense
-        dense_seconds = runinfo.dense_metrics(ctx.run.root).train_seconds or None
+        dense_seconds = saved_run.dense_metrics(ctx.run.root).train_seconds or None
     reference = _Reference.of(ctx, dense_model)
     rounds = ctx.per_seed[seed]
     rounds.append(_measure(ctx, dense_model, reference).replace(round=0, seconds=dense_seconds,

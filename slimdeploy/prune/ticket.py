@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from slimdeploy.prune.record import aggregate, drop_points
+from slimdeploy.prune.summary import aggregate, drop_points
 from slimdeploy.records.base import ABSENT, present
 from slimdeploy.records.lottery import Candidate, LotteryRecord, Round, Ticket
 from slimdeploy.tasks import DEFAULT_TASK, Task

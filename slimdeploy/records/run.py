@@ -69,8 +69,8 @@ class DenseMetrics(Record):
 
     ``recipe`` is the recipe as ``Recipe.to_dict()`` wrote it (``config.recipe_from_record``
     reads it back); an adopted run has ``adopted`` instead (``AdoptedModel``).
-    ``runinfo.run_training`` gives the training settings of either. ``data`` says which data
-    and split were used (``runinfo.run_dataset``).
+    ``saved_run.run_training`` gives the training settings of either. ``data`` says which data
+    and split were used (``saved_run.run_dataset``).
     Every key may be missing from a file some older version or a hand-made run wrote
     (``get(key)`` reads a missing one as None); ``train`` writes them all.
     """

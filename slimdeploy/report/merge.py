@@ -21,7 +21,7 @@ from slimdeploy.report import answer, document, facts
 from slimdeploy.report.document import Bullets, Figure, Paragraph, Section, Table
 from slimdeploy.report.load import ReportInputs, load_source
 from slimdeploy.report.settings import MACHINE_PLOT
-from slimdeploy.runtimes.registry import sort_key
+from slimdeploy.runtimes.registry import device_name as runtime_device_name, sort_key
 
 # Shown in a machine's name, in this order; avx2 is left out where avx512f implies it.
 ISA_ORDER = ("avx2", "avx512f", "avx512_vnni", "amx", "neon")
@@ -122,8 +122,8 @@ def cpu_name(cpu: Cpu, environment: Environment) -> str:
 
 
 def device_name(environment: Environment) -> str | None:
-    """The CPU as OpenVINO names it (bench.json ``environment.devices``)."""
-    return ((environment.devices or {}).get("openvino") or {}).get("FULL_DEVICE_NAME")
+    """The CPU as a runtime names it (bench.json ``environment.devices``: OpenVINO's plug-in reads them)."""
+    return runtime_device_name(environment.devices or {})
 
 
 def short_cpu_model(model: str) -> str:

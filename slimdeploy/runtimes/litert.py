@@ -1,21 +1,16 @@
-"""LiteRT (formerly TensorFlow Lite) on the CPU: a ``.tflite`` file run by
-``ai_edge_litert.interpreter.Interpreter`` with its default XNNPACK delegate.
+"""LiteRT (formerly TensorFlow Lite) on the CPU: a ``.tflite`` file run by ``ai_edge_litert``'s
+``Interpreter`` with its default XNNPACK delegate, ``num_threads`` the cell's thread count.
 
-- Threads: ``num_threads`` of the interpreter (XNNPACK's thread pool) is the cell's thread count.
-- Batch: TensorFlow's converter writes the input with batch 1 and records the batch dimension it
-  was given in the shape signature. A dynamic one (-1, ``export --batch dynamic``) is resized to
-  the session's batch (``resize_tensor_input`` + ``allocate_tensors``); a static one runs only its
-  own batch (XNNPACK cannot reshape a graph whose Reshape holds that batch as a constant), so
-  ``batch_bounds`` reports it and the plugin accepts no reshape.
-- The input is copied into the interpreter once (``set_input``); a timed call is ``invoke()`` and
-  the copy of the output out of it (``get_tensor``: about a microsecond at batch 1, the same for
-  every model; a view into the interpreter would make the next ``invoke`` refuse to run while the
-  caller holds it).
-- No per-layer profile: LiteRT's Python API has no op profiler (the C++ ``benchmark_model`` tool
-  has one), so profiled cells record why (``PLUGIN.profile_unsupported``).
+The converter writes the input with batch 1 and records the batch it was given in the shape
+signature: a dynamic one (-1) is resized to the session's batch; a static one runs only its own
+(XNNPACK cannot reshape a graph holding that batch as a constant), so the plugin accepts no reshape.
+A timed call is ``invoke()`` and the copy of the output (a view would block the next ``invoke``).
+LiteRT's Python API has no op profiler (``PLUGIN.profile_unsupported`` says so).
 """
 
 from __future__ import annotations
+
+import numpy as np
 
 from slimdeploy.quiet import native_stderr_muted
 from slimdeploy.runtimes.session import PROFILE_UNSUPPORTED, Availability, RuntimePlugin, Session, package_availability
@@ -29,7 +24,7 @@ def availability() -> Availability:
 
 
 def _interpreter(artifact, threads: int | None = None):
-    from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_litert.interpreter import Interpreter  # lazy: optional
 
     with native_stderr_muted():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." (C++)
         return Interpreter(model_path=str(artifact), num_threads=threads)
@@ -42,7 +37,6 @@ def _signature(detail: dict) -> list[int]:
 
 
 def _batch_dim(detail: dict) -> int | None:
-    """The batch the converter fixed (None: dynamic, -1 in the shape signature)."""
     dims = _signature(detail)
     return None if not dims or dims[0] < 0 else dims[0]
 
@@ -57,8 +51,6 @@ class LiteRtSession(Session):
 
     def __init__(self, artifact, batch, threads, options=None, mode="latency"):
         super().__init__(artifact, batch, threads, options, mode)
-        import numpy as np
-
         self.interpreter = _interpreter(self.artifact, self.threads)
         detail = _single_input(self.interpreter, self.artifact)
         signature = _signature(detail)
@@ -89,8 +81,7 @@ class LiteRtSession(Session):
         return {"num_threads": self.threads, "xnnpack": self._delegated(), "resized_to": list(self._shape)}
 
     def _delegated(self) -> bool | None:
-        """Whether a delegate (XNNPACK, LiteRT's default on the CPU) took over nodes of the graph:
-        a DELEGATE node in the execution plan. None where this LiteRT version does not say."""
+        """Whether a delegate (XNNPACK) took over nodes of the graph; None where this LiteRT does not say."""
         try:
             return any(op.get("op_name") == "DELEGATE" for op in self.interpreter._get_ops_details())
         except Exception:  # a private helper: absent or changed in another version
@@ -112,8 +103,7 @@ SESSION = LiteRtSession
 PLUGIN = RuntimePlugin(
     name="litert", display_name="LiteRT", short_name="LRT",
     suffixes=(".tflite",), targets=("litert",), session=SESSION, availability=availability,
-    # A dynamic batch is resized per session; a static one runs only its own batch (see above).
-    accepts_reshape=False,
+    accepts_reshape=False,  # a dynamic batch is resized per session; a static one runs only its own
     library=f"{LIBRARY}.interpreter",
     profile_unsupported=f"{PROFILE_UNSUPPORTED}: LiteRT's Python API (ai_edge_litert.interpreter) has no per-op profiler",
     module=__name__,

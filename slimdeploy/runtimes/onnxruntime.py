@@ -1,17 +1,15 @@
-"""ONNX Runtime on the CPU, with a selectable graph optimization level.
+"""ONNX Runtime on the CPU, with a selectable graph optimization level (``--ort-opt``).
 
-``--ort-opt disabled|basic|extended|all`` shows what the backend's own graph rewrites
-do with and without pruning. Input and output are bound once to preallocated arrays
-(I/O binding); each call is ``run_with_iobinding``. Against ``session.run(names, feed)``
-this saves 3-4 µs of Python and allocation per call (10.7 vs 14.4 µs for the 34/17 ticket
-at batch 1): overhead that is the same for every model and would shrink measured speedups.
-Models whose output shape is not known ahead fall back to ``run``. ``PLUGIN.profile`` times
-each node with the profiler (``enable_profiling``) in a separate session.
+Input and output are bound once to preallocated arrays (I/O binding; each call is
+``run_with_iobinding``): against ``session.run`` this saves 3-4 µs of Python per call, overhead that
+would shrink measured speedups. Models whose output shape is not known ahead fall back to ``run``.
+``PLUGIN.profile`` times each node with the profiler in a separate session.
 """
 
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -20,12 +18,9 @@ from slimdeploy.onnxsafety import CHECKED_OPTION, check_onnx_file
 from slimdeploy.runtimes.session import (PROFILE_RUNS, PROFILE_WARMUP, Availability, RuntimePlugin, Session, layer_profile,
                                          package_availability)
 
-OPT_LEVELS = {
-    "disabled": "ORT_DISABLE_ALL",
-    "basic": "ORT_ENABLE_BASIC",
-    "extended": "ORT_ENABLE_EXTENDED",
-    "all": "ORT_ENABLE_ALL",
-}
+OPT_LEVELS = {"disabled": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
+              "all": "ORT_ENABLE_ALL"}
+CPU = ["CPUExecutionProvider"]
 
 
 def availability() -> Availability:
@@ -43,47 +38,37 @@ class OnnxRuntimeSession(Session):
 
     @classmethod
     def batch_bounds(cls, artifact):
-        import onnx
-
-        check_onnx_file(artifact)
-        # The graph only: the input's batch dimension needs no weights.
-        first = onnx.load(str(artifact), load_external_data=False).graph.input[0]
-        dim = first.type.tensor_type.shape.dim[0]
+        dim = check_onnx_file(artifact).graph.input[0].type.tensor_type.shape.dim[0]
         return (int(dim.dim_value) if dim.HasField("dim_value") else None), None
 
     def __init__(self, artifact, batch, threads, options=None, mode="latency"):
         super().__init__(artifact, batch, threads, options, mode)
-        import onnxruntime as ort
+        import onnxruntime as ort  # lazy: heavy
 
-        # External data outside its directory: refused, never read. The full check only where the
-        # caller has not made it (the bench worker's timed load has: CHECKED_OPTION).
         check_onnx_file(self.artifact, full=not self.options.get(CHECKED_OPTION))
-        level = self.options.get("graph_optimization", "all")
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = self.threads
-        # One operator at a time: an MLP is a chain, and a second pool would only compete.
-        so.inter_op_num_threads = 1
-        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, OPT_LEVELS[level])
-        so.log_severity_level = 3
-        self._level = level
-        self._options = so  # kept to open a profiled copy
-        self.session = ort.InferenceSession(str(self.artifact), so, providers=["CPUExecutionProvider"])
+        self._level = self.options.get("graph_optimization", "all")
+        self.session = ort.InferenceSession(str(self.artifact), self._session_options(ort), providers=CPU)
         inputs = self.session.get_inputs()
-        if len(inputs) != 1:
-            raise ValueError(f"{self.artifact} has {len(inputs)} inputs; slimdeploy benchmarks single-input models")
+        self._single_input(len(inputs))
         self._input_name = inputs[0].name
         dims = [d if isinstance(d, int) else None for d in inputs[0].shape[1:]]
         self._shape = (self.batch, *self._static_dims(dims, inputs[0].shape))
         self._dtype = onnx_type_dtype(inputs[0].type)
         self._out_dtype = onnx_type_dtype(self.session.get_outputs()[0].type)
         self._outputs = [o.name for o in self.session.get_outputs()]
-        self._feed = None
-        self._binding = None
+        self._feed = self._binding = self._out_shape = None
         out_dims = self.session.get_outputs()[0].shape
-        self._out_shape = None
         if len(self._outputs) == 1 and out_dims and all(isinstance(d, int) for d in out_dims[1:]):
             self._out_shape = (self.batch, *out_dims[1:])
+
+    def _session_options(self, ort):
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = self.threads
+        so.inter_op_num_threads = 1  # one operator at a time: an MLP is a chain, a second pool would only compete
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, OPT_LEVELS[self._level])
+        so.log_severity_level = 3
+        return so
 
     def set_input(self, array):
         array = self._fitting_input(array)
@@ -102,31 +87,19 @@ class OnnxRuntimeSession(Session):
         return self.session.run(self._outputs, self._feed)[0]
 
     def applied_settings(self):
-        return {
-            "graph_optimization": self._level,
-            "intra_op_num_threads": self.threads,
-            "inter_op_num_threads": 1,
-            "execution_mode": "sequential",
-            "io_binding": self._binding is not None,
-            "providers": self.session.get_providers(),
-        }
+        return {"graph_optimization": self._level, "intra_op_num_threads": self.threads, "inter_op_num_threads": 1,
+                "execution_mode": "sequential", "io_binding": self._binding is not None,
+                "providers": self.session.get_providers()}
 
     def profiled_layers(self, runs: int, warmup: int) -> list[dict]:
-        """Per-node times of ``runs`` calls after ``warmup``, from a copy opened with ONNX Runtime's
-        profiler (the measured session stays unprofiled). The trace file goes to a temporary
-        directory and is deleted."""
-        import tempfile
-
-        import onnxruntime as ort
+        """Per-node times of ``runs`` calls after ``warmup``, from a copy opened with the profiler."""
+        import onnxruntime as ort  # lazy: heavy
 
         with tempfile.TemporaryDirectory(prefix="slimdeploy-ort-profile-") as tmp:
-            so = ort.SessionOptions()
-            for name in ("intra_op_num_threads", "inter_op_num_threads", "execution_mode", "graph_optimization_level",
-                         "log_severity_level"):
-                setattr(so, name, getattr(self._options, name))
+            so = self._session_options(ort)
             so.enable_profiling = True
             so.profile_file_prefix = str(Path(tmp) / "profile")
-            session = ort.InferenceSession(str(self.artifact), so, providers=["CPUExecutionProvider"])
+            session = ort.InferenceSession(str(self.artifact), so, providers=CPU)
             for _ in range(warmup + runs):
                 session.run(self._outputs, self._feed)
             with open(session.end_profiling(), encoding="utf-8") as trace:
@@ -138,8 +111,7 @@ class OnnxRuntimeSession(Session):
 
 
 def trace_layers(events: list[dict], runs: int) -> list[dict]:
-    """Node kernel times of the last ``runs`` calls in a profiler trace (the earlier calls are
-    warm-up), for ``layer_profile``; ``kernel`` is the provider and op that ran the node."""
+    """Node kernel times of the last ``runs`` calls in a profiler trace, for ``layer_profile``."""
     calls = sorted((e for e in events if e.get("cat") == "Session" and e.get("name") == "model_run"),
                    key=lambda e: e["ts"])[-runs:]
     start = calls[0]["ts"] if calls else 0
@@ -158,11 +130,9 @@ def trace_layers(events: list[dict], runs: int) -> list[dict]:
 class OnnxRuntimePlugin(RuntimePlugin):
     def profile(self, session: Session, layers: bool = False, runs: int = PROFILE_RUNS,
                 warmup: int = PROFILE_WARMUP, **request) -> dict | None:
-        """The time split per node (``profile``) from ONNX Runtime's profiler; it names no kernel
-        below the op, so ``kernels`` (OpenVINO's per weight layer) is not given."""
-        if not layers:
-            return None
-        return {"profile": layer_profile(session.profiled_layers(runs, warmup), runs, "ONNX Runtime profiler")}
+        """The time split per node (``profile``); the profiler names no kernel below the op (no ``kernels``)."""
+        return {"profile": layer_profile(session.profiled_layers(runs, warmup), runs, "ONNX Runtime profiler")} \
+            if layers else None
 
 
 SESSION = OnnxRuntimeSession

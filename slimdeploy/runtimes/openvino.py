@@ -1,21 +1,15 @@
-"""OpenVINO on the CPU, called the fast way: at batch 1 the way it is called (a dynamic
-shape, a new tensor and a conversion per call) costs more than pruning saves.
-
-- The input shape is made static per batch size (``reshape``) before compiling.
-- The input tensor is set once on the request; each call is ``request.infer()`` with no
-  arguments, so nothing is converted or copied per call.
-- The inference precision is set explicitly (this CPU defaults to bf16) and read back.
-- ``latency`` mode: PERFORMANCE_HINT LATENCY with one stream. ``throughput`` mode:
-  PERFORMANCE_HINT THROUGHPUT and an AsyncInferQueue of the plugin's optimal size.
-- ``request.latency`` (the engine's own per-request time) is kept beside wall-clock time.
-- Sparse int8 weights: the option ``sparse_weights_decompression_rate`` sets
-  CPU_SPARSE_WEIGHTS_DECOMPRESSION_RATE (int8 weights sparser than it are packed; the plugin
-  does so on CPUs with AMX only). ``PLUGIN.profile`` says which kernel each layer got and,
-  asked for layers, how long each node took (PERF_COUNT counters of a separate compile).
+"""OpenVINO on the CPU, called the fast way (at batch 1 a dynamic shape, a new tensor and a conversion
+per call cost more than pruning saves): the input shape made static per batch before compiling, the
+input tensor set once (each call is ``request.infer()``), the inference precision set explicitly and
+read back. ``latency`` mode: one stream; ``throughput`` mode: an AsyncInferQueue of the plugin's
+optimal size. The option ``sparse_weights_decompression_rate`` packs sparse int8 weights (CPUs with
+AMX only). ``PLUGIN.profile``: each weight layer's kernel and each node's time (PERF_COUNT).
 """
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import os
 
 import numpy as np
@@ -25,7 +19,7 @@ from slimdeploy.onnxsafety import CHECKED_OPTION, check_onnx_file
 from slimdeploy.runtimes.session import (PROFILE_RUNS, PROFILE_WARMUP, Availability, RuntimePlugin, Session, layer_profile,
                                          package_availability)
 
-PRECISIONS = ("f32", "bf16", "f16")
+PRECISIONS = ("f32", "f16", "bf16")  # the inference precisions it computes in
 # A session option (per model, not a cell setting): the CPU plugin's sparse int8 weights rate.
 SPARSE_RATE_OPTION = "sparse_weights_decompression_rate"
 AMX_FLAGS = ("amx_int8", "amx_tile")
@@ -34,10 +28,8 @@ AMX_FLAGS = ("amx_int8", "amx_tile")
 WEIGHT_NODE_TYPES = ("FullyConnected", "MatMul")
 
 
-# ONEDNN_MAX_CPU_ISA caps the kernels the CPU plugin takes from oneDNN, not the plugin's own
-# choice of bf16/f16 arithmetic (made from cpuid): capped at AVX2 on a bf16 CPU it still reports
-# BF16 and fails to build a bf16 primitive. slimdeploy applies the cap to both, so a capped
-# machine behaves as a CPU without those instructions (which computes in f32).
+# ONEDNN_MAX_CPU_ISA caps oneDNN's kernels, not the plugin's choice of bf16/f16 (from cpuid), which then
+# fails to build: slimdeploy applies the cap to both, so a capped machine computes in f32.
 ISA_LIMIT_ENV = "ONEDNN_MAX_CPU_ISA"
 ONEDNN_ISA_BITS = {"SSE41": 0x1, "AVX": 0x3, "AVX2": 0x7, "AVX2_VNNI": 0xF, "AVX2_VNNI_2": 0x1F, "AVX512_CORE": 0x27,
                    "AVX512_CORE_VNNI": 0x67, "AVX512_CORE_BF16": 0xE7, "AVX10_1_512": 0x1EF, "AVX512_CORE_FP16": 0x1EF,
@@ -64,8 +56,7 @@ def within_isa_limit(capabilities) -> list[str]:
 
 
 def cpu_has_amx(cpu: dict) -> bool:
-    """Whether the CPU (``environment.cpu_info()``: /proc/cpuinfo's flags) reports AMX, which the
-    CPU plugin's sparse int8 weight kernels need."""
+    """Whether ``cpu`` (``environment.cpu_info()``) reports AMX, which sparse int8 weight kernels need."""
     return any(flag in (cpu.get("flags") or []) for flag in AMX_FLAGS)
 
 
@@ -73,11 +64,26 @@ def availability() -> Availability:
     return package_availability("openvino", ("openvino",), "pip install openvino")
 
 
+@functools.lru_cache(maxsize=None)
+def device_facts(device: str = "CPU") -> dict | None:
+    """OpenVINO's own view of ``device`` (None: openvino is not installed); a failure is recorded as
+    {"error": ...}, never raised."""
+    if importlib.util.find_spec("openvino") is None:
+        return None
+    try:
+        import openvino as ov  # lazy: heavy
+
+        core = ov.Core()
+        return {"FULL_DEVICE_NAME": str(core.get_property(device, "FULL_DEVICE_NAME")),
+                "OPTIMIZATION_CAPABILITIES": [str(c) for c in core.get_property(device, "OPTIMIZATION_CAPABILITIES")]}
+    except Exception as exc:  # noqa: BLE001 - a broken install must not cost the measurements
+        # One line, bounded: OpenVINO's C++ errors carry a multi-line trace.
+        return {"error": " ".join(f"{type(exc).__name__}: {exc}".split())[:300]}
+
+
 def _read_model(core, artifact, checked: bool = False):
-    """The model, after the checks the bench makes before any worker starts (repeated here for
-    library callers and export verification, which open files without that inspection).
-    ``checked``: the caller made them on this file (the bench worker, whose load is timed:
-    ``onnxsafety.CHECKED_OPTION``); only an ONNX file's external data paths are checked again."""
+    """The model, after the checks the bench makes before any worker starts (``checked``: the caller
+    made them, ``onnxsafety.CHECKED_OPTION``; only an ONNX file's external data paths are checked again)."""
     if str(artifact).endswith(".onnx"):
         # External data outside its directory (always), malformed tensors: refused, never read.
         check_onnx_file(artifact, full=not checked)
@@ -91,14 +97,14 @@ class OpenVinoSession(Session):
 
     @classmethod
     def batch_bounds(cls, artifact):
-        import openvino as ov
+        import openvino as ov  # lazy: heavy
 
         batch = _read_model(ov.Core(), artifact).inputs[0].get_partial_shape()[0]
         return (batch.get_length() if batch.is_static else None), None
 
     def __init__(self, artifact, batch, threads, options=None, mode="latency"):
         super().__init__(artifact, batch, threads, options, mode)
-        import openvino as ov
+        import openvino as ov  # lazy: heavy
         import openvino.properties as props
         import openvino.properties.hint as hints
 
@@ -109,18 +115,14 @@ class OpenVinoSession(Session):
             precision = "f32"  # what the plugin computes in on a CPU without it (read back below)
         core = ov.Core()
         model = _read_model(core, self.artifact, checked=bool(self.options.get(CHECKED_OPTION)))
-        if len(model.inputs) != 1:
-            raise ValueError(f"{self.artifact} has {len(model.inputs)} inputs; slimdeploy benchmarks single-input models")
+        self._single_input(len(model.inputs))
         partial = model.inputs[0].get_partial_shape()
         dims = [d.get_length() if d.is_static else None for d in partial]
         self._shape = (self.batch, *self._static_dims(dims[1:], partial))
         self._dtype = np.dtype(model.inputs[0].get_element_type().to_dtype())
         if partial.is_dynamic or tuple(dims) != self._shape:
             model.reshape({model.inputs[0]: ov.PartialShape(list(self._shape))})
-        config = {
-            props.inference_num_threads: self.threads,
-            hints.inference_precision: getattr(ov.Type, precision),
-        }
+        config = {props.inference_num_threads: self.threads, hints.inference_precision: getattr(ov.Type, precision)}
         if mode == "throughput":
             config[hints.performance_mode] = hints.PerformanceMode.THROUGHPUT
         else:
@@ -128,7 +130,7 @@ class OpenVinoSession(Session):
             config[props.streams.num] = 1
         self._sparse_rate = self.options.get(SPARSE_RATE_OPTION)
         if self._sparse_rate is not None:
-            import openvino.properties.intel_cpu as intel_cpu
+            import openvino.properties.intel_cpu as intel_cpu  # lazy: heavy
 
             config[intel_cpu.sparse_weights_decompression_rate] = float(self._sparse_rate)
         self._ov = ov
@@ -140,11 +142,10 @@ class OpenVinoSession(Session):
             count = int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
             self._queue = ov.AsyncInferQueue(self.compiled, max(1, count))
             self.parallelism = len(self._queue)
-        self._tensors = []
+        self._tensors = []  # the arrays the tensors share memory with, kept alive
 
     def set_input(self, array):
         array = self._fitting_input(array)
-        # Keep the arrays alive: the tensors share their memory.
         self._tensors = [array]
         self.request.set_input_tensor(self._ov.Tensor(array, shared_memory=True))
         if self._queue is not None:
@@ -180,26 +181,20 @@ class OpenVinoSession(Session):
 
         precision = read("INFERENCE_PRECISION_HINT")
         # "<Type: 'float32'>" -> "f32": the name the CLI and benchmark_app use.
-        names = {"float32": "f32", "bfloat16": "bf16", "float16": "f16"}
-        for long, short in names.items():
+        for long, short in {"float32": "f32", "bfloat16": "bf16", "float16": "f16"}.items():
             if precision and long in precision:
                 precision = short
-        return {
-            "inference_precision": precision,
-            "performance_hint": read("PERFORMANCE_HINT"),
-            "num_streams": read("NUM_STREAMS"),
-            "inference_num_threads": read("INFERENCE_NUM_THREADS"),
-            "enable_cpu_pinning": read("ENABLE_CPU_PINNING"),
-            "infer_requests": self.parallelism,
-            "static_input_shape": list(self._shape),
-            **({SPARSE_RATE_OPTION: read("CPU_SPARSE_WEIGHTS_DECOMPRESSION_RATE")} if self._sparse_rate is not None else {}),
-        }
+        return {"inference_precision": precision, "performance_hint": read("PERFORMANCE_HINT"),
+                "num_streams": read("NUM_STREAMS"), "inference_num_threads": read("INFERENCE_NUM_THREADS"),
+                "enable_cpu_pinning": read("ENABLE_CPU_PINNING"), "infer_requests": self.parallelism,
+                "static_input_shape": list(self._shape),
+                **({SPARSE_RATE_OPTION: read("CPU_SPARSE_WEIGHTS_DECOMPRESSION_RATE")} if self._sparse_rate is not None
+                   else {})}
 
     def profiled_calls(self, runs: int = 1, warmup: int = 0) -> list:
-        """Per-node counters (``get_profiling_info``) of ``runs`` calls after ``warmup``, from a copy
-        compiled with PERF_COUNT (profiling is a compile-time setting, so the measured one stays
-        unprofiled): one list of ProfilingInfo per call, since the counters are the last call's."""
-        import openvino.properties as props
+        """Per-node counters of ``runs`` calls after ``warmup`` (one list of ProfilingInfo per call), from
+        a copy compiled with PERF_COUNT: the measured one stays unprofiled."""
+        import openvino.properties as props  # lazy: heavy
 
         compiled = self._core.compile_model(self._model, "CPU", {**self._config, props.enable_profiling: True})
         request = compiled.create_infer_request()
@@ -213,17 +208,13 @@ class OpenVinoSession(Session):
         return calls
 
     def layer_kernels(self, infos=None) -> list[dict]:
-        """The kernel the plugin chose for each weight layer (of one profiled call)."""
         infos = self.profiled_calls()[-1] if infos is None else infos
         return [{"node_name": info.node_name, "node_type": info.node_type, "exec_type": info.exec_type,
                  "sparse": "sparse" in info.exec_type.lower()}
                 for info in infos if info.node_type.startswith(WEIGHT_NODE_TYPES)]
 
     def close(self):
-        self._queue = None
-        self._core = self._model = None
-        self.request = None
-        self.compiled = None
+        self._queue = self._core = self._model = self.request = self.compiled = None
         self._tensors = []
 
 
@@ -231,8 +222,8 @@ SESSION = OpenVinoSession
 
 
 def executed_layers(calls: list) -> list[dict]:
-    """Nodes that ran (not folded into another: status NOT_RUN), over all calls, for ``layer_profile``;
-    ``kernel`` is the plugin's exec type (e.g. brgemm_avx2_f32), the implementation it chose."""
+    """Nodes that ran (not folded into another), over all calls, for ``layer_profile``; ``kernel`` is the
+    plugin's exec type (e.g. brgemm_avx2_f32)."""
     return [{"name": info.node_name, "op_type": info.node_type, "kernel": info.exec_type,
              "us": info.real_time.total_seconds() * 1e6}
             for infos in calls for info in infos if str(info.status).endswith("EXECUTED")]
@@ -241,22 +232,20 @@ def executed_layers(calls: list) -> list[dict]:
 class OpenVinoPlugin(RuntimePlugin):
     def profile(self, session: Session, layers: bool = False, runs: int = PROFILE_RUNS,
                 warmup: int = PROFILE_WARMUP, **request) -> dict | None:
-        """Which kernel each weight layer runs (``kernels``: exec_type, and whether it is sparse)
-        and, with ``layers``, the time split per node over ``runs`` calls (``profile``). One
-        PERF_COUNT compile serves both."""
+        """Which kernel each weight layer runs (``kernels``) and, with ``layers``, the time split per node
+        (``profile``); one PERF_COUNT compile serves both."""
         calls = session.profiled_calls(runs if layers else 1, warmup if layers else 0)
-        out = {"kernels": session.layer_kernels(calls[-1])}
-        if layers:
-            out["profile"] = layer_profile(executed_layers(calls), len(calls), "OpenVINO PERF_COUNT")
-        return out
+        profile = {"profile": layer_profile(executed_layers(calls), len(calls), "OpenVINO PERF_COUNT")} if layers else {}
+        return {"kernels": session.layer_kernels(calls[-1]), **profile}
 
 
 PLUGIN = OpenVinoPlugin(
     name="openvino", display_name="OpenVINO", short_name="OV",
-    # It reads ONNX too; an IR is preferred when both exist.
     suffixes=(".xml", ".onnx"), targets=("openvino", "onnx"), session=SESSION, availability=availability,
     option_fields=(("precision", "openvino_precision"),),
     accepts_reshape=True,  # the input shape is made static per batch before compiling
     can_crosscheck=True,  # benchmark_app re-measures its cells
+    device=device_facts,
+    device_name=lambda facts: facts.get("FULL_DEVICE_NAME"),
     module=__name__,
 )

@@ -1,19 +1,10 @@
-"""Runtimes by name. Adding a runtime is one new module here and one line in BUILTIN.
+"""Runtimes by name. Adding a runtime is one new module here (defining ``PLUGIN``, a ``RuntimePlugin``)
+and one line in BUILTIN; every other module asks this registry. Runtime modules import their library
+only when a session is opened, so a missing library is reported as unavailable, never a crash.
 
-A runtime module (``runtimes/<name>.py``) is the only place that knows its runtime: it
-defines ``PLUGIN``, a ``RuntimePlugin`` with its names, artifact suffixes, availability,
-``Session`` class, option fields, and what it allows (reshape, crosscheck, profile). Every
-other module asks this registry.
-
-Runtime modules import their library only when a session is opened, so listing
-runtimes (and ``--help``) never loads TensorFlow, and a missing library is reported as
-unavailable with its reason.
-
-Plug-ins from outside the package: ``SLIMDEPLOY_RUNTIME_PLUGINS`` names modules
-(comma-separated, importable from ``sys.path``), each calling ``register(plugin)`` when
-imported. They are imported when this registry is first imported and on each later use
-(for a name added since), in every process that uses it (bench workers inherit the
-environment), and are listed after the built-in runtimes.
+Plug-ins from outside the package: ``SLIMDEPLOY_RUNTIME_PLUGINS`` names modules (comma-separated,
+importable from ``sys.path``), each calling ``register(plugin)`` when imported; they are imported on
+first and each later use (bench workers inherit the variable) and listed after the built-in runtimes.
 """
 
 from __future__ import annotations
@@ -22,6 +13,7 @@ import importlib
 import os
 from pathlib import Path
 
+from slimdeploy import environment
 from slimdeploy.runtimes.session import Availability, RuntimePlugin, Session
 
 PLUGINS_ENV = "SLIMDEPLOY_RUNTIME_PLUGINS"
@@ -30,7 +22,6 @@ PLUGINS_ENV = "SLIMDEPLOY_RUNTIME_PLUGINS"
 BUILTIN = (
     "slimdeploy.runtimes.tensorflow",
     "slimdeploy.runtimes.onnxruntime",
-    # OpenVINO reads ONNX too; an IR is preferred when both exist.
     "slimdeploy.runtimes.openvino",
     "slimdeploy.runtimes.tensorrt",
     "slimdeploy.runtimes.litert",
@@ -95,14 +86,12 @@ def pick_artifact(name: str, paths) -> Path | None:
 
 def display_name(name: str) -> str:
     """For people: "ONNX Runtime"; an unknown name is shown as it is."""
-    known = _known(name)
-    return known.display_name if known else name
+    return getattr(_known(name), "display_name", name)
 
 
 def short_name(name: str) -> str:
     """For narrow columns: "ORT"; an unknown name is shown as it is."""
-    known = _known(name)
-    return known.short_name if known else name
+    return getattr(_known(name), "short_name", name)
 
 
 def sort_key(name: str) -> int:
@@ -113,13 +102,11 @@ def sort_key(name: str) -> int:
 
 
 def accepts_reshape(name: str) -> bool:
-    known = _known(name)
-    return bool(known and known.accepts_reshape)
+    return getattr(_known(name), "accepts_reshape", False)
 
 
 def can_crosscheck(name: str) -> bool:
-    known = _known(name)
-    return bool(known and known.can_crosscheck)
+    return getattr(_known(name), "can_crosscheck", False)
 
 
 def runtime_options(name: str, settings) -> dict:
@@ -129,18 +116,35 @@ def runtime_options(name: str, settings) -> dict:
 
 
 def names() -> tuple[str, ...]:
-    """Every registered runtime, in registry (sort) order."""
     _load_plugins()
     return tuple(RUNTIMES)
 
 
 def builtin_names() -> tuple[str, ...]:
-    """The runtimes slimdeploy itself defines, in order: what the bench tries by default (a
-    plug-in is benched when asked for by name)."""
+    """The runtimes slimdeploy itself defines: what the bench tries by default (a plug-in when named)."""
     return tuple(importlib.import_module(module).PLUGIN.name for module in BUILTIN)
+
+
+def describe_environment(runtimes=None) -> dict:
+    """``environment.describe()`` with ``devices``: the runtimes' own facts about their device, for
+    ``runtimes`` (the ones a result measured; None: every registered one)."""
+    _load_plugins()
+    plugins = [RUNTIMES[name] for name in (RUNTIMES if runtimes is None else runtimes) if name in RUNTIMES]
+    facts = {p.name: p.device() for p in plugins if p.device is not None}
+    return {**environment.describe(), "devices": {name: f for name, f in facts.items() if f is not None}}
 
 
 for _module in BUILTIN:
     register(importlib.import_module(_module).PLUGIN)
-# Also here, for callers that read RUNTIMES directly; the functions above load any named later.
-_load_plugins()
+_load_plugins()  # also here, for callers that read RUNTIMES directly; the functions above load any named later
+
+
+def device_name(devices: dict) -> str | None:
+    """The device as the first runtime that names it does (bench.json ``environment.devices``)."""
+    for name, facts in (devices or {}).items():
+        known = _known(name)
+        if known is not None and known.device_name is not None and isinstance(facts, dict):
+            found = known.device_name(facts)
+            if found:
+                return found
+    return None

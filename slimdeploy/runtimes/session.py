@@ -1,13 +1,10 @@
-"""The Session interface every runtime implements, how a runtime says it is unavailable, and
-the plug-in record (``RuntimePlugin``) each runtime module publishes as ``PLUGIN``.
+"""The Session interface every runtime implements, how a runtime says it is unavailable, and the
+plug-in record (``RuntimePlugin``) each runtime module publishes as ``PLUGIN``.
 
-A session is opened for one artifact at one static batch size and thread count:
-``open(artifact, batch, threads, options)``, then ``set_input(array)`` once and ``run()``
-per timed call (the input stays where the runtime wants it, so a call measures the
-runtime, not a copy into it); ``infer(array)`` does both and returns the output;
-``close()`` frees it. An artifact whose input has dynamic dimensions besides the batch (a
-variable-length sequence) runs at the dimensions in the ``input_dims`` option (``INPUT_DIMS``:
-the verification data's, or the bench's input shape).
+A session is opened for one artifact at one static batch size and thread count; ``set_input``
+once, then ``run()`` per timed call (the input stays where the runtime wants it, so a call
+measures the runtime, not a copy into it). An artifact whose input has dynamic dimensions besides
+the batch runs at the dimensions of the ``INPUT_DIMS`` option.
 """
 
 from __future__ import annotations
@@ -20,8 +17,9 @@ from typing import Callable
 
 import numpy as np
 
-# The option giving the non-batch input dimensions a dynamic-shape artifact is run at.
-INPUT_DIMS = "input_dims"
+from slimdeploy.records.bench import Profile, ProfileLayer
+
+INPUT_DIMS = "input_dims"  # the option giving the non-batch input dimensions a dynamic-shape artifact is run at
 
 
 @dataclass(frozen=True)
@@ -31,16 +29,12 @@ class Availability:
     reason: str | None = None
 
     def to_dict(self) -> dict:
-        out = {"available": self.available}
-        if self.version:
-            out["version"] = self.version
-        if self.reason:
-            out["reason"] = self.reason
-        return out
+        return {"available": self.available, **({"version": self.version} if self.version else {}),
+                **({"reason": self.reason} if self.reason else {})}
 
 
 def package_availability(module: str, distributions: tuple[str, ...], install_hint: str) -> Availability:
-    """Whether a Python package can be imported, without importing it (cheap, no side effects)."""
+    """Whether a Python package can be imported, without importing it."""
     if importlib.util.find_spec(module) is None:
         return Availability(False, reason=f"{module} is not installed ({install_hint})")
     for dist in distributions:
@@ -55,8 +49,10 @@ class Session:
     """One loaded artifact, ready to run a fixed input shape."""
 
     runtime = "?"
-    # Calls one timed step makes in throughput mode (async runtimes run several at once).
-    parallelism = 1
+    parallelism = 1  # calls one timed step makes in throughput mode (async runtimes run several at once)
+    # The full static input shape (batch included) and element type; set when the artifact is opened.
+    _shape: tuple[int, ...] = ()
+    _dtype: np.dtype = np.dtype(np.float32)
 
     def __init__(self, artifact: str | Path, batch: int, threads: int, options: dict | None = None,
                  mode: str = "latency"):
@@ -72,14 +68,9 @@ class Session:
 
     @classmethod
     def batch_bounds(cls, artifact) -> tuple[int | None, int | None]:
-        """(fixed, largest): the only batch a static-shape artifact takes (None: any), and the
-        largest batch a dynamic one accepts (None: no bound). Export verification chunks by it."""
+        """(fixed, largest): the only batch a static-shape artifact takes (None: any), and the largest
+        batch a dynamic one accepts (None: no bound)."""
         return None, None
-
-    # The full static input shape this session runs, batch included, and the input's
-    # element type; set by each runtime when it opens the artifact.
-    _shape: tuple[int, ...] = ()
-    _dtype: np.dtype = np.dtype(np.float32)
 
     def input_shape(self) -> tuple[int, ...]:
         return self._shape
@@ -87,10 +78,13 @@ class Session:
     def input_dtype(self) -> np.dtype:
         return self._dtype
 
+    def _single_input(self, count: int) -> None:
+        if count != 1:
+            raise ValueError(f"{self.artifact} has {count} inputs; slimdeploy benchmarks single-input models")
+
     def _static_dims(self, dims: list, shown) -> list[int]:
-        """The artifact's non-batch input ``dims`` (None where dynamic) made static: the
-        ``input_dims`` option when it fits them, else the dims themselves (ValueError if any
-        is dynamic). ``shown``: the input shape as the runtime prints it."""
+        """The artifact's non-batch input ``dims`` (None where dynamic) made static: the ``input_dims``
+        option when it fits them, else the dims themselves. ``shown``: the shape as the runtime prints it."""
         given = self.options.get(INPUT_DIMS)
         if given is not None and len(given) == len(dims) and all(d is None or d == g for d, g in zip(dims, given)):
             return [int(g) for g in given]
@@ -106,8 +100,6 @@ class Session:
             raise ValueError(f"input shape {array.shape} does not fit {self._shape}")
         return array
 
-    # --- what each runtime provides -------------------------------------------------
-
     def set_input(self, array: np.ndarray) -> None:
         raise NotImplementedError
 
@@ -118,7 +110,6 @@ class Session:
     def close(self) -> None:
         pass
 
-    # --- optional ---------------------------------------------------------------------
     def run_parallel(self) -> None:
         """Throughput mode: ``parallelism`` inferences at once (sync runtimes: one)."""
         self.run()
@@ -131,7 +122,10 @@ class Session:
         """Settings as the runtime reports them after loading (threads, precision, ...)."""
         return {}
 
-    # --- derived ----------------------------------------------------------------------
+    def describe_model(self) -> dict | None:
+        """Counts the runtime reads from the loaded model (params, flops, widths), where it reads them."""
+        return None
+
     def infer(self, array: np.ndarray) -> np.ndarray:
         self.set_input(array)
         return np.asarray(self.run())
@@ -143,7 +137,7 @@ class Session:
         self.close()
 
 
-# Profiled calls per cell (after a few untimed ones): per-layer times are per-call averages.
+# Profiled calls per cell (after a few untimed ones).
 PROFILE_RUNS = 20
 PROFILE_WARMUP = 5
 PROFILE_UNSUPPORTED = "no per-layer profiler wired for this runtime"
@@ -156,24 +150,23 @@ class RuntimePlugin:
     name: str  # the CLI and file-format name, e.g. "onnxruntime"
     display_name: str  # for people: tables, the report ("ONNX Runtime")
     short_name: str  # for narrow table columns ("ORT")
-    # Artifact files it runs, in order of preference.
-    suffixes: tuple[str, ...]
-    # export.json targets whose files it runs.
-    targets: tuple[str, ...]
+    suffixes: tuple[str, ...]  # artifact files it runs, in order of preference
+    targets: tuple[str, ...]  # export.json targets whose files it runs
     session: type[Session]
     availability: Callable[[], Availability]
     # (cell option, BenchSettings attribute): the settings that distinguish its cells.
     option_fields: tuple[tuple[str, str], ...] = ()
-    # Whether a benchmark may reshape the artifact to another static batch.
-    accepts_reshape: bool = False
-    # Whether an external tool can re-measure its cells (OpenVINO's benchmark_app).
-    can_crosscheck: bool = False
-    module: str = ""  # the defining module (set by its module; used by tests and errors)
-    # The Python module a session imports (a check that it loads: benchmarks/machine_setup.py);
-    # "" means the runtime's name ("onnxruntime", "openvino", ...).
+    accepts_reshape: bool = False  # whether a benchmark may reshape the artifact to another static batch
+    can_crosscheck: bool = False  # whether an external tool can re-measure its cells (OpenVINO's benchmark_app)
+    module: str = ""  # the defining module
+    # The Python module a session imports (benchmarks/machine_setup.py checks it loads); "": the name.
     library: str = ""
     # What a profiled cell records when ``profile`` gives nothing: why there is no time split.
     profile_unsupported: str = PROFILE_UNSUPPORTED
+    # The runtime's own facts about the device it runs on (``environment.devices``; None: none).
+    device: Callable[[], dict | None] | None = None
+    # The device's name for people, read from those facts (None: they do not name it).
+    device_name: Callable[[dict], str | None] | None = None
 
     @property
     def import_name(self) -> str:
@@ -187,44 +180,36 @@ class RuntimePlugin:
         return self.session.open(artifact, batch, threads, options, mode)
 
     def profile(self, session: Session, **request) -> dict | None:
-        """A per-layer profile of an open session, from a separate profiled copy so the measured
-        one stays unprofiled: ``layers=True`` asks for the time split (``{"profile": ...}``, see
-        ``layer_profile``), ``runs`` for how many profiled calls after ``warmup``. None where the
-        runtime has no per-layer profiler; ``profile_unsupported`` then says so."""
+        """A per-layer profile of an open session, from a separately profiled copy: ``layers=True`` asks
+        for the time split (``{"profile": ...}``, see ``layer_profile``), ``runs`` for how many profiled
+        calls after ``warmup``. None where the runtime has no per-layer profiler."""
         return None
 
 
-# Op types of the Dense layers' matrix products, as runtimes name them (fused and quantized
-# forms included: ORT's FusedGemm, MatMulInteger, QLinearMatMul, MatMulIntegerToFloat, QGemm;
-# OpenVINO's FullyConnected and its quantized variants).
+# Op types of the Dense layers' matrix products, as runtimes name them (fused and quantized forms
+# included: ORT's FusedGemm, MatMulInteger, QLinearMatMul, QGemm; OpenVINO's FullyConnected...).
 _MATMUL_WORDS = ("matmul", "gemm", "fullyconnected")
 
 
 def is_matmul(op_type: str) -> bool:
-    """Whether an op type is a Dense layer's matrix product (in any runtime's spelling)."""
     return any(word in str(op_type).lower() for word in _MATMUL_WORDS)
 
 
 def layer_profile(layers: list[dict], runs: int, tool: str) -> dict:
-    """The cell's ``profile`` from per-layer times summed over ``runs`` calls.
-
-    ``layers``: ``{"name", "op_type", "kernel", "us"}`` per executed node and call. A node's time is
-    its median over the calls (a call preempted by another process would skew a mean); each node
-    runs once per call, so the medians add up to a typical call. ``matmul_share`` is the matmuls'
-    share of the layers' sum (time between layers, e.g. the runtime's dispatch, is not in it)."""
-    merged: dict[str, dict] = {}
-    for layer in layers:
-        merged.setdefault(layer["name"], {**layer, "us": []})["us"].append(float(layer["us"]))
-    per_call = [{**layer, "us": round(float(np.median(layer["us"])), 3)} for layer in merged.values()]
+    """The cell's ``profile`` from per-layer times over ``runs`` calls (``layers``: name, op_type,
+    kernel and us per executed node and call). A node's time is its median over the calls, so the
+    medians add up to a typical call; ``matmul_share`` is the matmuls' share of the layers' sum."""
+    calls: dict[str, list[ProfileLayer]] = {}
+    for layer in map(ProfileLayer.from_json, layers):
+        calls.setdefault(layer.name, []).append(layer)
+    per_call = [node[0].replace(us=round(float(np.median([float(c.us) for c in node])), 3)) for node in calls.values()]
     by_op: dict[str, float] = {}
-    kernels: dict[str, list] = {}
+    kernels: dict[str, set] = {}
     for layer in per_call:
-        by_op[layer["op_type"]] = round(by_op.get(layer["op_type"], 0.0) + layer["us"], 3)
-        names = kernels.setdefault(layer["op_type"], [])
-        if layer["kernel"] not in names:
-            names.append(layer["kernel"])
+        by_op[layer.op_type] = round(by_op.get(layer.op_type, 0.0) + layer.us, 3)
+        kernels.setdefault(layer.op_type, set()).add(layer.kernel)
     total = sum(by_op.values())
     matmul = sum(us for op, us in by_op.items() if is_matmul(op))
-    return {"tool": tool, "runs": runs, "total_us": round(total, 3), "matmul_us": round(matmul, 3),
-            "matmul_share": matmul / total if total > 0 else None, "by_op_type": by_op,
-            "kernels": {op: sorted(names) for op, names in kernels.items()}, "layers": per_call}
+    return Profile(tool=tool, runs=runs, total_us=round(total, 3), matmul_us=round(matmul, 3),
+                   matmul_share=matmul / total if total > 0 else None, by_op_type=by_op,
+                   kernels={op: sorted(names) for op, names in kernels.items()}, layers=per_call).to_json()

@@ -1,12 +1,7 @@
-"""TensorFlow: the Keras model itself (a ``.keras`` file or a legacy ``.h5``), called through a
-tf.function with a fixed input spec.
-
-Thread counts are process-wide in TensorFlow and must be set before its runtime starts;
-the bench runs each runtime in its own worker process, so the first session sets them.
-"""
+"""TensorFlow: the Keras model itself (a ``.keras`` file or a legacy ``.h5``), called through a tf.function
+with a fixed input spec. Thread counts are process-wide: the first session of a process sets them."""
 
 from __future__ import annotations
-
 
 import numpy as np
 
@@ -35,7 +30,7 @@ class TensorFlowSession(Session):
     def __init__(self, artifact, batch, threads, options=None, mode="latency"):
         super().__init__(artifact, batch, threads, options, mode)
         import_tensorflow()
-        import tensorflow as tf
+        import tensorflow as tf  # lazy: heavy
 
         _set_threads(tf, self.threads)
         self._tf = tf
@@ -58,25 +53,17 @@ class TensorFlowSession(Session):
 
     def applied_settings(self):
         tf = self._tf
-        return {
-            "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
-            "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
-            "tf_function": True,
-            "jit_compile": False,
-        }
+        return {"intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+                "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(), "tf_function": True,
+                "jit_compile": False}
 
     def describe_model(self) -> dict:
-        return {
-            "params": count_params(self.model),
-            "nonzero_params": count_nonzero_params(self.model),
-            "flops": count_flops(self.model),
-            "nonzero_flops": count_flops(self.model, nonzero_only=True),
-            "widths": dense_widths(self.model),
-        }
+        model = self.model
+        return {"params": count_params(model), "nonzero_params": count_nonzero_params(model), "flops": count_flops(model),
+                "nonzero_flops": count_flops(model, nonzero_only=True), "widths": dense_widths(model)}
 
     def close(self):
-        self._fn = None
-        self.model = None
+        self._fn = self.model = None
 
 
 SESSION = TensorFlowSession

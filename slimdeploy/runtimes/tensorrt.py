@@ -1,12 +1,7 @@
-"""TensorRT 10 on an NVIDIA GPU: a serialized engine run with device buffers, timed with
-CUDA events.
-
-Written against the TensorRT 10 Python API (name-based tensors: ``num_io_tensors``,
-``get_tensor_name``, ``set_input_shape``, ``set_tensor_address``, ``execute_async_v3``)
-and cuda-python's runtime bindings. The input is copied to the GPU once (``set_input``);
-a timed call is the engine execution plus the copy of the output back to pinned host
-memory and a stream synchronisation. The engine's own time (CUDA events around
-``execute_async_v3``) is reported as the engine latency.
+"""TensorRT 10 on an NVIDIA GPU: a serialized engine run with device buffers (named tensors,
+``execute_async_v3``) and cuda-python's runtime bindings. The input is copied to the GPU once; a timed
+call is the engine execution, the copy of the output back to pinned host memory and a stream
+synchronisation. CUDA events around ``execute_async_v3`` give the engine latency.
 """
 
 from __future__ import annotations
@@ -44,12 +39,7 @@ def _nvidia_smi(*args: str) -> tuple[str | None, str | None]:
 
 @functools.lru_cache(maxsize=1)
 def gpu_problem() -> str | None:
-    """None when the NVIDIA driver lists a GPU; otherwise why not.
-
-    The one GPU check of slimdeploy. ``nvidia-smi -L`` asks the driver itself, so it also
-    catches what a device node cannot show: a node left in a container without a working
-    driver, or a driver that sees no GPU. Cached: a GPU does not appear within a process.
-    """
+    """None when the NVIDIA driver lists a GPU (``nvidia-smi -L`` asks the driver itself); otherwise why not."""
     stdout, why = _nvidia_smi("-L")
     if why is None and "GPU" not in stdout:
         why = f"nvidia-smi -L: {stdout.strip()[:120] or 'no GPU listed'}"
@@ -72,7 +62,6 @@ def cudart_module():
 
 
 def missing_requirements() -> list[str]:
-    """What this machine lacks to run TensorRT: the package, a GPU, cuda-python (empty: nothing)."""
     missing = []
     if importlib.util.find_spec("tensorrt") is None:
         missing.append(f"tensorrt is not installed ({INSTALL_HINT})")
@@ -93,8 +82,7 @@ def availability() -> Availability:
 
 
 class Cuda:
-    """cuda-python calls return (error, values...): ``cuda("cudaMalloc", n)`` raises on an
-    error and returns the values."""
+    """``cuda("cudaMalloc", n)``: the call's values, or RuntimeError on a CUDA error."""
 
     def __init__(self, cudart=None):
         self.rt = cudart or cudart_module()
@@ -134,8 +122,7 @@ class LoadedEngine:
 
 
 def load_engine(path: Path) -> LoadedEngine:
-    """Deserialize a TensorRT engine file and create its execution context."""
-    import tensorrt as trt
+    import tensorrt as trt  # lazy: heavy
 
     runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
     engine = runtime.deserialize_cuda_engine(Path(path).read_bytes())
@@ -158,15 +145,14 @@ class TensorRtSession(Session):
 
     def __init__(self, artifact, batch, threads, options=None, mode="latency"):
         super().__init__(artifact, batch, threads, options, mode)
-        import tensorrt as trt
+        import tensorrt as trt  # lazy: heavy
 
         self._trt = trt
         self.cuda = cuda = Cuda()
         loaded = load_engine(self.artifact)
         self._runtime, self.engine, self.context = loaded.runtime, loaded.engine, loaded.context
         names = [*loaded.inputs, *loaded.outputs]
-        self._input = loaded.inputs[0]
-        self._output = loaded.outputs[0]
+        self._input, self._output = loaded.inputs[0], loaded.outputs[0]
         dims = list(self.engine.get_tensor_shape(self._input))
         self._shape = (self.batch, *[int(d) for d in dims[1:]])
         if dims[0] == -1:
@@ -234,8 +220,7 @@ class TensorRtSession(Session):
             cuda.rt.cudaStreamDestroy(self.stream)
             self.stream = None
         self._device = {}
-        self.context = None
-        self.engine = None
+        self.context = self.engine = None
 
 
 SESSION = TensorRtSession

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from slimdeploy import fsutil
-from slimdeploy.config import recipe_from_record, training_from_record
+from slimdeploy.recipes import recipe_from_record, training_from_record
 from slimdeploy.data import KERAS_SOURCE, load_dataset, locate, split_dataset
 from slimdeploy.errors import UserError
 from slimdeploy.records.base import present
