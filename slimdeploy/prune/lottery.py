@@ -209,7 +209,8 @@ def _prepare_mode_dir(mode: ModeDir, settings: PruneSettings, rate: float, seeds
         if mode.settings.is_file():
             saved = PruneStart.load(mode.settings)
             differ = [key for key in wanted.settings if saved.settings.get(key) != wanted.settings[key]]
-            differ += ["seeds"] if saved.seeds != seeds and "seeds" not in differ else []
+            if saved.seeds != seeds and "seeds" not in differ:
+                differ.append("seeds")
             if differ:
                 raise UserError(f"--resume: {mode_dir} was started with different settings ({', '.join(differ)}); "
                                 "use the same options, or --force to start over")

@@ -90,10 +90,8 @@ def shrink(model, keep: dict[str, np.ndarray], graph: DenseGraph):
     _check_groups_agree(keep, graph)
 
     def clone_layer(layer):
-        config = layer.get_config()
-        if layer.name in keep:
-            config["units"] = int(len(keep[layer.name]))
-        return layer.__class__.from_config(config)
+        units = {"units": int(len(keep[layer.name]))} if layer.name in keep else {}
+        return layer.__class__.from_config({**layer.get_config(), **units})
 
     narrow = keras.models.clone_model(model, clone_function=clone_layer, recursive=True)
     for layer in leaf_layers(model):
