@@ -107,7 +107,9 @@ class Candidate(Record):
     nonzero_flops: float = ABSENT
     weights_remaining: float = ABSENT
     val_accuracy: float | None = ABSENT
+    val_accuracy_std: float = ABSENT  # several seeds only
     test_accuracy: float | None = ABSENT
+    test_accuracy_std: float = ABSENT
     path: str = ABSENT
     val_drop_points: float | None = ABSENT
     test_drop_points: float | None = ABSENT
