@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from slimdeploy.archives import StoredMemberWindow, check_h5_datasets, check_zip_members
-from slimdeploy.recipes import Recipe, keras_activation, keras_initializer, keras_regularizer, layer_label
 from slimdeploy.errors import ModelFileError, UserError
 from slimdeploy.fsutil import atomic_path
+from slimdeploy.recipes import Recipe, keras_activation, keras_initializer, keras_regularizer, layer_label
 
 
 def build_model(recipe: Recipe):

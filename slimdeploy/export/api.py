@@ -15,7 +15,6 @@ from pathlib import Path
 
 from slimdeploy import fsutil
 from slimdeploy._version import __version__
-from slimdeploy.recipes import refuse_changed_settings
 from slimdeploy.data import Dataset, load_dataset
 from slimdeploy.dirlock import DirectoryLock, remove_stale_temporaries, writer_directory
 from slimdeploy.errors import UserError, WorkError
@@ -25,11 +24,12 @@ from slimdeploy.export.settings import ExportSettings
 from slimdeploy.export.sources import SourcePlan, prepare_out_dir, resolve_source
 from slimdeploy.export.verify import verification_images
 from slimdeploy.models import load_model, require_single_io
-from slimdeploy.records.export import SCHEMA_VERSION, ExportManifest, Skipped, artifact_fields
+from slimdeploy.recipes import refuse_changed_settings
 from slimdeploy.records.environment import Environment
+from slimdeploy.records.export import SCHEMA_VERSION, ExportManifest, Skipped, artifact_fields
 from slimdeploy.records.run import DataInfo
-from slimdeploy.saved_run import run_dataset
 from slimdeploy.runtimes.registry import describe_environment
+from slimdeploy.saved_run import run_dataset
 from slimdeploy.train import check_input_shape, quiet_tensorflow
 
 FIELD_ORDER = artifact_fields()
