@@ -157,11 +157,15 @@ def check_schema_version(raw: dict, where: str, newest: int, *, required: bool =
         raise UserError(f"{where} has schema_version {version!r}; this slimdeploy reads version {readable} ({remedy})")
 
 
+_VALIDATORS: dict[type, Any] = {}
+
+
 def _validate(raw: dict, cls: type[Record], where: str) -> None:
     import jsonschema  # lazy: only reading a file needs it
 
-    schema = json_schema(cls)
-    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(raw))
+    if cls not in _VALIDATORS:  # the schema is generated from type hints: once per record type
+        _VALIDATORS[cls] = jsonschema.Draft202012Validator(json_schema(cls))
+    error = jsonschema.exceptions.best_match(_VALIDATORS[cls].iter_errors(raw))
     if error is not None:
         at = "/".join(str(p) for p in error.absolute_path) or "top level"
         raise UserError(f"{where} does not match the {cls.WHAT} schema at {at}: {error.message[:200]}")
